@@ -1,0 +1,1 @@
+"""HTTP edge: FastAPI app, routers under /api/v1, error translation, metrics."""

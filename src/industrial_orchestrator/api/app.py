@@ -1,0 +1,61 @@
+"""The FastAPI application: routers, middleware and the lifespan that wires components."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from .. import bootstrap
+from ..config import Settings
+from .errors import install_error_handlers
+from .metrics import Metrics
+from .middleware import BodySizeLimit, RequestTelemetry
+from .routers import operations, sessions
+
+# Above the largest legal body (a 1 MiB checkpoint, JSON-escaped) with room to spare.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+DESCRIPTION = """
+Control plane for autonomous AI coding agents.
+
+Sessions move through a 12-state lifecycle; every transition is one guarded database
+transaction with an append-only history. Errors always have the shape
+`{"error": code, "message": text, "details": ...}`.
+"""
+
+
+def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
+    """Build the app; its lifespan connects to the database (and migrates it by default)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        components = await bootstrap.build(settings, migrate=migrate)
+        app.state.components = components
+        try:
+            yield
+        finally:
+            await components.close()
+
+    app = FastAPI(
+        title=settings.app_name,
+        version=settings.app_version,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        debug=False,
+    )
+    app.state.metrics = Metrics()
+    install_error_handlers(app)
+    app.include_router(sessions.router)
+    app.include_router(operations.router)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.allowed_origins,
+        allow_methods=["GET", "POST", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match"],
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(RequestTelemetry, metrics=app.state.metrics)
+    return app

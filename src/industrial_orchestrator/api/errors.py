@@ -1,0 +1,107 @@
+"""Every failure leaves the API in one JSON shape: ``{"error", "message", "details"}``.
+
+Domain errors map to their status code here, once; anything unexpected is logged with its
+traceback and answered with a bare 500 that leaks nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..domain.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    OrchestratorError,
+    PayloadTooLarge,
+)
+
+log = structlog.get_logger(__name__)
+
+_STATUS: list[tuple[type[OrchestratorError], int]] = [
+    (NotFound, 404),
+    (Conflict, 409),
+    (PayloadTooLarge, 413),
+    (InvalidInput, 422),
+]
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+def error_json(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+    return JSONResponse(
+        status_code=status, content={"error": code, "message": message, "details": details}
+    )
+
+
+def status_of(error: OrchestratorError) -> int:
+    for kind, status in _STATUS:
+        if isinstance(error, kind):
+            return status
+    return 400
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(part) for part in loc]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:] or parts
+    return ".".join(parts) or "body"
+
+
+async def _orchestrator_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OrchestratorError)
+    return error_json(status_of(exc), exc.code, exc.message, exc.details or None)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        {
+            "field": _field(tuple(error.get("loc", ()))),
+            "location": str(error.get("loc", ("body",))[0]),
+            "message": error.get("msg", "invalid"),
+            "type": error.get("type", "value_error"),
+        }
+        for error in exc.errors()
+    ]
+    summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
+    return error_json(422, "validation_error", f"Invalid request: {summary}", problems)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    response = error_json(exc.status_code, code, str(exc.detail))
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled_error", path=request.url.path, exc_info=exc)
+    return error_json(500, "internal_error", "Internal server error; the log has the details")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(OrchestratorError, _orchestrator_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

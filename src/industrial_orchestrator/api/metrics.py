@@ -1,0 +1,45 @@
+"""Prometheus metrics of user guide §9, in a registry owned by one app instance."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        # `_created` series double the output and no dashboard of ours reads them.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.active_sessions = Gauge(
+            "orchestrator_active_sessions",
+            "Sessions holding a running slot (RUNNING or DEGRADED), counted in the database",
+            registry=self.registry,
+        )
+        self.tasks_total = Counter(
+            "orchestrator_tasks_total",
+            "Tasks processed, by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
+        for outcome in ("success", "failure"):
+            self.tasks_total.labels(outcome=outcome)
+        self.active_agents = Gauge(
+            "orchestrator_active_agents",
+            "Agents currently able to take work",
+            registry=self.registry,
+        )
+        self.http_request_duration = Histogram(
+            "http_request_duration_seconds",
+            "API latency by method, route template and status code",
+            ["method", "route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )

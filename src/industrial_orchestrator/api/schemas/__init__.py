@@ -1,0 +1,1 @@
+"""Request and response models, apart from the tables and the domain."""

@@ -1,0 +1,219 @@
+"""Session resource: create, read, page, stats, state reference, history, actions."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, Field
+
+from ...domain.priorities import Priority
+from ...domain.session import Actor, Session, SessionPhase, Transition
+from ...domain.session_actions import allowed_actions
+from ...domain.session_states import (
+    STATE_TABLE,
+    SessionState,
+    StateCategory,
+    StateInfo,
+    allowed_targets,
+)
+from ...services.sessions import SessionStats
+from .common import StrictModel
+
+MAX_PROMPT_BYTES = 256 * 1024
+MAX_METADATA_BYTES = 64 * 1024
+MAX_REASON_CHARS = 2000
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+def _prompt_size(value: str) -> str:
+    size = len(value.encode("utf-8"))
+    if size > MAX_PROMPT_BYTES:
+        raise ValueError(f"is {size} bytes; the limit is {MAX_PROMPT_BYTES} bytes (256 KiB)")
+    return value
+
+
+def _metadata_size(value: dict[str, Any]) -> dict[str, Any]:
+    size = len(json.dumps(value, separators=(",", ":")).encode())
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(f"is {size} bytes as JSON; the limit is {MAX_METADATA_BYTES} bytes")
+    return value
+
+
+Title = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank)]
+Prompt = Annotated[str, Field(min_length=1), AfterValidator(_prompt_size)]
+Metadata = Annotated[dict[str, Any], AfterValidator(_metadata_size)]
+Reason = Annotated[str, Field(min_length=1, max_length=MAX_REASON_CHARS)]
+
+
+class SessionCreate(StrictModel):
+    title: Title = Field(description="Human-readable identifier, 1-200 characters")
+    initial_prompt: Prompt = Field(
+        description="The instruction for the agents, 1 byte to 256 KiB of UTF-8"
+    )
+    priority: Priority | None = Field(
+        None, description="LOW, MEDIUM, HIGH or CRITICAL; DEFAULT_SESSION_PRIORITY when omitted"
+    )
+    workspace: str | None = Field(
+        None, max_length=4096, description="Path of the git repository the agents work in"
+    )
+    metadata: Metadata = Field(
+        default_factory=dict, description="Free-form JSON object, up to 64 KiB"
+    )
+    auto_start: bool = Field(False, description="Start (or queue) the session at once")
+
+
+class ActionRequest(StrictModel):
+    reason: Reason | None = Field(None, description="Why, recorded in the history")
+    expected_version: int | None = Field(
+        None, ge=1, description="Refuse with 409 unless the session is at this version"
+    )
+
+
+class FailRequest(ActionRequest):
+    reason: Reason = Field(description="Why the session failed, recorded in the history")
+
+
+class RetryRequest(StrictModel):
+    start: bool = Field(False, description="Start (or queue) the new attempt at once")
+
+
+class StateRead(BaseModel):
+    state: SessionState
+    emoji: str
+    color: str = Field(description="Colour code of the state, #RRGGBB")
+    terminal: bool
+    category: StateCategory
+    description: str
+    transitions: list[SessionState] = Field(description="States reachable from this one")
+    actions: list[str] = Field(description="Operator verbs accepted in this state")
+
+    @classmethod
+    def of(cls, info: StateInfo) -> StateRead:
+        return cls(
+            state=info.state,
+            emoji=info.emoji,
+            color=info.color,
+            terminal=info.terminal,
+            category=info.category,
+            description=info.description,
+            transitions=allowed_targets(info.state),
+            actions=allowed_actions(info.state),
+        )
+
+
+class SessionRead(BaseModel):
+    id: UUID
+    title: str
+    initial_prompt: str
+    priority: Priority
+    status: SessionState
+    status_emoji: str
+    status_color: str
+    terminal: bool
+    phase: SessionPhase | None = Field(description="PLANNING, EXECUTING or REVIEWING while active")
+    status_reason: str | None
+    workspace: str | None
+    metadata: dict[str, Any]
+    version: int = Field(description="Bumped by every change; send it back as expected_version")
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_seconds: float | None
+    retry_of: UUID | None = Field(description="The session this one is a retry of")
+    attempt: int
+    restored_from_checkpoint: UUID | None
+    tokens_used: int
+    cost_usd: float
+    allowed_actions: list[str]
+
+    @classmethod
+    def of(cls, session: Session) -> SessionRead:
+        info = STATE_TABLE[session.status]
+        return cls(
+            id=session.id,
+            title=session.title,
+            initial_prompt=session.initial_prompt,
+            priority=session.priority,
+            status=session.status,
+            status_emoji=info.emoji,
+            status_color=info.color,
+            terminal=info.terminal,
+            phase=session.phase,
+            status_reason=session.status_reason,
+            workspace=session.workspace,
+            metadata=session.metadata,
+            version=session.version,
+            created_at=session.created_at,
+            updated_at=session.updated_at,
+            started_at=session.started_at,
+            finished_at=session.finished_at,
+            duration_seconds=session.duration_seconds,
+            retry_of=session.retry_of,
+            attempt=session.attempt,
+            restored_from_checkpoint=session.restored_from_checkpoint,
+            tokens_used=session.tokens_used,
+            cost_usd=session.cost_usd,
+            allowed_actions=allowed_actions(session.status),
+        )
+
+
+class SessionPage(BaseModel):
+    items: list[SessionRead]
+    total: int
+    page: int
+    page_size: int
+
+
+class TransitionRead(BaseModel):
+    seq: int = Field(description="Per-session sequence number: 1, 2, 3... with no gap")
+    from_state: SessionState | None = Field(description="None for the creation record")
+    to_state: SessionState
+    reason: str | None
+    actor: Actor
+    at: datetime
+
+    @classmethod
+    def of(cls, record: Transition) -> TransitionRead:
+        return cls(
+            seq=record.seq,
+            from_state=record.from_state,
+            to_state=record.to_state,
+            reason=record.reason,
+            actor=record.actor,
+            at=record.at,
+        )
+
+
+class SessionStatsRead(BaseModel):
+    by_state: dict[SessionState, int] = Field(description="Count of sessions in each state")
+    total: int
+    running: int = Field(description="Sessions holding a running slot (RUNNING or DEGRADED)")
+    success_rate: float | None = Field(
+        description="Finished with success / all finished (success, failure or system states)"
+    )
+    average_duration_seconds: float | None = Field(
+        description="Mean time from first start to finish over finished sessions"
+    )
+    tokens_used: int
+    cost_usd: float
+
+    @classmethod
+    def of(cls, stats: SessionStats) -> SessionStatsRead:
+        return cls(
+            by_state=stats.by_state,
+            total=stats.total,
+            running=stats.running,
+            success_rate=stats.success_rate,
+            average_duration_seconds=stats.average_duration_seconds,
+            tokens_used=stats.tokens_used,
+            cost_usd=stats.cost_usd,
+        )

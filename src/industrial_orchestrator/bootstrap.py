@@ -1,0 +1,44 @@
+"""The composition root: settings in, a wired set of components out, built once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .config import Settings
+from .services.sessions import SessionService
+from .storage.database import create_engine
+from .storage.migrate import upgrade_to_head
+from .storage.unit_of_work import SqlUnitOfWorkFactory
+
+
+@dataclass(slots=True)
+class Components:
+    settings: Settings
+    engine: AsyncEngine
+    uow: SqlUnitOfWorkFactory
+    sessions: SessionService
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+async def build(settings: Settings, *, migrate: bool = True) -> Components:
+    engine = create_engine(settings.database, pool_size=settings.db_pool_size)
+    try:
+        if migrate:
+            await upgrade_to_head(engine)
+        uow = SqlUnitOfWorkFactory(engine)
+        sessions = SessionService(
+            uow,
+            max_running=settings.max_concurrent_sessions,
+            checkpoint_retention=settings.checkpoint_retention,
+            default_priority=settings.default_session_priority,
+        )
+        # A session queued before a restart, or a limit raised since, may start now.
+        await sessions.promote_queued()
+    except BaseException:
+        await engine.dispose()
+        raise
+    return Components(settings, engine, uow, sessions)

@@ -1,0 +1,111 @@
+"""The ``orchestrator`` command: serve, migrate, version."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from . import __version__
+from .config import ConfigurationError, Settings, load_settings
+
+app = typer.Typer(
+    name="orchestrator",
+    help="Industrial Orchestrator: a control plane for autonomous AI coding agents.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigurationError as exc:
+        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+
+
+async def _migrate(settings: Settings) -> None:
+    from .storage.database import create_engine
+    from .storage.migrate import upgrade_to_head
+
+    engine = create_engine(settings.database, pool_size=1)
+    try:
+        await upgrade_to_head(engine)
+    finally:
+        await engine.dispose()
+
+
+def _migrate_or_exit(settings: Settings) -> None:
+    try:
+        asyncio.run(_migrate(settings))
+    except (OSError, ConnectionError) as exc:
+        _database_unreachable(settings, exc)
+    except Exception as exc:
+        # asyncpg and SQLAlchemy wrap connection failures in their own types.
+        if "connect" in type(exc).__name__.lower() or "connect" in str(exc).lower():
+            _database_unreachable(settings, exc)
+        raise
+
+
+def _database_unreachable(settings: Settings, exc: BaseException) -> None:
+    err.print(
+        f"[bold red]error:[/] cannot reach the database {settings.database_display}: {exc}",
+        markup=True,
+        highlight=False,
+    )
+    raise typer.Exit(1) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to bind")] = 8000,
+) -> None:
+    """Apply migrations and serve the API and dashboard."""
+    import uvicorn
+
+    from .api.app import create_app
+    from .logs import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    _migrate_or_exit(settings)
+    shown_host = f"[{host}]" if ":" in host else host
+    err.print(
+        f"{settings.app_name} {__version__} serving on http://{shown_host}:{port} "
+        f"(dashboard /, API /api/v1, docs /docs) - database {settings.database_display}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    uvicorn.run(
+        create_app(settings, migrate=False),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        server_header=False,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema to the newest revision."""
+    settings = _settings()
+    _migrate_or_exit(settings)
+    err.print(f"database {settings.database_display} is at the newest schema", highlight=False)
+
+
+@app.command()
+def version() -> None:
+    """Print the orchestrator's version."""
+    typer.echo(__version__)
+
+
+if __name__ == "__main__":
+    app()

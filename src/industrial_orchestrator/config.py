@@ -1,0 +1,133 @@
+"""All settings, read once at start-up from the environment and ``.env`` (user guide §8).
+
+``Settings`` is built by the composition root (``cli.py`` / ``api/app.py``), never at
+import time. ``load_settings`` turns a validation failure into ``ConfigurationError``
+with one line per bad variable, so the CLI can stop without a traceback.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+from .domain.priorities import Priority
+
+
+class ConfigurationError(Exception):
+    """The environment holds a value the orchestrator cannot use."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    # Database: SQLite under ORCHESTRATOR_HOME unless DB_HOST or DATABASE_URL is set.
+    database_url: SecretStr | None = Field(
+        None, description="Full SQLAlchemy URL; overrides every DB_* variable"
+    )
+    db_host: str | None = Field(None, description="PostgreSQL host; unset means embedded SQLite")
+    db_port: int = Field(5432, ge=1, le=65535)
+    db_name: str = "orchestration"
+    db_user: str = "cybernetics"
+    db_password: SecretStr = SecretStr("secure_password")
+    db_pool_size: int = Field(10, ge=1, le=200)
+    orchestrator_home: Path = Field(Path("./.orchestrator"), description="Data directory")
+
+    # Redis: only used when REDIS_HOST is set.
+    redis_host: str | None = None
+    redis_port: int = Field(6379, ge=1, le=65535)
+    redis_password: SecretStr | None = None
+    redis_db: int = Field(0, ge=0)
+
+    # OpenCode.
+    opencode_host: str | None = None
+    opencode_port: int = Field(4096, ge=1, le=65535)
+    opencode_password: SecretStr = SecretStr("industrial_secure")
+
+    # Application.
+    app_name: str = "Industrial Orchestrator"
+    app_version: str = "1.0.0"
+    app_env: Literal["development", "production"] = "development"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    debug: bool = False
+
+    # Session limits.
+    max_concurrent_sessions: int = Field(25, ge=1)
+    session_timeout_seconds: int = Field(3600, ge=1)
+    default_session_priority: Priority = Priority.MEDIUM
+    checkpoint_retention: int = Field(100, ge=1)
+
+    # Security.
+    secret_key: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_urlsafe(48)))
+    access_token_expire_minutes: int = Field(30, ge=1)
+    allowed_hosts: str = Field("*", description="Comma-separated CORS origins")
+
+    @property
+    def database(self) -> URL:
+        """The SQLAlchemy URL in use, with the async driver for its dialect."""
+        if self.database_url is not None:
+            url = make_url(self.database_url.get_secret_value())
+            return _with_async_driver(url)
+        if self.db_host:
+            return URL.create(
+                "postgresql+asyncpg",
+                username=self.db_user,
+                password=self.db_password.get_secret_value(),
+                host=self.db_host,
+                port=self.db_port,
+                database=self.db_name,
+            )
+        return URL.create("sqlite+aiosqlite", database=str(self.sqlite_path))
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.orchestrator_home / "orchestrator.db"
+
+    @property
+    def database_display(self) -> str:
+        """The database URL with its password hidden, safe for logs and banners."""
+        return self.database.render_as_string(hide_password=True)
+
+    @property
+    def allowed_origins(self) -> list[str]:
+        return [origin.strip() for origin in self.allowed_hosts.split(",") if origin.strip()]
+
+
+def _with_async_driver(url: URL) -> URL:
+    backend = url.get_backend_name()
+    if backend == "postgresql":
+        return url.set(drivername="postgresql+asyncpg")
+    if backend == "sqlite":
+        return url.set(drivername="sqlite+aiosqlite")
+    raise ConfigurationError(
+        f"DATABASE_URL: unsupported database '{backend}' (accepts postgresql:// or sqlite://)"
+    )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings, or raise ``ConfigurationError`` naming every bad variable."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+        _ = settings.database
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
+            value = error.get("input")
+            shown = (
+                ""
+                if isinstance(value, dict) or "PASSWORD" in name or "KEY" in name
+                else (f"={value!r}")
+            )
+            lines.append(f"{name}{shown}: {error['msg']}")
+        raise ConfigurationError("Invalid configuration:\n  " + "\n  ".join(lines)) from None
+    return settings

@@ -1,0 +1,68 @@
+"""The one exception root of the orchestrator and the failures the domain names.
+
+Each error carries what an operator needs to act on it; the API translates them once
+(``api/errors.py``) into the JSON error shape and a status code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OrchestratorError(Exception):
+    """Root of every error the orchestrator raises on purpose."""
+
+    code = "orchestrator_error"
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details or {}
+
+
+class NotFound(OrchestratorError):
+    code = "not_found"
+
+
+class Conflict(OrchestratorError):
+    code = "conflict"
+
+
+class IllegalTransition(Conflict):
+    """The requested transition is not in the table for the session's current state."""
+
+    code = "illegal_transition"
+
+
+class VersionConflict(Conflict):
+    """A guarded update found the row at another version (or state) than expected."""
+
+    code = "version_conflict"
+
+
+class IdempotencyKeyReused(Conflict):
+    """An idempotency key was sent again with a different request body."""
+
+    code = "idempotency_key_reused"
+
+
+class CapacityExhausted(Conflict):
+    """No running slot is free (``MAX_CONCURRENT_SESSIONS``)."""
+
+    code = "capacity_exhausted"
+
+
+class AlreadyRetried(Conflict):
+    """A session is retried at most once; the next attempt retries the retry."""
+
+    code = "already_retried"
+
+
+class InvalidInput(OrchestratorError):
+    """Input that passed the schema but breaks a domain rule."""
+
+    code = "invalid_input"
+
+
+class PayloadTooLarge(OrchestratorError):
+    code = "payload_too_large"

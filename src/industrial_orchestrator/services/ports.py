@@ -1,0 +1,126 @@
+"""What the services need from storage, named here and implemented in ``storage/``.
+
+Repositories speak in domain objects; nothing above ``storage/`` sees SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self
+from uuid import UUID
+
+from ..domain.checkpoint import Checkpoint
+from ..domain.priorities import Priority
+from ..domain.session import Session, Transition
+from ..domain.session_states import SessionState
+
+
+@dataclass(frozen=True, slots=True)
+class SessionQuery:
+    statuses: Sequence[SessionState] = ()
+    priorities: Sequence[Priority] = ()
+    text: str | None = None
+    offset: int = 0
+    limit: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTotals:
+    """Aggregates computed by the database over every session."""
+
+    by_state: dict[SessionState, int]
+    average_duration_seconds: float | None
+    tokens_used: int
+    cost_usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentCreation:
+    session: Session
+    request_hash: str
+
+
+class SessionRepository(Protocol):
+    async def add(
+        self, session: Session, idempotency_key: str | None, request_hash: str | None
+    ) -> None:
+        """Insert a new session; raises ``DuplicateKeyError`` if the idempotency key is taken."""
+
+    async def get(self, session_id: UUID) -> Session | None: ...
+
+    async def find_retry(self, session_id: UUID) -> Session | None:
+        """The session created by retrying ``session_id``, if any."""
+
+    async def get_by_idempotency_key(self, key: str) -> IdempotentCreation | None: ...
+
+    async def save(
+        self, session: Session, *, expected_version: int, expected_state: SessionState
+    ) -> bool:
+        """Write ``session`` if the row is still at that version and state; False otherwise."""
+
+    async def add_transition(self, record: Transition) -> None: ...
+
+    async def transitions(self, session_id: UUID) -> list[Transition]: ...
+
+    async def search(self, query: SessionQuery) -> tuple[list[Session], int]: ...
+
+    async def count_running(self) -> int: ...
+
+    async def lock_running_slots(self) -> None:
+        """Serialise slot accounting between transactions until this one ends."""
+
+    async def next_queued(self) -> Session | None:
+        """The QUEUED session to promote first: highest priority, then oldest."""
+
+    async def totals(self) -> SessionTotals: ...
+
+    async def next_checkpoint_seq(self, session_id: UUID) -> int: ...
+
+
+class CheckpointRepository(Protocol):
+    async def add(self, checkpoint: Checkpoint) -> None: ...
+
+    async def prune(self, session_id: UUID, keep_from_seq: int) -> int:
+        """Delete checkpoints older than ``keep_from_seq``; returns how many."""
+
+    async def latest(self, session_id: UUID) -> Checkpoint | None: ...
+
+    async def list(self, session_id: UUID, offset: int, limit: int) -> tuple[list[Checkpoint], int]:
+        """Newest first, with the total count."""
+
+
+class DuplicateKeyError(Exception):
+    """A uniqueness constraint refused the write (raised by repositories)."""
+
+
+class UnitOfWork(Protocol):
+    @property
+    def sessions(self) -> SessionRepository: ...
+
+    @property
+    def checkpoints(self) -> CheckpointRepository: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork:
+        """A unit of work that may write."""
+
+    def reader(self) -> UnitOfWork:
+        """A unit of work that only reads (never blocks writers)."""
+
+
+Clock = Callable[[], datetime]

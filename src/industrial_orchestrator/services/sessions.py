@@ -1,0 +1,532 @@
+"""Session use cases: create, query, move through the lifecycle, retry, checkpoint.
+
+Every public method that writes is one unit of work: the guarded update of the session
+row and its history row commit together, or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import structlog
+
+from ..domain.checkpoint import Checkpoint, oldest_kept_seq
+from ..domain.errors import (
+    AlreadyRetried,
+    CapacityExhausted,
+    Conflict,
+    IdempotencyKeyReused,
+    IllegalTransition,
+    NotFound,
+    PayloadTooLarge,
+    VersionConflict,
+)
+from ..domain.priorities import Priority
+from ..domain.session import Actor, Session, Transition, creation_record, transition
+from ..domain.session_actions import SessionAction, needs_slot, resolve_action
+from ..domain.session_states import (
+    RETRYABLE_STATES,
+    RUNNING_STATES,
+    STATE_TABLE,
+    SessionState,
+    StateCategory,
+)
+from .ports import (
+    Clock,
+    DuplicateKeyError,
+    SessionQuery,
+    SessionTotals,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+
+log = structlog.get_logger("industrial_orchestrator.services.session")
+
+MAX_CHECKPOINT_DATA_BYTES = 1024 * 1024
+# Without an expected version the caller means "from whatever state it is in now":
+# re-read and decide again this many times when a concurrent writer got there first.
+_UNGUARDED_ATTEMPTS = 3
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    title: str
+    initial_prompt: str
+    priority: Priority | None = None
+    workspace: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    auto_start: bool = False
+
+    def fingerprint(self) -> str:
+        """Identifies the request body, so a reused idempotency key can be told apart."""
+        encoded = json.dumps(asdict(self), sort_keys=True, default=str).encode()
+        return hashlib.sha256(encoded).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStats:
+    by_state: dict[SessionState, int]
+    total: int
+    running: int
+    success_rate: float | None
+    average_duration_seconds: float | None
+    tokens_used: int
+    cost_usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    session: Session
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    session: Session
+    retried: bool
+
+
+class SessionService:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        *,
+        max_running: int,
+        checkpoint_retention: int,
+        default_priority: Priority = Priority.MEDIUM,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._uow = uow
+        self._max_running = max_running
+        self._retention = checkpoint_retention
+        self._default_priority = default_priority
+        self._clock = clock
+
+    # -- creation ---------------------------------------------------------------------
+
+    async def create(self, draft: NewSession, *, idempotency_key: str | None = None) -> Created:
+        """Record a new session (and start it if asked) before anyone is told it exists.
+
+        The same ``idempotency_key`` with the same body returns the first session;
+        with another body it is refused.
+        """
+        fingerprint = draft.fingerprint()
+        if idempotency_key is not None:
+            replay = await self._replay(idempotency_key, fingerprint)
+            if replay is not None:
+                return Created(replay, created=False)
+        now = self._clock()
+        session = Session(
+            id=uuid4(),
+            title=draft.title,
+            initial_prompt=draft.initial_prompt,
+            priority=draft.priority or self._default_priority,
+            status=SessionState.PENDING,
+            workspace=draft.workspace,
+            metadata=dict(draft.metadata),
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            async with self._uow() as uow:
+                await uow.sessions.add(session, idempotency_key, fingerprint)
+                await uow.sessions.add_transition(creation_record(session, Actor.OPERATOR))
+                started = None
+                if draft.auto_start:
+                    session, started = await self._apply(uow, session, SessionAction.START, None)
+                await uow.commit()
+        except DuplicateKeyError:
+            # Another request with the same key committed first: answer with its session.
+            if idempotency_key is None:
+                raise
+            replay = await self._replay(idempotency_key, fingerprint)
+            if replay is None:
+                raise
+            return Created(replay, created=False)
+        log.info("session_created", session_id=str(session.id), priority=session.priority.value)
+        _log_transition(started)
+        return Created(session, created=True)
+
+    async def _replay(self, key: str, fingerprint: str) -> Session | None:
+        async with self._uow.reader() as uow:
+            previous = await uow.sessions.get_by_idempotency_key(key)
+        if previous is None:
+            return None
+        if previous.request_hash != fingerprint:
+            raise IdempotencyKeyReused(
+                f"Idempotency-Key '{key}' was already used for another request body "
+                f"(session {previous.session.id}); use a new key for a new session",
+                {"session_id": str(previous.session.id)},
+            )
+        return previous.session
+
+    # -- queries ----------------------------------------------------------------------
+
+    async def get(self, session_id: UUID) -> Session:
+        async with self._uow.reader() as uow:
+            return _found(await uow.sessions.get(session_id), session_id)
+
+    async def search(self, query: SessionQuery) -> tuple[list[Session], int]:
+        async with self._uow.reader() as uow:
+            return await uow.sessions.search(query)
+
+    async def history(self, session_id: UUID) -> list[Transition]:
+        async with self._uow.reader() as uow:
+            _found(await uow.sessions.get(session_id), session_id)
+            return await uow.sessions.transitions(session_id)
+
+    async def count_running(self) -> int:
+        async with self._uow.reader() as uow:
+            return await uow.sessions.count_running()
+
+    async def stats(self) -> SessionStats:
+        async with self._uow.reader() as uow:
+            totals: SessionTotals = await uow.sessions.totals()
+        by_category: dict[StateCategory, int] = {category: 0 for category in StateCategory}
+        for state, count in totals.by_state.items():
+            by_category[STATE_TABLE[state].category] += count
+        finished = (
+            by_category[StateCategory.SUCCESS]
+            + by_category[StateCategory.FAILURE]
+            + by_category[StateCategory.SYSTEM]
+        )
+        return SessionStats(
+            by_state=totals.by_state,
+            total=sum(totals.by_state.values()),
+            running=sum(totals.by_state[state] for state in RUNNING_STATES),
+            success_rate=by_category[StateCategory.SUCCESS] / finished if finished else None,
+            average_duration_seconds=totals.average_duration_seconds,
+            tokens_used=totals.tokens_used,
+            cost_usd=totals.cost_usd,
+        )
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def act(
+        self,
+        session_id: UUID,
+        action: SessionAction,
+        *,
+        reason: str | None = None,
+        expected_version: int | None = None,
+        actor: Actor = Actor.OPERATOR,
+    ) -> Session:
+        """Apply an operator verb; raises ``IllegalTransition``, ``VersionConflict``,
+        ``CapacityExhausted`` or ``NotFound``."""
+        attempts = 1 if expected_version is not None else _UNGUARDED_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            try:
+                async with self._uow() as uow:
+                    session = await self._load(uow, session_id, expected_version)
+                    moved, record = await self._apply(uow, session, action, reason, actor)
+                    await uow.commit()
+                break
+            except VersionConflict:
+                if attempt == attempts:
+                    raise
+        _log_transition(record)
+        if session.holds_running_slot and not moved.holds_running_slot:
+            await self.promote_queued()
+        return moved
+
+    async def start(
+        self, session_id: UUID, *, reason: str | None = None, expected_version: int | None = None
+    ) -> Started:
+        """``start``; on a FAILED, TIMEOUT or STOPPED session it starts a retry instead
+        (ARCHITECTURE.md §4), since the session itself can never run again."""
+        async with self._uow.reader() as uow:
+            current = await self._load(uow, session_id, expected_version)
+        if current.status in RETRYABLE_STATES:
+            return Started(await self.retry(session_id, start=True), retried=True)
+        moved = await self.act(
+            session_id, SessionAction.START, reason=reason, expected_version=expected_version
+        )
+        return Started(moved, retried=False)
+
+    async def move(
+        self,
+        session_id: UUID,
+        target: SessionState,
+        *,
+        reason: str | None = None,
+        expected_version: int | None = None,
+        actor: Actor = Actor.SYSTEM,
+    ) -> Session:
+        """A system transition with no operator verb (DEGRADED, TIMEOUT, ORPHANED, ...)."""
+        async with self._uow() as uow:
+            session = await self._load(uow, session_id, expected_version)
+            if target == SessionState.RUNNING and needs_slot(session, target):
+                await uow.sessions.lock_running_slots()
+                if await uow.sessions.count_running() >= self._max_running:
+                    raise CapacityExhausted(
+                        f"No running slot is free for session {session_id}",
+                        {"current_state": session.status.value},
+                    )
+            moved, record = transition(
+                session, target, now=self._clock(), actor=actor, reason=reason
+            )
+            await self._save(uow, session, moved)
+            await uow.sessions.add_transition(record)
+            await uow.commit()
+        _log_transition(record)
+        if session.holds_running_slot and not moved.holds_running_slot:
+            await self.promote_queued()
+        return moved
+
+    async def promote_queued(self) -> list[Session]:
+        """Start QUEUED sessions while running slots are free: CRITICAL first, then oldest."""
+        promoted: list[Session] = []
+        while True:
+            async with self._uow() as uow:
+                await uow.sessions.lock_running_slots()
+                if await uow.sessions.count_running() >= self._max_running:
+                    break
+                queued = await uow.sessions.next_queued()
+                if queued is None:
+                    break
+                moved, record = transition(
+                    queued,
+                    SessionState.RUNNING,
+                    now=self._clock(),
+                    actor=Actor.SCHEDULER,
+                    reason="promoted from queue",
+                )
+                await self._save(uow, queued, moved)
+                await uow.sessions.add_transition(record)
+                await uow.commit()
+            _log_transition(record)
+            promoted.append(moved)
+        return promoted
+
+    async def retry(self, session_id: UUID, *, start: bool = False) -> Session:
+        """Create the next attempt of a FAILED, TIMEOUT or STOPPED session.
+
+        The old session stays as it was; the new one records ``retry_of`` and begins from
+        the old one's last checkpoint. A session is retried at most once.
+        """
+        async with self._uow() as uow:
+            old = _found(await uow.sessions.get(session_id), session_id)
+            if old.status not in RETRYABLE_STATES:
+                raise IllegalTransition(
+                    f"Cannot retry session {session_id}: it is {old.status.value}; only "
+                    "FAILED, TIMEOUT or STOPPED sessions can be retried",
+                    {
+                        "current_state": old.status.value,
+                        "action": "retry",
+                        "retryable_states": sorted(s.value for s in RETRYABLE_STATES),
+                    },
+                )
+            already = await uow.sessions.find_retry(session_id)
+            if already is not None:
+                raise _already_retried(session_id, already.id)
+            checkpoint = await uow.checkpoints.latest(session_id)
+            now = self._clock()
+            fresh = Session(
+                id=uuid4(),
+                title=old.title,
+                initial_prompt=old.initial_prompt,
+                priority=old.priority,
+                status=SessionState.PENDING,
+                workspace=old.workspace,
+                metadata=dict(old.metadata),
+                created_at=now,
+                updated_at=now,
+                retry_of=old.id,
+                attempt=old.attempt + 1,
+                restored_from_checkpoint=checkpoint.id if checkpoint else None,
+            )
+            try:
+                await uow.sessions.add(fresh, None, None)
+            except DuplicateKeyError:
+                raced = await self._find_retry(session_id)
+                raise _already_retried(session_id, raced) from None
+            await uow.sessions.add_transition(
+                replace(
+                    creation_record(fresh, Actor.OPERATOR),
+                    reason=f"retry of {old.id} (attempt {fresh.attempt})",
+                )
+            )
+            if checkpoint is not None:
+                await self._write_checkpoint(
+                    uow,
+                    fresh.id,
+                    label=checkpoint.label,
+                    reason=f"restored from checkpoint {checkpoint.id} of session {old.id}",
+                    data=checkpoint.data,
+                )
+            started = None
+            if start:
+                fresh, started = await self._apply(uow, fresh, SessionAction.START, None)
+            await uow.commit()
+        log.info(
+            "session_retried",
+            session_id=str(fresh.id),
+            retry_of=str(old.id),
+            attempt=fresh.attempt,
+            checkpoint_id=str(checkpoint.id) if checkpoint else None,
+        )
+        _log_transition(started)
+        return fresh
+
+    async def _find_retry(self, session_id: UUID) -> UUID | None:
+        async with self._uow.reader() as uow:
+            found = await uow.sessions.find_retry(session_id)
+        return found.id if found else None
+
+    # -- checkpoints ------------------------------------------------------------------
+
+    async def add_checkpoint(
+        self, session_id: UUID, *, label: str, reason: str | None, data: dict[str, Any]
+    ) -> Checkpoint:
+        size = len(json.dumps(data, separators=(",", ":")).encode())
+        if size > MAX_CHECKPOINT_DATA_BYTES:
+            raise PayloadTooLarge(
+                f"Checkpoint data is {size} bytes; the limit is {MAX_CHECKPOINT_DATA_BYTES}",
+                {"size": size, "limit": MAX_CHECKPOINT_DATA_BYTES},
+            )
+        async with self._uow() as uow:
+            session = _found(await uow.sessions.get(session_id), session_id)
+            if session.is_terminal and session.status != SessionState.PARTIALLY_COMPLETED:
+                raise Conflict(
+                    f"Session {session_id} is {session.status.value}: a finished session's "
+                    "checkpoints are kept for audit and cannot change",
+                    {"current_state": session.status.value},
+                )
+            checkpoint = await self._write_checkpoint(
+                uow, session_id, label=label, reason=reason, data=data
+            )
+            await uow.commit()
+        log.info(
+            "checkpoint_created",
+            session_id=str(session_id),
+            checkpoint_id=str(checkpoint.id),
+            seq=checkpoint.seq,
+        )
+        return checkpoint
+
+    async def checkpoints(
+        self, session_id: UUID, *, offset: int, limit: int
+    ) -> tuple[list[Checkpoint], int]:
+        async with self._uow.reader() as uow:
+            _found(await uow.sessions.get(session_id), session_id)
+            return await uow.checkpoints.list(session_id, offset, limit)
+
+    async def _write_checkpoint(
+        self,
+        uow: UnitOfWork,
+        session_id: UUID,
+        *,
+        label: str,
+        reason: str | None,
+        data: dict[str, Any],
+    ) -> Checkpoint:
+        seq = await uow.sessions.next_checkpoint_seq(session_id)
+        checkpoint = Checkpoint(
+            id=uuid4(),
+            session_id=session_id,
+            seq=seq,
+            label=label,
+            reason=reason,
+            data=data,
+            created_at=self._clock(),
+        )
+        await uow.checkpoints.add(checkpoint)
+        await uow.checkpoints.prune(session_id, oldest_kept_seq(seq, self._retention))
+        return checkpoint
+
+    # -- shared steps -----------------------------------------------------------------
+
+    async def _load(
+        self, uow: UnitOfWork, session_id: UUID, expected_version: int | None
+    ) -> Session:
+        session = _found(await uow.sessions.get(session_id), session_id)
+        if expected_version is not None and session.version != expected_version:
+            raise _stale(session, expected_version)
+        return session
+
+    async def _apply(
+        self,
+        uow: UnitOfWork,
+        session: Session,
+        action: SessionAction,
+        reason: str | None,
+        actor: Actor = Actor.OPERATOR,
+    ) -> tuple[Session, Transition]:
+        target = resolve_action(session, action, slot_free=True)
+        if needs_slot(session, target):
+            await uow.sessions.lock_running_slots()
+            slot_free = await uow.sessions.count_running() < self._max_running
+            target = resolve_action(session, action, slot_free=slot_free)
+        if target == SessionState.QUEUED and reason is None:
+            reason = "all running slots taken (MAX_CONCURRENT_SESSIONS)"
+        moved, record = transition(session, target, now=self._clock(), actor=actor, reason=reason)
+        await self._save(uow, session, moved)
+        await uow.sessions.add_transition(record)
+        return moved, record
+
+    async def _save(self, uow: UnitOfWork, before: Session, after: Session) -> None:
+        saved = await uow.sessions.save(
+            after, expected_version=before.version, expected_state=before.status
+        )
+        if not saved:
+            raise _stale(before, before.version, concurrent=True)
+
+
+def _log_transition(record: Transition | None) -> None:
+    if record is None:
+        return
+    log.info(
+        _event_name(record),
+        session_id=str(record.session_id),
+        from_state=record.from_state.value if record.from_state else None,
+        to_state=record.to_state.value,
+        actor=record.actor.value,
+        reason=record.reason,
+    )
+
+
+def _event_name(record: Transition) -> str:
+    if record.to_state == SessionState.RUNNING:
+        fresh = record.from_state in (SessionState.PENDING, SessionState.QUEUED)
+        return "session_started" if fresh else "session_resumed"
+    return f"session_{record.to_state.value.lower()}"
+
+
+def _found(session: Session | None, session_id: UUID) -> Session:
+    if session is None:
+        raise NotFound(f"Session {session_id} does not exist", {"session_id": str(session_id)})
+    return session
+
+
+def _stale(session: Session, expected_version: int, *, concurrent: bool = False) -> VersionConflict:
+    why = (
+        "was changed by a concurrent request"
+        if concurrent
+        else f"is at version {session.version}, not {expected_version}"
+    )
+    return VersionConflict(
+        f"Session {session.id} {why}; reload it and try again",
+        {
+            "session_id": str(session.id),
+            "expected_version": expected_version,
+            **({} if concurrent else {"current_version": session.version}),
+            "current_state": session.status.value,
+        },
+    )
+
+
+def _already_retried(session_id: UUID, retry_id: UUID | None) -> AlreadyRetried:
+    return AlreadyRetried(
+        f"Session {session_id} was already retried"
+        + (f" as session {retry_id}; retry that one instead" if retry_id else ""),
+        {"session_id": str(session_id), "retry_session_id": str(retry_id) if retry_id else None},
+    )

@@ -1,0 +1,1 @@
+"""SQLAlchemy 2 async storage on SQLite (embedded default) and PostgreSQL."""

@@ -1,0 +1,161 @@
+"""Sessions and their transition history, stored with guarded updates."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..domain.session import Session, Transition
+from ..domain.session_states import RUNNING_STATES, SessionState
+from ..services.ports import DuplicateKeyError, IdempotentCreation, SessionQuery, SessionTotals
+from .rows import session_from_row, session_values, transition_from_row, transition_values
+from .tables import session_transitions, sessions
+
+# Any 64-bit constant works; it only has to be the same in every replica.
+_RUNNING_SLOTS_LOCK_KEY = 7_305_118_043
+_RUNNING = [state.value for state in RUNNING_STATES]
+
+
+class SqlSessionRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._db = connection
+
+    async def add(
+        self, session: Session, idempotency_key: str | None, request_hash: str | None
+    ) -> None:
+        values = session_values(session)
+        values.update(idempotency_key=idempotency_key, idempotency_hash=request_hash)
+        try:
+            await self._db.execute(sa.insert(sessions).values(values))
+        except IntegrityError as exc:
+            raise DuplicateKeyError(str(exc.orig)) from exc
+
+    async def get(self, session_id: UUID) -> Session | None:
+        result = await self._db.execute(sa.select(sessions).where(sessions.c.id == session_id))
+        row = result.mappings().first()
+        return session_from_row(row) if row else None
+
+    async def find_retry(self, session_id: UUID) -> Session | None:
+        result = await self._db.execute(
+            sa.select(sessions).where(sessions.c.retry_of == session_id)
+        )
+        row = result.mappings().first()
+        return session_from_row(row) if row else None
+
+    async def get_by_idempotency_key(self, key: str) -> IdempotentCreation | None:
+        result = await self._db.execute(
+            sa.select(sessions).where(sessions.c.idempotency_key == key)
+        )
+        row = result.mappings().first()
+        if row is None:
+            return None
+        return IdempotentCreation(session_from_row(row), row["idempotency_hash"] or "")
+
+    async def save(
+        self, session: Session, *, expected_version: int, expected_state: SessionState
+    ) -> bool:
+        values = session_values(session)
+        del values["id"], values["created_at"]
+        result = await self._db.execute(
+            sa.update(sessions)
+            .where(
+                sessions.c.id == session.id,
+                sessions.c.version == expected_version,
+                sessions.c.status == expected_state.value,
+            )
+            .values(values)
+        )
+        return result.rowcount == 1
+
+    async def add_transition(self, record: Transition) -> None:
+        await self._db.execute(sa.insert(session_transitions).values(transition_values(record)))
+
+    async def transitions(self, session_id: UUID) -> list[Transition]:
+        result = await self._db.execute(
+            sa.select(session_transitions)
+            .where(session_transitions.c.session_id == session_id)
+            .order_by(session_transitions.c.seq)
+        )
+        return [transition_from_row(row) for row in result.mappings()]
+
+    async def search(self, query: SessionQuery) -> tuple[list[Session], int]:
+        conditions: list[sa.ColumnElement[bool]] = []
+        if query.statuses:
+            conditions.append(sessions.c.status.in_([s.value for s in query.statuses]))
+        if query.priorities:
+            conditions.append(sessions.c.priority.in_([p.value for p in query.priorities]))
+        if query.text:
+            conditions.append(
+                sa.or_(
+                    sessions.c.title.icontains(query.text, autoescape=True),
+                    sessions.c.initial_prompt.icontains(query.text, autoescape=True),
+                )
+            )
+        total = await self._db.scalar(
+            sa.select(sa.func.count()).select_from(sessions).where(*conditions)
+        )
+        result = await self._db.execute(
+            sa.select(sessions)
+            .where(*conditions)
+            .order_by(sessions.c.created_at.desc(), sessions.c.id.desc())
+            .offset(query.offset)
+            .limit(query.limit)
+        )
+        return [session_from_row(row) for row in result.mappings()], int(total or 0)
+
+    async def count_running(self) -> int:
+        count = await self._db.scalar(
+            sa.select(sa.func.count()).select_from(sessions).where(sessions.c.status.in_(_RUNNING))
+        )
+        return int(count or 0)
+
+    async def lock_running_slots(self) -> None:
+        # SQLite writers already hold the database lock (BEGIN IMMEDIATE); PostgreSQL
+        # needs a transaction-scoped lock so two starts cannot both take the last slot.
+        if self._db.dialect.name == "postgresql":
+            await self._db.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _RUNNING_SLOTS_LOCK_KEY}
+            )
+
+    async def next_queued(self) -> Session | None:
+        result = await self._db.execute(
+            sa.select(sessions)
+            .where(sessions.c.status == SessionState.QUEUED.value)
+            .order_by(sessions.c.priority_rank.desc(), sessions.c.created_at, sessions.c.id)
+            .limit(1)
+        )
+        row = result.mappings().first()
+        return session_from_row(row) if row else None
+
+    async def totals(self) -> SessionTotals:
+        counts = await self._db.execute(
+            sa.select(sessions.c.status, sa.func.count()).group_by(sessions.c.status)
+        )
+        by_state = {state: 0 for state in SessionState}
+        for status, count in counts.all():
+            by_state[SessionState(status)] = int(count)
+        sums = (
+            await self._db.execute(
+                sa.select(
+                    sa.func.avg(sessions.c.duration_seconds),
+                    sa.func.coalesce(sa.func.sum(sessions.c.tokens_used), 0),
+                    sa.func.coalesce(sa.func.sum(sessions.c.cost_usd), 0.0),
+                )
+            )
+        ).one()
+        average = float(sums[0]) if sums[0] is not None else None
+        return SessionTotals(by_state, average, int(sums[1]), float(sums[2]))
+
+    async def next_checkpoint_seq(self, session_id: UUID) -> int:
+        seq = await self._db.scalar(
+            sa.update(sessions)
+            .where(sessions.c.id == session_id)
+            .values(checkpoint_seq=sessions.c.checkpoint_seq + 1)
+            .returning(sessions.c.checkpoint_seq)
+        )
+        if seq is None:
+            raise LookupError(session_id)
+        return int(seq)

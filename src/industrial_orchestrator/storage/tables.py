@@ -1,0 +1,82 @@
+"""The database schema as SQLAlchemy Core tables; migrations in ``migrations/`` build it."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Json = sa.JSON().with_variant(JSONB(), "postgresql")
+Timestamp = sa.DateTime(timezone=True)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("initial_prompt", sa.Text, nullable=False),
+    sa.Column("priority", sa.String(16), nullable=False),
+    sa.Column("priority_rank", sa.SmallInteger, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("phase", sa.String(16)),
+    sa.Column("status_reason", sa.Text),
+    sa.Column("workspace", sa.Text),
+    sa.Column("metadata", Json, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("transition_seq", sa.Integer, nullable=False),
+    sa.Column("checkpoint_seq", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("started_at", Timestamp),
+    sa.Column("finished_at", Timestamp),
+    sa.Column("duration_seconds", sa.Float),
+    sa.Column("retry_of", sa.Uuid, sa.ForeignKey("sessions.id"), unique=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("restored_from_checkpoint", sa.Uuid),
+    sa.Column("tokens_used", sa.BigInteger, nullable=False),
+    sa.Column("cost_usd", sa.Float, nullable=False),
+    sa.Column("idempotency_key", sa.String(255), unique=True),
+    sa.Column("idempotency_hash", sa.String(64)),
+    sa.Index("ix_sessions_status_priority_created", "status", "priority_rank", "created_at"),
+    sa.Index("ix_sessions_created_at", "created_at"),
+)
+
+session_transitions = sa.Table(
+    "session_transitions",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column(
+        "session_id", sa.Uuid, sa.ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("from_state", sa.String(32)),
+    sa.Column("to_state", sa.String(32), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("actor", sa.String(32), nullable=False),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.UniqueConstraint("session_id", "seq", name="uq_session_transitions_session_seq"),
+)
+
+checkpoints = sa.Table(
+    "checkpoints",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column(
+        "session_id", sa.Uuid, sa.ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("label", sa.String(200), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("data", Json, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("session_id", "seq", name="uq_checkpoints_session_seq"),
+)

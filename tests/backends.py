@@ -1,0 +1,85 @@
+"""Real databases for the tests: a fresh SQLite file, and a PostgreSQL database of this
+test run's own (created here, dropped at the end).
+
+Outside CI an unreachable PostgreSQL skips its variants with the reason; under CI=true it
+fails them, because CI starts it (`make services`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import asyncpg
+import pytest
+
+ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _base(url: str) -> str:
+    return url.rsplit("/", 1)[0]
+
+
+def postgres_url_for(database: str, driver: str = "postgresql") -> str:
+    return f"{_base(ADMIN_URL).replace('postgresql', driver, 1)}/{database}"
+
+
+def _run(coroutine_function: Any, *args: Any) -> Any:
+    """Run a coroutine to completion from sync code, even inside a running event loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine_function(*args)).result()
+
+
+async def _admin(sql: str) -> None:
+    connection = await asyncpg.connect(ADMIN_URL, timeout=5)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+def postgres_unavailable() -> str | None:
+    try:
+        _run(_admin, "SELECT 1")
+    except Exception as exc:
+        return f"PostgreSQL unreachable at {ADMIN_URL}: {exc!r}"
+    return None
+
+
+def require_postgres() -> None:
+    reason = postgres_unavailable()
+    if reason is None:
+        return
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: PostgreSQL must be running)")
+    pytest.skip(reason)
+
+
+@contextmanager
+def temporary_postgres_database(prefix: str = "io_test") -> Iterator[str]:
+    """Create a database for this run and yield its name; drop it afterwards."""
+    require_postgres()
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    _run(_admin, f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        _run(_admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def truncate_all(database: str) -> None:
+    connection = await asyncpg.connect(postgres_url_for(database), timeout=5)
+    try:
+        exists = await connection.fetchval("SELECT to_regclass('public.sessions') IS NOT NULL")
+        if exists:
+            await connection.execute(
+                "TRUNCATE sessions, session_transitions, checkpoints RESTART IDENTITY CASCADE"
+            )
+    finally:
+        await connection.close()
