@@ -5,9 +5,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from industrial_orchestrator.api.app import create_app
 from industrial_orchestrator.config import Settings, load_settings
+from industrial_orchestrator.services.sessions import SessionService
 
 from .backends import postgres_url_for, temporary_postgres_database, truncate_all
 
@@ -39,16 +41,26 @@ async def settings_for(
     marker = request.node.get_closest_marker("settings")
     if marker is not None:
         overrides.update(marker.kwargs)
-    yield load_settings(**overrides)
+    return load_settings(**overrides)
 
 
 @pytest.fixture
-async def client(settings_for: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client on the real app (lifespan run: migrations applied, engine open)."""
-    app = create_app(settings_for)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://testserver"
-        ) as http:
-            yield http
+async def app(settings_for: Settings) -> AsyncIterator[FastAPI]:
+    """The real app with its lifespan running: migrations applied, engine open."""
+    application = create_app(settings_for)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+def service(app: FastAPI) -> SessionService:
+    """The app's own session service, for system-only moves no HTTP verb makes."""
+    sessions: SessionService = app.state.components.sessions
+    return sessions

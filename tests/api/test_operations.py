@@ -1,0 +1,133 @@
+"""Health, readiness, Prometheus metrics, OpenAPI docs and structured logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import httpx
+from sqlalchemy import text
+
+from industrial_orchestrator.api.app import create_app
+from industrial_orchestrator.config import load_settings
+from industrial_orchestrator.logs import configure_logging
+from industrial_orchestrator.storage.database import create_engine
+from industrial_orchestrator.storage.migrate import head_revision
+
+from ..backends import postgres_url_for
+from .helpers import API, act, create
+
+
+async def test_health(client):
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_ready_when_database_is_current(client):
+    response = await client.get("/ready")
+    assert response.status_code == 200
+    assert response.json()["checks"] == {"database": "ok", "migrations": "ok"}
+
+
+async def test_not_ready_when_schema_is_behind(client, app):
+    engine = app.state.components.engine
+    async with engine.begin() as connection:
+        await connection.execute(text("UPDATE alembic_version SET version_num = 'old'"))
+    try:
+        response = await client.get("/ready")
+    finally:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("UPDATE alembic_version SET version_num = :head"), {"head": head_revision()}
+            )
+    assert response.status_code == 503
+    assert "schema at old" in response.json()["checks"]["migrations"]
+
+
+async def test_not_ready_when_postgresql_is_unreachable(postgres_database, tmp_path):
+    settings = load_settings(
+        database_url=postgres_url_for(postgres_database),
+        orchestrator_home=tmp_path,
+        _env_file=None,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        components = app.state.components
+        reachable = components.engine
+        components.engine = create_engine(settings.database.set(port=1), pool_size=1)
+        try:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                response = await http.get("/ready")
+        finally:
+            await components.engine.dispose()
+            components.engine = reachable
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"].startswith("unreachable")
+
+
+async def test_metrics_expose_the_four_guide_metrics(client):
+    session = await create(client, auto_start=True)
+    await create(client, auto_start=True)
+    await act(client, session["id"], "complete")
+    await client.get(f"{API}/sessions/{session['id']}")
+    await client.get(f"{API}/sessions/not-a-uuid")
+    body = (await client.get("/metrics")).text
+    assert "orchestrator_active_sessions 1.0" in body
+    assert 'orchestrator_tasks_total{outcome="success"}' in body
+    assert "orchestrator_active_agents" in body
+    assert (
+        'http_request_duration_seconds_count{method="GET",route="/api/v1/sessions/{session_id}",'
+        'status="200"} 1.0' in body
+    )
+    assert 'route="/api/v1/sessions/{session_id}",status="422"' in body
+    assert session["id"] not in body, "raw paths must never become labels"
+
+
+async def test_unmatched_paths_share_one_label(client):
+    await client.get("/no/such/path/1")
+    await client.get("/no/such/path/2")
+    body = (await client.get("/metrics")).text
+    assert 'route="<unmatched>",status="404"} 2.0' in body
+
+
+async def test_openapi_describes_every_route(client):
+    spec = (await client.get("/openapi.json")).json()
+    paths = spec["paths"]
+    for action in ("start", "pause", "resume", "complete", "fail", "cancel", "stop", "retry"):
+        operation = paths[f"/api/v1/sessions/{{session_id}}/{action}"]["post"]
+        assert operation["summary"]
+        assert "409" in operation["responses"]
+    for path in (
+        "/api/v1/sessions",
+        "/api/v1/sessions/stats",
+        "/api/v1/sessions/states",
+        "/api/v1/sessions/{session_id}/transitions",
+        "/api/v1/sessions/{session_id}/checkpoints",
+        "/health",
+        "/ready",
+        "/metrics",
+    ):
+        assert path in paths
+    schemas = spec["components"]["schemas"]
+    assert {"SessionCreate", "SessionRead", "ErrorBody", "CheckpointCreate"} <= set(schemas)
+    assert schemas["SessionCreate"]["properties"]["title"]["description"]
+    docs = await client.get("/docs")
+    assert docs.status_code == 200
+    assert "swagger" in docs.text.lower()
+
+
+async def test_logs_are_json_lines_with_the_guide_fields(client, capsys):
+    configure_logging("INFO")
+    try:
+        session = await create(client, auto_start=True)
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    finally:
+        logging.getLogger().handlers.clear()
+    started = [line for line in lines if line["event"] == "session_started"]
+    assert started, lines
+    assert started[0]["session_id"] == session["id"]
+    assert started[0]["level"] == "info"
+    assert started[0]["logger"] == "industrial_orchestrator.services.session"
+    assert started[0]["timestamp"].endswith("Z")
