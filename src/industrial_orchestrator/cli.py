@@ -18,7 +18,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _settings() -> Settings:
@@ -78,9 +78,8 @@ def serve(
     shown_host = f"[{host}]" if ":" in host else host
     err.print(
         f"{settings.app_name} {__version__} serving on http://{shown_host}:{port} "
-        f"(dashboard /, API /api/v1, docs /docs) - database {settings.database_display}",
+        f"(API /api/v1, docs /docs) - database {settings.database_display}",
         highlight=False,
-        soft_wrap=True,
     )
     uvicorn.run(
         create_app(settings, migrate=False),

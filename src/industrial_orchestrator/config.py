@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 from .domain.priorities import Priority
 
@@ -118,6 +119,11 @@ def load_settings(**overrides: object) -> Settings:
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
         _ = settings.database
+    except ArgumentError as exc:
+        raise ConfigurationError(
+            f"Invalid configuration:\n  DATABASE_URL: not a database URL ({exc}); "
+            "expected e.g. postgresql://user:password@host:5432/name or sqlite:///path.db"
+        ) from None
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
