@@ -41,24 +41,22 @@ async def _migrate(settings: Settings) -> None:
 
 
 def _migrate_or_exit(settings: Settings) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         asyncio.run(_migrate(settings))
-    except (OSError, ConnectionError) as exc:
-        _database_unreachable(settings, exc)
-    except Exception as exc:
-        # asyncpg and SQLAlchemy wrap connection failures in their own types.
-        if "connect" in type(exc).__name__.lower() or "connect" in str(exc).lower():
-            _database_unreachable(settings, exc)
-        raise
-
-
-def _database_unreachable(settings: Settings, exc: BaseException) -> None:
-    err.print(
-        f"[bold red]error:[/] cannot reach the database {settings.database_display}: {exc}",
-        markup=True,
-        highlight=False,
-    )
-    raise typer.Exit(1) from None
+    except (OSError, SQLAlchemyError) as exc:
+        # SQLAlchemy wraps the driver's error; the driver's own words say what is wrong
+        # (refused connection, unknown database or role) without the SQL or the URL.
+        reason = getattr(exc, "orig", None) or exc
+        first_line = str(reason).strip().splitlines()[0] if str(reason).strip() else ""
+        err.print(
+            f"[bold red]error:[/] cannot reach the database {settings.database_display}: "
+            f"{type(reason).__name__}: {first_line}",
+            markup=True,
+            highlight=False,
+        )
+        raise typer.Exit(1) from None
 
 
 @app.command()

@@ -105,6 +105,12 @@ class Settings(BaseSettings):
 
 def _with_async_driver(url: URL) -> URL:
     backend = url.get_backend_name()
+    if not url.database:
+        # PostgreSQL would quietly fall back to the user's default database.
+        raise ConfigurationError(
+            "Invalid configuration:\n  DATABASE_URL: names no database; "
+            "expected e.g. postgresql://user:password@host:5432/orchestration"
+        )
     if backend == "postgresql":
         return url.set(drivername="postgresql+asyncpg")
     if backend == "sqlite":
@@ -119,11 +125,6 @@ def load_settings(**overrides: object) -> Settings:
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
         _ = settings.database
-    except ArgumentError as exc:
-        raise ConfigurationError(
-            f"Invalid configuration:\n  DATABASE_URL: not a database URL ({exc}); "
-            "expected e.g. postgresql://user:password@host:5432/name or sqlite:///path.db"
-        ) from None
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
@@ -131,9 +132,14 @@ def load_settings(**overrides: object) -> Settings:
             value = error.get("input")
             shown = (
                 ""
-                if isinstance(value, dict) or "PASSWORD" in name or "KEY" in name
+                if isinstance(value, dict) or any(s in name for s in ("PASSWORD", "KEY", "URL"))
                 else (f"={value!r}")
             )
             lines.append(f"{name}{shown}: {error['msg']}")
         raise ConfigurationError("Invalid configuration:\n  " + "\n  ".join(lines)) from None
+    except (ArgumentError, ValueError) as exc:  # after ValidationError, a ValueError too
+        raise ConfigurationError(
+            f"Invalid configuration:\n  DATABASE_URL: not a database URL ({exc}); "
+            "expected e.g. postgresql://user:password@host:5432/name or sqlite:///path.db"
+        ) from None
     return settings

@@ -283,7 +283,12 @@ class SessionService:
         return moved
 
     async def promote_queued(self) -> list[Session]:
-        """Start QUEUED sessions while running slots are free: CRITICAL first, then oldest."""
+        """Start QUEUED sessions while running slots are free: CRITICAL first, then oldest.
+
+        Always takes the slot lock, even when the queue looks empty: a start that is
+        queueing concurrently holds that lock, so waiting for it is what guarantees its
+        session is seen here once the slot it counted as taken has been freed.
+        """
         promoted: list[Session] = []
         while True:
             async with self._uow() as uow:
