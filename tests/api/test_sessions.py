@@ -224,3 +224,29 @@ async def test_state_reference_table(client):
     assert by_name["DEGRADED"]["color"] == "#F97316"
     assert by_name["PAUSED"]["actions"] == ["resume", "cancel", "stop"]
     assert "retry" in by_name["FAILED"]["actions"]
+
+
+async def test_body_that_is_not_utf8_is_a_422(client):
+    response = await client.post(
+        f"{API}/sessions", content=b"\xff", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["details"][0]["field"] == "body"
+
+
+@pytest.mark.parametrize("value", ["yes", 0, 1, "true"])
+async def test_auto_start_must_be_a_real_boolean(client, value):
+    response = await client.post(
+        f"{API}/sessions", json={"title": "t", "initial_prompt": "p", "auto_start": value}
+    )
+    assert response.status_code == 422
+    assert response.json()["details"][0]["field"] == "auto_start"
+
+
+async def test_empty_idempotency_key_is_refused(client):
+    response = await client.post(
+        f"{API}/sessions",
+        json={"title": "t", "initial_prompt": "p"},
+        headers={"Idempotency-Key": ""},
+    )
+    assert response.status_code == 422

@@ -75,7 +75,10 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = [
         {
-            "field": _field(tuple(error.get("loc", ()))),
+            # A JSON syntax error's location is a character offset, not a field.
+            "field": "body"
+            if error.get("type") == "json_invalid"
+            else _field(tuple(error.get("loc", ()))),
             "location": str(error.get("loc", ("body",))[0]),
             "message": error.get("msg", "invalid"),
             "type": error.get("type", "value_error"),
@@ -88,6 +91,22 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # FastAPI's only 400 is a body it could not decode (e.g. not UTF-8): for the
+        # client that is an invalid body like any other, so it gets the same 422.
+        return error_json(
+            422,
+            "validation_error",
+            f"Invalid request: body: {exc.detail}",
+            [
+                {
+                    "field": "body",
+                    "location": "body",
+                    "message": str(exc.detail),
+                    "type": "body_decode",
+                }
+            ],
+        )
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     response = error_json(exc.status_code, code, str(exc.detail))
     if exc.headers:

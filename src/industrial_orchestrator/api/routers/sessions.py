@@ -37,12 +37,14 @@ from ..schemas.sessions import (
 router = APIRouter(prefix=f"{API_PREFIX}/sessions", tags=["sessions"])
 
 MAX_PAGE_SIZE = 100
-_IF_MATCH = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
+IF_MATCH_PATTERN = r'^\s*(?:W/)?"?(\d+)"?\s*$'
+_IF_MATCH = re.compile(IF_MATCH_PATTERN)
 
 IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
+        min_length=1,
         max_length=255,
         description="Repeat a creation safely: the same key returns the same session",
     ),

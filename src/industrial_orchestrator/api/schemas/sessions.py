@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, StrictBool, StrictInt
 
 from ...domain.priorities import Priority
 from ...domain.session import Actor, Session, SessionPhase, Transition
@@ -67,12 +67,12 @@ class SessionCreate(StrictModel):
     metadata: Metadata = Field(
         default_factory=dict, description="Free-form JSON object, up to 64 KiB"
     )
-    auto_start: bool = Field(False, description="Start (or queue) the session at once")
+    auto_start: StrictBool = Field(False, description="Start (or queue) the session at once")
 
 
 class ActionRequest(StrictModel):
     reason: Reason | None = Field(None, description="Why, recorded in the history")
-    expected_version: int | None = Field(
+    expected_version: StrictInt | None = Field(
         None, ge=1, description="Refuse with 409 unless the session is at this version"
     )
 
@@ -82,7 +82,7 @@ class FailRequest(ActionRequest):
 
 
 class RetryRequest(StrictModel):
-    start: bool = Field(False, description="Start (or queue) the new attempt at once")
+    start: StrictBool = Field(False, description="Start (or queue) the new attempt at once")
 
 
 class StateRead(BaseModel):
