@@ -88,3 +88,19 @@ async def test_racing_starts_never_exceed_the_slot_limit(client):
     stats = (await client.get(f"{API}/sessions/stats")).json()
     assert stats["by_state"]["RUNNING"] == limit
     assert stats["by_state"]["QUEUED"] == 5
+
+
+@pytest.mark.settings(max_concurrent_sessions=1)
+async def test_a_start_racing_a_finish_never_leaves_a_free_slot_unused(client):
+    """Whichever commits last, the queued session must end up running."""
+    for _ in range(15):
+        holder = await create(client, auto_start=True)
+        waiting = await create(client)
+        finish, start = await asyncio.gather(
+            client.post(f"{API}/sessions/{holder['id']}/complete"),
+            client.post(f"{API}/sessions/{waiting['id']}/start"),
+        )
+        assert (finish.status_code, start.status_code) == (200, 200)
+        now = (await client.get(f"{API}/sessions/{waiting['id']}")).json()
+        assert now["status"] == "RUNNING", await history(client, waiting["id"])
+        await client.post(f"{API}/sessions/{waiting['id']}/complete")

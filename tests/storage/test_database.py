@@ -84,15 +84,9 @@ async def test_guarded_save_refuses_a_stale_version_or_state(uow):
         await unit.commit()
     moved = session.evolve(status=SessionState.RUNNING, version=2)
     async with uow() as unit:
-        assert not await unit.sessions.save(
-            moved, expected_version=5, expected_state=SessionState.PENDING
-        )
-        assert not await unit.sessions.save(
-            moved, expected_version=1, expected_state=SessionState.QUEUED
-        )
-        assert await unit.sessions.save(
-            moved, expected_version=1, expected_state=SessionState.PENDING
-        )
+        assert not await unit.sessions.save(session.evolve(version=5), moved)
+        assert not await unit.sessions.save(session.evolve(status=SessionState.QUEUED), moved)
+        assert await unit.sessions.save(session, moved)
         await unit.commit()
     async with uow.reader() as unit:
         stored = await unit.sessions.get(session.id)

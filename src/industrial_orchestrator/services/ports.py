@@ -56,10 +56,9 @@ class SessionRepository(Protocol):
 
     async def get_by_idempotency_key(self, key: str) -> IdempotentCreation | None: ...
 
-    async def save(
-        self, session: Session, *, expected_version: int, expected_state: SessionState
-    ) -> bool:
-        """Write ``session`` if the row is still at that version and state; False otherwise."""
+    async def save(self, before: Session, after: Session) -> bool:
+        """Write the fields that differ from ``before`` if the row is still at
+        ``before``'s version and state; False (nothing written) otherwise."""
 
     async def add_transition(self, record: Transition) -> None: ...
 

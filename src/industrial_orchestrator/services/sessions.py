@@ -154,6 +154,7 @@ class SessionService:
             return Created(replay, created=False)
         log.info("session_created", session_id=str(session.id), priority=session.priority.value)
         _log_transition(started)
+        await self._rebalance(None, session)
         return Created(session, created=True)
 
     async def _replay(self, key: str, fingerprint: str) -> Session | None:
@@ -278,17 +279,31 @@ class SessionService:
             await uow.sessions.add_transition(record)
             await uow.commit()
         _log_transition(record)
-        if session.holds_running_slot and not moved.holds_running_slot:
-            await self.promote_queued()
+        await self._rebalance(session, moved)
         return moved
 
-    async def promote_queued(self) -> list[Session]:
-        """Start QUEUED sessions while running slots are free: CRITICAL first, then oldest.
+    async def _rebalance(self, before: Session | None, after: Session) -> None:
+        """Keep free slots and the queue from coexisting, after a commit.
 
-        Always takes the slot lock, even when the queue looks empty: a start that is
-        queueing concurrently holds that lock, so waiting for it is what guarantees its
-        session is seen here once the slot it counted as taken has been freed.
+        Two rules close every race between a session that queues and one that frees its
+        slot at the same moment: whoever frees a slot looks at the queue after its own
+        commit; whoever queues tries a promotion after its own commit. Whichever of the
+        two commits last sees the other's commit.
         """
+        queued_now = after.status == SessionState.QUEUED and (
+            before is None or before.status != SessionState.QUEUED
+        )
+        freed = before is not None and before.holds_running_slot and not after.holds_running_slot
+        if queued_now:
+            await self.promote_queued()
+        elif freed:
+            async with self._uow.reader() as uow:
+                if await uow.sessions.next_queued() is None:
+                    return
+            await self.promote_queued()
+
+    async def promote_queued(self) -> list[Session]:
+        """Start QUEUED sessions while running slots are free: CRITICAL first, then oldest."""
         promoted: list[Session] = []
         while True:
             async with self._uow() as uow:
@@ -380,6 +395,7 @@ class SessionService:
             checkpoint_id=str(checkpoint.id) if checkpoint else None,
         )
         _log_transition(started)
+        await self._rebalance(None, fresh)
         return fresh
 
     async def _find_retry(self, session_id: UUID) -> UUID | None:
@@ -479,9 +495,7 @@ class SessionService:
         return moved, record
 
     async def _save(self, uow: UnitOfWork, before: Session, after: Session) -> None:
-        saved = await uow.sessions.save(
-            after, expected_version=before.version, expected_state=before.status
-        )
+        saved = await uow.sessions.save(before, after)
         if not saved:
             raise _stale(before, before.version, concurrent=True)
 

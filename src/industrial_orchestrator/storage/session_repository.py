@@ -54,19 +54,18 @@ class SqlSessionRepository:
             return None
         return IdempotentCreation(session_from_row(row), row["idempotency_hash"] or "")
 
-    async def save(
-        self, session: Session, *, expected_version: int, expected_state: SessionState
-    ) -> bool:
-        values = session_values(session)
-        del values["id"], values["created_at"]
+    async def save(self, before: Session, after: Session) -> bool:
+        old, new = session_values(before), session_values(after)
+        # Only what changed: a transition touches a handful of the row's columns.
+        changes = {column: value for column, value in new.items() if old[column] != value}
         result = await self._db.execute(
             sa.update(sessions)
             .where(
-                sessions.c.id == session.id,
-                sessions.c.version == expected_version,
-                sessions.c.status == expected_state.value,
+                sessions.c.id == before.id,
+                sessions.c.version == before.version,
+                sessions.c.status == before.status.value,
             )
-            .values(values)
+            .values(changes)
         )
         return result.rowcount == 1
 
