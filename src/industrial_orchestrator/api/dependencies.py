@@ -1,4 +1,8 @@
-"""``Depends`` aliases: the one place the API reaches into the composition root."""
+"""``Depends`` aliases: the one place the API reaches into the composition root.
+
+The providers are ``async def`` on purpose: FastAPI runs plain ``def`` dependencies in a
+thread pool, a thread hand-off per request for what is an attribute lookup.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +15,17 @@ from ..services.sessions import SessionService
 from .metrics import Metrics
 
 
-def components(request: Request) -> Components:
+async def components(request: Request) -> Components:
     built: Components = request.app.state.components
     return built
 
 
-def session_service(request: Request) -> SessionService:
-    return components(request).sessions
+async def session_service(request: Request) -> SessionService:
+    built: Components = request.app.state.components
+    return built.sessions
 
 
-def metrics(request: Request) -> Metrics:
+async def metrics(request: Request) -> Metrics:
     registry: Metrics = request.app.state.metrics
     return registry
 

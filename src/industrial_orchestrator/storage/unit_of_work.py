@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from types import TracebackType
 from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .checkpoint_repository import SqlCheckpointRepository
-from .database import WRITE_OPTION
+from .database import WRITE_OPTION, is_sqlite
 from .session_repository import SqlSessionRepository
 
 
@@ -19,19 +20,28 @@ class SqlUnitOfWork:
     sessions: SqlSessionRepository
     checkpoints: SqlCheckpointRepository
 
-    def __init__(self, engine: AsyncEngine, *, write: bool = True) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, write: bool = True, writer_lock: asyncio.Lock | None = None
+    ) -> None:
         self._engine = engine
         self._write = write
+        self._writer_lock = writer_lock
         self._connection: AsyncConnection | None = None
 
     async def __aenter__(self) -> Self:
-        connection = await self._engine.connect()
+        if self._writer_lock is not None:
+            await self._writer_lock.acquire()
         try:
-            if self._write:
-                await connection.execution_options(**{WRITE_OPTION: True})
-            await connection.begin()
+            connection = await self._engine.connect()
+            try:
+                if self._write:
+                    await connection.execution_options(**{WRITE_OPTION: True})
+                await connection.begin()
+            except BaseException:
+                await connection.close()
+                raise
         except BaseException:
-            await connection.close()
+            self._release()
             raise
         self._connection = connection
         self.sessions = SqlSessionRepository(connection)
@@ -51,7 +61,14 @@ class SqlUnitOfWork:
             if connection.in_transaction():
                 await connection.rollback()
         finally:
-            await connection.close()
+            try:
+                await connection.close()
+            finally:
+                self._release()
+
+    def _release(self) -> None:
+        if self._writer_lock is not None and self._writer_lock.locked():
+            self._writer_lock.release()
 
     async def commit(self) -> None:
         assert self._connection is not None, "commit() outside `async with`"
@@ -59,13 +76,20 @@ class SqlUnitOfWork:
 
 
 class SqlUnitOfWorkFactory:
-    """Builds units of work on one engine; ``reader()`` gives a read-only one."""
+    """Builds units of work on one engine; ``reader()`` gives a read-only one.
+
+    SQLite takes one writer at a time. Its own busy handler makes the others sleep and
+    poll, which is unfair and slow under load, so this process queues its SQLite writers
+    on an asyncio lock instead (first come, first served); the busy timeout still covers
+    other processes such as ``orchestrator migrate``.
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._writer_lock = asyncio.Lock() if is_sqlite(engine) else None
 
     def __call__(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine, write=True)
+        return SqlUnitOfWork(self.engine, write=True, writer_lock=self._writer_lock)
 
     def reader(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine, write=False)
