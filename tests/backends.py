@@ -83,3 +83,16 @@ async def truncate_all(database: str) -> None:
             )
     finally:
         await connection.close()
+
+
+async def terminate_connections(database: str) -> None:
+    """Kill every server process attached to ``database``, as a restart would."""
+    connection = await asyncpg.connect(ADMIN_URL, timeout=5)
+    try:
+        await connection.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = $1 AND pid <> pg_backend_pid()",
+            database,
+        )
+    finally:
+        await connection.close()

@@ -14,7 +14,7 @@ from industrial_orchestrator.logs import configure_logging
 from industrial_orchestrator.storage.database import create_engine
 from industrial_orchestrator.storage.migrate import head_revision
 
-from ..backends import postgres_url_for
+from ..backends import postgres_url_for, terminate_connections
 from .helpers import API, act, create
 
 
@@ -65,6 +65,59 @@ async def test_not_ready_when_postgresql_is_unreachable(postgres_database, tmp_p
             components.engine = reachable
     assert response.status_code == 503
     assert response.json()["checks"]["database"].startswith("unreachable")
+
+
+async def test_requests_get_503_while_postgresql_is_unreachable(postgres_database, tmp_path):
+    settings = load_settings(
+        database_url=postgres_url_for(postgres_database),
+        orchestrator_home=tmp_path,
+        _env_file=None,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        uow = app.state.components.uow
+        reachable = uow.engine
+        uow.engine = create_engine(settings.database.set(port=1), pool_size=1)
+        try:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                read = await http.get(f"{API}/sessions")
+                write = await http.post(
+                    f"{API}/sessions", json={"title": "t", "initial_prompt": "p"}
+                )
+        finally:
+            await uow.engine.dispose()
+            uow.engine = reachable
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            recovered = await http.get(f"{API}/sessions")
+    for response in (read, write):
+        assert response.status_code == 503
+        assert response.json()["error"] == "database_unavailable"
+        assert response.headers["retry-after"] == "1"
+    assert recovered.status_code == 200
+
+
+async def test_dropped_connections_answer_503_once_then_recover(postgres_database, tmp_path):
+    """As after a PostgreSQL restart: pooled connections die under the app."""
+    settings = load_settings(
+        database_url=postgres_url_for(postgres_database),
+        orchestrator_home=tmp_path,
+        _env_file=None,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            session = await create(http)
+            await terminate_connections(postgres_database)
+            statuses = [
+                (await http.get(f"{API}/sessions/{session['id']}")).status_code
+                for _ in range(3)
+            ]
+    assert statuses[0] == 503
+    assert statuses[-1] == 200
+    assert 500 not in statuses
 
 
 async def test_metrics_expose_the_four_guide_metrics(client):

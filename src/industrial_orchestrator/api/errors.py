@@ -20,6 +20,7 @@ from ..domain.errors import (
     NotFound,
     OrchestratorError,
     PayloadTooLarge,
+    StorageUnavailable,
 )
 
 log = structlog.get_logger(__name__)
@@ -29,6 +30,7 @@ _STATUS: list[tuple[type[OrchestratorError], int]] = [
     (Conflict, 409),
     (PayloadTooLarge, 413),
     (InvalidInput, 422),
+    (StorageUnavailable, 503),
 ]
 
 _HTTP_CODES = {
@@ -68,7 +70,10 @@ def _field(loc: tuple[Any, ...]) -> str:
 
 async def _orchestrator_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, OrchestratorError)
-    return error_json(status_of(exc), exc.code, exc.message, exc.details or None)
+    response = error_json(status_of(exc), exc.code, exc.message, exc.details or None)
+    if isinstance(exc, StorageUnavailable):
+        response.headers["Retry-After"] = "1"
+    return response
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:

@@ -66,3 +66,9 @@ class InvalidInput(OrchestratorError):
 
 class PayloadTooLarge(OrchestratorError):
     code = "payload_too_large"
+
+
+class StorageUnavailable(OrchestratorError):
+    """The database could not be reached or dropped the connection; safe to retry."""
+
+    code = "database_unavailable"

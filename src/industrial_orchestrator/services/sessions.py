@@ -244,13 +244,14 @@ class SessionService:
     ) -> Started:
         """``start``; on a FAILED, TIMEOUT or STOPPED session it starts a retry instead
         (ARCHITECTURE.md §4), since the session itself can never run again."""
-        async with self._uow.reader() as uow:
-            current = await self._load(uow, session_id, expected_version)
-        if current.status in RETRYABLE_STATES:
+        try:
+            moved = await self.act(
+                session_id, SessionAction.START, reason=reason, expected_version=expected_version
+            )
+        except IllegalTransition as refused:
+            if refused.details.get("current_state") not in RETRYABLE_STATES:
+                raise
             return Started(await self.retry(session_id, start=True), retried=True)
-        moved = await self.act(
-            session_id, SessionAction.START, reason=reason, expected_version=expected_version
-        )
         return Started(moved, retried=False)
 
     async def move(

@@ -6,8 +6,10 @@ import asyncio
 from types import TracebackType
 from typing import Self
 
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ..domain.errors import StorageUnavailable
 from .checkpoint_repository import SqlCheckpointRepository
 from .database import WRITE_OPTION, is_sqlite
 from .session_repository import SqlSessionRepository
@@ -26,13 +28,18 @@ class SqlUnitOfWork:
         self._engine = engine
         self._write = write
         self._writer_lock = writer_lock
+        self._holds_lock = False
         self._connection: AsyncConnection | None = None
 
     async def __aenter__(self) -> Self:
         if self._writer_lock is not None:
             await self._writer_lock.acquire()
+            self._holds_lock = True
         try:
-            connection = await self._engine.connect()
+            try:
+                connection = await self._engine.connect()
+            except (OSError, DBAPIError) as exc:
+                raise _unavailable(exc) from exc
             try:
                 if self._write:
                     await connection.execution_options(**{WRITE_OPTION: True})
@@ -58,21 +65,26 @@ class SqlUnitOfWork:
         if connection is None:
             return
         try:
-            if connection.in_transaction():
+            if connection.in_transaction() and not connection.invalidated:
                 await connection.rollback()
         finally:
             try:
                 await connection.close()
             finally:
                 self._release()
-
-    def _release(self) -> None:
-        if self._writer_lock is not None and self._writer_lock.locked():
-            self._writer_lock.release()
+        if isinstance(exc, DBAPIError) and (
+            exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+        ):
+            raise _unavailable(exc) from exc
 
     async def commit(self) -> None:
         assert self._connection is not None, "commit() outside `async with`"
         await self._connection.commit()
+
+    def _release(self) -> None:
+        if self._holds_lock and self._writer_lock is not None:
+            self._holds_lock = False
+            self._writer_lock.release()
 
 
 class SqlUnitOfWorkFactory:
@@ -93,3 +105,11 @@ class SqlUnitOfWorkFactory:
 
     def reader(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine, write=False)
+
+
+def _unavailable(exc: BaseException) -> StorageUnavailable:
+    reason = getattr(exc, "orig", None) or exc
+    return StorageUnavailable(
+        "The database is unavailable; retry shortly",
+        {"reason": type(reason).__name__},
+    )
