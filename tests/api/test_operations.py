@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
+import pytest
+from fastapi import FastAPI
 from sqlalchemy import text
 
 from industrial_orchestrator.api.app import create_app
@@ -14,7 +19,7 @@ from industrial_orchestrator.logs import configure_logging
 from industrial_orchestrator.storage.database import create_engine
 from industrial_orchestrator.storage.migrate import head_revision
 
-from ..backends import postgres_url_for, terminate_connections
+from ..backends import postgres_url_for, terminate_connections, truncate_all
 from .helpers import API, act, create
 
 
@@ -45,79 +50,70 @@ async def test_not_ready_when_schema_is_behind(client, app):
     assert "schema at old" in response.json()["checks"]["migrations"]
 
 
-async def test_not_ready_when_postgresql_is_unreachable(postgres_database, tmp_path):
+@pytest.fixture
+async def postgres_app(postgres_database, tmp_path) -> AsyncIterator[FastAPI]:
+    """The app on PostgreSQL whatever the backend parameter: these tests break its link."""
+    await truncate_all(postgres_database)
     settings = load_settings(
         database_url=postgres_url_for(postgres_database),
         orchestrator_home=tmp_path,
         _env_file=None,
     )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        components = app.state.components
-        reachable = components.engine
-        components.engine = create_engine(settings.database.set(port=1), pool_size=1)
-        try:
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-                response = await http.get("/ready")
-        finally:
-            await components.engine.dispose()
-            components.engine = reachable
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@asynccontextmanager
+async def pointed_at_a_closed_port(holder: Any) -> AsyncIterator[None]:
+    """Swap ``holder.engine`` for one whose database does not answer, then restore it."""
+    reachable = holder.engine
+    holder.engine = create_engine(reachable.url.set(port=1), pool_size=1)
+    try:
+        yield
+    finally:
+        await holder.engine.dispose()
+        holder.engine = reachable
+
+
+def http_client(app: FastAPI) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+
+
+async def test_not_ready_when_postgresql_is_unreachable(postgres_app):
+    async with (
+        pointed_at_a_closed_port(postgres_app.state.components),
+        http_client(postgres_app) as http,
+    ):
+        response = await http.get("/ready")
     assert response.status_code == 503
     assert response.json()["checks"]["database"].startswith("unreachable")
 
 
-async def test_requests_get_503_while_postgresql_is_unreachable(postgres_database, tmp_path):
-    settings = load_settings(
-        database_url=postgres_url_for(postgres_database),
-        orchestrator_home=tmp_path,
-        _env_file=None,
-    )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        uow = app.state.components.uow
-        reachable = uow.engine
-        uow.engine = create_engine(settings.database.set(port=1), pool_size=1)
-        try:
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-                read = await http.get(f"{API}/sessions")
-                write = await http.post(
-                    f"{API}/sessions", json={"title": "t", "initial_prompt": "p"}
-                )
-        finally:
-            await uow.engine.dispose()
-            uow.engine = reachable
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-            recovered = await http.get(f"{API}/sessions")
+async def test_requests_get_503_while_postgresql_is_unreachable(postgres_app):
+    async with (
+        pointed_at_a_closed_port(postgres_app.state.components.uow),
+        http_client(postgres_app) as http,
+    ):
+        read = await http.get(f"{API}/sessions")
+        write = await http.post(f"{API}/sessions", json={"title": "t", "initial_prompt": "p"})
     for response in (read, write):
         assert response.status_code == 503
         assert response.json()["error"] == "database_unavailable"
         assert response.headers["retry-after"] == "1"
-    assert recovered.status_code == 200
+    async with http_client(postgres_app) as http:
+        assert (await http.get(f"{API}/sessions")).status_code == 200
 
 
-async def test_dropped_connections_answer_503_once_then_recover(postgres_database, tmp_path):
+async def test_dropped_connections_answer_503_once_then_recover(postgres_app, postgres_database):
     """As after a PostgreSQL restart: pooled connections die under the app."""
-    settings = load_settings(
-        database_url=postgres_url_for(postgres_database),
-        orchestrator_home=tmp_path,
-        _env_file=None,
-    )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-            session = await create(http)
-            await terminate_connections(postgres_database)
-            statuses = [
-                (await http.get(f"{API}/sessions/{session['id']}")).status_code
-                for _ in range(3)
-            ]
-    assert statuses[0] == 503
-    assert statuses[-1] == 200
-    assert 500 not in statuses
+    async with http_client(postgres_app) as http:
+        session = await create(http)
+        await terminate_connections(postgres_database)
+        statuses = [
+            (await http.get(f"{API}/sessions/{session['id']}")).status_code for _ in range(3)
+        ]
+    assert statuses == [503, 200, 200]
 
 
 async def test_metrics_expose_the_four_guide_metrics(client):

@@ -235,8 +235,7 @@ class SessionService:
                 if attempt == attempts:
                     raise
         _log_transition(record)
-        if session.holds_running_slot and not moved.holds_running_slot:
-            await self.promote_queued()
+        await self._rebalance(session, moved)
         return moved
 
     async def start(
