@@ -265,13 +265,11 @@ class SessionService:
         """A system transition with no operator verb (DEGRADED, TIMEOUT, ORPHANED, ...)."""
         async with self._uow() as uow:
             session = await self._load(uow, session_id, expected_version)
-            if target == SessionState.RUNNING and needs_slot(session, target):
-                await uow.sessions.lock_running_slots()
-                if await uow.sessions.count_running() >= self._max_running:
-                    raise CapacityExhausted(
-                        f"No running slot is free for session {session_id}",
-                        {"current_state": session.status.value},
-                    )
+            if needs_slot(session, target) and not await self._slot_free(uow):
+                raise CapacityExhausted(
+                    f"No running slot is free for session {session_id}",
+                    {"current_state": session.status.value},
+                )
             moved, record = transition(
                 session, target, now=self._clock(), actor=actor, reason=reason
             )
@@ -307,8 +305,7 @@ class SessionService:
         promoted: list[Session] = []
         while True:
             async with self._uow() as uow:
-                await uow.sessions.lock_running_slots()
-                if await uow.sessions.count_running() >= self._max_running:
+                if not await self._slot_free(uow):
                     break
                 queued = await uow.sessions.next_queued()
                 if queued is None:
@@ -484,15 +481,18 @@ class SessionService:
     ) -> tuple[Session, Transition]:
         target = resolve_action(session, action, slot_free=True)
         if needs_slot(session, target):
-            await uow.sessions.lock_running_slots()
-            slot_free = await uow.sessions.count_running() < self._max_running
-            target = resolve_action(session, action, slot_free=slot_free)
+            target = resolve_action(session, action, slot_free=await self._slot_free(uow))
         if target == SessionState.QUEUED and reason is None:
             reason = "all running slots taken (MAX_CONCURRENT_SESSIONS)"
         moved, record = transition(session, target, now=self._clock(), actor=actor, reason=reason)
         await self._save(uow, session, moved)
         await uow.sessions.add_transition(record)
         return moved, record
+
+    async def _slot_free(self, uow: UnitOfWork) -> bool:
+        """Whether a running slot is free; holds the slot lock until the transaction ends."""
+        await uow.sessions.lock_running_slots()
+        return await uow.sessions.count_running() < self._max_running
 
     async def _save(self, uow: UnitOfWork, before: Session, after: Session) -> None:
         saved = await uow.sessions.save(before, after)

@@ -7,7 +7,7 @@ import re
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Header, Query, Response, status
+from fastapi import APIRouter, Body, Header, Path, Query, Response, status
 from fastapi.responses import JSONResponse
 
 from ...domain.errors import InvalidInput
@@ -53,7 +53,7 @@ IfMatch = Annotated[
     str | None,
     Header(alias="If-Match", description='Expected session version, e.g. `"3"`'),
 ]
-SessionId = Annotated[UUID, "session id"]
+SessionId = Annotated[UUID, Path(description="The session's id (a UUID)")]
 Page = Annotated[int, Query(ge=1, le=1_000_000, description="1-based page number")]
 PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Items per page")]
 
