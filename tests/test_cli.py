@@ -211,3 +211,24 @@ def test_unusable_database_url_is_reported_without_traceback(workdir: Path, data
     _assert_password_hidden(result.stdout, result.stderr)
     assert "serving on" not in _flat(result.stderr)
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_second_server_on_one_sqlite_file_is_refused(workdir: Path, home: Path):
+    env = {"ORCHESTRATOR_HOME": str(home), "LOG_LEVEL": "WARNING"}
+    with ServerProcess(env, workdir / "first") as first:
+        first.start()
+        second = run_cli(
+            *_serve_args(), env=orchestrator_env(**env), cwd=workdir, timeout=REFUSAL_TIMEOUT
+        )
+        assert second.returncode == 1
+        message = _flat(second.stderr)
+        assert "already serving" in message
+        assert "DATABASE_URL" in message
+        assert "Traceback" not in second.stdout + second.stderr
+        migrated = run_cli("migrate", env=orchestrator_env(**env), cwd=workdir)
+        assert migrated.returncode == 0, migrated.stderr
+        with first.client() as http:
+            assert http.get("/health").status_code == 200
+        first.kill()
+    with ServerProcess(env, workdir / "after-kill") as again:
+        again.start()  # the lock died with the killed process

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -59,6 +60,22 @@ def _migrate_or_exit(settings: Settings) -> None:
         raise typer.Exit(1) from None
 
 
+def _claim_sqlite(database: Path) -> None:
+    from .storage.sqlite_owner import AlreadyServed, claim
+
+    try:
+        claim(database)
+    except AlreadyServed:
+        err.print(
+            f"[bold red]error:[/] another orchestrator is already serving {database}; "
+            "SQLite allows one server process. Stop it, or set DB_HOST / DATABASE_URL to "
+            "use PostgreSQL for several replicas.",
+            markup=True,
+            highlight=False,
+        )
+        raise typer.Exit(1) from None
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
@@ -72,6 +89,8 @@ def serve(
 
     settings = _settings()
     configure_logging(settings.log_level)
+    if settings.database.get_backend_name() == "sqlite" and settings.database.database:
+        _claim_sqlite(Path(settings.database.database))
     _migrate_or_exit(settings)
     shown_host = f"[{host}]" if ":" in host else host
     err.print(
