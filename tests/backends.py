@@ -76,10 +76,11 @@ def temporary_postgres_database(prefix: str = "io_test") -> Iterator[str]:
 async def truncate_all(database: str) -> None:
     connection = await asyncpg.connect(postgres_url_for(database), timeout=5)
     try:
-        exists = await connection.fetchval("SELECT to_regclass('public.sessions') IS NOT NULL")
+        exists = await connection.fetchval("SELECT to_regclass('public.events') IS NOT NULL")
         if exists:
             await connection.execute(
-                "TRUNCATE sessions, session_transitions, checkpoints RESTART IDENTITY CASCADE"
+                "TRUNCATE sessions, session_transitions, checkpoints, events "
+                "RESTART IDENTITY CASCADE"
             )
     finally:
         await connection.close()

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 PASSWORD = "s3cr3t-pw"
 REFUSAL_TIMEOUT = 20.0  # a refused start takes about a second; far less than this
-TABLES = {"alembic_version", "sessions", "session_transitions", "checkpoints"}
+TABLES = {"alembic_version", "sessions", "session_transitions", "checkpoints", "events"}
 
 
 def _flat(text: str) -> str:

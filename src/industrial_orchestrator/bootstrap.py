@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .config import Settings
-from .services.sessions import SessionService
+from .services.events import EventLog
+from .services.sessions import SessionService, utc_now
 from .storage.database import create_engine
 from .storage.migrate import upgrade_to_head
 from .storage.unit_of_work import SqlUnitOfWorkFactory
@@ -19,6 +20,7 @@ class Components:
     engine: AsyncEngine
     uow: SqlUnitOfWorkFactory
     sessions: SessionService
+    events: EventLog
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -30,15 +32,17 @@ async def build(settings: Settings, *, migrate: bool = True) -> Components:
         if migrate:
             await upgrade_to_head(engine)
         uow = SqlUnitOfWorkFactory(engine)
+        clock = utc_now
         sessions = SessionService(
             uow,
             max_running=settings.max_concurrent_sessions,
             checkpoint_retention=settings.checkpoint_retention,
             default_priority=settings.default_session_priority,
+            clock=clock,
         )
         # A session queued before a restart, or a limit raised since, may start now.
         await sessions.promote_queued()
     except BaseException:
         await engine.dispose()
         raise
-    return Components(settings, engine, uow, sessions)
+    return Components(settings, engine, uow, sessions, EventLog(uow, clock=clock))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from uuid import uuid4
 
@@ -16,6 +16,8 @@ from industrial_orchestrator.domain.session_states import SessionState
 from industrial_orchestrator.storage.database import create_engine
 from industrial_orchestrator.storage.migrate import current_revision, head_revision, upgrade_to_head
 from industrial_orchestrator.storage.unit_of_work import SqlUnitOfWorkFactory
+
+from ..backends import postgres_url_for, temporary_postgres_database
 
 
 def new_session() -> Session:
@@ -92,3 +94,44 @@ async def test_guarded_save_refuses_a_stale_version_or_state(uow):
         stored = await unit.sessions.get(session.id)
     assert stored is not None
     assert (stored.status, stored.version) == (SessionState.RUNNING, 2)
+
+
+@pytest.fixture
+def fresh_database_url(backend, tmp_path) -> Iterator[str]:
+    """A database no test has migrated yet."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    with temporary_postgres_database("io_test_migration") as name:
+        yield postgres_url_for(name)
+
+
+async def test_upgrading_a_populated_database_keeps_its_sessions(fresh_database_url, tmp_path):
+    """Revision 0002 (events) applied on top of a 0001 database with data in it."""
+    settings = load_settings(
+        database_url=fresh_database_url, orchestrator_home=tmp_path, _env_file=None
+    )
+    engine = create_engine(settings.database)
+    try:
+        await upgrade_to_head(engine, "0001")
+        assert await current_revision(engine) == "0001"
+        async with engine.begin() as connection:
+            await connection.execute(
+                sa.text(
+                    "INSERT INTO sessions (id, title, initial_prompt, priority, priority_rank,"
+                    " status, metadata, version, transition_seq, created_at, updated_at,"
+                    " attempt, tokens_used, cost_usd) VALUES (:id, 't', 'p', 'LOW', 0,"
+                    " 'PENDING', '{}', 1, 1, :now, :now, 1, 0, 0)"
+                ),
+                {
+                    "id": uuid4().hex if engine.dialect.name == "sqlite" else str(uuid4()),
+                    "now": datetime.now(UTC),
+                },
+            )
+        await upgrade_to_head(engine)
+        assert await current_revision(engine) == head_revision()
+        async with engine.connect() as connection:
+            counters = (await connection.execute(sa.text("SELECT event_seq FROM sessions"))).all()
+        assert [tuple(row) for row in counters] == [(0,)]
+    finally:
+        await engine.dispose()

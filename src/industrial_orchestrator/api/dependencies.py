@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ..bootstrap import Components
+from ..services.events import EventLog
 from ..services.sessions import SessionService
 from .metrics import Metrics
 
@@ -25,6 +26,11 @@ async def session_service(request: Request) -> SessionService:
     return built.sessions
 
 
+async def event_log(request: Request) -> EventLog:
+    built: Components = request.app.state.components
+    return built.events
+
+
 async def metrics(request: Request) -> Metrics:
     registry: Metrics = request.app.state.metrics
     return registry
@@ -32,4 +38,5 @@ async def metrics(request: Request) -> Metrics:
 
 AppComponents = Annotated[Components, Depends(components)]
 Sessions = Annotated[SessionService, Depends(session_service)]
+Events = Annotated[EventLog, Depends(event_log)]
 AppMetrics = Annotated[Metrics, Depends(metrics)]

@@ -13,6 +13,7 @@ from typing import Protocol, Self
 from uuid import UUID
 
 from ..domain.checkpoint import Checkpoint
+from ..domain.events import Event, EventType, NewEvent
 from ..domain.priorities import Priority
 from ..domain.session import Session, Transition
 from ..domain.session_states import SessionState
@@ -91,6 +92,20 @@ class CheckpointRepository(Protocol):
         """Newest first, with the total count."""
 
 
+class EventRepository(Protocol):
+    async def append(self, new: Sequence[NewEvent]) -> None:
+        """Store events in order, numbering session events consecutively per session."""
+
+    async def for_session(
+        self,
+        session_id: UUID,
+        *,
+        after_seq: int,
+        limit: int,
+        types: Sequence[EventType] = (),
+    ) -> list[Event]: ...
+
+
 class DuplicateKeyError(Exception):
     """A uniqueness constraint refused the write (raised by repositories)."""
 
@@ -101,6 +116,9 @@ class UnitOfWork(Protocol):
 
     @property
     def checkpoints(self) -> CheckpointRepository: ...
+
+    @property
+    def events(self) -> EventRepository: ...
 
     async def __aenter__(self) -> Self: ...
 

@@ -15,6 +15,7 @@ from uuid import UUID, uuid4
 
 import structlog
 
+from ..domain import events
 from ..domain.checkpoint import Checkpoint, oldest_kept_seq
 from ..domain.errors import (
     AlreadyRetried,
@@ -140,6 +141,7 @@ class SessionService:
             async with self._uow() as uow:
                 await uow.sessions.add(session, idempotency_key, fingerprint)
                 await uow.sessions.add_transition(creation_record(session, Actor.OPERATOR))
+                await uow.events.append([events.session_created(session)])
                 started = None
                 if draft.auto_start:
                     session, started = await self._apply(uow, session, SessionAction.START, None)
@@ -273,8 +275,7 @@ class SessionService:
             moved, record = transition(
                 session, target, now=self._clock(), actor=actor, reason=reason
             )
-            await self._save(uow, session, moved)
-            await uow.sessions.add_transition(record)
+            await self._record(uow, session, moved, record)
             await uow.commit()
         _log_transition(record)
         await self._rebalance(session, moved)
@@ -317,8 +318,7 @@ class SessionService:
                     actor=Actor.SCHEDULER,
                     reason="promoted from queue",
                 )
-                await self._save(uow, queued, moved)
-                await uow.sessions.add_transition(record)
+                await self._record(uow, queued, moved, record)
                 await uow.commit()
             _log_transition(record)
             promoted.append(moved)
@@ -372,6 +372,7 @@ class SessionService:
                     reason=f"retry of {old.id} (attempt {fresh.attempt})",
                 )
             )
+            await uow.events.append([events.session_created(fresh)])
             if checkpoint is not None:
                 await self._write_checkpoint(
                     uow,
@@ -459,6 +460,7 @@ class SessionService:
         )
         await uow.checkpoints.add(checkpoint)
         await uow.checkpoints.prune(session_id, oldest_kept_seq(seq, self._retention))
+        await uow.events.append([events.checkpoint_created(checkpoint)])
         return checkpoint
 
     # -- shared steps -----------------------------------------------------------------
@@ -485,14 +487,23 @@ class SessionService:
         if target == SessionState.QUEUED and reason is None:
             reason = "all running slots taken (MAX_CONCURRENT_SESSIONS)"
         moved, record = transition(session, target, now=self._clock(), actor=actor, reason=reason)
-        await self._save(uow, session, moved)
-        await uow.sessions.add_transition(record)
+        await self._record(uow, session, moved, record)
         return moved, record
 
     async def _slot_free(self, uow: UnitOfWork) -> bool:
         """Whether a running slot is free; holds the slot lock until the transaction ends."""
         await uow.sessions.lock_running_slots()
         return await uow.sessions.count_running() < self._max_running
+
+    async def _record(
+        self, uow: UnitOfWork, before: Session, after: Session, record: Transition
+    ) -> None:
+        """The three writes of a transition, inside the caller's transaction: the guarded
+        row update, the history row and the event (so an event exists if and only if the
+        transition commits)."""
+        await self._save(uow, before, after)
+        await uow.sessions.add_transition(record)
+        await uow.events.append([events.session_transition(record, after)])
 
     async def _save(self, uow: UnitOfWork, before: Session, after: Session) -> None:
         saved = await uow.sessions.save(before, after)

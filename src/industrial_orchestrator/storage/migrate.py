@@ -30,13 +30,14 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(_config()).get_current_head()
 
 
-async def upgrade_to_head(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest revision; safe when replicas start together."""
+async def upgrade_to_head(engine: AsyncEngine, revision: str = "head") -> None:
+    """Bring the schema to the newest revision (or ``revision``); safe when replicas
+    start together."""
 
     def _upgrade(connection: Connection) -> None:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
-        command.upgrade(_config(connection), "head")
+        command.upgrade(_config(connection), revision)
 
     async with engine.connect() as connection:
         await connection.execution_options(**{WRITE_OPTION: True})

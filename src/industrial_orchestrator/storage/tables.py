@@ -34,6 +34,7 @@ sessions = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("transition_seq", sa.Integer, nullable=False),
     sa.Column("checkpoint_seq", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("event_seq", sa.Integer, nullable=False, server_default="0"),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
     sa.Column("started_at", Timestamp),
@@ -79,4 +80,16 @@ checkpoints = sa.Table(
     sa.Column("data", Json, nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.UniqueConstraint("session_id", "seq", name="uq_checkpoints_session_seq"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("session_id", sa.Uuid, sa.ForeignKey("sessions.id", ondelete="CASCADE")),
+    sa.Column("seq", sa.Integer),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("payload", Json, nullable=False),
+    sa.UniqueConstraint("session_id", "seq", name="uq_events_session_seq"),
 )

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ..domain.errors import StorageUnavailable
 from .checkpoint_repository import SqlCheckpointRepository
 from .database import WRITE_OPTION, is_sqlite
+from .event_repository import SqlEventRepository
 from .session_repository import SqlSessionRepository
 
 
@@ -21,6 +22,7 @@ class SqlUnitOfWork:
 
     sessions: SqlSessionRepository
     checkpoints: SqlCheckpointRepository
+    events: SqlEventRepository
 
     def __init__(
         self, engine: AsyncEngine, *, write: bool = True, writer_lock: asyncio.Lock | None = None
@@ -53,6 +55,7 @@ class SqlUnitOfWork:
         self._connection = connection
         self.sessions = SqlSessionRepository(connection)
         self.checkpoints = SqlCheckpointRepository(connection)
+        self.events = SqlEventRepository(connection)
         return self
 
     async def __aexit__(

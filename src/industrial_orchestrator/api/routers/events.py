@@ -1,0 +1,67 @@
+"""REST view of the event log, and the log-append endpoint for producers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Path, Query, status
+
+from ...domain.errors import PayloadTooLarge
+from ...domain.events import EventType
+from ..dependencies import Events
+from ..paths import API_PREFIX
+from ..schemas.common import error_responses
+from ..schemas.events import MAX_LOG_REQUEST_BYTES, EventPage, EventRead, LogAppend, LogAppended
+
+router = APIRouter(prefix=API_PREFIX, tags=["events"])
+
+SessionId = Annotated[UUID, Path(description="The session's id (a UUID)")]
+Since = Annotated[int, Query(ge=0, description="Return only events after this point")]
+Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many events")]
+
+
+@router.get(
+    "/sessions/{session_id}/events",
+    response_model=EventPage,
+    summary="A session's events",
+    responses=error_responses(404, 422),
+)
+async def session_events(
+    session_id: SessionId,
+    events: Events,
+    since: Since = 0,
+    limit: Limit = 100,
+    event_type: Annotated[
+        list[EventType] | None,
+        Query(alias="type", description="Repeat to keep several event types"),
+    ] = None,
+) -> EventPage:
+    """Events with `seq > since`, oldest first. Resume with `since=next_since`."""
+    found = await events.for_session(
+        session_id, after_seq=since, limit=limit, types=event_type or ()
+    )
+    last_seq = found[-1].seq if found else None
+    return EventPage(
+        items=[EventRead.of(e) for e in found],
+        next_since=last_seq if last_seq is not None else since,
+    )
+
+
+@router.post(
+    "/sessions/{session_id}/logs",
+    status_code=status.HTTP_201_CREATED,
+    response_model=LogAppended,
+    summary="Append to a session's live terminal",
+    responses=error_responses(404, 413, 422),
+)
+async def append_log(session_id: SessionId, body: LogAppend, events: Events) -> LogAppended:
+    """For executors and agents: the text becomes `session.log` events (split into
+    chunks of at most 15 KiB of UTF-8, never truncated)."""
+    size = len(body.text.encode("utf-8"))
+    if size > MAX_LOG_REQUEST_BYTES:
+        raise PayloadTooLarge(
+            f"Log text is {size} bytes; the limit per request is {MAX_LOG_REQUEST_BYTES}",
+            {"size": size, "limit": MAX_LOG_REQUEST_BYTES},
+        )
+    return LogAppended(events=await events.append_log(session_id, body.stream, body.text))

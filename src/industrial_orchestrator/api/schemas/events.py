@@ -1,0 +1,54 @@
+"""Event log resource and log-line appends."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from ...domain.events import Event, EventType, LogStream
+from .common import StrictModel
+
+MAX_LOG_REQUEST_BYTES = 256 * 1024
+
+
+class EventRead(BaseModel):
+    id: int = Field(description="Global id, increasing")
+    session_id: UUID | None
+    seq: int | None = Field(description="Per-session sequence number: 1, 2, 3... no gap")
+    type: EventType
+    at: datetime
+    payload: dict[str, Any]
+
+    @classmethod
+    def of(cls, event: Event) -> EventRead:
+        return cls(
+            id=event.id,
+            session_id=event.session_id,
+            seq=event.seq,
+            type=event.type,
+            at=event.at,
+            payload=event.payload,
+        )
+
+
+class EventPage(BaseModel):
+    items: list[EventRead]
+    next_since: int = Field(
+        description="Pass as `since` to get the events after this page (unchanged if empty)"
+    )
+
+
+class LogAppend(StrictModel):
+    stream: LogStream = Field(description="stdout, stderr, agent, tool or system")
+    text: str = Field(
+        min_length=1,
+        max_length=MAX_LOG_REQUEST_BYTES,
+        description="Up to 256 KiB; split into several session.log events if long",
+    )
+
+
+class LogAppended(BaseModel):
+    events: int = Field(description="How many session.log events the text became")
