@@ -86,9 +86,9 @@ async def test_guarded_save_refuses_a_stale_version_or_state(uow):
         await unit.commit()
     moved = session.evolve(status=SessionState.RUNNING, version=2)
     async with uow() as unit:
-        assert not await unit.sessions.save(session.evolve(version=5), moved)
-        assert not await unit.sessions.save(session.evolve(status=SessionState.QUEUED), moved)
-        assert await unit.sessions.save(session, moved)
+        assert await unit.sessions.save(session.evolve(version=5), moved) is None
+        assert await unit.sessions.save(session.evolve(status=SessionState.QUEUED), moved) is None
+        assert await unit.sessions.save(session, moved, reserve_events=2) == 2
         await unit.commit()
     async with uow.reader() as unit:
         stored = await unit.sessions.get(session.id)

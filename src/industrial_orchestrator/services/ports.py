@@ -5,7 +5,7 @@ Repositories speak in domain objects; nothing above ``storage/`` sees SQLAlchemy
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -57,9 +57,11 @@ class SessionRepository(Protocol):
 
     async def get_by_idempotency_key(self, key: str) -> IdempotentCreation | None: ...
 
-    async def save(self, before: Session, after: Session) -> bool:
+    async def save(self, before: Session, after: Session, *, reserve_events: int = 0) -> int | None:
         """Write the fields that differ from ``before`` if the row is still at
-        ``before``'s version and state; False (nothing written) otherwise."""
+        ``before``'s version and state, reserving ``reserve_events`` event sequence numbers
+        in the same statement. Returns the last reserved number (the counter's value when
+        none are reserved), or None when the guard failed and nothing was written."""
 
     async def add_transition(self, record: Transition) -> None: ...
 
@@ -93,8 +95,12 @@ class CheckpointRepository(Protocol):
 
 
 class EventRepository(Protocol):
-    async def append(self, new: Sequence[NewEvent]) -> None:
-        """Store events in order, numbering session events consecutively per session."""
+    async def append(
+        self, new: Sequence[NewEvent], *, reserved: Mapping[UUID, int] | None = None
+    ) -> None:
+        """Store events in order, numbering session events consecutively per session.
+        ``reserved`` maps a session to the last of the numbers already reserved for its
+        events in ``new`` (by ``SessionRepository.save``)."""
 
     async def for_session(
         self,

@@ -501,14 +501,13 @@ class SessionService:
         """The three writes of a transition, inside the caller's transaction: the guarded
         row update, the history row and the event (so an event exists if and only if the
         transition commits)."""
-        await self._save(uow, before, after)
-        await uow.sessions.add_transition(record)
-        await uow.events.append([events.session_transition(record, after)])
-
-    async def _save(self, uow: UnitOfWork, before: Session, after: Session) -> None:
-        saved = await uow.sessions.save(before, after)
-        if not saved:
+        last_event_seq = await uow.sessions.save(before, after, reserve_events=1)
+        if last_event_seq is None:
             raise _stale(before, before.version, concurrent=True)
+        await uow.sessions.add_transition(record)
+        await uow.events.append(
+            [events.session_transition(record, after)], reserved={after.id: last_event_seq}
+        )
 
 
 def _log_transition(record: Transition | None) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -18,7 +18,9 @@ class SqlEventRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._db = connection
 
-    async def append(self, new: Sequence[NewEvent]) -> None:
+    async def append(
+        self, new: Sequence[NewEvent], *, reserved: Mapping[UUID, int] | None = None
+    ) -> None:
         """Store ``new`` in order. Session events take consecutive per-session sequence
         numbers from a counter on the session row, whose row lock orders concurrent
         writers of one session by commit."""
@@ -30,6 +32,9 @@ class SqlEventRepository:
                 by_session[event.session_id] = by_session.get(event.session_id, 0) + 1
         next_seq: dict[UUID, int] = {}
         for session_id, count in by_session.items():
+            if reserved is not None and session_id in reserved:
+                next_seq[session_id] = reserved[session_id] - count + 1
+                continue
             last = await self._db.scalar(
                 sa.update(sessions)
                 .where(sessions.c.id == session_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -54,11 +55,15 @@ class SqlSessionRepository:
             return None
         return IdempotentCreation(session_from_row(row), row["idempotency_hash"] or "")
 
-    async def save(self, before: Session, after: Session) -> bool:
+    async def save(self, before: Session, after: Session, *, reserve_events: int = 0) -> int | None:
         old, new = session_values(before), session_values(after)
         # Only what changed: a transition touches a handful of the row's columns.
-        changes = {column: value for column, value in new.items() if old[column] != value}
-        result = await self._db.execute(
+        changes: dict[str, Any] = {
+            column: value for column, value in new.items() if old[column] != value
+        }
+        if reserve_events:
+            changes["event_seq"] = sessions.c.event_seq + reserve_events
+        last = await self._db.scalar(
             sa.update(sessions)
             .where(
                 sessions.c.id == before.id,
@@ -66,8 +71,9 @@ class SqlSessionRepository:
                 sessions.c.status == before.status.value,
             )
             .values(changes)
+            .returning(sessions.c.event_seq)
         )
-        return result.rowcount == 1
+        return None if last is None else int(last)
 
     async def add_transition(self, record: Transition) -> None:
         await self._db.execute(sa.insert(session_transitions).values(transition_values(record)))
