@@ -30,7 +30,7 @@ def postgres_url_for(database: str, driver: str = "postgresql") -> str:
     return f"{_base(ADMIN_URL).replace('postgresql', driver, 1)}/{database}"
 
 
-def _run(coroutine_function: Any, *args: Any) -> Any:
+def run_sync(coroutine_function: Any, *args: Any) -> Any:
     """Run a coroutine to completion from sync code, even inside a running event loop."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coroutine_function(*args)).result()
@@ -46,7 +46,7 @@ async def _admin(sql: str) -> None:
 
 def postgres_unavailable() -> str | None:
     try:
-        _run(_admin, "SELECT 1")
+        run_sync(_admin, "SELECT 1")
     except Exception as exc:
         return f"PostgreSQL unreachable at {ADMIN_URL}: {exc!r}"
     return None
@@ -66,11 +66,11 @@ def temporary_postgres_database(prefix: str = "io_test") -> Iterator[str]:
     """Create a database for this run and yield its name; drop it afterwards."""
     require_postgres()
     name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    _run(_admin, f'CREATE DATABASE "{name}"')
+    run_sync(_admin, f'CREATE DATABASE "{name}"')
     try:
         yield name
     finally:
-        _run(_admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        run_sync(_admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def truncate_all(database: str) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .config import Settings
+from .coordination.event_bus import LocalEventBus
 from .services.events import EventLog
 from .services.sessions import SessionService, utc_now
 from .storage.database import create_engine
@@ -21,6 +22,7 @@ class Components:
     uow: SqlUnitOfWorkFactory
     sessions: SessionService
     events: EventLog
+    bus: LocalEventBus
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -33,16 +35,20 @@ async def build(settings: Settings, *, migrate: bool = True) -> Components:
             await upgrade_to_head(engine)
         uow = SqlUnitOfWorkFactory(engine)
         clock = utc_now
+        bus = LocalEventBus()
         sessions = SessionService(
             uow,
             max_running=settings.max_concurrent_sessions,
             checkpoint_retention=settings.checkpoint_retention,
             default_priority=settings.default_session_priority,
             clock=clock,
+            notifier=bus,
         )
         # A session queued before a restart, or a limit raised since, may start now.
         await sessions.promote_queued()
     except BaseException:
         await engine.dispose()
         raise
-    return Components(settings, engine, uow, sessions, EventLog(uow, clock=clock))
+    return Components(
+        settings, engine, uow, sessions, EventLog(uow, clock=clock, notifier=bus), bus
+    )

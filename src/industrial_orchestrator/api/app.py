@@ -13,7 +13,7 @@ from ..config import Settings
 from .errors import install_error_handlers
 from .metrics import Metrics
 from .middleware import BodySizeLimit, RequestTelemetry
-from .routers import events, operations, sessions
+from .routers import events, operations, sessions, streams
 
 # Above the largest legal body (a 1 MiB checkpoint, JSON-escaped) with room to spare.
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -50,6 +50,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
     install_error_handlers(app)
     app.include_router(sessions.router)
     app.include_router(events.router)
+    app.include_router(streams.router)
     app.include_router(operations.router)
     app.add_middleware(
         CORSMiddleware,

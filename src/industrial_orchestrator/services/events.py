@@ -9,15 +9,16 @@ import structlog
 
 from ..domain.errors import NotFound
 from ..domain.events import Event, EventType, LogStream, log_lines
-from .ports import Clock, UnitOfWorkFactory
+from .ports import Clock, EventNotifier, UnitOfWorkFactory
 
 log = structlog.get_logger("industrial_orchestrator.services.events")
 
 
 class EventLog:
-    def __init__(self, uow: UnitOfWorkFactory, *, clock: Clock) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, *, clock: Clock, notifier: EventNotifier) -> None:
         self._uow = uow
         self._clock = clock
+        self._notifier = notifier
 
     async def for_session(
         self,
@@ -44,7 +45,12 @@ class EventLog:
                 raise _missing(session_id)
             await uow.events.append(new)
             await uow.commit()
+        self._notifier.publish(session_id)
         return len(new)
+
+    async def exists(self, session_id: UUID) -> bool:
+        async with self._uow.reader() as uow:
+            return await uow.sessions.get(session_id) is not None
 
 
 def _missing(session_id: UUID) -> NotFound:

@@ -112,6 +112,11 @@ class EventRepository(Protocol):
     ) -> list[Event]: ...
 
 
+class EventNotifier(Protocol):
+    def publish(self, session_id: UUID | None) -> None:
+        """Wake the readers of ``session_id``'s events; called after the commit."""
+
+
 class DuplicateKeyError(Exception):
     """A uniqueness constraint refused the write (raised by repositories)."""
 

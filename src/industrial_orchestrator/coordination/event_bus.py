@@ -1,0 +1,42 @@
+"""Wakes event readers when something was appended to the log.
+
+The bus carries no events, only "session X has news": readers then read the database
+log from where they stopped. A lost or late wake-up therefore delays delivery but never
+loses an event; readers also re-read on a timer. This is the in-process implementation;
+the Redis one (cross-replica) implements the same interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from uuid import UUID
+
+# A subscriber that falls this far behind loses wake-ups, not events: it re-reads anyway.
+QUEUE_SIZE = 256
+
+
+class LocalEventBus:
+    def __init__(self) -> None:
+        self._subscribers: set[asyncio.Queue[UUID | None]] = set()
+
+    def publish(self, session_id: UUID | None) -> None:
+        """Tell every subscriber that ``session_id`` (None: a global event) has news."""
+        for queue in self._subscribers:
+            # A full queue means the subscriber is awake already, with work queued.
+            with suppress(asyncio.QueueFull):
+                queue.put_nowait(session_id)
+
+    @asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[UUID | None]]:
+        queue: asyncio.Queue[UUID | None] = asyncio.Queue(QUEUE_SIZE)
+        self._subscribers.add(queue)
+        try:
+            yield queue
+        finally:
+            self._subscribers.discard(queue)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
