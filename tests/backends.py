@@ -97,3 +97,19 @@ async def terminate_connections(database: str) -> None:
         )
     finally:
         await connection.close()
+
+
+REDIS_HOST = os.environ.get("TEST_REDIS_HOST", "127.0.0.1")
+
+
+def require_redis() -> None:
+    """Skip (fail under CI) when Redis does not answer a PING on ``REDIS_HOST``."""
+    import redis
+
+    try:
+        redis.Redis(host=REDIS_HOST, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        reason = f"Redis unreachable at {REDIS_HOST}:6379: {exc!r}"
+        if IN_CI:
+            pytest.fail(f"{reason} (CI=true: Redis must be running)")
+        pytest.skip(reason)

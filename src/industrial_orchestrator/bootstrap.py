@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .config import Settings
-from .coordination.event_bus import LocalEventBus
+from .coordination.event_bus import EventBus, LocalEventBus
 from .services.events import EventLog
 from .services.sessions import SessionService, utc_now
 from .storage.database import create_engine
@@ -22,10 +22,13 @@ class Components:
     uow: SqlUnitOfWorkFactory
     sessions: SessionService
     events: EventLog
-    bus: LocalEventBus
+    bus: EventBus
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        try:
+            await self.bus.close()
+        finally:
+            await self.engine.dispose()
 
 
 async def build(settings: Settings, *, migrate: bool = True) -> Components:
@@ -35,7 +38,8 @@ async def build(settings: Settings, *, migrate: bool = True) -> Components:
             await upgrade_to_head(engine)
         uow = SqlUnitOfWorkFactory(engine)
         clock = utc_now
-        bus = LocalEventBus()
+        bus = _event_bus(settings)
+        await bus.start()
         sessions = SessionService(
             uow,
             max_running=settings.max_concurrent_sessions,
@@ -52,3 +56,22 @@ async def build(settings: Settings, *, migrate: bool = True) -> Components:
     return Components(
         settings, engine, uow, sessions, EventLog(uow, clock=clock, notifier=bus), bus
     )
+
+
+def _event_bus(settings: Settings) -> EventBus:
+    """Redis pub/sub across replicas when REDIS_HOST is set, else in-process."""
+    if not settings.redis_host:
+        return LocalEventBus()
+    from redis.asyncio import Redis
+
+    from .coordination.redis_event_bus import RedisEventBus
+
+    redis = Redis(
+        host=settings.redis_host,
+        port=settings.redis_port,
+        db=settings.redis_db,
+        password=settings.redis_password.get_secret_value() if settings.redis_password else None,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+    return RedisEventBus(redis, channel=f"{settings.redis_prefix}:events")

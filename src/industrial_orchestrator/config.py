@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     redis_port: int = Field(6379, ge=1, le=65535)
     redis_password: SecretStr | None = None
     redis_db: int = Field(0, ge=0)
+    redis_prefix: str = Field(
+        "orchestrator", min_length=1, description="Prefix of every Redis key and channel"
+    )
 
     # OpenCode.
     opencode_host: str | None = None
@@ -71,6 +74,11 @@ class Settings(BaseSettings):
     secret_key: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_urlsafe(48)))
     access_token_expire_minutes: int = Field(30, ge=1)
     allowed_hosts: str = Field("*", description="Comma-separated CORS origins")
+
+    # Live streams.
+    ws_heartbeat_seconds: float = Field(
+        15.0, gt=0, le=3600, description="Silence before a ping (and a re-read of the log)"
+    )
 
     @property
     def database(self) -> URL:

@@ -10,16 +10,40 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from typing import Protocol
 from uuid import UUID
 
 # A subscriber that falls this far behind loses wake-ups, not events: it re-reads anyway.
 QUEUE_SIZE = 256
 
 
+class EventBus(Protocol):
+    """What the API's streams and the services need of a bus."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def publish(self, session_id: UUID | None) -> None: ...
+
+    def subscribe(self) -> AbstractAsyncContextManager[asyncio.Queue[UUID | None]]: ...
+
+    @property
+    def subscribers(self) -> int: ...
+
+
 class LocalEventBus:
+    """One process's bus: the default, and the local half of the Redis one."""
+
     def __init__(self) -> None:
         self._subscribers: set[asyncio.Queue[UUID | None]] = set()
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
 
     def publish(self, session_id: UUID | None) -> None:
         """Tell every subscriber that ``session_id`` (None: a global event) has news."""

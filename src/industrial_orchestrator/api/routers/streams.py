@@ -21,7 +21,6 @@ from ..schemas.events import EventRead
 router = APIRouter(tags=["streams"])
 
 BATCH = 500
-HEARTBEAT_SECONDS = 15.0
 CLOSE_UNKNOWN_SESSION = 4404
 
 
@@ -32,7 +31,7 @@ async def session_stream(
     since: Annotated[int, Query(ge=0)] = 0,
 ) -> None:
     """Every event of one session after ``since`` (its ``seq``), then live ones. Sends
-    ``{"type": "ping"}`` every 15 s of silence."""
+    ``{"type": "ping"}`` after ``WS_HEARTBEAT_SECONDS`` (15) of silence."""
     components: Components = websocket.app.state.components
     await websocket.accept()
     if not await components.events.exists(session_id):
@@ -68,7 +67,7 @@ async def _send(
         if len(batch) == BATCH:
             continue
         try:
-            async with asyncio.timeout(HEARTBEAT_SECONDS):
+            async with asyncio.timeout(components.settings.ws_heartbeat_seconds):
                 await _news_for(wakeups, session_id)
         except TimeoutError:
             await websocket.send_json({"type": "ping"})
