@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from typing import Annotated
-from uuid import UUID
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Query, status
 
 from ...domain.errors import PayloadTooLarge
 from ...domain.events import EventType
 from ..dependencies import Events
-from ..paths import API_PREFIX
+from ..paths import API_PREFIX, SessionId
 from ..schemas.common import error_responses
 from ..schemas.events import MAX_LOG_REQUEST_BYTES, EventPage, EventRead, LogAppend, LogAppended
 
 router = APIRouter(prefix=API_PREFIX, tags=["events"])
 
-SessionId = Annotated[UUID, Path(description="The session's id (a UUID)")]
 Since = Annotated[int, Query(ge=0, description="Return only events after this point")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many events")]
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import re
 from typing import Annotated
-from uuid import UUID
 
-from fastapi import APIRouter, Body, Header, Path, Query, Response, status
+from fastapi import APIRouter, Body, Header, Query, Response, status
 from fastapi.responses import JSONResponse
 
 from ...domain.errors import InvalidInput
@@ -17,7 +16,7 @@ from ...domain.session_states import STATE_TABLE, SessionState
 from ...services.ports import SessionQuery
 from ...services.sessions import NewSession
 from ..dependencies import Sessions
-from ..paths import API_PREFIX
+from ..paths import API_PREFIX, SessionId
 from ..schemas.checkpoints import CheckpointCreate, CheckpointPage, CheckpointRead
 from ..schemas.common import error_responses
 from ..schemas.sessions import (
@@ -53,7 +52,6 @@ IfMatch = Annotated[
     str | None,
     Header(alias="If-Match", description='Expected session version, e.g. `"3"`'),
 ]
-SessionId = Annotated[UUID, Path(description="The session's id (a UUID)")]
 Page = Annotated[int, Query(ge=1, le=1_000_000, description="1-based page number")]
 PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Items per page")]
 
