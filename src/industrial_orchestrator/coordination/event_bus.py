@@ -29,9 +29,6 @@ class EventBus(Protocol):
 
     def subscribe(self) -> AbstractAsyncContextManager[asyncio.Queue[UUID | None]]: ...
 
-    @property
-    def subscribers(self) -> int: ...
-
 
 class LocalEventBus:
     """One process's bus: the default, and the local half of the Redis one."""
@@ -60,7 +57,3 @@ class LocalEventBus:
             yield queue
         finally:
             self._subscribers.discard(queue)
-
-    @property
-    def subscribers(self) -> int:
-        return len(self._subscribers)

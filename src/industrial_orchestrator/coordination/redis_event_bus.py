@@ -61,10 +61,6 @@ class RedisEventBus:
         async with self._local.subscribe() as queue:
             yield queue
 
-    @property
-    def subscribers(self) -> int:
-        return self._local.subscribers
-
     async def _send(self, message: str) -> None:
         try:
             await self._redis.publish(self._channel, message)
