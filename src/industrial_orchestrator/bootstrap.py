@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .config import Settings
 from .coordination.event_bus import EventBus, LocalEventBus
+from .domain.events import NewEvent
 from .services.events import EventLog
 from .services.sessions import SessionService, utc_now
 from .storage.database import create_engine
 from .storage.migrate import upgrade_to_head
-from .storage.unit_of_work import SqlUnitOfWorkFactory
+from .storage.unit_of_work import CommitListener, SqlUnitOfWorkFactory
 
 
 @dataclass(slots=True)
@@ -31,31 +33,42 @@ class Components:
             await self.engine.dispose()
 
 
-async def build(settings: Settings, *, migrate: bool = True) -> Components:
+async def build(
+    settings: Settings, *, migrate: bool = True, listeners: Sequence[CommitListener] = ()
+) -> Components:
+    """Connect, migrate and wire. ``listeners`` hear of every batch of committed events
+    (after the event bus has announced it)."""
     engine = create_engine(settings.database, pool_size=settings.db_pool_size)
+    bus_started = False
     try:
         if migrate:
             await upgrade_to_head(engine)
-        uow = SqlUnitOfWorkFactory(engine)
-        clock = utc_now
         bus = _event_bus(settings)
+
+        def committed(stored: Sequence[NewEvent]) -> None:
+            bus.publish()
+            for listener in listeners:
+                listener(stored)
+
+        uow = SqlUnitOfWorkFactory(engine, on_commit=committed)
+        clock = utc_now
         await bus.start()
+        bus_started = True
         sessions = SessionService(
             uow,
             max_running=settings.max_concurrent_sessions,
             checkpoint_retention=settings.checkpoint_retention,
             default_priority=settings.default_session_priority,
             clock=clock,
-            notifier=bus,
         )
         # A session queued before a restart, or a limit raised since, may start now.
         await sessions.promote_queued()
     except BaseException:
+        if bus_started:
+            await bus.close()
         await engine.dispose()
         raise
-    return Components(
-        settings, engine, uow, sessions, EventLog(uow, clock=clock, notifier=bus), bus
-    )
+    return Components(settings, engine, uow, sessions, EventLog(uow, clock=clock), bus)
 
 
 def _event_bus(settings: Settings) -> EventBus:

@@ -76,8 +76,12 @@ class Settings(BaseSettings):
     allowed_hosts: str = Field("*", description="Comma-separated CORS origins")
 
     # Live streams.
-    ws_heartbeat_seconds: float = Field(
-        15.0, gt=0, le=3600, description="Silence before a ping (and a re-read of the log)"
+    ws_heartbeat_seconds: float = Field(15.0, gt=0, le=3600, description="Silence before a ping")
+    ws_queue_size: int = Field(
+        1024, ge=1, le=1_000_000, description="Events a slow client may lag before it is cut off"
+    )
+    event_poll_seconds: float = Field(
+        1.0, gt=0, le=3600, description="Re-read of the log when no wake-up came (Redis lost)"
     )
 
     @property

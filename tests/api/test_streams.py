@@ -1,11 +1,12 @@
-"""The per-session WebSocket stream: history from ``since``, then live events, without
-gap or duplicate at the boundary; unknown sessions are closed with 4404.
+"""The WebSocket streams: history from ``since``, then live events, without gap or
+duplicate at the boundary; rewinds; the global streams; unknown sessions closed with 4404.
 
 Starlette's TestClient drives the real app (lifespan included) in its own event loop.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -101,3 +102,107 @@ def test_unknown_session_is_closed_with_4404(http):
         ws.receive_json()
     assert closed.value.code == 4404
     assert "does not exist" in closed.value.reason
+
+
+def events_of_log(http: TestClient, since: int = 0) -> list[dict[str, Any]]:
+    response = http.get(f"{API}/events", params={"since": since, "limit": 1000})
+    assert response.status_code == 200, response.text
+    return list(response.json()["items"])
+
+
+def test_the_global_stream_starts_now_and_shows_every_session_in_commit_order(http):
+    before = new_session(http)
+    with http.websocket_connect("/ws") as everything, http.websocket_connect("/ws/sessions") as ss:
+        first = new_session(http)
+        second = new_session(http)
+        http.post(f"{API}/sessions/{first}/start")
+        http.post(f"{API}/sessions/{before}/logs", json={"stream": "tool", "text": "ls"})
+        seen = receive_events(everything, 4)
+        seen_sessions = receive_events(ss, 4)
+    assert [(e["session_id"], e["type"]) for e in seen] == [
+        (first, "session.created"),
+        (second, "session.created"),
+        (first, "session.transition"),
+        (before, "session.log"),
+    ]
+    ids = [e["id"] for e in seen]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 4
+    assert seen_sessions == seen
+    assert [e["id"] for e in events_of_log(http, since=ids[0] - 1)] == ids
+
+
+def test_the_global_stream_resumes_from_an_id(http):
+    sid = new_session(http)
+    http.post(f"{API}/sessions/{sid}/start")
+    created_id = events_of_log(http)[0]["id"]
+    with http.websocket_connect(f"/ws?since={created_id}") as ws:
+        resumed = receive_events(ws, 1)
+    assert resumed[0]["type"] == "session.transition"
+    assert resumed[0]["id"] > created_id
+
+
+def test_a_since_message_rewinds_the_stream_without_duplicating_live_events(http):
+    sid = new_session(http)
+    with http.websocket_connect(f"/ws/sessions/{sid}") as ws:
+        assert [e["seq"] for e in receive_events(ws, 1)] == [1]
+        http.post(f"{API}/sessions/{sid}/start")
+        assert [e["seq"] for e in receive_events(ws, 1)] == [2]
+        ws.send_json({"since": 0})
+        replayed = receive_events(ws, 2)
+        http.post(f"{API}/sessions/{sid}/pause")
+        live = receive_events(ws, 1)
+    assert [e["seq"] for e in replayed] == [1, 2]
+    assert [e["seq"] for e in live] == [3]
+
+
+def test_control_messages_are_answered(http):
+    sid = new_session(http)
+    with http.websocket_connect(f"/ws/sessions/{sid}?since=1") as ws:
+        ws.send_json({"type": "ping"})
+        assert ws.receive_json() == {"type": "pong"}
+        for bad in ("not json", "[1]", '{"since": -1}', '{"since": "3"}'):
+            ws.send_text(bad)
+            reply = ws.receive_json()
+            assert reply["type"] == "error", bad
+            assert "since" in reply["message"] or "JSON" in reply["message"]
+        http.post(f"{API}/sessions/{sid}/start")
+        assert receive_events(ws, 1)[0]["seq"] == 2
+
+
+def test_a_silent_stream_is_pinged(tmp_path):
+    settings = load_settings(
+        orchestrator_home=tmp_path / "home", _env_file=None, ws_heartbeat_seconds=0.05
+    )
+    with TestClient(create_app(settings)) as http:
+        sid = new_session(http)
+        with http.websocket_connect(f"/ws/sessions/{sid}?since=1") as ws:
+            assert ws.receive_json() == {"type": "ping"}
+
+
+def metric(http: TestClient, line_start: str) -> float:
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith(line_start + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{line_start} not in /metrics")
+
+
+def test_metrics_count_events_by_type_and_open_streams(http):
+    created = 'orchestrator_events_total{type="session.created"}'
+    logs = 'orchestrator_events_total{type="session.log"}'
+    streams = 'orchestrator_ws_connections{stream="session"}'
+    assert metric(http, created) == 0
+    sid = new_session(http)
+    http.post(f"{API}/sessions/{sid}/logs", json={"stream": "stdout", "text": "a"})
+    http.post(f"{API}/sessions/{sid}/logs", json={"stream": "stdout", "text": "b"})
+    assert metric(http, created) == 1
+    assert metric(http, logs) == 2
+    with http.websocket_connect(f"/ws/sessions/{sid}") as ws:
+        receive_events(ws, 1)
+        assert metric(http, streams) == 1
+    # The gauge drops once the server has seen the close.
+    for _ in range(100):
+        if metric(http, streams) == 0:
+            break
+        time.sleep(0.02)
+    assert metric(http, streams) == 0

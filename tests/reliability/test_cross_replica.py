@@ -17,8 +17,8 @@ from ..server_process import ServerProcess
 pytestmark = pytest.mark.slow
 
 # Far above the wait below: an event that arrives was woken through Redis, not found by
-# the periodic re-read.
-HEARTBEAT = "300"
+# the periodic re-read of the log.
+POLL = "300"
 WAIT = 60
 
 
@@ -36,7 +36,7 @@ def test_a_transition_through_one_replica_reaches_a_watcher_of_the_other(tmp_pat
             "DATABASE_URL": postgres_url_for(database),
             "REDIS_HOST": REDIS_HOST,
             "REDIS_PREFIX": f"io-test-{uuid.uuid4().hex[:8]}",
-            "WS_HEARTBEAT_SECONDS": HEARTBEAT,
+            "EVENT_POLL_SECONDS": POLL,
             "LOG_LEVEL": "WARNING",
         }
         with ServerProcess(env, tmp_path / "a") as a, ServerProcess(env, tmp_path / "b") as b:

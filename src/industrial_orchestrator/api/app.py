@@ -10,10 +10,12 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from .. import bootstrap
 from ..config import Settings
+from ..services.event_feed import EventFeed
 from .errors import install_error_handlers
 from .metrics import Metrics
 from .middleware import BodySizeLimit, RequestTelemetry
 from .routers import events, operations, sessions, streams
+from .schemas.events import wire_text
 
 # Above the largest legal body (a 1 MiB checkpoint, JSON-escaped) with room to spare.
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -30,14 +32,33 @@ transaction with an append-only history. Errors always have the shape
 def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
     """Build the app; its lifespan connects to the database (and migrates it by default)."""
 
+    metrics = Metrics()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        components = await bootstrap.build(settings, migrate=migrate)
+        components = await bootstrap.build(
+            settings, migrate=migrate, listeners=[metrics.count_events]
+        )
+        try:
+            feed = EventFeed(
+                components.events,
+                components.bus,
+                render=wire_text,
+                poll_seconds=settings.event_poll_seconds,
+            )
+            await feed.start()
+        except BaseException:
+            await components.close()
+            raise
         app.state.components = components
+        app.state.feed = feed
         try:
             yield
         finally:
-            await components.close()
+            try:
+                await feed.close()
+            finally:
+                await components.close()
 
     app = FastAPI(
         title=settings.app_name,
@@ -46,7 +67,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
         lifespan=lifespan,
         debug=False,
     )
-    app.state.metrics = Metrics()
+    app.state.metrics = metrics
     install_error_handlers(app)
     app.include_router(sessions.router)
     app.include_router(events.router)

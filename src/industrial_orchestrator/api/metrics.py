@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -9,6 +11,8 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
+
+from ..domain.events import EventType, NewEvent
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -43,3 +47,30 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.events_total = Counter(
+            "orchestrator_events",
+            "Events committed to the log by this replica, by type",
+            ["type"],
+            registry=self.registry,
+        )
+        for event_type in EventType:
+            self.events_total.labels(type=event_type.value)
+        self.ws_connections = Gauge(
+            "orchestrator_ws_connections",
+            "Open WebSocket streams on this replica, by stream",
+            ["stream"],
+            registry=self.registry,
+        )
+        self.ws_slow_clients = Counter(
+            "orchestrator_ws_slow_clients",
+            "WebSocket clients disconnected for falling WS_QUEUE_SIZE events behind",
+            ["stream"],
+            registry=self.registry,
+        )
+        for stream in ("all", "sessions", "session"):
+            self.ws_connections.labels(stream=stream)
+            self.ws_slow_clients.labels(stream=stream)
+
+    def count_events(self, stored: Sequence[NewEvent]) -> None:
+        for event in stored:
+            self.events_total.labels(type=event.type.value).inc()

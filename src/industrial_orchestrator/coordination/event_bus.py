@@ -1,7 +1,7 @@
 """Wakes event readers when something was appended to the log.
 
-The bus carries no events, only "session X has news": readers then read the database
-log from where they stopped. A lost or late wake-up therefore delays delivery but never
+The bus carries no events, only "the log has news": readers then read the database log
+from where they stopped. A lost or late wake-up therefore delays delivery but never
 loses an event; readers also re-read on a timer. This is the in-process implementation;
 the Redis one (cross-replica) implements the same interface.
 """
@@ -10,31 +10,49 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
-from uuid import UUID
 
-# A subscriber that falls this far behind loses wake-ups, not events: it re-reads anyway.
-QUEUE_SIZE = 256
+
+class Wakeup:
+    """A reader's doorbell: rung by the bus, answered by reading the log."""
+
+    def __init__(self) -> None:
+        self._rung = asyncio.Event()
+
+    def ring(self) -> None:
+        self._rung.set()
+
+    async def wait(self, within: float) -> bool:
+        """Whether the bell rang within ``within`` seconds. Returning clears it, so news
+        that arrives while the reader reads rings again and is never slept through."""
+        try:
+            async with asyncio.timeout(within):
+                await self._rung.wait()
+        except TimeoutError:
+            return False
+        self._rung.clear()
+        return True
 
 
 class EventBus(Protocol):
-    """What the API's streams and the services need of a bus."""
+    """What the event feed needs of a bus."""
 
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
 
-    def publish(self, session_id: UUID | None) -> None: ...
+    def publish(self) -> None:
+        """Announce that events were committed."""
 
-    def subscribe(self) -> AbstractAsyncContextManager[asyncio.Queue[UUID | None]]: ...
+    def subscribe(self) -> AbstractAsyncContextManager[Wakeup]: ...
 
 
 class LocalEventBus:
     """One process's bus: the default, and the local half of the Redis one."""
 
     def __init__(self) -> None:
-        self._subscribers: set[asyncio.Queue[UUID | None]] = set()
+        self._subscribers: set[Wakeup] = set()
 
     async def start(self) -> None:
         return None
@@ -42,18 +60,15 @@ class LocalEventBus:
     async def close(self) -> None:
         return None
 
-    def publish(self, session_id: UUID | None) -> None:
-        """Tell every subscriber that ``session_id`` (None: a global event) has news."""
-        for queue in self._subscribers:
-            # A full queue means the subscriber is awake already, with work queued.
-            with suppress(asyncio.QueueFull):
-                queue.put_nowait(session_id)
+    def publish(self) -> None:
+        for wakeup in self._subscribers:
+            wakeup.ring()
 
     @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[asyncio.Queue[UUID | None]]:
-        queue: asyncio.Queue[UUID | None] = asyncio.Queue(QUEUE_SIZE)
-        self._subscribers.add(queue)
+    async def subscribe(self) -> AsyncIterator[Wakeup]:
+        wakeup = Wakeup()
+        self._subscribers.add(wakeup)
         try:
-            yield queue
+            yield wakeup
         finally:
-            self._subscribers.discard(queue)
+            self._subscribers.discard(wakeup)

@@ -2,7 +2,7 @@
 
 Each replica keeps its local bus for its own WebSocket readers and relays every local
 publication to a Redis channel; a listener task feeds what other replicas publish into
-the local bus. Redis carries only "session X has news", never the events themselves, so
+the local bus. Redis carries only "replica R committed events", never the events, so
 when Redis is down or a message is lost, readers are merely woken later by their
 periodic re-read of the database log: slower, never wrong.
 """
@@ -14,17 +14,15 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from uuid import UUID
 
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from .event_bus import LocalEventBus
+from .event_bus import LocalEventBus, Wakeup
 
 log = structlog.get_logger(__name__)
 
-_GLOBAL = "*"
 _RECONNECT_SECONDS = 1.0
 
 
@@ -36,6 +34,7 @@ class RedisEventBus:
         self._origin = uuid.uuid4().hex
         self._listener: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
+        self._send_queued = False
 
     async def start(self) -> None:
         self._listener = asyncio.create_task(self._listen(), name="redis-event-bus")
@@ -49,19 +48,22 @@ class RedisEventBus:
                 await task
         await self._redis.aclose()
 
-    def publish(self, session_id: UUID | None) -> None:
-        self._local.publish(session_id)
-        message = f"{self._origin} {session_id or _GLOBAL}"
-        task = asyncio.create_task(self._send(message))
+    def publish(self) -> None:
+        self._local.publish()
+        if self._send_queued:
+            return  # a message not yet sent already tells the others to read
+        self._send_queued = True
+        task = asyncio.create_task(self._send(self._origin))
         self._sends.add(task)
         task.add_done_callback(self._sends.discard)
 
     @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[asyncio.Queue[UUID | None]]:
-        async with self._local.subscribe() as queue:
-            yield queue
+    async def subscribe(self) -> AsyncIterator[Wakeup]:
+        async with self._local.subscribe() as wakeup:
+            yield wakeup
 
     async def _send(self, message: str) -> None:
+        self._send_queued = False
         try:
             await self._redis.publish(self._channel, message)
         except (RedisError, OSError) as exc:
@@ -80,11 +82,6 @@ class RedisEventBus:
                 await asyncio.sleep(_RECONNECT_SECONDS)
 
     def _relay(self, data: bytes | str) -> None:
-        text = data.decode() if isinstance(data, bytes) else data
-        origin, _, target = text.partition(" ")
-        if origin == self._origin:
-            return  # our own readers were woken when we published
-        try:
-            self._local.publish(None if target == _GLOBAL else UUID(target))
-        except ValueError:
-            log.warning("event_bus_bad_message", message=text[:100])
+        origin = data.decode(errors="replace") if isinstance(data, bytes) else data
+        if origin != self._origin:  # our own readers were woken when we published
+            self._local.publish()

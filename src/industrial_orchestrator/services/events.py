@@ -9,16 +9,15 @@ import structlog
 
 from ..domain.errors import NotFound
 from ..domain.events import Event, EventType, LogStream, log_lines
-from .ports import Clock, EventNotifier, UnitOfWorkFactory
+from .ports import Clock, UnitOfWorkFactory
 
 log = structlog.get_logger("industrial_orchestrator.services.events")
 
 
 class EventLog:
-    def __init__(self, uow: UnitOfWorkFactory, *, clock: Clock, notifier: EventNotifier) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, *, clock: Clock) -> None:
         self._uow = uow
         self._clock = clock
-        self._notifier = notifier
 
     async def for_session(
         self,
@@ -45,8 +44,26 @@ class EventLog:
                 raise _missing(session_id)
             await uow.events.append(new)
             await uow.commit()
-        self._notifier.publish(session_id)
         return len(new)
+
+    async def after(
+        self,
+        after_id: int,
+        *,
+        limit: int = 100,
+        types: Sequence[EventType] = (),
+        sessions_only: bool = False,
+    ) -> list[Event]:
+        """Events of the whole log with ``id > after_id``, in commit order."""
+        async with self._uow.reader() as uow:
+            return await uow.events.after(
+                after_id, limit=limit, types=types, sessions_only=sessions_only
+            )
+
+    async def last_id(self) -> int:
+        """The id of the newest event, 0 when the log is empty."""
+        async with self._uow.reader() as uow:
+            return await uow.events.last_id()
 
     async def exists(self, session_id: UUID) -> bool:
         async with self._uow.reader() as uow:

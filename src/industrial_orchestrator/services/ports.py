@@ -98,9 +98,10 @@ class EventRepository(Protocol):
     async def append(
         self, new: Sequence[NewEvent], *, reserved: Mapping[UUID, int] | None = None
     ) -> None:
-        """Store events in order, numbering session events consecutively per session.
-        ``reserved`` maps a session to the last of the numbers already reserved for its
-        events in ``new`` (by ``SessionRepository.save``)."""
+        """Store events in order (written when the unit of work commits), numbering
+        session events consecutively per session. ``reserved`` maps a session to the
+        last of the numbers already reserved for its events in ``new`` (by
+        ``SessionRepository.save``)."""
 
     async def for_session(
         self,
@@ -111,10 +112,18 @@ class EventRepository(Protocol):
         types: Sequence[EventType] = (),
     ) -> list[Event]: ...
 
+    async def after(
+        self,
+        after_id: int,
+        *,
+        limit: int,
+        types: Sequence[EventType] = (),
+        sessions_only: bool = False,
+    ) -> list[Event]:
+        """The whole log after a global id, in commit order (ids are given out in the
+        order their transactions commit, so ``id > last seen`` never skips one)."""
 
-class EventNotifier(Protocol):
-    def publish(self, session_id: UUID | None) -> None:
-        """Wake the readers of ``session_id``'s events; called after the commit."""
+    async def last_id(self) -> int: ...
 
 
 class DuplicateKeyError(Exception):

@@ -40,7 +40,6 @@ from ..domain.session_states import (
 from .ports import (
     Clock,
     DuplicateKeyError,
-    EventNotifier,
     SessionQuery,
     SessionTotals,
     UnitOfWork,
@@ -97,13 +96,6 @@ class Started:
     retried: bool
 
 
-class SilentNotifier:
-    """For a service with no readers to wake."""
-
-    def publish(self, session_id: UUID | None) -> None:
-        return None
-
-
 class SessionService:
     def __init__(
         self,
@@ -113,14 +105,12 @@ class SessionService:
         checkpoint_retention: int,
         default_priority: Priority = Priority.MEDIUM,
         clock: Clock = utc_now,
-        notifier: EventNotifier | None = None,
     ) -> None:
         self._uow = uow
         self._max_running = max_running
         self._retention = checkpoint_retention
         self._default_priority = default_priority
         self._clock = clock
-        self._notifier = notifier or SilentNotifier()
 
     # -- creation ---------------------------------------------------------------------
 
@@ -165,7 +155,6 @@ class SessionService:
                 raise
             return Created(replay, created=False)
         log.info("session_created", session_id=str(session.id), priority=session.priority.value)
-        self._notifier.publish(session.id)
         _log_transition(started)
         await self._rebalance(None, session)
         return Created(session, created=True)
@@ -248,7 +237,6 @@ class SessionService:
                 if attempt == attempts:
                     raise
         _log_transition(record)
-        self._notifier.publish(session_id)
         await self._rebalance(session, moved)
         return moved
 
@@ -290,7 +278,6 @@ class SessionService:
             await self._record(uow, session, moved, record)
             await uow.commit()
         _log_transition(record)
-        self._notifier.publish(session_id)
         await self._rebalance(session, moved)
         return moved
 
@@ -334,7 +321,6 @@ class SessionService:
                 await self._record(uow, queued, moved, record)
                 await uow.commit()
             _log_transition(record)
-            self._notifier.publish(moved.id)
             promoted.append(moved)
         return promoted
 
@@ -407,7 +393,6 @@ class SessionService:
             checkpoint_id=str(checkpoint.id) if checkpoint else None,
         )
         _log_transition(started)
-        self._notifier.publish(fresh.id)
         await self._rebalance(None, fresh)
         return fresh
 
@@ -439,7 +424,6 @@ class SessionService:
                 uow, session_id, label=label, reason=reason, data=data
             )
             await uow.commit()
-        self._notifier.publish(session_id)
         log.info(
             "checkpoint_created",
             session_id=str(session_id),

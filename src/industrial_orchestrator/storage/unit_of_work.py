@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -10,26 +11,36 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..domain.errors import StorageUnavailable
+from ..domain.events import NewEvent
 from .checkpoint_repository import SqlCheckpointRepository
 from .database import WRITE_OPTION, is_sqlite
 from .event_repository import SqlEventRepository
 from .session_repository import SqlSessionRepository
 
+CommitListener = Callable[[Sequence[NewEvent]], None]
+
 
 class SqlUnitOfWork:
     """``async with uow:`` opens a connection and a transaction; leaving without
-    ``commit()`` rolls back."""
+    ``commit()`` rolls back. After a commit that stored events, ``on_commit`` hears of
+    them (to wake the readers of the log)."""
 
     sessions: SqlSessionRepository
     checkpoints: SqlCheckpointRepository
     events: SqlEventRepository
 
     def __init__(
-        self, engine: AsyncEngine, *, write: bool = True, writer_lock: asyncio.Lock | None = None
+        self,
+        engine: AsyncEngine,
+        *,
+        write: bool = True,
+        writer_lock: asyncio.Lock | None = None,
+        on_commit: CommitListener | None = None,
     ) -> None:
         self._engine = engine
         self._write = write
         self._writer_lock = writer_lock
+        self._on_commit = on_commit
         self._holds_lock = False
         self._connection: AsyncConnection | None = None
 
@@ -82,7 +93,10 @@ class SqlUnitOfWork:
 
     async def commit(self) -> None:
         assert self._connection is not None, "commit() outside `async with`"
+        stored = await self.events.flush()
         await self._connection.commit()
+        if stored and self._on_commit is not None:
+            self._on_commit(stored)
 
     def _release(self) -> None:
         if self._holds_lock and self._writer_lock is not None:
@@ -99,12 +113,15 @@ class SqlUnitOfWorkFactory:
     other processes such as ``orchestrator migrate``.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, on_commit: CommitListener | None = None) -> None:
         self.engine = engine
         self._writer_lock = asyncio.Lock() if is_sqlite(engine) else None
+        self._on_commit = on_commit
 
     def __call__(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine, write=True, writer_lock=self._writer_lock)
+        return SqlUnitOfWork(
+            self.engine, write=True, writer_lock=self._writer_lock, on_commit=self._on_commit
+        )
 
     def reader(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine, write=False)

@@ -17,6 +17,10 @@ router = APIRouter(prefix=API_PREFIX, tags=["events"])
 
 Since = Annotated[int, Query(ge=0, description="Return only events after this point")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many events")]
+EventTypes = Annotated[
+    list[EventType] | None,
+    Query(alias="type", description="Repeat to keep several event types"),
+]
 
 
 @router.get(
@@ -30,10 +34,7 @@ async def session_events(
     events: Events,
     since: Since = 0,
     limit: Limit = 100,
-    event_type: Annotated[
-        list[EventType] | None,
-        Query(alias="type", description="Repeat to keep several event types"),
-    ] = None,
+    event_type: EventTypes = None,
 ) -> EventPage:
     """Events with `seq > since`, oldest first. Resume with `since=next_since`."""
     found = await events.for_session(
@@ -43,6 +44,31 @@ async def session_events(
     return EventPage(
         items=[EventRead.of(e) for e in found],
         next_since=last_seq if last_seq is not None else since,
+    )
+
+
+@router.get(
+    "/events",
+    response_model=EventPage,
+    summary="The whole event log",
+    responses=error_responses(422),
+)
+async def all_events(
+    events: Events,
+    since: Since = 0,
+    limit: Limit = 100,
+    event_type: EventTypes = None,
+    sessions_only: Annotated[
+        bool, Query(description="Only events that belong to a session")
+    ] = False,
+) -> EventPage:
+    """Events with `id > since`, in commit order: an event that commits later never has
+    a smaller id than one already returned, so `since=next_since` misses nothing."""
+    found = await events.after(
+        since, limit=limit, types=event_type or (), sessions_only=sessions_only
+    )
+    return EventPage(
+        items=[EventRead.of(e) for e in found], next_since=found[-1].id if found else since
     )
 
 

@@ -1,86 +1,254 @@
 """Live event streams over WebSocket (user guide §7).
 
 A stream is the database log read from a cursor: first everything stored after
-``since``, then, woken by the event bus, whatever is appended next. Because every read
-goes to the log, the boundary between history and live events has no gap and no
-duplicate, and a client that reconnects with its last ``seq`` misses nothing.
+``since``, then the live events that the process's event feed offers. The cursor is the
+per-session ``seq`` on ``/ws/sessions/{id}`` and the global ``id`` on ``/ws`` and
+``/ws/sessions``; both grow in commit order, so the boundary between history and live
+events has no gap and no duplicate, and a client that reconnects with the last cursor it
+saw misses nothing.
+
+Protocol, client to server: ``{"since": n}`` rewinds (or skips) the stream to ``n``;
+``{"type": "ping"}`` is answered with ``{"type": "pong"}``. Server to client: events, a
+``{"type": "ping"}`` after ``WS_HEARTBEAT_SECONDS`` of silence, ``{"type": "error"}`` for
+a message it cannot read. Close codes: 4404 unknown session; 4008 the client fell more
+than ``WS_QUEUE_SIZE`` events behind (reconnect with ``since``); 1011 the database is
+unavailable (reconnect with ``since``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Annotated
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
 from uuid import UUID
 
+import structlog
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
 
 from ...bootstrap import Components
-from ..schemas.events import EventRead
+from ...domain.errors import OrchestratorError
+from ...domain.events import Event
+from ...services.event_feed import EventFeed, Nudge, Subscription
+from ..metrics import Metrics
+from ..schemas.events import wire_text
+
+log = structlog.get_logger("industrial_orchestrator.api.streams")
 
 router = APIRouter(tags=["streams"])
 
 BATCH = 500
 CLOSE_UNKNOWN_SESSION = 4404
+CLOSE_TOO_SLOW = 4008
+CLOSE_UNAVAILABLE = 1011
+PING = '{"type":"ping"}'
+PONG = '{"type":"pong"}'
+
+Since = Annotated[int | None, Query(ge=0)]
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What one kind of stream shows, and how its cursor reads the log."""
+
+    name: str
+    accepts: Callable[[Event], bool]
+    cursor_of: Callable[[Event], int]
+    history: Callable[[int, int], Awaitable[list[Event]]]
+    now: Callable[[], Awaitable[int]]
+
+
+@router.websocket("/ws")
+async def everything(websocket: WebSocket, since: Since = None) -> None:
+    """Every event of the log; ``since`` is a global event ``id`` (default: from now)."""
+    events = _components(websocket).events
+    scope = Scope(
+        name="all",
+        accepts=lambda _: True,
+        cursor_of=lambda event: event.id,
+        history=lambda after, limit: events.after(after, limit=limit),
+        now=events.last_id,
+    )
+    await _serve(websocket, scope, since)
+
+
+@router.websocket("/ws/sessions")
+async def all_sessions(websocket: WebSocket, since: Since = None) -> None:
+    """Every session event; ``since`` is a global event ``id`` (default: from now)."""
+    events = _components(websocket).events
+    scope = Scope(
+        name="sessions",
+        accepts=lambda event: event.session_id is not None,
+        cursor_of=lambda event: event.id,
+        history=lambda after, limit: events.after(after, limit=limit, sessions_only=True),
+        now=events.last_id,
+    )
+    await _serve(websocket, scope, since)
 
 
 @router.websocket("/ws/sessions/{session_id}")
-async def session_stream(
-    websocket: WebSocket,
-    session_id: UUID,
-    since: Annotated[int, Query(ge=0)] = 0,
-) -> None:
-    """Every event of one session after ``since`` (its ``seq``), then live ones. Sends
-    ``{"type": "ping"}`` after ``WS_HEARTBEAT_SECONDS`` (15) of silence."""
-    components: Components = websocket.app.state.components
+async def one_session(websocket: WebSocket, session_id: UUID, since: Since = None) -> None:
+    """Every event of one session after ``since`` (its ``seq``; default 0: the whole
+    history), then live ones."""
+    events = _components(websocket).events
+
+    async def start() -> int:
+        return 0
+
+    scope = Scope(
+        name="session",
+        accepts=lambda event: event.session_id == session_id,
+        cursor_of=lambda event: event.seq or 0,
+        history=lambda after, limit: events.for_session(session_id, after_seq=after, limit=limit),
+        now=start,
+    )
     await websocket.accept()
-    if not await components.events.exists(session_id):
+    if not await events.exists(session_id):
         await websocket.close(
             code=CLOSE_UNKNOWN_SESSION, reason=f"session {session_id} does not exist"
         )
         return
-    async with components.bus.subscribe() as wakeups:
-        sender = asyncio.create_task(_send(websocket, components, session_id, since, wakeups))
-        receiver = asyncio.create_task(_until_disconnect(websocket))
-        done, pending = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
-                await task
-        for task in done:
-            with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-                task.result()
+    await _serve(websocket, scope, since)
 
 
-async def _send(
-    websocket: WebSocket,
-    components: Components,
-    session_id: UUID,
-    cursor: int,
-    wakeups: asyncio.Queue[UUID | None],
-) -> None:
-    while True:
-        batch = await components.events.for_session(session_id, after_seq=cursor, limit=BATCH)
-        for event in batch:
-            await websocket.send_json(EventRead.of(event).model_dump(mode="json"))
-            cursor = event.seq or cursor
-        if len(batch) == BATCH:
-            continue
+def _components(websocket: WebSocket) -> Components:
+    components: Components = websocket.app.state.components
+    return components
+
+
+class _Stream:
+    """One connection: a sender (history, then live events) and a receiver (control
+    messages), sharing the cursor of the last event sent."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        scope: Scope,
+        subscription: Subscription[str],
+        cursor: int,
+        heartbeat: float,
+    ) -> None:
+        self.websocket = websocket
+        self.scope = scope
+        self.subscription = subscription
+        self.cursor = cursor
+        self.heartbeat = heartbeat
+        self.rewind: int | None = None
+
+    async def send(self) -> None:
+        while True:
+            if self.rewind is not None:
+                self.cursor, self.rewind = self.rewind, None
+            await self._catch_up()
+            await self._follow()
+
+    async def _catch_up(self) -> None:
+        while True:
+            # Shielded: a read cancelled halfway would leave its pooled connection to be
+            # reset mid-query; let it finish and drop the result instead.
+            page = await asyncio.shield(self.scope.history(self.cursor, BATCH))
+            for event in page:
+                await self.websocket.send_text(wire_text(event))
+                self.cursor = self.scope.cursor_of(event)
+            if len(page) < BATCH:
+                return
+
+    async def _follow(self) -> None:
+        """Send live events until a rewind asks for the log again."""
+        while self.rewind is None:
+            item = await self.subscription.next(self.heartbeat)
+            if item is None:
+                await self.websocket.send_text(PING)
+            elif isinstance(item, Nudge):
+                continue
+            elif (position := self.scope.cursor_of(item.event)) > self.cursor:
+                await self.websocket.send_text(item.rendered)
+                self.cursor = position
+
+    async def receive(self) -> None:
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            reply = self._control(message.get("text") or message.get("bytes") or "")
+            if reply is not None:
+                await self.websocket.send_text(reply)
+
+    def _control(self, raw: str | bytes) -> str | None:
         try:
-            async with asyncio.timeout(components.settings.ws_heartbeat_seconds):
-                await _news_for(wakeups, session_id)
-        except TimeoutError:
-            await websocket.send_json({"type": "ping"})
+            message: Any = json.loads(raw)
+        except ValueError:
+            return _error("messages must be JSON objects")
+        if not isinstance(message, dict):
+            return _error("messages must be JSON objects")
+        if message.get("type") == "ping":
+            return PONG
+        since = message.get("since")
+        if "since" in message and isinstance(since, int) and since >= 0:
+            self.rewind = since
+            self.subscription.nudge()
+            return None
+        return _error('send {"since": <non-negative integer>} or {"type": "ping"}')
 
 
-async def _news_for(wakeups: asyncio.Queue[UUID | None], session_id: UUID) -> None:
-    """Return once the bus announces news for ``session_id``."""
-    while await wakeups.get() != session_id:
-        pass
+async def _serve(websocket: WebSocket, scope: Scope, since: int | None) -> None:
+    components = _components(websocket)
+    feed: EventFeed[str] = websocket.app.state.feed
+    metrics: Metrics = websocket.app.state.metrics
+    settings = components.settings
+    # Subscribed, and "now" read, before the handshake completes: an event committed
+    # after the client sees the connection open is always delivered.
+    subscription = feed.subscribe(scope.accepts, capacity=settings.ws_queue_size)
+    gauge = metrics.ws_connections.labels(stream=scope.name)
+    gauge.inc()
+    try:
+        start = since if since is not None else await scope.now()
+        if websocket.client_state == WebSocketState.CONNECTING:
+            await websocket.accept()
+        stream = _Stream(websocket, scope, subscription, start, settings.ws_heartbeat_seconds)
+        close = await _run(stream, metrics)
+    except OrchestratorError as exc:
+        close = (CLOSE_UNAVAILABLE, exc.message)
+    finally:
+        feed.unsubscribe(subscription)
+        gauge.dec()
+    if close is not None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            await websocket.close(code=close[0], reason=close[1][:120])
 
 
-async def _until_disconnect(websocket: WebSocket) -> None:
-    while True:
-        message = await websocket.receive()
-        if message["type"] == "websocket.disconnect":
-            return
+async def _run(stream: _Stream, metrics: Metrics) -> tuple[int, str] | None:
+    """Run until the client leaves (None) or the stream must close: (code, reason)."""
+    sender = asyncio.create_task(stream.send())
+    receiver = asyncio.create_task(stream.receive())
+    overflow = asyncio.create_task(stream.subscription.overflowed.wait())
+    tasks = {sender, receiver, overflow}
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        # Not gather(): a cancelled gather turns our own cancellation into its children's.
+        await asyncio.wait(tasks)
+        for task in tasks:
+            if not task.cancelled():
+                task.exception()  # retrieved, so asyncio does not report it as lost
+    if overflow in done:
+        metrics.ws_slow_clients.labels(stream=stream.scope.name).inc()
+        log.warning("ws_client_too_slow", stream=stream.scope.name, cursor=stream.cursor)
+        return CLOSE_TOO_SLOW, f"too slow: reconnect with since={stream.cursor}"
+    failed = next((task for task in done if task is not overflow and task.exception()), None)
+    error = failed.exception() if failed is not None else None
+    if error is None or isinstance(error, WebSocketDisconnect):
+        return None
+    if isinstance(error, OrchestratorError):
+        return CLOSE_UNAVAILABLE, f"{error.message}; reconnect with since={stream.cursor}"
+    log.error("ws_stream_failed", stream=stream.scope.name, exc_info=error)
+    return CLOSE_UNAVAILABLE, f"internal error; reconnect with since={stream.cursor}"
+
+
+def _error(message: str) -> str:
+    return json.dumps({"type": "error", "message": message})

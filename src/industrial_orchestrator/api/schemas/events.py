@@ -34,6 +34,11 @@ class EventRead(BaseModel):
         )
 
 
+def wire_text(event: Event) -> str:
+    """An event as a WebSocket text frame: the same JSON as the REST view."""
+    return EventRead.of(event).model_dump_json()
+
+
 class EventPage(BaseModel):
     items: list[EventRead]
     next_since: int = Field(

@@ -1,0 +1,155 @@
+"""One reader of the event log's tail per process, fanning new events out to streams.
+
+A thousand WebSocket clients must not mean a thousand queries per event: the feed reads
+each new page of the log once (woken by the event bus, or by its timer when a wake-up
+was lost) and offers every event to the subscriptions whose filter accepts it. Each
+subscription has a bounded queue; one that overflows is marked so, and its owner closes
+the connection, so a stalled client costs its own queue and never slows the others.
+
+The feed only carries what is new. A stream catches up on history from the log itself,
+after subscribing, and skips what it has already sent; ids and per-session sequence
+numbers are in commit order, so that boundary has no gap and no duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+import structlog
+
+from ..domain.errors import OrchestratorError
+from ..domain.events import Event
+from .events import EventLog
+
+log = structlog.get_logger("industrial_orchestrator.services.event_feed")
+
+PAGE = 500
+
+R = TypeVar("R")
+
+
+class Doorbell(Protocol):
+    async def wait(self, within: float) -> bool: ...
+
+
+class News(Protocol):
+    """The event bus, as the feed sees it."""
+
+    def subscribe(self) -> AbstractAsyncContextManager[Doorbell]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery(Generic[R]):
+    """An event and its rendering, made once for all subscribers."""
+
+    event: Event
+    rendered: R
+
+
+class Nudge:
+    """Put in a queue to wake its reader without an event."""
+
+
+NUDGE = Nudge()
+
+
+@dataclass(eq=False)
+class Subscription(Generic[R]):
+    accepts: Callable[[Event], bool]
+    capacity: int
+    queue: asyncio.Queue[Delivery[R] | Nudge] = field(init=False)
+    overflowed: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        # One slot more than the capacity, so a nudge always fits.
+        self.queue = asyncio.Queue(self.capacity + 1)
+
+    def offer(self, delivery: Delivery[R]) -> None:
+        if self.overflowed.is_set() or not self.accepts(delivery.event):
+            return
+        if self.queue.qsize() >= self.capacity:
+            self.overflowed.set()
+            return
+        self.queue.put_nowait(delivery)
+
+    def nudge(self) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(NUDGE)
+
+    async def next(self, within: float) -> Delivery[R] | Nudge | None:
+        """The next delivery or nudge; None after ``within`` seconds of nothing."""
+        try:
+            async with asyncio.timeout(within):
+                return await self.queue.get()
+        except TimeoutError:
+            return None
+
+
+class EventFeed(Generic[R]):
+    def __init__(
+        self,
+        events: EventLog,
+        news: News,
+        *,
+        render: Callable[[Event], R],
+        poll_seconds: float,
+    ) -> None:
+        self._events = events
+        self._news = news
+        self._render = render
+        self._poll_seconds = poll_seconds
+        self._subscriptions: set[Subscription[R]] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._exit = contextlib.AsyncExitStack()
+        self.position = 0
+
+    async def start(self) -> None:
+        self._exit = contextlib.AsyncExitStack()
+        # Subscribed before reading the position: nothing committed after it is missed.
+        doorbell = await self._exit.enter_async_context(self._news.subscribe())
+        self.position = await self._events.last_id()
+        self._task = asyncio.create_task(self._run(doorbell), name="event-feed")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._exit.aclose()
+
+    def subscribe(self, accepts: Callable[[Event], bool], *, capacity: int) -> Subscription[R]:
+        subscription: Subscription[R] = Subscription(accepts, capacity)
+        self._subscriptions.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription[R]) -> None:
+        self._subscriptions.discard(subscription)
+
+    async def _run(self, doorbell: Doorbell) -> None:
+        while True:
+            await doorbell.wait(self._poll_seconds)
+            try:
+                await self._read_new()
+            except Exception:  # the feed must outlive any one bad page
+                log.exception("event_feed_failed")
+
+    async def _read_new(self) -> None:
+        while True:
+            try:
+                page = await self._events.after(self.position, limit=PAGE)
+            except OrchestratorError as exc:
+                # The database is down: try again on the next wake-up or tick.
+                log.warning("event_feed_read_failed", error=exc.message)
+                return
+            for event in page:
+                delivery = Delivery(event, self._render(event))
+                for subscription in self._subscriptions:
+                    subscription.offer(delivery)
+                self.position = event.id
+            if len(page) < PAGE:
+                return
