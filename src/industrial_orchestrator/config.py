@@ -1,6 +1,6 @@
 """All settings, read once at start-up from the environment and ``.env`` (user guide §8).
 
-``Settings`` is built by the composition root (``cli.py`` / ``api/app.py``), never at
+``Settings`` is built by the composition root (``cli/`` / ``api/app.py``), never at
 import time. ``load_settings`` turns a validation failure into ``ConfigurationError``
 with one line per bad variable, so the CLI can stop without a traceback.
 """

@@ -1,28 +1,26 @@
-"""The ``orchestrator`` command: serve, migrate, version."""
+"""The server-side commands: ``serve``, ``migrate`` and ``version``."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from . import __version__
-from .config import ConfigurationError, Settings, load_settings
+from .. import __version__
 
-app = typer.Typer(
-    name="orchestrator",
-    help="Industrial Orchestrator: a control plane for autonomous AI coding agents.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+if TYPE_CHECKING:
+    from ..config import Settings
+
 err = Console(stderr=True, soft_wrap=True)
 
 
 def _settings() -> Settings:
+    # Imported here: pydantic-settings and SQLAlchemy would slow every ``session`` command.
+    from ..config import ConfigurationError, load_settings
+
     try:
         return load_settings()
     except ConfigurationError as exc:
@@ -31,8 +29,8 @@ def _settings() -> Settings:
 
 
 async def _migrate(settings: Settings) -> None:
-    from .storage.database import create_engine
-    from .storage.migrate import upgrade_to_head
+    from ..storage.database import create_engine
+    from ..storage.migrate import upgrade_to_head
 
     engine = create_engine(settings.database, pool_size=1)
     try:
@@ -61,7 +59,7 @@ def _migrate_or_exit(settings: Settings) -> None:
 
 
 def _claim_sqlite(database: Path) -> None:
-    from .storage.sqlite_owner import AlreadyServed, claim
+    from ..storage.sqlite_owner import AlreadyServed, claim
 
     try:
         claim(database)
@@ -76,7 +74,6 @@ def _claim_sqlite(database: Path) -> None:
         raise typer.Exit(1) from None
 
 
-@app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to bind")] = 8000,
@@ -84,8 +81,8 @@ def serve(
     """Apply migrations and serve the API and dashboard."""
     import uvicorn
 
-    from .api.app import create_app
-    from .logs import configure_logging
+    from ..api.app import create_app
+    from ..logs import configure_logging
 
     settings = _settings()
     configure_logging(settings.log_level)
@@ -109,7 +106,6 @@ def serve(
     )
 
 
-@app.command()
 def migrate() -> None:
     """Bring the database schema to the newest revision."""
     settings = _settings()
@@ -117,11 +113,6 @@ def migrate() -> None:
     err.print(f"database {settings.database_display} is at the newest schema", highlight=False)
 
 
-@app.command()
 def version() -> None:
     """Print the orchestrator's version."""
     typer.echo(__version__)
-
-
-if __name__ == "__main__":
-    app()

@@ -1,0 +1,26 @@
+"""The ``orchestrator`` command.
+
+``serve``, ``migrate`` and ``version`` run the server on this machine; ``session ...`` is
+a remote client of a running server, over its REST API and WebSocket streams only.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from . import server_commands
+from .session_commands import session_app
+
+app = typer.Typer(
+    name="orchestrator",
+    help="Industrial Orchestrator: a control plane for autonomous AI coding agents.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(server_commands.serve)
+app.command()(server_commands.migrate)
+app.command()(server_commands.version)
+app.add_typer(session_app)
+
+__all__ = ["app"]
