@@ -44,6 +44,8 @@ test: lint typecheck pytest
 
 bench: $(VENV)/.dev services
 	$(BIN)/python bench/transitions.py
+	$(BIN)/python bench/websocket_fanout.py --backend sqlite
+	$(BIN)/python bench/websocket_fanout.py --backend postgresql
 
 clean:
 	rm -rf $(VENV) .orchestrator .pytest_cache .mypy_cache .ruff_cache

@@ -78,7 +78,10 @@ class Settings(BaseSettings):
     # Live streams.
     ws_heartbeat_seconds: float = Field(15.0, gt=0, le=3600, description="Silence before a ping")
     ws_queue_size: int = Field(
-        1024, ge=1, le=1_000_000, description="Events a slow client may lag before it is cut off"
+        1024, ge=1, le=1_000_000, description="Events queued per client before it reads the log"
+    )
+    ws_send_timeout_seconds: float = Field(
+        10.0, gt=0, le=3600, description="A client that accepts no data this long is cut off"
     )
     event_poll_seconds: float = Field(
         1.0, gt=0, le=3600, description="Re-read of the log when no wake-up came (Redis lost)"

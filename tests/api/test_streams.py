@@ -206,3 +206,27 @@ def test_metrics_count_events_by_type_and_open_streams(http):
             break
         time.sleep(0.02)
     assert metric(http, streams) == 0
+
+
+def test_a_burst_bigger_than_the_queue_is_served_from_the_log(tmp_path):
+    settings = load_settings(orchestrator_home=tmp_path / "home", _env_file=None, ws_queue_size=2)
+    long_text = "".join(f"{n:06d}\n" for n in range(20_000))  # 140 KB: 10 events in one commit
+    with TestClient(create_app(settings)) as http:
+        sid = new_session(http)
+        with (
+            http.websocket_connect(f"/ws/sessions/{sid}") as one,
+            http.websocket_connect("/ws") as everything,
+        ):
+            receive_events(one, 1)
+            parts = http.post(
+                f"{API}/sessions/{sid}/logs", json={"stream": "stdout", "text": long_text}
+            ).json()["events"]
+            http.post(f"{API}/sessions/{sid}/start")
+            got = receive_events(one, parts + 1)
+            got_all = receive_events(everything, parts + 1)
+        slow = metric(http, 'orchestrator_ws_slow_clients_total{stream="session"}')
+    assert parts > 2
+    assert [e["seq"] for e in got] == list(range(2, parts + 3))
+    assert "".join(e["payload"]["text"] for e in got[:-1]) == long_text
+    assert [e["id"] for e in got_all] == [e["id"] for e in got]
+    assert slow == 0

@@ -63,7 +63,7 @@ class Metrics:
         )
         self.ws_slow_clients = Counter(
             "orchestrator_ws_slow_clients",
-            "WebSocket clients disconnected for falling WS_QUEUE_SIZE events behind",
+            "WebSocket clients disconnected for accepting no data for WS_SEND_TIMEOUT_SECONDS",
             ["stream"],
             registry=self.registry,
         )

@@ -2,9 +2,9 @@
 
 A thousand WebSocket clients must not mean a thousand queries per event: the feed reads
 each new page of the log once (woken by the event bus, or by its timer when a wake-up
-was lost) and offers every event to the subscriptions whose filter accepts it. Each
-subscription has a bounded queue; one that overflows is marked so, and its owner closes
-the connection, so a stalled client costs its own queue and never slows the others.
+was lost) and offers every event to the subscriptions whose filter accepts it. Offering
+never waits: each subscription has a bounded queue, and one that is full falls back to
+reading the log itself, so a slow client costs its own reads and never slows the others.
 
 The feed only carries what is new. A stream catches up on history from the log itself,
 after subscribing, and skips what it has already sent; ids and per-session sequence
@@ -60,22 +60,38 @@ NUDGE = Nudge()
 
 @dataclass(eq=False)
 class Subscription(Generic[R]):
+    """A stream's view of the feed: at most ``capacity`` events waiting to be sent.
+
+    When the queue is full the subscription turns ``lagging``: it stops queueing and
+    its owner reads the log from where it stopped, then ``rearm()``s it. So a burst
+    bigger than the queue costs a read of the log, never an event, and memory stays
+    bounded whatever the client's speed.
+    """
+
     accepts: Callable[[Event], bool]
     capacity: int
     queue: asyncio.Queue[Delivery[R] | Nudge] = field(init=False)
-    overflowed: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    lagging: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         # One slot more than the capacity, so a nudge always fits.
         self.queue = asyncio.Queue(self.capacity + 1)
 
     def offer(self, delivery: Delivery[R]) -> None:
-        if self.overflowed.is_set() or not self.accepts(delivery.event):
+        if self.lagging or not self.accepts(delivery.event):
             return
         if self.queue.qsize() >= self.capacity:
-            self.overflowed.set()
+            self.lagging = True
+            self.nudge()
             return
         self.queue.put_nowait(delivery)
+
+    def rearm(self) -> None:
+        """Empty the queue and take new events again: the owner is about to read the
+        log, which holds everything dropped."""
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.lagging = False
 
     def nudge(self) -> None:
         with contextlib.suppress(asyncio.QueueFull):

@@ -10,9 +10,13 @@ saw misses nothing.
 Protocol, client to server: ``{"since": n}`` rewinds (or skips) the stream to ``n``;
 ``{"type": "ping"}`` is answered with ``{"type": "pong"}``. Server to client: events, a
 ``{"type": "ping"}`` after ``WS_HEARTBEAT_SECONDS`` of silence, ``{"type": "error"}`` for
-a message it cannot read. Close codes: 4404 unknown session; 4008 the client fell more
-than ``WS_QUEUE_SIZE`` events behind (reconnect with ``since``); 1011 the database is
+a message it cannot read. Close codes: 4404 unknown session; 4008 the client accepted no
+data for ``WS_SEND_TIMEOUT_SECONDS`` (reconnect with ``since``); 1011 the database is
 unavailable (reconnect with ``since``).
+
+A client that reads more slowly than events arrive is not cut off: once more than
+``WS_QUEUE_SIZE`` events wait for it, it is served from the log instead, at its own pace.
+Only a client that stops reading altogether is disconnected.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ BATCH = 500
 CLOSE_UNKNOWN_SESSION = 4404
 CLOSE_TOO_SLOW = 4008
 CLOSE_UNAVAILABLE = 1011
+CLOSE_WAIT_SECONDS = 30.0
 PING = '{"type":"ping"}'
 PONG = '{"type":"pong"}'
 
@@ -119,6 +124,10 @@ def _components(websocket: WebSocket) -> Components:
     return components
 
 
+class Stalled(Exception):
+    """The client accepted no data for the send timeout."""
+
+
 class _Stream:
     """One connection: a sender (history, then live events) and a receiver (control
     messages), sharing the cursor of the last event sent."""
@@ -129,19 +138,24 @@ class _Stream:
         scope: Scope,
         subscription: Subscription[str],
         cursor: int,
+        *,
         heartbeat: float,
+        send_timeout: float,
     ) -> None:
         self.websocket = websocket
         self.scope = scope
         self.subscription = subscription
         self.cursor = cursor
         self.heartbeat = heartbeat
+        self.send_timeout = send_timeout
         self.rewind: int | None = None
 
     async def send(self) -> None:
         while True:
             if self.rewind is not None:
                 self.cursor, self.rewind = self.rewind, None
+            if self.subscription.lagging:
+                self.subscription.rearm()  # before reading the log: nothing falls between
             await self._catch_up()
             await self._follow()
 
@@ -151,22 +165,29 @@ class _Stream:
             # reset mid-query; let it finish and drop the result instead.
             page = await asyncio.shield(self.scope.history(self.cursor, BATCH))
             for event in page:
-                await self.websocket.send_text(wire_text(event))
+                await self._deliver(wire_text(event))
                 self.cursor = self.scope.cursor_of(event)
             if len(page) < BATCH:
                 return
 
     async def _follow(self) -> None:
-        """Send live events until a rewind asks for the log again."""
-        while self.rewind is None:
+        """Send live events until a rewind, or a full queue, sends us back to the log."""
+        while self.rewind is None and not self.subscription.lagging:
             item = await self.subscription.next(self.heartbeat)
             if item is None:
-                await self.websocket.send_text(PING)
+                await self._deliver(PING)
             elif isinstance(item, Nudge):
                 continue
             elif (position := self.scope.cursor_of(item.event)) > self.cursor:
-                await self.websocket.send_text(item.rendered)
+                await self._deliver(item.rendered)
                 self.cursor = position
+
+    async def _deliver(self, text: str) -> None:
+        try:
+            async with asyncio.timeout(self.send_timeout):
+                await self.websocket.send_text(text)
+        except TimeoutError:
+            raise Stalled from None
 
     async def receive(self) -> None:
         while True:
@@ -208,7 +229,14 @@ async def _serve(websocket: WebSocket, scope: Scope, since: int | None) -> None:
         start = since if since is not None else await scope.now()
         if websocket.client_state == WebSocketState.CONNECTING:
             await websocket.accept()
-        stream = _Stream(websocket, scope, subscription, start, settings.ws_heartbeat_seconds)
+        stream = _Stream(
+            websocket,
+            scope,
+            subscription,
+            start,
+            heartbeat=settings.ws_heartbeat_seconds,
+            send_timeout=settings.ws_send_timeout_seconds,
+        )
         close = await _run(stream, metrics)
     except OrchestratorError as exc:
         close = (CLOSE_UNAVAILABLE, exc.message)
@@ -216,16 +244,18 @@ async def _serve(websocket: WebSocket, scope: Scope, since: int | None) -> None:
         feed.unsubscribe(subscription)
         gauge.dec()
     if close is not None:
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-            await websocket.close(code=close[0], reason=close[1][:120])
+        # The close frame queues behind whatever a stalled client has not read; do not
+        # wait for it forever (the server's keepalive ends such a connection).
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError, TimeoutError):
+            async with asyncio.timeout(CLOSE_WAIT_SECONDS):
+                await websocket.close(code=close[0], reason=close[1][:120])
 
 
 async def _run(stream: _Stream, metrics: Metrics) -> tuple[int, str] | None:
     """Run until the client leaves (None) or the stream must close: (code, reason)."""
     sender = asyncio.create_task(stream.send())
     receiver = asyncio.create_task(stream.receive())
-    overflow = asyncio.create_task(stream.subscription.overflowed.wait())
-    tasks = {sender, receiver, overflow}
+    tasks = {sender, receiver}
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -236,14 +266,14 @@ async def _run(stream: _Stream, metrics: Metrics) -> tuple[int, str] | None:
         for task in tasks:
             if not task.cancelled():
                 task.exception()  # retrieved, so asyncio does not report it as lost
-    if overflow in done:
-        metrics.ws_slow_clients.labels(stream=stream.scope.name).inc()
-        log.warning("ws_client_too_slow", stream=stream.scope.name, cursor=stream.cursor)
-        return CLOSE_TOO_SLOW, f"too slow: reconnect with since={stream.cursor}"
-    failed = next((task for task in done if task is not overflow and task.exception()), None)
+    failed = next((task for task in done if task.exception()), None)
     error = failed.exception() if failed is not None else None
     if error is None or isinstance(error, WebSocketDisconnect):
         return None
+    if isinstance(error, Stalled):
+        metrics.ws_slow_clients.labels(stream=stream.scope.name).inc()
+        log.warning("ws_client_stalled", stream=stream.scope.name, cursor=stream.cursor)
+        return CLOSE_TOO_SLOW, f"too slow: reconnect with since={stream.cursor}"
     if isinstance(error, OrchestratorError):
         return CLOSE_UNAVAILABLE, f"{error.message}; reconnect with since={stream.cursor}"
     log.error("ws_stream_failed", stream=stream.scope.name, exc_info=error)
