@@ -76,12 +76,14 @@ def temporary_postgres_database(prefix: str = "io_test") -> Iterator[str]:
 async def truncate_all(database: str) -> None:
     connection = await asyncpg.connect(postgres_url_for(database), timeout=5)
     try:
-        exists = await connection.fetchval("SELECT to_regclass('public.events') IS NOT NULL")
-        if exists:
-            await connection.execute(
-                "TRUNCATE sessions, session_transitions, checkpoints, events "
-                "RESTART IDENTITY CASCADE"
-            )
+        # Every table of ours that exists (a test may have left the schema behind head).
+        tables = await connection.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+            "AND tablename <> 'alembic_version'"
+        )
+        if tables:
+            names = ", ".join(f'"{row["tablename"]}"' for row in tables)
+            await connection.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
     finally:
         await connection.close()
 

@@ -12,6 +12,7 @@ from .coordination.event_bus import EventBus, LocalEventBus
 from .domain.events import NewEvent
 from .services.events import EventLog
 from .services.sessions import SessionService, utc_now
+from .services.tasks import TaskService
 from .storage.database import create_engine
 from .storage.migrate import upgrade_to_head
 from .storage.unit_of_work import CommitListener, SqlUnitOfWorkFactory
@@ -25,6 +26,7 @@ class Components:
     sessions: SessionService
     events: EventLog
     bus: EventBus
+    tasks: TaskService
 
     async def close(self) -> None:
         try:
@@ -68,7 +70,15 @@ async def build(
             await bus.close()
         await engine.dispose()
         raise
-    return Components(settings, engine, uow, sessions, EventLog(uow, clock=clock), bus)
+    return Components(
+        settings,
+        engine,
+        uow,
+        sessions,
+        EventLog(uow, clock=clock),
+        bus,
+        TaskService(uow, clock=clock),
+    )
 
 
 def _event_bus(settings: Settings) -> EventBus:

@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from ..bootstrap import Components
 from ..services.events import EventLog
 from ..services.sessions import SessionService
+from ..services.tasks import TaskService
 from .metrics import Metrics
 
 
@@ -31,6 +32,11 @@ async def event_log(request: Request) -> EventLog:
     return built.events
 
 
+async def task_service(request: Request) -> TaskService:
+    built: Components = request.app.state.components
+    return built.tasks
+
+
 async def metrics(request: Request) -> Metrics:
     registry: Metrics = request.app.state.metrics
     return registry
@@ -39,4 +45,5 @@ async def metrics(request: Request) -> Metrics:
 AppComponents = Annotated[Components, Depends(components)]
 Sessions = Annotated[SessionService, Depends(session_service)]
 Events = Annotated[EventLog, Depends(event_log)]
+Tasks = Annotated[TaskService, Depends(task_service)]
 AppMetrics = Annotated[Metrics, Depends(metrics)]

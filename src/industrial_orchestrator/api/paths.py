@@ -8,3 +8,4 @@ from fastapi import Path
 API_PREFIX = "/api/v1"
 
 SessionId = Annotated[UUID, Path(description="The session's id (a UUID)")]
+TaskId = Annotated[UUID, Path(description="The task's id (a UUID)")]

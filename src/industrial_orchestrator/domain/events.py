@@ -29,6 +29,10 @@ class EventType(StrEnum):
     SESSION_LOG = "session.log"
     SESSION_TELEMETRY = "session.telemetry"
     CHECKPOINT_CREATED = "checkpoint.created"
+    TASK_CREATED = "task.created"
+    TASK_TRANSITION = "task.transition"
+    TASK_DECOMPOSED = "task.decomposed"
+    TASK_DEPENDENCY_ADDED = "task.dependency_added"
 
 
 class LogStream(StrEnum):

@@ -17,6 +17,7 @@ from ..domain.events import Event, EventType, NewEvent
 from ..domain.priorities import Priority
 from ..domain.session import Session, Transition
 from ..domain.session_states import SessionState
+from ..domain.tasks import Task, TaskStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +127,35 @@ class EventRepository(Protocol):
     async def last_id(self) -> int: ...
 
 
+class TaskRepository(Protocol):
+    async def add(self, task: Task) -> None:
+        """Insert the task and its dependency edges."""
+
+    async def add_dependency(self, task_id: UUID, depends_on: UUID) -> None:
+        """Raises ``DuplicateKeyError`` when the edge exists."""
+
+    async def get(self, task_id: UUID) -> Task | None: ...
+
+    async def search(
+        self,
+        *,
+        session_id: UUID | None,
+        parent_id: UUID | None,
+        statuses: Sequence[TaskStatus],
+        offset: int,
+        limit: int,
+    ) -> tuple[list[Task], int]:
+        """Oldest first, with the total count."""
+
+    async def family(self, task: Task) -> list[Task]:
+        """The tasks ``task`` may depend on: its session's, or its tree's without one."""
+
+    async def subtree(self, root_id: UUID) -> list[Task]: ...
+
+    async def save(self, before: Task, after: Task) -> bool:
+        """Guarded write: False when the row is no longer ``before``."""
+
+
 class DuplicateKeyError(Exception):
     """A uniqueness constraint refused the write (raised by repositories)."""
 
@@ -139,6 +169,9 @@ class UnitOfWork(Protocol):
 
     @property
     def events(self) -> EventRepository: ...
+
+    @property
+    def tasks(self) -> TaskRepository: ...
 
     async def __aenter__(self) -> Self: ...
 

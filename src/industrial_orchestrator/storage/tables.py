@@ -93,3 +93,38 @@ events = sa.Table(
     sa.Column("payload", Json, nullable=False),
     sa.UniqueConstraint("session_id", "seq", name="uq_events_session_seq"),
 )
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("session_id", sa.Uuid, sa.ForeignKey("sessions.id", ondelete="CASCADE")),
+    sa.Column("parent_id", sa.Uuid, sa.ForeignKey("tasks.id", ondelete="CASCADE")),
+    sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("task_type", sa.String(32), nullable=False),
+    sa.Column("required_capabilities", Json, nullable=False),
+    sa.Column("estimated_effort", sa.Float, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("template", sa.String(32)),
+    sa.Column("result_summary", sa.Text),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("started_at", Timestamp),
+    sa.Column("finished_at", Timestamp),
+    sa.Index("ix_tasks_session_status", "session_id", "status"),
+    sa.Index("ix_tasks_parent_id", "parent_id"),
+)
+
+task_dependencies = sa.Table(
+    "task_dependencies",
+    metadata,
+    sa.Column(
+        "task_id", sa.Uuid, sa.ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column(
+        "depends_on", sa.Uuid, sa.ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Index("ix_task_dependencies_depends_on", "depends_on"),
+)

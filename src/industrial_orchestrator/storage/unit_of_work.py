@@ -16,6 +16,7 @@ from .checkpoint_repository import SqlCheckpointRepository
 from .database import WRITE_OPTION, is_sqlite
 from .event_repository import SqlEventRepository
 from .session_repository import SqlSessionRepository
+from .task_repository import SqlTaskRepository
 
 CommitListener = Callable[[Sequence[NewEvent]], None]
 
@@ -28,6 +29,7 @@ class SqlUnitOfWork:
     sessions: SqlSessionRepository
     checkpoints: SqlCheckpointRepository
     events: SqlEventRepository
+    tasks: SqlTaskRepository
 
     def __init__(
         self,
@@ -67,6 +69,7 @@ class SqlUnitOfWork:
         self.sessions = SqlSessionRepository(connection)
         self.checkpoints = SqlCheckpointRepository(connection)
         self.events = SqlEventRepository(connection)
+        self.tasks = SqlTaskRepository(connection)
         return self
 
     async def __aexit__(

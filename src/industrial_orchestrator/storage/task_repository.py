@@ -1,0 +1,170 @@
+"""Tasks and their dependency edges, stored with guarded updates."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy import RowMapping
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..domain.tasks import Task, TaskStatus, TaskType
+from ..services.ports import DuplicateKeyError
+from .rows import utc
+from .tables import task_dependencies, tasks
+
+
+class SqlTaskRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._db = connection
+
+    async def add(self, task: Task) -> None:
+        await self._db.execute(sa.insert(tasks).values(_values(task)))
+        for dependency in task.depends_on:
+            await self.add_dependency(task.id, dependency)
+
+    async def add_dependency(self, task_id: UUID, depends_on: UUID) -> None:
+        try:
+            await self._db.execute(
+                sa.insert(task_dependencies).values(task_id=task_id, depends_on=depends_on)
+            )
+        except IntegrityError as exc:
+            raise DuplicateKeyError(str(exc.orig)) from exc
+
+    async def get(self, task_id: UUID) -> Task | None:
+        found = await self._load(tasks.c.id == task_id)
+        return found[0] if found else None
+
+    async def search(
+        self,
+        *,
+        session_id: UUID | None,
+        parent_id: UUID | None,
+        statuses: Sequence[TaskStatus],
+        offset: int,
+        limit: int,
+    ) -> tuple[list[Task], int]:
+        conditions: list[Any] = []
+        if session_id is not None:
+            conditions.append(tasks.c.session_id == session_id)
+        if parent_id is not None:
+            conditions.append(tasks.c.parent_id == parent_id)
+        if statuses:
+            conditions.append(tasks.c.status.in_([s.value for s in statuses]))
+        total = await self._db.scalar(
+            sa.select(sa.func.count()).select_from(tasks).where(*conditions)
+        )
+        page = await self._load(*conditions, offset=offset, limit=limit)
+        return page, int(total or 0)
+
+    async def family(self, task: Task) -> list[Task]:
+        """The tasks a dependency of ``task`` may point at: its session's tasks, or, for a
+        task outside any session, every task of its tree."""
+        if task.session_id is not None:
+            return await self._load(tasks.c.session_id == task.session_id)
+        root = task.id
+        while True:
+            parent = await self._db.scalar(sa.select(tasks.c.parent_id).where(tasks.c.id == root))
+            if parent is None:
+                break
+            root = parent
+        return await self.subtree(root)
+
+    async def subtree(self, root_id: UUID) -> list[Task]:
+        """``root_id`` and every task below it."""
+        tree = sa.select(tasks.c.id).where(tasks.c.id == root_id).cte("tree", recursive=True)
+        tree = tree.union_all(sa.select(tasks.c.id).where(tasks.c.parent_id == tree.c.id))
+        return await self._load(tasks.c.id.in_(sa.select(tree.c.id)))
+
+    async def save(self, before: Task, after: Task) -> bool:
+        """Write ``after`` if the row is still ``before`` (same version and status)."""
+        old, new = _values(before), _values(after)
+        changed = {key: value for key, value in new.items() if old[key] != value}
+        result = await self._db.execute(
+            sa.update(tasks)
+            .where(
+                tasks.c.id == before.id,
+                tasks.c.version == before.version,
+                tasks.c.status == before.status.value,
+            )
+            .values(changed)
+        )
+        return result.rowcount == 1
+
+    async def _load(
+        self, *conditions: Any, offset: int = 0, limit: int | None = None
+    ) -> list[Task]:
+        query = (
+            sa.select(tasks)
+            .where(*conditions)
+            .order_by(tasks.c.created_at, tasks.c.id)
+            .offset(offset)
+            .limit(limit)
+        )
+        rows = list((await self._db.execute(query)).mappings())
+        edges = await self._edges([row["id"] for row in rows])
+        return [_task(row, edges.get(row["id"], ())) for row in rows]
+
+    async def _edges(self, ids: Iterable[UUID]) -> dict[UUID, tuple[UUID, ...]]:
+        wanted = list(ids)
+        if not wanted:
+            return {}
+        result = await self._db.execute(
+            sa.select(task_dependencies.c.task_id, task_dependencies.c.depends_on)
+            .where(task_dependencies.c.task_id.in_(wanted))
+            .order_by(task_dependencies.c.task_id, task_dependencies.c.depends_on)
+        )
+        edges: dict[UUID, list[UUID]] = defaultdict(list)
+        for task_id, depends_on in result:
+            edges[task_id].append(depends_on)
+        return {task_id: tuple(targets) for task_id, targets in edges.items()}
+
+
+def _values(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "session_id": task.session_id,
+        "parent_id": task.parent_id,
+        "title": task.title,
+        "description": task.description,
+        "task_type": task.task_type.value,
+        "required_capabilities": list(task.required_capabilities),
+        "estimated_effort": task.estimated_effort,
+        "status": task.status.value,
+        "template": task.template,
+        "result_summary": task.result_summary,
+        "version": task.version,
+        "created_at": task.created_at,
+        "updated_at": task.updated_at,
+        "started_at": task.started_at,
+        "finished_at": task.finished_at,
+    }
+
+
+def _task(row: RowMapping, depends_on: tuple[UUID, ...]) -> Task:
+    created, updated = utc(row["created_at"]), utc(row["updated_at"])
+    assert created is not None
+    assert updated is not None
+    return Task(
+        id=row["id"],
+        title=row["title"],
+        description=row["description"],
+        task_type=TaskType(row["task_type"]),
+        required_capabilities=tuple(row["required_capabilities"]),
+        estimated_effort=float(row["estimated_effort"]),
+        status=TaskStatus(row["status"]),
+        created_at=created,
+        updated_at=updated,
+        session_id=row["session_id"],
+        parent_id=row["parent_id"],
+        depends_on=depends_on,
+        template=row["template"],
+        result_summary=row["result_summary"],
+        started_at=utc(row["started_at"]),
+        finished_at=utc(row["finished_at"]),
+        version=int(row["version"]),
+    )
