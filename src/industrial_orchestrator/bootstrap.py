@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .config import Settings
 from .coordination.event_bus import EventBus, LocalEventBus
 from .domain.events import NewEvent
+from .services.contexts import ContextService
 from .services.events import EventLog
 from .services.sessions import SessionService, utc_now
 from .services.tasks import TaskService
@@ -27,6 +28,7 @@ class Components:
     events: EventLog
     bus: EventBus
     tasks: TaskService
+    contexts: ContextService
 
     async def close(self) -> None:
         try:
@@ -78,6 +80,7 @@ async def build(
         EventLog(uow, clock=clock),
         bus,
         TaskService(uow, clock=clock),
+        ContextService(uow, clock=clock),
     )
 
 

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ..bootstrap import Components
+from ..services.contexts import ContextService
 from ..services.events import EventLog
 from ..services.sessions import SessionService
 from ..services.tasks import TaskService
@@ -37,6 +38,11 @@ async def task_service(request: Request) -> TaskService:
     return built.tasks
 
 
+async def context_service(request: Request) -> ContextService:
+    built: Components = request.app.state.components
+    return built.contexts
+
+
 async def metrics(request: Request) -> Metrics:
     registry: Metrics = request.app.state.metrics
     return registry
@@ -46,4 +52,5 @@ AppComponents = Annotated[Components, Depends(components)]
 Sessions = Annotated[SessionService, Depends(session_service)]
 Events = Annotated[EventLog, Depends(event_log)]
 Tasks = Annotated[TaskService, Depends(task_service)]
+Contexts = Annotated[ContextService, Depends(context_service)]
 AppMetrics = Annotated[Metrics, Depends(metrics)]

@@ -13,6 +13,8 @@ from typing import Protocol, Self
 from uuid import UUID
 
 from ..domain.checkpoint import Checkpoint
+from ..domain.context_conflicts import ConflictRecord, ConflictStatus
+from ..domain.contexts import Context, ContextScope
 from ..domain.events import Event, EventType, NewEvent
 from ..domain.priorities import Priority
 from ..domain.session import Session, Transition
@@ -156,6 +158,34 @@ class TaskRepository(Protocol):
         """Guarded write: False when the row is no longer ``before``."""
 
 
+class ContextRepository(Protocol):
+    async def add(self, context: Context) -> None: ...
+
+    async def get(self, context_id: UUID) -> Context | None: ...
+
+    async def find(
+        self, *, scope: ContextScope | None, owner_ids: Sequence[UUID] = ()
+    ) -> list[Context]: ...
+
+    async def save(self, before: Context, after: Context) -> bool:
+        """Guarded write: False when the row is no longer at ``before.version``."""
+
+    async def delete_expired(self, now: datetime) -> int: ...
+
+    async def delete_temporary_of(self, task_id: UUID) -> int: ...
+
+    async def add_conflict(self, record: ConflictRecord) -> None: ...
+
+    async def conflict(self, conflict_id: UUID) -> ConflictRecord | None: ...
+
+    async def conflicts(
+        self, context_id: UUID, status: ConflictStatus | None
+    ) -> list[ConflictRecord]: ...
+
+    async def settle(self, record: ConflictRecord) -> bool:
+        """Mark an open conflict resolved; False if it was settled already."""
+
+
 class DuplicateKeyError(Exception):
     """A uniqueness constraint refused the write (raised by repositories)."""
 
@@ -172,6 +202,9 @@ class UnitOfWork(Protocol):
 
     @property
     def tasks(self) -> TaskRepository: ...
+
+    @property
+    def contexts(self) -> ContextRepository: ...
 
     async def __aenter__(self) -> Self: ...
 

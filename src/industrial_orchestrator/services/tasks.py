@@ -181,6 +181,9 @@ class TaskService:
             if not await uow.tasks.save(task, moved):
                 raise _stale(task, task.version, concurrent=True)
             await uow.events.append([task_events.task_transition(task, moved)])
+            if moved.is_terminal:
+                # A task's scratch memory ends with it.
+                await uow.contexts.delete_temporary_of(task.id)
             await uow.commit()
         log.info(
             "task_moved", task_id=str(task_id), from_state=task.status.value, to_state=target.value

@@ -128,3 +128,42 @@ task_dependencies = sa.Table(
     ),
     sa.Index("ix_task_dependencies_depends_on", "depends_on"),
 )
+
+contexts = sa.Table(
+    "contexts",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("scope", sa.String(16), nullable=False),
+    sa.Column("owner_id", sa.Uuid),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("data", Json, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("vector", Json, nullable=False),
+    sa.Column("critical", sa.Boolean, nullable=False),
+    sa.Column("expires_at", Timestamp),
+    sa.Column("last_writer", sa.String(200)),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Index("ix_contexts_scope_owner", "scope", "owner_id"),
+)
+
+context_conflicts = sa.Table(
+    "context_conflicts",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column(
+        "context_id", sa.Uuid, sa.ForeignKey("contexts.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("writer", sa.String(200), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("incoming", Json, nullable=False),
+    sa.Column("incoming_vector", Json),
+    sa.Column("current_version", sa.Integer, nullable=False),
+    sa.Column("current_data", Json, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("resolution", sa.String(16)),
+    sa.Column("resolved_by", sa.String(200)),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("resolved_at", Timestamp),
+    sa.Index("ix_context_conflicts_context_status", "context_id", "status"),
+)

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ..domain.errors import StorageUnavailable
 from ..domain.events import NewEvent
 from .checkpoint_repository import SqlCheckpointRepository
+from .context_repository import SqlContextRepository
 from .database import WRITE_OPTION, is_sqlite
 from .event_repository import SqlEventRepository
 from .session_repository import SqlSessionRepository
@@ -30,6 +31,7 @@ class SqlUnitOfWork:
     checkpoints: SqlCheckpointRepository
     events: SqlEventRepository
     tasks: SqlTaskRepository
+    contexts: SqlContextRepository
 
     def __init__(
         self,
@@ -70,6 +72,7 @@ class SqlUnitOfWork:
         self.checkpoints = SqlCheckpointRepository(connection)
         self.events = SqlEventRepository(connection)
         self.tasks = SqlTaskRepository(connection)
+        self.contexts = SqlContextRepository(connection)
         return self
 
     async def __aexit__(

@@ -1,0 +1,184 @@
+"""Contexts and their stored conflicts, with guarded (versioned) updates."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..domain.context_conflicts import ConflictRecord, ConflictStatus
+from ..domain.contexts import Context, ContextScope, Resolution
+from ..domain.version_vectors import VersionVector
+from .rows import utc
+from .tables import context_conflicts, contexts
+
+
+class SqlContextRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._db = connection
+
+    async def add(self, context: Context) -> None:
+        await self._db.execute(sa.insert(contexts).values(_values(context)))
+
+    async def get(self, context_id: UUID) -> Context | None:
+        result = await self._db.execute(sa.select(contexts).where(contexts.c.id == context_id))
+        row = result.mappings().first()
+        return _context(row) if row else None
+
+    async def find(
+        self, *, scope: ContextScope | None, owner_ids: Sequence[UUID] = ()
+    ) -> list[Context]:
+        conditions: list[Any] = []
+        if scope is not None:
+            conditions.append(contexts.c.scope == scope.value)
+        if owner_ids:
+            conditions.append(contexts.c.owner_id.in_(list(owner_ids)))
+        result = await self._db.execute(
+            sa.select(contexts).where(*conditions).order_by(contexts.c.created_at, contexts.c.id)
+        )
+        return [_context(row) for row in result.mappings()]
+
+    async def save(self, before: Context, after: Context) -> bool:
+        result = await self._db.execute(
+            sa.update(contexts)
+            .where(contexts.c.id == before.id, contexts.c.version == before.version)
+            .values(_values(after))
+        )
+        return result.rowcount == 1
+
+    async def delete_expired(self, now: datetime) -> int:
+        result = await self._db.execute(
+            sa.delete(contexts).where(
+                contexts.c.expires_at.is_not(None), contexts.c.expires_at <= now
+            )
+        )
+        return int(result.rowcount or 0)
+
+    async def delete_temporary_of(self, task_id: UUID) -> int:
+        result = await self._db.execute(
+            sa.delete(contexts).where(
+                contexts.c.scope == ContextScope.TEMPORARY.value, contexts.c.owner_id == task_id
+            )
+        )
+        return int(result.rowcount or 0)
+
+    async def add_conflict(self, record: ConflictRecord) -> None:
+        await self._db.execute(sa.insert(context_conflicts).values(_conflict_values(record)))
+
+    async def conflict(self, conflict_id: UUID) -> ConflictRecord | None:
+        result = await self._db.execute(
+            sa.select(context_conflicts).where(context_conflicts.c.id == conflict_id)
+        )
+        row = result.mappings().first()
+        return _conflict(row) if row else None
+
+    async def conflicts(
+        self, context_id: UUID, status: ConflictStatus | None
+    ) -> list[ConflictRecord]:
+        conditions: list[Any] = [context_conflicts.c.context_id == context_id]
+        if status is not None:
+            conditions.append(context_conflicts.c.status == status.value)
+        result = await self._db.execute(
+            sa.select(context_conflicts)
+            .where(*conditions)
+            .order_by(context_conflicts.c.created_at, context_conflicts.c.id)
+        )
+        return [_conflict(row) for row in result.mappings()]
+
+    async def settle(self, record: ConflictRecord) -> bool:
+        """Mark an open conflict resolved; False if someone settled it first."""
+        result = await self._db.execute(
+            sa.update(context_conflicts)
+            .where(
+                context_conflicts.c.id == record.id,
+                context_conflicts.c.status == ConflictStatus.OPEN.value,
+            )
+            .values(
+                status=ConflictStatus.RESOLVED.value,
+                resolution=record.resolution.value if record.resolution else None,
+                resolved_by=record.resolved_by,
+                resolved_at=record.resolved_at,
+            )
+        )
+        return result.rowcount == 1
+
+
+def _values(context: Context) -> dict[str, Any]:
+    return {
+        "id": context.id,
+        "scope": context.scope.value,
+        "owner_id": context.owner_id,
+        "name": context.name,
+        "data": context.data,
+        "version": context.version,
+        "vector": context.vector.to_json(),
+        "critical": context.critical,
+        "expires_at": context.expires_at,
+        "last_writer": context.last_writer,
+        "created_at": context.created_at,
+        "updated_at": context.updated_at,
+    }
+
+
+def _context(row: RowMapping) -> Context:
+    created, updated = utc(row["created_at"]), utc(row["updated_at"])
+    assert created is not None
+    assert updated is not None
+    return Context(
+        id=row["id"],
+        scope=ContextScope(row["scope"]),
+        owner_id=row["owner_id"],
+        name=row["name"],
+        data=dict(row["data"]),
+        created_at=created,
+        updated_at=updated,
+        version=int(row["version"]),
+        vector=VersionVector.from_json(row["vector"]),
+        critical=bool(row["critical"]),
+        expires_at=utc(row["expires_at"]),
+        last_writer=row["last_writer"],
+    )
+
+
+def _conflict_values(record: ConflictRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "context_id": record.context_id,
+        "writer": record.writer,
+        "reason": record.reason,
+        "incoming": record.incoming,
+        "incoming_vector": record.incoming_vector.to_json() if record.incoming_vector else None,
+        "current_version": record.current_version,
+        "current_data": record.current_data,
+        "status": record.status.value,
+        "resolution": record.resolution.value if record.resolution else None,
+        "resolved_by": record.resolved_by,
+        "created_at": record.created_at,
+        "resolved_at": record.resolved_at,
+    }
+
+
+def _conflict(row: RowMapping) -> ConflictRecord:
+    created = utc(row["created_at"])
+    assert created is not None
+    vector = row["incoming_vector"]
+    return ConflictRecord(
+        id=row["id"],
+        context_id=row["context_id"],
+        writer=row["writer"],
+        reason=row["reason"],
+        incoming=dict(row["incoming"]),
+        incoming_vector=VersionVector.from_json(vector) if vector is not None else None,
+        current_version=int(row["current_version"]),
+        current_data=dict(row["current_data"]),
+        created_at=created,
+        status=ConflictStatus(row["status"]),
+        resolution=Resolution(row["resolution"]) if row["resolution"] else None,
+        resolved_by=row["resolved_by"],
+        resolved_at=utc(row["resolved_at"]),
+    )
