@@ -13,8 +13,9 @@ children's keys are prefixed with the parent's key (``logic.implement``). In the
 
 * a child without a dependency among its siblings inherits its parent's dependencies, so
   it cannot start before the work its parent waited for;
-* the parent depends on all of its children: it is finished once they are, and the
-  service completes it then (it is a summary node, its effort the whole estimate).
+* the parent depends on all of its children: it can only become READY once they are
+  finished (it is a summary node, its effort the whole estimate; the dependency view
+  weighs it 0 so that effort is not counted twice).
 
 So the flat dependency graph of a tree is acyclic and every key points inside the tree
 (``validate_plan`` checks both, and is the gate for plans that come from elsewhere).
