@@ -135,3 +135,18 @@ async def test_upgrading_a_populated_database_keeps_its_sessions(fresh_database_
         assert [tuple(row) for row in counters] == [(0,)]
     finally:
         await engine.dispose()
+
+
+async def test_the_migrations_build_exactly_the_schema_the_code_declares(uow):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from industrial_orchestrator.storage.tables import metadata
+
+    def differences(sync_connection: sa.Connection) -> list[object]:
+        context = MigrationContext.configure(sync_connection, opts={"compare_type": False})
+        return list(compare_metadata(context, metadata))
+
+    async with uow.engine.connect() as connection:
+        diff = await connection.run_sync(differences)
+    assert diff == []
