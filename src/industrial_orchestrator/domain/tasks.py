@@ -157,7 +157,8 @@ def new_task(
     """A new PENDING task, its inputs checked and its capabilities normalised.
 
     Raises ``InvalidInput`` for an empty title, a non-positive effort, an empty capability
-    name, or a task that depends on itself. Duplicate dependencies are dropped, order kept.
+    name, or a task that depends on itself. Dependencies are kept once each, in id order
+    (the order they are stored and read back in).
     """
     title = title.strip()
     if not title:
@@ -167,7 +168,7 @@ def new_task(
             "estimated_effort must be a positive number of hours",
             {"field": "estimated_effort", "value": estimated_effort},
         )
-    deps = tuple(dict.fromkeys(depends_on))
+    deps = tuple(sorted(set(depends_on)))
     if id in deps:
         raise InvalidInput(
             f"task {id} cannot depend on itself", {"field": "depends_on", "task_id": str(id)}

@@ -130,6 +130,11 @@ class EventRepository(Protocol):
 
 
 class TaskRepository(Protocol):
+    async def lock_family(self, key: UUID) -> None:
+        """Hold the family's write lock (key: session id, or root task id) until commit."""
+
+    async def root_of(self, task_id: UUID) -> UUID: ...
+
     async def add(self, task: Task) -> None:
         """Insert the task and its dependency edges."""
 

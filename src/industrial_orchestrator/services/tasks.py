@@ -92,6 +92,7 @@ class TaskService:
         now = self._clock()
         async with self._uow() as uow:
             session_id = draft.session_id
+            await _lock_new(uow, draft)
             if draft.parent_id is not None:
                 parent = await _found(uow, draft.parent_id, "parent_id")
                 if session_id is None:
@@ -158,7 +159,7 @@ class TaskService:
     ) -> Task:
         """Change the task's status along the task transition table."""
         async with self._uow() as uow:
-            task = await _found(uow, task_id)
+            task = await _locked(uow, task_id)
             if expected_version is not None and task.version != expected_version:
                 raise _stale(task, expected_version)
             if target in _NEEDS_DEPENDENCIES:
@@ -194,7 +195,7 @@ class TaskService:
         """Make ``task_id`` wait for ``depends_on``; refused if it would close a loop."""
         now = self._clock()
         async with self._uow() as uow:
-            task = await _found(uow, task_id)
+            task = await _locked(uow, task_id)
             dependency = await _found(uow, depends_on, "depends_on")
             await _check_family(uow, task, dependency, anchor=task.id)
             if depends_on in task.depends_on:
@@ -210,14 +211,21 @@ class TaskService:
             if cycle is not None:
                 raise CycleDetected(cycle)
             await uow.tasks.add_dependency(task.id, depends_on)
-            updated = task.evolve(depends_on=(*task.depends_on, depends_on))
+            # A new edge is a change of the task: its version moves, so a client holding
+            # the old version cannot act on what it no longer is.
+            updated = task.evolve(
+                depends_on=tuple(sorted({*task.depends_on, depends_on})),
+                version=task.version + 1,
+                updated_at=now,
+            )
             if task.status == TaskStatus.READY and dependency.status not in FINISHED_STATUSES:
                 # It was ready; now it waits again.
-                reopened = task_transition(updated, TaskStatus.PENDING, now=now)
-                if not await uow.tasks.save(task, reopened):
-                    raise _stale(task, task.version, concurrent=True)
-                await uow.events.append([task_events.task_transition(task, reopened)])
-                updated = reopened
+                updated = task_transition(updated, TaskStatus.PENDING, now=now).evolve(
+                    version=task.version + 1
+                )
+                await uow.events.append([task_events.task_transition(task, updated)])
+            if not await uow.tasks.save(task, updated):
+                raise _stale(task, task.version, concurrent=True)
             await uow.events.append([task_events.task_dependency_added(task, dependency, now)])
             await uow.commit()
         return updated
@@ -229,7 +237,7 @@ class TaskService:
         chosen by the task's text or named."""
         now = self._clock()
         async with self._uow() as uow:
-            task = await _found(uow, task_id)
+            task = await _locked(uow, task_id)
             if task.status in (TaskStatus.RUNNING, *FINISHED_STATUSES, TaskStatus.CANCELLED):
                 raise Conflict(
                     f"Task {task.id} is {task.status.value}: only a task that has not started "
@@ -285,12 +293,18 @@ class TaskService:
             direct = [sub.id for sub in subtasks if sub.parent_id == task.id]
             for subtask_id in direct:
                 await uow.tasks.add_dependency(task.id, subtask_id)
-            grouped = task.evolve(depends_on=(*task.depends_on, *direct))
+            grouped = task.evolve(
+                depends_on=tuple(sorted({*task.depends_on, *direct})),
+                version=task.version + 1,
+                updated_at=now,
+            )
             if task.status == TaskStatus.READY:
-                grouped = task_transition(grouped, TaskStatus.PENDING, now=now)
-                if not await uow.tasks.save(task, grouped):
-                    raise _stale(task, task.version, concurrent=True)
+                grouped = task_transition(grouped, TaskStatus.PENDING, now=now).evolve(
+                    version=task.version + 1
+                )
                 await uow.events.append([task_events.task_transition(task, grouped)])
+            if not await uow.tasks.save(task, grouped):
+                raise _stale(task, task.version, concurrent=True)
             await uow.events.append(
                 [
                     *(task_events.task_created(subtask) for subtask in subtasks),
@@ -348,6 +362,22 @@ async def _found(uow: UnitOfWork, task_id: UUID, field_name: str | None = None) 
     if field_name is not None:  # a reference in the request body, not the URL
         raise InvalidInput(f"Task {task_id} does not exist", {"field": field_name})
     raise NotFound(f"Task {task_id} does not exist", {"task_id": str(task_id)})
+
+
+async def _locked(uow: UnitOfWork, task_id: UUID) -> Task:
+    """The task, read after taking its family's write lock."""
+    task = await _found(uow, task_id)
+    await uow.tasks.lock_family(task.session_id or await uow.tasks.root_of(task.id))
+    return await _found(uow, task_id)
+
+
+async def _lock_new(uow: UnitOfWork, draft: NewTask) -> None:
+    """Lock the family a new task joins (its dependencies are checked within it)."""
+    if draft.session_id is not None:
+        await uow.tasks.lock_family(draft.session_id)
+    elif draft.parent_id is not None:
+        parent = await _found(uow, draft.parent_id, "parent_id")
+        await uow.tasks.lock_family(parent.session_id or await uow.tasks.root_of(parent.id))
 
 
 async def _dependencies(uow: UnitOfWork, task: Task) -> list[Task]:

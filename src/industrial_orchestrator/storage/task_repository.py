@@ -22,6 +22,25 @@ class SqlTaskRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._db = connection
 
+    async def lock_family(self, key: UUID) -> None:
+        """Serialise the writers of one task family (a session's tasks, or one tree) until
+        the transaction ends: their checks (cycles, plans, dependencies) read the whole
+        family. SQLite writers hold the database lock already."""
+        if self._db.dialect.name != "postgresql":
+            return
+        folded = (key.int >> 64) ^ (key.int & 0xFFFF_FFFF_FFFF_FFFF)
+        signed = folded - (1 << 64) if folded >= 1 << 63 else folded
+        await self._db.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": signed})
+
+    async def root_of(self, task_id: UUID) -> UUID:
+        """The top of ``task_id``'s tree (parents never change, so no lock is needed)."""
+        root = task_id
+        while True:
+            parent = await self._db.scalar(sa.select(tasks.c.parent_id).where(tasks.c.id == root))
+            if parent is None:
+                return root
+            root = parent
+
     async def add(self, task: Task) -> None:
         await self._db.execute(sa.insert(tasks).values(_values(task)))
         for dependency in task.depends_on:
@@ -66,13 +85,7 @@ class SqlTaskRepository:
         task outside any session, every task of its tree."""
         if task.session_id is not None:
             return await self._load(tasks.c.session_id == task.session_id)
-        root = task.id
-        while True:
-            parent = await self._db.scalar(sa.select(tasks.c.parent_id).where(tasks.c.id == root))
-            if parent is None:
-                break
-            root = parent
-        return await self.subtree(root)
+        return await self.subtree(await self.root_of(task.id))
 
     async def subtree(self, root_id: UUID) -> list[Task]:
         """``root_id`` and every task below it."""
