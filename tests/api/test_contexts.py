@@ -94,7 +94,7 @@ async def test_last_write_wins_ends_with_one_consistent_value(client):
     final = (await client.get(f"{API}/contexts/{context['id']}")).json()
     # One whole write, not a mixture: exactly one writer's key.
     assert len(final["data"]) == 1
-    (key, value), = final["data"].items()
+    ((key, value),) = final["data"].items()
     assert final["last_writer"] == f"agent-{value:02d}"
     assert key == f"k{value:02d}"
 
@@ -162,7 +162,7 @@ async def test_custom_resolution_needs_data(client):
 
 async def test_layered_view_and_merge(client):
     session = await create(client)
-    task = (await client.post(f"{API}/tasks", json={"title": "t", "session_id": session["id"]}))
+    task = await client.post(f"{API}/tasks", json={"title": "t", "session_id": session["id"]})
     task_id = task.json()["id"]
     agent_id = "7d3c2c1a-0000-4000-8000-000000000001"
     glob = await new_context(client, data={"style": "pep8", "model": "small", "deep": {"a": 1}})
@@ -222,3 +222,39 @@ async def test_temporary_contexts_end_with_their_task_or_ttl(client):
         if status == "FAILED":  # a failed task may be retried: its memory stays
             assert (await client.get(f"{API}/contexts/{scratch['id']}")).status_code == 200
     assert (await client.get(f"{API}/contexts/{scratch['id']}")).status_code == 404
+
+
+async def test_context_events_go_to_the_owning_session_or_the_global_stream(client):
+    session = await create(client)
+    owned = await new_context(
+        client, scope="SESSION", owner_id=session["id"], name="plan", critical=True
+    )
+    assert (
+        await write(client, owned["id"], writer="a", data={"x": 1}, expected_version=1)
+    ).is_success
+    late = await write(client, owned["id"], writer="b", data={"y": 1}, expected_version=1)
+    conflict_id = late.json()["details"]["conflict_id"]
+    url = f"{API}/contexts/{owned['id']}/conflicts/{conflict_id}/resolve"
+    assert (await client.post(url, json={"choose": "incoming"})).status_code == 200
+    glob = await new_context(client, name="shared")
+
+    stream = (await client.get(f"{API}/sessions/{session['id']}/events")).json()["items"]
+    context_events = [(e["type"], e["payload"]) for e in stream if e["type"].startswith("context.")]
+    assert [t for t, _ in context_events] == [
+        "context.created",
+        "context.updated",
+        "context.conflict",
+        "context.resolved",
+    ]
+    assert context_events[1][1]["writer"] == "a"
+    assert context_events[2][1]["conflict_id"] == conflict_id
+    assert context_events[3][1] == {
+        "context_id": owned["id"],
+        "conflict_id": conflict_id,
+        "resolution": "incoming",
+        "resolved_by": "operator",
+        "version": 3,
+    }
+    everything = (await client.get(f"{API}/events", params={"type": "context.created"})).json()
+    created = {e["payload"]["context_id"]: e["session_id"] for e in everything["items"]}
+    assert created == {owned["id"]: session["id"], glob["id"]: None}

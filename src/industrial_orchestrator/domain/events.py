@@ -33,6 +33,10 @@ class EventType(StrEnum):
     TASK_TRANSITION = "task.transition"
     TASK_DECOMPOSED = "task.decomposed"
     TASK_DEPENDENCY_ADDED = "task.dependency_added"
+    CONTEXT_CREATED = "context.created"
+    CONTEXT_UPDATED = "context.updated"
+    CONTEXT_CONFLICT = "context.conflict"
+    CONTEXT_RESOLVED = "context.resolved"
 
 
 class LogStream(StrEnum):

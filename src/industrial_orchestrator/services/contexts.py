@@ -18,6 +18,7 @@ from uuid import UUID, uuid4
 
 import structlog
 
+from ..domain import context_events
 from ..domain.context_conflicts import ConflictRecord, ConflictStatus, conflict_record
 from ..domain.context_merge import LayeredView, MergeResult, layered_view, merge_contexts
 from ..domain.contexts import (
@@ -89,6 +90,7 @@ class ContextService:
         async with self._uow() as uow:
             await _check_owner(uow, context)
             await uow.contexts.add(context)
+            await uow.events.append([context_events.context_created(context)])
             await uow.commit()
         log.info("context_created", context_id=str(context.id), scope=context.scope.value)
         return context
@@ -121,11 +123,19 @@ class ContextService:
                 if not isinstance(outcome, Applied):
                     record = conflict_record(uuid4(), outcome)
                     await uow.contexts.add_conflict(record)
+                    await uow.events.append([context_events.context_conflict(context, record)])
                     await uow.commit()
                     raise _conflict_error(record, context)
-                if outcome.context is context or await uow.contexts.save(
-                    context, outcome.context
-                ):
+                if outcome.context is context:  # superseded: nothing to write
+                    return Written(context, outcome)
+                if await uow.contexts.save(context, outcome.context):
+                    await uow.events.append(
+                        [
+                            context_events.context_updated(
+                                outcome.context, update.writer, outcome.strategy, outcome.stale
+                            )
+                        ]
+                    )
                     await uow.commit()
                     return Written(outcome.context, outcome)
         raise Conflict(
@@ -188,6 +198,7 @@ class ContextService:
                     f"Context {context_id} or its conflict changed meanwhile; reload and retry",
                     {"context_id": str(context_id), "conflict_id": str(conflict_id)},
                 )
+            await uow.events.append([context_events.context_resolved(resolved, settled, now)])
             await uow.commit()
         log.info("context_conflict_resolved", context_id=str(context_id), choose=choose.value)
         return resolved
