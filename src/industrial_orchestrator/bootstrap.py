@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .config import Settings
 from .coordination.event_bus import EventBus, LocalEventBus
 from .domain.events import NewEvent
+from .services.agents import AgentService
 from .services.contexts import ContextService
 from .services.events import EventLog
 from .services.sessions import SessionService, utc_now
@@ -29,6 +30,7 @@ class Components:
     bus: EventBus
     tasks: TaskService
     contexts: ContextService
+    agents: AgentService
 
     async def close(self) -> None:
         try:
@@ -81,6 +83,7 @@ async def build(
         bus,
         TaskService(uow, clock=clock),
         ContextService(uow, clock=clock),
+        AgentService(uow, clock=clock),
     )
 
 

@@ -14,7 +14,7 @@ from ..services.event_feed import EventFeed
 from .errors import install_error_handlers
 from .metrics import Metrics
 from .middleware import BodySizeLimit, RequestTelemetry
-from .routers import contexts, events, operations, sessions, streams, tasks
+from .routers import agents, contexts, events, operations, sessions, streams, tasks
 from .schemas.events import wire_text
 
 # Above the largest legal body (a 1 MiB checkpoint, JSON-escaped) with room to spare.
@@ -72,6 +72,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
     app.include_router(sessions.router)
     app.include_router(tasks.router)
     app.include_router(contexts.router)
+    app.include_router(agents.router)
     app.include_router(events.router)
     app.include_router(streams.router)
     app.include_router(operations.router)

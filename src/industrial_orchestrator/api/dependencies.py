@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ..bootstrap import Components
+from ..services.agents import AgentService
 from ..services.contexts import ContextService
 from ..services.events import EventLog
 from ..services.sessions import SessionService
@@ -43,6 +44,11 @@ async def context_service(request: Request) -> ContextService:
     return built.contexts
 
 
+async def agent_service(request: Request) -> AgentService:
+    built: Components = request.app.state.components
+    return built.agents
+
+
 async def metrics(request: Request) -> Metrics:
     registry: Metrics = request.app.state.metrics
     return registry
@@ -53,4 +59,5 @@ Sessions = Annotated[SessionService, Depends(session_service)]
 Events = Annotated[EventLog, Depends(event_log)]
 Tasks = Annotated[TaskService, Depends(task_service)]
 Contexts = Annotated[ContextService, Depends(context_service)]
+Agents = Annotated[AgentService, Depends(agent_service)]
 AppMetrics = Annotated[Metrics, Depends(metrics)]

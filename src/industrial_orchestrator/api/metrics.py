@@ -37,7 +37,7 @@ class Metrics:
             self.tasks_total.labels(outcome=outcome)
         self.active_agents = Gauge(
             "orchestrator_active_agents",
-            "Agents currently able to take work",
+            "Registered agents that are not offline, counted in the database",
             registry=self.registry,
         )
         self.http_request_duration = Histogram(

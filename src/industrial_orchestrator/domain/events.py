@@ -37,6 +37,9 @@ class EventType(StrEnum):
     CONTEXT_UPDATED = "context.updated"
     CONTEXT_CONFLICT = "context.conflict"
     CONTEXT_RESOLVED = "context.resolved"
+    AGENT_REGISTERED = "agent.registered"
+    AGENT_DEREGISTERED = "agent.deregistered"
+    AGENT_STATUS_CHANGED = "agent.status_changed"
 
 
 class LogStream(StrEnum):

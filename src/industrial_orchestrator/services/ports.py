@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Protocol, Self
 from uuid import UUID
 
+from ..domain.agents import Agent
 from ..domain.checkpoint import Checkpoint
 from ..domain.context_conflicts import ConflictRecord, ConflictStatus
 from ..domain.contexts import Context, ContextScope
@@ -191,6 +192,24 @@ class ContextRepository(Protocol):
         """Mark an open conflict resolved; False if it was settled already."""
 
 
+class AgentRepository(Protocol):
+    async def add(self, agent: Agent) -> None:
+        """Raises ``DuplicateKeyError`` when the name is taken."""
+
+    async def get(self, agent_id: UUID) -> Agent | None: ...
+
+    async def all(self) -> list[Agent]:
+        """Every registered agent, by name."""
+
+    async def save(self, before: Agent, after: Agent) -> bool:
+        """Guarded write: False when the row is no longer at ``before.version``."""
+
+    async def remove(self, agent_id: UUID) -> bool: ...
+
+    async def count_active(self) -> int:
+        """Agents not OFFLINE."""
+
+
 class DuplicateKeyError(Exception):
     """A uniqueness constraint refused the write (raised by repositories)."""
 
@@ -210,6 +229,9 @@ class UnitOfWork(Protocol):
 
     @property
     def contexts(self) -> ContextRepository: ...
+
+    @property
+    def agents(self) -> AgentRepository: ...
 
     async def __aenter__(self) -> Self: ...
 

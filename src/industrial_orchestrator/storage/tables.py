@@ -167,3 +167,24 @@ context_conflicts = sa.Table(
     sa.Column("resolved_at", Timestamp),
     sa.Index("ix_context_conflicts_context_status", "context_id", "status"),
 )
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("agent_type", sa.String(64), nullable=False),
+    sa.Column("capabilities", Json, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("max_concurrent_tasks", sa.Integer, nullable=False),
+    sa.Column("tasks_in_progress", sa.Integer, nullable=False),
+    sa.Column("current_load", sa.Float, nullable=False),
+    sa.Column("success_count", sa.Integer, nullable=False),
+    sa.Column("failure_count", sa.Integer, nullable=False),
+    sa.Column("registered_at", Timestamp, nullable=False),
+    sa.Column("last_heartbeat", Timestamp),
+    sa.Column("last_assigned_at", Timestamp),
+    sa.Column("metadata", Json, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+)

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..domain.errors import StorageUnavailable
 from ..domain.events import NewEvent
+from .agent_repository import SqlAgentRepository
 from .checkpoint_repository import SqlCheckpointRepository
 from .context_repository import SqlContextRepository
 from .database import WRITE_OPTION, is_sqlite
@@ -32,6 +33,7 @@ class SqlUnitOfWork:
     events: SqlEventRepository
     tasks: SqlTaskRepository
     contexts: SqlContextRepository
+    agents: SqlAgentRepository
 
     def __init__(
         self,
@@ -73,6 +75,7 @@ class SqlUnitOfWork:
         self.events = SqlEventRepository(connection)
         self.tasks = SqlTaskRepository(connection)
         self.contexts = SqlContextRepository(connection)
+        self.agents = SqlAgentRepository(connection)
         return self
 
     async def __aexit__(

@@ -58,4 +58,5 @@ async def metrics(components: AppComponents, registry: AppMetrics) -> Response:
     """Prometheus text format. Gauges are read from the database at scrape time, so every
     replica reports the cluster's truth."""
     registry.active_sessions.set(await components.sessions.count_running())
+    registry.active_agents.set(await components.agents.count_active())
     return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,132 @@
+"""Agents (user guide §7 "Agent Management"): the registry and capability routing."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Path, Query, Response, status
+
+from ...domain.agent_tiers import Tier
+from ...domain.agents import AgentKind, AgentStatus
+from ...services.agents import AgentFilter, NewAgent
+from ..dependencies import Agents
+from ..paths import API_PREFIX
+from ..schemas.agents import (
+    AgentRead,
+    AgentRegister,
+    AgentStatsRead,
+    Heartbeat,
+    RouteRequest,
+    RouteResult,
+)
+from ..schemas.common import error_responses
+
+router = APIRouter(prefix=f"{API_PREFIX}/agents", tags=["agents"])
+
+AgentId = Annotated[UUID, Path(description="The agent's id (a UUID)")]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=AgentRead,
+    summary="Register an agent",
+    responses=error_responses(409, 422),
+)
+async def register_agent(body: AgentRegister, agents: Agents) -> AgentRead:
+    """A HEALTHY agent, rated COMPETENT until it has finished 10 tasks. Names are unique
+    (409); capabilities are case-insensitive."""
+    agent = await agents.register(
+        NewAgent(
+            name=body.name,
+            agent_type=body.agent_type,
+            capabilities=body.capabilities,
+            kind=body.kind,
+            max_concurrent_tasks=body.max_concurrent_tasks,
+            metadata=body.metadata,
+        )
+    )
+    return AgentRead.of(agent)
+
+
+@router.get("", response_model=list[AgentRead], summary="List agents")
+async def list_agents(
+    agents: Agents,
+    capability: Annotated[
+        list[str] | None, Query(description="Repeat: agents holding all of them")
+    ] = None,
+    status_filter: Annotated[list[AgentStatus] | None, Query(alias="status")] = None,
+    tier: Annotated[list[Tier] | None, Query()] = None,
+    kind: Annotated[list[AgentKind] | None, Query()] = None,
+) -> list[AgentRead]:
+    found = await agents.search(
+        AgentFilter(
+            capabilities=capability or (),
+            statuses=status_filter or (),
+            tiers=tier or (),
+            kinds=kind or (),
+        )
+    )
+    return [AgentRead.of(agent) for agent in found]
+
+
+@router.get("/stats", response_model=AgentStatsRead, summary="Fleet statistics")
+async def agent_stats(agents: Agents) -> AgentStatsRead:
+    """Counts by status, tier and kind; total and active (not offline); average load."""
+    return AgentStatsRead.of(await agents.stats())
+
+
+@router.post(
+    "/route",
+    response_model=RouteResult,
+    summary="Choose the best agent for some work",
+    responses=error_responses(409, 422),
+)
+async def route_work(body: RouteRequest, agents: Agents) -> RouteResult:
+    """Candidates hold every required capability and are healthy or degraded, not busy,
+    offline or at capacity; DEGRADED-tier agents only when nobody else qualifies. Ranked
+    by tier, then lowest load, then best success rate, then least recently assigned. 409
+    `no_agent_available` says which capability or condition nobody meets."""
+    decision = await agents.route(
+        body.required_capabilities, task_type=body.task_type, exclude=body.exclude
+    )
+    return RouteResult.of(decision)
+
+
+@router.get(
+    "/{agent_id}", response_model=AgentRead, summary="Get an agent", responses=error_responses(404)
+)
+async def get_agent(agent_id: AgentId, agents: Agents) -> AgentRead:
+    return AgentRead.of(await agents.get(agent_id))
+
+
+@router.delete(
+    "/{agent_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Deregister an agent",
+    responses=error_responses(404),
+)
+async def deregister_agent(agent_id: AgentId, agents: Agents) -> Response:
+    await agents.deregister(agent_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/{agent_id}/heartbeat",
+    response_model=AgentRead,
+    summary="Report that an agent is alive",
+    responses=error_responses(404, 409, 422),
+)
+async def heartbeat(agent_id: AgentId, agents: Agents, body: Heartbeat | None = None) -> AgentRead:
+    """With what the agent says of itself (status, load, tasks in progress). An OFFLINE
+    agent that beats again is HEALTHY unless it says otherwise."""
+    beat = body or Heartbeat()
+    agent = await agents.heartbeat(
+        agent_id,
+        status=beat.status,
+        current_load=beat.current_load,
+        tasks_in_progress=beat.tasks_in_progress,
+    )
+    return AgentRead.of(agent)

@@ -1,0 +1,160 @@
+"""Agent resource: registry, heartbeats, statistics and routing."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, Field
+
+from ...domain.agent_routing import RoutingDecision, ScoreBreakdown
+from ...domain.agent_tiers import Tier
+from ...domain.agents import Agent, AgentKind, AgentStatus
+from ...domain.tasks import TaskType
+from ...services.agents import AgentStats
+from .common import StrictModel
+from .tasks import Capability
+
+MAX_METADATA_BYTES = 64 * 1024
+
+
+def _metadata_size(value: dict[str, Any]) -> dict[str, Any]:
+    size = len(json.dumps(value, separators=(",", ":")).encode())
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(f"is {size} bytes as JSON; the limit is {MAX_METADATA_BYTES} bytes")
+    return value
+
+
+class AgentRegister(StrictModel):
+    name: str = Field(min_length=1, max_length=200, description="Unique")
+    agent_type: str = Field(
+        min_length=1, max_length=64, description="architect, implementer, reviewer, ..."
+    )
+    capabilities: list[Capability] = Field(min_length=1, max_length=64)
+    kind: AgentKind = AgentKind.INTERNAL
+    max_concurrent_tasks: int = Field(1, ge=1, le=1000)
+    metadata: Annotated[dict[str, Any], AfterValidator(_metadata_size)] = Field(
+        default_factory=dict
+    )
+
+
+class AgentRead(BaseModel):
+    id: UUID
+    name: str
+    agent_type: str
+    capabilities: list[str]
+    kind: AgentKind
+    status: AgentStatus
+    tier: Tier
+    success_rate: float | None = Field(description="Successes over finished tasks")
+    success_count: int
+    failure_count: int
+    current_load: float
+    tasks_in_progress: int
+    max_concurrent_tasks: int
+    last_heartbeat: datetime | None
+    last_assigned_at: datetime | None
+    registered_at: datetime
+    metadata: dict[str, Any]
+    version: int
+
+    @classmethod
+    def of(cls, agent: Agent) -> AgentRead:
+        return cls(
+            id=agent.id,
+            name=agent.name,
+            agent_type=agent.agent_type,
+            capabilities=list(agent.capabilities),
+            kind=agent.kind,
+            status=agent.status,
+            tier=agent.tier,
+            success_rate=agent.success_rate,
+            success_count=agent.success_count,
+            failure_count=agent.failure_count,
+            current_load=agent.current_load,
+            tasks_in_progress=agent.tasks_in_progress,
+            max_concurrent_tasks=agent.max_concurrent_tasks,
+            last_heartbeat=agent.last_heartbeat,
+            last_assigned_at=agent.last_assigned_at,
+            registered_at=agent.registered_at,
+            metadata=agent.metadata,
+            version=agent.version,
+        )
+
+
+class Heartbeat(StrictModel):
+    status: AgentStatus | None = Field(None, description="What the agent says it is")
+    current_load: float | None = Field(None, ge=0, le=1)
+    tasks_in_progress: int | None = Field(None, ge=0, le=100_000)
+
+
+class AgentStatsRead(BaseModel):
+    total: int
+    active: int = Field(description="Not offline")
+    by_status: dict[AgentStatus, int]
+    by_tier: dict[Tier, int]
+    by_kind: dict[AgentKind, int]
+    average_load: float
+
+    @classmethod
+    def of(cls, stats: AgentStats) -> AgentStatsRead:
+        return cls(
+            total=stats.total,
+            active=stats.active,
+            by_status=stats.by_status,
+            by_tier=stats.by_tier,
+            by_kind=stats.by_kind,
+            average_load=stats.average_load,
+        )
+
+
+class RouteRequest(StrictModel):
+    required_capabilities: list[Capability] = Field(default_factory=list, max_length=64)
+    task_type: TaskType | None = None
+    exclude: list[UUID] = Field(default_factory=list, max_length=1000)
+
+
+class ScoreRead(BaseModel):
+    tier: Tier
+    load: float
+    success_rate: float | None
+    last_assigned_at: datetime | None
+    type_matched: bool
+    reason: str
+
+    @classmethod
+    def of(cls, score: ScoreBreakdown) -> ScoreRead:
+        return cls(
+            tier=score.tier,
+            load=score.load,
+            success_rate=score.success_rate,
+            last_assigned_at=score.last_assigned_at,
+            type_matched=score.type_matched,
+            reason=score.reason,
+        )
+
+
+class RankedAgent(BaseModel):
+    agent: AgentRead
+    score: ScoreRead
+
+
+class RouteResult(BaseModel):
+    chosen: RankedAgent
+    runners_up: list[RankedAgent]
+    considered: int = Field(description="How many agents qualified")
+
+    @classmethod
+    def of(cls, decision: RoutingDecision) -> RouteResult:
+        return cls(
+            chosen=RankedAgent(
+                agent=AgentRead.of(decision.chosen), score=ScoreRead.of(decision.score)
+            ),
+            runners_up=[
+                RankedAgent(agent=AgentRead.of(agent), score=ScoreRead.of(score))
+                for agent, score in decision.runners_up
+            ],
+            considered=decision.considered,
+        )

@@ -1,0 +1,121 @@
+"""The agent: one member of the workforce, internal (driven through OpenCode) or external
+(speaking the External Agent Protocol), with what it can do and how well it has done it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from .agent_tiers import Tier, tier_for
+from .errors import InvalidInput
+from .tasks import normalise_capabilities
+
+
+class AgentKind(StrEnum):
+    INTERNAL = "internal"
+    EXTERNAL = "external"
+
+
+class AgentStatus(StrEnum):
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    BUSY = "busy"
+    OFFLINE = "offline"
+
+
+# The agent types of the user guide; others are accepted as given (lower-case).
+KNOWN_AGENT_TYPES = (
+    "architect",
+    "implementer",
+    "reviewer",
+    "security_auditor",
+    "tester",
+    "debugger",
+    "optimizer",
+    "documenter",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    id: UUID
+    name: str
+    agent_type: str
+    capabilities: tuple[str, ...]
+    kind: AgentKind
+    status: AgentStatus
+    max_concurrent_tasks: int
+    registered_at: datetime
+    last_heartbeat: datetime | None = None
+    tasks_in_progress: int = 0
+    current_load: float = 0.0
+    success_count: int = 0
+    failure_count: int = 0
+    last_assigned_at: datetime | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    version: int = 1
+
+    @property
+    def finished(self) -> int:
+        return self.success_count + self.failure_count
+
+    @property
+    def success_rate(self) -> float | None:
+        """Successes over finished tasks; None before the first one."""
+        return self.success_count / self.finished if self.finished else None
+
+    @property
+    def tier(self) -> Tier:
+        return tier_for(self.success_count, self.failure_count)
+
+    @property
+    def at_capacity(self) -> bool:
+        return self.tasks_in_progress >= self.max_concurrent_tasks
+
+    def evolve(self, **changes: Any) -> Agent:
+        return dataclasses.replace(self, **changes)
+
+
+def new_agent(
+    *,
+    id: UUID,
+    name: str,
+    agent_type: str,
+    capabilities: list[str] | tuple[str, ...],
+    kind: AgentKind,
+    max_concurrent_tasks: int,
+    now: datetime,
+    metadata: dict[str, Any] | None = None,
+) -> Agent:
+    """A registered, HEALTHY agent with no record yet. Raises ``InvalidInput`` for a blank
+    name or type, no capability, or a capacity below 1."""
+    name = name.strip()
+    if not name:
+        raise InvalidInput("an agent needs a name", {"field": "name"})
+    kind_of_work = agent_type.strip().lower()
+    if not kind_of_work:
+        raise InvalidInput("an agent needs an agent_type", {"field": "agent_type"})
+    normalised = normalise_capabilities(capabilities)
+    if not normalised:
+        raise InvalidInput("an agent needs at least one capability", {"field": "capabilities"})
+    if max_concurrent_tasks < 1:
+        raise InvalidInput(
+            "max_concurrent_tasks must be at least 1",
+            {"field": "max_concurrent_tasks", "value": max_concurrent_tasks},
+        )
+    return Agent(
+        id=id,
+        name=name,
+        agent_type=kind_of_work,
+        capabilities=normalised,
+        kind=kind,
+        status=AgentStatus.HEALTHY,
+        max_concurrent_tasks=max_concurrent_tasks,
+        registered_at=now,
+        last_heartbeat=now,
+        metadata=dict(metadata or {}),
+    )

@@ -1,0 +1,186 @@
+"""The agent registry: register, deregister, heartbeat, list, statistics, routing."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID, uuid4
+
+import structlog
+
+from ..domain import agent_events
+from ..domain.agent_routing import RoutingDecision, route
+from ..domain.agent_tiers import Tier
+from ..domain.agents import Agent, AgentKind, AgentStatus, new_agent
+from ..domain.errors import Conflict, InvalidInput, NotFound, VersionConflict
+from ..domain.tasks import TaskType, normalise_capabilities
+from .ports import Clock, DuplicateKeyError, UnitOfWork, UnitOfWorkFactory
+
+log = structlog.get_logger("industrial_orchestrator.services.agents")
+
+
+@dataclass(frozen=True, slots=True)
+class NewAgent:
+    name: str
+    agent_type: str
+    capabilities: Sequence[str]
+    kind: AgentKind = AgentKind.INTERNAL
+    max_concurrent_tasks: int = 1
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentFilter:
+    capabilities: Sequence[str] = ()
+    statuses: Sequence[AgentStatus] = ()
+    tiers: Sequence[Tier] = ()
+    kinds: Sequence[AgentKind] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStats:
+    total: int
+    active: int
+    by_status: dict[AgentStatus, int]
+    by_tier: dict[Tier, int]
+    by_kind: dict[AgentKind, int]
+    average_load: float
+
+
+class AgentService:
+    def __init__(self, uow: UnitOfWorkFactory, *, clock: Clock) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    async def register(self, draft: NewAgent) -> Agent:
+        agent = new_agent(
+            id=uuid4(),
+            name=draft.name,
+            agent_type=draft.agent_type,
+            capabilities=list(draft.capabilities),
+            kind=draft.kind,
+            max_concurrent_tasks=draft.max_concurrent_tasks,
+            now=self._clock(),
+            metadata=draft.metadata,
+        )
+        try:
+            async with self._uow() as uow:
+                await uow.agents.add(agent)
+                await uow.events.append([agent_events.agent_registered(agent)])
+                await uow.commit()
+        except DuplicateKeyError:
+            raise Conflict(
+                f"An agent named {agent.name!r} is registered already; names are unique",
+                {"name": agent.name},
+            ) from None
+        log.info("agent_registered", agent_id=str(agent.id), name=agent.name)
+        return agent
+
+    async def deregister(self, agent_id: UUID) -> None:
+        async with self._uow() as uow:
+            agent = await _found(uow, agent_id)
+            await uow.agents.remove(agent_id)
+            await uow.events.append([agent_events.agent_deregistered(agent, self._clock())])
+            await uow.commit()
+        log.info("agent_deregistered", agent_id=str(agent_id))
+
+    async def get(self, agent_id: UUID) -> Agent:
+        async with self._uow.reader() as uow:
+            return await _found(uow, agent_id)
+
+    async def search(self, query: AgentFilter) -> list[Agent]:
+        wanted = set(normalise_capabilities(query.capabilities))
+        async with self._uow.reader() as uow:
+            everyone = await uow.agents.all()
+        return [
+            agent
+            for agent in everyone
+            if wanted <= set(agent.capabilities)
+            and (not query.statuses or agent.status in query.statuses)
+            and (not query.tiers or agent.tier in query.tiers)
+            and (not query.kinds or agent.kind in query.kinds)
+        ]
+
+    async def heartbeat(
+        self,
+        agent_id: UUID,
+        *,
+        status: AgentStatus | None = None,
+        current_load: float | None = None,
+        tasks_in_progress: int | None = None,
+    ) -> Agent:
+        """Record that the agent is alive, with what it reports of itself."""
+        now = self._clock()
+        async with self._uow() as uow:
+            agent = await _found(uow, agent_id)
+            changes: dict[str, Any] = {"last_heartbeat": now, "version": agent.version + 1}
+            if status is not None:
+                changes["status"] = status
+            elif agent.status == AgentStatus.OFFLINE:
+                changes["status"] = AgentStatus.HEALTHY  # it is back
+            if current_load is not None:
+                changes["current_load"] = current_load
+            if tasks_in_progress is not None:
+                changes["tasks_in_progress"] = tasks_in_progress
+            beaten = agent.evolve(**changes)
+            if not await uow.agents.save(agent, beaten):
+                raise VersionConflict(
+                    f"Agent {agent_id} was changed by a concurrent request; retry",
+                    {"agent_id": str(agent_id)},
+                )
+            if beaten.status != agent.status:
+                await uow.events.append(
+                    [agent_events.agent_status_changed(beaten, agent.status, now)]
+                )
+            await uow.commit()
+        return beaten
+
+    async def stats(self) -> AgentStats:
+        async with self._uow.reader() as uow:
+            everyone = await uow.agents.all()
+        by_status = Counter(agent.status for agent in everyone)
+        return AgentStats(
+            total=len(everyone),
+            active=sum(1 for agent in everyone if agent.status != AgentStatus.OFFLINE),
+            by_status={status: by_status.get(status, 0) for status in AgentStatus},
+            by_tier={tier: sum(1 for a in everyone if a.tier == tier) for tier in Tier},
+            by_kind={kind: sum(1 for a in everyone if a.kind == kind) for kind in AgentKind},
+            average_load=(
+                sum(agent.current_load for agent in everyone) / len(everyone) if everyone else 0.0
+            ),
+        )
+
+    async def count_active(self) -> int:
+        async with self._uow.reader() as uow:
+            return await uow.agents.count_active()
+
+    async def route(
+        self,
+        required_capabilities: Sequence[str],
+        *,
+        task_type: TaskType | None = None,
+        exclude: Collection[UUID] = (),
+    ) -> RoutingDecision:
+        """The best agent for the work now (nothing is reserved: leases come with tasks)."""
+        if not required_capabilities and task_type is None:
+            raise InvalidInput(
+                "name the required_capabilities (or at least a task_type) to route",
+                {"field": "required_capabilities"},
+            )
+        async with self._uow.reader() as uow:
+            everyone = await uow.agents.all()
+        return route(
+            everyone,
+            required_capabilities=required_capabilities,
+            task_type=task_type,
+            exclude=exclude,
+        )
+
+
+async def _found(uow: UnitOfWork, agent_id: UUID) -> Agent:
+    agent = await uow.agents.get(agent_id)
+    if agent is None:
+        raise NotFound(f"Agent {agent_id} is not registered", {"agent_id": str(agent_id)})
+    return agent

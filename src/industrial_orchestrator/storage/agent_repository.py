@@ -1,0 +1,100 @@
+"""The agent registry, stored with guarded (versioned) updates."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy import RowMapping
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..domain.agents import Agent, AgentKind, AgentStatus
+from ..services.ports import DuplicateKeyError
+from .rows import utc
+from .tables import agents
+
+
+class SqlAgentRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._db = connection
+
+    async def add(self, agent: Agent) -> None:
+        try:
+            await self._db.execute(sa.insert(agents).values(_values(agent)))
+        except IntegrityError as exc:
+            raise DuplicateKeyError(str(exc.orig)) from exc
+
+    async def get(self, agent_id: UUID) -> Agent | None:
+        result = await self._db.execute(sa.select(agents).where(agents.c.id == agent_id))
+        row = result.mappings().first()
+        return _agent(row) if row else None
+
+    async def all(self) -> list[Agent]:
+        result = await self._db.execute(sa.select(agents).order_by(agents.c.name))
+        return [_agent(row) for row in result.mappings()]
+
+    async def save(self, before: Agent, after: Agent) -> bool:
+        result = await self._db.execute(
+            sa.update(agents)
+            .where(agents.c.id == before.id, agents.c.version == before.version)
+            .values(_values(after))
+        )
+        return result.rowcount == 1
+
+    async def remove(self, agent_id: UUID) -> bool:
+        result = await self._db.execute(sa.delete(agents).where(agents.c.id == agent_id))
+        return result.rowcount == 1
+
+    async def count_active(self) -> int:
+        count = await self._db.scalar(
+            sa.select(sa.func.count())
+            .select_from(agents)
+            .where(agents.c.status != AgentStatus.OFFLINE.value)
+        )
+        return int(count or 0)
+
+
+def _values(agent: Agent) -> dict[str, Any]:
+    return {
+        "id": agent.id,
+        "name": agent.name,
+        "agent_type": agent.agent_type,
+        "capabilities": list(agent.capabilities),
+        "kind": agent.kind.value,
+        "status": agent.status.value,
+        "max_concurrent_tasks": agent.max_concurrent_tasks,
+        "tasks_in_progress": agent.tasks_in_progress,
+        "current_load": agent.current_load,
+        "success_count": agent.success_count,
+        "failure_count": agent.failure_count,
+        "registered_at": agent.registered_at,
+        "last_heartbeat": agent.last_heartbeat,
+        "last_assigned_at": agent.last_assigned_at,
+        "metadata": agent.metadata,
+        "version": agent.version,
+    }
+
+
+def _agent(row: RowMapping) -> Agent:
+    registered = utc(row["registered_at"])
+    assert registered is not None
+    return Agent(
+        id=row["id"],
+        name=row["name"],
+        agent_type=row["agent_type"],
+        capabilities=tuple(row["capabilities"]),
+        kind=AgentKind(row["kind"]),
+        status=AgentStatus(row["status"]),
+        max_concurrent_tasks=int(row["max_concurrent_tasks"]),
+        registered_at=registered,
+        last_heartbeat=utc(row["last_heartbeat"]),
+        tasks_in_progress=int(row["tasks_in_progress"]),
+        current_load=float(row["current_load"]),
+        success_count=int(row["success_count"]),
+        failure_count=int(row["failure_count"]),
+        last_assigned_at=utc(row["last_assigned_at"]),
+        metadata=dict(row["metadata"] or {}),
+        version=int(row["version"]),
+    )
