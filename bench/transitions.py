@@ -53,11 +53,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
@@ -677,29 +677,52 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+R = TypeVar("R")
+
+
 def _as_ctrl_c(_signum: int, _frame: object) -> None:
     signal.raise_signal(signal.SIGINT)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    # Ctrl-C and SIGTERM unwind (also where a shell ignored SIGINT), so servers are stopped
-    # and databases dropped; asyncio.run turns SIGINT into a cancellation of the load.
+def bench_main(
+    run: Callable[[], R],
+    *,
+    as_json: bool,
+    print_tables: Callable[[R], None],
+    failures: Callable[[R], int],
+    failures_key: str,
+    cleaned_up: str,
+) -> int:
+    """Run a benchmark the way every script here does: Ctrl-C and SIGTERM unwind (also
+    where a shell ignored SIGINT), so servers are stopped and databases dropped; exit 2
+    when it could not run, 1 when it ran with failures, else 0."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _as_ctrl_c)
     try:
-        report = run(args)
+        report = run()
     except BenchError as exc:
         progress.print(f"[bold red]bench failed:[/] {exc}", markup=True)
         return 2
     except KeyboardInterrupt:
-        progress.print("[bold red]interrupted[/]: servers stopped, databases dropped", markup=True)
+        progress.print(f"[bold red]interrupted[/]: {cleaned_up}", markup=True)
         return 130
-    if args.json:
-        print(json.dumps(asdict(report) | {"errors": report.errors}, indent=2))
+    if as_json:
+        print(json.dumps(asdict(report) | {failures_key: failures(report)}, indent=2))  # type: ignore[call-overload]
     else:
         print_tables(report)
-    return 1 if report.errors else 0
+    return 1 if failures(report) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return bench_main(
+        lambda: run(args),
+        as_json=args.json,
+        print_tables=print_tables,
+        failures=lambda report: report.errors,
+        failures_key="errors",
+        cleaned_up="servers stopped, databases dropped",
+    )
 
 
 if __name__ == "__main__":

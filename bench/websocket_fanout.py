@@ -54,14 +54,13 @@ import os
 import resource
 import secrets
 import shutil
-import signal
 import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +82,7 @@ from transitions import (
     CpuSnapshot,
     CpuUse,
     Postgres,
+    bench_main,
     cpu_model,
     percentile,
     progress,
@@ -1007,29 +1007,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _as_ctrl_c(_signum: int, _frame: object) -> None:
-    signal.raise_signal(signal.SIGINT)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # Ctrl-C and SIGTERM unwind, so connections are closed, the server stopped and the
-    # database dropped; the asyncio runner turns SIGINT into a cancellation.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _as_ctrl_c)
-    try:
-        report = run(args)
-    except BenchError as exc:
-        progress.print(f"[bold red]bench failed:[/] {exc}", markup=True)
-        return 2
-    except KeyboardInterrupt:
-        progress.print("[bold red]interrupted[/]: server stopped, database dropped", markup=True)
-        return 130
-    if args.json:
-        print(json.dumps(asdict(report) | {"problems": report.problems}, indent=2))
-    else:
-        print_tables(report)
-    return 1 if report.problems else 0
+    return bench_main(
+        lambda: run(args),
+        as_json=args.json,
+        print_tables=print_tables,
+        failures=lambda report: report.problems,
+        failures_key="problems",
+        cleaned_up="server stopped, database dropped",
+    )
 
 
 if __name__ == "__main__":
