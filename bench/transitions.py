@@ -584,11 +584,11 @@ def run(args: argparse.Namespace) -> Report:
 # -- output ----------------------------------------------------------------------------------
 
 
-def _ms(value: float | None) -> str:
+def fmt_ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def _pct(value: float | None) -> str:
+def fmt_pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}%"
 
 
@@ -612,8 +612,8 @@ def print_tables(report: Report) -> None:
         summary.add_row(
             result.backend,
             f"{result.transitions_per_s:.1f}",
-            _ms(result.p50_ms),
-            _ms(result.p99_ms),
+            fmt_ms(result.p50_ms),
+            fmt_ms(result.p99_ms),
             f"[red]{result.errors}[/]" if result.errors else "0",
             "-" if result.ratio_to_pgbench is None else f"{result.ratio_to_pgbench:.3f}",
         )
@@ -622,7 +622,7 @@ def print_tables(report: Report) -> None:
         summary.add_row(
             "pgbench (tps)",
             f"{pgbench.tps:.1f}",
-            _ms(pgbench.latency_avg_ms) + " avg",
+            fmt_ms(pgbench.latency_avg_ms) + " avg",
             "-",
             "-",
             "1.000",
@@ -635,7 +635,11 @@ def print_tables(report: Report) -> None:
     for result in report.backends:
         for kind, latency in result.per_request.items():
             detail.add_row(
-                result.backend, kind, str(latency.count), _ms(latency.p50_ms), _ms(latency.p99_ms)
+                result.backend,
+                kind,
+                str(latency.count),
+                fmt_ms(latency.p50_ms),
+                fmt_ms(latency.p99_ms),
             )
         detail.add_section()
     out.print(detail)
@@ -649,9 +653,9 @@ def print_tables(report: Report) -> None:
         usage.add_row(
             result.backend,
             f"{result.creations_per_s:.1f}",
-            _pct(result.cpu_percent.server),
-            _pct(result.cpu_percent.loadgen),
-            _pct(result.cpu_percent.machine),
+            fmt_pct(result.cpu_percent.server),
+            fmt_pct(result.cpu_percent.loadgen),
+            fmt_pct(result.cpu_percent.machine),
         )
     out.print(usage)
 

@@ -84,6 +84,8 @@ from transitions import (
     Postgres,
     bench_main,
     cpu_model,
+    fmt_ms,
+    fmt_pct,
     percentile,
     progress,
     running_server,
@@ -843,14 +845,6 @@ def run(args: argparse.Namespace) -> Report:
 # -- output ----------------------------------------------------------------------------------
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}%"
-
-
 def _red_if(value: int) -> str:
     return f"[red]{value}[/]" if value else "0"
 
@@ -884,10 +878,10 @@ def print_tables(report: Report) -> None:
             latency.add_row(
                 label,
                 str(values.count),
-                _ms(values.p50_ms),
-                _ms(values.p95_ms),
-                _ms(values.p99_ms),
-                _ms(values.max_ms),
+                fmt_ms(values.p50_ms),
+                fmt_ms(values.p95_ms),
+                fmt_ms(values.p99_ms),
+                fmt_ms(values.max_ms),
             )
         out.print(latency)
 
@@ -933,9 +927,9 @@ def print_tables(report: Report) -> None:
             usage.add_row(
                 phase,
                 f"{seconds:g}" if seconds is not None else "-",
-                _pct(cpu.server),
-                _pct(cpu.loadgen),
-                _pct(cpu.machine),
+                fmt_pct(cpu.server),
+                fmt_pct(cpu.loadgen),
+                fmt_pct(cpu.machine),
             )
     out.print(usage)
 
