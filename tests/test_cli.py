@@ -232,3 +232,36 @@ def test_a_second_server_on_one_sqlite_file_is_refused(workdir: Path, home: Path
         first.kill()
     with ServerProcess(env, workdir / "after-kill") as again:
         again.start()  # the lock died with the killed process
+
+
+def test_serve_on_a_public_address_requires_an_agent_registration_token(
+    workdir: Path, home: Path
+):
+    env = orchestrator_env(ORCHESTRATOR_HOME=str(home))
+    args = ["serve", "--host", "0.0.0.0", "--port", str(free_port())]
+    result = run_cli(*args, env=env, cwd=workdir, timeout=REFUSAL_TIMEOUT)
+    message = _flat(result.stderr)
+    assert result.returncode == 2
+    assert "AGENT_REGISTRATION_TOKEN" in message
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not home.exists(), "a refused start must not touch the database"
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.10", False),
+        ("example.com", False),
+    ],
+)
+def test_loopback_addresses(host: str, loopback: bool):
+    from industrial_orchestrator.cli.server_commands import is_loopback
+
+    assert is_loopback(host) is loopback

@@ -9,15 +9,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .config import Settings
 from .coordination.event_bus import EventBus, LocalEventBus
+from .coordination.locks import LocalLock, Lock
+from .coordination.snapshot_cache import SnapshotCache
+from .domain.artifacts import ArtifactLimits
 from .domain.events import NewEvent
 from .services.agents import AgentService
 from .services.contexts import ContextService
 from .services.events import EventLog
 from .services.sessions import SessionService, utc_now
+from .services.task_leases import LeasePolicy, TaskLeases
 from .services.tasks import TaskService
 from .storage.database import create_engine
 from .storage.migrate import upgrade_to_head
 from .storage.unit_of_work import CommitListener, SqlUnitOfWorkFactory
+from .storage.workspace_files import WorkspaceFiles
 
 
 @dataclass(slots=True)
@@ -31,6 +36,8 @@ class Components:
     tasks: TaskService
     contexts: ContextService
     agents: AgentService
+    leases: TaskLeases
+    lock: Lock
 
     async def close(self) -> None:
         try:
@@ -49,7 +56,7 @@ async def build(
     try:
         if migrate:
             await upgrade_to_head(engine)
-        bus = _event_bus(settings)
+        bus, lock, cache = _coordination(settings)
 
         def committed(stored: Sequence[NewEvent]) -> None:
             bus.publish()
@@ -83,17 +90,43 @@ async def build(
         bus,
         TaskService(uow, clock=clock),
         ContextService(uow, clock=clock),
-        AgentService(uow, clock=clock),
+        AgentService(
+            uow,
+            clock=clock,
+            lease_seconds=settings.task_lease_seconds,
+            max_attempts=settings.task_max_attempts,
+            cache=cache,
+            cache_seconds=settings.agent_cache_seconds,
+        ),
+        TaskLeases(
+            uow,
+            clock=clock,
+            policy=LeasePolicy(
+                lease_seconds=settings.task_lease_seconds,
+                max_attempts=settings.task_max_attempts,
+                heartbeat_seconds=settings.agent_heartbeat_seconds,
+                started_at=clock(),
+                artifact_limits=ArtifactLimits(
+                    max_bytes=settings.artifact_max_bytes, max_count=settings.artifact_max_count
+                ),
+                artifacts_home=settings.orchestrator_home / "artifacts",
+            ),
+            writer=WorkspaceFiles(),
+        ),
+        lock,
     )
 
 
-def _event_bus(settings: Settings) -> EventBus:
-    """Redis pub/sub across replicas when REDIS_HOST is set, else in-process."""
+def _coordination(settings: Settings) -> tuple[EventBus, Lock, SnapshotCache | None]:
+    """Redis pub/sub, locks and the routable-agent cache across replicas when REDIS_HOST
+    is set; else in-process, and no cache (routing reads the database)."""
     if not settings.redis_host:
-        return LocalEventBus()
+        return LocalEventBus(), LocalLock(), None
     from redis.asyncio import Redis
 
+    from .coordination.locks import RedisLock
     from .coordination.redis_event_bus import RedisEventBus
+    from .coordination.snapshot_cache import RedisSnapshotCache
 
     redis = Redis(
         host=settings.redis_host,
@@ -103,4 +136,8 @@ def _event_bus(settings: Settings) -> EventBus:
         socket_connect_timeout=5,
         health_check_interval=30,
     )
-    return RedisEventBus(redis, channel=f"{settings.redis_prefix}:events")
+    return (
+        RedisEventBus(redis, channel=f"{settings.redis_prefix}:events"),
+        RedisLock(redis, prefix=settings.redis_prefix),
+        RedisSnapshotCache(redis, prefix=settings.redis_prefix),
+    )

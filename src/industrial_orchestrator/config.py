@@ -71,9 +71,38 @@ class Settings(BaseSettings):
     checkpoint_retention: int = Field(100, ge=1)
 
     # Security.
-    secret_key: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_urlsafe(48)))
+    secret_key: SecretStr = Field(
+        default_factory=lambda: SecretStr(secrets.token_urlsafe(48)),
+        min_length=32,
+        description="Signs agent tokens; random per start unless set (set it for replicas)",
+    )
     access_token_expire_minutes: int = Field(30, ge=1)
     allowed_hosts: str = Field("*", description="Comma-separated CORS origins")
+
+    # Agents and the External Agent Protocol.
+    agent_registration_token: SecretStr | None = Field(
+        None,
+        description="Bearer token external agents must present to register; "
+        "required when the server binds a non-loopback address",
+    )
+    agent_heartbeat_seconds: float = Field(
+        30.0, gt=0, le=3600, description="Heartbeat interval asked of agents; 3 missed = offline"
+    )
+    task_lease_seconds: float = Field(
+        90.0, gt=0, le=86400, description="A leased task returns to the queue if not renewed"
+    )
+    task_max_attempts: int = Field(3, ge=1, le=100, description="Leases per task before it fails")
+    task_timeout_seconds: int = Field(3600, ge=1, description="Time an agent is given per task")
+    artifact_max_bytes: int = Field(
+        1024 * 1024, ge=1, le=64 * 1024 * 1024, description="Largest artifact accepted"
+    )
+    artifact_max_count: int = Field(100, ge=1, le=10_000, description="Artifacts per result")
+    agent_cache_seconds: float = Field(
+        1.0, gt=0, le=60, description="How long replicas share a routing snapshot (Redis only)"
+    )
+    reaper_seconds: float = Field(
+        5.0, gt=0, le=3600, description="How often silent agents and expired leases are reaped"
+    )
 
     # Live streams.
     ws_heartbeat_seconds: float = Field(15.0, gt=0, le=3600, description="Silence before a ping")

@@ -4,17 +4,30 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from .. import bootstrap
 from ..config import Settings
+from ..engine.reaper import Reaper
 from ..services.event_feed import EventFeed
+from ..services.sessions import utc_now
+from .agent_tokens import AgentTokens
 from .errors import install_error_handlers
 from .metrics import Metrics
 from .middleware import BodySizeLimit, RequestTelemetry
-from .routers import agents, contexts, events, operations, sessions, streams, tasks
+from .routers import (
+    agents,
+    contexts,
+    events,
+    external_agents,
+    operations,
+    sessions,
+    streams,
+    tasks,
+)
 from .schemas.events import wire_text
 
 # Above the largest legal body (a 1 MiB checkpoint, JSON-escaped) with room to spare.
@@ -50,12 +63,16 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
         except BaseException:
             await components.close()
             raise
+        reaper = Reaper(components.leases, components.lock, every_seconds=settings.reaper_seconds)
+        await reaper.start()
         app.state.components = components
         app.state.feed = feed
+        app.state.reaper = reaper
         try:
             yield
         finally:
             try:
+                await reaper.close()
                 await feed.close()
             finally:
                 await components.close()
@@ -68,10 +85,16 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
         debug=False,
     )
     app.state.metrics = metrics
+    app.state.agent_tokens = AgentTokens(
+        settings.secret_key.get_secret_value(),
+        lifetime=timedelta(minutes=settings.access_token_expire_minutes),
+        clock=utc_now,
+    )
     install_error_handlers(app)
     app.include_router(sessions.router)
     app.include_router(tasks.router)
     app.include_router(contexts.router)
+    app.include_router(external_agents.router)
     app.include_router(agents.router)
     app.include_router(events.router)
     app.include_router(streams.router)
@@ -80,7 +103,13 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
         CORSMiddleware,
         allow_origins=settings.allowed_origins,
         allow_methods=["GET", "POST", "PATCH", "DELETE"],
-        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match"],
+        allow_headers=[
+            "Authorization",
+            "Content-Type",
+            "Idempotency-Key",
+            "If-Match",
+            "X-Agent-ID",
+        ],
     )
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(RequestTelemetry, metrics=app.state.metrics)

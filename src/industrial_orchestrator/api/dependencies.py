@@ -15,6 +15,7 @@ from ..services.agents import AgentService
 from ..services.contexts import ContextService
 from ..services.events import EventLog
 from ..services.sessions import SessionService
+from ..services.task_leases import TaskLeases
 from ..services.tasks import TaskService
 from .metrics import Metrics
 
@@ -49,6 +50,11 @@ async def agent_service(request: Request) -> AgentService:
     return built.agents
 
 
+async def task_leases(request: Request) -> TaskLeases:
+    built: Components = request.app.state.components
+    return built.leases
+
+
 async def metrics(request: Request) -> Metrics:
     registry: Metrics = request.app.state.metrics
     return registry
@@ -60,4 +66,5 @@ Events = Annotated[EventLog, Depends(event_log)]
 Tasks = Annotated[TaskService, Depends(task_service)]
 Contexts = Annotated[ContextService, Depends(context_service)]
 Agents = Annotated[AgentService, Depends(agent_service)]
+Leases = Annotated[TaskLeases, Depends(task_leases)]
 AppMetrics = Annotated[Metrics, Depends(metrics)]

@@ -16,16 +16,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..domain.errors import (
     Conflict,
+    Forbidden,
     InvalidInput,
     NotFound,
     OrchestratorError,
     PayloadTooLarge,
     StorageUnavailable,
+    Unauthorized,
 )
 
 log = structlog.get_logger(__name__)
 
 _STATUS: list[tuple[type[OrchestratorError], int]] = [
+    (Unauthorized, 401),
+    (Forbidden, 403),
     (NotFound, 404),
     (Conflict, 409),
     (PayloadTooLarge, 413),
@@ -73,6 +77,8 @@ async def _orchestrator_error(_: Request, exc: Exception) -> JSONResponse:
     response = error_json(status_of(exc), exc.code, exc.message, exc.details or None)
     if isinstance(exc, StorageUnavailable):
         response.headers["Retry-After"] = "1"
+    if isinstance(exc, Unauthorized):
+        response.headers["WWW-Authenticate"] = "Bearer"
     return response
 
 

@@ -58,6 +58,32 @@ def _migrate_or_exit(settings: Settings) -> None:
         raise typer.Exit(1) from None
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable only from this machine."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name that may resolve anywhere
+
+
+def _refuse_open_registration(settings: Settings, host: str) -> None:
+    """On an address others can reach, a stranger must not be able to join as an agent."""
+    if is_loopback(host) or settings.agent_registration_token is not None:
+        return
+    err.print(
+        f"[bold red]error:[/] serving on {host} lets other machines register agents; set "
+        "AGENT_REGISTRATION_TOKEN (a long random secret agents must present) or bind "
+        "127.0.0.1.",
+        markup=True,
+        highlight=False,
+    )
+    raise typer.Exit(2)
+
+
 def _claim_sqlite(database: Path) -> None:
     from ..storage.sqlite_owner import AlreadyServed, claim
 
@@ -86,6 +112,7 @@ def serve(
 
     settings = _settings()
     configure_logging(settings.log_level)
+    _refuse_open_registration(settings, host)
     if settings.database.get_backend_name() == "sqlite" and settings.database.database:
         _claim_sqlite(Path(settings.database.database))
     _migrate_or_exit(settings)

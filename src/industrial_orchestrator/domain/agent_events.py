@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from .agent_tiers import Tier
 from .agents import Agent, AgentStatus
 from .events import EventType, NewEvent
 
@@ -35,4 +36,19 @@ def agent_status_changed(agent: Agent, before: AgentStatus, at: datetime) -> New
         at,
         None,
         {"agent_id": str(agent.id), "from": before.value, "to": agent.status.value},
+    )
+
+
+def agent_tier_changed(agent: Agent, before: Tier, at: datetime) -> NewEvent:
+    return NewEvent(
+        EventType.AGENT_TIER_CHANGED,
+        at,
+        None,
+        {
+            "agent_id": str(agent.id),
+            "from": before.value,
+            "to": agent.tier.value,
+            "success_count": agent.success_count,
+            "failure_count": agent.failure_count,
+        },
     )

@@ -64,6 +64,24 @@ class InvalidInput(OrchestratorError):
     code = "invalid_input"
 
 
+class ArtifactPathRefused(InvalidInput):
+    """An artifact path that is not a plain relative path inside the task's workspace."""
+
+    code = "artifact_path_refused"
+
+
+class Unauthorized(OrchestratorError):
+    """No credential, or one that is forged, expired, revoked or for someone else."""
+
+    code = "unauthorized"
+
+
+class Forbidden(OrchestratorError):
+    """A valid credential that does not allow this action."""
+
+    code = "forbidden"
+
+
 class PayloadTooLarge(OrchestratorError):
     code = "payload_too_large"
 

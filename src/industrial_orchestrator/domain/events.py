@@ -33,6 +33,8 @@ class EventType(StrEnum):
     TASK_TRANSITION = "task.transition"
     TASK_DECOMPOSED = "task.decomposed"
     TASK_DEPENDENCY_ADDED = "task.dependency_added"
+    TASK_LEASED = "task.leased"
+    TASK_ATTEMPT_ENDED = "task.attempt_ended"
     CONTEXT_CREATED = "context.created"
     CONTEXT_UPDATED = "context.updated"
     CONTEXT_CONFLICT = "context.conflict"
@@ -40,6 +42,7 @@ class EventType(StrEnum):
     AGENT_REGISTERED = "agent.registered"
     AGENT_DEREGISTERED = "agent.deregistered"
     AGENT_STATUS_CHANGED = "agent.status_changed"
+    AGENT_TIER_CHANGED = "agent.tier_changed"
 
 
 class LogStream(StrEnum):

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from .events import EventType, NewEvent
+from .task_attempts import TaskAttempt
 from .tasks import Task
 
 
@@ -65,4 +66,39 @@ def task_dependency_added(task: Task, depends_on: Task, at: datetime) -> NewEven
         at,
         task.session_id,
         {"task_id": str(task.id), "depends_on": str(depends_on.id)},
+    )
+
+
+def task_leased(task: Task, attempt: TaskAttempt) -> NewEvent:
+    return NewEvent(
+        EventType.TASK_LEASED,
+        attempt.leased_at,
+        task.session_id,
+        {
+            "task_id": str(task.id),
+            "agent_id": str(attempt.agent_id),
+            "attempt": attempt.attempt,
+            "lease_expires_at": attempt.expires_at.isoformat(),
+        },
+    )
+
+
+def task_attempt_ended(task: Task, attempt: TaskAttempt, artifacts: int = 0) -> NewEvent:
+    assert attempt.outcome is not None
+    assert attempt.finished_at is not None
+    return NewEvent(
+        EventType.TASK_ATTEMPT_ENDED,
+        attempt.finished_at,
+        task.session_id,
+        {
+            "task_id": str(task.id),
+            "agent_id": str(attempt.agent_id),
+            "attempt": attempt.attempt,
+            "outcome": attempt.outcome.value,
+            "error": attempt.error,
+            "tokens_used": attempt.tokens_used,
+            "cost_usd": attempt.cost_usd,
+            "execution_time_ms": attempt.execution_time_ms,
+            "artifacts": artifacts,
+        },
     )

@@ -130,6 +130,8 @@ class Task:
     result_summary: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    attempt: int = 0
+    """The number of the latest attempt (lease) at the task; 0 before the first."""
     version: int = 1
 
     def evolve(self, **changes: Any) -> Task:

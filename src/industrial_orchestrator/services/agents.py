@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
 import structlog
 
+from ..coordination.snapshot_cache import CacheUnavailable, SnapshotCache
 from ..domain import agent_events
-from ..domain.agent_routing import RoutingDecision, route
+from ..domain.agent_routing import NoAgentAvailable, RoutingDecision, route
 from ..domain.agent_tiers import Tier
 from ..domain.agents import Agent, AgentKind, AgentStatus, new_agent
 from ..domain.errors import Conflict, InvalidInput, NotFound, VersionConflict
+from ..domain.task_attempts import AttemptOutcome, TaskAttempt
 from ..domain.tasks import TaskType, normalise_capabilities
+from . import agent_snapshots
 from .ports import Clock, DuplicateKeyError, UnitOfWork, UnitOfWorkFactory
+from .task_leases import release_leases
 
 log = structlog.get_logger("industrial_orchestrator.services.agents")
 
@@ -49,10 +55,30 @@ class AgentStats:
     average_load: float
 
 
+@dataclass(frozen=True, slots=True)
+class Beat:
+    agent: Agent
+    leases: list[TaskAttempt]
+    """The open attempts the heartbeat renewed."""
+
+
 class AgentService:
-    def __init__(self, uow: UnitOfWorkFactory, *, clock: Clock) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        *,
+        clock: Clock,
+        lease_seconds: float = 90.0,
+        max_attempts: int = 3,
+        cache: SnapshotCache | None = None,
+        cache_seconds: float = 1.0,
+    ) -> None:
         self._uow = uow
         self._clock = clock
+        self._lease_seconds = lease_seconds
+        self._max_attempts = max_attempts
+        self._cache = cache
+        self._cache_seconds = cache_seconds
 
     async def register(self, draft: NewAgent) -> Agent:
         agent = new_agent(
@@ -75,15 +101,28 @@ class AgentService:
                 f"An agent named {agent.name!r} is registered already; names are unique",
                 {"name": agent.name},
             ) from None
+        await self._forget_routable()
         log.info("agent_registered", agent_id=str(agent.id), name=agent.name)
         return agent
 
     async def deregister(self, agent_id: UUID) -> None:
+        """Remove the agent; the tasks it holds go back to the queue (its tokens die with
+        its record)."""
         async with self._uow() as uow:
             agent = await _found(uow, agent_id)
+            now = self._clock()
+            await release_leases(
+                uow,
+                agent_id,
+                AttemptOutcome.RELEASED,
+                "the agent was deregistered",
+                now,
+                self._max_attempts,
+            )
             await uow.agents.remove(agent_id)
             await uow.events.append([agent_events.agent_deregistered(agent, self._clock())])
             await uow.commit()
+        await self._forget_routable()
         log.info("agent_deregistered", agent_id=str(agent_id))
 
     async def get(self, agent_id: UUID) -> Agent:
@@ -110,8 +149,10 @@ class AgentService:
         status: AgentStatus | None = None,
         current_load: float | None = None,
         tasks_in_progress: int | None = None,
-    ) -> Agent:
-        """Record that the agent is alive, with what it reports of itself."""
+        metrics: dict[str, Any] | None = None,
+    ) -> Beat:
+        """Record that the agent is alive, with what it reports of itself, and renew the
+        leases it holds."""
         now = self._clock()
         async with self._uow() as uow:
             agent = await _found(uow, agent_id)
@@ -124,6 +165,8 @@ class AgentService:
                 changes["current_load"] = current_load
             if tasks_in_progress is not None:
                 changes["tasks_in_progress"] = tasks_in_progress
+            if metrics is not None:
+                changes["metadata"] = {**agent.metadata, "metrics": metrics}
             beaten = agent.evolve(**changes)
             if not await uow.agents.save(agent, beaten):
                 raise VersionConflict(
@@ -134,8 +177,13 @@ class AgentService:
                 await uow.events.append(
                     [agent_events.agent_status_changed(beaten, agent.status, now)]
                 )
+            leases = await uow.attempts.renew(
+                agent_id, now + timedelta(seconds=self._lease_seconds)
+            )
             await uow.commit()
-        return beaten
+        if beaten.status != agent.status:
+            await self._forget_routable()
+        return Beat(beaten, leases)
 
     async def stats(self) -> AgentStats:
         async with self._uow.reader() as uow:
@@ -169,14 +217,50 @@ class AgentService:
                 "name the required_capabilities (or at least a task_type) to route",
                 {"field": "required_capabilities"},
             )
+        cached = await self._cached_routable()
+        if cached is not None:
+            try:
+                return route(
+                    cached,
+                    required_capabilities=required_capabilities,
+                    task_type=task_type,
+                    exclude=exclude,
+                )
+            except NoAgentAvailable:
+                pass  # say why from the whole registry, read fresh
         async with self._uow.reader() as uow:
             everyone = await uow.agents.all()
+        await self._cache_routable(everyone)
         return route(
             everyone,
             required_capabilities=required_capabilities,
             task_type=task_type,
             exclude=exclude,
         )
+
+    async def _cached_routable(self) -> list[Agent] | None:
+        if self._cache is None:
+            return None
+        try:
+            raw = await self._cache.get(agent_snapshots.ROUTABLE_KEY)
+        except CacheUnavailable:
+            return None
+        return agent_snapshots.decode(raw) if raw is not None else None
+
+    async def _cache_routable(self, everyone: list[Agent]) -> None:
+        if self._cache is None:
+            return
+        with contextlib.suppress(CacheUnavailable):
+            await self._cache.put(
+                agent_snapshots.ROUTABLE_KEY,
+                agent_snapshots.encode(agent_snapshots.routable(everyone)),
+                self._cache_seconds,
+            )
+
+    async def _forget_routable(self) -> None:
+        if self._cache is not None:
+            with contextlib.suppress(CacheUnavailable):
+                await self._cache.invalidate(agent_snapshots.ROUTABLE_KEY)
 
 
 async def _found(uow: UnitOfWork, agent_id: UUID) -> Agent:

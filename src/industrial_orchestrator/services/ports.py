@@ -8,11 +8,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Protocol, Self
 from uuid import UUID
 
 from ..domain.agents import Agent
+from ..domain.artifacts import Artifact
 from ..domain.checkpoint import Checkpoint
 from ..domain.context_conflicts import ConflictRecord, ConflictStatus
 from ..domain.contexts import Context, ContextScope
@@ -20,6 +22,7 @@ from ..domain.events import Event, EventType, NewEvent
 from ..domain.priorities import Priority
 from ..domain.session import Session, Transition
 from ..domain.session_states import SessionState
+from ..domain.task_attempts import TaskAttempt
 from ..domain.tasks import Task, TaskStatus
 
 
@@ -84,6 +87,10 @@ class SessionRepository(Protocol):
     async def totals(self) -> SessionTotals: ...
 
     async def next_checkpoint_seq(self, session_id: UUID) -> int: ...
+
+    async def add_usage(self, session_id: UUID, tokens: int, cost_usd: float) -> None:
+        """Add to the session's running totals (an increment: no version check needed,
+        and transitions never write these columns unless they change them)."""
 
 
 class CheckpointRepository(Protocol):
@@ -163,6 +170,46 @@ class TaskRepository(Protocol):
     async def save(self, before: Task, after: Task) -> bool:
         """Guarded write: False when the row is no longer ``before``."""
 
+    async def claimable(self, capabilities: Sequence[str], *, limit: int) -> list[Task]:
+        """READY leaf tasks (of RUNNING sessions or of none) whose required capabilities
+        are all in ``capabilities``, most urgent first; locked for this transaction where
+        the database can (skipping rows other claimers hold)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredArtifact:
+    attempt: int
+    path: str
+    mime_type: str
+    size_bytes: int
+    sha256: str
+    created_at: datetime
+
+
+class AttemptRepository(Protocol):
+    async def add(self, attempt: TaskAttempt) -> None: ...
+
+    async def get(self, task_id: UUID, attempt: int) -> TaskAttempt | None: ...
+
+    async def of_task(self, task_id: UUID) -> list[TaskAttempt]: ...
+
+    async def open_of_agent(self, agent_id: UUID) -> list[TaskAttempt]: ...
+
+    async def expired(self, before: datetime, *, limit: int) -> list[TaskAttempt]:
+        """Open attempts whose lease ran out before ``before``, oldest expiry first."""
+
+    async def renew(self, agent_id: UUID, expires_at: datetime) -> list[TaskAttempt]:
+        """Extend every open attempt of the agent; returns them."""
+
+    async def close(self, closed: TaskAttempt) -> bool:
+        """Record the outcome; False when the attempt was closed already."""
+
+    async def add_artifacts(
+        self, attempt: TaskAttempt, artifacts: Sequence[Artifact], at: datetime
+    ) -> None: ...
+
+    async def artifacts(self, task_id: UUID) -> list[StoredArtifact]: ...
+
 
 class ContextRepository(Protocol):
     async def add(self, context: Context) -> None: ...
@@ -233,6 +280,9 @@ class UnitOfWork(Protocol):
     @property
     def agents(self) -> AgentRepository: ...
 
+    @property
+    def attempts(self) -> AttemptRepository: ...
+
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(
@@ -251,6 +301,15 @@ class UnitOfWorkFactory(Protocol):
 
     def reader(self) -> UnitOfWork:
         """A unit of work that only reads (never blocks writers)."""
+
+
+class ArtifactWriter(Protocol):
+    """Puts artifacts into a workspace directory without ever leaving it."""
+
+    def check(self, root: Path, relative: PurePosixPath) -> None:
+        """Raise ``ArtifactPathRefused`` if what exists on disk would lead the write out."""
+
+    def write(self, root: Path, relative: PurePosixPath, content: bytes) -> Path: ...
 
 
 Clock = Callable[[], datetime]

@@ -75,6 +75,16 @@ class SqlSessionRepository:
         )
         return None if last is None else int(last)
 
+    async def add_usage(self, session_id: UUID, tokens: int, cost_usd: float) -> None:
+        await self._db.execute(
+            sa.update(sessions)
+            .where(sessions.c.id == session_id)
+            .values(
+                tokens_used=sessions.c.tokens_used + tokens,
+                cost_usd=sessions.c.cost_usd + cost_usd,
+            )
+        )
+
     async def add_transition(self, record: Transition) -> None:
         await self._db.execute(sa.insert(session_transitions).values(transition_values(record)))
 

@@ -113,6 +113,7 @@ tasks = sa.Table(
     sa.Column("updated_at", Timestamp, nullable=False),
     sa.Column("started_at", Timestamp),
     sa.Column("finished_at", Timestamp),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_tasks_session_status", "session_id", "status"),
     sa.Index("ix_tasks_parent_id", "parent_id"),
 )
@@ -127,6 +128,50 @@ task_dependencies = sa.Table(
         "depends_on", sa.Uuid, sa.ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
     ),
     sa.Index("ix_task_dependencies_depends_on", "depends_on"),
+)
+
+# One row per lease of a task: open (``outcome`` NULL) while the agent works, closed once
+# with how it ended. The task's ``attempt`` names the current row (the fencing token).
+task_attempts = sa.Table(
+    "task_attempts",
+    metadata,
+    sa.Column(
+        "task_id", sa.Uuid, sa.ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("agent_id", sa.Uuid, nullable=False),
+    sa.Column("leased_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    sa.Column("outcome", sa.String(16)),
+    sa.Column("finished_at", Timestamp),
+    sa.Column("error", sa.Text),
+    sa.Column("output", Json, nullable=False),
+    sa.Column("execution_time_ms", sa.BigInteger),
+    sa.Column("tokens_used", sa.BigInteger, nullable=False),
+    sa.Column("cost_usd", sa.Float, nullable=False),
+    sa.Index("ix_task_attempts_agent_outcome", "agent_id", "outcome"),
+    sa.Index("ix_task_attempts_outcome_expires", "outcome", "expires_at"),
+)
+
+task_artifacts = sa.Table(
+    "task_artifacts",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("task_id", sa.Uuid, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("path", sa.String(1024), nullable=False),
+    sa.Column("mime_type", sa.String(127), nullable=False),
+    sa.Column("size_bytes", sa.Integer, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("content", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["task_id", "attempt"],
+        ["task_attempts.task_id", "task_attempts.attempt"],
+        ondelete="CASCADE",
+        name="fk_task_artifacts_task_attempt",
+    ),
+    sa.UniqueConstraint("task_id", "attempt", "path", name="uq_task_artifacts_attempt_path"),
 )
 
 contexts = sa.Table(

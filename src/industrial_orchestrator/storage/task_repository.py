@@ -9,13 +9,14 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy import RowMapping
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.tasks import Task, TaskStatus, TaskType
 from ..services.ports import DuplicateKeyError
 from .rows import utc
-from .tables import task_dependencies, tasks
+from .tables import sessions, task_dependencies, tasks
 
 
 class SqlTaskRepository:
@@ -108,6 +109,50 @@ class SqlTaskRepository:
         )
         return result.rowcount == 1
 
+    async def claimable(self, capabilities: Sequence[str], *, limit: int) -> list[Task]:
+        """READY tasks an agent holding ``capabilities`` can do, most urgent first: tasks
+        of RUNNING sessions by the session's priority, and tasks outside any session, each
+        group oldest first. A task split into subtasks is not handed out (its subtasks
+        are the work). On PostgreSQL the rows come locked, skipping rows another claimer
+        holds, so two claimers never race for one task."""
+        child = tasks.alias("child")
+        held = list(capabilities)
+        if self._db.dialect.name == "postgresql":
+            within = sa.type_coerce(tasks.c.required_capabilities, JSONB).contained_by(
+                sa.type_coerce(held, JSONB)
+            )
+        else:
+            needed = sa.func.json_each(tasks.c.required_capabilities).table_valued("value")
+            within = ~sa.exists(
+                sa.select(sa.literal(1)).select_from(needed).where(needed.c.value.not_in(held))
+            )
+        urgency = (
+            sa.select(sessions.c.priority_rank)
+            .where(sessions.c.id == tasks.c.session_id)
+            .scalar_subquery()
+        )
+        query = (
+            sa.select(tasks)
+            .where(
+                tasks.c.status == TaskStatus.READY.value,
+                within,
+                ~sa.exists(sa.select(child.c.id).where(child.c.parent_id == tasks.c.id)),
+                sa.or_(
+                    tasks.c.session_id.is_(None),
+                    tasks.c.session_id.in_(
+                        sa.select(sessions.c.id).where(sessions.c.status == "RUNNING")
+                    ),
+                ),
+            )
+            .order_by(sa.func.coalesce(urgency, -1).desc(), tasks.c.created_at, tasks.c.id)
+            .limit(limit)
+        )
+        if self._db.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True, of=tasks)
+        rows = list((await self._db.execute(query)).mappings())
+        edges = await self._edges([row["id"] for row in rows])
+        return [_task(row, edges.get(row["id"], ())) for row in rows]
+
     async def _load(
         self, *conditions: Any, offset: int = 0, limit: int | None = None
     ) -> list[Task]:
@@ -155,6 +200,7 @@ def _values(task: Task) -> dict[str, Any]:
         "updated_at": task.updated_at,
         "started_at": task.started_at,
         "finished_at": task.finished_at,
+        "attempt": task.attempt,
     }
 
 
@@ -179,5 +225,6 @@ def _task(row: RowMapping, depends_on: tuple[UUID, ...]) -> Task:
         result_summary=row["result_summary"],
         started_at=utc(row["started_at"]),
         finished_at=utc(row["finished_at"]),
+        attempt=int(row["attempt"]),
         version=int(row["version"]),
     )

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ..domain.errors import StorageUnavailable
 from ..domain.events import NewEvent
 from .agent_repository import SqlAgentRepository
+from .attempt_repository import SqlAttemptRepository
 from .checkpoint_repository import SqlCheckpointRepository
 from .context_repository import SqlContextRepository
 from .database import WRITE_OPTION, is_sqlite
@@ -34,6 +35,7 @@ class SqlUnitOfWork:
     tasks: SqlTaskRepository
     contexts: SqlContextRepository
     agents: SqlAgentRepository
+    attempts: SqlAttemptRepository
 
     def __init__(
         self,
@@ -76,6 +78,7 @@ class SqlUnitOfWork:
         self.tasks = SqlTaskRepository(connection)
         self.contexts = SqlContextRepository(connection)
         self.agents = SqlAgentRepository(connection)
+        self.attempts = SqlAttemptRepository(connection)
         return self
 
     async def __aexit__(

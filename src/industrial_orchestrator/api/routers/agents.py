@@ -123,10 +123,10 @@ async def heartbeat(agent_id: AgentId, agents: Agents, body: Heartbeat | None = 
     """With what the agent says of itself (status, load, tasks in progress). An OFFLINE
     agent that beats again is HEALTHY unless it says otherwise."""
     beat = body or Heartbeat()
-    agent = await agents.heartbeat(
+    beaten = await agents.heartbeat(
         agent_id,
         status=beat.status,
         current_load=beat.current_load,
         tasks_in_progress=beat.tasks_in_progress,
     )
-    return AgentRead.of(agent)
+    return AgentRead.of(beaten.agent)

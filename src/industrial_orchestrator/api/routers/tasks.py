@@ -9,10 +9,12 @@ from fastapi import APIRouter, Query, status
 
 from ...domain.tasks import TaskStatus
 from ...services.tasks import NewTask
-from ..dependencies import Tasks
+from ..dependencies import Leases, Tasks
 from ..paths import API_PREFIX, TaskId
 from ..schemas.common import error_responses
+from ..schemas.external_agents import ArtifactRead
 from ..schemas.tasks import (
+    AttemptRead,
     DecomposeRequest,
     DecomposeResult,
     DependencyAdd,
@@ -157,3 +159,26 @@ async def add_dependency(task_id: TaskId, body: DependencyAdd, tasks: Tasks) -> 
 )
 async def task_tree(task_id: TaskId, tasks: Tasks) -> TaskTreeRead:
     return TaskTreeRead.of(await tasks.tree(task_id))
+
+
+@router.get(
+    "/{task_id}/attempts",
+    response_model=list[AttemptRead],
+    summary="The task's attempts (leases) and how each ended",
+    responses=error_responses(404),
+)
+async def task_attempts(task_id: TaskId, leases: Leases) -> list[AttemptRead]:
+    return [AttemptRead.of(attempt) for attempt in await leases.attempts(task_id)]
+
+
+@router.get(
+    "/{task_id}/artifacts",
+    response_model=list[ArtifactRead],
+    summary="What the task's attempts delivered (path, type, size, SHA-256)",
+    responses=error_responses(404),
+)
+async def task_artifacts(task_id: TaskId, leases: Leases) -> list[ArtifactRead]:
+    return [
+        ArtifactRead.of(a)
+        for a in await leases.artifacts(task_id)
+    ]

@@ -20,7 +20,7 @@ from .tasks import Capability
 MAX_METADATA_BYTES = 64 * 1024
 
 
-def _metadata_size(value: dict[str, Any]) -> dict[str, Any]:
+def metadata_size(value: dict[str, Any]) -> dict[str, Any]:
     size = len(json.dumps(value, separators=(",", ":")).encode())
     if size > MAX_METADATA_BYTES:
         raise ValueError(f"is {size} bytes as JSON; the limit is {MAX_METADATA_BYTES} bytes")
@@ -35,7 +35,7 @@ class AgentRegister(StrictModel):
     capabilities: list[Capability] = Field(min_length=1, max_length=64)
     kind: AgentKind = AgentKind.INTERNAL
     max_concurrent_tasks: int = Field(1, ge=1, le=1000)
-    metadata: Annotated[dict[str, Any], AfterValidator(_metadata_size)] = Field(
+    metadata: Annotated[dict[str, Any], AfterValidator(metadata_size)] = Field(
         default_factory=dict
     )
 

@@ -24,6 +24,9 @@ class StrictModel(BaseModel):
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries documenting that a route may answer with the error shape."""
     meanings = {
+        400: "The request cannot be served as sent",
+        401: "Missing, invalid, expired or revoked credentials",
+        403: "The credentials do not allow this",
         404: "The resource does not exist",
         409: "Conflict with the resource's current state or version",
         413: "The request body is too large",

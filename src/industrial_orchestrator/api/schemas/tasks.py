@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, Field, StrictInt
 
+from ...domain.task_attempts import AttemptOutcome, TaskAttempt
 from ...domain.task_templates import TEMPLATES
 from ...domain.tasks import Task, TaskStatus, TaskType
 from ...services.tasks import Decomposed, DependencyGraph, TaskTree
@@ -60,6 +61,7 @@ class TaskRead(BaseModel):
     depends_on: list[UUID]
     template: str | None = Field(description="The template that planned it, if any")
     result_summary: str | None
+    attempt: int = Field(description="Leases taken so far (the current attempt's number)")
     version: int
     created_at: datetime
     updated_at: datetime
@@ -81,6 +83,7 @@ class TaskRead(BaseModel):
             depends_on=list(task.depends_on),
             template=task.template,
             result_summary=task.result_summary,
+            attempt=task.attempt,
             version=task.version,
             created_at=task.created_at,
             updated_at=task.updated_at,
@@ -208,3 +211,33 @@ class TaskTreeRead(BaseModel):
     @classmethod
     def of(cls, tree: TaskTree) -> TaskTreeRead:
         return cls(task=TaskRead.of(tree.task), children=[cls.of(c) for c in tree.children])
+
+
+class AttemptRead(BaseModel):
+    attempt: int
+    agent_id: UUID
+    leased_at: datetime
+    lease_expires_at: datetime
+    outcome: AttemptOutcome | None = Field(description="None while the lease is open")
+    finished_at: datetime | None
+    error: str | None
+    output: dict[str, Any]
+    execution_time_ms: int | None
+    tokens_used: int
+    cost_usd: float
+
+    @classmethod
+    def of(cls, attempt: TaskAttempt) -> AttemptRead:
+        return cls(
+            attempt=attempt.attempt,
+            agent_id=attempt.agent_id,
+            leased_at=attempt.leased_at,
+            lease_expires_at=attempt.expires_at,
+            outcome=attempt.outcome,
+            finished_at=attempt.finished_at,
+            error=attempt.error,
+            output=attempt.output,
+            execution_time_ms=attempt.execution_time_ms,
+            tokens_used=attempt.tokens_used,
+            cost_usd=attempt.cost_usd,
+        )

@@ -1,0 +1,469 @@
+"""Leases: handing READY tasks to agents, taking their results, and taking the work back
+from agents that went silent.
+
+Every step is one transaction with guarded writes: the task row moves only from the
+status and version it was read at, and an attempt closes only while still open, so a
+result racing the reaper, or two agents racing for one task, have exactly one winner.
+Artifacts are stored in the database with the result and written into the workspace
+after the commit, so an agent whose result was refused has written nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path, PurePosixPath
+from typing import Any
+from uuid import UUID
+
+import structlog
+
+from ..domain import agent_events, task_events
+from ..domain.agent_liveness import MISSED_BEATS, is_overdue
+from ..domain.agents import Agent, AgentStatus
+from ..domain.artifacts import Artifact, ArtifactLimits, check_artifacts
+from ..domain.errors import Conflict, NotFound, OrchestratorError
+from ..domain.task_attempts import (
+    AttemptOutcome,
+    LeaseLost,
+    TaskAttempt,
+    agent_after_attempt,
+    agent_with_lease,
+    check_holder,
+    effective_expiry,
+    end_lost_attempt,
+    lease_task,
+)
+from ..domain.tasks import FINISHED_STATUSES, Task, TaskStatus, task_transition
+from .ports import (
+    ArtifactWriter,
+    Clock,
+    StoredArtifact,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+
+log = structlog.get_logger("industrial_orchestrator.services.task_leases")
+
+# Guarded writes that lose a race are retried this many times before giving up.
+_CLAIM_ROUNDS = 8
+_REAP_BATCH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class LeasePolicy:
+    lease_seconds: float
+    max_attempts: int
+    heartbeat_seconds: float
+    started_at: datetime
+    """When this orchestrator process started: nobody is reaped for the time it was down."""
+    artifact_limits: ArtifactLimits
+    artifacts_home: Path
+    """Where the artifacts of a task without a session workspace are written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    task: Task
+    attempt: TaskAttempt
+    finished_dependencies: list[Task]
+
+
+class AgentNotAccepting(Conflict):
+    """The agent asked for work while offline, busy or at capacity."""
+
+    code = "agent_not_accepting"
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    task_id: UUID
+    outcome: AttemptOutcome
+    """COMPLETED or FAILED."""
+    attempt: int | None = None
+    artifacts: Sequence[Artifact] = ()
+    output: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    execution_time_ms: int | None = None
+    tokens_used: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    task: Task
+    attempt: TaskAttempt
+    artifacts: list[StoredArtifact]
+    written: list[str]
+    """Paths written into the workspace (a completed attempt's artifacts)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reaped:
+    expired: int
+    offline: int
+
+
+class TaskLeases:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        *,
+        clock: Clock,
+        policy: LeasePolicy,
+        writer: ArtifactWriter,
+    ) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._policy = policy
+        self._writer = writer
+
+    @property
+    def policy(self) -> LeasePolicy:
+        return self._policy
+
+    async def claim(self, agent_id: UUID) -> Assignment | None:
+        """Lease the most urgent READY task ``agent_id`` can do, or None when there is
+        none. Raises ``AgentNotAccepting`` when the agent is offline, busy or full."""
+        for _ in range(_CLAIM_ROUNDS):
+            now = self._clock()
+            async with self._uow() as uow:
+                agent = await _agent(uow, agent_id)
+                _check_accepting(agent)
+                candidates = await uow.tasks.claimable(agent.capabilities, limit=1)
+                if not candidates:
+                    return None
+                task = candidates[0]
+                running, attempt = lease_task(
+                    task, agent, now=now, lease_seconds=self._policy.lease_seconds
+                )
+                if not await uow.tasks.save(task, running):
+                    continue  # another claimer took it first; look again
+                if not await uow.agents.save(agent, agent_with_lease(agent, now=now)):
+                    continue  # the agent claimed in parallel; recount
+                await uow.attempts.add(attempt)
+                await uow.events.append(
+                    [
+                        task_events.task_transition(task, running),
+                        task_events.task_leased(running, attempt),
+                    ]
+                )
+                finished = [
+                    dep
+                    for dep in [await uow.tasks.get(d) for d in running.depends_on]
+                    if dep is not None and dep.status in FINISHED_STATUSES
+                ]
+                await uow.commit()
+            log.info(
+                "task_leased",
+                task_id=str(task.id),
+                agent_id=str(agent_id),
+                attempt=attempt.attempt,
+            )
+            return Assignment(running, attempt, finished)
+        raise Conflict("Too many concurrent claims; ask again", {"agent_id": str(agent_id)})
+
+    async def report(self, agent_id: UUID, report: Report) -> Recorded:
+        """Record the result of the agent's current attempt at ``report.task_id``."""
+        if report.outcome not in (AttemptOutcome.COMPLETED, AttemptOutcome.FAILED):
+            raise ValueError(f"a result is completed or failed, not {report.outcome}")
+        check_artifacts(report.artifacts, self._policy.artifact_limits)
+        now = self._clock()
+        async with self._uow() as uow:
+            task = await uow.tasks.get(report.task_id)
+            if task is None:
+                raise NotFound(
+                    f"Task {report.task_id} does not exist", {"task_id": str(report.task_id)}
+                )
+            current = await uow.attempts.get(task.id, task.attempt) if task.attempt else None
+            held = check_holder(task, current, agent_id, report.attempt)
+            root = await self._workspace(uow, task)
+            if report.outcome == AttemptOutcome.COMPLETED:
+                for artifact in report.artifacts:
+                    self._writer.check(root, PurePosixPath(artifact.path))
+            closed = held.evolve(
+                outcome=report.outcome,
+                finished_at=now,
+                error=report.error,
+                output=report.output,
+                execution_time_ms=report.execution_time_ms,
+                tokens_used=report.tokens_used,
+                cost_usd=report.cost_usd,
+            )
+            if not await uow.attempts.close(closed):
+                raise LeaseLost(
+                    f"Attempt {held.attempt} of task {task.id} ended meanwhile; "
+                    "the result was not recorded",
+                    {"task_id": str(task.id), "attempt": held.attempt},
+                )
+            states = self._after_result(task, closed, now)
+            await _save_steps(uow, task, states)
+            await uow.attempts.add_artifacts(closed, report.artifacts, now)
+            agent = await _agent(uow, agent_id)
+            await _settle_agent(uow, agent, closed.outcome or report.outcome, now)
+            if task.session_id is not None and (report.tokens_used or report.cost_usd):
+                await uow.sessions.add_usage(task.session_id, report.tokens_used, report.cost_usd)
+            await uow.events.append(
+                [
+                    task_events.task_attempt_ended(task, closed, len(report.artifacts)),
+                    *(
+                        task_events.task_transition(before, after)
+                        for before, after in zip([task, *states], states, strict=False)
+                    ),
+                ]
+            )
+            final = states[-1]
+            if final.is_terminal:
+                await uow.contexts.delete_temporary_of(final.id)
+            await uow.commit()
+            stored = await uow.attempts.artifacts(task.id)
+        written = self._write(root, report) if report.outcome == AttemptOutcome.COMPLETED else []
+        log.info(
+            "task_result",
+            task_id=str(task.id),
+            agent_id=str(agent_id),
+            attempt=closed.attempt,
+            outcome=report.outcome.value,
+            artifacts=len(report.artifacts),
+        )
+        return Recorded(final, closed, [a for a in stored if a.attempt == closed.attempt], written)
+
+    async def attempts(self, task_id: UUID) -> list[TaskAttempt]:
+        async with self._uow.reader() as uow:
+            if await uow.tasks.get(task_id) is None:
+                raise NotFound(f"Task {task_id} does not exist", {"task_id": str(task_id)})
+            return await uow.attempts.of_task(task_id)
+
+    async def artifacts(self, task_id: UUID) -> list[StoredArtifact]:
+        async with self._uow.reader() as uow:
+            if await uow.tasks.get(task_id) is None:
+                raise NotFound(f"Task {task_id} does not exist", {"task_id": str(task_id)})
+            return await uow.attempts.artifacts(task_id)
+
+    async def reap(self) -> Reaped:
+        """Take back the leases that ran out, and mark agents that missed
+        ``MISSED_BEATS`` heartbeats OFFLINE (their leases return to the queue)."""
+        now = self._clock()
+        grace_until = self._policy.started_at + timedelta(seconds=self._policy.lease_seconds)
+        async with self._uow.reader() as uow:
+            expired = await uow.attempts.expired(now, limit=_REAP_BATCH)
+            everyone = await uow.agents.all()
+        taken_back = 0
+        for attempt in expired:
+            if now <= effective_expiry(attempt, grace_until=grace_until):
+                continue
+            try:
+                async with self._uow() as uow:
+                    if await _lose(
+                        uow,
+                        attempt.task_id,
+                        attempt.attempt,
+                        AttemptOutcome.EXPIRED,
+                        "the lease was not renewed in time",
+                        now,
+                        self._policy.max_attempts,
+                    ):
+                        await uow.commit()
+                        taken_back += 1
+            except Conflict as exc:  # raced with a result or an operator: theirs stands
+                log.info("reap_skipped", task_id=str(attempt.task_id), reason=exc.message)
+        offline = 0
+        for agent in filter(self._is_overdue, everyone):
+            async with self._uow() as uow:
+                current = await uow.agents.get(agent.id)
+                if current is None or not self._is_overdue(current):
+                    continue  # it beat since: not silent after all
+                gone = current.evolve(status=AgentStatus.OFFLINE, version=current.version + 1)
+                if not await uow.agents.save(current, gone):
+                    continue
+                await uow.events.append(
+                    [agent_events.agent_status_changed(gone, current.status, now)]
+                )
+                await release_leases(
+                    uow,
+                    agent.id,
+                    AttemptOutcome.EXPIRED,
+                    f"the agent missed {MISSED_BEATS} heartbeats",
+                    now,
+                    self._policy.max_attempts,
+                )
+                await uow.commit()
+                offline += 1
+        if taken_back or offline:
+            log.info("reaped", expired_leases=taken_back, agents_offline=offline)
+        return Reaped(taken_back, offline)
+
+    def _is_overdue(self, agent: Agent) -> bool:
+        return is_overdue(
+            agent,
+            now=self._clock(),
+            heartbeat_seconds=self._policy.heartbeat_seconds,
+            started_at=self._policy.started_at,
+        )
+
+    def _after_result(self, task: Task, closed: TaskAttempt, now: datetime) -> list[Task]:
+        if closed.outcome == AttemptOutcome.COMPLETED:
+            return [task_transition(task, TaskStatus.COMPLETED, now=now, summary=_summary(closed))]
+        reason = closed.error or "the agent reported a failure"
+        failed = task_transition(
+            task, TaskStatus.FAILED, now=now, summary=f"attempt {task.attempt} failed: {reason}"
+        )
+        if task.attempt < self._policy.max_attempts:
+            return [failed, task_transition(failed, TaskStatus.READY, now=now)]
+        return [failed]
+
+    async def _workspace(self, uow: UnitOfWork, task: Task) -> Path:
+        if task.session_id is not None:
+            session = await uow.sessions.get(task.session_id)
+            if session is not None and session.workspace:
+                return Path(session.workspace)
+            return self._policy.artifacts_home / str(task.session_id)
+        return self._policy.artifacts_home / str(task.id)
+
+    def _write(self, root: Path, report: Report) -> list[str]:
+        written: list[str] = []
+        for artifact in report.artifacts:
+            try:
+                self._writer.write(root, PurePosixPath(artifact.path), artifact.content)
+            except (OrchestratorError, OSError) as exc:
+                # Stored in the database all the same; the workspace changed under us.
+                log.warning(
+                    "artifact_not_written",
+                    task_id=str(report.task_id),
+                    path=artifact.path,
+                    error=str(exc),
+                )
+                continue
+            written.append(artifact.path)
+        return written
+
+
+async def release_leases(
+    uow: UnitOfWork,
+    agent_id: UUID,
+    outcome: AttemptOutcome,
+    reason: str,
+    now: datetime,
+    max_attempts: int,
+) -> int:
+    """Return every task ``agent_id`` holds to the queue (or fail it when out of
+    attempts), within the caller's transaction."""
+    released = 0
+    for attempt in await uow.attempts.open_of_agent(agent_id):
+        if await _lose(uow, attempt.task_id, attempt.attempt, outcome, reason, now, max_attempts):
+            released += 1
+    return released
+
+
+async def _lose(
+    uow: UnitOfWork,
+    task_id: UUID,
+    number: int,
+    outcome: AttemptOutcome,
+    reason: str,
+    now: datetime,
+    max_attempts: int,
+) -> bool:
+    """End an open attempt as lost; False when it had ended already."""
+    task = await uow.tasks.get(task_id)
+    attempt = await uow.attempts.get(task_id, number)
+    if task is None or attempt is None or not attempt.is_open:
+        return False
+    states, closed = end_lost_attempt(
+        task, attempt, outcome, reason=reason, now=now, max_attempts=max_attempts
+    )
+    if not await uow.attempts.close(closed):
+        return False
+    if task.attempt == number:
+        await _save_steps(uow, task, states)
+    else:
+        states = []
+    agent = await uow.agents.get(attempt.agent_id)
+    if agent is not None:
+        # A task moved on by someone else (cancelled) is not held against the agent.
+        await _settle_agent(uow, agent, outcome, now, on_record=bool(states))
+    await uow.events.append(
+        [
+            task_events.task_attempt_ended(task, closed),
+            *(
+                task_events.task_transition(before, after)
+                for before, after in zip([task, *states], states, strict=False)
+            ),
+        ]
+    )
+    log.info(
+        "lease_lost",
+        task_id=str(task_id),
+        agent_id=str(attempt.agent_id),
+        attempt=number,
+        outcome=outcome.value,
+        reason=reason,
+    )
+    return True
+
+
+async def _save_steps(uow: UnitOfWork, task: Task, states: Sequence[Task]) -> None:
+    before = task
+    for after in states:
+        if not await uow.tasks.save(before, after):
+            raise LeaseLost(
+                f"Task {task.id} was changed meanwhile; the attempt's end was not recorded",
+                {"task_id": str(task.id)},
+            )
+        before = after
+
+
+async def _settle_agent(
+    uow: UnitOfWork,
+    agent: Agent,
+    outcome: AttemptOutcome,
+    now: datetime,
+    *,
+    on_record: bool = True,
+) -> None:
+    """Book the attempt's end on the agent (re-reading it if a heartbeat got between)."""
+    for _ in range(_CLAIM_ROUNDS):
+        settled = agent_after_attempt(agent, outcome, on_record=on_record)
+        if await uow.agents.save(agent, settled):
+            if settled.tier != agent.tier:
+                await uow.events.append([agent_events.agent_tier_changed(settled, agent.tier, now)])
+            return
+        reread = await uow.agents.get(agent.id)
+        if reread is None:
+            return
+        agent = reread
+    raise Conflict("The agent's record is changing too fast; retry", {"agent_id": str(agent.id)})
+
+
+async def _agent(uow: UnitOfWork, agent_id: UUID) -> Agent:
+    agent = await uow.agents.get(agent_id)
+    if agent is None:
+        raise NotFound(f"Agent {agent_id} is not registered", {"agent_id": str(agent_id)})
+    return agent
+
+
+def _check_accepting(agent: Agent) -> None:
+    if agent.status in (AgentStatus.OFFLINE, AgentStatus.BUSY):
+        raise AgentNotAccepting(
+            f"Agent {agent.id} is {agent.status.value}; send a heartbeat with status "
+            "'healthy' or 'degraded' before asking for work",
+            {"agent_id": str(agent.id), "status": agent.status.value},
+        )
+    if agent.at_capacity:
+        raise AgentNotAccepting(
+            f"Agent {agent.id} holds {agent.tasks_in_progress} of its "
+            f"{agent.max_concurrent_tasks} concurrent tasks; report a result first",
+            {
+                "agent_id": str(agent.id),
+                "tasks_in_progress": agent.tasks_in_progress,
+                "max_concurrent_tasks": agent.max_concurrent_tasks,
+            },
+        )
+
+
+def _summary(attempt: TaskAttempt) -> str:
+    summary = attempt.output.get("summary") if attempt.output else None
+    if isinstance(summary, str) and summary.strip():
+        return summary.strip()[:2000]
+    return f"completed by agent {attempt.agent_id} on attempt {attempt.attempt}"

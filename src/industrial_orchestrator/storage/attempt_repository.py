@@ -1,0 +1,186 @@
+"""Task attempts (leases) and their artifacts. An attempt row is written open, then closed
+once, guarded by ``outcome IS NULL``: two closers (a result and the reaper) cannot both
+win."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import sqlalchemy as sa
+from sqlalchemy import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..domain.artifacts import Artifact
+from ..domain.task_attempts import AttemptOutcome, TaskAttempt
+from ..services.ports import StoredArtifact
+from .rows import utc
+from .tables import task_artifacts, task_attempts
+
+
+class SqlAttemptRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._db = connection
+
+    async def add(self, attempt: TaskAttempt) -> None:
+        await self._db.execute(sa.insert(task_attempts).values(_values(attempt)))
+
+    async def get(self, task_id: UUID, attempt: int) -> TaskAttempt | None:
+        result = await self._db.execute(
+            sa.select(task_attempts).where(
+                task_attempts.c.task_id == task_id, task_attempts.c.attempt == attempt
+            )
+        )
+        row = result.mappings().first()
+        return _attempt(row) if row else None
+
+    async def of_task(self, task_id: UUID) -> list[TaskAttempt]:
+        result = await self._db.execute(
+            sa.select(task_attempts)
+            .where(task_attempts.c.task_id == task_id)
+            .order_by(task_attempts.c.attempt)
+        )
+        return [_attempt(row) for row in result.mappings()]
+
+    async def open_of_agent(self, agent_id: UUID) -> list[TaskAttempt]:
+        result = await self._db.execute(
+            sa.select(task_attempts)
+            .where(task_attempts.c.agent_id == agent_id, task_attempts.c.outcome.is_(None))
+            .order_by(task_attempts.c.leased_at, task_attempts.c.task_id)
+        )
+        return [_attempt(row) for row in result.mappings()]
+
+    async def expired(self, before: datetime, *, limit: int) -> list[TaskAttempt]:
+        result = await self._db.execute(
+            sa.select(task_attempts)
+            .where(task_attempts.c.outcome.is_(None), task_attempts.c.expires_at < before)
+            .order_by(task_attempts.c.expires_at)
+            .limit(limit)
+        )
+        return [_attempt(row) for row in result.mappings()]
+
+    async def renew(self, agent_id: UUID, expires_at: datetime) -> list[TaskAttempt]:
+        """Push the expiry of every open attempt of ``agent_id`` to ``expires_at``."""
+        await self._db.execute(
+            sa.update(task_attempts)
+            .where(task_attempts.c.agent_id == agent_id, task_attempts.c.outcome.is_(None))
+            .values(expires_at=expires_at)
+        )
+        return await self.open_of_agent(agent_id)
+
+    async def close(self, closed: TaskAttempt) -> bool:
+        """Record how the attempt ended, if it is still open."""
+        values = _values(closed)
+        result = await self._db.execute(
+            sa.update(task_attempts)
+            .where(
+                task_attempts.c.task_id == closed.task_id,
+                task_attempts.c.attempt == closed.attempt,
+                task_attempts.c.outcome.is_(None),
+            )
+            .values(
+                {
+                    key: values[key]
+                    for key in (
+                        "outcome",
+                        "finished_at",
+                        "error",
+                        "output",
+                        "execution_time_ms",
+                        "tokens_used",
+                        "cost_usd",
+                    )
+                }
+            )
+        )
+        return result.rowcount == 1
+
+    async def add_artifacts(
+        self, attempt: TaskAttempt, artifacts: Sequence[Artifact], at: datetime
+    ) -> None:
+        if not artifacts:
+            return
+        await self._db.execute(
+            sa.insert(task_artifacts),
+            [
+                {
+                    "id": uuid4(),
+                    "task_id": attempt.task_id,
+                    "attempt": attempt.attempt,
+                    "path": artifact.path,
+                    "mime_type": artifact.mime_type,
+                    "size_bytes": artifact.size_bytes,
+                    "sha256": artifact.sha256,
+                    "content": artifact.content,
+                    "created_at": at,
+                }
+                for artifact in artifacts
+            ],
+        )
+
+    async def artifacts(self, task_id: UUID) -> list[StoredArtifact]:
+        """What the task's attempts delivered (without the content), by attempt and path."""
+        result = await self._db.execute(
+            sa.select(
+                task_artifacts.c.attempt,
+                task_artifacts.c.path,
+                task_artifacts.c.mime_type,
+                task_artifacts.c.size_bytes,
+                task_artifacts.c.sha256,
+                task_artifacts.c.created_at,
+            )
+            .where(task_artifacts.c.task_id == task_id)
+            .order_by(task_artifacts.c.attempt, task_artifacts.c.path)
+        )
+        return [
+            StoredArtifact(
+                attempt=int(row["attempt"]),
+                path=row["path"],
+                mime_type=row["mime_type"],
+                size_bytes=int(row["size_bytes"]),
+                sha256=row["sha256"],
+                created_at=_required(utc(row["created_at"])),
+            )
+            for row in result.mappings()
+        ]
+
+
+def _values(attempt: TaskAttempt) -> dict[str, Any]:
+    return {
+        "task_id": attempt.task_id,
+        "attempt": attempt.attempt,
+        "agent_id": attempt.agent_id,
+        "leased_at": attempt.leased_at,
+        "expires_at": attempt.expires_at,
+        "outcome": attempt.outcome.value if attempt.outcome else None,
+        "finished_at": attempt.finished_at,
+        "error": attempt.error,
+        "output": attempt.output,
+        "execution_time_ms": attempt.execution_time_ms,
+        "tokens_used": attempt.tokens_used,
+        "cost_usd": attempt.cost_usd,
+    }
+
+
+def _attempt(row: RowMapping) -> TaskAttempt:
+    return TaskAttempt(
+        task_id=row["task_id"],
+        attempt=int(row["attempt"]),
+        agent_id=row["agent_id"],
+        leased_at=_required(utc(row["leased_at"])),
+        expires_at=_required(utc(row["expires_at"])),
+        outcome=AttemptOutcome(row["outcome"]) if row["outcome"] else None,
+        finished_at=utc(row["finished_at"]),
+        error=row["error"],
+        output=dict(row["output"] or {}),
+        execution_time_ms=row["execution_time_ms"],
+        tokens_used=int(row["tokens_used"]),
+        cost_usd=float(row["cost_usd"]),
+    )
+
+
+def _required(value: datetime | None) -> datetime:
+    assert value is not None
+    return value
