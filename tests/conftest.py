@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from uuid import uuid4
 
 import httpx
 import pytest
@@ -11,7 +12,13 @@ from industrial_orchestrator.api.app import create_app
 from industrial_orchestrator.config import Settings, load_settings
 from industrial_orchestrator.services.sessions import SessionService
 
-from .backends import postgres_url_for, temporary_postgres_database, truncate_all
+from .backends import (
+    REDIS_HOST,
+    postgres_url_for,
+    require_redis,
+    temporary_postgres_database,
+    truncate_all,
+)
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -38,6 +45,11 @@ async def settings_for(
         database = request.getfixturevalue("postgres_database")
         await truncate_all(database)
         overrides["database_url"] = postgres_url_for(database)
+        # The production pairing: PostgreSQL with Redis (event bus, locks, agent cache),
+        # under a prefix of this test's own.
+        require_redis()
+        overrides["redis_host"] = REDIS_HOST
+        overrides["redis_prefix"] = f"test-{uuid4().hex}"
     marker = request.node.get_closest_marker("settings")
     if marker is not None:
         overrides.update(marker.kwargs)

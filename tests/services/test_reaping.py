@@ -122,3 +122,17 @@ async def test_a_reaper_round_is_skipped_while_another_replica_holds_the_lock(ap
     # It released the lock after its round.
     assert await lock.acquire(LOCK_NAME, 1) is not None
 
+
+
+async def test_replicas_on_redis_share_the_reapers_lock(app, backend):
+    from industrial_orchestrator.coordination.locks import RedisLock
+
+    components = app.state.components
+    expected = LocalLock if backend == "sqlite" else RedisLock
+    assert isinstance(components.lock, expected)
+    # Another replica's round in progress: this one skips its own.
+    token = await components.lock.acquire(LOCK_NAME, 5)
+    assert token is not None
+    assert await app.state.reaper.run_once() is None
+    assert await components.lock.release(LOCK_NAME, token)
+    assert await app.state.reaper.run_once() == Reaped(0, 0)
