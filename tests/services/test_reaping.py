@@ -128,6 +128,7 @@ async def test_replicas_on_redis_share_the_reapers_lock(app, backend):
     from industrial_orchestrator.coordination.locks import RedisLock
 
     components = app.state.components
+    await app.state.reaper.close()  # its background rounds would race for the lock here
     expected = LocalLock if backend == "sqlite" else RedisLock
     assert isinstance(components.lock, expected)
     # Another replica's round in progress: this one skips its own.
