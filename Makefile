@@ -31,7 +31,7 @@ services:
 	@for i in $$(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 1; done
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench examples
 	$(BIN)/lint-imports
 
 typecheck: $(VENV)/.dev
@@ -46,6 +46,7 @@ bench: $(VENV)/.dev services
 	$(BIN)/python bench/transitions.py
 	$(BIN)/python bench/websocket_fanout.py --backend sqlite
 	$(BIN)/python bench/websocket_fanout.py --backend postgresql
+	$(BIN)/python bench/eap_claims.py
 
 clean:
 	rm -rf $(VENV) .orchestrator .pytest_cache .mypy_cache .ruff_cache

@@ -574,3 +574,22 @@ async def test_silent_agents_go_offline_and_their_tasks_go_to_someone_else(clien
     types = await event_types(client)
     assert "task.attempt_ended" in types
     assert "agent.status_changed" in types
+
+
+async def test_a_heartbeat_naming_its_tasks_renews_only_those(client):
+    agent = await register(client, max_concurrent_tasks=2)
+    first = await ready_task(client, title="first")
+    await ready_task(client, title="second")
+    one, two = await agent.pull(), await agent.pull()
+    assert one is not None
+    assert two is not None
+    ack = await agent.beat(task_ids=[first["id"]])
+    assert [lease["task_id"] for lease in ack["leases"]] == [first["id"]]
+    by_task = {a["task_id"]: a for a in (one, two)}
+    renewed = datetime.fromisoformat(ack["leases"][0]["lease_expires_at"])
+    assert renewed > datetime.fromisoformat(by_task[first["id"]]["lease_expires_at"])
+    other = next(t for t in by_task if t != first["id"])
+    [kept] = await attempts(client, other)
+    assert datetime.fromisoformat(kept["lease_expires_at"]) == datetime.fromisoformat(
+        by_task[other]["lease_expires_at"]
+    )

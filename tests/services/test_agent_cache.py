@@ -111,3 +111,41 @@ async def test_routing_never_depends_on_the_cache(app):
     agent = await service.register(NewAgent("a", "implementer", ["python"]))
     assert (await service.route(["python"])).chosen.id == agent.id
     await service.deregister(agent.id)
+
+
+async def test_the_databases_candidate_filter_agrees_with_the_routing_rules(app):
+    """Without a cache, routing reads only the candidates the database finds; they must
+    be exactly the agents the pure rules would let through (both dialects' JSON)."""
+    from industrial_orchestrator.domain.agent_routing import route
+
+    uow = app.state.components.uow
+    service = AgentService(uow, clock=utc_now)
+    shapes = [
+        (["python"], AgentStatus.HEALTHY, 1),
+        (["python", "rust"], AgentStatus.DEGRADED, 2),
+        (["Rust", "go"], AgentStatus.HEALTHY, 1),
+        (["python", "go", "rust"], AgentStatus.BUSY, 3),
+        (["python", "go"], AgentStatus.OFFLINE, 1),
+        (["go"], AgentStatus.HEALTHY, 1),
+    ]
+    for n, (caps, status, capacity) in enumerate(shapes):
+        agent = await service.register(
+            NewAgent(f"agent-{n}", "implementer", caps, max_concurrent_tasks=capacity)
+        )
+        await service.heartbeat(agent.id, status=status, tasks_in_progress=1 if n == 5 else 0)
+    async with uow.reader() as reader:
+        everyone = await reader.agents.all()
+    for wanted in (["python"], ["rust"], ["go"], ["python", "rust"], ["go", "rust"], ["x"]):
+        async with uow.reader() as reader:
+            found = await reader.agents.candidates(sorted(wanted))
+        try:
+            expected = route(everyone, required_capabilities=wanted)
+        except NoAgentAvailable:
+            assert found == [], wanted
+            continue
+        assert {a.name for a in found} == {
+            expected.chosen.name,
+            *(a.name for a, _ in expected.runners_up),
+        }, wanted
+        decided = await service.route(wanted)
+        assert decided.chosen.id == expected.chosen.id

@@ -26,6 +26,9 @@ from .task_leases import release_leases
 
 log = structlog.get_logger("industrial_orchestrator.services.agents")
 
+# A heartbeat that loses the race for the agent's row re-reads it this many times.
+_BEAT_ROUNDS = 8
+
 
 @dataclass(frozen=True, slots=True)
 class NewAgent:
@@ -79,6 +82,7 @@ class AgentService:
         self._max_attempts = max_attempts
         self._cache = cache
         self._cache_seconds = cache_seconds
+        self._decoded: tuple[bytes, list[Agent]] | None = None
 
     async def register(self, draft: NewAgent) -> Agent:
         agent = new_agent(
@@ -150,40 +154,48 @@ class AgentService:
         current_load: float | None = None,
         tasks_in_progress: int | None = None,
         metrics: dict[str, Any] | None = None,
+        working_on: Collection[UUID] | None = None,
     ) -> Beat:
         """Record that the agent is alive, with what it reports of itself, and renew the
-        leases it holds."""
-        now = self._clock()
-        async with self._uow() as uow:
-            agent = await _found(uow, agent_id)
-            changes: dict[str, Any] = {"last_heartbeat": now, "version": agent.version + 1}
-            if status is not None:
-                changes["status"] = status
-            elif agent.status == AgentStatus.OFFLINE:
-                changes["status"] = AgentStatus.HEALTHY  # it is back
-            if current_load is not None:
-                changes["current_load"] = current_load
-            if tasks_in_progress is not None:
-                changes["tasks_in_progress"] = tasks_in_progress
-            if metrics is not None:
-                changes["metadata"] = {**agent.metadata, "metrics": metrics}
-            beaten = agent.evolve(**changes)
-            if not await uow.agents.save(agent, beaten):
-                raise VersionConflict(
-                    f"Agent {agent_id} was changed by a concurrent request; retry",
-                    {"agent_id": str(agent_id)},
+        leases it holds (only those of ``working_on`` when given: a lease the agent no
+        longer knows of then runs out and goes back to the queue)."""
+        for _ in range(_BEAT_ROUNDS):
+            now = self._clock()
+            async with self._uow() as uow:
+                # Leases before the agent row: the order results and the reaper lock in
+                # (attempt, task, agent), so a beat and a result never deadlock.
+                leases = await uow.attempts.renew(
+                    agent_id,
+                    now + timedelta(seconds=self._lease_seconds),
+                    only=None if working_on is None else list(working_on),
                 )
+                agent = await _found(uow, agent_id)
+                changes: dict[str, Any] = {"last_heartbeat": now, "version": agent.version + 1}
+                if status is not None:
+                    changes["status"] = status
+                elif agent.status == AgentStatus.OFFLINE:
+                    changes["status"] = AgentStatus.HEALTHY  # it is back
+                if current_load is not None:
+                    changes["current_load"] = current_load
+                if tasks_in_progress is not None:
+                    changes["tasks_in_progress"] = tasks_in_progress
+                if metrics is not None:
+                    changes["metadata"] = {**agent.metadata, "metrics": metrics}
+                beaten = agent.evolve(**changes)
+                if not await uow.agents.save(agent, beaten):
+                    continue  # a result or a lease changed the record meanwhile: re-read
+                if beaten.status != agent.status:
+                    await uow.events.append(
+                        [agent_events.agent_status_changed(beaten, agent.status, now)]
+                    )
+                await uow.commit()
             if beaten.status != agent.status:
-                await uow.events.append(
-                    [agent_events.agent_status_changed(beaten, agent.status, now)]
-                )
-            leases = await uow.attempts.renew(
-                agent_id, now + timedelta(seconds=self._lease_seconds)
-            )
-            await uow.commit()
-        if beaten.status != agent.status:
-            await self._forget_routable()
-        return Beat(beaten, leases)
+                await self._forget_routable()
+            return Beat(beaten, leases)
+        raise VersionConflict(
+            f"Agent {agent_id} is changing too fast to record the heartbeat; retry",
+            {"agent_id": str(agent_id)},
+        )
 
     async def stats(self) -> AgentStats:
         async with self._uow.reader() as uow:
@@ -217,26 +229,35 @@ class AgentService:
                 "name the required_capabilities (or at least a task_type) to route",
                 {"field": "required_capabilities"},
             )
-        cached = await self._cached_routable()
-        if cached is not None:
-            try:
-                return route(
-                    cached,
-                    required_capabilities=required_capabilities,
-                    task_type=task_type,
-                    exclude=exclude,
+        def decide(agents: Sequence[Agent]) -> RoutingDecision:
+            return route(
+                agents,
+                required_capabilities=required_capabilities,
+                task_type=task_type,
+                exclude=exclude,
+            )
+
+        try:
+            if self._cache is not None:
+                cached = await self._cached_routable()
+                if cached is None:
+                    async with self._uow.reader() as uow:
+                        everyone = await uow.agents.all()
+                    await self._cache_routable(everyone)
+                    return decide(everyone)
+                return decide(cached)
+            # Only the agents that pass the hard filters, found by the database.
+            async with self._uow.reader() as uow:
+                candidates = await uow.agents.candidates(
+                    normalise_capabilities(required_capabilities)
                 )
-            except NoAgentAvailable:
-                pass  # say why from the whole registry, read fresh
+            return decide(candidates)
+        except NoAgentAvailable:
+            pass
+        # Nobody qualified: say why, from the whole registry read fresh.
         async with self._uow.reader() as uow:
             everyone = await uow.agents.all()
-        await self._cache_routable(everyone)
-        return route(
-            everyone,
-            required_capabilities=required_capabilities,
-            task_type=task_type,
-            exclude=exclude,
-        )
+        return decide(everyone)
 
     async def _cached_routable(self) -> list[Agent] | None:
         if self._cache is None:
@@ -245,7 +266,13 @@ class AgentService:
             raw = await self._cache.get(agent_snapshots.ROUTABLE_KEY)
         except CacheUnavailable:
             return None
-        return agent_snapshots.decode(raw) if raw is not None else None
+        if raw is None:
+            return None
+        # Decoding thousands of agents costs more than routing them: decode each
+        # snapshot once per process.
+        if self._decoded is None or self._decoded[0] != raw:
+            self._decoded = (raw, agent_snapshots.decode(raw))
+        return self._decoded[1]
 
     async def _cache_routable(self, everyone: list[Agent]) -> None:
         if self._cache is None:

@@ -198,8 +198,11 @@ class AttemptRepository(Protocol):
     async def expired(self, before: datetime, *, limit: int) -> list[TaskAttempt]:
         """Open attempts whose lease ran out before ``before``, oldest expiry first."""
 
-    async def renew(self, agent_id: UUID, expires_at: datetime) -> list[TaskAttempt]:
-        """Extend every open attempt of the agent; returns them."""
+    async def renew(
+        self, agent_id: UUID, expires_at: datetime, *, only: Sequence[UUID] | None = None
+    ) -> list[TaskAttempt]:
+        """Extend the agent's open attempts (of the tasks ``only``, when given); returns
+        the renewed ones."""
 
     async def close(self, closed: TaskAttempt) -> bool:
         """Record the outcome; False when the attempt was closed already."""
@@ -247,6 +250,9 @@ class AgentRepository(Protocol):
 
     async def all(self) -> list[Agent]:
         """Every registered agent, by name."""
+
+    async def candidates(self, capabilities: Sequence[str]) -> list[Agent]:
+        """Agents holding every capability, HEALTHY or DEGRADED, below capacity; by name."""
 
     async def save(self, before: Agent, after: Agent) -> bool:
         """Guarded write: False when the row is no longer at ``before.version``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -10,8 +11,10 @@ from sqlalchemy import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..domain.agent_routing import ROUTABLE_STATUSES
 from ..domain.agents import Agent, AgentKind, AgentStatus
 from ..services.ports import DuplicateKeyError
+from .json_sets import superset_of
 from .rows import utc
 from .tables import agents
 
@@ -33,6 +36,20 @@ class SqlAgentRepository:
 
     async def all(self) -> list[Agent]:
         result = await self._db.execute(sa.select(agents).order_by(agents.c.name))
+        return [_agent(row) for row in result.mappings()]
+
+    async def candidates(self, capabilities: Sequence[str]) -> list[Agent]:
+        """Agents that pass routing's hard filters: every capability held, HEALTHY or
+        DEGRADED, below capacity."""
+        result = await self._db.execute(
+            sa.select(agents)
+            .where(
+                agents.c.status.in_([s.value for s in ROUTABLE_STATUSES]),
+                agents.c.tasks_in_progress < agents.c.max_concurrent_tasks,
+                superset_of(agents.c.capabilities, capabilities, self._db.dialect.name),
+            )
+            .order_by(agents.c.name)
+        )
         return [_agent(row) for row in result.mappings()]
 
     async def save(self, before: Agent, after: Agent) -> bool:

@@ -61,14 +61,23 @@ class SqlAttemptRepository:
         )
         return [_attempt(row) for row in result.mappings()]
 
-    async def renew(self, agent_id: UUID, expires_at: datetime) -> list[TaskAttempt]:
-        """Push the expiry of every open attempt of ``agent_id`` to ``expires_at``."""
+    async def renew(
+        self, agent_id: UUID, expires_at: datetime, *, only: Sequence[UUID] | None = None
+    ) -> list[TaskAttempt]:
+        """Push the expiry of the open attempts of ``agent_id`` (of the tasks ``only``,
+        when given) to ``expires_at``; returns the renewed attempts."""
+        conditions = [task_attempts.c.agent_id == agent_id, task_attempts.c.outcome.is_(None)]
+        if only is not None:
+            conditions.append(task_attempts.c.task_id.in_(list(only)))
         await self._db.execute(
-            sa.update(task_attempts)
-            .where(task_attempts.c.agent_id == agent_id, task_attempts.c.outcome.is_(None))
-            .values(expires_at=expires_at)
+            sa.update(task_attempts).where(*conditions).values(expires_at=expires_at)
         )
-        return await self.open_of_agent(agent_id)
+        renewed = set(only) if only is not None else None
+        return [
+            attempt
+            for attempt in await self.open_of_agent(agent_id)
+            if renewed is None or attempt.task_id in renewed
+        ]
 
     async def close(self, closed: TaskAttempt) -> bool:
         """Record how the attempt ended, if it is still open."""

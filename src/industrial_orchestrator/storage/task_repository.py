@@ -9,12 +9,12 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy import RowMapping
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.tasks import Task, TaskStatus, TaskType
 from ..services.ports import DuplicateKeyError
+from .json_sets import subset_of
 from .rows import utc
 from .tables import sessions, task_dependencies, tasks
 
@@ -116,16 +116,7 @@ class SqlTaskRepository:
         are the work). On PostgreSQL the rows come locked, skipping rows another claimer
         holds, so two claimers never race for one task."""
         child = tasks.alias("child")
-        held = list(capabilities)
-        if self._db.dialect.name == "postgresql":
-            within = sa.type_coerce(tasks.c.required_capabilities, JSONB).contained_by(
-                sa.type_coerce(held, JSONB)
-            )
-        else:
-            needed = sa.func.json_each(tasks.c.required_capabilities).table_valued("value")
-            within = ~sa.exists(
-                sa.select(sa.literal(1)).select_from(needed).where(needed.c.value.not_in(held))
-            )
+        within = subset_of(tasks.c.required_capabilities, capabilities, self._db.dialect.name)
         urgency = (
             sa.select(sessions.c.priority_rank)
             .where(sessions.c.id == tasks.c.session_id)

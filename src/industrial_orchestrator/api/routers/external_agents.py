@@ -155,15 +155,20 @@ async def external_heartbeat(
     tokens: Tokens,
     components: AppComponents,
 ) -> HeartbeatAck:
-    """Every lease the agent holds is extended by `TASK_LEASE_SECONDS`. The answer carries
-    a fresh `auth_token`; the old one stays valid until it expires."""
+    """Every lease the agent holds (or those of `task_ids`) is extended by
+    `TASK_LEASE_SECONDS`. The answer carries a fresh `auth_token`; the old one stays valid
+    until it expires."""
     metrics = dict(body.metrics)
     if body.tasks_in_progress is not None:
         metrics["reported_tasks_in_progress"] = body.tasks_in_progress
     if body.timestamp is not None:
         metrics["reported_at"] = body.timestamp.isoformat()
     beat = await agents.heartbeat(
-        caller.id, status=body.status, current_load=body.current_load, metrics=metrics
+        caller.id,
+        status=body.status,
+        current_load=body.current_load,
+        metrics=metrics,
+        working_on=body.task_ids,
     )
     issued = tokens.issue(caller.id)
     return HeartbeatAck(

@@ -50,6 +50,12 @@ class ExternalHeartbeat(StrictModel):
     )
     metrics: Metadata = Field(default_factory=dict)
     timestamp: datetime | None = Field(None, description="The agent's clock, for reference")
+    task_ids: list[UUID] | None = Field(
+        None,
+        max_length=10_000,
+        description="The tasks the agent is working on: only their leases are renewed, so a "
+        "lease it lost track of runs out and returns to the queue. Omitted: renew all.",
+    )
 
 
 class LeaseRead(BaseModel):
