@@ -1,14 +1,15 @@
 """The ``orchestrator`` command.
 
 ``serve``, ``migrate`` and ``version`` run the server on this machine; ``session ...`` is
-a remote client of a running server, over its REST API and WebSocket streams only.
+a remote client of a running server, over its REST API and WebSocket streams only;
+``worker`` joins a running server as an external agent that runs a command per task.
 """
 
 from __future__ import annotations
 
 import typer
 
-from . import server_commands
+from . import server_commands, worker
 from .session_commands import session_app
 
 app = typer.Typer(
@@ -22,5 +23,6 @@ app.command()(server_commands.serve)
 app.command()(server_commands.migrate)
 app.command()(server_commands.version)
 app.add_typer(session_app)
+app.command("worker")(worker.worker_command)
 
 __all__ = ["app"]
