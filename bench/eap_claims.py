@@ -570,7 +570,7 @@ def print_tables(report: Report) -> None:
         for column in ("call", "count", "p50 ms", "p99 ms", "max ms"):
             table.add_column(column, justify="left" if column == "call" else "right")
         timings = [
-            ("route, no Redis (read all, rank)", routing.from_database),
+            ("route, no Redis (database-filtered candidates)", routing.from_database),
             ("ranking alone (agents in memory)", routing.ranking_only),
         ]
         if routing.from_snapshot is not None:
