@@ -50,6 +50,9 @@ async def settings_for(
         require_redis()
         overrides["redis_host"] = REDIS_HOST
         overrides["redis_prefix"] = f"test-{uuid4().hex}"
+    # Tests drive sessions by hand; the engine would move them on behind their back.
+    # Tests of the engine turn it on with @pytest.mark.settings(engine_enabled=True).
+    overrides["engine_enabled"] = False
     marker = request.node.get_closest_marker("settings")
     if marker is not None:
         overrides.update(marker.kwargs)

@@ -49,9 +49,13 @@ def orchestrator_command(*args: str) -> list[str]:
 
 
 def orchestrator_env(**variables: str) -> dict[str, str]:
-    """The test process's environment without any orchestrator setting, plus ``variables``."""
+    """The test process's environment without any orchestrator setting, plus ``variables``.
+
+    The session engine is off unless ``ENGINE_ENABLED="true"`` is passed: most tests drive
+    sessions by hand, and the engine would move them on (plan them) behind their back."""
     env = {key: value for key, value in os.environ.items() if key.upper() not in _SCRUBBED}
     env["PYTHONUNBUFFERED"] = "1"
+    env["ENGINE_ENABLED"] = "false"
     env.update(variables)
     return env
 

@@ -16,6 +16,7 @@ from .domain.events import NewEvent
 from .services.agents import AgentService
 from .services.contexts import ContextService
 from .services.events import EventLog
+from .services.session_engine import SessionEngine
 from .services.sessions import SessionService, utc_now
 from .services.task_leases import LeasePolicy, TaskLeases
 from .services.tasks import TaskService
@@ -38,6 +39,7 @@ class Components:
     agents: AgentService
     leases: TaskLeases
     lock: Lock
+    session_engine: SessionEngine
 
     async def close(self) -> None:
         try:
@@ -114,6 +116,12 @@ async def build(
             writer=WorkspaceFiles(),
         ),
         lock,
+        SessionEngine(
+            uow,
+            sessions,
+            clock=clock,
+            session_timeout_seconds=settings.session_timeout_seconds,
+        ),
     )
 
 

@@ -104,6 +104,17 @@ class Settings(BaseSettings):
         5.0, gt=0, le=3600, description="How often silent agents and expired leases are reaped"
     )
 
+    # The engine.
+    engine_enabled: bool = Field(
+        True, description="Run the session engine (planning, dispatch, review) in this process"
+    )
+    engine_tick_seconds: float = Field(
+        1.0, gt=0, le=3600, description="Longest wait between two rounds of the session engine"
+    )
+    verify_timeout_seconds: float = Field(
+        600.0, gt=0, le=86400, description="A session's verify_command is killed after this"
+    )
+
     # Live streams.
     ws_heartbeat_seconds: float = Field(15.0, gt=0, le=3600, description="Silence before a ping")
     ws_queue_size: int = Field(

@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from .. import bootstrap
 from ..config import Settings
 from ..engine.reaper import Reaper
+from ..engine.session_runner import SessionRunner
 from ..services.event_feed import EventFeed
 from ..services.sessions import utc_now
 from .agent_tokens import AgentTokens
@@ -65,13 +66,27 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
             raise
         reaper = Reaper(components.leases, components.lock, every_seconds=settings.reaper_seconds)
         await reaper.start()
+        runner = SessionRunner(
+            components.session_engine,
+            components.sessions,
+            components.events,
+            components.bus,
+            components.lock,
+            tick_seconds=settings.engine_tick_seconds,
+            verify_timeout_seconds=settings.verify_timeout_seconds,
+            artifacts_home=settings.orchestrator_home / "artifacts",
+        )
+        if settings.engine_enabled:
+            await runner.start()
         app.state.components = components
         app.state.feed = feed
         app.state.reaper = reaper
+        app.state.runner = runner
         try:
             yield
         finally:
             try:
+                await runner.close()
                 await reaper.close()
                 await feed.close()
             finally:

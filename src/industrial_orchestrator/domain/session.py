@@ -15,6 +15,7 @@ from uuid import UUID
 
 from .errors import IllegalTransition
 from .priorities import Priority
+from .session_options import SessionOptions
 from .session_states import (
     RUNNING_STATES,
     SessionState,
@@ -62,6 +63,9 @@ class Session:
     restored_from_checkpoint: UUID | None = None
     tokens_used: int = 0
     cost_usd: float = 0.0
+    options: SessionOptions = field(default_factory=SessionOptions)
+    review_round: int = 0
+    """Verifications that failed and sent the session back to work."""
 
     def evolve(self, **changes: Any) -> Session:
         return dataclasses.replace(self, **changes)

@@ -78,6 +78,9 @@ class SessionRepository(Protocol):
 
     async def count_running(self) -> int: ...
 
+    async def ids_in(self, states: Sequence[SessionState]) -> list[UUID]:
+        """Sessions in ``states``, oldest first."""
+
     async def lock_running_slots(self) -> None:
         """Serialise slot accounting between transactions until this one ends."""
 
@@ -158,9 +161,12 @@ class TaskRepository(Protocol):
         parent_id: UUID | None,
         statuses: Sequence[TaskStatus],
         offset: int,
-        limit: int,
+        limit: int | None,
     ) -> tuple[list[Task], int]:
-        """Oldest first, with the total count."""
+        """Oldest first, with the total count (``limit`` None: all)."""
+
+    async def sessions_with_tasks_in(self, statuses: Sequence[TaskStatus]) -> list[UUID]:
+        """The sessions that have a task in one of ``statuses``."""
 
     async def family(self, task: Task) -> list[Task]:
         """The tasks ``task`` may depend on: its session's, or its tree's without one."""

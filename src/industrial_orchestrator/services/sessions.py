@@ -30,6 +30,7 @@ from ..domain.errors import (
 from ..domain.priorities import Priority
 from ..domain.session import Actor, Session, Transition, creation_record, transition
 from ..domain.session_actions import SessionAction, needs_slot, resolve_action
+from ..domain.session_options import SessionOptions
 from ..domain.session_states import (
     RETRYABLE_STATES,
     RUNNING_STATES,
@@ -66,6 +67,7 @@ class NewSession:
     workspace: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     auto_start: bool = False
+    options: SessionOptions = field(default_factory=SessionOptions)
 
     def fingerprint(self) -> str:
         """Identifies the request body, so a reused idempotency key can be told apart."""
@@ -134,6 +136,7 @@ class SessionService:
             status=SessionState.PENDING,
             workspace=draft.workspace,
             metadata=dict(draft.metadata),
+            options=draft.options,
             created_at=now,
             updated_at=now,
         )
@@ -355,6 +358,7 @@ class SessionService:
                 status=SessionState.PENDING,
                 workspace=old.workspace,
                 metadata=dict(old.metadata),
+                options=old.options,
                 created_at=now,
                 updated_at=now,
                 retry_of=old.id,

@@ -24,6 +24,7 @@ from ..domain.agent_liveness import MISSED_BEATS, is_overdue
 from ..domain.agents import Agent, AgentStatus
 from ..domain.artifacts import Artifact, ArtifactLimits, check_artifacts
 from ..domain.errors import Conflict, NotFound, OrchestratorError
+from ..domain.session import Session
 from ..domain.task_attempts import (
     AttemptOutcome,
     LeaseLost,
@@ -68,6 +69,7 @@ class Assignment:
     task: Task
     attempt: TaskAttempt
     finished_dependencies: list[Task]
+    workspace: Path
 
 
 class AgentNotAccepting(Conflict):
@@ -154,6 +156,7 @@ class TaskLeases:
                     for dep in [await uow.tasks.get(d) for d in running.depends_on]
                     if dep is not None and dep.status in FINISHED_STATUSES
                 ]
+                workspace = await self._workspace(uow, running)
                 await uow.commit()
             log.info(
                 "task_leased",
@@ -161,7 +164,7 @@ class TaskLeases:
                 agent_id=str(agent_id),
                 attempt=attempt.attempt,
             )
-            return Assignment(running, attempt, finished)
+            return Assignment(running, attempt, finished, workspace)
         raise Conflict("Too many concurrent claims; ask again", {"agent_id": str(agent_id)})
 
     async def report(self, agent_id: UUID, report: Report) -> Recorded:
@@ -201,7 +204,7 @@ class TaskLeases:
             await _save_steps(uow, task, states)
             await uow.attempts.add_artifacts(closed, report.artifacts, now)
             agent = await _agent(uow, agent_id)
-            await _settle_agent(uow, agent, closed.outcome or report.outcome, now)
+            await settle_agent(uow, agent, closed.outcome or report.outcome, now)
             if task.session_id is not None and (report.tokens_used or report.cost_usd):
                 await uow.sessions.add_usage(task.session_id, report.tokens_used, report.cost_usd)
             await uow.events.append(
@@ -314,12 +317,8 @@ class TaskLeases:
         return [failed]
 
     async def _workspace(self, uow: UnitOfWork, task: Task) -> Path:
-        if task.session_id is not None:
-            session = await uow.sessions.get(task.session_id)
-            if session is not None and session.workspace:
-                return Path(session.workspace)
-            return self._policy.artifacts_home / str(task.session_id)
-        return self._policy.artifacts_home / str(task.id)
+        session = await uow.sessions.get(task.session_id) if task.session_id else None
+        return workspace_of(task, session, self._policy.artifacts_home)
 
     def _write(self, root: Path, report: Report) -> list[str]:
         written: list[str] = []
@@ -337,6 +336,18 @@ class TaskLeases:
                 continue
             written.append(artifact.path)
         return written
+
+
+def workspace_of(task: Task, session: Session | None, artifacts_home: Path) -> Path:
+    """Where a task's work lands: its session's workspace, else a directory of the
+    session's (or, outside sessions, the task's) own under ``artifacts_home``."""
+    if session is not None and session.workspace:
+        return Path(session.workspace)
+    return artifacts_home / str(task.session_id or task.id)
+
+
+def session_workspace(session: Session, artifacts_home: Path) -> Path:
+    return Path(session.workspace) if session.workspace else artifacts_home / str(session.id)
 
 
 async def release_leases(
@@ -382,7 +393,7 @@ async def _lose(
     agent = await uow.agents.get(attempt.agent_id)
     if agent is not None:
         # A task moved on by someone else (cancelled) is not held against the agent.
-        await _settle_agent(uow, agent, outcome, now, on_record=bool(states))
+        await settle_agent(uow, agent, outcome, now, on_record=bool(states))
     await uow.events.append(
         [
             task_events.task_attempt_ended(task, closed),
@@ -414,7 +425,7 @@ async def _save_steps(uow: UnitOfWork, task: Task, states: Sequence[Task]) -> No
         before = after
 
 
-async def _settle_agent(
+async def settle_agent(
     uow: UnitOfWork,
     agent: Agent,
     outcome: AttemptOutcome,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
 import structlog
@@ -29,7 +29,7 @@ from ..domain.task_graph import (
     topological_order,
     would_create_cycle,
 )
-from ..domain.task_templates import TemplateChoice, decompose_task
+from ..domain.task_templates import Decomposition, TemplateChoice, decompose_task
 from ..domain.tasks import (
     FINISHED_STATUSES,
     Task,
@@ -261,58 +261,7 @@ class TaskService:
                 template=template,
                 max_depth=max_depth,
             )
-            ids = {planned.key: uuid4() for planned in plan.tasks}
-            subtasks: list[Task] = []
-            for position, planned in enumerate(plan.tasks):
-                subtask = new_task(
-                    id=ids[planned.key],
-                    title=planned.title,
-                    description=planned.description,
-                    task_type=planned.task_type,
-                    required_capabilities=planned.required_capabilities,
-                    estimated_effort=planned.estimated_effort,
-                    # Microseconds apart, so that listing by creation keeps the plan's order.
-                    now=now + timedelta(microseconds=position),
-                    session_id=task.session_id,
-                    parent_id=ids[planned.parent_key] if planned.parent_key else task.id,
-                    # A subtask that waits for nothing in the plan waits for what the
-                    # task waited for.
-                    depends_on=[ids[key] for key in planned.depends_on] or task.depends_on,
-                    template=plan.choice.template,
-                )
-                subtasks.append(subtask)
-            # Rows first, parents before children (foreign key), then the edges: a summary
-            # subtask depends on its own children, so no order of whole tasks would do.
-            by_id = {subtask.id: subtask for subtask in subtasks}
-            for subtask in sorted(subtasks, key=lambda t: _depth(t, by_id)):
-                await uow.tasks.add(subtask.evolve(depends_on=()))
-            for subtask in subtasks:
-                for dependency in subtask.depends_on:
-                    await uow.tasks.add_dependency(subtask.id, dependency)
-            # The task is done when its plan is: it now waits for its direct subtasks.
-            direct = [sub.id for sub in subtasks if sub.parent_id == task.id]
-            for subtask_id in direct:
-                await uow.tasks.add_dependency(task.id, subtask_id)
-            grouped = task.evolve(
-                depends_on=tuple(sorted({*task.depends_on, *direct})),
-                version=task.version + 1,
-                updated_at=now,
-            )
-            if task.status == TaskStatus.READY:
-                grouped = task_transition(grouped, TaskStatus.PENDING, now=now).evolve(
-                    version=task.version + 1
-                )
-                await uow.events.append([task_events.task_transition(task, grouped)])
-            if not await uow.tasks.save(task, grouped):
-                raise _stale(task, task.version, concurrent=True)
-            await uow.events.append(
-                [
-                    *(task_events.task_created(subtask) for subtask in subtasks),
-                    task_events.task_decomposed(
-                        task, plan.choice.template, plan.choice.score, subtasks, now
-                    ),
-                ]
-            )
+            grouped, subtasks = await store_plan(uow, task, plan, now)
             await uow.commit()
         log.info(
             "task_decomposed",
@@ -353,6 +302,67 @@ class TaskService:
             if member.id != task_id and member.parent_id in nodes:
                 nodes[member.parent_id].children.append(nodes[member.id])
         return nodes[task_id]
+
+
+async def store_plan(
+    uow: UnitOfWork, task: Task, plan: Decomposition, now: datetime
+) -> tuple[Task, list[Task]]:
+    """Store ``plan`` under ``task`` within the caller's transaction (which holds the
+    family lock): the subtasks, their edges, and ``task`` waiting for its direct
+    subtasks, with the events. Returns the task as it now is and the subtasks."""
+    ids = {planned.key: uuid4() for planned in plan.tasks}
+    subtasks: list[Task] = []
+    for position, planned in enumerate(plan.tasks):
+        subtask = new_task(
+            id=ids[planned.key],
+            title=planned.title,
+            description=planned.description,
+            task_type=planned.task_type,
+            required_capabilities=planned.required_capabilities,
+            estimated_effort=planned.estimated_effort,
+            # Microseconds apart, so that listing by creation keeps the plan's order.
+            now=now + timedelta(microseconds=position),
+            session_id=task.session_id,
+            parent_id=ids[planned.parent_key] if planned.parent_key else task.id,
+            # A subtask that waits for nothing in the plan waits for what the
+            # task waited for.
+            depends_on=[ids[key] for key in planned.depends_on] or task.depends_on,
+            template=plan.choice.template,
+        )
+        subtasks.append(subtask)
+    # Rows first, parents before children (foreign key), then the edges: a summary
+    # subtask depends on its own children, so no order of whole tasks would do.
+    by_id = {subtask.id: subtask for subtask in subtasks}
+    for subtask in sorted(subtasks, key=lambda t: _depth(t, by_id)):
+        await uow.tasks.add(subtask.evolve(depends_on=()))
+    for subtask in subtasks:
+        for dependency in subtask.depends_on:
+            await uow.tasks.add_dependency(subtask.id, dependency)
+    # The task is done when its plan is: it now waits for its direct subtasks.
+    direct = [sub.id for sub in subtasks if sub.parent_id == task.id]
+    for subtask_id in direct:
+        await uow.tasks.add_dependency(task.id, subtask_id)
+    grouped = task.evolve(
+        depends_on=tuple(sorted({*task.depends_on, *direct})),
+        version=task.version + 1,
+        updated_at=now,
+    )
+    if task.status == TaskStatus.READY:
+        grouped = task_transition(grouped, TaskStatus.PENDING, now=now).evolve(
+            version=task.version + 1
+        )
+        await uow.events.append([task_events.task_transition(task, grouped)])
+    if not await uow.tasks.save(task, grouped):
+        raise _stale(task, task.version, concurrent=True)
+    await uow.events.append(
+        [
+            *(task_events.task_created(subtask) for subtask in subtasks),
+            task_events.task_decomposed(
+                task, plan.choice.template, plan.choice.score, subtasks, now
+            ),
+        ]
+    )
+    return grouped, subtasks
 
 
 async def _found(uow: UnitOfWork, task_id: UUID, field_name: str | None = None) -> Task:

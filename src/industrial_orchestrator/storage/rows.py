@@ -10,6 +10,7 @@ from sqlalchemy import RowMapping
 from ..domain.checkpoint import Checkpoint
 from ..domain.priorities import Priority
 from ..domain.session import Actor, Session, SessionPhase, Transition
+from ..domain.session_options import SessionOptions
 from ..domain.session_states import SessionState
 
 
@@ -50,6 +51,8 @@ def session_values(session: Session) -> dict[str, Any]:
         "restored_from_checkpoint": session.restored_from_checkpoint,
         "tokens_used": session.tokens_used,
         "cost_usd": session.cost_usd,
+        "options": session.options.to_json(),
+        "review_round": session.review_round,
     }
 
 
@@ -75,6 +78,8 @@ def session_from_row(row: RowMapping) -> Session:
         restored_from_checkpoint=row["restored_from_checkpoint"],
         tokens_used=row["tokens_used"],
         cost_usd=row["cost_usd"],
+        options=SessionOptions.from_json(row["options"]),
+        review_round=int(row["review_round"]),
     )
 
 

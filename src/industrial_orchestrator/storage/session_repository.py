@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -74,6 +75,14 @@ class SqlSessionRepository:
             .returning(sessions.c.event_seq)
         )
         return None if last is None else int(last)
+
+    async def ids_in(self, states: Sequence[SessionState]) -> list[UUID]:
+        result = await self._db.execute(
+            sa.select(sessions.c.id)
+            .where(sessions.c.status.in_([s.value for s in states]))
+            .order_by(sessions.c.created_at, sessions.c.id)
+        )
+        return [row[0] for row in result]
 
     async def add_usage(self, session_id: UUID, tokens: int, cost_usd: float) -> None:
         await self._db.execute(

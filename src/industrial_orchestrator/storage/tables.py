@@ -47,6 +47,8 @@ sessions = sa.Table(
     sa.Column("cost_usd", sa.Float, nullable=False),
     sa.Column("idempotency_key", sa.String(255), unique=True),
     sa.Column("idempotency_hash", sa.String(64)),
+    sa.Column("options", Json, nullable=False, server_default="{}"),
+    sa.Column("review_round", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_sessions_status_priority_created", "status", "priority_rank", "created_at"),
     sa.Index("ix_sessions_created_at", "created_at"),
 )

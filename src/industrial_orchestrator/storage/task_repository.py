@@ -66,7 +66,7 @@ class SqlTaskRepository:
         parent_id: UUID | None,
         statuses: Sequence[TaskStatus],
         offset: int,
-        limit: int,
+        limit: int | None,
     ) -> tuple[list[Task], int]:
         conditions: list[Any] = []
         if session_id is not None:
@@ -80,6 +80,17 @@ class SqlTaskRepository:
         )
         page = await self._load(*conditions, offset=offset, limit=limit)
         return page, int(total or 0)
+
+    async def sessions_with_tasks_in(self, statuses: Sequence[TaskStatus]) -> list[UUID]:
+        result = await self._db.execute(
+            sa.select(tasks.c.session_id)
+            .where(
+                tasks.c.session_id.is_not(None),
+                tasks.c.status.in_([s.value for s in statuses]),
+            )
+            .distinct()
+        )
+        return [row[0] for row in result]
 
     async def family(self, task: Task) -> list[Task]:
         """The tasks a dependency of ``task`` may point at: its session's tasks, or, for a

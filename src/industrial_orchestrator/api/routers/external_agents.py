@@ -298,6 +298,7 @@ def _assignment(assignment: Assignment, timeout_seconds: int) -> TaskAssignment:
         title=task.title,
         context={
             "title": task.title,
+            "workspace": str(assignment.workspace),
             "parent_id": str(task.parent_id) if task.parent_id else None,
             "dependencies": [
                 {"task_id": str(dep.id), "title": dep.title, "result_summary": dep.result_summary}

@@ -85,6 +85,7 @@ async def create_session(
             workspace=body.workspace,
             metadata=body.metadata,
             auto_start=body.auto_start,
+            options=body.options(),
         ),
         idempotency_key=idempotency_key,
     )

@@ -12,6 +12,12 @@ from pydantic import AfterValidator, BaseModel, Field, StrictBool, StrictInt
 from ...domain.priorities import Priority
 from ...domain.session import Actor, Session, SessionPhase, Transition
 from ...domain.session_actions import allowed_actions
+from ...domain.session_options import (
+    DEFAULT_REVIEW_ROUNDS,
+    TEMPLATE_CHOICES,
+    SessionOptions,
+    session_options,
+)
 from ...domain.session_states import (
     STATE_TABLE,
     SessionState,
@@ -53,6 +59,12 @@ Metadata = Annotated[dict[str, Any], AfterValidator(_metadata_size)]
 Reason = Annotated[str, Field(min_length=1, max_length=MAX_REASON_CHARS)]
 
 
+def _known_template(value: str) -> str:
+    if value not in TEMPLATE_CHOICES:
+        raise ValueError(f"must be one of {', '.join(TEMPLATE_CHOICES)}")
+    return value
+
+
 class SessionCreate(StrictModel):
     title: Title = Field(description="Human-readable identifier, 1-200 characters")
     initial_prompt: Prompt = Field(
@@ -68,6 +80,54 @@ class SessionCreate(StrictModel):
         default_factory=dict, description="Free-form JSON object, up to 64 KiB"
     )
     auto_start: StrictBool = Field(False, description="Start (or queue) the session at once")
+    template: Annotated[str, AfterValidator(_known_template)] | None = Field(
+        None,
+        json_schema_extra={"enum": [*TEMPLATE_CHOICES, None]},
+        description="The plan: microservice, crud, security, ui, generic, or single (one "
+        "code_generation task); omitted: chosen from the prompt",
+    )
+    verify_command: str | None = Field(
+        None,
+        min_length=1,
+        max_length=4096,
+        description="Shell command run in the workspace once every task is done; exit 0 "
+        "means verified, anything else sends the session back to work",
+    )
+    max_review_rounds: StrictInt = Field(
+        DEFAULT_REVIEW_ROUNDS, ge=0, le=20, description="Failed verifications tolerated"
+    )
+    timeout_seconds: StrictInt | None = Field(
+        None, ge=1, le=7 * 24 * 3600, description="Overrides SESSION_TIMEOUT_SECONDS"
+    )
+    max_tokens: StrictInt | None = Field(
+        None, ge=1, description="Budget: the session fails (budget_exceeded) beyond it"
+    )
+    max_cost_usd: float | None = Field(
+        None, gt=0, le=1_000_000, description="Budget in USD: the session fails beyond it"
+    )
+
+    def options(self) -> SessionOptions:
+        return session_options(
+            template=self.template,
+            verify_command=self.verify_command,
+            max_review_rounds=self.max_review_rounds,
+            timeout_seconds=self.timeout_seconds,
+            max_tokens=self.max_tokens,
+            max_cost_usd=self.max_cost_usd,
+        )
+
+
+class OptionsRead(BaseModel):
+    template: str | None
+    verify_command: str | None
+    max_review_rounds: int
+    timeout_seconds: int | None
+    max_tokens: int | None
+    max_cost_usd: float | None
+
+    @classmethod
+    def of(cls, options: SessionOptions) -> OptionsRead:
+        return cls(**options.to_json())
 
 
 class ActionRequest(StrictModel):
@@ -133,6 +193,8 @@ class SessionRead(BaseModel):
     restored_from_checkpoint: UUID | None
     tokens_used: int
     cost_usd: float
+    options: OptionsRead
+    review_round: int = Field(description="Failed verifications so far")
     allowed_actions: list[str]
 
     @classmethod
@@ -162,6 +224,8 @@ class SessionRead(BaseModel):
             restored_from_checkpoint=session.restored_from_checkpoint,
             tokens_used=session.tokens_used,
             cost_usd=session.cost_usd,
+            options=OptionsRead.of(session.options),
+            review_round=session.review_round,
             allowed_actions=allowed_actions(session.status),
         )
 

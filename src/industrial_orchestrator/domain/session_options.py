@@ -1,0 +1,79 @@
+"""How a session is to be run: its plan's template, how its result is verified, and the
+limits it runs under. Fixed at creation; a retry inherits them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .errors import InvalidInput
+from .task_templates import TEMPLATES
+
+SINGLE_TASK = "single"
+"""One task of type code_generation needing the capability ``code_generation``."""
+
+TEMPLATE_CHOICES = (*TEMPLATES, SINGLE_TASK)
+
+DEFAULT_REVIEW_ROUNDS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOptions:
+    template: str | None = None
+    """A template name, ``single``, or None: chosen from the prompt."""
+    verify_command: str | None = None
+    """Run in the workspace once every task is done; exit 0 means verified."""
+    max_review_rounds: int = DEFAULT_REVIEW_ROUNDS
+    """Failed verifications that send the session back to work before it gives up."""
+    timeout_seconds: int | None = None
+    """Overrides SESSION_TIMEOUT_SECONDS."""
+    max_tokens: int | None = None
+    max_cost_usd: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> SessionOptions:
+        known = {name: value for name, value in (data or {}).items() if name in _FIELDS}
+        return cls(**known)
+
+
+_FIELDS = frozenset(SessionOptions.__dataclass_fields__)
+
+
+def session_options(
+    *,
+    template: str | None = None,
+    verify_command: str | None = None,
+    max_review_rounds: int = DEFAULT_REVIEW_ROUNDS,
+    timeout_seconds: int | None = None,
+    max_tokens: int | None = None,
+    max_cost_usd: float | None = None,
+) -> SessionOptions:
+    """Checked options; raises ``InvalidInput`` naming the field."""
+    if template is not None and template not in TEMPLATE_CHOICES:
+        raise InvalidInput(
+            f"Unknown template {template!r}; choose one of {', '.join(TEMPLATE_CHOICES)}",
+            {"field": "template", "choices": list(TEMPLATE_CHOICES)},
+        )
+    command = verify_command.strip() if verify_command is not None else None
+    if verify_command is not None and not command:
+        raise InvalidInput("verify_command must not be blank", {"field": "verify_command"})
+    if max_review_rounds < 0:
+        raise InvalidInput("max_review_rounds must be 0 or more", {"field": "max_review_rounds"})
+    for name, value in (
+        ("timeout_seconds", timeout_seconds),
+        ("max_tokens", max_tokens),
+        ("max_cost_usd", max_cost_usd),
+    ):
+        if value is not None and not value > 0:
+            raise InvalidInput(f"{name} must be positive", {"field": name, "value": value})
+    return SessionOptions(
+        template=template,
+        verify_command=command,
+        max_review_rounds=max_review_rounds,
+        timeout_seconds=timeout_seconds,
+        max_tokens=max_tokens,
+        max_cost_usd=max_cost_usd,
+    )

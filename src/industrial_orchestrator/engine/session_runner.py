@@ -1,0 +1,205 @@
+"""The session runner: the loop inside ``orchestrator serve`` that moves every RUNNING
+session on (``SessionEngine.step``) and runs verification commands.
+
+It wakes on every commit (a task finished, a session started) and at least every
+``ENGINE_TICK_SECONDS``. The steps themselves are database transactions and idempotent,
+so every replica may run this loop; a verification command, the one step with effects
+outside the database, runs under a lock so that only one replica runs it at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+from uuid import UUID
+
+import structlog
+
+from ..coordination.event_bus import EventBus
+from ..coordination.locks import Lock, LockUnavailable
+from ..domain.errors import OrchestratorError
+from ..domain.events import LogStream
+from ..services.events import EventLog
+from ..services.session_engine import ReviewDue, SessionEngine
+from ..services.sessions import SessionService
+from ..services.task_leases import session_workspace
+
+log = structlog.get_logger("industrial_orchestrator.engine.session_runner")
+
+_LOG_FLUSH_SECONDS = 0.5
+_LOG_FLUSH_BYTES = 64 * 1024
+_OUTPUT_KEPT_CHARS = 64 * 1024
+
+
+class SessionRunner:
+    def __init__(
+        self,
+        engine: SessionEngine,
+        sessions: SessionService,
+        events: EventLog,
+        bus: EventBus,
+        lock: Lock,
+        *,
+        tick_seconds: float,
+        verify_timeout_seconds: float,
+        artifacts_home: Path,
+    ) -> None:
+        self._engine = engine
+        self._sessions = sessions
+        self._events = events
+        self._bus = bus
+        self._lock = lock
+        self._tick = tick_seconds
+        self._verify_timeout = verify_timeout_seconds
+        self._home = artifacts_home
+        self._loop: asyncio.Task[None] | None = None
+        self._reviews: dict[UUID, asyncio.Task[None]] = {}
+
+    async def start(self) -> None:
+        self._loop = asyncio.create_task(self._run(), name="session-runner")
+
+    async def close(self) -> None:
+        tasks = [*([self._loop] if self._loop else []), *self._reviews.values()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._loop = None
+        self._reviews.clear()
+
+    async def run_once(self) -> None:
+        """One round over every session that needs the engine."""
+        for session_id in await self._engine.to_visit():
+            try:
+                await self._prepare_workspace(session_id)
+                due = await self._engine.step(session_id)
+            except OrchestratorError as exc:  # a race lost: the next round looks again
+                log.info("engine_step_deferred", session_id=str(session_id), reason=exc.message)
+                continue
+            if due is not None and session_id not in self._reviews:
+                self._reviews[session_id] = asyncio.create_task(
+                    self._review(due), name=f"review-{session_id}"
+                )
+
+    async def _run(self) -> None:
+        async with self._bus.subscribe() as wakeup:
+            while True:
+                try:
+                    await self.run_once()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # never let the loop die; the next round tries again
+                    log.exception("engine_round_failed")
+                await wakeup.wait(self._tick)
+
+    async def _prepare_workspace(self, session_id: UUID) -> None:
+        session = await self._sessions.get(session_id)
+        if not session.is_terminal:
+            await asyncio.to_thread(
+                session_workspace(session, self._home).mkdir, parents=True, exist_ok=True
+            )
+
+    async def _review(self, due: ReviewDue) -> None:
+        try:
+            name = f"review:{due.session_id}"
+            token: str | None = None
+            try:
+                token = await self._lock.acquire(name, self._verify_timeout + 60)
+                if token is None:
+                    return  # another replica is verifying this session
+            except LockUnavailable:
+                log.warning("review_lock_unavailable", session_id=str(due.session_id))
+            try:
+                passed, output = await self._verify(due)
+                await self._engine.record_review(
+                    due.session_id, due.review_round, passed, output
+                )
+            finally:
+                if token is not None:
+                    with contextlib.suppress(LockUnavailable):
+                        await self._lock.release(name, token)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("review_failed", session_id=str(due.session_id))
+        finally:
+            self._reviews.pop(due.session_id, None)
+
+    async def _verify(self, due: ReviewDue) -> tuple[bool, str]:
+        """Run the verification command in the workspace, its output streamed to the
+        session's terminal; whether it passed, and its output (the end of it)."""
+        session = await self._sessions.get(due.session_id)
+        cwd = session_workspace(session, self._home)
+        await asyncio.to_thread(cwd.mkdir, parents=True, exist_ok=True)
+        await self._log(
+            due.session_id,
+            LogStream.SYSTEM,
+            f"$ {due.command}   (verification round {due.review_round + 1}, in {cwd})\n",
+        )
+        process = await asyncio.create_subprocess_shell(
+            due.command,
+            cwd=cwd,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        output: list[str] = []
+        try:
+            async with asyncio.timeout(self._verify_timeout):
+                await self._stream(due.session_id, process, output)
+                code = await process.wait()
+        except TimeoutError:
+            _kill_group(process)
+            await process.wait()
+            text = "".join(output)[-_OUTPUT_KEPT_CHARS:]
+            message = f"verification timed out after {self._verify_timeout:g} s\n"
+            await self._log(due.session_id, LogStream.SYSTEM, message)
+            return False, text + message
+        finally:
+            if process.returncode is None:
+                _kill_group(process)
+        text = "".join(output)[-_OUTPUT_KEPT_CHARS:]
+        verdict = "passed" if code == 0 else f"failed (exit {code})"
+        await self._log(due.session_id, LogStream.SYSTEM, f"verification {verdict}\n")
+        return code == 0, text
+
+    async def _stream(
+        self, session_id: UUID, process: asyncio.subprocess.Process, output: list[str]
+    ) -> None:
+        assert process.stdout is not None
+        pending: list[str] = []
+        size = 0
+        flushed = time.monotonic()
+        while True:
+            line = await process.stdout.readline()
+            if line:
+                text = line.decode(errors="replace")
+                output.append(text)
+                pending.append(text)
+                size += len(line)
+            if pending and (
+                not line
+                or size >= _LOG_FLUSH_BYTES
+                or time.monotonic() - flushed >= _LOG_FLUSH_SECONDS
+            ):
+                await self._log(session_id, LogStream.STDOUT, "".join(pending))
+                pending, size, flushed = [], 0, time.monotonic()
+            if not line:
+                return
+
+    async def _log(self, session_id: UUID, stream: LogStream, text: str) -> None:
+        try:
+            await self._events.append_log(session_id, stream, text)
+        except OrchestratorError:
+            log.warning("verify_log_lost", session_id=str(session_id))
+
+
+def _kill_group(process: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)

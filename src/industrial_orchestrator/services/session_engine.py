@@ -1,0 +1,455 @@
+"""The session engine's steps: plan a RUNNING session, move its plan on, end it, and
+bring its tasks in line with what the operator decided (pause, stop, cancel).
+
+Every step reads the database, decides, and writes in one transaction under the
+session's family lock, so steps are idempotent: a step repeated after a crash, or taken
+by two replicas at once, changes nothing the second time. The loop that calls them, and
+the verification command, live in ``engine/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import structlog
+
+from ..domain import task_events
+from ..domain.errors import Conflict
+from ..domain.events import EventType, NewEvent
+from ..domain.session import Actor, Session, SessionPhase
+from ..domain.session_options import SINGLE_TASK
+from ..domain.session_progress import PlanState, Progress, progress_of
+from ..domain.session_states import SessionState
+from ..domain.task_attempts import AttemptOutcome
+from ..domain.task_templates import decompose_task
+from ..domain.tasks import Task, TaskStatus, TaskType, new_task, task_transition
+from .ports import Clock, UnitOfWork, UnitOfWorkFactory
+from .sessions import SessionService
+from .task_leases import settle_agent
+from .tasks import store_plan
+
+log = structlog.get_logger("industrial_orchestrator.services.session_engine")
+
+# Tasks of sessions in these states must not be worked on.
+_ENDED = frozenset(
+    {
+        SessionState.COMPLETED,
+        SessionState.PARTIALLY_COMPLETED,
+        SessionState.FAILED,
+        SessionState.CANCELLED,
+        SessionState.STOPPED,
+        SessionState.TIMEOUT,
+        SessionState.ORPHANED,
+    }
+)
+_LIVE_TASKS = (TaskStatus.PENDING, TaskStatus.READY, TaskStatus.RUNNING, TaskStatus.FAILED)
+MAX_FEEDBACK_CHARS = 4000
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewDue:
+    """The session's plan is done and its ``verify_command`` is to be run."""
+
+    session_id: UUID
+    command: str
+    workspace: str | None
+    review_round: int
+
+
+class SessionEngine:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        sessions: SessionService,
+        *,
+        clock: Clock,
+        session_timeout_seconds: int,
+    ) -> None:
+        self._uow = uow
+        self._sessions = sessions
+        self._clock = clock
+        self._timeout = session_timeout_seconds
+
+    async def to_visit(self) -> list[UUID]:
+        """RUNNING sessions, and sessions whose tasks still need bringing in line."""
+        async with self._uow.reader() as uow:
+            running = await uow.sessions.ids_in([SessionState.RUNNING, SessionState.DEGRADED])
+            live = await uow.tasks.sessions_with_tasks_in(_LIVE_TASKS)
+        return list(dict.fromkeys([*running, *live]))
+
+    async def step(self, session_id: UUID) -> ReviewDue | None:
+        """Move the session on as far as it goes now; a ``ReviewDue`` when its
+        verification is to run."""
+        session = await self._sessions.get(session_id)
+        if session.status in _ENDED:
+            await self._cancel_tasks(session)
+            return None
+        if session.status == SessionState.PAUSED:
+            await self._release_running(session, "the session was paused")
+            return None
+        if session.status not in (SessionState.RUNNING, SessionState.DEGRADED):
+            return None
+        ended = await self._check_limits(session)
+        if ended:
+            return None
+        if session.phase in (None, SessionPhase.PLANNING):
+            await self._plan(session)
+            return None
+        if session.phase == SessionPhase.REVIEWING:
+            return self._review_due(session)
+        return await self._advance(session)
+
+    async def record_review(
+        self, session_id: UUID, review_round: int, passed: bool, output: str
+    ) -> Session:
+        """The verification's verdict: COMPLETED, another round of work, or
+        PARTIALLY_COMPLETED when no round is left."""
+        session = await self._sessions.get(session_id)
+        if session.phase != SessionPhase.REVIEWING or session.review_round != review_round:
+            return session  # decided already (another replica, or an operator)
+        command = session.options.verify_command or ""
+        if passed:
+            await self._checkpoint(session_id, "verified", f"`{command}` passed")
+            return await self._sessions.move(
+                session_id,
+                SessionState.COMPLETED,
+                reason=f"all tasks done; verified by `{command}`",
+                actor=Actor.SYSTEM,
+            )
+        tail = output[-MAX_FEEDBACK_CHARS:]
+        if session.review_round >= session.options.max_review_rounds:
+            await self._checkpoint(session_id, "verification failed", tail[-500:])
+            return await self._sessions.move(
+                session_id,
+                SessionState.PARTIALLY_COMPLETED,
+                reason=(
+                    f"every task is done but `{command}` still fails after "
+                    f"{session.review_round} review round(s)"
+                ),
+                actor=Actor.SYSTEM,
+            )
+        now = self._clock()
+        async with self._uow() as uow:
+            await uow.tasks.lock_family(session_id)
+            current = await uow.sessions.get(session_id)
+            if current is None or current.version != session.version:
+                return current or session
+            fix = new_task(
+                id=uuid4(),
+                title=f"Fix what verification round {session.review_round + 1} found",
+                description=(
+                    f"Goal: {session.initial_prompt}\n\nThe verification command "
+                    f"`{command}` failed:\n{tail}\n\nMake it pass."
+                ),
+                task_type=TaskType.CODE_GENERATION,
+                required_capabilities=["code_generation"],
+                estimated_effort=1.0,
+                now=now,
+                session_id=session_id,
+            )
+            fix = task_transition(fix, TaskStatus.READY, now=now)
+            await uow.tasks.add(fix)
+            await uow.events.append([task_events.task_created(fix)])
+            back = session.evolve(
+                phase=SessionPhase.EXECUTING,
+                review_round=session.review_round + 1,
+                version=session.version + 1,
+                updated_at=now,
+            )
+            await self._save_phase(uow, session, back, "verification failed; fixing")
+            await uow.commit()
+        await self._checkpoint(
+            session_id, "verification failed", f"round {back.review_round}: {tail[-500:]}"
+        )
+        return back
+
+    async def _plan(self, session: Session) -> None:
+        now = self._clock()
+        async with self._uow() as uow:
+            await uow.tasks.lock_family(session.id)
+            current = await uow.sessions.get(session.id)
+            if current is None or current.version != session.version:
+                return
+            existing, _ = await uow.tasks.search(
+                session_id=session.id, parent_id=None, statuses=(), offset=0, limit=1
+            )
+            planned = 0
+            template = session.options.template
+            if not existing:
+                root = new_task(
+                    id=uuid4(),
+                    title=session.title,
+                    description=session.initial_prompt,
+                    task_type=TaskType.CODE_GENERATION,
+                    required_capabilities=["code_generation"],
+                    estimated_effort=1.0,
+                    now=now,
+                    session_id=session.id,
+                )
+                await uow.tasks.add(root)
+                await uow.events.append([task_events.task_created(root)])
+                planned = 1
+                if template != SINGLE_TASK:
+                    plan = decompose_task(
+                        root.title,
+                        root.description,
+                        root.task_type,
+                        required_capabilities=root.required_capabilities,
+                        template=template,
+                    )
+                    _, subtasks = await store_plan(uow, root, plan, now)
+                    planned += len(subtasks)
+                    template = plan.choice.template
+            executing = session.evolve(
+                phase=SessionPhase.EXECUTING, version=session.version + 1, updated_at=now
+            )
+            await self._save_phase(
+                uow, session, executing, f"planned {planned} task(s) from template {template}"
+            )
+            await uow.commit()
+        log.info("session_planned", session_id=str(session.id), tasks=planned)
+        await self._checkpoint(session.id, "planned", f"{planned} task(s), template {template}")
+
+    async def _advance(self, session: Session) -> ReviewDue | None:
+        now = self._clock()
+        async with self._uow() as uow:
+            await uow.tasks.lock_family(session.id)
+            tasks = await _tasks_of(uow, session.id)
+            progress = progress_of(tasks)
+            for task in progress.startable:
+                ready = task_transition(task, TaskStatus.READY, now=now)
+                if await uow.tasks.save(task, ready):
+                    await uow.events.append([task_events.task_transition(task, ready)])
+            for task in progress.closable:
+                await _close_summary(uow, task, now)
+            await uow.commit()
+        await self._checkpoint_finished(session.id, progress)
+        if progress.startable or progress.closable:
+            return None  # the plan moved: look again next round
+        if progress.state == PlanState.DONE:
+            return await self._finish_plan(session, progress)
+        if progress.state == PlanState.STUCK:
+            await self._give_up(session, progress)
+        return None
+
+    async def _finish_plan(self, session: Session, progress: Progress) -> ReviewDue | None:
+        command = session.options.verify_command
+        if command is None:
+            await self._sessions.move(
+                session.id,
+                SessionState.COMPLETED,
+                reason=f"all {len(progress.finished)} task(s) done",
+                actor=Actor.SYSTEM,
+            )
+            return None
+        now = self._clock()
+        reviewing = session.evolve(
+            phase=SessionPhase.REVIEWING, version=session.version + 1, updated_at=now
+        )
+        async with self._uow() as uow:
+            await self._save_phase(uow, session, reviewing, f"verifying with `{command}`")
+            await uow.commit()
+        return self._review_due(reviewing)
+
+    async def _give_up(self, session: Session, progress: Progress) -> None:
+        names = ", ".join(f"'{t.title}' ({t.status.value})" for t in progress.failed[:5])
+        if progress.finished:
+            target = SessionState.PARTIALLY_COMPLETED
+            reason = f"{len(progress.finished)} task(s) done; cannot go on: {names} failed"
+        else:
+            target = SessionState.FAILED
+            reason = f"no task could be done: {names} failed"
+        await self._sessions.move(session.id, target, reason=reason, actor=Actor.SYSTEM)
+
+    async def _check_limits(self, session: Session) -> bool:
+        """End the session when it ran out of time or budget; whether it did."""
+        options = session.options
+        now = self._clock()
+        timeout = options.timeout_seconds or self._timeout
+        reason: str | None = None
+        target = SessionState.FAILED
+        if session.started_at and now - session.started_at > timedelta(seconds=timeout):
+            target, reason = SessionState.TIMEOUT, f"ran longer than {timeout} s"
+        elif options.max_tokens is not None and session.tokens_used > options.max_tokens:
+            reason = (
+                f"budget_exceeded: {session.tokens_used} tokens used, "
+                f"budget {options.max_tokens}"
+            )
+        elif options.max_cost_usd is not None and session.cost_usd > options.max_cost_usd:
+            reason = (
+                f"budget_exceeded: ${session.cost_usd:.4f} spent, budget ${options.max_cost_usd}"
+            )
+        if reason is None:
+            return False
+        try:
+            await self._sessions.move(session.id, target, reason=reason, actor=Actor.SYSTEM)
+        except Conflict:
+            return True  # someone moved it first; the next round sees the new state
+        return True
+
+    def _review_due(self, session: Session) -> ReviewDue | None:
+        if session.options.verify_command is None:
+            return None
+        return ReviewDue(
+            session.id, session.options.verify_command, session.workspace, session.review_round
+        )
+
+    async def _save_phase(
+        self, uow: UnitOfWork, before: Session, after: Session, why: str
+    ) -> None:
+        if await uow.sessions.save(before, after) is None:
+            raise Conflict(
+                f"Session {before.id} changed meanwhile; the engine will look again",
+                {"session_id": str(before.id)},
+            )
+        await uow.events.append(
+            [
+                NewEvent(
+                    EventType.SESSION_PHASE,
+                    after.updated_at,
+                    after.id,
+                    {
+                        "from": before.phase.value if before.phase else None,
+                        "to": after.phase.value if after.phase else None,
+                        "reason": why,
+                        "review_round": after.review_round,
+                    },
+                )
+            ]
+        )
+
+    async def _checkpoint_finished(self, session_id: UUID, progress: Progress) -> None:
+        """One automatic checkpoint after each finished task not yet in one."""
+        async with self._uow.reader() as uow:
+            latest = await uow.checkpoints.latest(session_id)
+        recorded = set((latest.data.get("finished_tasks") or {}) if latest else {})
+        done: dict[str, Any] = {}
+        for task in progress.finished:
+            done[str(task.id)] = {"title": task.title, "summary": task.result_summary}
+            if str(task.id) in recorded:
+                continue
+            await self._checkpoint(
+                session_id,
+                f"after task: {task.title}"[:200],
+                task.result_summary,
+                finished=dict(done),
+            )
+
+    async def _checkpoint(
+        self,
+        session_id: UUID,
+        label: str,
+        reason: str | None,
+        *,
+        finished: dict[str, Any] | None = None,
+    ) -> None:
+        async with self._uow.reader() as uow:
+            session = await uow.sessions.get(session_id)
+            tasks = await _tasks_of(uow, session_id)
+        if session is None:
+            return
+        if finished is None:
+            finished = {
+                str(t.id): {"title": t.title, "summary": t.result_summary}
+                for t in progress_of(tasks).finished
+            }
+        data = {
+            "phase": session.phase.value if session.phase else None,
+            "review_round": session.review_round,
+            "finished_tasks": finished,
+            "tasks": {str(t.id): t.status.value for t in tasks},
+            "tokens_used": session.tokens_used,
+            "cost_usd": session.cost_usd,
+        }
+        # A session that ended meanwhile has its checkpoints closed: nothing to add.
+        with contextlib.suppress(Conflict):
+            await self._sessions.add_checkpoint(session_id, label=label, reason=reason, data=data)
+
+    async def _cancel_tasks(self, session: Session) -> None:
+        """An ended session's unfinished tasks are cancelled; their agents' results will
+        be refused (409 lease_lost)."""
+        now = self._clock()
+        async with self._uow() as uow:
+            await uow.tasks.lock_family(session.id)
+            tasks = await _tasks_of(uow, session.id)
+            for task in tasks:
+                if task.status in _LIVE_TASKS:
+                    await _end_attempt(uow, task, f"the session is {session.status.value}", now)
+                    cancelled = task_transition(
+                        task,
+                        TaskStatus.CANCELLED,
+                        now=now,
+                        summary=f"cancelled: the session is {session.status.value}",
+                    )
+                    if await uow.tasks.save(task, cancelled):
+                        await uow.events.append([task_events.task_transition(task, cancelled)])
+                        await uow.contexts.delete_temporary_of(task.id)
+            await uow.commit()
+
+    async def _release_running(self, session: Session, reason: str) -> None:
+        """Take the tasks in flight back from their agents; they wait, READY, for the
+        session to resume (not counted against the agents or the task's attempts)."""
+        now = self._clock()
+        async with self._uow() as uow:
+            await uow.tasks.lock_family(session.id)
+            for task in await _tasks_of(uow, session.id):
+                if task.status != TaskStatus.RUNNING:
+                    continue
+                await _end_attempt(uow, task, reason, now)
+                failed = task_transition(
+                    task, TaskStatus.FAILED, now=now, summary=f"attempt {task.attempt}: {reason}"
+                )
+                ready = task_transition(failed, TaskStatus.READY, now=now)
+                if await uow.tasks.save(task, failed) and await uow.tasks.save(failed, ready):
+                    await uow.events.append(
+                        [
+                            task_events.task_transition(task, failed),
+                            task_events.task_transition(failed, ready),
+                        ]
+                    )
+            await uow.commit()
+
+
+async def _tasks_of(uow: UnitOfWork, session_id: UUID) -> list[Task]:
+    found, _ = await uow.tasks.search(
+        session_id=session_id, parent_id=None, statuses=(), offset=0, limit=None
+    )
+    return found
+
+
+async def _close_summary(uow: UnitOfWork, task: Task, now: datetime) -> None:
+    """A summary task is done when its subtasks are: through READY and RUNNING to
+    COMPLETED, each step in the history."""
+    steps = [task_transition(task, TaskStatus.READY, now=now)]
+    steps.append(task_transition(steps[-1], TaskStatus.RUNNING, now=now))
+    steps.append(
+        task_transition(
+            steps[-1], TaskStatus.COMPLETED, now=now, summary="all its subtasks are finished"
+        )
+    )
+    before = task
+    for after in steps:
+        if not await uow.tasks.save(before, after):
+            return
+        await uow.events.append([task_events.task_transition(before, after)])
+        before = after
+
+
+async def _end_attempt(uow: UnitOfWork, task: Task, reason: str, now: datetime) -> None:
+    """Close the task's open attempt as RELEASED, without holding it against the agent."""
+    if task.attempt == 0:
+        return
+    attempt = await uow.attempts.get(task.id, task.attempt)
+    if attempt is None or not attempt.is_open:
+        return
+    closed = attempt.evolve(outcome=AttemptOutcome.RELEASED, finished_at=now, error=reason)
+    if not await uow.attempts.close(closed):
+        return
+    await uow.events.append([task_events.task_attempt_ended(task, closed)])
+    agent = await uow.agents.get(attempt.agent_id)
+    if agent is not None:
+        await settle_agent(uow, agent, AttemptOutcome.RELEASED, now, on_record=False)

@@ -1,0 +1,236 @@
+"""The session engine in the app (both backends): a started session is planned, its tasks
+are handed to agents in dependency order, every finished task is checkpointed, and the
+verification command sends it back to work until it passes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from industrial_orchestrator.domain.task_templates import TEMPLATES
+
+from .helpers import API, act, create
+from .test_external_agents import SECRET, Agent, register
+
+
+def every_capability() -> list[str]:
+    return sorted(
+        {cap for plan in TEMPLATES.values() for step in plan.steps for cap in step.capabilities}
+    )
+
+
+ENGINE = {"secret_key": SECRET, "engine_enabled": True, "engine_tick_seconds": 0.05}
+
+
+async def session_of(client: Any, session_id: str) -> dict[str, Any]:
+    response = await client.get(f"{API}/sessions/{session_id}")
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def tasks_of(client: Any, session_id: str) -> list[dict[str, Any]]:
+    response = await client.get(
+        f"{API}/tasks", params={"session_id": session_id, "page_size": 100}
+    )
+    assert response.status_code == 200, response.text
+    return list(response.json()["items"])
+
+
+async def until(check, *, within: float = 20.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        value = await check()
+        if value:
+            return value
+        assert asyncio.get_running_loop().time() < deadline, "timed out waiting"
+        await asyncio.sleep(0.05)
+
+
+async def work_through(
+    client: Any, agent: Agent, session_id: str, *, artifacts=None, until_status=("COMPLETED",)
+) -> list[str]:
+    """Pull and complete tasks until the session ends; the titles in the order done."""
+    done: list[str] = []
+    for _ in range(200):
+        shown = await session_of(client, session_id)
+        if shown["status"] in until_status:
+            return done
+        assignment = await agent.pull(expect=None, wait=0.5)
+        if assignment is None:
+            continue
+        tasks = {t["id"]: t for t in await tasks_of(client, session_id)}
+        for dependency in tasks[assignment["task_id"]]["depends_on"]:
+            assert tasks[dependency]["status"] in ("COMPLETED", "SKIPPED"), (
+                f"{assignment['title']} was handed out before {tasks[dependency]['title']}"
+            )
+        extra = artifacts(assignment) if artifacts else []
+        await agent.report(
+            assignment["task_id"],
+            attempt=assignment["attempt"],
+            artifacts=extra,
+            tokens_used=10,
+            cost_usd=0.01,
+            output_data={"summary": f"did {assignment['title']}"},
+        )
+        done.append(assignment["title"])
+    raise AssertionError("the session never ended")
+
+
+@pytest.mark.settings(**ENGINE)
+async def test_a_started_session_is_planned_and_its_tasks_done_in_dependency_order(client):
+    agent = await register(client, name="all-rounder", capabilities=every_capability())
+    session = await create(
+        client,
+        title="Todo API",
+        initial_prompt="Build a CRUD REST API for todo items with a database",
+        template="crud",
+        auto_start=True,
+    )
+    planned = await until(
+        lambda: _phase_is(client, session["id"], "EXECUTING"), within=10
+    )
+    assert planned["options"]["template"] == "crud"
+    tasks = await tasks_of(client, session["id"])
+    assert len(tasks) > 2
+    root = next(t for t in tasks if t["parent_id"] is None)
+    assert root["title"] == "Todo API"
+    done = await work_through(client, agent, session["id"])
+    leaves = [t for t in tasks if t["id"] != root["id"]]
+    assert sorted(done) == sorted(t["title"] for t in leaves)  # each leaf once
+    final = await session_of(client, session["id"])
+    assert final["status"] == "COMPLETED"
+    assert final["tokens_used"] == 10 * len(done)
+    assert all(t["status"] == "COMPLETED" for t in await tasks_of(client, session["id"]))
+    checkpoints = (await client.get(f"{API}/sessions/{session['id']}/checkpoints")).json()
+    labels = [c["label"] for c in checkpoints["items"]]
+    assert "planned" in labels
+    assert sum(label.startswith("after task: ") for label in labels) == len(done)
+    latest = checkpoints["items"][0]["data"]
+    assert len(latest["finished_tasks"]) == len(done)
+    phases = (
+        await client.get(f"{API}/sessions/{session['id']}/events", params={"type": "session.phase"})
+    ).json()["items"]
+    assert [p["payload"]["to"] for p in phases] == ["EXECUTING"]
+
+
+async def _phase_is(client: Any, session_id: str, phase: str) -> dict[str, Any] | None:
+    shown = await session_of(client, session_id)
+    return shown if shown["phase"] == phase else None
+
+
+@pytest.mark.settings(**ENGINE)
+async def test_a_failed_verification_sends_the_session_back_to_work(client, tmp_path: Path):
+    workspace = tmp_path / "repo"
+    agent = await register(client, capabilities=["code_generation"])
+    session = await create(
+        client,
+        initial_prompt="Make the check pass",
+        template="single",
+        workspace=str(workspace),
+        verify_command="echo checking; test -f fixed.txt",
+        max_review_rounds=2,
+        auto_start=True,
+    )
+
+    def fix_when_asked(assignment: dict[str, Any]) -> list[dict[str, str]]:
+        if "failed" in assignment["input_data"]:
+            assert "checking" in assignment["input_data"]  # the output is the feedback
+            return [{"path": "fixed.txt", "content": "ok"}]
+        return []
+
+    done = await work_through(client, agent, session["id"], artifacts=fix_when_asked)
+    assert len(done) == 2
+    final = await session_of(client, session["id"])
+    assert final["status"] == "COMPLETED"
+    assert final["review_round"] == 1
+    assert (workspace / "fixed.txt").read_text() == "ok"
+    events = (await client.get(f"{API}/sessions/{session['id']}/events")).json()["items"]
+    phases = [e["payload"]["to"] for e in events if e["type"] == "session.phase"]
+    assert phases == ["EXECUTING", "REVIEWING", "EXECUTING", "REVIEWING"]
+    terminal = "".join(e["payload"]["text"] for e in events if e["type"] == "session.log")
+    assert "checking" in terminal
+    assert "verification failed (exit 1)" in terminal
+    assert "verification passed" in terminal
+
+
+@pytest.mark.settings(**ENGINE)
+async def test_verification_that_never_passes_ends_partially_completed(client):
+    agent = await register(client, capabilities=["code_generation"])
+    session = await create(
+        client,
+        template="single",
+        verify_command="exit 3",
+        max_review_rounds=1,
+        auto_start=True,
+    )
+    await work_through(client, agent, session["id"], until_status=("PARTIALLY_COMPLETED",))
+    final = await session_of(client, session["id"])
+    assert final["status"] == "PARTIALLY_COMPLETED"
+    assert "still fails after 1 review round" in final["status_reason"]
+
+
+@pytest.mark.settings(**ENGINE, task_max_attempts=1)
+async def test_a_task_that_fails_for_good_ends_the_session(client):
+    agent = await register(client, capabilities=["code_generation"])
+    session = await create(client, template="single", auto_start=True)
+    await until(lambda: _phase_is(client, session["id"], "EXECUTING"))
+    assignment = await agent.pull(wait=5)
+    assert assignment is not None
+    await agent.report(assignment["task_id"], status="failed", error="cannot do it")
+    ended = await until(lambda: _status_in(client, session["id"], ("FAILED",)))
+    assert "no task could be done" in ended["status_reason"]
+
+
+@pytest.mark.settings(**ENGINE)
+async def test_pause_takes_work_back_and_stop_cancels_it(client):
+    agent = await register(client, capabilities=["code_generation"])
+    session = await create(client, template="single", auto_start=True)
+    await until(lambda: _phase_is(client, session["id"], "EXECUTING"))
+    first = await agent.pull(wait=5)
+    assert first is not None
+    await act(client, session["id"], "pause")
+    back = await until(lambda: _task_status(client, first["task_id"], "READY"))
+    assert back["attempt"] == 1
+    late = await agent.report(first["task_id"], expect=409, attempt=1)
+    assert late["error"] == "lease_lost"
+    assert await agent.pull(expect=204) is None  # a paused session hands nothing out
+    await act(client, session["id"], "resume")
+    second = await agent.pull(wait=5)
+    assert second is not None
+    assert second["attempt"] == 2
+    await act(client, session["id"], "stop")
+    await until(lambda: _task_status(client, first["task_id"], "CANCELLED"))
+    refused = await agent.report(second["task_id"], expect=409)
+    assert refused["error"] == "lease_lost"
+    record = (await client.get(f"{API}/agents/{agent.id}")).json()
+    assert (record["failure_count"], record["tasks_in_progress"]) == (0, 0)
+
+
+@pytest.mark.settings(**ENGINE)
+async def test_budget_and_timeout_end_the_session(client):
+    agent = await register(client, capabilities=["code_generation"])
+    spender = await create(client, template="single", max_tokens=5, auto_start=True)
+    await until(lambda: _phase_is(client, spender["id"], "EXECUTING"))
+    assignment = await agent.pull(wait=5)
+    assert assignment is not None
+    ack = await agent.report(assignment["task_id"], status="failed", tokens_used=50)
+    assert ack["task_status"] in ("READY", "FAILED")
+    ended = await until(lambda: _status_in(client, spender["id"], ("FAILED",)))
+    assert ended["status_reason"].startswith("budget_exceeded")
+    slow = await create(client, template="single", timeout_seconds=1, auto_start=True)
+    timed_out = await until(lambda: _status_in(client, slow["id"], ("TIMEOUT",)), within=10)
+    assert "longer than 1 s" in timed_out["status_reason"]
+
+
+async def _status_in(client: Any, session_id: str, states: tuple[str, ...]) -> Any:
+    shown = await session_of(client, session_id)
+    return shown if shown["status"] in states else None
+
+
+async def _task_status(client: Any, task_id: str, status: str) -> Any:
+    response = await client.get(f"{API}/tasks/{task_id}")
+    shown = response.json()
+    return shown if shown["status"] == status else None
