@@ -111,6 +111,12 @@ class Settings(BaseSettings):
     engine_tick_seconds: float = Field(
         1.0, gt=0, le=3600, description="Longest wait between two rounds of the session engine"
     )
+    session_lease_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="A replica that stops renewing a session's ownership this long loses it",
+    )
     verify_timeout_seconds: float = Field(
         600.0, gt=0, le=86400, description="A session's verify_command is killed after this"
     )

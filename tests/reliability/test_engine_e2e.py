@@ -198,3 +198,57 @@ def test_a_killed_orchestrator_resumes_the_session_without_redoing_finished_task
             f"\n[engine restart] {len(before_kill)} tasks finished before SIGKILL, "
             f"{len(done)} runs in all, session COMPLETED"
         )
+
+
+def test_a_second_orchestrator_takes_over_a_dead_ones_sessions(tmp_path: Path):
+    require_redis()
+    with temporary_postgres_database("io_takeover") as name:
+        shared = {
+            "DATABASE_URL": postgres_url_for(name),
+            "REDIS_HOST": REDIS_HOST,
+            "REDIS_PREFIX": f"test-{uuid.uuid4().hex}",
+            "SESSION_LEASE_SECONDS": "2",
+        }
+        workspace = tmp_path / "repo"
+        first = serve(tmp_path / "a", shared)
+        second = serve(tmp_path / "b", shared)
+        with first, second, first.client() as to_first, second.client() as to_second:
+            first.start()
+            created = to_first.post(
+                "/api/v1/sessions",
+                json={
+                    "title": "Todo service",
+                    "initial_prompt": "Build a CRUD REST API for todo items with a database",
+                    "template": "crud",
+                    "workspace": str(workspace),
+                    "auto_start": True,
+                },
+            )
+            session_id = created.json()["id"]
+            deadline = time.monotonic() + WAIT
+            while to_first.get(f"/api/v1/sessions/{session_id}").json()["phase"] != "EXECUTING":
+                assert time.monotonic() < deadline, "never planned"
+                time.sleep(0.1)
+            second.start()
+            first.kill()  # the owner dies holding the session
+            worker = WorkerProcess(
+                second.base_url,
+                tmp_path / "worker-home",
+                tmp_path / "workers",
+                "--any-capability",
+                "--command",
+                COMMAND,
+            )
+            try:
+                final = wait_for_status(to_second, session_id, "COMPLETED", "FAILED")
+                assert final["status"] == "COMPLETED", (final, worker.output)
+            finally:
+                worker.kill()
+            events = to_second.get(
+                f"/api/v1/sessions/{session_id}/events", params={"type": "session.taken_over"}
+            ).json()["items"]
+            assert len(events) == 1, events
+            assert events[0]["payload"]["from"] != events[0]["payload"]["to"]
+            done = (workspace / "done.log").read_text().split()
+            assert len(done) == len(set(done))
+            print(f"\n[engine takeover] taken over by {events[0]['payload']['to']}")

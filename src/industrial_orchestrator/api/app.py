@@ -75,6 +75,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
             tick_seconds=settings.engine_tick_seconds,
             verify_timeout_seconds=settings.verify_timeout_seconds,
             artifacts_home=settings.orchestrator_home / "artifacts",
+            lease_seconds=settings.session_lease_seconds,
+            single_process=settings.database.get_backend_name() == "sqlite",
         )
         if settings.engine_enabled:
             await runner.start()
@@ -86,7 +88,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
             yield
         finally:
             try:
-                await runner.close()
+                if settings.engine_enabled:
+                    await runner.close()
                 await reaper.close()
                 await feed.close()
             finally:

@@ -28,6 +28,7 @@ class EventType(StrEnum):
     SESSION_PHASE = "session.phase"
     SESSION_LOG = "session.log"
     SESSION_TELEMETRY = "session.telemetry"
+    SESSION_TAKEN_OVER = "session.taken_over"
     CHECKPOINT_CREATED = "checkpoint.created"
     TASK_CREATED = "task.created"
     TASK_TRANSITION = "task.transition"

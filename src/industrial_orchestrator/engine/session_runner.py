@@ -13,9 +13,10 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import time
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import structlog
 
@@ -47,6 +48,8 @@ class SessionRunner:
         tick_seconds: float,
         verify_timeout_seconds: float,
         artifacts_home: Path,
+        lease_seconds: float,
+        single_process: bool,
     ) -> None:
         self._engine = engine
         self._sessions = sessions
@@ -56,10 +59,16 @@ class SessionRunner:
         self._tick = tick_seconds
         self._verify_timeout = verify_timeout_seconds
         self._home = artifacts_home
+        self._lease = lease_seconds
+        self._single_process = single_process
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
         self._loop: asyncio.Task[None] | None = None
         self._reviews: dict[UUID, asyncio.Task[None]] = {}
 
     async def start(self) -> None:
+        if self._single_process:
+            # Nobody else can serve this database: whatever ran before is gone.
+            await self._engine.forget_owners()
         self._loop = asyncio.create_task(self._run(), name="session-runner")
 
     async def close(self) -> None:
@@ -71,11 +80,16 @@ class SessionRunner:
                 await task
         self._loop = None
         self._reviews.clear()
+        # Let another replica take the sessions over at once, not when the leases expire.
+        with contextlib.suppress(OrchestratorError, OSError):
+            await self._engine.disown(self.owner)
 
     async def run_once(self) -> None:
         """One round over every session that needs the engine."""
         for session_id in await self._engine.to_visit():
             try:
+                if not await self._engine.own(session_id, self.owner, self._lease):
+                    continue  # another live process runs it
                 await self._prepare_workspace(session_id)
                 due = await self._engine.step(session_id)
             except OrchestratorError as exc:  # a race lost: the next round looks again

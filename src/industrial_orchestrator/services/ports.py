@@ -81,6 +81,16 @@ class SessionRepository(Protocol):
     async def ids_in(self, states: Sequence[SessionState]) -> list[UUID]:
         """Sessions in ``states``, oldest first."""
 
+    async def own(
+        self, session_id: UUID, owner: str, now: datetime, until: datetime
+    ) -> str | None:
+        """Take or renew the engine's ownership lease; the previous owner when taken over
+        from another, ``owner`` when held, None when another holds it."""
+
+    async def disown(self, owner: str, session_id: UUID | None = None) -> int: ...
+
+    async def forget_owners(self) -> int: ...
+
     async def lock_running_slots(self) -> None:
         """Serialise slot accounting between transactions until this one ends."""
 

@@ -81,6 +81,41 @@ class SessionEngine:
             live = await uow.tasks.sessions_with_tasks_in(_LIVE_TASKS)
         return list(dict.fromkeys([*running, *live]))
 
+    async def own(self, session_id: UUID, owner: str, lease_seconds: float) -> bool:
+        """Take or renew this process's ownership lease of the session; whether it holds
+        it. Taking over from a process whose lease ran out is an event."""
+        now = self._clock()
+        async with self._uow() as uow:
+            held = await uow.sessions.own(
+                session_id, owner, now, now + timedelta(seconds=lease_seconds)
+            )
+            if held is not None and held != owner:
+                await uow.events.append(
+                    [
+                        NewEvent(
+                            EventType.SESSION_TAKEN_OVER,
+                            now,
+                            session_id,
+                            {"from": held, "to": owner, "reason": "its owner's lease expired"},
+                        )
+                    ]
+                )
+                log.warning("session_taken_over", session_id=str(session_id), previous=held)
+            await uow.commit()
+        return held is not None
+
+    async def disown(self, owner: str, session_id: UUID | None = None) -> None:
+        async with self._uow() as uow:
+            await uow.sessions.disown(owner, session_id)
+            await uow.commit()
+
+    async def forget_owners(self) -> None:
+        """After a restart of the only process a database may have (SQLite): every
+        session is this process's to resume at once."""
+        async with self._uow() as uow:
+            await uow.sessions.forget_owners()
+            await uow.commit()
+
     async def step(self, session_id: UUID) -> ReviewDue | None:
         """Move the session on as far as it goes now; a ``ReviewDue`` when its
         verification is to run."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -83,6 +84,50 @@ class SqlSessionRepository:
             .order_by(sessions.c.created_at, sessions.c.id)
         )
         return [row[0] for row in result]
+
+    async def own(
+        self, session_id: UUID, owner: str, now: datetime, until: datetime
+    ) -> str | None:
+        """Take or renew the ownership lease of ``session_id`` for ``owner`` when it is
+        free, expired or ``owner``'s already. Returns the previous owner when taken over
+        from another, ``owner`` when held, None when someone else holds it."""
+        previous = await self._db.scalar(
+            sa.select(sessions.c.owner).where(sessions.c.id == session_id)
+        )
+        result = await self._db.execute(
+            sa.update(sessions)
+            .where(
+                sessions.c.id == session_id,
+                sa.or_(
+                    sessions.c.owner.is_(None),
+                    sessions.c.owner == owner,
+                    sessions.c.owner_expires_at < now,
+                ),
+            )
+            .values(owner=owner, owner_expires_at=until)
+        )
+        if result.rowcount != 1:
+            return None
+        return previous if previous not in (None, owner) else owner
+
+    async def disown(self, owner: str, session_id: UUID | None = None) -> int:
+        """Give up ``owner``'s leases (of one session, or all)."""
+        conditions = [sessions.c.owner == owner]
+        if session_id is not None:
+            conditions.append(sessions.c.id == session_id)
+        result = await self._db.execute(
+            sa.update(sessions).where(*conditions).values(owner=None, owner_expires_at=None)
+        )
+        return int(result.rowcount or 0)
+
+    async def forget_owners(self) -> int:
+        """Clear every ownership lease (a single-process database after a restart)."""
+        result = await self._db.execute(
+            sa.update(sessions)
+            .where(sessions.c.owner.is_not(None))
+            .values(owner=None, owner_expires_at=None)
+        )
+        return int(result.rowcount or 0)
 
     async def add_usage(self, session_id: UUID, tokens: int, cost_usd: float) -> None:
         await self._db.execute(

@@ -49,6 +49,10 @@ sessions = sa.Table(
     sa.Column("idempotency_hash", sa.String(64)),
     sa.Column("options", Json, nullable=False, server_default="{}"),
     sa.Column("review_round", sa.Integer, nullable=False, server_default="0"),
+    # The orchestrator process running the session, until ``owner_expires_at`` unless it
+    # renews (the engine's ownership lease; not part of the session's own state).
+    sa.Column("owner", sa.String(128)),
+    sa.Column("owner_expires_at", Timestamp),
     sa.Index("ix_sessions_status_priority_created", "status", "priority_rank", "created_at"),
     sa.Index("ix_sessions_created_at", "created_at"),
 )
