@@ -234,3 +234,48 @@ async def _task_status(client: Any, task_id: str, status: str) -> Any:
     response = await client.get(f"{API}/tasks/{task_id}")
     shown = response.json()
     return shown if shown["status"] == status else None
+
+
+@pytest.mark.settings(**ENGINE)
+async def test_a_retry_resumes_from_the_checkpoint_without_redoing_finished_tasks(client):
+    agent = await register(client, name="all-rounder", capabilities=every_capability())
+    session = await create(
+        client,
+        initial_prompt="Build a CRUD REST API for todo items with a database",
+        template="crud",
+        auto_start=True,
+    )
+    await until(lambda: _phase_is(client, session["id"], "EXECUTING"))
+    first_done: list[str] = []
+    for _ in range(2):
+        assignment = await agent.pull(wait=5)
+        assert assignment is not None
+        await agent.report(
+            assignment["task_id"], output_data={"summary": f"did {assignment['title']}"}
+        )
+        first_done.append(assignment["title"])
+    # Both results are checkpointed before the session fails.
+    await until(lambda: _checkpoints_after_tasks(client, session["id"], 2))
+    held = await agent.pull(wait=5)  # in flight when the session fails
+    assert held is not None
+    await act(client, session["id"], "fail", reason="the operator pulled the plug")
+    retried = await act(client, session["id"], "retry", expect=201, start=True)
+    assert retried["restored_from_checkpoint"] is not None
+    await until(lambda: _phase_is(client, retried["id"], "EXECUTING"))
+    carried = {t["title"]: t for t in await tasks_of(client, retried["id"])}
+    for title in first_done:
+        assert carried[title]["status"] == "COMPLETED"
+        assert carried[title]["result_summary"] == f"did {title}"
+    second_done = await work_through(client, agent, retried["id"])
+    assert not set(first_done) & set(second_done), "finished tasks were done again"
+    assert held["title"] in second_done
+    old_tasks = await tasks_of(client, session["id"])
+    parents = {t["parent_id"] for t in old_tasks}
+    leaves = {t["title"] for t in old_tasks if t["id"] not in parents}
+    assert set(first_done) | set(second_done) == leaves
+    assert (await session_of(client, retried["id"]))["status"] == "COMPLETED"
+
+
+async def _checkpoints_after_tasks(client: Any, session_id: str, count: int) -> bool:
+    page = (await client.get(f"{API}/sessions/{session_id}/checkpoints")).json()
+    return sum(c["label"].startswith("after task: ") for c in page["items"]) >= count

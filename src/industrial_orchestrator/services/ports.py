@@ -112,6 +112,8 @@ class CheckpointRepository(Protocol):
     async def prune(self, session_id: UUID, keep_from_seq: int) -> int:
         """Delete checkpoints older than ``keep_from_seq``; returns how many."""
 
+    async def get(self, checkpoint_id: UUID) -> Checkpoint | None: ...
+
     async def latest(self, session_id: UUID) -> Checkpoint | None: ...
 
     async def list(self, session_id: UUID, offset: int, limit: int) -> tuple[list[Checkpoint], int]:

@@ -30,7 +30,7 @@ from ..domain.tasks import Task, TaskStatus, TaskType, new_task, task_transition
 from .ports import Clock, UnitOfWork, UnitOfWorkFactory
 from .sessions import SessionService
 from .task_leases import settle_agent
-from .tasks import store_plan
+from .tasks import depth_in, store_plan
 
 log = structlog.get_logger("industrial_orchestrator.services.session_engine")
 
@@ -214,6 +214,11 @@ class SessionEngine:
             )
             planned = 0
             template = session.options.template
+            if not existing and session.restored_from_checkpoint is not None:
+                carried, planned = await _carry_over(uow, session, now)
+                if carried:
+                    template = "the retried session's plan"
+                    existing = [carried]
             if not existing:
                 root = new_task(
                     id=uuid4(),
@@ -447,6 +452,53 @@ class SessionEngine:
                         ]
                     )
             await uow.commit()
+
+
+async def _carry_over(uow: UnitOfWork, session: Session, now: datetime) -> tuple[Task | None, int]:
+    """A retry's plan: the retried session's tasks, anew, those finished at the restored
+    checkpoint already COMPLETED with their results (they are not done again). Returns a
+    task of the plan (None when there was nothing to carry) and how many were stored."""
+    assert session.restored_from_checkpoint is not None
+    checkpoint = await uow.checkpoints.get(session.restored_from_checkpoint)
+    if checkpoint is None or session.retry_of is None:
+        return None, 0
+    old = await _tasks_of(uow, session.retry_of)
+    if not old:
+        return None, 0
+    finished = checkpoint.data.get("finished_tasks") or {}
+    ids = {task.id: uuid4() for task in old}
+    by_id = {task.id: task for task in old}
+    by_depth = sorted(old, key=lambda t: depth_in(t, by_id))
+    stored: list[Task] = []
+    for position, task in enumerate(by_depth):
+        fresh = new_task(
+            id=ids[task.id],
+            title=task.title,
+            description=task.description,
+            task_type=task.task_type,
+            required_capabilities=task.required_capabilities,
+            estimated_effort=task.estimated_effort,
+            now=now + timedelta(microseconds=position),
+            session_id=session.id,
+            parent_id=None if task.parent_id is None else ids.get(task.parent_id),
+            template=task.template,
+        )
+        done = finished.get(str(task.id))
+        if done is not None:
+            fresh = fresh.evolve(
+                status=TaskStatus.COMPLETED,
+                result_summary=(done.get("summary") if isinstance(done, dict) else None)
+                or f"done in attempt {session.attempt - 1}",
+                finished_at=now,
+            )
+        await uow.tasks.add(fresh)
+        stored.append(fresh)
+    for task in old:
+        for dependency in task.depends_on:
+            if dependency in ids:
+                await uow.tasks.add_dependency(ids[task.id], ids[dependency])
+    await uow.events.append([task_events.task_created(task) for task in stored])
+    return stored[0], len(stored)
 
 
 async def _tasks_of(uow: UnitOfWork, session_id: UUID) -> list[Task]:

@@ -333,7 +333,7 @@ async def store_plan(
     # Rows first, parents before children (foreign key), then the edges: a summary
     # subtask depends on its own children, so no order of whole tasks would do.
     by_id = {subtask.id: subtask for subtask in subtasks}
-    for subtask in sorted(subtasks, key=lambda t: _depth(t, by_id)):
+    for subtask in sorted(subtasks, key=lambda t: depth_in(t, by_id)):
         await uow.tasks.add(subtask.evolve(depends_on=()))
     for subtask in subtasks:
         for dependency in subtask.depends_on:
@@ -423,7 +423,8 @@ def _stale(task: Task, expected: int, *, concurrent: bool = False) -> VersionCon
     )
 
 
-def _depth(task: Task, by_id: dict[UUID, Task]) -> int:
+def depth_in(task: Task, by_id: dict[UUID, Task]) -> int:
+    """How many of ``by_id`` are above ``task`` (parents are stored before children)."""
     depth = 0
     while task.parent_id in by_id:
         task = by_id[task.parent_id]

@@ -27,6 +27,13 @@ class SqlCheckpointRepository:
         )
         return int(result.rowcount or 0)
 
+    async def get(self, checkpoint_id: UUID) -> Checkpoint | None:
+        result = await self._db.execute(
+            sa.select(checkpoints).where(checkpoints.c.id == checkpoint_id)
+        )
+        row = result.mappings().first()
+        return checkpoint_from_row(row) if row else None
+
     async def latest(self, session_id: UUID) -> Checkpoint | None:
         result = await self._db.execute(
             sa.select(checkpoints)
