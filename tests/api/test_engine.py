@@ -279,3 +279,46 @@ async def test_a_retry_resumes_from_the_checkpoint_without_redoing_finished_task
 async def _checkpoints_after_tasks(client: Any, session_id: str, count: int) -> bool:
     page = (await client.get(f"{API}/sessions/{session_id}/checkpoints")).json()
     return sum(c["label"].startswith("after task: ") for c in page["items"]) >= count
+
+
+@pytest.mark.settings(**ENGINE)
+async def test_a_session_nobody_can_serve_is_degraded_until_an_agent_comes(client):
+    session = await create(client, template="single", auto_start=True)
+    degraded = await until(lambda: _status_in(client, session["id"], ("DEGRADED",)))
+    assert "no agent can do" in degraded["status_reason"]
+    assert "code_generation" in degraded["status_reason"]
+    agent = await register(client, capabilities=["code_generation"])
+    back = await until(lambda: _status_in(client, session["id"], ("RUNNING",)))
+    assert back["status_reason"] == "every waiting task has a capable agent again"
+    await work_through(client, agent, session["id"])
+    events = (
+        await client.get(
+            f"{API}/sessions/{session['id']}/events", params={"type": "session.transition"}
+        )
+    ).json()["items"]
+    moves = [(e["payload"]["from"], e["payload"]["to"]) for e in events]
+    assert ("RUNNING", "DEGRADED") in moves
+    assert ("DEGRADED", "RUNNING") in moves
+    assert moves[-1] == ("RUNNING", "COMPLETED")
+
+
+@pytest.mark.settings(**ENGINE)
+async def test_only_degraded_tier_agents_degrade_the_session(client):
+    weak = await register(client, name="weak", capabilities=["code_generation"])
+    for n in range(10):  # a record of failures: DEGRADED tier
+        created = await client.post(
+            f"{API}/tasks",
+            json={"title": f"warm-up {n}", "task_type": "code_generation",
+                  "required_capabilities": ["code_generation"]},
+        )
+        await client.patch(f"{API}/tasks/{created.json()['id']}", json={"status": "READY"})
+        assignment = await weak.pull(wait=2)
+        assert assignment is not None
+        await weak.report(assignment["task_id"], status="failed", error="no")
+    assert (await client.get(f"{API}/agents/{weak.id}")).json()["tier"] == "DEGRADED"
+    # Leave no warm-up task waiting in the queue.
+    while (assignment := await weak.pull(expect=None, wait=0)) is not None:
+        await weak.report(assignment["task_id"], status="failed", error="no")
+    session = await create(client, template="single", auto_start=True)
+    degraded = await until(lambda: _status_in(client, session["id"], ("DEGRADED",)))
+    assert "only DEGRADED-tier agents" in degraded["status_reason"]

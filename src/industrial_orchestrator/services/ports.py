@@ -272,6 +272,9 @@ class AgentRepository(Protocol):
     async def candidates(self, capabilities: Sequence[str]) -> list[Agent]:
         """Agents holding every capability, HEALTHY or DEGRADED, below capacity; by name."""
 
+    async def holders(self, capabilities: Sequence[str]) -> list[Agent]:
+        """Agents not OFFLINE holding every capability; by name."""
+
     async def save(self, before: Agent, after: Agent) -> bool:
         """Guarded write: False when the row is no longer at ``before.version``."""
 

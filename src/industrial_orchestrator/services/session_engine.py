@@ -18,6 +18,7 @@ from uuid import UUID, uuid4
 import structlog
 
 from ..domain import task_events
+from ..domain.agent_tiers import Tier
 from ..domain.errors import Conflict
 from ..domain.events import EventType, NewEvent
 from ..domain.session import Actor, Session, SessionPhase
@@ -270,11 +271,38 @@ class SessionEngine:
         await self._checkpoint_finished(session.id, progress)
         if progress.startable or progress.closable:
             return None  # the plan moved: look again next round
+        await self._check_health(session, tasks)
         if progress.state == PlanState.DONE:
             return await self._finish_plan(session, progress)
         if progress.state == PlanState.STUCK:
             await self._give_up(session, progress)
         return None
+
+    async def _check_health(self, session: Session, tasks: list[Task]) -> None:
+        """DEGRADED while some READY task has nobody to do it but DEGRADED-tier agents (or
+        nobody at all); RUNNING again once every READY task has a capable agent."""
+        waiting = [t for t in tasks if t.status == TaskStatus.READY]
+        trouble: str | None = None
+        async with self._uow.reader() as uow:
+            for task in waiting:
+                holders = await uow.agents.holders(task.required_capabilities)
+                needs = ", ".join(task.required_capabilities)
+                if not holders:
+                    trouble = f"no agent can do '{task.title}' (needs {needs})"
+                elif all(agent.tier == Tier.DEGRADED for agent in holders):
+                    trouble = f"only DEGRADED-tier agents can do '{task.title}' (needs {needs})"
+                if trouble:
+                    break
+        target: SessionState | None = None
+        if trouble and session.status == SessionState.RUNNING:
+            target, reason = SessionState.DEGRADED, trouble
+        elif not trouble and session.status == SessionState.DEGRADED:
+            target, reason = SessionState.RUNNING, "every waiting task has a capable agent again"
+        if target is None:
+            return
+        with contextlib.suppress(Conflict):  # moved meanwhile: the next round looks again
+            await self._sessions.move(session.id, target, reason=reason, actor=Actor.SYSTEM)
+            log.info("session_health", session_id=str(session.id), to=target.value, reason=reason)
 
     async def _finish_plan(self, session: Session, progress: Progress) -> ReviewDue | None:
         command = session.options.verify_command

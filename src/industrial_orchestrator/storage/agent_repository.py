@@ -52,6 +52,18 @@ class SqlAgentRepository:
         )
         return [_agent(row) for row in result.mappings()]
 
+    async def holders(self, capabilities: Sequence[str]) -> list[Agent]:
+        """Agents not OFFLINE holding every capability (busy or full included)."""
+        result = await self._db.execute(
+            sa.select(agents)
+            .where(
+                agents.c.status != AgentStatus.OFFLINE.value,
+                superset_of(agents.c.capabilities, capabilities, self._db.dialect.name),
+            )
+            .order_by(agents.c.name)
+        )
+        return [_agent(row) for row in result.mappings()]
+
     async def save(self, before: Agent, after: Agent) -> bool:
         result = await self._db.execute(
             sa.update(agents)

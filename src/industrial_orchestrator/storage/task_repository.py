@@ -122,8 +122,8 @@ class SqlTaskRepository:
 
     async def claimable(self, capabilities: Sequence[str], *, limit: int) -> list[Task]:
         """READY tasks an agent holding ``capabilities`` can do, most urgent first: tasks
-        of RUNNING sessions by the session's priority, and tasks outside any session, each
-        group oldest first. A task split into subtasks is not handed out (its subtasks
+        of RUNNING (or DEGRADED) sessions by the session's priority, and tasks outside any
+        session, each group oldest first. A task split into subtasks is not handed out (its subtasks
         are the work). On PostgreSQL the rows come locked, skipping rows another claimer
         holds, so two claimers never race for one task."""
         child = tasks.alias("child")
@@ -142,7 +142,9 @@ class SqlTaskRepository:
                 sa.or_(
                     tasks.c.session_id.is_(None),
                     tasks.c.session_id.in_(
-                        sa.select(sessions.c.id).where(sessions.c.status == "RUNNING")
+                        sa.select(sessions.c.id).where(
+                            sessions.c.status.in_(("RUNNING", "DEGRADED"))
+                        )
                     ),
                 ),
             )
