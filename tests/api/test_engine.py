@@ -194,6 +194,9 @@ async def test_pause_takes_work_back_and_stop_cancels_it(client):
     await act(client, session["id"], "pause")
     back = await until(lambda: _task_status(client, first["task_id"], "READY"))
     assert back["attempt"] == 1
+    told = await agent.beat(task_ids=[first["task_id"]])
+    assert told["abort"] == [first["task_id"]]  # the agent learns to stop at once
+    assert told["leases"] == []
     late = await agent.report(first["task_id"], expect=409, attempt=1)
     assert late["error"] == "lease_lost"
     assert await agent.pull(expect=204) is None  # a paused session hands nothing out

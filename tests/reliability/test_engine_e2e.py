@@ -252,3 +252,47 @@ def test_a_second_orchestrator_takes_over_a_dead_ones_sessions(tmp_path: Path):
             done = (workspace / "done.log").read_text().split()
             assert len(done) == len(set(done))
             print(f"\n[engine takeover] taken over by {events[0]['payload']['to']}")
+
+
+def test_stopping_a_session_aborts_the_command_in_flight(tmp_path: Path):
+    workspace = tmp_path / "repo"
+    with serve(tmp_path, {}) as server, server.client() as http:
+        server.start()
+        worker = WorkerProcess(
+            server.base_url,
+            tmp_path / "worker-home",
+            tmp_path / "workers",
+            "--any-capability",
+            "--command",
+            "touch started; sleep 60; touch finished",
+        )
+        try:
+            created = http.post(
+                "/api/v1/sessions",
+                json={
+                    "title": "Long job",
+                    "initial_prompt": "Do one long thing",
+                    "template": "single",
+                    "workspace": str(workspace),
+                    "auto_start": True,
+                },
+            )
+            session_id = created.json()["id"]
+            deadline = time.monotonic() + WAIT
+            while not (workspace / "started").exists():
+                assert time.monotonic() < deadline, worker.output
+                time.sleep(0.1)
+            stopped_at = time.monotonic()
+            stop = http.post(f"/api/v1/sessions/{session_id}/stop")
+            assert stop.status_code == 200, stop.text
+            while "aborted" not in worker.output:
+                assert time.monotonic() - stopped_at < 15, worker.output
+                time.sleep(0.1)
+            took = time.monotonic() - stopped_at
+            assert worker.process.poll() is None, "the worker itself keeps serving"
+        finally:
+            worker.kill()
+        assert not (workspace / "finished").exists()
+        [task] = tasks_of(http, session_id).values()
+        assert task["status"] == "CANCELLED"
+        print(f"\n[engine stop] the command in flight was killed {took:.1f} s after stop")

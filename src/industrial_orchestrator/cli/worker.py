@@ -69,6 +69,7 @@ LOG_TIMEOUT_SECONDS = 5.0
 ERROR_TAIL_CHARS = 2_000
 SUMMARY_CHARS = 500
 STOPPED = "worker stopped"
+ABORTED = "aborted: the orchestrator took the task back (paused, stopped or cancelled)"
 
 Json = dict[str, Any]
 T = TypeVar("T")
@@ -365,6 +366,8 @@ class Worker:
         self.token = ""
         self.heartbeat_seconds = 30.0
         self.working_on: set[str] = set()
+        # Set when the orchestrator says a task is no longer ours (heartbeat `abort`).
+        self.aborted: dict[str, asyncio.Event] = {}
         self.reported_busy = False
         self.revoked: str | None = None
         self.stopping = asyncio.Event()
@@ -495,6 +498,9 @@ class Worker:
                     ack = response.json()
                     self.token = ack["auth_token"]
                     self.heartbeat_seconds = float(ack["heartbeat_interval_seconds"])
+                    for task_id in ack.get("abort", []):
+                        if (aborted := self.aborted.get(str(task_id))) is not None:
+                            aborted.set()
                     self.reported_busy = status == "busy"
                     return
                 if response.status_code == 401:
@@ -514,10 +520,12 @@ class Worker:
             if assignment is None:
                 continue
             self.working_on.add(assignment["task_id"])
+            self.aborted[assignment["task_id"]] = asyncio.Event()
             try:
                 await self._perform(assignment)
             finally:
                 self.working_on.discard(assignment["task_id"])
+                self.aborted.pop(assignment["task_id"], None)
             if self.reported_busy and not self.stopping.is_set():
                 await self._beat()  # "healthy" again, or the server refuses the next pull
 
@@ -591,6 +599,11 @@ class Worker:
             if logs is not None:
                 await logs.close()
         elapsed = time.monotonic() - started
+        if ran.cut_short == ABORTED:
+            self.console.print(
+                Text.assemble(("■ ", "bold yellow"), f"task {task_id} {ABORTED}"), markup=False
+            )
+            return  # no longer ours: a result would be refused
         result = _result(assignment, ran, output, elapsed)
         recorded = await self._report(result)
         self._print_end(task_id, result, elapsed, recorded)
@@ -621,27 +634,36 @@ class Worker:
         ]
         limit = assignment.get("timeout_seconds") or None
         try:
-            cut_short = await self._wait_for_exit(process, limit)
+            cut_short = await self._wait_for_exit(
+                process, limit, self.aborted.get(str(assignment["task_id"]))
+            )
         finally:
             await _end_process_group(process)
             await _settle(pumps)
         return Ran(process.returncode, cut_short)
 
     async def _wait_for_exit(
-        self, process: asyncio.subprocess.Process, limit: float | None
+        self,
+        process: asyncio.subprocess.Process,
+        limit: float | None,
+        aborted: asyncio.Event | None = None,
     ) -> str | None:
         """None once the command exited; else why it must be ended."""
         exited = asyncio.ensure_future(process.wait())
         stop = asyncio.ensure_future(self.stopping.wait())
+        abort = asyncio.ensure_future((aborted or asyncio.Event()).wait())
         try:
             done, _ = await asyncio.wait(
-                {exited, stop}, timeout=limit, return_when=asyncio.FIRST_COMPLETED
+                {exited, stop, abort}, timeout=limit, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
             exited.cancel()
             stop.cancel()
+            abort.cancel()
         if exited in done:
             return None
+        if abort in done:
+            return ABORTED
         return STOPPED if stop in done else f"timed out after {limit:g} s"
 
     async def _report(self, result: Json) -> str | None:

@@ -63,6 +63,9 @@ class Beat:
     agent: Agent
     leases: list[TaskAttempt]
     """The open attempts the heartbeat renewed."""
+    abort: list[UUID]
+    """Tasks the agent said it works on that are no longer its own (cancelled, taken
+    back on pause, expired): it should stop working on them."""
 
 
 class AgentService:
@@ -191,7 +194,9 @@ class AgentService:
                 await uow.commit()
             if beaten.status != agent.status:
                 await self._forget_routable()
-            return Beat(beaten, leases)
+            held = {lease.task_id for lease in leases}
+            abort = [task for task in (working_on or ()) if task not in held]
+            return Beat(beaten, leases, abort)
         raise VersionConflict(
             f"Agent {agent_id} is changing too fast to record the heartbeat; retry",
             {"agent_id": str(agent_id)},

@@ -183,6 +183,7 @@ async def external_heartbeat(
             )
             for lease in beat.leases
         ],
+        abort=beat.abort,
     )
 
 

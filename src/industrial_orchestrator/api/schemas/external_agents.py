@@ -71,6 +71,12 @@ class HeartbeatAck(BaseModel):
     token_expires_at: datetime
     heartbeat_interval_seconds: float
     leases: list[LeaseRead] = Field(description="The leases this heartbeat renewed")
+    abort: list[UUID] = Field(
+        default_factory=list,
+        description="Of the `task_ids` sent, those no longer this agent's (the session was "
+        "paused or stopped, the task cancelled, the lease expired): stop working on them; "
+        "a result for them would be refused",
+    )
 
 
 class TaskAssignment(BaseModel):
