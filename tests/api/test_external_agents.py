@@ -593,3 +593,34 @@ async def test_a_heartbeat_naming_its_tasks_renews_only_those(client):
     assert datetime.fromisoformat(kept["lease_expires_at"]) == datetime.fromisoformat(
         by_task[other]["lease_expires_at"]
     )
+
+
+async def test_agents_stream_output_of_their_own_tasks_to_the_session(client):
+    agent = await register(client)
+    other = await register(client, name="B")
+    session = await create(client)
+    await act(client, session["id"], "start")
+    item = await ready_task(client, session_id=session["id"])
+    await agent.pull()
+    url = f"{EXTERNAL}/{agent.id}/tasks/{item['id']}/logs"
+    written = await client.post(
+        url, json={"stream": "agent", "text": "thinking...\n"}, headers=agent.headers()
+    )
+    assert written.status_code == 201, written.text
+    assert written.json() == {"events": 1}
+    stolen = await client.post(
+        f"{EXTERNAL}/{other.id}/tasks/{item['id']}/logs",
+        json={"stream": "agent", "text": "not mine"},
+        headers=other.headers(),
+    )
+    assert stolen.status_code == 409
+    await agent.report(item["id"], tokens_used=7, cost_usd=0.5)
+    events = (await client.get(f"{API}/sessions/{session['id']}/events")).json()["items"]
+    logs = [e["payload"]["text"] for e in events if e["type"] == "session.log"]
+    assert logs == ["thinking...\n"]
+    [telemetry] = [e["payload"] for e in events if e["type"] == "session.telemetry"]
+    assert (telemetry["tokens_used"], telemetry["cost_usd"]) == (7, 0.5)
+    after = await client.post(
+        url, json={"stream": "agent", "text": "late"}, headers=agent.headers()
+    )
+    assert after.status_code == 409  # the lease ended with the result

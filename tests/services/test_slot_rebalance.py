@@ -43,3 +43,31 @@ async def test_a_release_promotes_the_oldest_of_equal_priority(service):
     await service.act(holder.id, SessionAction.STOP)
     assert (await service.get(first.id)).status == SessionState.RUNNING
     assert (await service.get(second.id)).status == SessionState.QUEUED
+
+
+@pytest.mark.settings(max_concurrent_sessions=1)
+async def test_a_fresh_start_never_takes_a_freed_slot_ahead_of_the_queue(service, monkeypatch):
+    """Between a finishing session's commit and its promotion of the queue, a slot is
+    free; a session started in that instant must queue behind the waiting ones, so the
+    queue (priority, then age) decides who runs."""
+    from industrial_orchestrator.domain.priorities import Priority
+    from industrial_orchestrator.services.sessions import SessionService
+
+    holder = (await service.create(NewSession("a", "p", auto_start=True))).session
+    urgent = (
+        await service.create(NewSession("b", "p", priority=Priority.CRITICAL, auto_start=True))
+    ).session
+    latecomer = (await service.create(NewSession("c", "p", priority=Priority.LOW))).session
+    assert urgent.status == SessionState.QUEUED
+
+    async def not_yet(self: SessionService, before: object, after: object) -> None:
+        return None
+
+    monkeypatch.setattr(SessionService, "_rebalance", not_yet)
+    await service.act(holder.id, SessionAction.COMPLETE)  # its promotion is still to come
+    started = await service.start(latecomer.id)
+    assert started.session.status == SessionState.QUEUED
+    monkeypatch.undo()
+    await service.promote_queued()
+    assert (await service.get(urgent.id)).status == SessionState.RUNNING
+    assert (await service.get(latecomer.id)).status == SessionState.QUEUED

@@ -29,7 +29,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -175,16 +175,20 @@ def _body(response: httpx.Response) -> Any:
 
 
 class LogShipper:
-    """Ships a session's share of a command's output to ``POST /sessions/{id}/logs``, in
-    batches: every ``LOG_FLUSH_SECONDS``, or sooner past ``LOG_FLUSH_CHARS``.
+    """Ships a task's output to its session's terminal through the EAP
+    (``POST .../{agent_id}/tasks/{task_id}/logs``), in batches: every
+    ``LOG_FLUSH_SECONDS``, or sooner past ``LOG_FLUSH_CHARS``.
 
     Best effort: the logs are for people watching, so a failed post is reported once
     and never fails the task.
     """
 
-    def __init__(self, http: httpx.AsyncClient, session_id: str, warn: Warn) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, url: str, auth: Callable[[], dict[str, str]], warn: Warn
+    ) -> None:
         self._http = http
-        self._url = f"{API_PREFIX}/sessions/{session_id}/logs"
+        self._url = url
+        self._auth = auth
         self._warn = warn
         self._chunks: list[tuple[str, str]] = []  # (stream, text), in order
         self._pending_chars = 0
@@ -223,7 +227,10 @@ class LogShipper:
     async def _post(self, stream: str, text: str) -> None:
         try:
             response = await self._http.post(
-                self._url, json={"stream": stream, "text": text}, timeout=LOG_TIMEOUT_SECONDS
+                self._url,
+                json={"stream": stream, "text": text},
+                headers=self._auth(),
+                timeout=LOG_TIMEOUT_SECONDS,
             )
         except httpx.HTTPError as exc:
             failure = describe(exc)
@@ -577,7 +584,13 @@ class Worker:
         task_id = str(assignment["task_id"])
         session_id = assignment.get("session_id")
         started = time.monotonic()
-        logs = LogShipper(self.http, str(session_id), self.warn) if session_id else None
+        logs = (
+            LogShipper(
+                self.http, f"{EAP}/{self.agent_id}/tasks/{task_id}/logs", self._auth, self.warn
+            )
+            if session_id
+            else None
+        )
         output = TaskOutput(task_id, self.echo, logs)
         try:
             workspace, why = choose_workspace(

@@ -487,7 +487,12 @@ class SessionService:
     ) -> tuple[Session, Transition]:
         target = resolve_action(session, action, slot_free=True)
         if needs_slot(session, target):
-            target = resolve_action(session, action, slot_free=await self._slot_free(uow))
+            free = await self._slot_free(uow)
+            if free and session.status == SessionState.PENDING:
+                # A slot that just came free belongs to the queue (by priority, then age),
+                # not to whoever starts at that moment: join the queue behind them.
+                free = await uow.sessions.next_queued() is None
+            target = resolve_action(session, action, slot_free=free)
         if target == SessionState.QUEUED and reason is None:
             reason = "all running slots taken (MAX_CONCURRENT_SESSIONS)"
         moved, record = transition(session, target, now=self._clock(), actor=actor, reason=reason)

@@ -23,7 +23,8 @@ from ..domain import agent_events, task_events
 from ..domain.agent_liveness import MISSED_BEATS, is_overdue
 from ..domain.agents import Agent, AgentStatus
 from ..domain.artifacts import Artifact, ArtifactLimits, check_artifacts
-from ..domain.errors import Conflict, NotFound, OrchestratorError
+from ..domain.errors import Conflict, InvalidInput, NotFound, OrchestratorError
+from ..domain.events import EventType, LogStream, NewEvent, log_lines
 from ..domain.session import Session
 from ..domain.task_attempts import (
     AttemptOutcome,
@@ -207,6 +208,9 @@ class TaskLeases:
             await settle_agent(uow, agent, closed.outcome or report.outcome, now)
             if task.session_id is not None and (report.tokens_used or report.cost_usd):
                 await uow.sessions.add_usage(task.session_id, report.tokens_used, report.cost_usd)
+                totals = await uow.sessions.get(task.session_id)
+                if totals is not None:
+                    await uow.events.append([_telemetry(totals, closed, now)])
             await uow.events.append(
                 [
                     task_events.task_attempt_ended(task, closed, len(report.artifacts)),
@@ -231,6 +235,26 @@ class TaskLeases:
             artifacts=len(report.artifacts),
         )
         return Recorded(final, closed, [a for a in stored if a.attempt == closed.attempt], written)
+
+    async def log(self, agent_id: UUID, task_id: UUID, stream: LogStream, text: str) -> int:
+        """Append the agent's output for the task it holds to its session's terminal;
+        how many events it took."""
+        now = self._clock()
+        async with self._uow() as uow:
+            task = await uow.tasks.get(task_id)
+            if task is None:
+                raise NotFound(f"Task {task_id} does not exist", {"task_id": str(task_id)})
+            current = await uow.attempts.get(task.id, task.attempt) if task.attempt else None
+            check_holder(task, current, agent_id, None)
+            if task.session_id is None:
+                raise InvalidInput(
+                    f"Task {task_id} belongs to no session: there is no terminal to write to",
+                    {"task_id": str(task_id)},
+                )
+            new = log_lines(task.session_id, stream, text, now)
+            await uow.events.append(new)
+            await uow.commit()
+        return len(new)
 
     async def attempts(self, task_id: UUID) -> list[TaskAttempt]:
         async with self._uow.reader() as uow:
@@ -471,6 +495,23 @@ def _check_accepting(agent: Agent) -> None:
                 "max_concurrent_tasks": agent.max_concurrent_tasks,
             },
         )
+
+
+def _telemetry(session: Session, attempt: TaskAttempt, now: datetime) -> NewEvent:
+    """The session's running totals after a result, for the live gauges."""
+    return NewEvent(
+        EventType.SESSION_TELEMETRY,
+        now,
+        session.id,
+        {
+            "tokens_used": session.tokens_used,
+            "cost_usd": session.cost_usd,
+            "task_id": str(attempt.task_id),
+            "attempt": attempt.attempt,
+            "task_tokens": attempt.tokens_used,
+            "task_cost_usd": attempt.cost_usd,
+        },
+    )
 
 
 def _summary(attempt: TaskAttempt) -> str:

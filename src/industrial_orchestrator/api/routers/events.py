@@ -6,12 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from ...domain.errors import PayloadTooLarge
 from ...domain.events import EventType
 from ..dependencies import Events
 from ..paths import API_PREFIX, SessionId
 from ..schemas.common import error_responses
-from ..schemas.events import MAX_LOG_REQUEST_BYTES, EventPage, EventRead, LogAppend, LogAppended
+from ..schemas.events import EventPage, EventRead, LogAppend, LogAppended, check_log_size
 
 router = APIRouter(prefix=API_PREFIX, tags=["events"])
 
@@ -82,10 +81,5 @@ async def all_events(
 async def append_log(session_id: SessionId, body: LogAppend, events: Events) -> LogAppended:
     """For executors and agents: the text becomes `session.log` events (split into
     chunks of at most 15 KiB of UTF-8, never truncated)."""
-    size = len(body.text.encode("utf-8"))
-    if size > MAX_LOG_REQUEST_BYTES:
-        raise PayloadTooLarge(
-            f"Log text is {size} bytes; the limit per request is {MAX_LOG_REQUEST_BYTES}",
-            {"size": size, "limit": MAX_LOG_REQUEST_BYTES},
-        )
+    check_log_size(body.text)
     return LogAppended(events=await events.append_log(session_id, body.stream, body.text))

@@ -26,6 +26,7 @@ from ..agent_tokens import AgentTokens
 from ..dependencies import Agents, AppComponents, Leases
 from ..paths import API_PREFIX
 from ..schemas.common import error_responses
+from ..schemas.events import LogAppend, LogAppended, check_log_size
 from ..schemas.external_agents import (
     SUPPORTED_PROTOCOL_VERSIONS,
     ArtifactRead,
@@ -275,6 +276,25 @@ async def task_result(
         ],
         written=recorded.written,
     )
+
+
+@router.post(
+    "/{agent_id}/tasks/{task_id}/logs",
+    status_code=status.HTTP_201_CREATED,
+    response_model=LogAppended,
+    summary="Stream output of a leased task to its session's live terminal",
+    responses=error_responses(401, 403, 404, 409, 413, 422),
+)
+async def task_log(
+    task_id: Annotated[UUID, Path(description="The leased task the output is from")],
+    body: LogAppend,
+    caller: Caller,
+    leases: Leases,
+) -> LogAppended:
+    """Only for a task this agent holds (409 `lease_lost` otherwise); the text becomes
+    `session.log` events of the task's session (at most 256 KiB per request)."""
+    check_log_size(body.text)
+    return LogAppended(events=await leases.log(caller.id, task_id, body.stream, body.text))
 
 
 @router.delete(

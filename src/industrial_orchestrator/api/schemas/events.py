@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from ...domain.errors import PayloadTooLarge
 from ...domain.events import Event, EventType, LogStream
 from .common import StrictModel
 
@@ -53,6 +54,16 @@ class LogAppend(StrictModel):
         max_length=MAX_LOG_REQUEST_BYTES,
         description="Up to 256 KiB; split into several session.log events if long",
     )
+
+
+def check_log_size(text: str) -> None:
+    """The limit is in bytes of UTF-8; the schema could only count characters."""
+    size = len(text.encode("utf-8"))
+    if size > MAX_LOG_REQUEST_BYTES:
+        raise PayloadTooLarge(
+            f"Log text is {size} bytes; the limit per request is {MAX_LOG_REQUEST_BYTES}",
+            {"size": size, "limit": MAX_LOG_REQUEST_BYTES},
+        )
 
 
 class LogAppended(BaseModel):
