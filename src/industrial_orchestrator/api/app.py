@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from .. import bootstrap
 from ..config import Settings
+from ..engine.dispatcher import Dispatcher
 from ..engine.reaper import Reaper
 from ..engine.session_runner import SessionRunner
 from ..services.event_feed import EventFeed
@@ -77,6 +78,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
             artifacts_home=settings.orchestrator_home / "artifacts",
             lease_seconds=settings.session_lease_seconds,
             single_process=settings.database.get_backend_name() == "sqlite",
+            # Internal agents' executors register here (OpenCode: the next step).
+            dispatcher=Dispatcher(components.agents, components.leases, executors={}),
         )
         if settings.engine_enabled:
             await runner.start()

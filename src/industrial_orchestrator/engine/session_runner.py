@@ -28,6 +28,7 @@ from ..services.events import EventLog
 from ..services.session_engine import ReviewDue, SessionEngine
 from ..services.sessions import SessionService
 from ..services.task_leases import session_workspace
+from .dispatcher import Dispatcher
 
 log = structlog.get_logger("industrial_orchestrator.engine.session_runner")
 
@@ -50,6 +51,7 @@ class SessionRunner:
         artifacts_home: Path,
         lease_seconds: float,
         single_process: bool,
+        dispatcher: Dispatcher | None = None,
     ) -> None:
         self._engine = engine
         self._sessions = sessions
@@ -61,6 +63,7 @@ class SessionRunner:
         self._home = artifacts_home
         self._lease = lease_seconds
         self._single_process = single_process
+        self._dispatcher = dispatcher
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
         self._loop: asyncio.Task[None] | None = None
         self._reviews: dict[UUID, asyncio.Task[None]] = {}
@@ -80,12 +83,20 @@ class SessionRunner:
                 await task
         self._loop = None
         self._reviews.clear()
+        if self._dispatcher is not None:
+            await self._dispatcher.close()
         # Let another replica take the sessions over at once, not when the leases expire.
         with contextlib.suppress(OrchestratorError, OSError):
             await self._engine.disown(self.owner)
 
     async def run_once(self) -> None:
-        """One round over every session that needs the engine."""
+        """One round over every session that needs the engine, then the internal agents'
+        dispatch."""
+        await self._step_sessions()
+        if self._dispatcher is not None:
+            await self._dispatcher.run_once()
+
+    async def _step_sessions(self) -> None:
         for session_id in await self._engine.to_visit():
             try:
                 if not await self._engine.own(session_id, self.owner, self._lease):

@@ -1,0 +1,133 @@
+"""Internal agents driven by an executor of this process (both backends): the dispatcher
+leases tasks for them, the executor's outcomes and output go through the same leases as
+an external agent's, and tasks taken back are aborted on the executor."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from industrial_orchestrator.domain.agents import Agent, AgentKind
+from industrial_orchestrator.domain.artifacts import new_artifact
+from industrial_orchestrator.domain.events import LogStream
+from industrial_orchestrator.engine.dispatcher import EXECUTOR_KEY, Dispatcher
+from industrial_orchestrator.executors.base import BackgroundExecutor, LogLine, Outcome
+from industrial_orchestrator.services.agents import NewAgent
+from industrial_orchestrator.services.task_leases import Assignment
+
+from .helpers import API, act, create
+from .test_engine import ENGINE, _status_in, session_of, tasks_of, until
+
+
+class ScriptedExecutor(BackgroundExecutor):
+    """Completes each task after ``gate`` opens, writing one artifact and one log line;
+    fails the tasks whose title contains ``fail_on``."""
+
+    name = "scripted"
+
+    def __init__(self, leases: Any, *, fail_on: str = "\0") -> None:
+        super().__init__(leases)
+        self.gate = asyncio.Event()
+        self.started: list[str] = []
+        self.fail_on = fail_on
+
+    async def execute(self, agent: Agent, assignment: Assignment, emit: LogLine) -> Outcome:
+        self.started.append(assignment.task.title)
+        await emit(LogStream.AGENT, f"working on {assignment.task.title}\n")
+        await self.gate.wait()
+        if self.fail_on in assignment.task.title:
+            return Outcome(succeeded=False, error="scripted failure")
+        artifact = new_artifact(f"{assignment.task.id}.txt", b"done", None)
+        return Outcome(
+            succeeded=True,
+            summary=f"{agent.name} did it",
+            artifacts=[artifact],
+            tokens_used=3,
+            cost_usd=0.001,
+        )
+
+
+async def _internal_agent(app: Any, name: str = "inside") -> Agent:
+    agent: Agent = await app.state.components.agents.register(
+        NewAgent(
+            name,
+            "implementer",
+            ["code_generation"],
+            kind=AgentKind.INTERNAL,
+            max_concurrent_tasks=2,
+            metadata={EXECUTOR_KEY: "scripted"},
+        )
+    )
+    return agent
+
+
+def _dispatcher(app: Any, executor: ScriptedExecutor) -> Dispatcher:
+    components = app.state.components
+    return Dispatcher(components.agents, components.leases, {"scripted": executor})
+
+
+@pytest.mark.settings(**ENGINE)
+async def test_an_executor_does_a_sessions_tasks_through_the_leases(app, client):
+    executor = ScriptedExecutor(app.state.components.leases)
+    dispatcher = _dispatcher(app, executor)
+    agent = await _internal_agent(app)
+    session = await create(client, template="single", auto_start=True)
+    assert await until(dispatcher.run_once) == 1  # as soon as the engine made it READY
+    [task] = await tasks_of(client, session["id"])
+    assert task["status"] == "RUNNING"
+    assert [str(t) for t in executor.running(agent.id)] == [task["id"]]
+    executor.gate.set()
+    done = await until(lambda: _status_in(client, session["id"], ("COMPLETED",)))
+    assert done["tokens_used"] == 3
+    [finished] = await tasks_of(client, session["id"])
+    assert finished["result_summary"] == "inside did it"
+    artifacts = (await client.get(f"{API}/tasks/{finished['id']}/artifacts")).json()
+    assert [a["path"] for a in artifacts] == [f"{finished['id']}.txt"]
+    events = (await client.get(f"{API}/sessions/{session['id']}/events")).json()["items"]
+    assert any(
+        e["type"] == "session.log" and "working on" in e["payload"]["text"] for e in events
+    )
+    record = (await client.get(f"{API}/agents/{agent.id}")).json()
+    assert (record["success_count"], record["tasks_in_progress"]) == (1, 0)
+    await dispatcher.close()
+
+
+@pytest.mark.settings(**ENGINE)
+async def test_tasks_taken_back_are_aborted_on_the_executor(app, client):
+    executor = ScriptedExecutor(app.state.components.leases)
+    dispatcher = _dispatcher(app, executor)
+    agent = await _internal_agent(app)
+    session = await create(client, template="single", auto_start=True)
+    assert await until(dispatcher.run_once) == 1
+    await act(client, session["id"], "pause")
+    [task] = await tasks_of(client, session["id"])
+    await until(lambda: _task_ready(client, task["id"]))
+    assert await dispatcher.run_once() == 0  # paused: nothing handed out
+    assert executor.running(agent.id) == []  # the beat told it to abort
+    await act(client, session["id"], "resume")
+    assert await until(dispatcher.run_once) == 1
+    executor.gate.set()
+    await until(lambda: _status_in(client, session["id"], ("COMPLETED",)))
+    attempts = (await client.get(f"{API}/tasks/{task['id']}/attempts")).json()
+    assert [a["outcome"] for a in attempts] == ["released", "completed"]
+    await dispatcher.close()
+
+
+@pytest.mark.settings(**ENGINE, task_max_attempts=1)
+async def test_an_executor_failure_fails_the_task(app, client):
+    executor = ScriptedExecutor(app.state.components.leases, fail_on="")
+    dispatcher = _dispatcher(app, executor)
+    await _internal_agent(app)
+    session = await create(client, template="single", auto_start=True)
+    await until(dispatcher.run_once)
+    executor.gate.set()
+    failed = await until(lambda: _status_in(client, session["id"], ("FAILED",)))
+    assert "no task could be done" in failed["status_reason"]
+    assert (await session_of(client, session["id"]))["status"] == "FAILED"
+    await dispatcher.close()
+
+
+async def _task_ready(client: Any, task_id: str) -> bool:
+    return bool((await client.get(f"{API}/tasks/{task_id}")).json()["status"] == "READY")
