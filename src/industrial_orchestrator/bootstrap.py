@@ -121,6 +121,7 @@ async def build(
             sessions,
             clock=clock,
             session_timeout_seconds=settings.session_timeout_seconds,
+            checkpoint_interval_seconds=settings.checkpoint_interval_seconds,
         ),
     )
 

@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     engine_tick_seconds: float = Field(
         1.0, gt=0, le=3600, description="Longest wait between two rounds of the session engine"
     )
+    checkpoint_interval_seconds: float = Field(
+        300.0, gt=0, le=86400, description="A running session is checkpointed at least this often"
+    )
     session_lease_seconds: float = Field(
         15.0,
         gt=0,

@@ -325,3 +325,18 @@ async def test_only_degraded_tier_agents_degrade_the_session(client):
     session = await create(client, template="single", auto_start=True)
     degraded = await until(lambda: _status_in(client, session["id"], ("DEGRADED",)))
     assert "only DEGRADED-tier agents" in degraded["status_reason"]
+
+
+@pytest.mark.settings(**ENGINE, checkpoint_interval_seconds=0.3)
+async def test_a_running_session_is_checkpointed_periodically(client):
+    session = await create(client, template="single", auto_start=True)
+
+    async def periodic() -> list[dict[str, Any]]:
+        page = (await client.get(f"{API}/sessions/{session['id']}/checkpoints")).json()
+        return [c for c in page["items"] if c["label"] == "periodic"]
+
+    found = await until(periodic)
+    assert found[0]["data"]["phase"] in ("EXECUTING", "REVIEWING")
+    assert "finished_tasks" in found[0]["data"]
+    await asyncio.sleep(0.8)
+    assert len(await periodic()) >= 2

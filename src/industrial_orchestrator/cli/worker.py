@@ -14,8 +14,10 @@ also the example for agent authors (docs/external-agents.md has the protocol):
 3. **Pull** (``POST .../tasks/next``, a long-poll) from ``--concurrency`` slots.
 4. **Run** the command: shell, workspace as working directory, prompt on stdin and in
    the environment; its output echoed, kept for the result and shipped as session logs.
-5. **Report** (``POST .../tasks/{id}/result``) with the attempt number as fencing token:
-   409 ``lease_lost`` means someone else owns the task now, so the result is dropped.
+   The command may report the tokens and money it spent in ``$ORCHESTRATOR_USAGE_FILE``.
+5. **Report** (``POST .../tasks/{id}/result``) with the attempt number as fencing token,
+   and the usage reported: 409 ``lease_lost`` means someone else owns the task now, so
+   the result is dropped.
 6. **Leave** (``DELETE``) on SIGINT or SIGTERM, after the running commands were killed
    and reported failed; a 401 (the agent was removed or its token revoked) stops it too.
 """
@@ -24,14 +26,18 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import json
+import math
 import os
 import signal
 import socket
+import stat
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TextIO, TypeVar
@@ -68,6 +74,12 @@ LOG_REQUEST_CHARS = 32 * 1024  # at most 128 KiB of UTF-8: well under the server
 LOG_TIMEOUT_SECONDS = 5.0
 ERROR_TAIL_CHARS = 2_000
 SUMMARY_CHARS = 500
+USAGE_FILE_NAME = "usage.json"
+USAGE_FILE_MAX_BYTES = 64 * 1024
+# What the server accepts in a result (TaskResultIn): a larger value would get the whole
+# result refused, so it is dropped with a warning instead.
+MAX_TOKENS_USED = 1_000_000_000
+MAX_COST_USD = 1_000_000.0
 STOPPED = "worker stopped"
 ABORTED = "aborted: the orchestrator took the task back (paused, stopped or cancelled)"
 
@@ -126,9 +138,12 @@ def choose_workspace(context: Mapping[str, Any], task_id: str, home: Path) -> tu
     return path, f"a worker directory: {reason}"
 
 
-def command_env(assignment: Mapping[str, Any], base: Mapping[str, str]) -> dict[str, str]:
+def command_env(
+    assignment: Mapping[str, Any], base: Mapping[str, str], usage_file: Path
+) -> dict[str, str]:
     """The command's environment: the worker's, less its registration secret, plus the
-    task's ``ORCHESTRATOR_TASK_*`` and ``ORCHESTRATOR_SESSION_ID``."""
+    task's ``ORCHESTRATOR_TASK_*``, ``ORCHESTRATOR_SESSION_ID`` and the
+    ``ORCHESTRATOR_USAGE_FILE`` it may report its usage in."""
     env = {key: value for key, value in base.items() if key != "AGENT_REGISTRATION_TOKEN"}
     env.update(
         ORCHESTRATOR_TASK_ID=str(assignment["task_id"]),
@@ -137,8 +152,71 @@ def command_env(assignment: Mapping[str, Any], base: Mapping[str, str]) -> dict[
         ORCHESTRATOR_TASK_TITLE=_env_safe(str(assignment.get("title", ""))),
         ORCHESTRATOR_TASK_ATTEMPT=str(assignment.get("attempt", "")),
         ORCHESTRATOR_TASK_PROMPT=_env_safe(str(assignment.get("input_data", ""))),
+        ORCHESTRATOR_USAGE_FILE=str(usage_file),
     )
     return env
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What a command reported it spent, for the result; ``problems`` are what was wrong
+    with the report (each a warning, never a failure of the task)."""
+
+    fields: dict[str, int | float]
+    problems: tuple[str, ...] = ()
+
+
+def read_usage(path: Path) -> Usage:
+    """The usage a command wrote to ``path`` (its ``ORCHESTRATOR_USAGE_FILE``): a JSON
+    object with ``tokens_used`` (an integer >= 0) and/or ``cost_usd`` (a number >= 0);
+    other keys are ignored. No file is no usage, and no problem."""
+    try:
+        # Non-blocking and no symlinks: a FIFO or a link planted there cannot hang the
+        # worker or make it read another file.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return Usage({})
+    except OSError as exc:
+        return Usage({}, (f"cannot read it: {exc.strerror or exc}",))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return Usage({}, ("not a regular file",))
+        raw = os.read(fd, USAGE_FILE_MAX_BYTES + 1)
+    except OSError as exc:
+        return Usage({}, (f"cannot read it: {exc.strerror or exc}",))
+    finally:
+        os.close(fd)
+    if len(raw) > USAGE_FILE_MAX_BYTES:
+        return Usage({}, (f"larger than {USAGE_FILE_MAX_BYTES} bytes",))
+    try:
+        report = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        return Usage({}, (f"not JSON: {exc}",))
+    if not isinstance(report, dict):
+        return Usage({}, (f"a JSON {type(report).__name__}, not an object",))
+    if "tokens_used" not in report and "cost_usd" not in report:
+        return Usage({}, ("holds neither tokens_used nor cost_usd",))
+    fields: dict[str, int | float] = {}
+    problems: list[str] = []
+    if "tokens_used" in report:
+        tokens = report["tokens_used"]
+        if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0:
+            if tokens <= MAX_TOKENS_USED:
+                fields["tokens_used"] = tokens
+            else:
+                problems.append(f"tokens_used {tokens} is over {MAX_TOKENS_USED}")
+        else:
+            problems.append(f"tokens_used {tokens!r} is not an integer >= 0")
+    if "cost_usd" in report:
+        cost = report["cost_usd"]
+        if isinstance(cost, int | float) and not isinstance(cost, bool) and cost >= 0:
+            if math.isfinite(cost) and cost <= MAX_COST_USD:
+                fields["cost_usd"] = float(cost)
+            else:
+                problems.append(f"cost_usd {cost} is over {MAX_COST_USD:g}")
+        else:
+            problems.append(f"cost_usd {cost!r} is not a number >= 0")
+    return Usage(fields, tuple(problems))
 
 
 def _env_safe(text: str) -> str:
@@ -325,11 +403,12 @@ async def _settle(pumps: list[asyncio.Task[None]]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Ran:
-    """How a command ended: its exit status (None when it never started) and, when it was
-    cut short or could not start, why."""
+    """How a command ended: its exit status (None when it never started), when it was
+    cut short or could not start, why, and the usage it reported."""
 
     exit_code: int | None
     cut_short: str | None = None
+    usage: Mapping[str, int | float] = field(default_factory=dict)
 
 
 # -- the agent ----------------------------------------------------------------------------------
@@ -625,35 +704,43 @@ class Worker:
         """Run the command for one task until it exits, times out or the worker stops."""
         if self.stopping.is_set():
             return Ran(None, STOPPED)
-        try:
-            process = await asyncio.create_subprocess_shell(
-                self.config.command,
-                cwd=workspace,
-                env=command_env(assignment, os.environ),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,  # its own process group, to end all of it
-            )
-        except (OSError, ValueError) as exc:
-            return Ran(None, f"could not start the command: {exc}")
-        assert process.stdin is not None
-        assert process.stdout is not None
-        assert process.stderr is not None
-        pumps = [
-            asyncio.create_task(_feed(process.stdin, str(assignment.get("input_data", "")))),
-            asyncio.create_task(output.pump(process.stdout, "stdout")),
-            asyncio.create_task(output.pump(process.stderr, "stderr")),
-        ]
-        limit = assignment.get("timeout_seconds") or None
-        try:
-            cut_short = await self._wait_for_exit(
-                process, limit, self.aborted.get(str(assignment["task_id"]))
-            )
-        finally:
-            await _end_process_group(process)
-            await _settle(pumps)
-        return Ran(process.returncode, cut_short)
+        task_id = str(assignment["task_id"])
+        # The usage file lives in a directory of the task's own (mode 0700), outside the
+        # workspace, so it never ends up in the work and no other task can write it.
+        with tempfile.TemporaryDirectory(
+            prefix=f"orchestrator-task-{_short(task_id)}-", ignore_cleanup_errors=True
+        ) as private:
+            usage_file = Path(private) / USAGE_FILE_NAME
+            try:
+                process = await asyncio.create_subprocess_shell(
+                    self.config.command,
+                    cwd=workspace,
+                    env=command_env(assignment, os.environ, usage_file),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    start_new_session=True,  # its own process group, to end all of it
+                )
+            except (OSError, ValueError) as exc:
+                return Ran(None, f"could not start the command: {exc}")
+            assert process.stdin is not None
+            assert process.stdout is not None
+            assert process.stderr is not None
+            pumps = [
+                asyncio.create_task(_feed(process.stdin, str(assignment.get("input_data", "")))),
+                asyncio.create_task(output.pump(process.stdout, "stdout")),
+                asyncio.create_task(output.pump(process.stderr, "stderr")),
+            ]
+            limit = assignment.get("timeout_seconds") or None
+            try:
+                cut_short = await self._wait_for_exit(process, limit, self.aborted.get(task_id))
+            finally:
+                await _end_process_group(process)
+                await _settle(pumps)
+            usage = read_usage(usage_file)
+        for problem in usage.problems:
+            self.warn(f"task {task_id}: usage report ignored: {problem}")
+        return Ran(process.returncode, cut_short, usage.fields)
 
     async def _wait_for_exit(
         self,
@@ -716,6 +803,11 @@ class Worker:
         )
         if first_line:
             line.append(f": {first_line[:SUMMARY_CHARS]}")
+        if "tokens_used" in result or "cost_usd" in result:
+            spent = [f"{result['tokens_used']} tokens"] if "tokens_used" in result else []
+            if "cost_usd" in result:
+                spent.append(f"${result['cost_usd']:.4f}")
+            line.append(f" [{', '.join(spent)}]")
         if recorded is not None:
             line.append(f" - {recorded}", style="yellow")
         self.console.print(line)
@@ -730,6 +822,7 @@ def _result(assignment: Json, ran: Ran, output: TaskOutput, elapsed: float) -> J
         "status": "completed" if completed else "failed",
         "output_data": {"exit_code": ran.exit_code, "summary": output.summary},
         "execution_time_ms": int(elapsed * 1000),
+        **ran.usage,
     }
     if not completed:
         tail = output.tail.strip()
@@ -813,9 +906,12 @@ def worker_command(
     ORCHESTRATOR_TASK_TYPE, ORCHESTRATOR_TASK_TITLE and ORCHESTRATOR_TASK_ATTEMPT in its
     environment. Its output is printed and sent to the session's logs. Exit status 0
     completes the task and its last output line becomes the task's summary; anything else
-    fails it with the output's tail as reason. A command still running after the task's
-    timeout is killed (its whole process group). Ctrl-C or SIGTERM: the running commands
-    are killed and reported failed, the agent deregisters, exit 0.
+    fails it with the output's tail as reason. The command may report its usage by
+    writing {"tokens_used": N, "cost_usd": X} to $ORCHESTRATOR_USAGE_FILE (a file in a
+    temporary directory of the task's own); it goes with the result. A command still
+    running after the task's timeout is killed (its whole process group). Ctrl-C or
+    SIGTERM: the running commands are killed and reported failed, the agent deregisters,
+    exit 0.
     """
     capabilities = capabilities_for(capability or (), any_capability)
     console = Console(stderr=True, soft_wrap=True, highlight=False)

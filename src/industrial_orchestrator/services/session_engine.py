@@ -69,11 +69,13 @@ class SessionEngine:
         *,
         clock: Clock,
         session_timeout_seconds: int,
+        checkpoint_interval_seconds: float = 300.0,
     ) -> None:
         self._uow = uow
         self._sessions = sessions
         self._clock = clock
         self._timeout = session_timeout_seconds
+        self._checkpoint_every = timedelta(seconds=checkpoint_interval_seconds)
 
     async def to_visit(self) -> list[UUID]:
         """RUNNING sessions, and sessions whose tasks still need bringing in line."""
@@ -135,9 +137,18 @@ class SessionEngine:
         if session.phase in (None, SessionPhase.PLANNING):
             await self._plan(session)
             return None
+        await self._checkpoint_periodically(session)
         if session.phase == SessionPhase.REVIEWING:
             return self._review_due(session)
         return await self._advance(session)
+
+    async def _checkpoint_periodically(self, session: Session) -> None:
+        """A checkpoint at least every ``checkpoint_interval_seconds`` while it runs."""
+        async with self._uow.reader() as uow:
+            latest = await uow.checkpoints.latest(session.id)
+        since = latest.created_at if latest else session.started_at
+        if since is not None and self._clock() - since >= self._checkpoint_every:
+            await self._checkpoint(session.id, "periodic", None)
 
     async def record_review(
         self, session_id: UUID, review_round: int, passed: bool, output: str
