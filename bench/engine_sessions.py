@@ -743,7 +743,7 @@ def bench_backend(backend: str, args: argparse.Namespace) -> BackendResult:
         }
         base_url, pid = stack.enter_context(running_server(env, workdir))
         progress.print(
-            f"{label}: server {base_url} up; "
+            f"{label}: server {base_url} up (pid {pid}); "
             + ", ".join(f"{name}={value}" for name, value in settings.items())
             + "; everything else default"
         )

@@ -6,6 +6,8 @@ timeout, and leaves cleanly on SIGTERM. Plus the pure helpers, case by case."""
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import time
@@ -19,10 +21,12 @@ import pytest
 import typer
 
 from industrial_orchestrator.cli.worker import (
+    USAGE_FILE_MAX_BYTES,
     capabilities_for,
     choose_workspace,
     command_env,
     known_capabilities,
+    read_usage,
 )
 
 from ..server_process import ServerProcess, orchestrator_command, orchestrator_env, run_cli
@@ -159,7 +163,7 @@ def _agent_names(http: httpx.Client) -> set[str]:
     return {agent["name"] for agent in response.json()}
 
 
-def _group_alive(pgid: int) -> bool:
+def group_alive(pgid: int) -> bool:
     """Whether a process of the group still runs (zombies, waiting for init, do not)."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -248,11 +252,11 @@ def test_sigterm_kills_the_command_reports_it_failed_and_deregisters(
         wait_for(lambda: "] started" in worker.output, "the command to start")
         assert worker.name in _agent_names(http)
         pgid = int(pgid_file.read_text())
-        assert _group_alive(pgid)
+        assert group_alive(pgid)
 
         assert worker.terminate() == 0, worker.output
 
-        assert not _group_alive(pgid), "the command's process group outlived the worker"
+        assert not group_alive(pgid), "the command's process group outlived the worker"
         assert worker.name not in _agent_names(http)
         [attempt] = _attempts(http, task["id"])
         assert (attempt["outcome"], attempt["error"]) == ("failed", "worker stopped")
@@ -311,9 +315,45 @@ def test_a_command_past_the_task_timeout_is_killed(
             assert (attempt["outcome"], attempt["error"]) == ("failed", "timed out after 1 s")
             assert attempt["output"]["summary"] == "waiting"
             pgid = int((home / "worker" / task["id"] / "pgid").read_text())
-            assert not _group_alive(pgid)
+            assert not group_alive(pgid)
             assert worker.process.poll() is None, worker.output
             assert worker.terminate() == 0, worker.output
+
+
+@pytest.mark.slow
+def test_the_usage_the_command_reports_goes_with_the_result(
+    eap_server: ServerProcess, start_worker: StartWorker, home: Path
+):
+    with eap_server.client() as http:
+        reported, broken = (_create_task(http, title, "spend") for title in ("Paid", "Garbled"))
+        worker = start_worker(
+            eap_server,
+            "--any-capability",
+            "--command",
+            # Where the file is, for the test; then the report (a broken one for one task).
+            'dirname "$ORCHESTRATOR_USAGE_FILE" > private-dir; '
+            f'if [ "$ORCHESTRATOR_TASK_ID" = {broken["id"]} ]; '
+            'then echo "{oops" > "$ORCHESTRATOR_USAGE_FILE"; '
+            """else echo '{"tokens_used": 42, "cost_usd": 0.5}' > "$ORCHESTRATOR_USAGE_FILE"; fi""",
+        )
+        _wait_status(http, [reported["id"], broken["id"]], "COMPLETED", worker)
+
+        [attempt] = _attempts(http, reported["id"])
+        assert (attempt["tokens_used"], attempt["cost_usd"]) == (42, 0.5)
+        [unreported] = _attempts(http, broken["id"])
+        assert (unreported["outcome"], unreported["tokens_used"], unreported["cost_usd"]) == (
+            "completed",
+            0,
+            0.0,
+        )
+        assert f"warning: task {broken['id']}: usage report ignored: not JSON" in worker.output
+        assert "[42 tokens, $0.5000]" in worker.output
+        for task in (reported, broken):
+            workspace = home / "worker" / task["id"]
+            private = Path((workspace / "private-dir").read_text().strip())
+            assert workspace not in private.parents, "the usage file is outside the workspace"
+            assert not private.exists(), "the task's private directory was removed"
+        assert worker.terminate() == 0, worker.output
 
 
 @pytest.mark.slow
@@ -391,7 +431,11 @@ def test_the_command_gets_the_task_in_its_environment_but_not_the_registration_t
         "attempt": 2,
         "input_data": "Write\0 tests",
     }
-    env = command_env(assignment, {"PATH": "/bin", "AGENT_REGISTRATION_TOKEN": "secret"})
+    env = command_env(
+        assignment,
+        {"PATH": "/bin", "AGENT_REGISTRATION_TOKEN": "secret"},
+        Path("/tmp/private/usage.json"),
+    )
     assert env == {
         "PATH": "/bin",
         "ORCHESTRATOR_TASK_ID": "t-1",
@@ -400,4 +444,71 @@ def test_the_command_gets_the_task_in_its_environment_but_not_the_registration_t
         "ORCHESTRATOR_TASK_TITLE": "Test it",
         "ORCHESTRATOR_TASK_ATTEMPT": "2",
         "ORCHESTRATOR_TASK_PROMPT": "Write tests",
+        "ORCHESTRATOR_USAGE_FILE": "/tmp/private/usage.json",
     }
+
+
+@pytest.mark.parametrize(
+    ("content", "fields", "problem"),
+    [
+        ('{"tokens_used": 42, "cost_usd": 0.5}', {"tokens_used": 42, "cost_usd": 0.5}, None),
+        ('{"tokens_used": 0}', {"tokens_used": 0}, None),
+        ('{"cost_usd": 3, "model": "x"}', {"cost_usd": 3.0}, None),
+        ('{"tokens_used": 7, "cost_usd": -1}', {"tokens_used": 7}, "cost_usd -1 is not a number"),
+        ('{"tokens_used": "7", "cost_usd": 1.5}', {"cost_usd": 1.5}, "tokens_used '7' is not"),
+        ('{"tokens_used": 4.0}', {}, "tokens_used 4.0 is not an integer >= 0"),
+        ('{"tokens_used": true}', {}, "tokens_used True is not an integer"),
+        ('{"tokens_used": -3}', {}, "tokens_used -3 is not an integer >= 0"),
+        ('{"tokens_used": 1000000001}', {}, "tokens_used 1000000001 is over 1000000000"),
+        ('{"cost_usd": NaN}', {}, "cost_usd nan is not a number >= 0"),
+        ('{"cost_usd": Infinity}', {}, "cost_usd inf is over"),
+        ('{"cost_usd": 2e6}', {}, "cost_usd 2000000.0 is over 1e+06"),
+        ('{"cost_usd": null}', {}, "cost_usd None is not a number"),
+        ("{}", {}, "holds neither tokens_used nor cost_usd"),
+        ("[42]", {}, "a JSON list, not an object"),
+        ("", {}, "not JSON"),
+        ("tokens: 42", {}, "not JSON"),
+    ],
+)
+def test_the_usage_file_is_read_field_by_field(
+    tmp_path: Path, content: str, fields: Json, problem: str | None
+):
+    path = tmp_path / "usage.json"
+    path.write_text(content)
+    usage = read_usage(path)
+    assert usage.fields == fields
+    if problem is None:
+        assert usage.problems == ()
+    else:
+        [found] = usage.problems
+        assert found.startswith(problem), found
+
+
+def test_no_usage_file_is_no_usage_and_no_problem(tmp_path: Path):
+    usage = read_usage(tmp_path / "usage.json")
+    assert (usage.fields, usage.problems) == ({}, ())
+
+
+def test_a_usage_file_that_cannot_be_read_as_a_small_regular_file_is_a_problem(tmp_path: Path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # a plain read would wait forever for a writer
+    link = tmp_path / "link"
+    target = tmp_path / "elsewhere.json"
+    target.write_text(json.dumps({"tokens_used": 1}))
+    link.symlink_to(target)
+    huge = tmp_path / "huge"
+    huge.write_text(json.dumps({"tokens_used": 1, "padding": "x" * USAGE_FILE_MAX_BYTES}))
+    directory = tmp_path / "dir"
+    directory.mkdir()
+    problems = {
+        name: read_usage(path).problems
+        for name, path in [("fifo", fifo), ("link", link), ("huge", huge), ("dir", directory)]
+    }
+    assert problems == {
+        "fifo": ("not a regular file",),
+        "link": (problems["link"][0],),
+        "huge": (f"larger than {USAGE_FILE_MAX_BYTES} bytes",),
+        "dir": ("not a regular file",),
+    }
+    assert problems["link"][0].startswith("cannot read it: ")
+    assert all(read_usage(path).fields == {} for path in (fifo, link, huge, directory))
