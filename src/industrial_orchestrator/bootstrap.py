@@ -122,6 +122,7 @@ async def build(
             clock=clock,
             session_timeout_seconds=settings.session_timeout_seconds,
             checkpoint_interval_seconds=settings.checkpoint_interval_seconds,
+            max_parallel_tasks=settings.session_max_parallel_tasks,
         ),
     )
 

@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     engine_tick_seconds: float = Field(
         1.0, gt=0, le=3600, description="Longest wait between two rounds of the session engine"
     )
+    session_max_parallel_tasks: int = Field(
+        4, ge=1, le=1000, description="Tasks of one session worked on at once (default)"
+    )
     checkpoint_interval_seconds: float = Field(
         300.0, gt=0, le=86400, description="A running session is checkpointed at least this often"
     )

@@ -340,3 +340,35 @@ async def test_a_running_session_is_checkpointed_periodically(client):
     assert "finished_tasks" in found[0]["data"]
     await asyncio.sleep(0.8)
     assert len(await periodic()) >= 2
+
+
+@pytest.mark.settings(**ENGINE)
+async def test_a_session_works_on_at_most_max_parallel_tasks_at_once(client):
+    agent = await register(
+        client, name="wide", capabilities=every_capability(), max_concurrent_tasks=10
+    )
+    session = await create(
+        client,
+        initial_prompt="Build a CRUD REST API for todo items with a database",
+        template="crud",
+        max_parallel_tasks=1,
+        auto_start=True,
+    )
+    titles: list[str] = []
+    for _ in range(200):
+        if (await session_of(client, session["id"]))["status"] == "COMPLETED":
+            break
+        held = await agent.pull(expect=None, wait=0.3)
+        if held is None:
+            continue
+        # While one is in hand, nothing else of the session is handed out.
+        assert await agent.pull(expect=204) is None
+        active = [
+            t for t in await tasks_of(client, session["id"])
+            if t["status"] in ("READY", "RUNNING")
+        ]
+        assert [t["id"] for t in active] == [held["task_id"]]
+        await agent.report(held["task_id"])
+        titles.append(held["title"])
+    assert (await session_of(client, session["id"]))["status"] == "COMPLETED"
+    assert len(titles) > 2

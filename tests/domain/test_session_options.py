@@ -82,7 +82,7 @@ def test_negative_review_rounds_are_refused(rounds: int) -> None:
     assert raised.value.details == {"field": "max_review_rounds"}
 
 
-LIMITS = ["timeout_seconds", "max_tokens", "max_cost_usd"]
+LIMITS = ["timeout_seconds", "max_tokens", "max_cost_usd", "max_parallel_tasks"]
 
 
 def limit(field: str, value: float) -> dict[str, Any]:
@@ -133,6 +133,7 @@ FULL = SessionOptions(
     timeout_seconds=900,
     max_tokens=50_000,
     max_cost_usd=2.5,
+    max_parallel_tasks=2,
 )
 
 
@@ -144,6 +145,7 @@ def test_to_json_names_every_field() -> None:
         "timeout_seconds": 900,
         "max_tokens": 50_000,
         "max_cost_usd": 2.5,
+        "max_parallel_tasks": 2,
     }
     assert SessionOptions().to_json() == {
         "template": None,
@@ -152,6 +154,7 @@ def test_to_json_names_every_field() -> None:
         "timeout_seconds": None,
         "max_tokens": None,
         "max_cost_usd": None,
+        "max_parallel_tasks": None,
     }
 
 

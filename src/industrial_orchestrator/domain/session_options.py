@@ -29,6 +29,8 @@ class SessionOptions:
     """Overrides SESSION_TIMEOUT_SECONDS."""
     max_tokens: int | None = None
     max_cost_usd: float | None = None
+    max_parallel_tasks: int | None = None
+    """Tasks of the session READY or RUNNING at once; None: SESSION_MAX_PARALLEL_TASKS."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,6 +52,7 @@ def session_options(
     timeout_seconds: int | None = None,
     max_tokens: int | None = None,
     max_cost_usd: float | None = None,
+    max_parallel_tasks: int | None = None,
 ) -> SessionOptions:
     """Checked options; raises ``InvalidInput`` naming the field."""
     if template is not None and template not in TEMPLATE_CHOICES:
@@ -66,6 +69,7 @@ def session_options(
         ("timeout_seconds", timeout_seconds),
         ("max_tokens", max_tokens),
         ("max_cost_usd", max_cost_usd),
+        ("max_parallel_tasks", max_parallel_tasks),
     ):
         if value is not None and not value > 0:
             raise InvalidInput(f"{name} must be positive", {"field": name, "value": value})
@@ -76,4 +80,5 @@ def session_options(
         timeout_seconds=timeout_seconds,
         max_tokens=max_tokens,
         max_cost_usd=max_cost_usd,
+        max_parallel_tasks=max_parallel_tasks,
     )

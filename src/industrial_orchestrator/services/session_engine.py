@@ -70,12 +70,14 @@ class SessionEngine:
         clock: Clock,
         session_timeout_seconds: int,
         checkpoint_interval_seconds: float = 300.0,
+        max_parallel_tasks: int = 4,
     ) -> None:
         self._uow = uow
         self._sessions = sessions
         self._clock = clock
         self._timeout = session_timeout_seconds
         self._checkpoint_every = timedelta(seconds=checkpoint_interval_seconds)
+        self._max_parallel = max_parallel_tasks
 
     async def to_visit(self) -> list[UUID]:
         """RUNNING sessions, and sessions whose tasks still need bringing in line."""
@@ -272,7 +274,11 @@ class SessionEngine:
             await uow.tasks.lock_family(session.id)
             tasks = await _tasks_of(uow, session.id)
             progress = progress_of(tasks)
-            for task in progress.startable:
+            limit = session.options.max_parallel_tasks or self._max_parallel
+            active = sum(t.status in (TaskStatus.READY, TaskStatus.RUNNING) for t in tasks)
+            # Independent tasks run side by side, up to the session's limit.
+            opened = progress.startable[: max(0, limit - active)]
+            for task in opened:
                 ready = task_transition(task, TaskStatus.READY, now=now)
                 if await uow.tasks.save(task, ready):
                     await uow.events.append([task_events.task_transition(task, ready)])
@@ -280,7 +286,7 @@ class SessionEngine:
                 await _close_summary(uow, task, now)
             await uow.commit()
         await self._checkpoint_finished(session.id, progress)
-        if progress.startable or progress.closable:
+        if opened or progress.closable:
             return None  # the plan moved: look again next round
         await self._check_health(session, tasks)
         if progress.state == PlanState.DONE:

@@ -106,6 +106,14 @@ class SessionCreate(StrictModel):
         None, gt=0, le=1_000_000, description="Budget in USD: the session fails beyond it"
     )
 
+    max_parallel_tasks: StrictInt | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="Tasks of this session worked on at once; SESSION_MAX_PARALLEL_TASKS "
+        "when omitted",
+    )
+
     def options(self) -> SessionOptions:
         return session_options(
             template=self.template,
@@ -114,6 +122,7 @@ class SessionCreate(StrictModel):
             timeout_seconds=self.timeout_seconds,
             max_tokens=self.max_tokens,
             max_cost_usd=self.max_cost_usd,
+            max_parallel_tasks=self.max_parallel_tasks,
         )
 
 
@@ -124,6 +133,7 @@ class OptionsRead(BaseModel):
     timeout_seconds: int | None
     max_tokens: int | None
     max_cost_usd: float | None
+    max_parallel_tasks: int | None
 
     @classmethod
     def of(cls, options: SessionOptions) -> OptionsRead:
