@@ -61,6 +61,24 @@ def serve(tmp_path: Path, env: dict[str, str]) -> ServerProcess:
     return ServerProcess(settings, tmp_path / "server")
 
 
+def start_crud_session(http: httpx.Client, workspace: Path, **options: Any) -> str:
+    """A started session whose plan is the crud template's; its id."""
+    created = http.post(
+        "/api/v1/sessions",
+        json={
+            "title": "Todo service",
+            "initial_prompt": "Build a CRUD REST API for todo items with a database",
+            "template": "crud",
+            "workspace": str(workspace),
+            "auto_start": True,
+            **options,
+        },
+    )
+    assert created.status_code == 201, created.text
+    session_id: str = created.json()["id"]
+    return session_id
+
+
 def wait_for_status(http: httpx.Client, session_id: str, *states: str) -> dict[str, Any]:
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
@@ -107,19 +125,9 @@ def test_a_plan_runs_to_completed_in_order_through_a_fixing_round(
                         COMMAND,
                     )
                 )
-            created = http.post(
-                "/api/v1/sessions",
-                json={
-                    "title": "Todo service",
-                    "initial_prompt": "Build a CRUD REST API for todo items with a database",
-                    "template": "crud",
-                    "workspace": str(workspace),
-                    "verify_command": "test -f fixed.txt",
-                    "auto_start": True,
-                },
+            session_id = start_crud_session(
+                http, workspace, verify_command="test -f fixed.txt"
             )
-            assert created.status_code == 201, created.text
-            session_id = created.json()["id"]
             final = wait_for_status(
                 http, session_id, "COMPLETED", "FAILED", "PARTIALLY_COMPLETED"
             )
@@ -163,17 +171,7 @@ def test_a_killed_orchestrator_resumes_the_session_without_redoing_finished_task
             COMMAND.replace("sleep 0.2", "sleep 0.5"),
         )
         try:
-            created = http.post(
-                "/api/v1/sessions",
-                json={
-                    "title": "Todo service",
-                    "initial_prompt": "Build a CRUD REST API for todo items with a database",
-                    "template": "crud",
-                    "workspace": str(workspace),
-                    "auto_start": True,
-                },
-            )
-            session_id = created.json()["id"]
+            session_id = start_crud_session(http, workspace)
             deadline = time.monotonic() + WAIT
             while time.monotonic() < deadline:
                 finished = [
@@ -214,17 +212,7 @@ def test_a_second_orchestrator_takes_over_a_dead_ones_sessions(tmp_path: Path):
         second = serve(tmp_path / "b", shared)
         with first, second, first.client() as to_first, second.client() as to_second:
             first.start()
-            created = to_first.post(
-                "/api/v1/sessions",
-                json={
-                    "title": "Todo service",
-                    "initial_prompt": "Build a CRUD REST API for todo items with a database",
-                    "template": "crud",
-                    "workspace": str(workspace),
-                    "auto_start": True,
-                },
-            )
-            session_id = created.json()["id"]
+            session_id = start_crud_session(to_first, workspace)
             deadline = time.monotonic() + WAIT
             while to_first.get(f"/api/v1/sessions/{session_id}").json()["phase"] != "EXECUTING":
                 assert time.monotonic() < deadline, "never planned"
