@@ -170,3 +170,28 @@ def test_any_verb_sequence_keeps_version_and_sequence_in_step(actions, slot_free
         session, record = transition(session, target, now=T0, actor=Actor.OPERATOR)
         assert session.version == before.version + 1
         assert record.seq == session.transition_seq == before.transition_seq + 1
+
+
+def test_running_time_leaves_out_pauses_and_the_queue():
+    from industrial_orchestrator.domain.session import Actor, Transition, running_seconds
+    from industrial_orchestrator.domain.session_states import SessionState as S
+
+    t0 = datetime(2026, 11, 25, 12, tzinfo=UTC)
+    sid = uuid4()
+
+    def at(seconds: float, source: S | None, target: S, seq: int) -> Transition:
+        moment = t0 + timedelta(seconds=seconds)
+        return Transition(sid, seq, source, target, None, Actor.SYSTEM, moment)
+
+    history = [
+        at(0, None, S.PENDING, 1),
+        at(5, S.PENDING, S.QUEUED, 2),
+        at(10, S.QUEUED, S.RUNNING, 3),  # runs 10 s
+        at(20, S.RUNNING, S.PAUSED, 4),  # paused 100 s
+        at(120, S.PAUSED, S.RUNNING, 5),  # runs 5 s
+        at(125, S.RUNNING, S.DEGRADED, 6),  # degraded still counts: 5 s
+        at(130, S.DEGRADED, S.RUNNING, 7),  # and running until now
+    ]
+    assert running_seconds(history, t0 + timedelta(seconds=133)) == 10 + 5 + 5 + 3
+    assert running_seconds(history[:4], t0 + timedelta(seconds=500)) == 10
+    assert running_seconds([], t0) == 0

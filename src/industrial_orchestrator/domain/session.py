@@ -7,6 +7,7 @@ and the history row to store; the service writes both in one guarded transaction
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -110,6 +111,22 @@ def creation_record(session: Session, actor: Actor) -> Transition:
         actor=actor,
         at=session.created_at,
     )
+
+
+def running_seconds(history: Sequence[Transition], now: datetime) -> float:
+    """Time spent RUNNING (or DEGRADED) according to the history (in ``seq`` order): the
+    clock a session's timeout is measured on; pauses and queueing do not count."""
+    total = 0.0
+    since: datetime | None = None
+    for record in history:
+        if since is not None:
+            total += (record.at - since).total_seconds()
+            since = None
+        if record.to_state in RUNNING_STATES:
+            since = record.at
+    if since is not None:
+        total += (now - since).total_seconds()
+    return total
 
 
 def transition(

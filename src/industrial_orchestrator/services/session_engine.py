@@ -21,7 +21,7 @@ from ..domain import task_events
 from ..domain.agent_tiers import Tier
 from ..domain.errors import Conflict
 from ..domain.events import EventType, NewEvent
-from ..domain.session import Actor, Session, SessionPhase
+from ..domain.session import Actor, Session, SessionPhase, running_seconds
 from ..domain.session_options import SINGLE_TASK
 from ..domain.session_progress import PlanState, Progress, progress_of
 from ..domain.session_states import SessionState
@@ -357,7 +357,9 @@ class SessionEngine:
         timeout = options.timeout_seconds or self._timeout
         reason: str | None = None
         target = SessionState.FAILED
-        if session.started_at and now - session.started_at > timedelta(seconds=timeout):
+        async with self._uow.reader() as uow:
+            ran = running_seconds(await uow.sessions.transitions(session.id), now)
+        if ran > timeout:
             target, reason = SessionState.TIMEOUT, f"ran longer than {timeout} s"
         elif options.max_tokens is not None and session.tokens_used > options.max_tokens:
             reason = (
