@@ -110,6 +110,7 @@ async def test_a_started_session_is_planned_and_its_tasks_done_in_dependency_ord
     assert sum(label.startswith("after task: ") for label in labels) == len(done)
     latest = checkpoints["items"][0]["data"]
     assert len(latest["finished_tasks"]) == len(done)
+    assert latest["in_flight"] == {}
     phases = (
         await client.get(f"{API}/sessions/{session['id']}/events", params={"type": "session.phase"})
     ).json()["items"]
@@ -329,15 +330,21 @@ async def test_only_degraded_tier_agents_degrade_the_session(client):
 
 @pytest.mark.settings(**ENGINE, checkpoint_interval_seconds=0.3)
 async def test_a_running_session_is_checkpointed_periodically(client):
+    agent = await register(client, capabilities=["code_generation"])
     session = await create(client, template="single", auto_start=True)
+    held = await agent.pull(wait=5)
+    assert held is not None
 
     async def periodic() -> list[dict[str, Any]]:
         page = (await client.get(f"{API}/sessions/{session['id']}/checkpoints")).json()
         return [c for c in page["items"] if c["label"] == "periodic"]
 
     found = await until(periodic)
-    assert found[0]["data"]["phase"] in ("EXECUTING", "REVIEWING")
-    assert "finished_tasks" in found[0]["data"]
+    assert found[0]["data"]["phase"] == "EXECUTING"
+    assert found[0]["data"]["finished_tasks"] == {}
+    # Who holds which task, on which attempt: what resuming must recognise.
+    lease = found[0]["data"]["in_flight"][held["task_id"]]
+    assert (lease["agent_id"], lease["attempt"]) == (agent.id, 1)
     await asyncio.sleep(0.8)
     assert len(await periodic()) >= 2
 

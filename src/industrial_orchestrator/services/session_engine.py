@@ -437,6 +437,18 @@ class SessionEngine:
         async with self._uow.reader() as uow:
             session = await uow.sessions.get(session_id)
             tasks = await _tasks_of(uow, session_id)
+            # Which agent holds which task, on which attempt: what resuming needs to
+            # recognise (and fence off) work that was in flight.
+            in_flight: dict[str, Any] = {}
+            for task in tasks:
+                if task.status == TaskStatus.RUNNING and task.attempt:
+                    attempt = await uow.attempts.get(task.id, task.attempt)
+                    if attempt is not None and attempt.is_open:
+                        in_flight[str(task.id)] = {
+                            "attempt": attempt.attempt,
+                            "agent_id": str(attempt.agent_id),
+                            "lease_expires_at": attempt.expires_at.isoformat(),
+                        }
         if session is None:
             return
         if finished is None:
@@ -449,6 +461,7 @@ class SessionEngine:
             "review_round": session.review_round,
             "finished_tasks": finished,
             "tasks": {str(t.id): t.status.value for t in tasks},
+            "in_flight": in_flight,
             "tokens_used": session.tokens_used,
             "cost_usd": session.cost_usd,
         }
