@@ -157,10 +157,13 @@ def test_a_plan_runs_to_completed_in_order_through_a_fixing_round(
 
 
 def test_a_killed_orchestrator_resumes_the_session_without_redoing_finished_tasks(
-    tmp_path: Path,
+    tmp_path: Path, backend_env: dict[str, str]
 ):
     workspace = tmp_path / "repo"
-    with serve(tmp_path, {}) as server, server.client() as http:
+    # On PostgreSQL the restarted process waits for its dead predecessor's ownership
+    # lease to run out (SQLite, single-process, resumes at once).
+    env = {**backend_env, "SESSION_LEASE_SECONDS": "2"}
+    with serve(tmp_path, env) as server, server.client() as http:
         server.start()
         worker = WorkerProcess(
             server.base_url,
@@ -242,9 +245,11 @@ def test_a_second_orchestrator_takes_over_a_dead_ones_sessions(tmp_path: Path):
             print(f"\n[engine takeover] taken over by {events[0]['payload']['to']}")
 
 
-def test_stopping_a_session_aborts_the_command_in_flight(tmp_path: Path):
+def test_stopping_a_session_aborts_the_command_in_flight(
+    tmp_path: Path, backend_env: dict[str, str]
+):
     workspace = tmp_path / "repo"
-    with serve(tmp_path, {}) as server, server.client() as http:
+    with serve(tmp_path, backend_env) as server, server.client() as http:
         server.start()
         worker = WorkerProcess(
             server.base_url,
