@@ -67,6 +67,7 @@ class SessionRunner:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
         self._loop: asyncio.Task[None] | None = None
         self._reviews: dict[UUID, asyncio.Task[None]] = {}
+        self._held: dict[UUID, float] = {}  # session -> when to renew its ownership
 
     async def start(self) -> None:
         if self._single_process:
@@ -97,9 +98,12 @@ class SessionRunner:
             await self._dispatcher.run_once()
 
     async def _step_sessions(self) -> None:
-        for session_id in await self._engine.to_visit():
+        visiting = await self._engine.to_visit()
+        for gone in set(self._held) - set(visiting):
+            del self._held[gone]
+        for session_id in visiting:
             try:
-                if not await self._engine.own(session_id, self.owner, self._lease):
+                if not await self._owns(session_id):
                     continue  # another live process runs it
                 await self._prepare_workspace(session_id)
                 due = await self._engine.step(session_id)
@@ -110,6 +114,18 @@ class SessionRunner:
                 self._reviews[session_id] = asyncio.create_task(
                     self._review(due), name=f"review-{session_id}"
                 )
+
+    async def _owns(self, session_id: UUID) -> bool:
+        """Whether this process runs the session; the lease is renewed once half of it
+        is gone, not on every round."""
+        now = time.monotonic()
+        if self._held.get(session_id, 0.0) > now:
+            return True
+        if not await self._engine.own(session_id, self.owner, self._lease):
+            self._held.pop(session_id, None)
+            return False
+        self._held[session_id] = now + self._lease / 2
+        return True
 
     async def _run(self) -> None:
         async with self._bus.subscribe() as wakeup:

@@ -188,10 +188,12 @@ class TaskRepository(Protocol):
     async def save(self, before: Task, after: Task) -> bool:
         """Guarded write: False when the row is no longer ``before``."""
 
-    async def claimable(self, capabilities: Sequence[str], *, limit: int) -> list[Task]:
+    async def claimable(
+        self, capabilities: Sequence[str], *, limit: int, lock: bool = True
+    ) -> list[Task]:
         """READY leaf tasks (of RUNNING sessions or of none) whose required capabilities
-        are all in ``capabilities``, most urgent first; locked for this transaction where
-        the database can (skipping rows other claimers hold)."""
+        are all in ``capabilities``, most urgent first; with ``lock``, locked for this
+        transaction where the database can (skipping rows other claimers hold)."""
 
 
 @dataclass(frozen=True, slots=True)

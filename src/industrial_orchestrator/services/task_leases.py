@@ -129,6 +129,13 @@ class TaskLeases:
     async def claim(self, agent_id: UUID) -> Assignment | None:
         """Lease the most urgent READY task ``agent_id`` can do, or None when there is
         none. Raises ``AgentNotAccepting`` when the agent is offline, busy or full."""
+        # A look without locks first: most asks (a long-poll woken by an unrelated
+        # commit) find nothing, and must not queue up behind the writers to say so.
+        async with self._uow.reader() as uow:
+            agent = await _agent(uow, agent_id)
+            _check_accepting(agent)
+            if not await uow.tasks.claimable(agent.capabilities, limit=1, lock=False):
+                return None
         for _ in range(_CLAIM_ROUNDS):
             now = self._clock()
             async with self._uow() as uow:

@@ -120,7 +120,9 @@ class SqlTaskRepository:
         )
         return result.rowcount == 1
 
-    async def claimable(self, capabilities: Sequence[str], *, limit: int) -> list[Task]:
+    async def claimable(
+        self, capabilities: Sequence[str], *, limit: int, lock: bool = True
+    ) -> list[Task]:
         """READY tasks an agent holding ``capabilities`` can do, most urgent first: tasks
         of RUNNING (or DEGRADED) sessions by the session's priority, and tasks outside any
         session, each group oldest first. A task split into subtasks is not handed out (its subtasks
@@ -151,7 +153,7 @@ class SqlTaskRepository:
             .order_by(sa.func.coalesce(urgency, -1).desc(), tasks.c.created_at, tasks.c.id)
             .limit(limit)
         )
-        if self._db.dialect.name == "postgresql":
+        if lock and self._db.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True, of=tasks)
         rows = list((await self._db.execute(query)).mappings())
         edges = await self._edges([row["id"] for row in rows])
