@@ -47,6 +47,7 @@ bench: $(VENV)/.dev services
 	$(BIN)/python bench/websocket_fanout.py --backend sqlite
 	$(BIN)/python bench/websocket_fanout.py --backend postgresql
 	$(BIN)/python bench/eap_claims.py
+	$(BIN)/python bench/engine_sessions.py
 
 clean:
 	rm -rf $(VENV) .orchestrator .pytest_cache .mypy_cache .ruff_cache

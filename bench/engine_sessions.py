@@ -137,6 +137,7 @@ class Checks:
     sessions_by_status: dict[str, int] = field(default_factory=dict)
     tasks: int = 0
     agent_tasks: int = 0
+    agent_tasks_completed: int = 0
     tasks_not_completed: int = 0
     agent_tasks_not_once: int = 0
     """Agent tasks without exactly one attempt, completed."""
@@ -477,6 +478,7 @@ def analyse(records: list[SessionRecord], tally: Tally, checks: Checks, steps: S
         sizes.add(len(leaves))
         checks.tasks += len(record.tasks)
         checks.agent_tasks += len(leaves)
+        checks.agent_tasks_completed += sum(t["status"] == "COMPLETED" for t in leaves.values())
         checks.tasks_not_completed += sum(task["status"] != "COMPLETED" for task in record.tasks)
         for task_id, attempts in record.attempts.items():
             if task_id in leaves:
@@ -656,7 +658,7 @@ async def drive(
         wall_seconds=None if wall is None else round(wall, 3),
         observed_seconds=round(observed, 2),
         sessions_per_s=None if not wall else round(len(finished) / wall, 2),
-        tasks_per_s=None if not wall else round(len(tally.handed_out) / wall, 1),
+        tasks_per_s=None if not wall else round(checks.agent_tasks_completed / wall, 1),
         lifecycle=Timing.of(lifecycles),
         overhead_per_task=Timing.of(overheads),
         start=Timing.of(steps.start),
@@ -793,6 +795,26 @@ def _number(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def along_path(result: BackendResult) -> float | None:
+    """A session's lifecycle rebuilt from the p50 of each step along its critical path
+    (every task on it handed out and done, each but the first made READY by the engine
+    after its dependency), in seconds: how far the steps account for the lifecycle."""
+    path = result.critical_path
+    parts = [
+        result.start.p50_ms,
+        result.planning.p50_ms,
+        result.ready_to_leased.p50_ms,
+        result.leased_to_completed.p50_ms,
+        result.dependency_to_ready.p50_ms,
+        result.closing.p50_ms,
+    ]
+    if not path or any(part is None for part in parts):
+        return None
+    start, planning, to_lease, to_done, to_ready, closing = (p or 0.0 for p in parts)
+    total = start + planning + path * (to_lease + to_done) + (path - 1) * to_ready + closing
+    return round(total / 1000, 2)
+
+
 def print_tables(report: Report) -> None:
     out = Console()
     for result in report.backends:
@@ -837,6 +859,7 @@ def print_tables(report: Report) -> None:
             ("  leased -> COMPLETED (assignment + result)", _timing(result.leased_to_completed)),
             ("  dependency COMPLETED -> task READY", _timing(result.dependency_to_ready)),
             ("  last task COMPLETED -> session finished", _timing(result.closing)),
+            ("  sum of the p50s along the critical path (s)", _number(along_path(result), ".2f")),
             (
                 "CPU % of one core: server / this process / machine",
                 f"{fmt_pct(result.cpu_percent.server)} / {fmt_pct(result.cpu_percent.loadgen)}"

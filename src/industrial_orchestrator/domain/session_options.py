@@ -82,3 +82,12 @@ def session_options(
         max_cost_usd=max_cost_usd,
         max_parallel_tasks=max_parallel_tasks,
     )
+
+
+def budget_exceeded(options: SessionOptions, tokens_used: int, cost_usd: float) -> str | None:
+    """Why the session is over its budget (the reason it fails with), or None."""
+    if options.max_tokens is not None and tokens_used > options.max_tokens:
+        return f"budget_exceeded: {tokens_used} tokens used, budget {options.max_tokens}"
+    if options.max_cost_usd is not None and cost_usd > options.max_cost_usd:
+        return f"budget_exceeded: ${cost_usd:.4f} spent, budget ${options.max_cost_usd}"
+    return None

@@ -22,7 +22,7 @@ from ..domain.agent_tiers import Tier
 from ..domain.errors import Conflict
 from ..domain.events import EventType, NewEvent
 from ..domain.session import Actor, Session, SessionPhase, running_seconds
-from ..domain.session_options import SINGLE_TASK
+from ..domain.session_options import SINGLE_TASK, budget_exceeded
 from ..domain.session_progress import PlanState, Progress, progress_of
 from ..domain.session_states import SessionState
 from ..domain.task_attempts import AttemptOutcome
@@ -273,6 +273,11 @@ class SessionEngine:
         async with self._uow() as uow:
             await uow.tasks.lock_family(session.id)
             tasks = await _tasks_of(uow, session.id)
+            # Read after the tasks: a result that finished one of them has added its
+            # usage by now, so no new task is opened on a budget already spent.
+            fresh = await uow.sessions.get(session.id)
+            if fresh is None or budget_exceeded(fresh.options, fresh.tokens_used, fresh.cost_usd):
+                return None  # the next round ends it
             progress = progress_of(tasks)
             limit = session.options.max_parallel_tasks or self._max_parallel
             active = sum(t.status in (TaskStatus.READY, TaskStatus.RUNNING) for t in tasks)
@@ -361,15 +366,8 @@ class SessionEngine:
             ran = running_seconds(await uow.sessions.transitions(session.id), now)
         if ran > timeout:
             target, reason = SessionState.TIMEOUT, f"ran longer than {timeout} s"
-        elif options.max_tokens is not None and session.tokens_used > options.max_tokens:
-            reason = (
-                f"budget_exceeded: {session.tokens_used} tokens used, "
-                f"budget {options.max_tokens}"
-            )
-        elif options.max_cost_usd is not None and session.cost_usd > options.max_cost_usd:
-            reason = (
-                f"budget_exceeded: ${session.cost_usd:.4f} spent, budget ${options.max_cost_usd}"
-            )
+        else:
+            reason = budget_exceeded(options, session.tokens_used, session.cost_usd)
         if reason is None:
             return False
         try:
