@@ -35,6 +35,7 @@ log = structlog.get_logger("industrial_orchestrator.engine.session_runner")
 _LOG_FLUSH_SECONDS = 0.5
 _LOG_FLUSH_BYTES = 64 * 1024
 _OUTPUT_KEPT_CHARS = 64 * 1024
+_PARALLEL_STEPS = 8
 
 
 class SessionRunner:
@@ -101,19 +102,34 @@ class SessionRunner:
         visiting = await self._engine.to_visit()
         for gone in set(self._held) - set(visiting):
             del self._held[gone]
-        for session_id in visiting:
-            try:
-                if not await self._owns(session_id):
-                    continue  # another live process runs it
-                await self._prepare_workspace(session_id)
-                due = await self._engine.step(session_id)
-            except OrchestratorError as exc:  # a race lost: the next round looks again
-                log.info("engine_step_deferred", session_id=str(session_id), reason=exc.message)
-                continue
-            if due is not None and session_id not in self._reviews:
-                self._reviews[session_id] = asyncio.create_task(
-                    self._review(due), name=f"review-{session_id}"
-                )
+        # Sessions are independent: step several at once, so that one session's round
+        # trips to the database do not hold up all the others.
+        gate = asyncio.Semaphore(_PARALLEL_STEPS)
+
+        async def one(session_id: UUID) -> None:
+            async with gate:
+                try:
+                    await self._step(session_id)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # one session's trouble is not the others'
+                    log.exception("engine_step_failed", session_id=str(session_id))
+
+        await asyncio.gather(*(one(session_id) for session_id in visiting))
+
+    async def _step(self, session_id: UUID) -> None:
+        try:
+            if not await self._owns(session_id):
+                return  # another live process runs it
+            await self._prepare_workspace(session_id)
+            due = await self._engine.step(session_id)
+        except OrchestratorError as exc:  # a race lost: the next round looks again
+            log.info("engine_step_deferred", session_id=str(session_id), reason=exc.message)
+            return
+        if due is not None and session_id not in self._reviews:
+            self._reviews[session_id] = asyncio.create_task(
+                self._review(due), name=f"review-{session_id}"
+            )
 
     async def _owns(self, session_id: UUID) -> bool:
         """Whether this process runs the session; the lease is renewed once half of it

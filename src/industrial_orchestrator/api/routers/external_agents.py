@@ -8,6 +8,7 @@ it for their current attempt.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from typing import Annotated
@@ -44,6 +45,7 @@ router = APIRouter(prefix=f"{API_PREFIX}/agents/external", tags=["external agent
 
 _bearer = HTTPBearer(auto_error=False, description="The agent's auth_token")
 _POLL_SLICE_SECONDS = 1.0
+_COALESCE_SECONDS = 0.05
 
 
 class UnsupportedProtocol(OrchestratorError):
@@ -222,8 +224,10 @@ async def next_task(
             if remaining <= 0:
                 return Response(status_code=status.HTTP_204_NO_CONTENT)
             # Woken by any commit (a task may have become READY), else re-checked often
-            # enough that a wake-up lost between replicas costs little.
-            await wakeup.wait(min(remaining, _POLL_SLICE_SECONDS))
+            # enough that a wake-up lost between replicas costs little. A burst of
+            # commits is answered with one look, not one per commit.
+            if await wakeup.wait(min(remaining, _POLL_SLICE_SECONDS)):
+                await asyncio.sleep(min(_COALESCE_SECONDS, max(0.0, remaining)))
 
 
 @router.post(
