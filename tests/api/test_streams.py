@@ -24,7 +24,12 @@ from .helpers import API
 
 @pytest.fixture
 def http(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[TestClient]:
-    overrides: dict[str, Any] = {"orchestrator_home": tmp_path / "home", "_env_file": None}
+    # These tests drive sessions by hand: no engine moving them on behind their back.
+    overrides: dict[str, Any] = {
+        "orchestrator_home": tmp_path / "home",
+        "_env_file": None,
+        "engine_enabled": False,
+    }
     if backend == "postgresql":
         database = request.getfixturevalue("postgres_database")
         run_sync(truncate_all, database)
@@ -172,7 +177,10 @@ def test_control_messages_are_answered(http):
 
 def test_a_silent_stream_is_pinged(tmp_path):
     settings = load_settings(
-        orchestrator_home=tmp_path / "home", _env_file=None, ws_heartbeat_seconds=0.05
+        orchestrator_home=tmp_path / "home",
+        _env_file=None,
+        ws_heartbeat_seconds=0.05,
+        engine_enabled=False,
     )
     with TestClient(create_app(settings)) as http:
         sid = new_session(http)
@@ -209,7 +217,9 @@ def test_metrics_count_events_by_type_and_open_streams(http):
 
 
 def test_a_burst_bigger_than_the_queue_is_served_from_the_log(tmp_path):
-    settings = load_settings(orchestrator_home=tmp_path / "home", _env_file=None, ws_queue_size=2)
+    settings = load_settings(
+        orchestrator_home=tmp_path / "home", _env_file=None, ws_queue_size=2, engine_enabled=False
+    )
     long_text = "".join(f"{n:06d}\n" for n in range(20_000))  # 140 KB: 10 events in one commit
     with TestClient(create_app(settings)) as http:
         sid = new_session(http)

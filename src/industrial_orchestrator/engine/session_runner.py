@@ -36,6 +36,7 @@ _LOG_FLUSH_SECONDS = 0.5
 _LOG_FLUSH_BYTES = 64 * 1024
 _OUTPUT_KEPT_CHARS = 64 * 1024
 _PARALLEL_STEPS = 8
+_STOP_SECONDS = 10.0
 
 
 class SessionRunner:
@@ -69,6 +70,7 @@ class SessionRunner:
         self._loop: asyncio.Task[None] | None = None
         self._reviews: dict[UUID, asyncio.Task[None]] = {}
         self._held: dict[UUID, float] = {}  # session -> when to renew its ownership
+        self._stopping = asyncio.Event()
 
     async def start(self) -> None:
         if self._single_process:
@@ -77,19 +79,31 @@ class SessionRunner:
         self._loop = asyncio.create_task(self._run(), name="session-runner")
 
     async def close(self) -> None:
-        tasks = [*([self._loop] if self._loop else []), *self._reviews.values()]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
+        """Stop after the round in progress (a round cut off mid-transaction could leave
+        a connection holding the database's write lock), then give the sessions up."""
+        self._stopping.set()
+        if self._loop is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._loop), _STOP_SECONDS)
+            except TimeoutError:
+                self._loop.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._loop
+            self._loop = None
+        reviews = list(self._reviews.values())
+        for review in reviews:
+            review.cancel()
+        for review in reviews:
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._loop = None
+                await review
         self._reviews.clear()
         if self._dispatcher is not None:
             await self._dispatcher.close()
-        # Let another replica take the sessions over at once, not when the leases expire.
-        with contextlib.suppress(OrchestratorError, OSError):
-            await self._engine.disown(self.owner)
+        if not self._single_process:
+            # Let another replica take the sessions over at once, not when the leases
+            # expire (a single-process database is taken over at the next start).
+            with contextlib.suppress(OrchestratorError, OSError):
+                await self._engine.disown(self.owner)
 
     async def run_once(self) -> None:
         """One round over every session that needs the engine, then the internal agents'
@@ -145,13 +159,15 @@ class SessionRunner:
 
     async def _run(self) -> None:
         async with self._bus.subscribe() as wakeup:
-            while True:
+            while not self._stopping.is_set():
                 try:
                     await self.run_once()
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # never let the loop die; the next round tries again
                     log.exception("engine_round_failed")
+                if self._stopping.is_set():
+                    return
                 await wakeup.wait(self._tick)
 
     async def _prepare_workspace(self, session_id: UUID) -> None:
