@@ -22,7 +22,8 @@ from industrial_orchestrator.services.sessions import utc_now
 
 from ..backends import REDIS_HOST
 
-TTL = 0.3
+# Long enough that a loaded machine still routes from the snapshot before it expires.
+TTL = 3.0
 
 
 @pytest.fixture
