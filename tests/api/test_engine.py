@@ -339,7 +339,12 @@ async def test_a_running_session_is_checkpointed_periodically(client):
         page = (await client.get(f"{API}/sessions/{session['id']}/checkpoints")).json()
         return [c for c in page["items"] if c["label"] == "periodic"]
 
-    found = await until(periodic)
+    async def taken_while_held() -> list[dict[str, Any]]:
+        # One taken before the lease (while the agent waited for a READY task) has
+        # nothing in flight; wait for one taken since.
+        return [c for c in await periodic() if held["task_id"] in c["data"]["in_flight"]]
+
+    found = await until(taken_while_held)
     assert found[0]["data"]["phase"] == "EXECUTING"
     assert found[0]["data"]["finished_tasks"] == {}
     # Who holds which task, on which attempt: what resuming must recognise.
