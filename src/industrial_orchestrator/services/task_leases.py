@@ -122,10 +122,6 @@ class TaskLeases:
         self._policy = policy
         self._writer = writer
 
-    @property
-    def policy(self) -> LeasePolicy:
-        return self._policy
-
     async def claim(self, agent_id: UUID) -> Assignment | None:
         """Lease the most urgent READY task ``agent_id`` can do, or None when there is
         none. Raises ``AgentNotAccepting`` when the agent is offline, busy or full."""
