@@ -19,9 +19,18 @@ $(VENV)/.dev: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.runtime
 
-run: $(VENV)/.runtime
+# OpenCode, the internal agents' coding engine, from the npm registry (ARCHITECTURE.md §6).
+OPENCODE_VERSION := 1.18.33
+OPENCODE := .opencode/node_modules/opencode-linux-x64/bin/opencode
+
+$(OPENCODE):
+	mkdir -p .opencode
+	cd .opencode && npm install --silent --ignore-scripts --no-audit --no-fund --no-save opencode-linux-x64@$(OPENCODE_VERSION)
+	test -x $@
+
+run: $(VENV)/.runtime $(OPENCODE)
 	$(BIN)/orchestrator migrate
-	$(BIN)/orchestrator serve --host $(HOST) --port $(PORT)
+	OPENCODE_BIN=$${OPENCODE_BIN:-$(CURDIR)/$(OPENCODE)} $(BIN)/orchestrator serve --host $(HOST) --port $(PORT)
 
 # PostgreSQL and Redis must be up for the storage tests; start them if they are not.
 services:
@@ -37,7 +46,7 @@ lint: $(VENV)/.dev
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy
 
-pytest: $(VENV)/.dev services
+pytest: $(VENV)/.dev services $(OPENCODE)
 	$(BIN)/pytest
 
 test: lint typecheck pytest
@@ -50,4 +59,4 @@ bench: $(VENV)/.dev services
 	$(BIN)/python bench/engine_sessions.py
 
 clean:
-	rm -rf $(VENV) .orchestrator .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .opencode .orchestrator .pytest_cache .mypy_cache .ruff_cache

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from uuid import uuid4
@@ -53,6 +54,9 @@ async def settings_for(
     # Tests drive sessions by hand; the engine would move them on behind their back.
     # Tests of the engine turn it on with @pytest.mark.settings(engine_enabled=True).
     overrides["engine_enabled"] = False
+    # OpenCode's fleet only where a test asks for it (tests/integration).
+    overrides["internal_agents"] = False
+    overrides["workspace_roots"] = tempfile.gettempdir()
     marker = request.node.get_closest_marker("settings")
     if marker is not None:
         overrides.update(marker.kwargs)

@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -56,6 +57,8 @@ def orchestrator_env(**variables: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key.upper() not in _SCRUBBED}
     env["PYTHONUNBUFFERED"] = "1"
     env["ENGINE_ENABLED"] = "false"
+    env["INTERNAL_AGENTS"] = "false"
+    env["WORKSPACE_ROOTS"] = tempfile.gettempdir()
     env.update(variables)
     return env
 

@@ -21,6 +21,7 @@ from .services.sessions import SessionService, utc_now
 from .services.task_leases import LeasePolicy, TaskLeases
 from .services.tasks import TaskService
 from .storage.database import create_engine
+from .storage.git_worktrees import GitWorktrees
 from .storage.migrate import upgrade_to_head
 from .storage.unit_of_work import CommitListener, SqlUnitOfWorkFactory
 from .storage.workspace_files import WorkspaceFiles
@@ -40,6 +41,7 @@ class Components:
     leases: TaskLeases
     lock: Lock
     session_engine: SessionEngine
+    trees: GitWorktrees
 
     async def close(self) -> None:
         try:
@@ -83,6 +85,7 @@ async def build(
             await bus.close()
         await engine.dispose()
         raise
+    trees = GitWorktrees(settings.orchestrator_home)
     return Components(
         settings,
         engine,
@@ -123,7 +126,9 @@ async def build(
             session_timeout_seconds=settings.session_timeout_seconds,
             checkpoint_interval_seconds=settings.checkpoint_interval_seconds,
             max_parallel_tasks=settings.session_max_parallel_tasks,
+            trees=trees,
         ),
+        trees,
     )
 
 

@@ -56,6 +56,40 @@ class Settings(BaseSettings):
     opencode_host: str | None = None
     opencode_port: int = Field(4096, ge=1, le=65535)
     opencode_password: SecretStr = SecretStr("industrial_secure")
+    opencode_bin: Path | None = Field(
+        None,
+        description="opencode binary the orchestrator starts when OPENCODE_HOST is unset "
+        "(default: `opencode` on PATH)",
+    )
+    opencode_model: str | None = Field(
+        None,
+        pattern=r"^[^/\s]+/\S+$",
+        description="Model of the internal agents as provider/model (default: OpenCode's own)",
+    )
+    opencode_config: str | None = Field(
+        None, description="JSON config handed to a managed server (OPENCODE_CONFIG_CONTENT)"
+    )
+    opencode_agents: str | None = Field(
+        None, description="JSON list defining the internal agent fleet (default: five agents)"
+    )
+    internal_agents: bool = Field(
+        True, description="Enlist the internal OpenCode fleet when the engine runs"
+    )
+    opencode_timeout_seconds: float = Field(
+        15.0, gt=0, le=600, description="Timeout of each call to the OpenCode server"
+    )
+    opencode_poll_seconds: float = Field(
+        2.0, gt=0, le=600, description="How often a task's OpenCode status is polled"
+    )
+    permission_policy: Literal["workspace", "ask"] = Field(
+        "workspace",
+        description="OpenCode permission requests: allowed inside the workspace, or always "
+        "asked of the operator",
+    )
+    workspace_roots: str = Field(
+        "~",
+        description="Comma-separated directories session workspaces must lie under",
+    )
 
     # Application.
     app_name: str = "Industrial Orchestrator"
@@ -164,6 +198,14 @@ class Settings(BaseSettings):
     def database_display(self) -> str:
         """The database URL with its password hidden, safe for logs and banners."""
         return self.database.render_as_string(hide_password=True)
+
+    @property
+    def workspace_root_paths(self) -> list[Path]:
+        return [
+            Path(root.strip()).expanduser().resolve()
+            for root in self.workspace_roots.split(",")
+            if root.strip()
+        ]
 
     @property
     def allowed_origins(self) -> list[str]:

@@ -403,6 +403,7 @@ async def test_completed_result_records_artifacts_usage_and_the_agents_record(cl
 
 async def test_artifacts_are_written_inside_the_session_workspace(client, tmp_path: Path):
     workspace = tmp_path / "repo"
+    workspace.mkdir()
     agent = await register(client)
     session = await create(client, workspace=str(workspace))
     await act(client, session["id"], "start")
@@ -563,9 +564,13 @@ async def test_silent_agents_go_offline_and_their_tasks_go_to_someone_else(clien
         await rescuer.beat()
         await asyncio.sleep(0.05)
     assert (await agent_record(client, zombie.id))["status"] == "offline"
+    # The rescuer's own 0.4 s lease must outlive the checks on a loaded machine: it beats
+    # right before each step, as a live agent would.
+    await rescuer.beat()
     assert (await agent_record(client, rescuer.id))["status"] == "healthy"
     late = await zombie.report(item["id"], expect=409, attempt=1)
     assert late["error"] == "lease_lost"
+    await rescuer.beat()
     await rescuer.report(item["id"], attempt=2)
     history = await attempts(client, item["id"])
     assert [h["outcome"] for h in history] == ["expired", "completed"]

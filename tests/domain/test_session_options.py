@@ -134,6 +134,7 @@ FULL = SessionOptions(
     max_tokens=50_000,
     max_cost_usd=2.5,
     max_parallel_tasks=2,
+    planner="agent",
 )
 
 
@@ -146,6 +147,7 @@ def test_to_json_names_every_field() -> None:
         "max_tokens": 50_000,
         "max_cost_usd": 2.5,
         "max_parallel_tasks": 2,
+        "planner": "agent",
     }
     assert SessionOptions().to_json() == {
         "template": None,
@@ -155,6 +157,7 @@ def test_to_json_names_every_field() -> None:
         "max_tokens": None,
         "max_cost_usd": None,
         "max_parallel_tasks": None,
+        "planner": "template",
     }
 
 
@@ -183,3 +186,9 @@ def test_from_json_ignores_unknown_keys() -> None:
 def test_from_json_fills_missing_keys_with_the_defaults() -> None:
     """Rows written before a field existed still load."""
     assert SessionOptions.from_json({"template": "ui"}) == SessionOptions(template="ui")
+
+
+def test_an_unknown_planner_is_refused_naming_the_choices() -> None:
+    with pytest.raises(InvalidInput, match="Unknown planner 'oracle'") as refused:
+        session_options(planner="oracle")
+    assert refused.value.details == {"field": "planner", "choices": ["template", "agent"]}

@@ -14,6 +14,8 @@ from ..config import Settings
 from ..engine.dispatcher import Dispatcher
 from ..engine.reaper import Reaper
 from ..engine.session_runner import SessionRunner
+from ..executors.opencode.architect import ArchitectPlanner
+from ..executors.opencode.runtime import OpenCodeRuntime, start_opencode
 from ..services.event_feed import EventFeed
 from ..services.sessions import utc_now
 from .agent_tokens import AgentTokens
@@ -26,6 +28,7 @@ from .routers import (
     events,
     external_agents,
     operations,
+    session_work,
     sessions,
     streams,
     tasks,
@@ -65,6 +68,15 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
         except BaseException:
             await components.close()
             raise
+        opencode: OpenCodeRuntime | None = None
+        if settings.engine_enabled and settings.internal_agents:
+            opencode = await start_opencode(
+                settings,
+                agents=components.agents,
+                leases=components.leases,
+                sessions=components.sessions,
+                contexts=components.contexts,
+            )
         reaper = Reaper(components.leases, components.lock, every_seconds=settings.reaper_seconds)
         await reaper.start()
         runner = SessionRunner(
@@ -78,8 +90,17 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
             artifacts_home=settings.orchestrator_home / "artifacts",
             lease_seconds=settings.session_lease_seconds,
             single_process=settings.database.get_backend_name() == "sqlite",
-            # Internal agents' executors register here (OpenCode: the next step).
-            dispatcher=Dispatcher(components.agents, components.leases, executors={}),
+            trees=components.trees,
+            planner=(
+                ArchitectPlanner(opencode.executor, components.agents, components.events)
+                if opencode
+                else None
+            ),
+            dispatcher=Dispatcher(
+                components.agents,
+                components.leases,
+                executors={opencode.executor.name: opencode.executor} if opencode else {},
+            ),
         )
         if settings.engine_enabled:
             await runner.start()
@@ -87,6 +108,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
         app.state.feed = feed
         app.state.reaper = reaper
         app.state.runner = runner
+        app.state.opencode = opencode
         try:
             yield
         finally:
@@ -95,6 +117,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
                     await runner.close()
                 await reaper.close()
                 await feed.close()
+                if opencode is not None:
+                    await opencode.close()
             finally:
                 await components.close()
 
@@ -113,6 +137,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(sessions.router)
+    app.include_router(session_work.router)
     app.include_router(tasks.router)
     app.include_router(contexts.router)
     app.include_router(external_agents.router)

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..domain.errors import (
     Conflict,
+    ExecutorUnavailable,
     Forbidden,
     InvalidInput,
     NotFound,
@@ -23,6 +24,7 @@ from ..domain.errors import (
     PayloadTooLarge,
     StorageUnavailable,
     Unauthorized,
+    WorkspaceUnusable,
 )
 
 log = structlog.get_logger(__name__)
@@ -35,6 +37,8 @@ _STATUS: list[tuple[type[OrchestratorError], int]] = [
     (PayloadTooLarge, 413),
     (InvalidInput, 422),
     (StorageUnavailable, 503),
+    (ExecutorUnavailable, 503),
+    (WorkspaceUnusable, 409),
 ]
 
 _HTTP_CODES = {

@@ -86,6 +86,24 @@ class PayloadTooLarge(OrchestratorError):
     code = "payload_too_large"
 
 
+class ExecutorUnavailable(OrchestratorError):
+    """The thing that does the work (e.g. the OpenCode server) cannot be reached."""
+
+    code = "executor_unavailable"
+
+
+class WorkspaceUnusable(OrchestratorError):
+    """A session's working tree could not be prepared, committed, restored or read."""
+
+    code = "workspace_error"
+
+
+class WorkspaceGone(WorkspaceUnusable):
+    """A session's working tree is gone and cannot be rebuilt."""
+
+    code = "workspace_gone"
+
+
 class StorageUnavailable(OrchestratorError):
     """The database could not be reached or dropped the connection; safe to retry."""
 

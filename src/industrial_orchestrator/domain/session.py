@@ -43,6 +43,15 @@ class Actor(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class WorktreeBinding:
+    """The session's own git working tree: its agents' files, on its own branch."""
+
+    path: str
+    branch: str
+    base_commit: str
+
+
+@dataclass(frozen=True, slots=True)
 class Session:
     id: UUID
     title: str
@@ -67,6 +76,8 @@ class Session:
     options: SessionOptions = field(default_factory=SessionOptions)
     review_round: int = 0
     """Verifications that failed and sent the session back to work."""
+    worktree: WorktreeBinding | None = None
+    """Where its agents work (set once, when it first runs)."""
 
     def evolve(self, **changes: Any) -> Session:
         return dataclasses.replace(self, **changes)

@@ -16,6 +16,10 @@ TEMPLATE_CHOICES = (*TEMPLATES, SINGLE_TASK)
 
 DEFAULT_REVIEW_ROUNDS = 2
 
+TEMPLATE_PLANNER = "template"
+AGENT_PLANNER = "agent"
+PLANNERS = (TEMPLATE_PLANNER, AGENT_PLANNER)
+
 
 @dataclass(frozen=True, slots=True)
 class SessionOptions:
@@ -31,6 +35,9 @@ class SessionOptions:
     max_cost_usd: float | None = None
     max_parallel_tasks: int | None = None
     """Tasks of the session READY or RUNNING at once; None: SESSION_MAX_PARALLEL_TASKS."""
+    planner: str = TEMPLATE_PLANNER
+    """``template``: the decomposition templates; ``agent``: the architect agent proposes
+    the plan (checked like a template's; the template is used when it is unusable)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,12 +60,18 @@ def session_options(
     max_tokens: int | None = None,
     max_cost_usd: float | None = None,
     max_parallel_tasks: int | None = None,
+    planner: str = TEMPLATE_PLANNER,
 ) -> SessionOptions:
     """Checked options; raises ``InvalidInput`` naming the field."""
     if template is not None and template not in TEMPLATE_CHOICES:
         raise InvalidInput(
             f"Unknown template {template!r}; choose one of {', '.join(TEMPLATE_CHOICES)}",
             {"field": "template", "choices": list(TEMPLATE_CHOICES)},
+        )
+    if planner not in PLANNERS:
+        raise InvalidInput(
+            f"Unknown planner {planner!r}; choose one of {', '.join(PLANNERS)}",
+            {"field": "planner", "choices": list(PLANNERS)},
         )
     command = verify_command.strip() if verify_command is not None else None
     if verify_command is not None and not command:
@@ -81,6 +94,7 @@ def session_options(
         max_tokens=max_tokens,
         max_cost_usd=max_cost_usd,
         max_parallel_tasks=max_parallel_tasks,
+        planner=planner,
     )
 
 

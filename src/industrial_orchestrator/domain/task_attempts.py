@@ -58,6 +58,8 @@ class TaskAttempt:
     execution_time_ms: int | None = None
     tokens_used: int = 0
     cost_usd: float = 0.0
+    trouble: str | None = None
+    """What holds it up while it runs (e.g. a provider being retried)."""
 
     @property
     def is_open(self) -> bool:

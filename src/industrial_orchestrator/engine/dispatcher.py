@@ -8,6 +8,7 @@ starts it on the executor. External agents need none of this: they pull.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 
 import structlog
@@ -48,6 +49,12 @@ class Dispatcher:
             await executor.close()
 
     async def _drive(self, agent: Agent, executor: Executor) -> int:
+        reason = executor.unavailable_reason
+        if reason is not None:
+            # Not beating lets its leases run out; saying why tells the operator.
+            with contextlib.suppress(NotFound, Conflict):
+                await self._agents.mark_offline(agent.id, reason)
+            return 0
         try:
             beat = await self._agents.heartbeat(agent.id, working_on=executor.running(agent.id))
         except (NotFound, Conflict):

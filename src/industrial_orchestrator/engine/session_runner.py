@@ -22,10 +22,13 @@ import structlog
 
 from ..coordination.event_bus import EventBus
 from ..coordination.locks import Lock, LockUnavailable
-from ..domain.errors import OrchestratorError
+from ..domain.errors import OrchestratorError, WorkspaceGone, WorkspaceUnusable
 from ..domain.events import LogStream
+from ..domain.session import Actor, Session, WorktreeBinding
+from ..domain.session_states import SessionState
 from ..services.events import EventLog
-from ..services.session_engine import ReviewDue, SessionEngine
+from ..services.ports import Planner, ProposedPlan, TreeBinding, WorkingTrees
+from ..services.session_engine import PlanDue, ReviewDue, SessionEngine
 from ..services.sessions import SessionService
 from ..services.task_leases import session_workspace
 from .dispatcher import Dispatcher
@@ -54,7 +57,13 @@ class SessionRunner:
         lease_seconds: float,
         single_process: bool,
         dispatcher: Dispatcher | None = None,
+        trees: WorkingTrees | None = None,
+        planner: Planner | None = None,
     ) -> None:
+        self._planner = planner
+        self._plans: dict[UUID, asyncio.Task[None]] = {}
+        self._trees = trees
+        self._bound: set[UUID] = set()
         self._engine = engine
         self._sessions = sessions
         self._events = events
@@ -90,13 +99,14 @@ class SessionRunner:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._loop
             self._loop = None
-        reviews = list(self._reviews.values())
+        reviews = [*self._reviews.values(), *self._plans.values()]
         for review in reviews:
             review.cancel()
         for review in reviews:
             with contextlib.suppress(asyncio.CancelledError):
                 await review
         self._reviews.clear()
+        self._plans.clear()
         if self._dispatcher is not None:
             await self._dispatcher.close()
         if not self._single_process:
@@ -140,7 +150,12 @@ class SessionRunner:
         except OrchestratorError as exc:  # a race lost: the next round looks again
             log.info("engine_step_deferred", session_id=str(session_id), reason=exc.message)
             return
-        if due is not None and session_id not in self._reviews:
+        if isinstance(due, PlanDue):
+            if session_id not in self._plans:
+                self._plans[session_id] = asyncio.create_task(
+                    self._propose(due), name=f"plan-{session_id}"
+                )
+        elif due is not None and session_id not in self._reviews:
             self._reviews[session_id] = asyncio.create_task(
                 self._review(due), name=f"review-{session_id}"
             )
@@ -171,11 +186,99 @@ class SessionRunner:
                 await wakeup.wait(self._tick)
 
     async def _prepare_workspace(self, session_id: UUID) -> None:
+        """Give a session that is about to run its own working tree (once per process)."""
+        if session_id in self._bound:
+            return
         session = await self._sessions.get(session_id)
-        if not session.is_terminal:
+        if session.is_terminal or session.status == SessionState.PENDING:
+            return
+        if self._trees is None:
             await asyncio.to_thread(
                 session_workspace(session, self._home).mkdir, parents=True, exist_ok=True
             )
+            self._bound.add(session_id)
+            return
+        try:
+            binding = await self._tree_for(session)
+        except WorkspaceUnusable as exc:
+            log.error("workspace_unusable", session_id=str(session_id), error=exc.message)
+            if not self._single_process and session.worktree is not None:
+                raise  # maybe only this replica cannot see it: not ours to give up on
+            missing = session.workspace is not None and not await asyncio.to_thread(
+                Path(session.workspace).is_dir
+            )
+            if not missing and not isinstance(exc, WorkspaceGone):
+                raise  # git having a bad moment: the next round tries again
+            with contextlib.suppress(OrchestratorError):
+                await self._sessions.move(
+                    session_id,
+                    SessionState.ORPHANED,
+                    reason=f"its workspace cannot be used: {exc.message}",
+                    actor=Actor.SYSTEM,
+                )
+            raise
+        if session.worktree is None:
+            session = await self._sessions.bind_worktree(
+                session_id,
+                WorktreeBinding(str(binding.path), binding.branch, binding.base_commit),
+            )
+            await self._log(
+                session_id,
+                LogStream.SYSTEM,
+                f"working in {binding.path} on branch {binding.branch} "
+                f"(from {binding.base_commit[:12]})\n",
+            )
+        self._bound.add(session_id)
+
+    async def _tree_for(self, session: Session) -> TreeBinding:
+        assert self._trees is not None
+        if session.worktree is None and session.retry_of and session.restored_from_checkpoint:
+            # A retry goes on from the files of the checkpoint it was restored from.
+            checkpoint = await self._sessions.checkpoint(session.restored_from_checkpoint)
+            commit = checkpoint.data.get("commit") if checkpoint else None
+            if isinstance(commit, str):
+                old = await self._trees.binding(session.retry_of)
+                if old is None:
+                    raise WorkspaceGone(
+                        f"the working tree of session {session.retry_of}, which this retry "
+                        "continues, is gone",
+                        {"session_id": str(session.retry_of)},
+                    )
+                return await self._trees.fork(old.path, commit, session.id, old.source)
+        workspace = Path(session.workspace) if session.workspace else None
+        return await self._trees.prepare(session.id, workspace)
+
+    async def _propose(self, due: PlanDue) -> None:
+        """Ask the architect for the plan, then plan with its answer (or the template)."""
+        try:
+            proposed: ProposedPlan | None = None
+            failure: str | None = None
+            if self._planner is None:
+                failure = "no architect agent runs in this process; the template plans it"
+            else:
+                try:
+                    session = await self._sessions.get(due.session_id)
+                    await self._log(
+                        due.session_id, LogStream.SYSTEM, "asking the architect for a plan\n"
+                    )
+                    proposed = await self._planner.propose(session, due.request)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    failure = f"the architect could not plan: {type(exc).__name__}: {exc}"[:1000]
+            await self._engine.record_plan(
+                due.session_id,
+                proposed.answer if proposed else None,
+                failure,
+                tokens_used=proposed.tokens_used if proposed else 0,
+                cost_usd=proposed.cost_usd if proposed else 0.0,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("planning_failed", session_id=str(due.session_id))
+        finally:
+            self._plans.pop(due.session_id, None)
 
     async def _review(self, due: ReviewDue) -> None:
         try:
@@ -189,9 +292,7 @@ class SessionRunner:
                 log.warning("review_lock_unavailable", session_id=str(due.session_id))
             try:
                 passed, output = await self._verify(due)
-                await self._engine.record_review(
-                    due.session_id, due.review_round, passed, output
-                )
+                await self._engine.record_review(due.session_id, due.review_round, passed, output)
             finally:
                 if token is not None:
                     with contextlib.suppress(LockUnavailable):

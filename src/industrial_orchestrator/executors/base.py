@@ -51,10 +51,15 @@ class Outcome:
     output: dict[str, Any] = field(default_factory=dict)
     tokens_used: int = 0
     cost_usd: float = 0.0
+    write_artifacts: bool = True
 
 
 class Executor(Protocol):
     name: str
+
+    @property
+    def unavailable_reason(self) -> str | None:
+        """Why the executor cannot take work now (None when it can)."""
 
     def running(self, agent_id: UUID) -> list[UUID]:
         """The tasks in flight on ``agent_id``."""
@@ -77,6 +82,10 @@ class BackgroundExecutor:
     def __init__(self, leases: TaskLeases) -> None:
         self._leases = leases
         self._tasks: dict[UUID, tuple[UUID, asyncio.Task[None]]] = {}
+
+    @property
+    def unavailable_reason(self) -> str | None:
+        return None
 
     async def execute(self, agent: Agent, assignment: Assignment, emit: LogLine) -> Outcome:
         raise NotImplementedError
@@ -143,6 +152,7 @@ class BackgroundExecutor:
                         execution_time_ms=int((time.monotonic() - started) * 1000),
                         tokens_used=outcome.tokens_used,
                         cost_usd=outcome.cost_usd,
+                        write_artifacts=outcome.write_artifacts,
                     ),
                 )
             except OrchestratorError as exc:  # e.g. lease_lost: the task moved on

@@ -112,6 +112,98 @@ class AgentService:
         log.info("agent_registered", agent_id=str(agent.id), name=agent.name)
         return agent
 
+    async def enlist(self, draft: NewAgent, *, offline_reason: str | None = None) -> Agent:
+        """Register one of our own agents, or bring its record (found by name, its
+        history kept) in line with ``draft``. With ``offline_reason`` it is OFFLINE and
+        says why; without, it is HEALTHY and beating from now on."""
+        now = self._clock()
+        for _ in range(_BEAT_ROUNDS):
+            async with self._uow() as uow:
+                existing = next(
+                    (a for a in await uow.agents.all() if a.name == draft.name.strip()), None
+                )
+                if existing is None:
+                    break
+                if existing.kind != draft.kind:
+                    raise Conflict(
+                        f"An {existing.kind.value} agent named {existing.name!r} is registered "
+                        "already; rename one of them",
+                        {"name": existing.name},
+                    )
+                fresh = new_agent(
+                    id=existing.id,
+                    name=draft.name,
+                    agent_type=draft.agent_type,
+                    capabilities=list(draft.capabilities),
+                    kind=draft.kind,
+                    max_concurrent_tasks=draft.max_concurrent_tasks,
+                    now=now,
+                    metadata={**(draft.metadata or {}), "offline_reason": offline_reason},
+                )
+                status = AgentStatus.OFFLINE if offline_reason else AgentStatus.HEALTHY
+                refreshed = existing.evolve(
+                    agent_type=fresh.agent_type,
+                    capabilities=fresh.capabilities,
+                    max_concurrent_tasks=fresh.max_concurrent_tasks,
+                    metadata=fresh.metadata,
+                    status=status,
+                    last_heartbeat=now,
+                    version=existing.version + 1,
+                )
+                if not await uow.agents.save(existing, refreshed):
+                    continue
+                if status != existing.status:
+                    await uow.events.append(
+                        [agent_events.agent_status_changed(refreshed, existing.status, now)]
+                    )
+                await uow.commit()
+            await self._forget_routable()
+            return refreshed
+        metadata = {**(draft.metadata or {}), "offline_reason": offline_reason}
+        agent = await self.register(
+            NewAgent(
+                name=draft.name,
+                agent_type=draft.agent_type,
+                capabilities=draft.capabilities,
+                kind=draft.kind,
+                max_concurrent_tasks=draft.max_concurrent_tasks,
+                metadata=metadata,
+            )
+        )
+        if offline_reason:
+            return await self.enlist(draft, offline_reason=offline_reason)
+        return agent
+
+    async def mark_offline(self, agent_id: UUID, reason: str) -> Agent:
+        """One of our own agents cannot work (its executor is down): OFFLINE, saying why."""
+        for _ in range(_BEAT_ROUNDS):
+            now = self._clock()
+            async with self._uow() as uow:
+                agent = await _found(uow, agent_id)
+                if agent.status == AgentStatus.OFFLINE and (
+                    agent.metadata.get("offline_reason") == reason
+                ):
+                    return agent
+                offline = agent.evolve(
+                    status=AgentStatus.OFFLINE,
+                    metadata={**agent.metadata, "offline_reason": reason},
+                    version=agent.version + 1,
+                )
+                if not await uow.agents.save(agent, offline):
+                    continue
+                if agent.status != AgentStatus.OFFLINE:
+                    await uow.events.append(
+                        [agent_events.agent_status_changed(offline, agent.status, now)]
+                    )
+                await uow.commit()
+            await self._forget_routable()
+            log.warning("agent_offline", agent_id=str(agent_id), reason=reason)
+            return offline
+        raise VersionConflict(
+            f"Agent {agent_id} is changing too fast to mark it offline; retry",
+            {"agent_id": str(agent_id)},
+        )
+
     async def deregister(self, agent_id: UUID) -> None:
         """Remove the agent; the tasks it holds go back to the queue (its tokens die with
         its record)."""
@@ -178,6 +270,8 @@ class AgentService:
                     changes["status"] = status
                 elif agent.status == AgentStatus.OFFLINE:
                     changes["status"] = AgentStatus.HEALTHY  # it is back
+                    if agent.metadata.get("offline_reason"):
+                        changes["metadata"] = {**agent.metadata, "offline_reason": None}
                 if current_load is not None:
                     changes["current_load"] = current_load
                 if tasks_in_progress is not None:

@@ -20,7 +20,7 @@ from ..domain.context_conflicts import ConflictRecord, ConflictStatus
 from ..domain.contexts import Context, ContextScope
 from ..domain.events import Event, EventType, NewEvent
 from ..domain.priorities import Priority
-from ..domain.session import Session, Transition
+from ..domain.session import Session, Transition, WorktreeBinding
 from ..domain.session_states import SessionState
 from ..domain.task_attempts import TaskAttempt
 from ..domain.tasks import Task, TaskStatus
@@ -90,6 +90,9 @@ class SessionRepository(Protocol):
     async def disown(self, owner: str, session_id: UUID | None = None) -> int: ...
 
     async def forget_owners(self) -> int: ...
+
+    async def bind_worktree(self, session_id: UUID, binding: WorktreeBinding) -> bool:
+        """Record the session's working tree, unless it has one already."""
 
     async def lock_running_slots(self) -> None:
         """Serialise slot accounting between transactions until this one ends."""
@@ -227,6 +230,9 @@ class AttemptRepository(Protocol):
     async def close(self, closed: TaskAttempt) -> bool:
         """Record the outcome; False when the attempt was closed already."""
 
+    async def set_trouble(self, task_id: UUID, attempt: int, trouble: str | None) -> bool:
+        """Note (or clear) what holds the open attempt up; False when it is not open."""
+
     async def add_artifacts(
         self, attempt: TaskAttempt, artifacts: Sequence[Artifact], at: datetime
     ) -> None: ...
@@ -342,3 +348,54 @@ class ArtifactWriter(Protocol):
 
 
 Clock = Callable[[], datetime]
+
+
+class TreeBinding(Protocol):
+    """A session's git working tree as the tree keeper made it."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def branch(self) -> str: ...
+
+    @property
+    def base_commit(self) -> str: ...
+
+    @property
+    def source(self) -> Path | None: ...
+
+
+class WorkingTrees(Protocol):
+    """Sessions' own git working trees (``storage.git_worktrees``)."""
+
+    async def prepare(self, session_id: UUID, workspace: Path | None) -> TreeBinding: ...
+
+    async def binding(self, session_id: UUID) -> TreeBinding | None:
+        """The session's tree as recorded, without making one."""
+
+    async def fork(
+        self, path_from: Path, commit: str, session_id: UUID, source: Path | None
+    ) -> TreeBinding: ...
+
+    async def commit(self, path: Path, message: str) -> str: ...
+
+    async def restore(self, path: Path, commit: str) -> None: ...
+
+    async def diff(self, path: Path, base: str) -> str: ...
+
+    async def changed_files(self, path: Path, base: str) -> list[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProposedPlan:
+    answer: str
+    """The architect's answer, untrusted (``domain.agent_plans`` checks it)."""
+    tokens_used: int = 0
+    cost_usd: float = 0.0
+
+
+class Planner(Protocol):
+    """Asks the architect agent for a session's plan."""
+
+    async def propose(self, session: Session, request: str) -> ProposedPlan: ...

@@ -12,23 +12,25 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
 import structlog
 
 from ..domain import task_events
+from ..domain.agent_plans import ARCHITECT, parse_agent_plan, plan_request
 from ..domain.agent_tiers import Tier
-from ..domain.errors import Conflict
+from ..domain.errors import Conflict, InvalidInput, OrchestratorError
 from ..domain.events import EventType, NewEvent
 from ..domain.session import Actor, Session, SessionPhase, running_seconds
-from ..domain.session_options import SINGLE_TASK, budget_exceeded
+from ..domain.session_options import AGENT_PLANNER, SINGLE_TASK, budget_exceeded
 from ..domain.session_progress import PlanState, Progress, progress_of
 from ..domain.session_states import SessionState
 from ..domain.task_attempts import AttemptOutcome
-from ..domain.task_templates import decompose_task
+from ..domain.task_templates import Decomposition, decompose_task
 from ..domain.tasks import Task, TaskStatus, TaskType, new_task, task_transition
-from .ports import Clock, UnitOfWork, UnitOfWorkFactory
+from .ports import Clock, UnitOfWork, UnitOfWorkFactory, WorkingTrees
 from .sessions import SessionService
 from .task_leases import settle_agent
 from .tasks import depth_in, store_plan
@@ -61,6 +63,16 @@ class ReviewDue:
     review_round: int
 
 
+@dataclass(frozen=True, slots=True)
+class PlanDue:
+    """The session is to be planned by the architect agent; ``record_plan`` takes its
+    answer (or why there is none)."""
+
+    session_id: UUID
+    request: str
+    """The prompt for the architect."""
+
+
 class SessionEngine:
     def __init__(
         self,
@@ -71,7 +83,9 @@ class SessionEngine:
         session_timeout_seconds: int,
         checkpoint_interval_seconds: float = 300.0,
         max_parallel_tasks: int = 4,
+        trees: WorkingTrees | None = None,
     ) -> None:
+        self._trees = trees
         self._uow = uow
         self._sessions = sessions
         self._clock = clock
@@ -121,7 +135,7 @@ class SessionEngine:
             await uow.sessions.forget_owners()
             await uow.commit()
 
-    async def step(self, session_id: UUID) -> ReviewDue | None:
+    async def step(self, session_id: UUID) -> ReviewDue | PlanDue | None:
         """Move the session on as far as it goes now; a ``ReviewDue`` when its
         verification is to run."""
         session = await self._sessions.get(session_id)
@@ -137,6 +151,10 @@ class SessionEngine:
         if ended:
             return None
         if session.phase in (None, SessionPhase.PLANNING):
+            if session.options.planner == AGENT_PLANNER and await self._unplanned(session):
+                return PlanDue(
+                    session.id, plan_request(session.initial_prompt, await self._capabilities())
+                )
             await self._plan(session)
             return None
         await self._checkpoint_periodically(session)
@@ -216,7 +234,56 @@ class SessionEngine:
         )
         return back
 
-    async def _plan(self, session: Session) -> None:
+    async def _unplanned(self, session: Session) -> bool:
+        """No task yet, and none to carry over from a retried session."""
+        if session.restored_from_checkpoint is not None:
+            return False
+        async with self._uow.reader() as uow:
+            existing, _ = await uow.tasks.search(
+                session_id=session.id, parent_id=None, statuses=(), offset=0, limit=1
+            )
+        return not existing
+
+    async def _capabilities(self) -> set[str]:
+        async with self._uow.reader() as uow:
+            return {c for agent in await uow.agents.all() for c in agent.capabilities}
+
+    async def record_plan(
+        self,
+        session_id: UUID,
+        answer: str | None,
+        failure: str | None,
+        *,
+        tokens_used: int = 0,
+        cost_usd: float = 0.0,
+    ) -> None:
+        """Plan the session with the architect's answer; with no usable answer, with its
+        template, saying why."""
+        session = await self._sessions.get(session_id)
+        if session.phase not in (None, SessionPhase.PLANNING) or session.status not in (
+            SessionState.RUNNING,
+            SessionState.DEGRADED,
+        ):
+            return
+        plan: Decomposition | None = None
+        note = failure
+        if answer is not None:
+            try:
+                plan = parse_agent_plan(answer, await self._capabilities(), session.title)
+            except InvalidInput as exc:
+                note = f"the architect's plan is unusable: {exc.message}"
+        if note:
+            log.warning("agent_plan_refused", session_id=str(session_id), reason=note)
+        await self._plan(session, agent_plan=plan, fallback=note, usage=(tokens_used, cost_usd))
+
+    async def _plan(
+        self,
+        session: Session,
+        *,
+        agent_plan: Decomposition | None = None,
+        fallback: str | None = None,
+        usage: tuple[int, float] = (0, 0.0),
+    ) -> None:
         now = self._clock()
         async with self._uow() as uow:
             await uow.tasks.lock_family(session.id)
@@ -247,7 +314,11 @@ class SessionEngine:
                 await uow.tasks.add(root)
                 await uow.events.append([task_events.task_created(root)])
                 planned = 1
-                if template != SINGLE_TASK:
+                if agent_plan is not None:
+                    _, subtasks = await store_plan(uow, root, agent_plan, now)
+                    planned += len(subtasks)
+                    template = ARCHITECT
+                elif template != SINGLE_TASK:
                     plan = decompose_task(
                         root.title,
                         root.description,
@@ -258,12 +329,17 @@ class SessionEngine:
                     _, subtasks = await store_plan(uow, root, plan, now)
                     planned += len(subtasks)
                     template = plan.choice.template
+            if usage[0] or usage[1]:
+                await uow.sessions.add_usage(session.id, usage[0], usage[1])
             executing = session.evolve(
                 phase=SessionPhase.EXECUTING, version=session.version + 1, updated_at=now
             )
-            await self._save_phase(
-                uow, session, executing, f"planned {planned} task(s) from template {template}"
-            )
+            how = f"planned {planned} task(s) from template {template}"
+            if template == ARCHITECT:
+                how = f"planned {planned} task(s) by the architect agent"
+            if fallback:
+                how += f" ({fallback})"
+            await self._save_phase(uow, session, executing, how[:2000])
             await uow.commit()
         log.info("session_planned", session_id=str(session.id), tasks=planned)
         await self._checkpoint(session.id, "planned", f"{planned} task(s), template {template}")
@@ -302,15 +378,25 @@ class SessionEngine:
 
     async def _check_health(self, session: Session, tasks: list[Task]) -> None:
         """DEGRADED while some READY task has nobody to do it but DEGRADED-tier agents (or
-        nobody at all); RUNNING again once every READY task has a capable agent."""
+        nobody at all), or a running task is held up (its provider being retried);
+        RUNNING again once every READY task has a capable agent and nothing is held up."""
         waiting = [t for t in tasks if t.status == TaskStatus.READY]
         trouble: str | None = None
         async with self._uow.reader() as uow:
-            for task in waiting:
+            for task in tasks:
+                if task.status == TaskStatus.RUNNING and task.attempt:
+                    attempt = await uow.attempts.get(task.id, task.attempt)
+                    if attempt is not None and attempt.is_open and attempt.trouble:
+                        trouble = f"'{task.title}': {attempt.trouble}"
+                        break
+            for task in [] if trouble else waiting:
                 holders = await uow.agents.holders(task.required_capabilities)
                 needs = ", ".join(task.required_capabilities)
                 if not holders:
                     trouble = f"no agent can do '{task.title}' (needs {needs})"
+                    offline = await _why_offline(uow, task.required_capabilities)
+                    if offline:
+                        trouble += f"; {offline}"
                 elif all(agent.tier == Tier.DEGRADED for agent in holders):
                     trouble = f"only DEGRADED-tier agents can do '{task.title}' (needs {needs})"
                 if trouble:
@@ -379,8 +465,9 @@ class SessionEngine:
     def _review_due(self, session: Session) -> ReviewDue | None:
         if session.options.verify_command is None:
             return None
+        workspace = session.worktree.path if session.worktree else session.workspace
         return ReviewDue(
-            session.id, session.options.verify_command, session.workspace, session.review_round
+            session.id, session.options.verify_command, workspace, session.review_round
         )
 
     async def _save_phase(
@@ -454,7 +541,7 @@ class SessionEngine:
                 str(t.id): {"title": t.title, "summary": t.result_summary}
                 for t in progress_of(tasks).finished
             }
-        data = {
+        data: dict[str, Any] = {
             "phase": session.phase.value if session.phase else None,
             "review_round": session.review_round,
             "finished_tasks": finished,
@@ -463,6 +550,15 @@ class SessionEngine:
             "tokens_used": session.tokens_used,
             "cost_usd": session.cost_usd,
         }
+        if self._trees is not None and session.worktree is not None:
+            # The files as they are now, so a retry from here starts from exactly them.
+            try:
+                data["commit"] = await self._trees.commit(
+                    Path(session.worktree.path), f"checkpoint: {label}"
+                )
+                data["branch"] = session.worktree.branch
+            except OrchestratorError as exc:
+                log.warning("checkpoint_commit_failed", session_id=str(session_id), error=str(exc))
         # A session that ended meanwhile has its checkpoints closed: nothing to add.
         with contextlib.suppress(Conflict):
             await self._sessions.add_checkpoint(session_id, label=label, reason=reason, data=data)
@@ -557,6 +653,16 @@ async def _carry_over(uow: UnitOfWork, session: Session, now: datetime) -> tuple
                 await uow.tasks.add_dependency(ids[task.id], ids[dependency])
     await uow.events.append([task_events.task_created(task) for task in stored])
     return stored[0], len(stored)
+
+
+async def _why_offline(uow: UnitOfWork, capabilities: list[str] | tuple[str, ...]) -> str | None:
+    """Why the agents that could do the work are offline, when they said so."""
+    wanted = set(capabilities)
+    for agent in await uow.agents.all():
+        reason = agent.metadata.get("offline_reason")
+        if reason and wanted <= set(agent.capabilities):
+            return f"{agent.name} is offline: {reason}"
+    return None
 
 
 async def _tasks_of(uow: UnitOfWork, session_id: UUID) -> list[Task]:

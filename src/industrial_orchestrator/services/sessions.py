@@ -28,7 +28,14 @@ from ..domain.errors import (
     VersionConflict,
 )
 from ..domain.priorities import Priority
-from ..domain.session import Actor, Session, Transition, creation_record, transition
+from ..domain.session import (
+    Actor,
+    Session,
+    Transition,
+    WorktreeBinding,
+    creation_record,
+    transition,
+)
 from ..domain.session_actions import SessionAction, needs_slot, resolve_action
 from ..domain.session_options import SessionOptions
 from ..domain.session_states import (
@@ -435,6 +442,18 @@ class SessionService:
             seq=checkpoint.seq,
         )
         return checkpoint
+
+    async def checkpoint(self, checkpoint_id: UUID) -> Checkpoint | None:
+        async with self._uow.reader() as uow:
+            return await uow.checkpoints.get(checkpoint_id)
+
+    async def bind_worktree(self, session_id: UUID, binding: WorktreeBinding) -> Session:
+        """Record where the session works, once; the session as it is then."""
+        async with self._uow() as uow:
+            await uow.sessions.bind_worktree(session_id, binding)
+            session = _found(await uow.sessions.get(session_id), session_id)
+            await uow.commit()
+        return session
 
     async def checkpoints(
         self, session_id: UUID, *, offset: int, limit: int

@@ -91,6 +91,8 @@ class Report:
     execution_time_ms: int | None = None
     tokens_used: int = 0
     cost_usd: float = 0.0
+    write_artifacts: bool = True
+    """False when the files are in the workspace already (the artifacts are a record)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +188,7 @@ class TaskLeases:
             current = await uow.attempts.get(task.id, task.attempt) if task.attempt else None
             held = check_holder(task, current, agent_id, report.attempt)
             root = await self._workspace(uow, task)
-            if report.outcome == AttemptOutcome.COMPLETED:
+            if report.outcome == AttemptOutcome.COMPLETED and report.write_artifacts:
                 for artifact in report.artifacts:
                     self._writer.check(root, PurePosixPath(artifact.path))
             closed = held.evolve(
@@ -228,7 +230,11 @@ class TaskLeases:
                 await uow.contexts.delete_temporary_of(final.id)
             await uow.commit()
             stored = await uow.attempts.artifacts(task.id)
-        written = self._write(root, report) if report.outcome == AttemptOutcome.COMPLETED else []
+        written = (
+            self._write(root, report)
+            if report.outcome == AttemptOutcome.COMPLETED and report.write_artifacts
+            else []
+        )
         log.info(
             "task_result",
             task_id=str(task.id),
@@ -258,6 +264,20 @@ class TaskLeases:
             await uow.events.append(new)
             await uow.commit()
         return len(new)
+
+    async def trouble(self, agent_id: UUID, task_id: UUID, trouble: str | None) -> bool:
+        """Note what holds up the agent's attempt at the task (None: nothing any more);
+        the engine shows its session DEGRADED meanwhile. False when the lease is gone."""
+        async with self._uow() as uow:
+            task = await uow.tasks.get(task_id)
+            if task is None or not task.attempt:
+                return False
+            current = await uow.attempts.get(task.id, task.attempt)
+            if current is None or current.agent_id != agent_id:
+                return False
+            changed = await uow.attempts.set_trouble(task.id, task.attempt, trouble)
+            await uow.commit()
+        return changed
 
     async def attempts(self, task_id: UUID) -> list[TaskAttempt]:
         async with self._uow.reader() as uow:
@@ -368,12 +388,16 @@ class TaskLeases:
 def workspace_of(task: Task, session: Session | None, artifacts_home: Path) -> Path:
     """Where a task's work lands: its session's workspace, else a directory of the
     session's (or, outside sessions, the task's) own under ``artifacts_home``."""
+    if session is not None and session.worktree is not None:
+        return Path(session.worktree.path)
     if session is not None and session.workspace:
         return Path(session.workspace)
     return artifacts_home / str(task.session_id or task.id)
 
 
 def session_workspace(session: Session, artifacts_home: Path) -> Path:
+    if session.worktree is not None:
+        return Path(session.worktree.path)
     return Path(session.workspace) if session.workspace else artifacts_home / str(session.id)
 
 

@@ -79,6 +79,18 @@ class SqlAttemptRepository:
             if renewed is None or attempt.task_id in renewed
         ]
 
+    async def set_trouble(self, task_id: UUID, attempt: int, trouble: str | None) -> bool:
+        result = await self._db.execute(
+            sa.update(task_attempts)
+            .where(
+                task_attempts.c.task_id == task_id,
+                task_attempts.c.attempt == attempt,
+                task_attempts.c.outcome.is_(None),
+            )
+            .values(trouble=trouble)
+        )
+        return result.rowcount == 1
+
     async def close(self, closed: TaskAttempt) -> bool:
         """Record how the attempt ended, if it is still open."""
         values = _values(closed)
@@ -187,6 +199,7 @@ def _attempt(row: RowMapping) -> TaskAttempt:
         execution_time_ms=row["execution_time_ms"],
         tokens_used=int(row["tokens_used"]),
         cost_usd=float(row["cost_usd"]),
+        trouble=row["trouble"],
     )
 
 

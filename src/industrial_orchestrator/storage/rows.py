@@ -9,7 +9,7 @@ from sqlalchemy import RowMapping
 
 from ..domain.checkpoint import Checkpoint
 from ..domain.priorities import Priority
-from ..domain.session import Actor, Session, SessionPhase, Transition
+from ..domain.session import Actor, Session, SessionPhase, Transition, WorktreeBinding
 from ..domain.session_options import SessionOptions
 from ..domain.session_states import SessionState
 
@@ -80,6 +80,11 @@ def session_from_row(row: RowMapping) -> Session:
         cost_usd=row["cost_usd"],
         options=SessionOptions.from_json(row["options"]),
         review_round=int(row["review_round"]),
+        worktree=(
+            WorktreeBinding(row["worktree"], row["branch"] or "", row["base_commit"] or "")
+            if row["worktree"]
+            else None
+        ),
     )
 
 

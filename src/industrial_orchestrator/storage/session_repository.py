@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..domain.session import Session, Transition
+from ..domain.session import Session, Transition, WorktreeBinding
 from ..domain.session_states import RUNNING_STATES, SessionState
 from ..services.ports import DuplicateKeyError, IdempotentCreation, SessionQuery, SessionTotals
 from .rows import session_from_row, session_values, transition_from_row, transition_values
@@ -128,6 +128,16 @@ class SqlSessionRepository:
             .values(owner=None, owner_expires_at=None)
         )
         return int(result.rowcount or 0)
+
+    async def bind_worktree(self, session_id: UUID, binding: WorktreeBinding) -> bool:
+        result = await self._db.execute(
+            sa.update(sessions)
+            .where(sessions.c.id == session_id, sessions.c.worktree.is_(None))
+            .values(
+                worktree=binding.path, branch=binding.branch, base_commit=binding.base_commit
+            )
+        )
+        return result.rowcount == 1
 
     async def add_usage(self, session_id: UUID, tokens: int, cost_usd: float) -> None:
         await self._db.execute(

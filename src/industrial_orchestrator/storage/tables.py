@@ -53,6 +53,10 @@ sessions = sa.Table(
     # renews (the engine's ownership lease; not part of the session's own state).
     sa.Column("owner", sa.String(128)),
     sa.Column("owner_expires_at", Timestamp),
+    # Its own git working tree (written once, by ``bind_worktree``, never by ``save``).
+    sa.Column("worktree", sa.Text),
+    sa.Column("branch", sa.String(255)),
+    sa.Column("base_commit", sa.String(64)),
     sa.Index("ix_sessions_status_priority_created", "status", "priority_rank", "created_at"),
     sa.Index("ix_sessions_created_at", "created_at"),
 )
@@ -155,6 +159,8 @@ task_attempts = sa.Table(
     sa.Column("execution_time_ms", sa.BigInteger),
     sa.Column("tokens_used", sa.BigInteger, nullable=False),
     sa.Column("cost_usd", sa.Float, nullable=False),
+    # What holds the attempt up while it runs (a provider being retried), else NULL.
+    sa.Column("trouble", sa.Text),
     sa.Index("ix_task_attempts_agent_outcome", "agent_id", "outcome"),
     sa.Index("ix_task_attempts_outcome_expires", "outcome", "expires_at"),
 )

@@ -15,7 +15,7 @@ from ...domain.session_actions import SessionAction
 from ...domain.session_states import STATE_TABLE, SessionState
 from ...services.ports import SessionQuery
 from ...services.sessions import NewSession
-from ..dependencies import Sessions
+from ..dependencies import AppComponents, Sessions
 from ..paths import API_PREFIX, SessionId
 from ..schemas.checkpoints import CheckpointCreate, CheckpointPage, CheckpointRead
 from ..schemas.common import error_responses
@@ -30,6 +30,7 @@ from ..schemas.sessions import (
     StateRead,
     TransitionRead,
 )
+from ..workspaces import checked_workspace
 
 # The full prefix lives on the router (not on include_router) so that the route template
 # seen by the metrics middleware is the whole path.
@@ -69,6 +70,7 @@ PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Items per p
 async def create_session(
     body: SessionCreate,
     sessions: Sessions,
+    built: AppComponents,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> SessionRead:
@@ -82,7 +84,9 @@ async def create_session(
             title=body.title,
             initial_prompt=body.initial_prompt,
             priority=body.priority,
-            workspace=body.workspace,
+            workspace=await checked_workspace(
+                body.workspace, built.settings.workspace_root_paths
+            ),
             metadata=body.metadata,
             auto_start=body.auto_start,
             options=body.options(),

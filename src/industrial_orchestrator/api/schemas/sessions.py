@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, Field, StrictBool, StrictInt
@@ -74,7 +74,11 @@ class SessionCreate(StrictModel):
         None, description="LOW, MEDIUM, HIGH or CRITICAL; DEFAULT_SESSION_PRIORITY when omitted"
     )
     workspace: str | None = Field(
-        None, max_length=4096, description="Path of the git repository the agents work in"
+        None,
+        max_length=4096,
+        description="Absolute path of the directory (a git repository or not) the agents "
+        "work on, under one of WORKSPACE_ROOTS (else 422). The session works in its own git "
+        "worktree on branch orchestrator/<short id>; the directory itself is not touched",
     )
     metadata: Metadata = Field(
         default_factory=dict, description="Free-form JSON object, up to 64 KiB"
@@ -113,6 +117,12 @@ class SessionCreate(StrictModel):
         description="Tasks of this session worked on at once; SESSION_MAX_PARALLEL_TASKS "
         "when omitted",
     )
+    planner: Literal["template", "agent"] = Field(
+        "template",
+        description="`template`: the plan comes from the decomposition templates; `agent`: "
+        "the architect agent proposes it, checked like a template's (acyclic, capabilities "
+        "some agent has), the template plan standing in when it is unusable",
+    )
 
     def options(self) -> SessionOptions:
         return session_options(
@@ -123,6 +133,7 @@ class SessionCreate(StrictModel):
             max_tokens=self.max_tokens,
             max_cost_usd=self.max_cost_usd,
             max_parallel_tasks=self.max_parallel_tasks,
+            planner=self.planner,
         )
 
 
@@ -134,6 +145,7 @@ class OptionsRead(BaseModel):
     max_tokens: int | None
     max_cost_usd: float | None
     max_parallel_tasks: int | None
+    planner: str
 
     @classmethod
     def of(cls, options: SessionOptions) -> OptionsRead:
@@ -205,6 +217,13 @@ class SessionRead(BaseModel):
     cost_usd: float
     options: OptionsRead
     review_round: int = Field(description="Failed verifications so far")
+    worktree: str | None = Field(
+        None, description="The session's own git working tree (set when it first runs)"
+    )
+    branch: str | None = Field(
+        None, description="The git branch its work is committed to, left for you to merge"
+    )
+    base_commit: str | None = Field(None, description="The commit the branch started from")
     allowed_actions: list[str]
 
     @classmethod
@@ -234,6 +253,9 @@ class SessionRead(BaseModel):
             restored_from_checkpoint=session.restored_from_checkpoint,
             tokens_used=session.tokens_used,
             cost_usd=session.cost_usd,
+            worktree=session.worktree.path if session.worktree else None,
+            branch=session.worktree.branch if session.worktree else None,
+            base_commit=session.worktree.base_commit if session.worktree else None,
             options=OptionsRead.of(session.options),
             review_round=session.review_round,
             allowed_actions=allowed_actions(session.status),

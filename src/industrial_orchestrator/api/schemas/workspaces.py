@@ -1,0 +1,44 @@
+"""A session's working tree and the permission requests of its agents."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SessionDiff(BaseModel):
+    worktree: str = Field(description="The session's own git working tree")
+    branch: str = Field(description="Its branch, left in the repository for you to merge")
+    base_commit: str = Field(description="The commit the branch started from")
+    files: list[str] = Field(description="Paths added, modified or deleted since base_commit")
+    diff: str = Field(
+        description="Unified diff of the tree against base_commit (cut at 1 MiB, with a line "
+        "saying so)"
+    )
+
+
+class PermissionRead(BaseModel):
+    id: str = Field(description="The request's id, to answer it with")
+    permission: str = Field(description="What the agent wants to do, e.g. bash, edit")
+    patterns: list[str] = Field(description="What it wants to do it on (commands, paths)")
+    opencode_session: str
+    metadata: dict[str, Any]
+
+
+class PermissionReplyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(min_length=1, max_length=200)
+    reply: Literal["once", "always", "reject"] = Field(
+        description="`once`: allow this request; `always`: allow it and the same again; "
+        "`reject`: refuse it (the agent is told)"
+    )
+    message: str | None = Field(
+        None, max_length=4000, description="Told to the agent with a rejection"
+    )
+
+
+class PermissionReplied(BaseModel):
+    request_id: str
+    reply: str

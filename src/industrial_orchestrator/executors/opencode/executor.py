@@ -1,0 +1,493 @@
+"""The OpenCode executor: an internal agent's task, done as one OpenCode session in the
+orchestrator session's working tree.
+
+1. An OpenCode session is created for the task's directory, and the event stream is
+   opened *before* the prompt is sent, so nothing it says is missed.
+2. What the agent says (text deltas, tool calls as they go pending -> running ->
+   completed) becomes the session's terminal lines.
+3. The turn ends when OpenCode says the session is idle; when the stream is silent, a
+   poll of ``/session/status`` tells the same (the stream can drop).
+4. Tokens and cost are summed from the assistant messages; an assistant error
+   (``APIError``, aborted) fails the task with its message; the diff of the turn is the
+   task's artifact (stored, not written: the files are in the tree already).
+5. Permission requests follow the policy: inside the working tree they are allowed,
+   anything else waits for the operator (``/sessions/{id}/permissions``).
+6. The deadline is the executor's own: OpenCode retries a failing provider forever, so
+   past the deadline the turn is aborted and the task fails. While the provider is being
+   retried, the attempt is marked troubled, which the engine shows as DEGRADED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import structlog
+
+from ...domain.agents import Agent
+from ...domain.artifacts import Artifact, new_artifact
+from ...domain.events import LogStream
+from ...services.contexts import ContextService
+from ...services.sessions import SessionService
+from ...services.task_leases import Assignment, TaskLeases
+from ..base import BackgroundExecutor, LogLine, Outcome
+from .client import ModelRef, OpenCodeClient, OpenCodeError
+from .prompt import task_prompt
+from .server import OpenCodeServer
+
+log = structlog.get_logger("industrial_orchestrator.executors.opencode")
+
+DIFF_ARTIFACT = ".orchestrator/task.diff"
+_TEXT_FLUSH_CHARS = 400
+MAX_DIFF_BYTES = 512 * 1024
+MAX_SUMMARY_CHARS = 2000
+# Permissions whose patterns are paths: allowed inside the tree under the ``workspace``
+# policy. Anything else (a shell command, a URL) is the operator's to allow.
+PATH_PERMISSIONS = frozenset(
+    {"read", "edit", "write", "list", "glob", "grep", "external_directory"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenCodePolicy:
+    task_timeout_seconds: float
+    poll_seconds: float = 2.0
+    permission_policy: str = "workspace"
+    """``workspace``: allowed when every path asked for is inside the tree; ``ask``:
+    every request waits for the operator."""
+    default_model: str | None = None
+
+
+@dataclass(slots=True)
+class _Turn:
+    """What one OpenCode turn has said so far."""
+
+    session_id: str
+    directory: str
+    emit: LogLine
+    busy_seen: bool = False
+    idle: bool = False
+    error: str | None = None
+    retrying: str | None = None
+    tool_states: dict[str, str] = field(default_factory=dict)
+    text: dict[str, str] = field(default_factory=dict)
+    """Text not yet emitted, by part id."""
+    asked: set[str] = field(default_factory=set)
+
+
+class OpenCodeExecutor(BackgroundExecutor):
+    name = "opencode"
+
+    def __init__(
+        self,
+        leases: TaskLeases,
+        server: OpenCodeServer,
+        sessions: SessionService,
+        contexts: ContextService,
+        policy: OpenCodePolicy,
+    ) -> None:
+        super().__init__(leases)
+        self._server = server
+        self._sessions = sessions
+        self._contexts = contexts
+        self._policy = policy
+
+    @property
+    def unavailable_reason(self) -> str | None:
+        return self._server.reason
+
+    async def execute(self, agent: Agent, assignment: Assignment, emit: LogLine) -> Outcome:
+        client = self._server.client
+        if client is None or self._server.reason:
+            return Outcome(False, error=f"OpenCode is unavailable: {self._server.reason}")
+        task = assignment.task
+        directory = str(assignment.workspace)
+        goal = None
+        if task.session_id is not None:
+            goal = (await self._sessions.get(task.session_id)).initial_prompt
+        view, _ = await self._contexts.effective(
+            session_id=task.session_id, agent_id=agent.id, task_id=task.id
+        )
+        prompt = task_prompt(
+            goal=goal,
+            task=task,
+            context=view.data,
+            finished_dependencies=assignment.finished_dependencies,
+            workspace=directory,
+        )
+        model_name = agent.metadata.get("model") or self._policy.default_model
+        model = ModelRef.parse(str(model_name)) if model_name else None
+        opencode_agent = str(agent.metadata.get("opencode_agent") or "build")
+        title = f"{task.title} (task {str(task.id)[:8]}, attempt {assignment.attempt.attempt})"
+        session_id = await client.create_session(directory, title)
+        await emit(
+            LogStream.SYSTEM,
+            f"{agent.name}: OpenCode session {session_id} ({opencode_agent}"
+            f"{', ' + str(model) if model else ''})",
+        )
+        turn = _Turn(session_id, directory, _by_line(emit))
+        deadline = time.monotonic() + self._policy.task_timeout_seconds
+        try:
+            await self._run_turn(client, turn, prompt, model, opencode_agent, deadline, task.id)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(client.abort(session_id, directory))
+            raise
+        finally:
+            if turn.retrying is not None:
+                with contextlib.suppress(Exception):
+                    await self._leases.trouble(agent.id, task.id, None)
+        return await self._outcome(client, turn)
+
+    async def _run_turn(
+        self,
+        client: OpenCodeClient,
+        turn: _Turn,
+        prompt: str,
+        model: ModelRef | None,
+        opencode_agent: str,
+        deadline: float,
+        task_id: Any,
+    ) -> None:
+        events = client.events(turn.directory)
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        connected = asyncio.Event()
+        reader = asyncio.create_task(_pump(events, queue, connected), name="opencode-events")
+        try:
+            # Wait for the stream to be open (its first event), so the turn's events are seen.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(connected.wait(), self._policy.poll_seconds * 5)
+            await client.prompt(
+                turn.session_id, turn.directory, prompt, model=model, agent=opencode_agent
+            )
+            while not turn.idle:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    await client.abort(turn.session_id, turn.directory)
+                    turn.error = (
+                        f"deadline of {self._policy.task_timeout_seconds:.0f} s passed"
+                        + (
+                            f" while the provider was being retried ({turn.retrying})"
+                            if turn.retrying
+                            else ""
+                        )
+                        + "; the OpenCode session was aborted"
+                    )
+                    await turn.emit(LogStream.SYSTEM, turn.error)
+                    return
+                try:
+                    event = await asyncio.wait_for(
+                        queue.get(), min(left, self._policy.poll_seconds)
+                    )
+                except TimeoutError:
+                    await self._poll(client, turn, task_id)
+                    continue
+                if event is None:  # the stream ended: polling carries on alone
+                    await self._poll(client, turn, task_id)
+                    await asyncio.sleep(min(left, self._policy.poll_seconds))
+                    continue
+                await self._on_event(client, turn, event, task_id)
+            await _flush(turn)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+
+    async def _poll(self, client: OpenCodeClient, turn: _Turn, task_id: Any) -> None:
+        try:
+            statuses = await client.statuses(turn.directory)
+        except OpenCodeError as exc:
+            log.warning("opencode_poll_failed", error=str(exc))
+            return
+        status = statuses.get(turn.session_id)
+        if status is None:
+            if turn.busy_seen or await _answered(client, turn):
+                turn.idle = True
+            return
+        turn.busy_seen = True
+        await self._on_status(turn, status, task_id)
+
+    async def _on_event(
+        self, client: OpenCodeClient, turn: _Turn, event: dict[str, Any], task_id: Any
+    ) -> None:
+        kind = event.get("type")
+        props = event.get("properties") or {}
+        if not isinstance(props, dict):
+            return
+        if props.get("sessionID", turn.session_id) != turn.session_id and kind != (
+            "message.part.updated"
+        ):
+            return
+        if kind == "message.part.delta":
+            if props.get("field") == "text":
+                await _text(turn, str(props.get("partID")), str(props.get("delta") or ""))
+        elif kind == "message.part.updated":
+            part = props.get("part") or {}
+            if isinstance(part, dict) and part.get("sessionID") == turn.session_id:
+                await self._on_part(turn, part)
+        elif kind == "session.status":
+            status = props.get("status") or {}
+            if isinstance(status, dict):
+                await self._on_status(turn, status, task_id)
+        elif kind == "session.idle":
+            turn.idle = True
+        elif kind == "session.error":
+            error = props.get("error") or {}
+            turn.error = _error_text(error) if isinstance(error, dict) else str(error)
+        elif kind == "permission.asked":
+            await self._on_permission(client, turn, props)
+
+    async def _on_status(self, turn: _Turn, status: dict[str, Any], task_id: Any) -> None:
+        kind = status.get("type")
+        if kind == "idle":
+            if turn.busy_seen:
+                turn.idle = True
+            return
+        turn.busy_seen = True
+        agent_id = self._holder(task_id)
+        if kind == "retry":
+            message = str(status.get("message") or "provider error")[:300]
+            if turn.retrying is None:
+                await turn.emit(
+                    LogStream.SYSTEM,
+                    f"provider failing, OpenCode retrying (attempt {status.get('attempt')}): "
+                    f"{message}",
+                )
+                if agent_id is not None:
+                    with contextlib.suppress(Exception):
+                        await self._leases.trouble(
+                            agent_id, task_id, f"provider retrying: {message}"
+                        )
+            turn.retrying = message
+        elif kind == "busy" and turn.retrying is not None:
+            turn.retrying = None
+            await turn.emit(LogStream.SYSTEM, "provider answering again")
+            if agent_id is not None:
+                with contextlib.suppress(Exception):
+                    await self._leases.trouble(agent_id, task_id, None)
+
+    async def _on_part(self, turn: _Turn, part: dict[str, Any]) -> None:
+        kind = part.get("type")
+        if kind == "tool":
+            state = part.get("state") or {}
+            status = str(state.get("status") or "")
+            call = str(part.get("callID") or part.get("id"))
+            if turn.tool_states.get(call) == status:
+                return
+            turn.tool_states[call] = status
+            await _flush(turn)
+            title = state.get("title") or _tool_input(state.get("input"))
+            line = f"{part.get('tool')} [{status}]" + (f" {title}" if title else "")
+            if status == "error":
+                line += f": {str(state.get('error') or '')[:500]}"
+            await turn.emit(LogStream.TOOL, line)
+        elif kind == "text" and part.get("id") not in turn.text:
+            # A text part seen whole (no deltas came for it): say it once it is done.
+            time_info = part.get("time") or {}
+            if isinstance(time_info, dict) and time_info.get("end"):
+                text = str(part.get("text") or "").strip()
+                if text:
+                    turn.text[str(part.get("id"))] = ""
+                    await turn.emit(LogStream.AGENT, text)
+
+    async def _on_permission(
+        self, client: OpenCodeClient, turn: _Turn, props: dict[str, Any]
+    ) -> None:
+        request_id = str(props.get("id"))
+        if request_id in turn.asked:
+            return
+        turn.asked.add(request_id)
+        what = f"{props.get('permission')} {', '.join(map(str, props.get('patterns') or []))}"
+        if (
+            self._policy.permission_policy == "workspace"
+            and props.get("permission") in PATH_PERMISSIONS
+            and _inside(props.get("patterns") or [], Path(turn.directory))
+        ):
+            await client.reply_permission(request_id, turn.directory, "once")
+            await turn.emit(LogStream.SYSTEM, f"permission allowed (inside the workspace): {what}")
+            return
+        await turn.emit(
+            LogStream.SYSTEM,
+            f"permission needed: {what} (request {request_id}); approve or reject it at "
+            "/api/v1/sessions/{id}/permissions",
+        )
+
+    async def _outcome(self, client: OpenCodeClient, turn: _Turn) -> Outcome:
+        messages = await client.messages(turn.session_id, turn.directory)
+        tokens, cost, summary, error = _usage(messages)
+        error = turn.error or error
+        artifacts: list[Artifact] = []
+        user_ids = [m["info"]["id"] for m in messages if m.get("info", {}).get("role") == "user"]
+        with contextlib.suppress(OpenCodeError):
+            files = await client.diff(
+                turn.session_id, turn.directory, user_ids[0] if user_ids else None
+            )
+            patch = "".join(str(f.get("patch") or "") for f in files if isinstance(f, dict))
+            if patch:
+                data = patch.encode()[:MAX_DIFF_BYTES]
+                artifacts.append(new_artifact(DIFF_ARTIFACT, data, "text/x-diff"))
+        output = {"opencode_session": turn.session_id}
+        if error:
+            return Outcome(False, error=error, output=output, tokens_used=tokens, cost_usd=cost)
+        return Outcome(
+            True,
+            summary=(summary or "done")[:MAX_SUMMARY_CHARS],
+            artifacts=artifacts,
+            write_artifacts=False,
+            output=output,
+            tokens_used=tokens,
+            cost_usd=cost,
+        )
+
+    async def ask(
+        self, agent: Agent, directory: str, prompt: str, emit: LogLine
+    ) -> tuple[str, int, float]:
+        """One turn of ``agent`` outside any task (e.g. the architect asked for a plan):
+        its last answer, tokens and cost. Raises ``OpenCodeError`` when it failed."""
+        client = self._server.client
+        if client is None or self._server.reason:
+            raise OpenCodeError(f"OpenCode is unavailable: {self._server.reason}")
+        model_name = agent.metadata.get("model") or self._policy.default_model
+        model = ModelRef.parse(str(model_name)) if model_name else None
+        opencode_agent = str(agent.metadata.get("opencode_agent") or "plan")
+        session_id = await client.create_session(directory, f"{agent.name}: planning")
+        turn = _Turn(session_id, directory, _by_line(emit))
+        deadline = time.monotonic() + self._policy.task_timeout_seconds
+        try:
+            await self._run_turn(client, turn, prompt, model, opencode_agent, deadline, None)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(client.abort(session_id, directory))
+            raise
+        messages = await client.messages(session_id, directory)
+        tokens, cost, answer, error = _usage(messages)
+        if turn.error or error:
+            raise OpenCodeError(turn.error or error or "failed")
+        return answer or "", tokens, cost
+
+    def _holder(self, task_id: Any) -> Any:
+        entry = self._tasks.get(task_id)
+        return entry[0] if entry else None
+
+
+def _by_line(emit: LogLine) -> LogLine:
+    """The terminal is a stream: what the agent says arrives as whole lines."""
+
+    async def line(stream: LogStream, text: str) -> None:
+        await emit(stream, text if text.endswith("\n") else text + "\n")
+
+    return line
+
+
+async def _pump(
+    events: AsyncIterator[dict[str, Any]],
+    queue: asyncio.Queue[dict[str, Any] | None],
+    connected: asyncio.Event,
+) -> None:
+    try:
+        async for event in events:
+            connected.set()
+            await queue.put(event)
+    except OpenCodeError as exc:
+        log.warning("opencode_events_lost", error=str(exc))
+    finally:
+        connected.set()
+        await queue.put(None)
+
+
+async def _answered(client: OpenCodeClient, turn: _Turn) -> bool:
+    """Whether the turn's answer is complete (a poll that never saw it busy)."""
+    try:
+        messages = await client.messages(turn.session_id, turn.directory)
+    except OpenCodeError:
+        return False
+    infos = [m.get("info") or {} for m in messages]
+    assistants = [info for info in infos if info.get("role") == "assistant"]
+    return bool(assistants) and bool((assistants[-1].get("time") or {}).get("completed"))
+
+
+async def _text(turn: _Turn, part_id: str, delta: str) -> None:
+    buffered = turn.text.get(part_id, "") + delta
+    if "\n" in buffered or len(buffered) >= _TEXT_FLUSH_CHARS:
+        head, _, rest = buffered.rpartition("\n") if "\n" in buffered else (buffered, "", "")
+        if head.strip():
+            await turn.emit(LogStream.AGENT, head)
+        buffered = rest
+    turn.text[part_id] = buffered
+
+
+async def _flush(turn: _Turn) -> None:
+    for part_id, text in list(turn.text.items()):
+        if text.strip():
+            await turn.emit(LogStream.AGENT, text)
+        turn.text[part_id] = ""
+
+
+def _usage(messages: list[dict[str, Any]]) -> tuple[int, float, str | None, str | None]:
+    tokens = 0
+    cost = 0.0
+    summary: str | None = None
+    error: str | None = None
+    for message in messages:
+        info = message.get("info") or {}
+        if info.get("role") != "assistant":
+            continue
+        used = info.get("tokens") or {}
+        cache = used.get("cache") or {}
+        tokens += int(
+            (used.get("input") or 0)
+            + (used.get("output") or 0)
+            + (used.get("reasoning") or 0)
+            + (cache.get("read") or 0)
+            + (cache.get("write") or 0)
+        )
+        cost += float(info.get("cost") or 0.0)
+        if isinstance(info.get("error"), dict):
+            error = _error_text(info["error"])
+        texts = [
+            str(p.get("text") or "")
+            for p in message.get("parts") or []
+            if isinstance(p, dict) and p.get("type") == "text"
+        ]
+        if any(t.strip() for t in texts):
+            summary = "\n".join(t for t in texts if t.strip())
+    return tokens, cost, summary, error
+
+
+def _error_text(error: dict[str, Any]) -> str:
+    name = str(error.get("name") or "error")
+    data = error.get("data") or {}
+    message = data.get("message") if isinstance(data, dict) else None
+    return f"{name}: {message}" if message else name
+
+
+def _tool_input(raw: Any) -> str:
+    if not isinstance(raw, dict):
+        return ""
+    for key in ("filePath", "path", "command", "pattern", "url"):
+        if raw.get(key):
+            return str(raw[key])[:200]
+    return ""
+
+
+def _inside(patterns: list[Any], root: Path) -> bool:
+    """Every pattern names a path inside ``root`` (relative ones are taken from it)."""
+    if not patterns:
+        return False
+    resolved_root = root.resolve()
+    for pattern in patterns:
+        text = str(pattern)
+        if any(ch in text for ch in "*?[") and not text.endswith("/*"):
+            return False
+        path = PurePosixPath(text.removesuffix("/*"))
+        full = path if path.is_absolute() else PurePosixPath(resolved_root) / path
+        try:
+            Path(full).resolve().relative_to(resolved_root)
+        except ValueError:
+            return False
+    return True

@@ -1,0 +1,107 @@
+"""Bring OpenCode up for this process: find or start the server, enlist the internal
+fleet, and hand the dispatcher an executor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+
+from ...config import Settings
+from ...domain.errors import Conflict
+from ...services.agents import AgentService
+from ...services.contexts import ContextService
+from ...services.sessions import SessionService
+from ...services.task_leases import TaskLeases
+from .executor import OpenCodeExecutor, OpenCodePolicy
+from .fleet import FleetAgent, load_fleet
+from .server import (
+    HOW_TO_CONFIGURE,
+    ExternalServer,
+    ManagedServer,
+    MissingServer,
+    OpenCodeServer,
+    ServerSpec,
+    find_binary,
+)
+
+log = structlog.get_logger("industrial_orchestrator.executors.opencode")
+
+
+@dataclass(slots=True)
+class OpenCodeRuntime:
+    server: OpenCodeServer
+    executor: OpenCodeExecutor
+    fleet: list[FleetAgent]
+
+    async def close(self) -> None:
+        try:
+            await self.executor.close()
+        finally:
+            await self.server.close()
+
+
+def server_for(settings: Settings) -> OpenCodeServer:
+    if settings.opencode_host:
+        return ExternalServer(
+            f"http://{settings.opencode_host}:{settings.opencode_port}",
+            settings.opencode_password.get_secret_value(),
+            timeout_seconds=settings.opencode_timeout_seconds,
+        )
+    binary = find_binary(settings.opencode_bin)
+    if binary is None:
+        missing = (
+            f"OPENCODE_BIN={settings.opencode_bin} is not an executable file"
+            if settings.opencode_bin
+            else "no OpenCode server is configured and no `opencode` binary is on PATH"
+        )
+        return MissingServer(f"{missing}: {HOW_TO_CONFIGURE}")
+    env: dict[str, str] = {}
+    if settings.opencode_config:
+        env["OPENCODE_CONFIG_CONTENT"] = settings.opencode_config
+    return ManagedServer(
+        ServerSpec(binary=binary, home=settings.orchestrator_home / "opencode", env=env),
+        timeout_seconds=settings.opencode_timeout_seconds,
+    )
+
+
+async def start_opencode(
+    settings: Settings,
+    *,
+    agents: AgentService,
+    leases: TaskLeases,
+    sessions: SessionService,
+    contexts: ContextService,
+    server: OpenCodeServer | None = None,
+) -> OpenCodeRuntime:
+    """Start (or find) the server and enlist the fleet: HEALTHY when OpenCode answers,
+    OFFLINE with the reason otherwise."""
+    fleet = load_fleet(settings.opencode_agents)
+    server = server or server_for(settings)
+    await server.start()
+    for member in fleet:
+        try:
+            await agents.enlist(
+                member.registration(settings.opencode_model), offline_reason=server.reason
+            )
+        except Conflict as exc:  # an external agent has the name: it keeps it
+            log.error("internal_agent_not_enlisted", name=member.name, reason=exc.message)
+    log.info(
+        "opencode_fleet",
+        agents=[member.name for member in fleet],
+        available=server.available,
+        reason=server.reason,
+    )
+    executor = OpenCodeExecutor(
+        leases,
+        server,
+        sessions,
+        contexts,
+        OpenCodePolicy(
+            task_timeout_seconds=settings.task_timeout_seconds,
+            poll_seconds=settings.opencode_poll_seconds,
+            permission_policy=settings.permission_policy,
+            default_model=settings.opencode_model,
+        ),
+    )
+    return OpenCodeRuntime(server, executor, fleet)

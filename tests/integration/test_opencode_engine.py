@@ -1,0 +1,400 @@
+"""Sessions run by the engine through the real ``opencode serve`` and our scripted model.
+
+One OpenCode server (and one scripted model process) serves the whole module, reached
+as an external server (``OPENCODE_HOST``), like a shared deployment; the managed mode
+(``OPENCODE_BIN``) has its own test. Each test runs the real app (engine, dispatcher,
+internal fleet) in-process and watches it through the API only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from industrial_orchestrator.api.app import create_app
+from industrial_orchestrator.config import Settings
+from industrial_orchestrator.demo.scripted_model import LISTENING, opencode_config
+
+from .conftest import OpenCodeServer, running_opencode
+
+API = "/api/v1"
+T = TypeVar("T")
+# The scripted model's prices (per million tokens), as configured by opencode_config.
+INPUT_PRICE, OUTPUT_PRICE = 1.0, 2.0
+
+pytestmark = pytest.mark.slow
+# The storage paths are the same for every executor; one backend suffices, but for the
+# first test, which runs the whole path (worktree, usage, artifacts) on both.
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
+
+
+@dataclass(frozen=True)
+class Model:
+    """The scripted model, served by a process of its own for the module."""
+
+    base_url: str
+
+    def calls(self) -> list[dict[str, Any]]:
+        root = self.base_url.removesuffix("/v1")
+        return list(httpx.get(f"{root}/_scripted/calls", timeout=10).json())
+
+    def forget(self) -> None:
+        httpx.delete(f"{self.base_url.removesuffix('/v1')}/_scripted/calls", timeout=10)
+
+    def chat_usage(self) -> list[dict[str, int]]:
+        return [c["usage"] for c in self.calls() if c["kind"] == "chat" and c["usage"]]
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[Model]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "industrial_orchestrator.demo.scripted_model", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith(LISTENING), f"the scripted model did not start: {line!r}"
+        yield Model(line.removeprefix(LISTENING).strip())
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def shared_opencode(
+    opencode_bin: Path, model: Model, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OpenCodeServer]:
+    # bash asks for permission, so the permission test has a request to answer.
+    config = opencode_config(model.base_url, permission={"bash": "ask"})
+    with running_opencode(opencode_bin, tmp_path_factory.mktemp("opencode"), config) as server:
+        yield server
+
+
+@pytest.fixture
+def settings(settings_for: Settings, shared_opencode: OpenCodeServer, model: Model) -> Settings:
+    model.forget()
+    host, _, port = shared_opencode.base_url.removeprefix("http://").partition(":")
+    return settings_for.model_copy(
+        update={
+            "engine_enabled": True,
+            "internal_agents": True,
+            "engine_tick_seconds": 0.2,
+            "opencode_host": host,
+            "opencode_port": int(port),
+            "opencode_password": SecretStr(shared_opencode.password),
+            "opencode_model": "scripted/coder",
+            "opencode_poll_seconds": 0.5,
+            "reaper_seconds": 0.5,
+        }
+    )
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], what: str, within: float = 60.0
+) -> T:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        found = await probe()
+        if found:
+            return found
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"not within {within:.0f} s: {what}")
+
+
+async def start_session(api: httpx.AsyncClient, prompt: str, **fields: Any) -> str:
+    body = {"title": "Integration", "initial_prompt": prompt, "template": "single", **fields}
+    response = await api.post(f"{API}/sessions", json={**body, "auto_start": True})
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def session(api: httpx.AsyncClient, session_id: str) -> dict[str, Any]:
+    response = await api.get(f"{API}/sessions/{session_id}")
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def ended(api: httpx.AsyncClient, session_id: str, within: float = 90.0) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        found = await session(api, session_id)
+        return found if found["terminal"] else None
+
+    return await eventually(probe, f"session {session_id} ends", within)
+
+
+async def events(api: httpx.AsyncClient, session_id: str) -> list[dict[str, Any]]:
+    response = await api.get(f"{API}/sessions/{session_id}/events", params={"limit": 1000})
+    assert response.status_code == 200, response.text
+    return list(response.json()["items"])
+
+
+async def terminal(api: httpx.AsyncClient, session_id: str) -> list[tuple[str, str]]:
+    return [
+        (e["payload"]["stream"], e["payload"]["text"])
+        for e in await events(api, session_id)
+        if e["type"] == "session.log"
+    ]
+
+
+async def tasks_of(api: httpx.AsyncClient, session_id: str) -> list[dict[str, Any]]:
+    response = await api.get(f"{API}/tasks", params={"session_id": session_id, "page_size": 100})
+    assert response.status_code == 200, response.text
+    return list(response.json()["items"])
+
+
+def write(path: str, content: str) -> str:
+    return f"@write {path}\n```\n{content}```\n"
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout
+
+
+async def test_a_session_codes_through_opencode_and_ends_completed_with_its_diff_and_usage(
+    api: httpx.AsyncClient, git_repo: Path, model: Model
+) -> None:
+    prompt = (
+        "Add a greeting.\n"
+        + write("hello.py", "print('hello')\n")
+        + "@edit hello.py\n```old\nhello\n```\n```new\nworld\n```\n"
+    )
+    session_id = await start_session(api, prompt, workspace=str(git_repo))
+    done = await ended(api, session_id)
+    assert done["status"] == "COMPLETED", done["status_reason"]
+
+    tree = Path(done["worktree"])
+    assert (tree / "hello.py").read_text() == "print('world')\n"
+    assert done["branch"] == f"orchestrator/{session_id.replace('-', '')[:8]}"
+    # The operator's checkout is untouched; the branch is there for them to merge.
+    assert not (git_repo / "hello.py").exists()
+    assert done["branch"] in git(git_repo, "branch", "--list", done["branch"])
+
+    diff = (await api.get(f"{API}/sessions/{session_id}/diff")).json()
+    assert diff["files"] == ["hello.py"]
+    assert "+print('world')" in diff["diff"]
+
+    # Tokens and cost are what the model reported, priced as configured.
+    usage = model.chat_usage()
+    assert len(usage) == 3, "a write, an edit, and the final answer"
+    assert done["tokens_used"] == sum(u["prompt_tokens"] + u["completion_tokens"] for u in usage)
+    cost = sum(
+        u["prompt_tokens"] * INPUT_PRICE + u["completion_tokens"] * OUTPUT_PRICE for u in usage
+    )
+    assert done["cost_usd"] == pytest.approx(cost / 1e6)
+
+    # The terminal shows the tool calls going through their states, then the answer.
+    lines = await terminal(api, session_id)
+    tools = [
+        text.split(" [")[0] + " " + text.split("[")[1].split("]")[0]
+        for s, text in lines
+        if s == "tool"
+    ]
+    assert tools == [
+        "write pending",
+        "write running",
+        "write completed",
+        "edit pending",
+        "edit running",
+        "edit completed",
+    ]
+    assert ("agent", "Done: wrote hello.py, edited hello.py.\n") in lines
+
+    # The task's diff is its artifact; the agent that did it has it on its record.
+    [task] = await tasks_of(api, session_id)
+    artifacts = (await api.get(f"{API}/tasks/{task['id']}/artifacts")).json()
+    assert [a["path"] for a in artifacts] == [".orchestrator/task.diff"]
+    agents = (await api.get(f"{API}/agents")).json()
+    implementer = next(a for a in agents if a["name"] == "implementer")
+    assert implementer["kind"] == "internal"
+    assert implementer["success_count"] == 1
+
+
+def opencode_status(server: OpenCodeServer, tree: str) -> dict[str, Any]:
+    response = httpx.get(
+        f"{server.base_url}/session/status",
+        params={"directory": tree},
+        auth=server.auth,
+        timeout=10,
+    )
+    response.raise_for_status()
+    return dict(response.json())
+
+
+@sqlite_only
+async def test_two_sessions_on_one_repository_work_side_by_side_without_touching_each_other(
+    api: httpx.AsyncClient, git_repo: Path
+) -> None:
+    first = await start_session(
+        api, "First.\n@slow 2\n" + write("shared.txt", "first\n"), workspace=str(git_repo)
+    )
+    second = await start_session(
+        api, "Second.\n@slow 2\n" + write("shared.txt", "second\n"), workspace=str(git_repo)
+    )
+    one, two = await ended(api, first), await ended(api, second)
+    assert (one["status"], two["status"]) == ("COMPLETED", "COMPLETED")
+    assert one["worktree"] != two["worktree"]
+    assert one["branch"] != two["branch"]
+    assert (Path(one["worktree"]) / "shared.txt").read_text() == "first\n"
+    assert (Path(two["worktree"]) / "shared.txt").read_text() == "second\n"
+    # Side by side, not one after the other: each task started before the other ended.
+    [a], [b] = await tasks_of(api, first), await tasks_of(api, second)
+    assert a["started_at"] < b["finished_at"]
+    assert b["started_at"] < a["finished_at"]
+    # The operator's checkout saw none of it.
+    assert not (git_repo / "shared.txt").exists()
+    assert git(git_repo, "status", "--porcelain") == ""
+
+
+@sqlite_only
+async def test_stopping_a_session_aborts_its_opencode_turn(
+    api: httpx.AsyncClient, git_repo: Path, shared_opencode: OpenCodeServer
+) -> None:
+    session_id = await start_session(api, "Take your time.\n@slow 120\n", workspace=str(git_repo))
+
+    async def busy() -> str | None:
+        tree = (await session(api, session_id))["worktree"]
+        return tree if tree and opencode_status(shared_opencode, tree) else None
+
+    tree = await eventually(busy, "OpenCode works on the task")
+    started = time.monotonic()
+    response = await api.post(f"{API}/sessions/{session_id}/stop", json={"reason": "enough"})
+    assert response.status_code == 200, response.text
+
+    async def idle() -> bool:
+        return not opencode_status(shared_opencode, tree)
+
+    await eventually(idle, "OpenCode's turn is aborted", within=10)
+    took = time.monotonic() - started
+    print(f"\n[opencode stop] the turn was aborted {took:.2f} s after stop")
+    assert (await session(api, session_id))["status"] == "STOPPED"
+    [task] = await tasks_of(api, session_id)
+    assert task["status"] == "CANCELLED"
+
+
+@sqlite_only
+@pytest.mark.settings(task_timeout_seconds=6, task_max_attempts=1)
+async def test_a_provider_failing_forever_degrades_the_session_then_fails_it_at_the_deadline(
+    api: httpx.AsyncClient, git_repo: Path
+) -> None:
+    session_id = await start_session(api, "Doomed.\n@fail 500\n", workspace=str(git_repo))
+
+    async def degraded() -> dict[str, Any] | None:
+        found = await session(api, session_id)
+        return found if found["status"] == "DEGRADED" else None
+
+    seen = await degraded_state(degraded)
+    assert "provider retrying" in seen["status_reason"]
+    done = await ended(api, session_id)
+    assert done["status"] == "FAILED", done["status_reason"]
+    [task] = await tasks_of(api, session_id)
+    assert task["status"] == "FAILED"
+    attempts = (await api.get(f"{API}/tasks/{task['id']}/attempts")).json()
+    assert "deadline of 6 s passed while the provider was being retried" in attempts[-1]["error"]
+    lines = await terminal(api, session_id)
+    assert any("OpenCode retrying" in text for stream, text in lines if stream == "system")
+
+
+async def degraded_state(
+    probe: Callable[[], Awaitable[dict[str, Any] | None]],
+) -> dict[str, Any]:
+    return await eventually(probe, "the session shows DEGRADED", within=30)
+
+
+@sqlite_only
+async def test_a_permission_request_waits_for_the_operator_and_goes_on_once_approved(
+    api: httpx.AsyncClient, git_repo: Path
+) -> None:
+    session_id = await start_session(
+        api, "Prove it.\n@bash echo approved > proof.txt\n", workspace=str(git_repo)
+    )
+
+    async def asked() -> list[dict[str, Any]] | None:
+        response = await api.get(f"{API}/sessions/{session_id}/permissions")
+        return list(response.json()) if response.status_code == 200 and response.json() else None
+
+    [request] = await eventually(asked, "the agent asks to run its command")
+    assert request["permission"] == "bash"
+    assert "echo approved > proof.txt" in " ".join(request["patterns"])
+    tree = Path((await session(api, session_id))["worktree"])
+    assert not (tree / "proof.txt").exists(), "nothing runs before the operator says so"
+
+    unknown = await api.post(
+        f"{API}/sessions/{session_id}/permissions",
+        json={"request_id": "per_unknown", "reply": "once"},
+    )
+    assert unknown.status_code == 404, unknown.text
+    response = await api.post(
+        f"{API}/sessions/{session_id}/permissions",
+        json={"request_id": request["id"], "reply": "once"},
+    )
+    assert response.status_code == 200, response.text
+    done = await ended(api, session_id)
+    assert done["status"] == "COMPLETED", done["status_reason"]
+    assert (tree / "proof.txt").read_text() == "approved\n"
+    lines = [text for _, text in await terminal(api, session_id)]
+    assert any("permission needed: bash" in line for line in lines)
+    assert any(f"answered permission request {request['id']}: once" in line for line in lines)
+
+
+@sqlite_only
+async def test_a_retry_starts_from_the_files_of_the_checkpoint_it_restores(
+    api: httpx.AsyncClient, git_repo: Path, model: Model, tmp_path: Path
+) -> None:
+    marker = tmp_path / "verified-once"
+    # The first verification leaves junk behind and hangs (it is stopped); the retry's passes.
+    verify = f"test -e {marker} || {{ touch {marker}; echo junk > junk.txt; sleep 60; }}"
+    first = await start_session(
+        api,
+        "Write a.\n" + write("a.txt", "exactly this\n"),
+        workspace=str(git_repo),
+        verify_command=verify,
+    )
+
+    async def verifying() -> bool:
+        return marker.exists()
+
+    await eventually(verifying, "the verification runs")
+    old_tree = Path((await session(api, first))["worktree"])
+    await eventually(
+        lambda: asyncio.to_thread((old_tree / "junk.txt").exists), "the junk is written"
+    )
+    stopped = await api.post(f"{API}/sessions/{first}/stop", json={"reason": "try again"})
+    assert stopped.status_code == 200, stopped.text
+    calls_before = len(model.chat_usage())
+
+    retried = await api.post(f"{API}/sessions/{first}/retry", json={"start": True})
+    assert retried.status_code == 201, retried.text
+    second = retried.json()["id"]
+    done = await ended(api, second)
+    assert done["status"] == "COMPLETED", done["status_reason"]
+    tree = Path(done["worktree"])
+    assert tree != old_tree
+    assert (tree / "a.txt").read_text() == "exactly this\n"
+    assert not (tree / "junk.txt").exists(), "the retry starts from the checkpoint's files"
+    assert (old_tree / "junk.txt").exists(), "the stopped session's tree is kept as it was"
+    assert len(model.chat_usage()) == calls_before, "the finished task is not done again"
