@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck pytest services bench clean
+.PHONY: run demo test lint typecheck pytest services bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ $(OPENCODE):
 run: $(VENV)/.runtime $(OPENCODE)
 	$(BIN)/orchestrator migrate
 	OPENCODE_BIN=$${OPENCODE_BIN:-$(CURDIR)/$(OPENCODE)} $(BIN)/orchestrator serve --host $(HOST) --port $(PORT)
+
+# A sample session through OpenCode with the scripted model: no API key needed.
+demo: $(VENV)/.runtime $(OPENCODE)
+	OPENCODE_BIN=$${OPENCODE_BIN:-$(CURDIR)/$(OPENCODE)} $(BIN)/orchestrator demo --host $(HOST) --port $(PORT)
 
 # PostgreSQL and Redis must be up for the storage tests; start them if they are not.
 services:

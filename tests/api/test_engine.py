@@ -125,6 +125,7 @@ async def _phase_is(client: Any, session_id: str, phase: str) -> dict[str, Any] 
 @pytest.mark.settings(**ENGINE)
 async def test_a_failed_verification_sends_the_session_back_to_work(client, tmp_path: Path):
     workspace = tmp_path / "repo"
+    workspace.mkdir()
     agent = await register(client, capabilities=["code_generation"])
     session = await create(
         client,
@@ -147,7 +148,14 @@ async def test_a_failed_verification_sends_the_session_back_to_work(client, tmp_
     final = await session_of(client, session["id"])
     assert final["status"] == "COMPLETED"
     assert final["review_round"] == 1
-    assert (workspace / "fixed.txt").read_text() == "ok"
+    # The work (and the verification) happened in the session's own tree, not in the
+    # operator's workspace.
+    tree = Path(final["worktree"])
+    assert tree == (tmp_path / "home" / "worktrees" / session["id"]).resolve()
+    assert tree != workspace.resolve()
+    assert final["branch"] == f"orchestrator/{session['id'][:8]}"
+    assert (tree / "fixed.txt").read_text() == "ok"
+    assert list(workspace.iterdir()) == []
     events = (await client.get(f"{API}/sessions/{session['id']}/events")).json()["items"]
     phases = [e["payload"]["to"] for e in events if e["type"] == "session.phase"]
     assert phases == ["EXECUTING", "REVIEWING", "EXECUTING", "REVIEWING"]
@@ -227,6 +235,14 @@ async def test_budget_and_timeout_end_the_session(client):
     slow = await create(client, template="single", timeout_seconds=1, auto_start=True)
     timed_out = await until(lambda: _status_in(client, slow["id"], ("TIMEOUT",)), within=10)
     assert "longer than 1 s" in timed_out["status_reason"]
+
+
+@pytest.mark.settings(**ENGINE)
+async def test_a_degraded_session_past_its_timeout_ends_failed_saying_so(client):
+    session = await create(client, template="single", timeout_seconds=2, auto_start=True)
+    await until(lambda: _status_in(client, session["id"], ("DEGRADED",)))
+    ended = await until(lambda: _status_in(client, session["id"], ("FAILED",)), within=15)
+    assert ended["status_reason"] == "timed out while DEGRADED: ran longer than 2 s"
 
 
 async def _status_in(client: Any, session_id: str, states: tuple[str, ...]) -> Any:

@@ -3,21 +3,26 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+import tempfile
 import uuid
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from .helpers import API, act, create, history
 
 
-async def test_create_returns_the_recorded_session(client):
+async def test_create_returns_the_recorded_session(client, tmp_path: Path):
+    workspace = tmp_path / "repo"
+    workspace.mkdir()
     response = await client.post(
         f"{API}/sessions",
         json={
             "title": "Add rate limiting",
             "initial_prompt": "Use a token bucket",
             "priority": "HIGH",
-            "workspace": "/srv/repo",
+            "workspace": str(workspace),
             "metadata": {"ticket": "OPS-12", "tags": ["api"]},
         },
     )
@@ -26,6 +31,9 @@ async def test_create_returns_the_recorded_session(client):
     assert response.headers["location"] == f"/api/v1/sessions/{body['id']}"
     assert body["status"] == "PENDING"
     assert body["priority"] == "HIGH"
+    assert body["workspace"] == str(workspace.resolve())
+    # No working tree until the engine first runs it.
+    assert (body["worktree"], body["branch"], body["base_commit"]) == (None, None, None)
     assert body["metadata"] == {"ticket": "OPS-12", "tags": ["api"]}
     assert body["version"] == 1
     assert body["status_emoji"]
@@ -33,6 +41,51 @@ async def test_create_returns_the_recorded_session(client):
     assert body["allowed_actions"] == ["start", "fail", "cancel"]
     fetched = await client.get(f"{API}/sessions/{body['id']}")
     assert fetched.json() == body
+
+
+ALLOWED_ROOTS = [str(Path(tempfile.gettempdir()).resolve())]  # WORKSPACE_ROOTS of the tests
+
+
+async def refused_workspace(client, workspace: str) -> dict[str, Any]:
+    response = await client.post(
+        f"{API}/sessions", json={"title": "t", "initial_prompt": "p", "workspace": workspace}
+    )
+    assert response.status_code == 422, response.text
+    error: dict[str, Any] = response.json()
+    assert error["error"] == "invalid_workspace"
+    assert error["details"]["field"] == "workspace"
+    assert (await client.get(f"{API}/sessions")).json()["total"] == 0
+    return error
+
+
+async def test_a_workspace_outside_the_roots_is_refused_naming_them(client):
+    error = await refused_workspace(client, "/etc")
+    assert "'/etc'" in error["message"]
+    assert "not inside an allowed workspace root" in error["message"]
+    assert error["details"]["allowed_roots"] == ALLOWED_ROOTS
+    assert all(repr(root) in error["message"] for root in ALLOWED_ROOTS)
+
+
+async def test_a_symlink_leading_out_of_the_roots_is_refused(client, tmp_path: Path):
+    (tmp_path / "to-etc").symlink_to("/etc")
+    error = await refused_workspace(client, str(tmp_path / "to-etc"))
+    assert "not inside an allowed workspace root" in error["message"]
+    assert error["details"]["allowed_roots"] == ALLOWED_ROOTS
+    # A symlink that stays inside the roots is fine: the session records the real path.
+    (tmp_path / "real").mkdir()
+    (tmp_path / "to-real").symlink_to(tmp_path / "real")
+    session = await create(client, workspace=str(tmp_path / "to-real"))
+    assert session["workspace"] == str((tmp_path / "real").resolve())
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+async def test_a_workspace_that_is_not_a_directory_is_refused(client, tmp_path: Path, kind):
+    workspace = tmp_path / kind
+    if kind == "file":
+        workspace.write_text("not a directory")
+    error = await refused_workspace(client, str(workspace))
+    assert f"workspace '{workspace}' is not a directory" in error["message"]
+    assert error["details"]["workspace"] == str(workspace)
 
 
 async def test_default_priority_comes_from_settings(client):

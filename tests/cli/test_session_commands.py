@@ -18,9 +18,11 @@ pytestmark = pytest.mark.slow
 
 
 def test_create_prints_the_api_session_and_show_and_list_find_it(
-    url: str, http: httpx.Client, workdir: Path
+    url: str, http: httpx.Client, workdir: Path, tmp_path: Path
 ):
     tag = uuid.uuid4().hex
+    workspace = tmp_path / "repo"
+    workspace.mkdir()
     created = cli_json(
         url,
         "create",
@@ -30,7 +32,7 @@ def test_create_prints_the_api_session_and_show_and_list_find_it(
         "--priority",
         "high",
         "--workspace",
-        "/repo",
+        str(workspace),
         "--metadata",
         '{"ticket": 42}',
         cwd=workdir,
@@ -41,7 +43,10 @@ def test_create_prints_the_api_session_and_show_and_list_find_it(
         "PENDING",
         "HIGH",
     )
-    assert (created["workspace"], created["metadata"]) == ("/repo", {"ticket": 42})
+    assert (created["workspace"], created["metadata"]) == (
+        str(workspace.resolve()),
+        {"ticket": 42},
+    )
 
     shown = cli_json(url, "show", created["id"], cwd=workdir)
     assert shown["session"] == created

@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import secrets
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -38,6 +39,7 @@ from ..backends import IN_CI
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = REPO_ROOT / ".opencode/node_modules/opencode-linux-x64/bin/opencode"
 START_TIMEOUT = 60.0  # a loaded machine has been seen to take 17 s
+STOP_GRACE = 3.0
 LISTENING = "opencode server listening on "
 Event = dict[str, Any]
 
@@ -118,7 +120,11 @@ def running_opencode(
     binary: Path, root: Path, config: Mapping[str, Any]
 ) -> Iterator[OpenCodeServer]:
     """``opencode serve --port 0`` (it tries 4096, else any free port) under ``root``,
-    up once it prints its listening line; terminated (then killed) on exit."""
+    up once it prints its listening line; stopped on exit, with any children.
+
+    It runs in a process group of its own because OpenCode 1.18.33 does not always honour
+    SIGTERM (once it has worked in a few directories it can ignore it for a minute and
+    more): the group gets SIGTERM, then SIGKILL after a short grace period."""
     password = secrets.token_urlsafe(16)
     root.mkdir(parents=True, exist_ok=True)
     stdout_path, stderr_path = root / "stdout.log", root / "stderr.log"
@@ -130,17 +136,22 @@ def running_opencode(
             stdin=subprocess.DEVNULL,
             stdout=stdout,
             stderr=stderr,
+            start_new_session=True,
         )
     try:
         base_url = _wait_listening(process, stdout_path, stderr_path)
         yield OpenCodeServer(base_url, password, process, stdout_path, stderr_path)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _signal_group(process, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=STOP_GRACE)
+        _signal_group(process, signal.SIGKILL)
+        process.wait()
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
 
 
 def _wait_listening(process: subprocess.Popen[bytes], stdout: Path, stderr: Path) -> str:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -344,7 +345,7 @@ async def test_write_then_edit_through_opencode(
         prompts = [
             message["info"]["id"] for message in messages if message["info"]["role"] == "user"
         ]
-        diffs = [await _eventually(lambda m=m: session.diff(m), bool) for m in prompts]
+        diffs = [await _eventually(partial(session.diff, prompt), bool) for prompt in prompts]
         assert [[(d["file"], d["status"]) for d in diff] for diff in diffs] == [
             [("hello.py", "added")],
             [("hello.py", "modified")],

@@ -27,7 +27,7 @@ import pytest
 
 from ..cli.test_worker import WorkerProcess, group_alive
 from ..server_process import ServerProcess
-from .test_engine_e2e import backend_env, serve, tasks_of, wait_for_status
+from .test_engine_e2e import backend_env, serve, tasks_of, wait_for_status, worktree_of
 
 pytestmark = pytest.mark.slow
 __all__ = ["backend_env"]  # the fixture, shared with test_engine_e2e: pytest finds it by name
@@ -92,6 +92,8 @@ def wait_until(check: Callable[[], Any], what: str, timeout: float = SOON) -> An
 
 
 def create_session(http: httpx.Client, workspace: Path, **fields: Any) -> str:
+    """A started session in ``workspace``; its commands run in its worktree (see
+    ``worktree_of``), where the files the tests look at are written."""
     body = {
         "title": "Todo service",
         "initial_prompt": PROMPT,
@@ -138,6 +140,7 @@ def test_pause_takes_the_task_in_flight_back_and_resume_completes_every_task_onc
     tmp_path: Path, backend_env: dict[str, str]
 ):
     workspace = tmp_path / "repo"
+    workspace.mkdir()
     hold = tmp_path / "hold"
     # done.log is written only at the end: a command killed by the pause never writes it.
     # While `hold` exists a command waits after its sleep, so the task in flight at the
@@ -151,7 +154,8 @@ def test_pause_takes_the_task_in_flight_back_and_resume_completes_every_task_onc
         began = time.monotonic()
         worker = crew.start(server, command)
         session_id = create_session(http, workspace, template="crud")
-        [first] = wait_until(lambda: lines(workspace / "done.log"), "a first task done")
+        tree = worktree_of(http, session_id, workspace, tmp_path / "home")
+        [first] = wait_until(lambda: lines(tree / "done.log"), "a first task done")
         hold.touch()
         wait_until(
             lambda: statuses(http, session_id).get(first) == "COMPLETED",
@@ -172,14 +176,14 @@ def test_pause_takes_the_task_in_flight_back_and_resume_completes_every_task_onc
             "the task in flight taken back",
         )
         aborted_after = time.monotonic() - paused_at
-        still = (statuses(http, session_id), lines(workspace / "started.log"))
+        still = (statuses(http, session_id), lines(tree / "started.log"))
         assert still[0][held] == "READY", still
-        assert lines(workspace / "done.log") == [first]
+        assert lines(tree / "done.log") == [first]
         quiet_until = time.monotonic() + 2.0
         while time.monotonic() < quiet_until:
-            now = (statuses(http, session_id), lines(workspace / "started.log"))
+            now = (statuses(http, session_id), lines(tree / "started.log"))
             assert now == still, "a task was handed out while the session was PAUSED"
-            assert lines(workspace / "done.log") == [first]
+            assert lines(tree / "done.log") == [first]
             time.sleep(0.1)
         assert http.get(f"{API}/sessions/{session_id}").json()["status"] == "PAUSED"
 
@@ -191,10 +195,11 @@ def test_pause_takes_the_task_in_flight_back_and_resume_completes_every_task_onc
         assert final["status"] == "COMPLETED", (final, crew.output)
 
         tasks = tasks_of(http, session_id)
-        done = lines(workspace / "done.log")
+        done = lines(tree / "done.log")
         assert sorted(done) == sorted(leaves_of(tasks)), "every task once, summaries never"
         assert all(task["status"] == "COMPLETED" for task in tasks.values())
-        assert lines(workspace / "started.log").count(held) == 2, "aborted, then re-run"
+        assert lines(tree / "started.log").count(held) == 2, "aborted, then re-run"
+        assert list(workspace.iterdir()) == [], "the operator's directory is not worked in"
         assert [(a["attempt"], a["outcome"]) for a in attempts_of(http, held)] == [
             (1, "released"),
             (2, "completed"),
@@ -205,30 +210,39 @@ def test_pause_takes_the_task_in_flight_back_and_resume_completes_every_task_onc
         )
 
 
+TIMEOUT = 5
+
+
 def test_a_session_past_its_timeout_ends_timeout_and_its_command_is_killed(
     tmp_path: Path, backend_env: dict[str, str]
 ):
     workspace = tmp_path / "repo"
+    workspace.mkdir()
     with serve(tmp_path, backend_env) as server, server.client() as http, Crew(tmp_path) as crew:
         server.start()
         worker = crew.start(server, "echo $$ > pgid; echo started; sleep 30; touch finished")
-        session_id = create_session(http, workspace, template="single", timeout_seconds=2)
-        wait_until(lambda: (workspace / "pgid").exists(), f"the command started\n{worker.output}")
+        # The worker is there before the clock starts: the task is to be taken at once.
+        wait_until(lambda: worker.name in agent_ids(http), f"registered\n{worker.output}")
+        # The clock includes making the session's worktree (git), hence a few seconds.
+        session_id = create_session(http, workspace, template="single", timeout_seconds=TIMEOUT)
+        tree = worktree_of(http, session_id, workspace, tmp_path / "home")
+        wait_until(lambda: (tree / "pgid").exists(), f"the command started\n{worker.output}")
         started = http.get(f"{API}/sessions/{session_id}").json()["started_at"]
         assert started is not None
         final = wait_for_status(http, session_id, *ENDED)
         assert final["status"] == "TIMEOUT", final
-        assert final["status_reason"] == "ran longer than 2 s"
-        assert final["duration_seconds"] < 5, final
+        assert final["status_reason"] == f"ran longer than {TIMEOUT} s"
+        assert final["duration_seconds"] < TIMEOUT + 3, final
 
         wait_until(lambda: "aborted" in worker.output, f"the command aborted\n{worker.output}")
-        pgid = int((workspace / "pgid").read_text())
+        pgid = int((tree / "pgid").read_text())
         wait_until(lambda: not group_alive(pgid), "the command's process group gone")
         [task] = tasks_of(http, session_id).values()
         assert task["status"] == "CANCELLED"
         [attempt] = attempts_of(http, task["id"])
         assert (attempt["outcome"], attempt["error"]) == ("released", "the session is TIMEOUT")
-        assert not (workspace / "finished").exists()
+        assert not (tree / "finished").exists()
+        assert list(workspace.iterdir()) == []
         assert worker.process.poll() is None, "the worker itself keeps serving"
         print(
             f"\n[engine timeout {backend(backend_env)}] TIMEOUT after "
@@ -240,19 +254,22 @@ def test_a_session_over_its_token_budget_fails_and_its_remaining_tasks_are_cance
     tmp_path: Path, backend_env: dict[str, str]
 ):
     workspace = tmp_path / "repo"
+    workspace.mkdir()
     report = """echo '{"tokens_used": 40}' > "$ORCHESTRATOR_USAGE_FILE" """
     with serve(tmp_path, backend_env) as server, server.client() as http, Crew(tmp_path) as crew:
         server.start()
         crew.start(server, f"{DONE}; {report}")
         session_id = create_session(http, workspace, template="crud", max_tokens=50)
+        tree = worktree_of(http, session_id, workspace, tmp_path / "home")
         final = wait_for_status(http, session_id, *ENDED)
         assert final["status"] == "FAILED", (final, crew.output)
         assert final["status_reason"].startswith("budget_exceeded"), final
         assert final["status_reason"] == "budget_exceeded: 80 tokens used, budget 50"
         assert final["tokens_used"] == 80
 
-        done = lines(workspace / "done.log")
+        done = lines(tree / "done.log")
         assert len(done) == 2, "the budget ran out with the second task"
+        assert list(workspace.iterdir()) == []
 
         def settled() -> dict[str, Json] | None:
             tasks = tasks_of(http, session_id)
@@ -270,6 +287,7 @@ def test_a_sigkilled_workers_task_is_leased_again_to_another_and_done_once(
     tmp_path: Path, backend_env: dict[str, str]
 ):
     workspace = tmp_path / "repo"
+    workspace.mkdir()
     settings = {
         **backend_env,
         "TASK_LEASE_SECONDS": "3",
@@ -281,8 +299,9 @@ def test_a_sigkilled_workers_task_is_leased_again_to_another_and_done_once(
         first = crew.start(server, "touch started-$ORCHESTRATOR_TASK_ID; sleep 30")
         session_id = create_session(http, workspace, template="single")
         [task_id] = wait_until(lambda: tasks_of(http, session_id), "the session planned")
+        tree = worktree_of(http, session_id, workspace, tmp_path / "home")
         wait_until(
-            lambda: (workspace / f"started-{task_id}").exists(),
+            lambda: (tree / f"started-{task_id}").exists(),
             f"the first worker started the task\n{first.output}",
         )
         first.process.kill()
@@ -299,7 +318,8 @@ def test_a_sigkilled_workers_task_is_leased_again_to_another_and_done_once(
             (1, ids[first.name], "expired"),
             (2, ids[second.name], "completed"),
         ], attempts
-        assert lines(workspace / "done.log") == [task_id]
+        assert lines(tree / "done.log") == [task_id]
+        assert list(workspace.iterdir()) == []
         print(
             f"\n[engine worker killed {backend(backend_env)}] attempt 2 completed by another "
             f"worker {taken_over:.1f} s after SIGKILL"

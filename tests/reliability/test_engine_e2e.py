@@ -26,8 +26,9 @@ pytestmark = pytest.mark.slow
 
 SECRET = "engine-e2e-secret-key-0123456789abcdef"
 WAIT = 60.0
-# Each task appends its id to done.log in the workspace; a fixing task (its prompt holds
-# the failed verification) also creates the file the verification looks for.
+# Each task appends its id to done.log in its working directory (the session's worktree);
+# a fixing task (its prompt holds the failed verification) also creates the file the
+# verification, run in the worktree too, looks for.
 COMMAND = (
     "grep -q 'The verification command' && touch fixed.txt; "
     'sleep 0.2; echo "$ORCHESTRATOR_TASK_ID" >> done.log'
@@ -79,6 +80,21 @@ def start_crud_session(http: httpx.Client, workspace: Path, **options: Any) -> s
     return session_id
 
 
+def worktree_of(http: httpx.Client, session_id: str, workspace: Path, *homes: Path) -> Path:
+    """The session's own working tree, once the engine has made it: a directory
+    ``<home>/worktrees/<session id>`` of one of the servers' homes, not the workspace."""
+    deadline = time.monotonic() + WAIT
+    while (shown := http.get(f"/api/v1/sessions/{session_id}").json())["worktree"] is None:
+        assert time.monotonic() < deadline, f"the session never got a worktree: {shown}"
+        time.sleep(0.1)
+    tree = Path(shown["worktree"])
+    assert tree in [(home / "worktrees" / session_id).resolve() for home in homes], tree
+    assert tree != workspace.resolve()
+    assert tree.is_dir()
+    assert shown["branch"] == f"orchestrator/{session_id[:8]}"
+    return tree
+
+
 def wait_for_status(http: httpx.Client, session_id: str, *states: str) -> dict[str, Any]:
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
@@ -109,6 +125,8 @@ def test_a_plan_runs_to_completed_in_order_through_a_fixing_round(
     tmp_path: Path, backend_env: dict[str, str]
 ):
     workspace = tmp_path / "repo"
+    workspace.mkdir()
+    (workspace / "README.md").write_text("the operator's own file\n")
     workers: list[WorkerProcess] = []
     with serve(tmp_path, backend_env) as server, server.client() as http:
         server.start()
@@ -139,7 +157,13 @@ def test_a_plan_runs_to_completed_in_order_through_a_fixing_round(
             for worker in workers:
                 worker.kill()
         tasks = tasks_of(http, session_id)
-        done = (workspace / "done.log").read_text().split()
+        tree = worktree_of(http, session_id, workspace, tmp_path / "home")
+        # The work landed in the session's tree, seeded with the workspace's files; the
+        # operator's directory is as it was.
+        assert (tree / "README.md").read_text() == "the operator's own file\n"
+        assert (tree / "fixed.txt").exists()
+        assert [p.name for p in workspace.iterdir()] == ["README.md"]
+        done = (tree / "done.log").read_text().split()
         parents = {t["parent_id"] for t in tasks.values()}
         leaves = {task_id for task_id in tasks if task_id not in parents}
         assert sorted(done) == sorted(leaves), "every task once, summaries never"
@@ -160,6 +184,7 @@ def test_a_killed_orchestrator_resumes_the_session_without_redoing_finished_task
     tmp_path: Path, backend_env: dict[str, str]
 ):
     workspace = tmp_path / "repo"
+    workspace.mkdir()
     # On PostgreSQL the restarted process waits for its dead predecessor's ownership
     # lease to run out (SQLite, single-process, resumes at once).
     env = {**backend_env, "SESSION_LEASE_SECONDS": "2"}
@@ -175,6 +200,7 @@ def test_a_killed_orchestrator_resumes_the_session_without_redoing_finished_task
         )
         try:
             session_id = start_crud_session(http, workspace)
+            tree = worktree_of(http, session_id, workspace, tmp_path / "home")
             deadline = time.monotonic() + WAIT
             while time.monotonic() < deadline:
                 finished = [
@@ -191,7 +217,9 @@ def test_a_killed_orchestrator_resumes_the_session_without_redoing_finished_task
             assert final["status"] == "COMPLETED", (final, worker.output)
         finally:
             worker.kill()
-        done = (workspace / "done.log").read_text().split()
+        # The restarted process went on in the same tree.
+        assert worktree_of(http, session_id, workspace, tmp_path / "home") == tree
+        done = (tree / "done.log").read_text().split()
         for task_id in before_kill:
             assert done.count(task_id) == 1, f"task {task_id} was redone after the restart"
         check_order(done, tasks_of(http, session_id))
@@ -211,6 +239,7 @@ def test_a_second_orchestrator_takes_over_a_dead_ones_sessions(tmp_path: Path):
             "SESSION_LEASE_SECONDS": "2",
         }
         workspace = tmp_path / "repo"
+        workspace.mkdir()
         first = serve(tmp_path / "a", shared)
         second = serve(tmp_path / "b", shared)
         with first, second, first.client() as to_first, second.client() as to_second:
@@ -240,7 +269,9 @@ def test_a_second_orchestrator_takes_over_a_dead_ones_sessions(tmp_path: Path):
             ).json()["items"]
             assert len(events) == 1, events
             assert events[0]["payload"]["from"] != events[0]["payload"]["to"]
-            done = (workspace / "done.log").read_text().split()
+            homes = (tmp_path / "a" / "home", tmp_path / "b" / "home")
+            tree = worktree_of(to_second, session_id, workspace, *homes)
+            done = (tree / "done.log").read_text().split()
             assert len(done) == len(set(done))
             print(f"\n[engine takeover] taken over by {events[0]['payload']['to']}")
 
@@ -249,6 +280,7 @@ def test_stopping_a_session_aborts_the_command_in_flight(
     tmp_path: Path, backend_env: dict[str, str]
 ):
     workspace = tmp_path / "repo"
+    workspace.mkdir()
     with serve(tmp_path, backend_env) as server, server.client() as http:
         server.start()
         worker = WorkerProcess(
@@ -270,9 +302,11 @@ def test_stopping_a_session_aborts_the_command_in_flight(
                     "auto_start": True,
                 },
             )
+            assert created.status_code == 201, created.text
             session_id = created.json()["id"]
+            tree = worktree_of(http, session_id, workspace, tmp_path / "home")
             deadline = time.monotonic() + WAIT
-            while not (workspace / "started").exists():
+            while not (tree / "started").exists():
                 assert time.monotonic() < deadline, worker.output
                 time.sleep(0.1)
             stopped_at = time.monotonic()
@@ -285,7 +319,8 @@ def test_stopping_a_session_aborts_the_command_in_flight(
             assert worker.process.poll() is None, "the worker itself keeps serving"
         finally:
             worker.kill()
-        assert not (workspace / "finished").exists()
+        assert not (tree / "finished").exists()
+        assert list(workspace.iterdir()) == []
         [task] = tasks_of(http, session_id).values()
         assert task["status"] == "CANCELLED"
         print(f"\n[engine stop] the command in flight was killed {took:.1f} s after stop")

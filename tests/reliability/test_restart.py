@@ -101,7 +101,11 @@ def _assert_ready(http: httpx.Client) -> None:
     assert _ok(http.get("/ready"))["status"] == "ready"
 
 
-def test_committed_data_survives_sigkill_then_sigterm_restart(server: ServerProcess):
+def test_committed_data_survives_sigkill_then_sigterm_restart(
+    server: ServerProcess, tmp_path: Path
+):
+    workspace = tmp_path / "repo"
+    workspace.mkdir()
     server.start()
     with server.client() as http:
         done = _create(http, "finished before the crash")
@@ -126,7 +130,7 @@ def test_committed_data_survives_sigkill_then_sigterm_restart(server: ServerProc
             "title": "pending, created idempotently",
             "initial_prompt": "Wait",
             "priority": "HIGH",
-            "workspace": "/srv/repo",
+            "workspace": str(workspace),
             "metadata": {"team": "платформа", "tags": ["a", "b"], "n": 3},
         }
         headers = {"Idempotency-Key": IDEMPOTENCY_KEY}

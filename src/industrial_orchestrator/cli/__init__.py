@@ -2,14 +2,15 @@
 
 ``serve``, ``migrate`` and ``version`` run the server on this machine; ``session ...`` is
 a remote client of a running server, over its REST API and WebSocket streams only;
-``worker`` joins a running server as an external agent that runs a command per task.
+``worker`` joins a running server as an external agent that runs a command per task;
+``demo`` runs a sample session through OpenCode with a scripted model, no API key needed.
 """
 
 from __future__ import annotations
 
 import typer
 
-from . import server_commands, worker
+from . import demo, server_commands, worker
 from .session_commands import session_app
 
 app = typer.Typer(
@@ -24,5 +25,6 @@ app.command()(server_commands.migrate)
 app.command()(server_commands.version)
 app.add_typer(session_app)
 app.command("worker")(worker.worker_command)
+app.command("demo")(demo.demo_command)
 
 __all__ = ["app"]

@@ -47,8 +47,8 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
 
 import uvicorn
 from starlette.applications import Starlette
@@ -305,7 +305,7 @@ def tool_call_for(action: Action, directory: str | None) -> tuple[str, dict[str,
 class Reply:
     """What the model answers to one request."""
 
-    kind: str  # "text" | "tool" | "fail"
+    kind: Literal["text", "tool", "fail"]
     text: str = ""
     tool: str = ""
     arguments: str = ""  # the tool call's arguments, as JSON text
@@ -387,10 +387,11 @@ class ScriptedCall:
     directives: tuple[str, ...] = ()
     usage: dict[str, int] | None = None
     tools: tuple[str, ...] = ()  # the tool names the request offered
-    request: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    request: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)  # body
 
     def as_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        """The record without the request body (``GET /_scripted/calls``)."""
+        data = {item.name: getattr(self, item.name) for item in fields(self)}
         del data["request"]
         data["directives"] = list(self.directives)
         data["tools"] = list(self.tools)

@@ -452,6 +452,10 @@ class SessionEngine:
             ran = running_seconds(await uow.sessions.transitions(session.id), now)
         if ran > timeout:
             target, reason = SessionState.TIMEOUT, f"ran longer than {timeout} s"
+            if session.status == SessionState.DEGRADED:
+                # The guide's table has no DEGRADED -> TIMEOUT; it must end all the same.
+                target = SessionState.FAILED
+                reason = f"timed out while DEGRADED: ran longer than {timeout} s"
         else:
             reason = budget_exceeded(options, session.tokens_used, session.cost_usd)
         if reason is None:
