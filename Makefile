@@ -61,6 +61,7 @@ bench: $(VENV)/.dev services
 	$(BIN)/python bench/websocket_fanout.py --backend postgresql
 	$(BIN)/python bench/eap_claims.py
 	$(BIN)/python bench/engine_sessions.py
+	$(BIN)/python bench/opencode_overhead.py
 
 clean:
 	rm -rf $(VENV) .opencode .orchestrator .pytest_cache .mypy_cache .ruff_cache

@@ -88,6 +88,15 @@ async def test_a_workspace_that_is_not_a_directory_is_refused(client, tmp_path: 
     assert error["details"]["workspace"] == str(workspace)
 
 
+async def test_a_workspace_inside_the_orchestrators_home_is_refused(client, tmp_path: Path):
+    # The test settings keep ORCHESTRATOR_HOME at tmp_path / "home", under the roots.
+    inside = tmp_path / "home" / "repo"
+    inside.mkdir(parents=True)
+    error = await refused_workspace(client, str(inside))
+    assert "inside the orchestrator's data directory" in error["message"]
+    assert "ORCHESTRATOR_HOME" in error["message"]
+
+
 async def test_default_priority_comes_from_settings(client):
     assert (await create(client))["priority"] == "MEDIUM"
 

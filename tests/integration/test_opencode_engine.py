@@ -9,6 +9,7 @@ internal fleet) in-process and watches it through the API only.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
@@ -398,3 +399,89 @@ async def test_a_retry_starts_from_the_files_of_the_checkpoint_it_restores(
     assert not (tree / "junk.txt").exists(), "the retry starts from the checkpoint's files"
     assert (old_tree / "junk.txt").exists(), "the stopped session's tree is kept as it was"
     assert len(model.chat_usage()) == calls_before, "the finished task is not done again"
+
+
+def planned(*tasks: dict[str, Any]) -> str:
+    """A prompt whose plan the scripted architect proposes (``@plan``)."""
+    return "@plan\n~~~json\n" + json.dumps({"tasks": list(tasks)}, indent=1) + "\n~~~\n"
+
+
+async def phase_reasons(api: httpx.AsyncClient, session_id: str) -> list[str]:
+    return [
+        e["payload"]["reason"]
+        for e in await events(api, session_id)
+        if e["type"] == "session.phase"
+    ]
+
+
+@sqlite_only
+async def test_the_architect_plans_the_session_and_the_fleet_does_the_plan(
+    api: httpx.AsyncClient, git_repo: Path
+) -> None:
+    plan = planned(
+        {
+            "key": "code",
+            "title": "Write the module",
+            "task_type": "code_generation",
+            "required_capabilities": ["code_generation"],
+            "description": "Write it.\n" + write("module.py", "VALUE = 42\n"),
+        },
+        {
+            "key": "tests",
+            "title": "Test the module",
+            "task_type": "testing",
+            "required_capabilities": ["testing"],
+            "depends_on": ["code"],
+            "description": "Test it.\n" + write("test_module.py", "from module import VALUE\n"),
+        },
+    )
+    session_id = await start_session(
+        api, "Build the module with a test.\n" + plan, workspace=str(git_repo), planner="agent"
+    )
+    done = await ended(api, session_id)
+    assert done["status"] == "COMPLETED", done["status_reason"]
+    assert "planned 3 task(s) by the architect agent" in await phase_reasons(api, session_id)
+    tree = Path(done["worktree"])
+    assert (tree / "module.py").read_text() == "VALUE = 42\n"
+    assert (tree / "test_module.py").read_text() == "from module import VALUE\n"
+    tasks = {t["title"]: t for t in await tasks_of(api, session_id)}
+    assert {"Write the module", "Test the module"} <= set(tasks)
+    assert tasks["Test the module"]["started_at"] >= tasks["Write the module"]["finished_at"]
+    agents = {a["id"]: a["name"] for a in (await api.get(f"{API}/agents")).json()}
+    doers = {}
+    for title in ("Write the module", "Test the module"):
+        attempts = (await api.get(f"{API}/tasks/{tasks[title]['id']}/attempts")).json()
+        doers[title] = agents[attempts[-1]["agent_id"]]
+    assert doers == {"Write the module": "implementer", "Test the module": "tester"}
+    lines = [text for _, text in await terminal(api, session_id)]
+    assert any(line.startswith("[architect]") for line in lines)
+    assert done["tokens_used"] > 0
+
+
+@sqlite_only
+async def test_an_unusable_plan_falls_back_to_the_template_saying_why(
+    api: httpx.AsyncClient, git_repo: Path
+) -> None:
+    cyclic = planned(
+        {
+            "key": "a",
+            "title": "A",
+            "required_capabilities": ["code_generation"],
+            "depends_on": ["b"],
+        },
+        {
+            "key": "b",
+            "title": "B",
+            "required_capabilities": ["code_generation"],
+            "depends_on": ["a"],
+        },
+    )
+    session_id = await start_session(
+        api, "Go round in circles.\n" + cyclic, workspace=str(git_repo), planner="agent"
+    )
+    done = await ended(api, session_id)
+    assert done["status"] == "COMPLETED", done["status_reason"]
+    [reason] = [r for r in await phase_reasons(api, session_id) if r.startswith("planned")]
+    assert reason.startswith("planned 1 task(s) from template single")
+    assert "the architect's plan is unusable" in reason
+    assert "cycle" in reason.lower()

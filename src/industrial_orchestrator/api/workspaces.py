@@ -11,7 +11,10 @@ from pathlib import Path
 from ..domain.workspace_roots import InvalidWorkspace, confine_workspace
 
 
-async def checked_workspace(given: str | None, roots: Sequence[Path]) -> str | None:
+async def checked_workspace(
+    given: str | None, roots: Sequence[Path], home: Path
+) -> str | None:
+    """The workspace's real path, or ``InvalidWorkspace`` saying why it cannot be one."""
     if given is None:
         return None
     confined = confine_workspace(given, roots)
@@ -21,6 +24,14 @@ async def checked_workspace(given: str | None, roots: Sequence[Path]) -> str | N
     if not await asyncio.to_thread(real.is_dir):
         raise InvalidWorkspace(
             f"workspace {str(confined)!r} is not a directory on this machine; create it first",
+            {"field": "workspace", "workspace": str(confined)},
+        )
+    own = await asyncio.to_thread(home.resolve)
+    if real == own or real.is_relative_to(own):
+        # Sessions' own trees live there: a workspace inside would copy them into itself.
+        raise InvalidWorkspace(
+            f"workspace {str(confined)!r} is inside the orchestrator's data directory "
+            f"{own} (ORCHESTRATOR_HOME); use a directory outside it",
             {"field": "workspace", "workspace": str(confined)},
         )
     return str(real)

@@ -93,7 +93,7 @@ async def _demo(host: str, port: int, home: Path, binary: Path, exit_when_done: 
     async with ScriptedModel() as model:
         settings = load_settings(
             _env_file=None,
-            orchestrator_home=home,
+            orchestrator_home=home / "orchestrator",
             engine_enabled=True,
             internal_agents=True,
             engine_tick_seconds=0.25,

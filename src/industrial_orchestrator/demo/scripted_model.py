@@ -20,6 +20,10 @@ directive a line::
     @fail 503 0.2                …and ask for a retry after 0.2 s (``retry-after-ms``)
     @slow 2.5                    spread the answer's chunks over this many seconds
     @tokens 1200 80              report exactly this usage (prompt, completion)
+    @plan                        asked for a plan as the architect (``domain.agent_plans``),
+    ~~~json                      answer with the next fenced block, verbatim; ignored in
+    {"tasks": [...]}             any other request
+    ~~~
 
 The file and shell directives become tool calls, one per model turn and in order; once
 every tool result is back the model answers ``Done: wrote …, edited …``. Which
@@ -56,6 +60,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ..domain.agent_plans import PLAN_REQUEST_OPENING
+
 PROVIDER_ID = "scripted"
 MODEL_ID = "coder"
 HOST = "127.0.0.1"
@@ -69,7 +75,7 @@ BASH_TOOL = "bash"
 NO_DIRECTIVE_ANSWER = "Scripted model: no directives, nothing to do."
 TITLE = "Scripted session"
 
-_DIRECTIVE = re.compile(r"^[ \t]*@(write|edit|bash|fail|slow|tokens)\b[ \t]*(.*?)\s*$")
+_DIRECTIVE = re.compile(r"^[ \t]*@(write|edit|bash|fail|slow|tokens|plan)\b[ \t]*(.*?)\s*$")
 _FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})[ \t]*([^`\s]*)[^`]*$")
 _WORKING_DIRECTORY = re.compile(r"Working directory:[ \t]*(\S[^\n]*?)[ \t]*$", re.MULTILINE)
 _TITLE_REQUEST = re.compile(r"title generator", re.IGNORECASE)
@@ -118,6 +124,7 @@ class Script:
     retry_after: float | None = None  # seconds, sent as ``retry-after-ms`` with the failure
     slow: float = 0.0
     tokens: tuple[int, int] | None = None
+    plan: str | None = None  # the architect's answer, given only when asked for a plan
     problems: tuple[str, ...] = ()  # directives that could not be read
 
     @property
@@ -177,6 +184,7 @@ def parse_script(text: str) -> Script:
     retry_after: float | None = None
     slow = 0.0
     tokens: tuple[int, int] | None = None
+    plan: str | None = None
     index = 0
     while index < len(lines):
         if _fence_at(lines, index):
@@ -212,6 +220,11 @@ def parse_script(text: str) -> Script:
                 if not 400 <= fail <= 599:
                     raise ValueError("status must be 400-599")
                 retry_after = float(delay[0]) if delay else None
+            elif verb == "plan":
+                blocks, index = _blocks_after(lines, index, 1)
+                if not blocks:
+                    raise ValueError("needs a fenced block (the plan)")
+                plan = blocks[0].text
             elif verb == "slow":
                 slow = float(argument)
                 if slow < 0:
@@ -228,6 +241,7 @@ def parse_script(text: str) -> Script:
         retry_after=retry_after,
         slow=slow,
         tokens=tokens,
+        plan=plan,
         problems=tuple(problems),
     )
 
@@ -343,6 +357,8 @@ def plan_reply(body: Mapping[str, Any]) -> Reply:
         return replace(base, kind="fail", status=script.fail, retry_after=script.retry_after)
     if script.problems:
         return replace(base, text="Scripted model: cannot read " + "; ".join(script.problems))
+    if script.plan is not None and PLAN_REQUEST_OPENING in _text_of(messages[at].get("content")):
+        return replace(base, text=script.plan)  # asked as the architect: the plan, verbatim
     done = sum(1 for message in messages[at + 1 :] if message.get("role") == "tool")
     if done < len(script.actions):
         tool, arguments = tool_call_for(script.actions[done], working_directory(body))

@@ -26,6 +26,8 @@ MAX_PLAN_TASKS = 40
 MAX_TITLE_CHARS = 200
 MAX_DESCRIPTION_CHARS = 8_000
 
+PLAN_REQUEST_OPENING = "You are the architect of a team of coding agents."
+
 _FENCED = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL)
 
 
@@ -34,8 +36,8 @@ def plan_request(goal: str, capabilities: Collection[str]) -> str:
     known = ", ".join(sorted(capabilities))
     types = ", ".join(t.value for t in TaskType)
     return (
-        "You are the architect of a team of coding agents. Break the goal below into "
-        "tasks for them. Do not change any file.\n\n"
+        f"{PLAN_REQUEST_OPENING} Break the goal below into tasks for them. Do not change "
+        "any file.\n\n"
         f"# Goal\n{goal.strip()}\n\n"
         "Answer with one JSON object and nothing else, of this shape:\n"
         '{"tasks": [{"key": "short-unique-key", "title": "...", "description": "what to '

@@ -40,6 +40,8 @@ _LOG_FLUSH_BYTES = 64 * 1024
 _OUTPUT_KEPT_CHARS = 64 * 1024
 _PARALLEL_STEPS = 8
 _STOP_SECONDS = 10.0
+# Rounds in a row a session's tree may fail to be made before the session is given up.
+_TREE_TRIES = 5
 
 
 class SessionRunner:
@@ -64,6 +66,7 @@ class SessionRunner:
         self._plans: dict[UUID, asyncio.Task[None]] = {}
         self._trees = trees
         self._bound: set[UUID] = set()
+        self._tree_failures: dict[UUID, int] = {}
         self._engine = engine
         self._sessions = sessions
         self._events = events
@@ -202,13 +205,14 @@ class SessionRunner:
             binding = await self._tree_for(session)
         except WorkspaceUnusable as exc:
             log.error("workspace_unusable", session_id=str(session_id), error=exc.message)
-            if not self._single_process and session.worktree is not None:
-                raise  # maybe only this replica cannot see it: not ours to give up on
             missing = session.workspace is not None and not await asyncio.to_thread(
                 Path(session.workspace).is_dir
             )
-            if not missing and not isinstance(exc, WorkspaceGone):
+            failures = self._tree_failures.get(session_id, 0) + 1
+            self._tree_failures[session_id] = failures
+            if not missing and not isinstance(exc, WorkspaceGone) and failures < _TREE_TRIES:
                 raise  # git having a bad moment: the next round tries again
+            self._tree_failures.pop(session_id, None)
             with contextlib.suppress(OrchestratorError):
                 await self._sessions.move(
                     session_id,
@@ -229,6 +233,7 @@ class SessionRunner:
                 f"(from {binding.base_commit[:12]})\n",
             )
         self._bound.add(session_id)
+        self._tree_failures.pop(session_id, None)
 
     async def _tree_for(self, session: Session) -> TreeBinding:
         assert self._trees is not None

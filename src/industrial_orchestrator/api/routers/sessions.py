@@ -85,7 +85,9 @@ async def create_session(
             initial_prompt=body.initial_prompt,
             priority=body.priority,
             workspace=await checked_workspace(
-                body.workspace, built.settings.workspace_root_paths
+                body.workspace,
+                built.settings.workspace_root_paths,
+                built.settings.orchestrator_home,
             ),
             metadata=body.metadata,
             auto_start=body.auto_start,
