@@ -27,6 +27,7 @@ from industrial_orchestrator.executors.opencode.client import (
 )
 from industrial_orchestrator.executors.opencode.server import ManagedServer
 
+from ..server_process import ServerProcess
 from .conftest import OpenCodeServer, opencode_env
 
 API = "/api/v1"
@@ -194,3 +195,61 @@ async def test_without_opencode_the_fleet_is_offline_and_sessions_say_how_to_con
             waiting = await eventually(degraded, "the session shows why it waits", within=30)
             assert "implementer is offline" in waiting["status_reason"]
             assert "OPENCODE_HOST" in waiting["status_reason"]
+
+
+def children_named(parent: int, name: str) -> list[int]:
+    """Processes whose parent is ``parent`` and whose command name is ``name``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)
+            command = fields[0].split("(", 1)[1]
+            ppid = int(fields[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and command == name:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_sigkilled_orchestrator_leaves_no_managed_server_behind(
+    opencode_bin: Path, scripted_model: ScriptedModel, tmp_path: Path
+) -> None:
+    isolated = opencode_env(tmp_path / "opencode-home", "unused", {})
+    env = {
+        name: isolated[name]
+        for name in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME")
+    }
+    env |= {
+        "ENGINE_ENABLED": "true",
+        "INTERNAL_AGENTS": "true",
+        "OPENCODE_BIN": str(opencode_bin),
+        "OPENCODE_CONFIG": json.dumps(opencode_config(scripted_model.base_url)),
+        "OPENCODE_DISABLE_MODELS_FETCH": "1",
+    }
+    with ServerProcess(env, tmp_path / "server") as server:
+        run = server.start(timeout=90)
+        with server.client() as http:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                agents = http.get(f"{API}/agents").json()
+                if agents and all(a["status"] == "healthy" for a in agents):
+                    break
+                time.sleep(0.2)
+            else:
+                raise AssertionError(f"the fleet never came up: {agents}")
+        [child] = children_named(run.process.pid, "opencode")
+        assert alive(child)
+        server.kill()
+        deadline = time.monotonic() + 15
+        while alive(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(child), "the managed opencode outlived the orchestrator"

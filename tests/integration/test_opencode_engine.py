@@ -485,3 +485,17 @@ async def test_an_unusable_plan_falls_back_to_the_template_saying_why(
     assert reason.startswith("planned 1 task(s) from template single")
     assert "the architect's plan is unusable" in reason
     assert "cycle" in reason.lower()
+
+
+@sqlite_only
+@pytest.mark.settings(task_max_attempts=1)
+async def test_a_provider_refusing_the_request_fails_the_task_with_its_reason(
+    api: httpx.AsyncClient, git_repo: Path
+) -> None:
+    session_id = await start_session(api, "Refused.\n@fail 400\n", workspace=str(git_repo))
+    done = await ended(api, session_id)
+    assert done["status"] == "FAILED", done["status_reason"]
+    [task] = await tasks_of(api, session_id)
+    attempts = (await api.get(f"{API}/tasks/{task['id']}/attempts")).json()
+    assert attempts[-1]["outcome"] == "failed"
+    assert attempts[-1]["error"].startswith("APIError")

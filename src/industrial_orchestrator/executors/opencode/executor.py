@@ -46,6 +46,9 @@ DIFF_ARTIFACT = ".orchestrator/task.diff"
 _TEXT_FLUSH_CHARS = 400
 MAX_DIFF_BYTES = 512 * 1024
 MAX_SUMMARY_CHARS = 2000
+# How long a finished turn's last answer is given to show how it ended (10 x 0.2 s).
+_SETTLE_LOOKS = 10
+_SETTLE_PAUSE = 0.2
 # Permissions whose patterns are paths: allowed inside the tree under the ``workspace``
 # policy. Anything else (a shell command, a URL) is the operator's to allow.
 PATH_PERMISSIONS = frozenset(
@@ -306,7 +309,7 @@ class OpenCodeExecutor(BackgroundExecutor):
         if (
             self._policy.permission_policy == "workspace"
             and props.get("permission") in PATH_PERMISSIONS
-            and _inside(props.get("patterns") or [], Path(turn.directory))
+            and inside_tree(props.get("patterns") or [], Path(turn.directory))
         ):
             await client.reply_permission(request_id, turn.directory, "once")
             await turn.emit(LogStream.SYSTEM, f"permission allowed (inside the workspace): {what}")
@@ -318,7 +321,7 @@ class OpenCodeExecutor(BackgroundExecutor):
         )
 
     async def _outcome(self, client: OpenCodeClient, turn: _Turn) -> Outcome:
-        messages = await client.messages(turn.session_id, turn.directory)
+        messages = await _settled(client, turn)
         tokens, cost, summary, error = _usage(messages)
         error = turn.error or error
         artifacts: list[Artifact] = []
@@ -400,6 +403,19 @@ async def _pump(
         await queue.put(None)
 
 
+async def _settled(client: OpenCodeClient, turn: _Turn) -> list[dict[str, Any]]:
+    """The turn's messages once the last answer is finished or failed: OpenCode can say
+    the session is idle before it records a failed answer's error."""
+    for _ in range(_SETTLE_LOOKS):
+        messages = await client.messages(turn.session_id, turn.directory)
+        infos = [m.get("info") or {} for m in messages if (m.get("info") or {}).get("role")]
+        last = infos[-1] if infos else {}
+        if last.get("role") == "assistant" and (last.get("finish") or last.get("error")):
+            return messages
+        await asyncio.sleep(_SETTLE_PAUSE)
+    return messages
+
+
 async def _answered(client: OpenCodeClient, turn: _Turn) -> bool:
     """Whether the turn's answer is complete (a poll that never saw it busy)."""
     try:
@@ -475,7 +491,7 @@ def _tool_input(raw: Any) -> str:
     return ""
 
 
-def _inside(patterns: list[Any], root: Path) -> bool:
+def inside_tree(patterns: list[Any], root: Path) -> bool:
     """Every pattern names a path inside ``root`` (relative ones are taken from it)."""
     if not patterns:
         return False

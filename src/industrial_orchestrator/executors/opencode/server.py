@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import re
 import secrets
@@ -160,6 +161,7 @@ class ManagedServer(OpenCodeServer):
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         except OSError as exc:
             self.reason = f"could not start {spec.binary}: {exc}; {HOW_TO_CONFIGURE}"
@@ -244,6 +246,17 @@ class ManagedServer(OpenCodeServer):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, be sent SIGTERM when the orchestrator dies,
+    even by SIGKILL, so no server is left behind listening with nobody to use it."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _free_port() -> int:
