@@ -136,6 +136,7 @@ def backend(env: dict[str, str]) -> str:
     return "postgresql" if env else "sqlite"
 
 
+@pytest.mark.parametrize("backend_env", ["sqlite"], indirect=True)  # the crash tests run on both
 def test_pause_takes_the_task_in_flight_back_and_resume_completes_every_task_once(
     tmp_path: Path, backend_env: dict[str, str]
 ):
@@ -213,6 +214,7 @@ def test_pause_takes_the_task_in_flight_back_and_resume_completes_every_task_onc
 TIMEOUT = 5
 
 
+@pytest.mark.parametrize("backend_env", ["sqlite"], indirect=True)  # the crash tests run on both
 def test_a_session_past_its_timeout_ends_timeout_and_its_command_is_killed(
     tmp_path: Path, backend_env: dict[str, str]
 ):
@@ -250,6 +252,7 @@ def test_a_session_past_its_timeout_ends_timeout_and_its_command_is_killed(
         )
 
 
+@pytest.mark.parametrize("backend_env", ["sqlite"], indirect=True)  # the crash tests run on both
 def test_a_session_over_its_token_budget_fails_and_its_remaining_tasks_are_cancelled(
     tmp_path: Path, backend_env: dict[str, str]
 ):

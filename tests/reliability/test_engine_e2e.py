@@ -121,6 +121,7 @@ def check_order(done: list[str], tasks: dict[str, dict[str, Any]]) -> None:
                 )
 
 
+@pytest.mark.parametrize("backend_env", ["sqlite"], indirect=True)  # the crash tests run on both
 def test_a_plan_runs_to_completed_in_order_through_a_fixing_round(
     tmp_path: Path, backend_env: dict[str, str]
 ):
@@ -276,6 +277,7 @@ def test_a_second_orchestrator_takes_over_a_dead_ones_sessions(tmp_path: Path):
             print(f"\n[engine takeover] taken over by {events[0]['payload']['to']}")
 
 
+@pytest.mark.parametrize("backend_env", ["sqlite"], indirect=True)  # the crash tests run on both
 def test_stopping_a_session_aborts_the_command_in_flight(
     tmp_path: Path, backend_env: dict[str, str]
 ):

@@ -10,7 +10,6 @@ periodic re-read of the database log: slower, never wrong.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +23,7 @@ from .event_bus import LocalEventBus, Wakeup
 log = structlog.get_logger(__name__)
 
 _RECONNECT_SECONDS = 1.0
+_CLOSE_SECONDS = 5.0
 
 
 class RedisEventBus:
@@ -43,10 +43,16 @@ class RedisEventBus:
         tasks = [*self._sends, *([self._listener] if self._listener else [])]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, RedisError):
-                await task
-        await self._redis.aclose()
+        # Bounded: a pub/sub connection cancelled mid-read has been seen to never finish
+        # closing, and a shutdown must not hang on it.
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=_CLOSE_SECONDS)
+            if stuck:
+                log.warning("event_bus_close_stuck", tasks=len(stuck))
+        try:
+            await asyncio.wait_for(asyncio.shield(self._redis.aclose()), _CLOSE_SECONDS)
+        except (TimeoutError, RedisError, OSError) as exc:
+            log.warning("event_bus_close_failed", error=type(exc).__name__)
 
     def publish(self) -> None:
         self._local.publish()
