@@ -55,7 +55,7 @@ pytest: $(VENV)/.dev services $(OPENCODE)
 
 test: lint typecheck pytest
 
-bench: $(VENV)/.dev services
+bench: $(VENV)/.dev services $(OPENCODE)
 	$(BIN)/python bench/transitions.py
 	$(BIN)/python bench/websocket_fanout.py --backend sqlite
 	$(BIN)/python bench/websocket_fanout.py --backend postgresql
