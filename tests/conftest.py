@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -12,11 +13,14 @@ from fastapi import FastAPI
 from industrial_orchestrator.api.app import create_app
 from industrial_orchestrator.config import Settings, load_settings
 from industrial_orchestrator.services.sessions import SessionService
+from industrial_orchestrator.storage.database import create_engine
+from industrial_orchestrator.storage.migrate import upgrade_to_head
 
 from .backends import (
     REDIS_HOST,
     postgres_url_for,
     require_redis,
+    run_sync,
     temporary_postgres_database,
     truncate_all,
 )
@@ -31,6 +35,24 @@ def postgres_database() -> Iterator[str]:
         yield name
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database the real migrations brought to head, once per run: each SQLite
+    test starts from a copy (the app's own upgrade then finds nothing to do)."""
+    path = tmp_path_factory.mktemp("migrated") / "orchestrator.db"
+
+    async def migrate() -> None:
+        settings = load_settings(orchestrator_home=path.parent, _env_file=None)
+        engine = create_engine(settings.database)
+        try:
+            await upgrade_to_head(engine)
+        finally:
+            await engine.dispose()  # the last connection's close folds the WAL back in
+
+    run_sync(migrate)
+    return path
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -42,6 +64,10 @@ async def settings_for(
 ) -> AsyncIterator[Settings]:
     """Settings pointing at a clean database of the parametrised backend."""
     overrides: dict[str, object] = {"orchestrator_home": tmp_path / "home", "_env_file": None}
+    if backend == "sqlite":
+        home = tmp_path / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), home / "orchestrator.db")
     if backend == "postgresql":
         database = request.getfixturevalue("postgres_database")
         await truncate_all(database)

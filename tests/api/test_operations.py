@@ -57,6 +57,9 @@ async def postgres_app(postgres_database, tmp_path) -> AsyncIterator[FastAPI]:
     settings = load_settings(
         database_url=postgres_url_for(postgres_database),
         orchestrator_home=tmp_path,
+        # Nothing in the background may meet a dropped connection before the request does.
+        engine_enabled=False,
+        internal_agents=False,
         _env_file=None,
     )
     application = create_app(settings)
