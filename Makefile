@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run demo test lint typecheck pytest services bench clean
+.PHONY: run demo test lint typecheck pytest services browser bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,15 @@ services:
 	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 	@for i in $$(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 1; done
 
+# Debian's Chromium for the dashboard's browser tests (Playwright drives it; it never
+# downloads a browser of its own), and a colour emoji font for the state badges.
+BROWSER_PACKAGES := chromium fonts-noto-color-emoji
+browser:
+	@dpkg -s $(BROWSER_PACKAGES) >/dev/null 2>&1 || { \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q --no-install-recommends $(BROWSER_PACKAGES) || \
+		{ apt-get update -q && apt-get install -y -q --no-install-recommends $(BROWSER_PACKAGES); }; }
+
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/lint-imports
@@ -50,7 +59,7 @@ lint: $(VENV)/.dev
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy
 
-pytest: $(VENV)/.dev services $(OPENCODE)
+pytest: $(VENV)/.dev services browser $(OPENCODE)
 	$(BIN)/pytest
 
 test: lint typecheck pytest

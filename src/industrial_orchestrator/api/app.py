@@ -8,9 +8,12 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 
 from .. import bootstrap
 from ..config import Settings
+from ..dashboard import pages as dashboard
+from ..dashboard.rendering import STATIC
 from ..engine.dispatcher import Dispatcher
 from ..engine.reaper import Reaper
 from ..engine.session_runner import SessionRunner
@@ -145,6 +148,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
     app.include_router(events.router)
     app.include_router(streams.router)
     app.include_router(operations.router)
+    app.include_router(dashboard.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.allowed_origins,

@@ -60,6 +60,11 @@ class EventLog:
                 after_id, limit=limit, types=types, sessions_only=sessions_only
             )
 
+    async def latest(self, *, limit: int = 20, types: Sequence[EventType] = ()) -> list[Event]:
+        """The newest events of the whole log (of ``types`` if given), newest first."""
+        async with self._uow.reader() as uow:
+            return await uow.events.latest(limit=limit, types=types)
+
     async def last_id(self) -> int:
         """The id of the newest event, 0 when the log is empty."""
         async with self._uow.reader() as uow:

@@ -152,6 +152,9 @@ class EventRepository(Protocol):
         """The whole log after a global id, in commit order (ids are given out in the
         order their transactions commit, so ``id > last seen`` never skips one)."""
 
+    async def latest(self, *, limit: int, types: Sequence[EventType] = ()) -> list[Event]:
+        """The newest events of the log (of ``types`` if given), newest first."""
+
     async def last_id(self) -> int: ...
 
 

@@ -407,6 +407,10 @@ class SessionService:
         await self._rebalance(None, fresh)
         return fresh
 
+    async def retried_as(self, session_id: UUID) -> UUID | None:
+        """The session created to retry this one, if any."""
+        return await self._find_retry(session_id)
+
     async def _find_retry(self, session_id: UUID) -> UUID | None:
         async with self._uow.reader() as uow:
             found = await uow.sessions.find_retry(session_id)

@@ -121,6 +121,13 @@ class SqlEventRepository:
         )
         return [_event(row) for row in result.mappings()]
 
+    async def latest(self, *, limit: int, types: Sequence[EventType] = ()) -> list[Event]:
+        query = sa.select(events).order_by(events.c.id.desc()).limit(limit)
+        if types:
+            query = query.where(events.c.type.in_([t.value for t in types]))
+        result = await self._db.execute(query)
+        return [_event(row) for row in result.mappings()]
+
     async def last_id(self) -> int:
         last = await self._db.scalar(sa.select(sa.func.max(events.c.id)))
         return int(last or 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
@@ -13,12 +13,6 @@ from ...storage.migrate import current_revision, head_revision
 from ..dependencies import AppComponents, AppMetrics
 
 router = APIRouter(tags=["operations"])
-
-
-@router.get("/", include_in_schema=False)
-async def home() -> RedirectResponse:
-    # Until the dashboard is served here, the landing page is the API reference.
-    return RedirectResponse("/docs")
 
 
 @router.get("/health", summary="Liveness")

@@ -11,6 +11,7 @@ from ...domain.errors import ExecutorUnavailable, NotFound
 from ...domain.events import LogStream
 from ...domain.session import Session
 from ...executors.opencode.client import OpenCodeClient, OpenCodeError
+from ...executors.opencode.runtime import opencode_client
 from ..dependencies import AppComponents, Sessions
 from ..paths import API_PREFIX, SessionId
 from ..schemas.common import error_responses
@@ -27,13 +28,7 @@ router = APIRouter(prefix=f"{API_PREFIX}/sessions", tags=["sessions"])
 def _opencode(request: Request) -> OpenCodeClient:
     """The OpenCode client, asked for only once the session is known to have a tree (a
     request about a session that does not exist is a 404 whatever OpenCode's state)."""
-    runtime = getattr(request.app.state, "opencode", None)
-    server = runtime.server if runtime is not None else None
-    if server is None or server.client is None or server.reason:
-        reason = server.reason if server is not None else "internal agents are disabled here"
-        raise ExecutorUnavailable(f"OpenCode is unavailable: {reason}")
-    client: OpenCodeClient = server.client
-    return client
+    return opencode_client(getattr(request.app.state, "opencode", None))
 
 
 def _tree(session: Session) -> str:

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 import structlog
 
 from ...config import Settings
-from ...domain.errors import Conflict
+from ...domain.errors import Conflict, ExecutorUnavailable
 from ...services.agents import AgentService
 from ...services.contexts import ContextService
 from ...services.sessions import SessionService
 from ...services.task_leases import TaskLeases
+from .client import OpenCodeClient
 from .executor import OpenCodeExecutor, OpenCodePolicy
 from .fleet import FleetAgent, load_fleet
 from .server import (
@@ -39,6 +40,16 @@ class OpenCodeRuntime:
             await self.executor.close()
         finally:
             await self.server.close()
+
+
+def opencode_client(runtime: OpenCodeRuntime | None) -> OpenCodeClient:
+    """The client of this process's OpenCode server; ``ExecutorUnavailable`` saying why
+    there is none."""
+    server = runtime.server if runtime is not None else None
+    if server is None or server.client is None or server.reason:
+        reason = server.reason if server is not None else "internal agents are disabled here"
+        raise ExecutorUnavailable(f"OpenCode is unavailable: {reason}")
+    return server.client
 
 
 def server_for(settings: Settings) -> OpenCodeServer:

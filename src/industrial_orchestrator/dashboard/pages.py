@@ -1,0 +1,430 @@
+"""The "Glass Box" dashboard (user guide §3): overview, sessions, session detail, agent
+fleet and task decomposition pages.
+
+Pages read the services directly and render on the server. Their script keeps them live:
+it follows the page's event stream over WebSocket and asks for a region again
+(``?fragment=``) when an event concerns it; commands go to the REST API under /api/v1, so
+the dashboard can do nothing an API client cannot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+from ..bootstrap import Components
+from ..domain.agent_tiers import Tier
+from ..domain.agents import AgentStatus
+from ..domain.errors import ExecutorUnavailable, NotFound
+from ..domain.events import EventType
+from ..domain.priorities import Priority
+from ..domain.session import Session
+from ..domain.session_actions import allowed_actions
+from ..domain.session_options import TEMPLATE_CHOICES
+from ..domain.session_states import STATE_TABLE, SessionState, StateCategory
+from ..domain.tasks import Task, TaskStatus, is_finished
+from ..executors.opencode.client import OpenCodeError
+from ..executors.opencode.runtime import opencode_client
+from ..services.agents import AgentFilter
+from ..services.ports import SessionQuery
+from ..services.sessions import utc_now
+from .graph_layout import layout
+from .rendering import page, templates
+
+router = APIRouter(include_in_schema=False)
+
+PAGE_SIZE = 20
+RECENT_ACTIVITY = 15
+CHECKPOINTS_SHOWN = 50
+TASKS_SHOWN = 500
+MAX_DIFF_BYTES = 256 * 1024
+# The verbs the session header offers, in the guide's order.
+HEADER_VERBS = ("start", "pause", "resume", "stop", "retry", "cancel")
+
+
+def _components(request: Request) -> Components:
+    built: Components = request.app.state.components
+    return built
+
+
+def _parse_id(raw: str) -> UUID | None:
+    try:
+        return UUID(raw)
+    except ValueError:
+        return None
+
+
+def _missing(request: Request, what: str) -> HTMLResponse:
+    return page(
+        request, "missing.html", {"what": what}, regions={}, status_code=404
+    )
+
+
+@router.get("/dashboard/states.css")
+async def state_colours() -> Response:
+    """The state colours as CSS classes, made from the state table (one copy of it)."""
+    rules = [
+        f".state-{info.state.value}{{--state:{info.color}}}" for info in STATE_TABLE.values()
+    ]
+    return Response(
+        "\n".join(rules) + "\n",
+        media_type="text/css",
+        headers={"Cache-Control": "max-age=3600"},
+    )
+
+
+# -- overview ------------------------------------------------------------------------
+
+
+@router.get("/", response_class=HTMLResponse)
+async def overview(request: Request) -> HTMLResponse:
+    built = _components(request)
+    stats = await built.sessions.stats()
+    by_category = {category: 0 for category in StateCategory}
+    for state, count in stats.by_state.items():
+        by_category[STATE_TABLE[state].category] += count
+    fleet = await built.agents.stats()
+    recent = await built.events.latest(
+        limit=RECENT_ACTIVITY,
+        types=(EventType.SESSION_TRANSITION, EventType.SESSION_CREATED),
+    )
+    titles: dict[UUID, str] = {}
+    for event in recent:
+        if event.session_id is not None and event.session_id not in titles:
+            try:
+                titles[event.session_id] = (await built.sessions.get(event.session_id)).title
+            except NotFound:
+                titles[event.session_id] = "(gone)"
+    context = {
+        "stats": stats,
+        "by_category": by_category,
+        "counters": [
+            ("RUNNING", stats.running, "RUNNING + DEGRADED", "RUNNING"),
+            (
+                "PENDING",
+                stats.by_state.get(SessionState.PENDING, 0),
+                f"+ {stats.by_state.get(SessionState.QUEUED, 0)} QUEUED",
+                "PENDING",
+            ),
+            (
+                "COMPLETED",
+                by_category[StateCategory.SUCCESS],
+                f"{stats.by_state.get(SessionState.PARTIALLY_COMPLETED, 0)} partially",
+                "COMPLETED",
+            ),
+            (
+                "FAILED",
+                by_category[StateCategory.FAILURE] + by_category[StateCategory.SYSTEM],
+                "failed, timeout, stopped, cancelled, orphaned",
+                "FAILED",
+            ),
+        ],
+        "fleet": fleet,
+        "recent": recent,
+        "titles": titles,
+        "since": await built.events.last_id(),
+    }
+    return page(
+        request,
+        "overview.html",
+        context,
+        regions={"counters": "overview_counters.html", "activity": "overview_activity.html"},
+    )
+
+
+# -- sessions ------------------------------------------------------------------------
+
+
+@router.get("/sessions", response_class=HTMLResponse)
+async def sessions_page(
+    request: Request,
+    status: Annotated[list[str] | None, Query()] = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    page_number: Annotated[int, Query(alias="page", ge=1, le=1_000_000)] = 1,
+) -> HTMLResponse:
+    built = _components(request)
+    chosen = [SessionState(s) for s in status or () if s in SessionState.__members__]
+    text = (q or "").strip() or None
+    items, total = await built.sessions.search(
+        SessionQuery(
+            statuses=chosen,
+            text=text,
+            offset=(page_number - 1) * PAGE_SIZE,
+            limit=PAGE_SIZE,
+        )
+    )
+    pages = max(1, -(-total // PAGE_SIZE))
+    context = {
+        "sessions": items,
+        "total": total,
+        "page": page_number,
+        "pages": pages,
+        "chosen": {state.value for state in chosen},
+        "q": text or "",
+        "counts": (await built.sessions.stats()).by_state,
+        "priorities": [p.value for p in Priority],
+        "default_priority": built.settings.default_session_priority.value,
+        "template_choices": TEMPLATE_CHOICES,
+        "roots": [str(root) for root in built.settings.workspace_root_paths],
+        "since": await built.events.last_id(),
+        "link": _link_builder(chosen, text),
+    }
+    return page(
+        request, "sessions.html", context, regions={"list": "sessions_list.html"}
+    )
+
+
+def _link_builder(chosen: Sequence[SessionState], text: str | None) -> Any:
+    """``link(page=2)`` or ``link(toggle="FAILED")``: the list URL with one thing changed."""
+
+    def link(*, page: int = 1, toggle: str | None = None, clear: bool = False) -> str:
+        states = [] if clear else [state.value for state in chosen]
+        if toggle is not None:
+            states = [s for s in states if s != toggle] if toggle in states else [*states, toggle]
+        params = [("status", state) for state in states]
+        if text:
+            params.append(("q", text))
+        if page > 1:
+            params.append(("page", str(page)))
+        query = urlencode(params)
+        return "/sessions" + (f"?{query}" if query else "")
+
+    return link
+
+
+@router.get("/sessions/{session_id}", response_class=HTMLResponse)
+async def session_page(request: Request, session_id: str) -> HTMLResponse:
+    built = _components(request)
+    found = _parse_id(session_id)
+    if found is None:
+        return _missing(request, f"session {session_id!r}")
+    try:
+        session = await built.sessions.get(found)
+    except NotFound:
+        return _missing(request, f"session {session_id}")
+    checkpoints, checkpoint_total = await built.sessions.checkpoints(
+        session.id, offset=0, limit=CHECKPOINTS_SHOWN
+    )
+    tasks, _ = await built.tasks.search(session_id=session.id, limit=TASKS_SHOWN)
+    work = [task for task in tasks if task.parent_id is not None] or tasks
+    finished = [task for task in work if task.status in _ENDED_TASKS]
+    succeeded = [task for task in finished if is_finished(task.status)]
+    now = utc_now()
+    running_since = session.started_at if session.finished_at is None else None
+    allowed = set(allowed_actions(session.status))
+    context = {
+        "session": session,
+        "info": STATE_TABLE[session.status],
+        "verbs": [(verb, verb in allowed) for verb in HEADER_VERBS],
+        "checkpoints": checkpoints,
+        "checkpoint_total": checkpoint_total,
+        "tasks": work,
+        "agents": {agent.id: agent.name for agent in await built.agents.search(AgentFilter())},
+        "task_success": len(succeeded) / len(finished) if finished else None,
+        "tasks_done": len(succeeded),
+        "tasks_finished": len(finished),
+        "duration": (
+            (now - running_since).total_seconds() if running_since else session.duration_seconds
+        ),
+        "ticking": running_since is not None and not STATE_TABLE[session.status].terminal,
+        "token_share": (
+            session.tokens_used / session.options.max_tokens
+            if session.options.max_tokens
+            else None
+        ),
+        "time_share": _time_share(session, now),
+        "retry": await built.sessions.retried_as(session.id),
+    }
+    fragment = request.query_params.get("fragment")
+    if fragment in (None, "permissions"):
+        context["permissions"], context["permissions_note"] = await _permissions(request, session)
+    if fragment == "diff" or (fragment is None and STATE_TABLE[session.status].terminal):
+        context["diff"] = await _diff(built, session)
+    return page(
+        request,
+        "session.html",
+        context,
+        regions={
+            "header": "session_header.html",
+            "telemetry": "session_telemetry.html",
+            "checkpoints": "session_checkpoints.html",
+            "tasks": "session_tasks.html",
+            "permissions": "session_permissions.html",
+            "diff": "session_diff.html",
+        },
+    )
+
+
+async def _permissions(request: Request, session: Session) -> tuple[list[dict[str, Any]], str]:
+    """Requests waiting for the operator, or why there can be none to show."""
+    if session.worktree is None:
+        return [], "none: the session has no working tree yet"
+    if STATE_TABLE[session.status].terminal:
+        return [], "none: the session has ended"
+    try:
+        client = opencode_client(getattr(request.app.state, "opencode", None))
+        pending = await client.permissions(session.worktree.path)
+    except (ExecutorUnavailable, OpenCodeError) as exc:
+        return [], str(exc)
+    return [item for item in pending if isinstance(item, dict)], "none pending"
+
+
+async def _diff(built: Components, session: Session) -> dict[str, Any] | None:
+    if session.worktree is None:
+        return None
+    tree = Path(session.worktree.path)
+    if not await asyncio.to_thread(tree.is_dir):
+        return {"files": [], "text": "", "note": f"the working tree {tree} is gone"}
+    base = session.worktree.base_commit
+    return {
+        "files": await built.trees.changed_files(tree, base),
+        "text": await built.trees.diff(tree, base, max_bytes=MAX_DIFF_BYTES),
+        "note": "",
+    }
+
+
+_ENDED_TASKS = {TaskStatus.COMPLETED, TaskStatus.SKIPPED, TaskStatus.FAILED, TaskStatus.CANCELLED}
+
+
+def _time_share(session: Session, now: datetime) -> float | None:
+    limit = session.options.timeout_seconds
+    if not limit or session.started_at is None:
+        return None
+    end = session.finished_at or now
+    return float((end - session.started_at).total_seconds() / limit)
+
+
+# -- agents --------------------------------------------------------------------------
+
+
+@router.get("/agents", response_class=HTMLResponse)
+async def agents_page(
+    request: Request,
+    capability: Annotated[str | None, Query(max_length=64)] = None,
+    tier: Annotated[str | None, Query(max_length=16)] = None,
+    status: Annotated[str | None, Query(max_length=16)] = None,
+) -> HTMLResponse:
+    built = _components(request)
+    everyone = await built.agents.search(AgentFilter())
+    chosen_tier = Tier(tier) if tier is not None and tier in Tier.__members__ else None
+    chosen_status = AgentStatus(status) if status in {s.value for s in AgentStatus} else None
+    wanted = (capability or "").strip().lower() or None
+    agents = await built.agents.search(
+        AgentFilter(
+            capabilities=(wanted,) if wanted else (),
+            tiers=(chosen_tier,) if chosen_tier else (),
+            statuses=(chosen_status,) if chosen_status else (),
+        )
+    )
+    context = {
+        "agents": sorted(agents, key=lambda a: (a.status == AgentStatus.OFFLINE, a.name)),
+        "capabilities": sorted({cap for agent in everyone for cap in agent.capabilities}),
+        "tiers": [t.value for t in Tier],
+        "statuses": [s.value for s in AgentStatus],
+        "capability": wanted or "",
+        "tier": chosen_tier.value if chosen_tier else "",
+        "status": chosen_status.value if chosen_status else "",
+        "fleet": await built.agents.stats(),
+        "since": await built.events.last_id(),
+        "now": utc_now(),
+    }
+    return page(request, "agents.html", context, regions={"fleet": "agents_table.html"})
+
+
+# -- tasks ---------------------------------------------------------------------------
+
+
+@router.get("/tasks", response_class=HTMLResponse)
+async def tasks_page(
+    request: Request, session: Annotated[str | None, Query(max_length=64)] = None
+) -> HTMLResponse:
+    """The plan of one session (``?session=``; default: the newest session with one)."""
+    built = _components(request)
+    recent, _ = await built.sessions.search(SessionQuery(limit=50))
+    planned: list[tuple[Any, Task]] = []
+    for candidate in recent:
+        root = await _root_of(built, candidate.id)
+        if root is not None:
+            planned.append((candidate, root))
+    chosen_id = _parse_id(session) if session else None
+    chosen = next((pair for pair in planned if pair[0].id == chosen_id), None)
+    if chosen is None and chosen_id is not None:
+        try:
+            found = await built.sessions.get(chosen_id)
+        except NotFound:
+            return _missing(request, f"session {session}")
+        root = await _root_of(built, found.id)
+        chosen = (found, root) if root is not None else None
+    if chosen is None and session is None and planned:
+        chosen = planned[0]
+    context: dict[str, Any] = {"planned": planned, "chosen": chosen[0] if chosen else None}
+    if chosen is not None:
+        context.update(await _plan_context(built, chosen[1].id, focus=None))
+        context["since"] = 0
+    return page(request, "tasks.html", context, regions={"plan": "task_plan.html"})
+
+
+@router.get("/tasks/{task_id}", response_class=HTMLResponse)
+async def task_page(request: Request, task_id: str) -> HTMLResponse:
+    built = _components(request)
+    found = _parse_id(task_id)
+    if found is None:
+        return _missing(request, f"task {task_id!r}")
+    try:
+        task = await built.tasks.get(found)
+    except NotFound:
+        return _missing(request, f"task {task_id}")
+    root = await _top(built, task)
+    context: dict[str, Any] = {
+        "task": task,
+        "session": await built.sessions.get(task.session_id) if task.session_id else None,
+        "attempts": await built.leases.attempts(task.id),
+        "artifacts": await built.leases.artifacts(task.id),
+    }
+    context.update(await _plan_context(built, root.id, focus=task.id))
+    return page(
+        request,
+        "task.html",
+        context,
+        regions={"plan": "task_plan.html", "detail": "task_detail.html"},
+    )
+
+
+async def _root_of(built: Components, session_id: UUID) -> Task | None:
+    """The session's plan root (the engine gives each session one, created first)."""
+    first, _ = await built.tasks.search(session_id=session_id, limit=1)
+    return await _top(built, first[0]) if first else None
+
+
+async def _top(built: Components, task: Task) -> Task:
+    while task.parent_id is not None:
+        task = await built.tasks.get(task.parent_id)
+    return task
+
+
+async def _plan_context(built: Components, root_id: UUID, *, focus: UUID | None) -> dict[str, Any]:
+    tree = await built.tasks.tree(root_id)
+    graph = await built.tasks.dependencies(root_id)
+    by_id = {task.id: task for task in graph.tasks}
+    edges = {task.id: tuple(d for d in task.depends_on if d in by_id) for task in graph.tasks}
+    return {
+        "tree": tree,
+        "graph": graph,
+        "by_id": by_id,
+        "layout": layout(graph.order, edges, graph.critical.path),
+        "critical": set(graph.critical.path),
+        "blocked": graph.blocked,
+        "focus": focus,
+        "agents": {agent.id: agent.name for agent in await built.agents.search(AgentFilter())},
+    }
+
+
+__all__ = ["router", "templates"]

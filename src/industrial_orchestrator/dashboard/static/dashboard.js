@@ -1,0 +1,256 @@
+// The live link shared by every page: one WebSocket to the page's event stream, the
+// "UPLINK FAILED" banner, and regions re-rendered by the server when an event concerns them.
+//
+// Page contract (attributes on <body>):
+//   data-stream="/ws/..."   the stream to follow
+//   data-since="N"          cursor to start after (the log's last id when the page was made)
+//   data-cursor="id|seq"    which field of an event is the cursor
+//   data-refresh-every="S"  also refresh every region every S seconds (for silent changes)
+// Regions: <div data-region="name" data-on="prefix prefix">, re-fetched as ?fragment=name
+// when an event whose type starts with one of the prefixes arrives.
+"use strict";
+
+(function () {
+  const body = document.body;
+  const listeners = [];
+  const timers = new Map();
+  const rendered = new Map(); // region -> the markup last fetched for it
+  const REFRESH_DELAY_MS = 150;
+  const WATCHDOG_MS = 45000; // the server pings after 15 s of silence
+  let socket = null;
+  let cursor = null;
+  let retryMs = 500;
+  let watchdog = null;
+  let leaving = false;
+  let linkDown = false;
+  let apiDown = false;
+
+  // -- banner ------------------------------------------------------------------------
+
+  function showLink() {
+    const banner = document.getElementById("uplink");
+    const state = document.getElementById("link-state");
+    const down = linkDown || apiDown;
+    if (banner) banner.hidden = !down;
+    if (state) state.dataset.state = down ? "down" : socket ? "up" : "idle";
+  }
+
+  function uplinkFailed(detail) {
+    const note = document.getElementById("uplink-detail");
+    if (note) note.textContent = detail;
+    showLink();
+  }
+
+  // -- REST ----------------------------------------------------------------------------
+
+  // Calls the API; resolves to {ok, status, data}. A network failure or an unavailable
+  // server (502-504) raises the banner; an answer clears it.
+  async function api(method, path, payload) {
+    const init = { method, headers: { Accept: "application/json" } };
+    if (payload !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(payload);
+    }
+    let response;
+    try {
+      response = await fetch(path, init);
+    } catch (error) {
+      apiDown = true;
+      uplinkFailed("the API cannot be reached: " + error.message);
+      throw error;
+    }
+    noteApiAnswer(response.status);
+    let data = null;
+    const text = await response.text();
+    if (text) {
+      try {
+        data = JSON.parse(text);
+      } catch (_) {
+        data = { message: text };
+      }
+    }
+    return { ok: response.ok, status: response.status, data };
+  }
+
+  function noteApiAnswer(status) {
+    const wasDown = apiDown;
+    apiDown = status >= 502 && status <= 504;
+    if (apiDown) uplinkFailed("the API answers " + status + "; retrying");
+    else if (wasDown) showLink();
+  }
+
+  // -- regions ---------------------------------------------------------------------------
+
+  function regionUrl(name) {
+    const url = new URL(window.location.href);
+    url.hash = "";
+    url.searchParams.set("fragment", name);
+    return url.toString();
+  }
+
+  async function refresh(name) {
+    const region = document.querySelector('[data-region="' + name + '"]');
+    if (!region) return;
+    let response;
+    try {
+      response = await fetch(regionUrl(name), { headers: { Accept: "text/html" } });
+    } catch (error) {
+      apiDown = true;
+      uplinkFailed("the dashboard cannot be reached: " + error.message);
+      return;
+    }
+    noteApiAnswer(response.status);
+    if (!response.ok) return;
+    const html = await response.text();
+    if (html === rendered.get(name)) return;
+    // Keep the keyboard where it was: refocus the same control in the new markup.
+    const focused = region.contains(document.activeElement) ? document.activeElement : null;
+    const key = focused && (focused.id || focused.dataset.verb || focused.dataset.permissionId);
+    region.innerHTML = html;
+    rendered.set(name, html);
+    if (key) {
+      const again =
+        document.getElementById(key) ||
+        region.querySelector('[data-verb="' + key + '"]') ||
+        region.querySelector('[data-permission-id="' + key + '"]');
+      if (again && !again.disabled) again.focus();
+    }
+    region.dispatchEvent(new CustomEvent("region:updated", { bubbles: true }));
+  }
+
+  // Many events in a burst cost one request per region.
+  function schedule(name) {
+    if (timers.has(name)) return;
+    timers.set(
+      name,
+      setTimeout(() => {
+        timers.delete(name);
+        refresh(name);
+      }, REFRESH_DELAY_MS)
+    );
+  }
+
+  function refreshAll() {
+    document.querySelectorAll("[data-region]").forEach((region) => {
+      if (region.dataset.on !== "none") schedule(region.dataset.region);
+    });
+  }
+
+  function concerns(region, type) {
+    const on = (region.dataset.on || "").split(/\s+/).filter(Boolean);
+    if (on.length === 0) return type !== "session.log";
+    return on.some((prefix) => type.startsWith(prefix));
+  }
+
+  function dispatch(event) {
+    document.querySelectorAll("[data-region]").forEach((region) => {
+      if (concerns(region, event.type)) schedule(region.dataset.region);
+    });
+    listeners.forEach((listener) => listener(event));
+  }
+
+  // -- the stream ------------------------------------------------------------------------
+
+  function streamUrl() {
+    const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+    const url = new URL(body.dataset.stream, scheme + "//" + window.location.host);
+    if (cursor !== null) url.searchParams.set("since", String(cursor));
+    return url.toString();
+  }
+
+  function armWatchdog() {
+    clearTimeout(watchdog);
+    watchdog = setTimeout(() => {
+      if (socket) socket.close(4000, "silent for too long");
+    }, WATCHDOG_MS);
+  }
+
+  function connect() {
+    const ws = new WebSocket(streamUrl());
+    socket = ws;
+    let opened = false;
+    ws.addEventListener("open", () => {
+      opened = true;
+      retryMs = 500;
+      const wasDown = linkDown;
+      linkDown = false;
+      showLink();
+      armWatchdog();
+      // Whatever changed while the link was down is in the regions' next rendering.
+      if (wasDown) refreshAll();
+    });
+    ws.addEventListener("message", (message) => {
+      armWatchdog();
+      let event;
+      try {
+        event = JSON.parse(message.data);
+      } catch (_) {
+        return;
+      }
+      if (event.type === "ping") {
+        ws.send('{"type":"pong"}');
+        return;
+      }
+      if (event.type === "pong" || event.type === "error") return;
+      const position = body.dataset.cursor === "seq" ? event.seq : event.id;
+      if (typeof position !== "number") return;
+      if (cursor !== null && position <= cursor) return; // already shown: never twice
+      cursor = position;
+      dispatch(event);
+    });
+    ws.addEventListener("close", (closed) => {
+      clearTimeout(watchdog);
+      if (socket === ws) socket = null;
+      if (leaving) return;
+      if (closed.code === 4404) {
+        uplinkFailed(closed.reason || "this stream does not exist");
+        linkDown = true;
+        showLink();
+        return;
+      }
+      linkDown = true;
+      const wait = retryMs;
+      retryMs = Math.min(retryMs * 2, 5000);
+      uplinkFailed(
+        (opened ? "the live link was lost" : "the live link cannot be made") +
+          "; reconnecting in " + (wait / 1000).toFixed(1) + " s"
+      );
+      setTimeout(connect, wait);
+    });
+  }
+
+  // -- small conveniences ----------------------------------------------------------------
+
+  function autosubmit() {
+    document.querySelectorAll("select[data-autosubmit]").forEach((select) => {
+      select.addEventListener("change", () => select.form && select.form.submit());
+    });
+  }
+
+  window.addEventListener("pagehide", () => {
+    leaving = true;
+  });
+
+  window.Orchestrator = {
+    api,
+    refresh,
+    schedule,
+    onEvent(listener) {
+      listeners.push(listener);
+    },
+    get cursor() {
+      return cursor;
+    },
+  };
+
+  document.addEventListener("DOMContentLoaded", () => {
+    autosubmit();
+    if (body.dataset.stream) {
+      const since = Number(body.dataset.since);
+      cursor = Number.isFinite(since) && body.dataset.since !== "" ? since : null;
+      connect();
+    }
+    const every = Number(body.dataset.refreshEvery);
+    if (every > 0) setInterval(refreshAll, every * 1000);
+  });
+})();
