@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 
 from industrial_orchestrator.domain.task_templates import TEMPLATES
+from industrial_orchestrator.services.session_engine import ReviewDue
 
 from .helpers import API, act, create
 from .test_external_agents import SECRET, Agent, register
@@ -163,6 +165,34 @@ async def test_a_failed_verification_sends_the_session_back_to_work(client, tmp_
     assert "checking" in terminal
     assert "verification failed (exit 1)" in terminal
     assert "verification passed" in terminal
+
+
+@pytest.mark.settings(**ENGINE)
+async def test_a_verification_found_due_after_its_verdict_is_not_run_again(
+    client, app, tmp_path: Path
+):
+    """The runner may find a round due just before another task records its verdict
+    (steps run concurrently); the command must not run a second time."""
+    marker = tmp_path / "runs.txt"
+    agent = await register(client, capabilities=["code_generation"])
+    session = await create(
+        client,
+        template="single",
+        verify_command=f"echo run >> {marker}",
+        auto_start=True,
+    )
+    await work_through(client, agent, session["id"])
+    final = await session_of(client, session["id"])
+    assert final["status"] == "COMPLETED"
+    assert marker.read_text() == "run\n"
+
+    stale = ReviewDue(UUID(session["id"]), f"echo run >> {marker}", None, review_round=0)
+    await app.state.runner._review(stale)
+    assert marker.read_text() == "run\n"
+    events = (await client.get(f"{API}/sessions/{session['id']}/events")).json()["items"]
+    terminal = [e["payload"]["text"] for e in events if e["type"] == "session.log"]
+    assert sum("(verification round 1" in text for text in terminal) == 1
+    assert terminal.count("verification passed\n") == 1
 
 
 @pytest.mark.settings(**ENGINE)

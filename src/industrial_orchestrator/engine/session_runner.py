@@ -296,6 +296,9 @@ class SessionRunner:
             except LockUnavailable:
                 log.warning("review_lock_unavailable", session_id=str(due.session_id))
             try:
+                # Checked under the lock: the round may have been decided since it was due.
+                if not await self._engine.review_due(due):
+                    return
                 passed, output = await self._verify(due)
                 await self._engine.record_review(due.session_id, due.review_round, passed, output)
             finally:

@@ -26,7 +26,7 @@ from ..domain.events import EventType, NewEvent
 from ..domain.session import Actor, Session, SessionPhase, running_seconds
 from ..domain.session_options import AGENT_PLANNER, SINGLE_TASK, budget_exceeded
 from ..domain.session_progress import PlanState, Progress, progress_of
-from ..domain.session_states import SessionState
+from ..domain.session_states import STATE_TABLE, SessionState
 from ..domain.task_attempts import AttemptOutcome
 from ..domain.task_templates import Decomposition, decompose_task
 from ..domain.tasks import Task, TaskStatus, TaskType, new_task, task_transition
@@ -169,6 +169,17 @@ class SessionEngine:
         since = latest.created_at if latest else session.started_at
         if since is not None and self._clock() - since >= self._checkpoint_every:
             await self._checkpoint(session.id, "periodic", None)
+
+    async def review_due(self, due: ReviewDue) -> bool:
+        """Whether the verification ``due`` asked for is still to be run: a round found
+        due just before another task of this process (or another replica) recorded its
+        verdict must not run the command a second time."""
+        session = await self._sessions.get(due.session_id)
+        return (
+            not STATE_TABLE[session.status].terminal
+            and session.phase == SessionPhase.REVIEWING
+            and session.review_round == due.review_round
+        )
 
     async def record_review(
         self, session_id: UUID, review_round: int, passed: bool, output: str
