@@ -46,11 +46,12 @@ services:
 # Debian's Chromium for the dashboard's browser tests (Playwright drives it; it never
 # downloads a browser of its own), and a colour emoji font for the state badges.
 BROWSER_PACKAGES := chromium fonts-noto-color-emoji
+SUDO := $(shell test "$$(id -u)" -eq 0 || echo sudo)
 browser:
 	@dpkg -s $(BROWSER_PACKAGES) >/dev/null 2>&1 || { \
 		export DEBIAN_FRONTEND=noninteractive; \
-		apt-get install -y -q --no-install-recommends $(BROWSER_PACKAGES) || \
-		{ apt-get update -q && apt-get install -y -q --no-install-recommends $(BROWSER_PACKAGES); }; }
+		$(SUDO) apt-get install -y -q --no-install-recommends $(BROWSER_PACKAGES) || \
+		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends $(BROWSER_PACKAGES); }; }
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests bench examples

@@ -221,6 +221,11 @@ async def test_a_task_that_fails_for_good_ends_the_session(client):
     await agent.report(assignment["task_id"], status="failed", error="cannot do it")
     ended = await until(lambda: _status_in(client, session["id"], ("FAILED",)))
     assert "no task could be done" in ended["status_reason"]
+    # The ended session's failed task keeps its record: rounds of the engine later (0.05 s
+    # each), it is still FAILED, not tidied away as CANCELLED.
+    await asyncio.sleep(0.5)
+    [task] = await tasks_of(client, session["id"])
+    assert task["status"] == "FAILED"
 
 
 @pytest.mark.settings(**ENGINE)

@@ -48,7 +48,7 @@ def _repository(path: Path) -> Path:
 
 
 def test_a_session_started_from_the_page_runs_to_completed_before_the_operators_eyes(
-    page: Page, engine_server: ServerProcess, tmp_path: Path
+    engine_server: ServerProcess, page: Page, tmp_path: Path
 ) -> None:
     workspace = _repository(tmp_path / "repo")
     with engine_server.client() as api:

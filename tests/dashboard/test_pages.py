@@ -49,6 +49,9 @@ async def test_the_overview_counts_sessions_by_state_and_lists_the_newest_change
     assert _counter(counters, "PENDING") == 0
     assert _counter(counters, "FAILED") == 1  # CANCELLED is in the failure category
     assert _counter(counters, "COMPLETED") == 0
+    # Each counter opens the list of the states it adds up.
+    assert 'href="/sessions?status=RUNNING&amp;status=DEGRADED" data-counter="RUNNING"' in counters
+    assert "status=CANCELLED" in re.search(r'href="([^"]+)" data-counter="FAILED"', counters)[1]
 
     activity = (await client.get("/", params={"fragment": "activity"})).text
     rows = re.findall(r"<tr>\s*<td class=\"mono\">.*?</tr>", activity, re.S)

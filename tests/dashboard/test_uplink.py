@@ -17,7 +17,8 @@ from .conftest import API, Console, dashboard_server, screenshot
 
 @pytest.fixture
 def own_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    """A server of this test's own: the test kills it."""
+    """A server of this test's own: the test kills it. Ask for it before ``page``, so the
+    page is closed before the server stops (a request cut off would be a console error)."""
     with dashboard_server(tmp_path) as running:
         running.start()
         yield running
@@ -36,7 +37,7 @@ def _terminal_lines(page: Page) -> list[tuple[int, str]]:
 
 
 def test_the_terminal_streams_lines_in_order_and_catches_up_after_a_restart(
-    page: Page, own_server: ServerProcess, console: Console
+    own_server: ServerProcess, page: Page, console: Console
 ) -> None:
     with own_server.client() as api:
         created = api.post(
@@ -88,7 +89,7 @@ def test_the_terminal_streams_lines_in_order_and_catches_up_after_a_restart(
 
 
 def test_pause_scroll_keeps_the_view_where_the_operator_left_it(
-    page: Page, own_server: ServerProcess
+    own_server: ServerProcess, page: Page
 ) -> None:
     with own_server.client() as api:
         session_id = api.post(

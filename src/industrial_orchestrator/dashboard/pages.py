@@ -10,10 +10,11 @@ the dashboard can do nothing an API client cannot.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 from uuid import UUID
 
@@ -41,6 +42,9 @@ from .rendering import page, templates
 
 router = APIRouter(include_in_schema=False)
 
+T = TypeVar("T")
+S = SessionState
+
 PAGE_SIZE = 20
 RECENT_ACTIVITY = 15
 CHECKPOINTS_SHOWN = 50
@@ -59,6 +63,17 @@ def _parse_id(raw: str) -> UUID | None:
     try:
         return UUID(raw)
     except ValueError:
+        return None
+
+
+async def _lookup(raw: str, load: Callable[[UUID], Awaitable[T]]) -> T | None:
+    """What ``load`` finds under the id ``raw``; None for a malformed or unknown id."""
+    found = _parse_id(raw)
+    if found is None:
+        return None
+    try:
+        return await load(found)
+    except NotFound:
         return None
 
 
@@ -88,9 +103,6 @@ async def state_colours() -> Response:
 async def overview(request: Request) -> HTMLResponse:
     built = _components(request)
     stats = await built.sessions.stats()
-    by_category = {category: 0 for category in StateCategory}
-    for state, count in stats.by_state.items():
-        by_category[STATE_TABLE[state].category] += count
     fleet = await built.agents.stats()
     recent = await built.events.latest(
         limit=RECENT_ACTIVITY,
@@ -99,32 +111,29 @@ async def overview(request: Request) -> HTMLResponse:
     titles: dict[UUID, str] = {}
     for event in recent:
         if event.session_id is not None and event.session_id not in titles:
-            try:
-                titles[event.session_id] = (await built.sessions.get(event.session_id)).title
-            except NotFound:
-                titles[event.session_id] = "(gone)"
+            shown = await _lookup(str(event.session_id), built.sessions.get)
+            titles[event.session_id] = shown.title if shown else "(gone)"
     context = {
         "stats": stats,
-        "by_category": by_category,
         "counters": [
-            ("RUNNING", stats.running, "RUNNING + DEGRADED", "RUNNING"),
-            (
+            _counter("RUNNING", stats.by_state, (S.RUNNING, S.DEGRADED), "RUNNING + DEGRADED"),
+            _counter(
                 "PENDING",
-                stats.by_state.get(SessionState.PENDING, 0),
-                f"+ {stats.by_state.get(SessionState.QUEUED, 0)} QUEUED",
-                "PENDING",
+                stats.by_state,
+                (S.PENDING,),
+                f"+ {stats.by_state.get(S.QUEUED, 0)} QUEUED",
             ),
-            (
+            _counter(
                 "COMPLETED",
-                by_category[StateCategory.SUCCESS],
-                f"{stats.by_state.get(SessionState.PARTIALLY_COMPLETED, 0)} partially",
-                "COMPLETED",
+                stats.by_state,
+                _in_category(StateCategory.SUCCESS),
+                f"{stats.by_state.get(S.PARTIALLY_COMPLETED, 0)} of them partially",
             ),
-            (
+            _counter(
                 "FAILED",
-                by_category[StateCategory.FAILURE] + by_category[StateCategory.SYSTEM],
+                stats.by_state,
+                _in_category(StateCategory.FAILURE) + _in_category(StateCategory.SYSTEM),
                 "failed, timeout, stopped, cancelled, orphaned",
-                "FAILED",
             ),
         ],
         "fleet": fleet,
@@ -138,6 +147,31 @@ async def overview(request: Request) -> HTMLResponse:
         context,
         regions={"counters": "overview_counters.html", "activity": "overview_activity.html"},
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    name: str
+    value: int
+    note: str
+    states: tuple[SessionState, ...]
+
+    @property
+    def link(self) -> str:
+        return "/sessions?" + urlencode([("status", state.value) for state in self.states])
+
+
+def _counter(
+    name: str,
+    by_state: dict[SessionState, int],
+    states: tuple[SessionState, ...],
+    note: str,
+) -> Counter:
+    return Counter(name, sum(by_state.get(state, 0) for state in states), note, states)
+
+
+def _in_category(category: StateCategory) -> tuple[SessionState, ...]:
+    return tuple(state for state, info in STATE_TABLE.items() if info.category == category)
 
 
 # -- sessions ------------------------------------------------------------------------
@@ -203,13 +237,9 @@ def _link_builder(chosen: Sequence[SessionState], text: str | None) -> Any:
 @router.get("/sessions/{session_id}", response_class=HTMLResponse)
 async def session_page(request: Request, session_id: str) -> HTMLResponse:
     built = _components(request)
-    found = _parse_id(session_id)
-    if found is None:
+    session = await _lookup(session_id, built.sessions.get)
+    if session is None:
         return _missing(request, f"session {session_id!r}")
-    try:
-        session = await built.sessions.get(found)
-    except NotFound:
-        return _missing(request, f"session {session_id}")
     checkpoints, checkpoint_total = await built.sessions.checkpoints(
         session.id, offset=0, limit=CHECKPOINTS_SHOWN
     )
@@ -354,16 +384,14 @@ async def tasks_page(
         root = await _root_of(built, candidate.id)
         if root is not None:
             planned.append((candidate, root))
-    chosen_id = _parse_id(session) if session else None
-    chosen = next((pair for pair in planned if pair[0].id == chosen_id), None)
-    if chosen is None and chosen_id is not None:
-        try:
-            found = await built.sessions.get(chosen_id)
-        except NotFound:
-            return _missing(request, f"session {session}")
+    chosen = next((pair for pair in planned if str(pair[0].id) == session), None)
+    if chosen is None and session:
+        found = await _lookup(session, built.sessions.get)
+        if found is None:
+            return _missing(request, f"session {session!r}")
         root = await _root_of(built, found.id)
         chosen = (found, root) if root is not None else None
-    if chosen is None and session is None and planned:
+    if chosen is None and not session and planned:
         chosen = planned[0]
     context: dict[str, Any] = {"planned": planned, "chosen": chosen[0] if chosen else None}
     if chosen is not None:
@@ -375,13 +403,9 @@ async def tasks_page(
 @router.get("/tasks/{task_id}", response_class=HTMLResponse)
 async def task_page(request: Request, task_id: str) -> HTMLResponse:
     built = _components(request)
-    found = _parse_id(task_id)
-    if found is None:
+    task = await _lookup(task_id, built.tasks.get)
+    if task is None:
         return _missing(request, f"task {task_id!r}")
-    try:
-        task = await built.tasks.get(found)
-    except NotFound:
-        return _missing(request, f"task {task_id}")
     root = await _top(built, task)
     context: dict[str, Any] = {
         "task": task,

@@ -49,7 +49,9 @@ _ENDED = frozenset(
         SessionState.ORPHANED,
     }
 )
-_LIVE_TASKS = (TaskStatus.PENDING, TaskStatus.READY, TaskStatus.RUNNING, TaskStatus.FAILED)
+# Tasks an ended session still has to close. A FAILED task is not one of them: it ended,
+# and the record of its failure stays for the operator (cancelling it would hide it).
+_LIVE_TASKS = (TaskStatus.PENDING, TaskStatus.READY, TaskStatus.RUNNING)
 MAX_FEEDBACK_CHARS = 4000
 
 
