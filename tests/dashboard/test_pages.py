@@ -119,3 +119,30 @@ async def test_the_state_colours_come_from_the_state_table(client: httpx.AsyncCl
         assert f".state-{state.value}{{--state:{info.color}}}" in css
     script = await client.get("/static/dashboard.js")
     assert script.status_code == 200
+
+
+async def test_the_duration_counts_running_time_and_ticks_only_while_running(
+    client: httpx.AsyncClient,
+) -> None:
+    session = await create(client, timeout_seconds=7200)
+    page = f"/sessions/{session['id']}"
+    await act(client, session["id"], "start")
+    running = (await client.get(page, params={"fragment": "telemetry"})).text
+    assert "data-ticking=" in running
+    assert "limit 2h 00m 00s" in running
+    await act(client, session["id"], "pause")
+    paused = (await client.get(page, params={"fragment": "telemetry"})).text
+    assert "data-ticking=" not in paused
+    # Work spread over tasks: the leaves count, a task split into subtasks does not.
+    root = (
+        await client.post(
+            "/api/v1/tasks",
+            json={"title": "Build the service", "session_id": session["id"]},
+        )
+    ).json()
+    decomposed = await client.post(
+        f"/api/v1/tasks/{root['id']}/decompose", json={"template": "crud"}
+    )
+    subtasks = decomposed.json()["subtasks"]
+    telemetry = (await client.get(page, params={"fragment": "telemetry"})).text
+    assert f"0 of 0 finished tasks · {len(subtasks)} planned" in telemetry

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
@@ -27,10 +26,10 @@ from ..domain.agents import AgentStatus
 from ..domain.errors import ExecutorUnavailable, NotFound
 from ..domain.events import EventType
 from ..domain.priorities import Priority
-from ..domain.session import Session
+from ..domain.session import Session, running_seconds
 from ..domain.session_actions import allowed_actions
 from ..domain.session_options import TEMPLATE_CHOICES
-from ..domain.session_states import STATE_TABLE, SessionState, StateCategory
+from ..domain.session_states import RUNNING_STATES, STATE_TABLE, SessionState, StateCategory
 from ..domain.tasks import Task, TaskStatus, is_finished
 from ..executors.opencode.client import OpenCodeError
 from ..executors.opencode.runtime import opencode_client
@@ -216,7 +215,7 @@ async def sessions_page(
     )
 
 
-def _link_builder(chosen: Sequence[SessionState], text: str | None) -> Any:
+def _link_builder(chosen: Sequence[SessionState], text: str | None) -> Callable[..., str]:
     """``link(page=2)`` or ``link(toggle="FAILED")``: the list URL with one thing changed."""
 
     def link(*, page: int = 1, toggle: str | None = None, clear: bool = False) -> str:
@@ -244,12 +243,15 @@ async def session_page(request: Request, session_id: str) -> HTMLResponse:
         session.id, offset=0, limit=CHECKPOINTS_SHOWN
     )
     tasks, _ = await built.tasks.search(session_id=session.id, limit=TASKS_SHOWN)
-    work = [task for task in tasks if task.parent_id is not None] or tasks
+    # The work is the leaves: a task split into subtasks only sums them up.
+    parents = {task.parent_id for task in tasks}
+    work = [task for task in tasks if task.id not in parents]
     finished = [task for task in work if task.status in _ENDED_TASKS]
     succeeded = [task for task in finished if is_finished(task.status)]
-    now = utc_now()
-    running_since = session.started_at if session.finished_at is None else None
+    # Running time, the clock the timeout is measured on: pauses and the queue do not count.
+    ran = running_seconds(await built.sessions.history(session.id), utc_now())
     allowed = set(allowed_actions(session.status))
+    limit = session.options.timeout_seconds or built.settings.session_timeout_seconds
     context = {
         "session": session,
         "info": STATE_TABLE[session.status],
@@ -257,20 +259,18 @@ async def session_page(request: Request, session_id: str) -> HTMLResponse:
         "checkpoints": checkpoints,
         "checkpoint_total": checkpoint_total,
         "tasks": work,
-        "agents": {agent.id: agent.name for agent in await built.agents.search(AgentFilter())},
         "task_success": len(succeeded) / len(finished) if finished else None,
         "tasks_done": len(succeeded),
         "tasks_finished": len(finished),
-        "duration": (
-            (now - running_since).total_seconds() if running_since else session.duration_seconds
-        ),
-        "ticking": running_since is not None and not STATE_TABLE[session.status].terminal,
+        "duration": ran,
+        "ticking": session.status in RUNNING_STATES,
         "token_share": (
             session.tokens_used / session.options.max_tokens
             if session.options.max_tokens
             else None
         ),
-        "time_share": _time_share(session, now),
+        "time_limit": limit,
+        "time_share": ran / limit,
         "retry": await built.sessions.retried_as(session.id),
     }
     fragment = request.query_params.get("fragment")
@@ -322,14 +322,6 @@ async def _diff(built: Components, session: Session) -> dict[str, Any] | None:
 
 
 _ENDED_TASKS = {TaskStatus.COMPLETED, TaskStatus.SKIPPED, TaskStatus.FAILED, TaskStatus.CANCELLED}
-
-
-def _time_share(session: Session, now: datetime) -> float | None:
-    limit = session.options.timeout_seconds
-    if not limit or session.started_at is None:
-        return None
-    end = session.finished_at or now
-    return float((end - session.started_at).total_seconds() / limit)
 
 
 # -- agents --------------------------------------------------------------------------
