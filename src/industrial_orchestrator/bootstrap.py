@@ -16,6 +16,7 @@ from .domain.events import NewEvent
 from .services.agents import AgentService
 from .services.contexts import ContextService
 from .services.events import EventLog
+from .services.operator_tokens import OperatorTokens
 from .services.session_engine import SessionEngine
 from .services.sessions import SessionService, utc_now
 from .services.task_leases import LeasePolicy, TaskLeases
@@ -42,6 +43,7 @@ class Components:
     lock: Lock
     session_engine: SessionEngine
     trees: GitWorktrees
+    operator_tokens: OperatorTokens
 
     async def close(self) -> None:
         try:
@@ -129,6 +131,7 @@ async def build(
             trees=trees,
         ),
         trees,
+        OperatorTokens(uow, clock=clock),
     )
 
 

@@ -111,6 +111,10 @@ class Settings(BaseSettings):
         description="Signs agent tokens; random per start unless set (set it for replicas)",
     )
     access_token_expire_minutes: int = Field(30, ge=1)
+    auth_required: bool = Field(
+        False,
+        description="Ask for an operator token on loopback too (always asked on other binds)",
+    )
     allowed_hosts: str = Field("*", description="Comma-separated CORS origins")
 
     # Agents and the External Agent Protocol.

@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from .. import bootstrap
 from ..config import Settings
 from ..dashboard import pages as dashboard
+from ..dashboard import sign_in
 from ..dashboard.rendering import STATIC
 from ..engine.dispatcher import Dispatcher
 from ..engine.reaper import Reaper
@@ -25,6 +26,7 @@ from .agent_tokens import AgentTokens
 from .errors import install_error_handlers
 from .metrics import Metrics
 from .middleware import BodySizeLimit, RequestTelemetry
+from .operator_auth import OperatorAuth
 from .routers import (
     agents,
     contexts,
@@ -47,11 +49,22 @@ Control plane for autonomous AI coding agents.
 Sessions move through a 12-state lifecycle; every transition is one guarded database
 transaction with an append-only history. Errors always have the shape
 `{"error": code, "message": text, "details": ...}`.
+
+**Authentication.** Served on a non-loopback address (or with `AUTH_REQUIRED=true`), every
+route but `/health`, `/ready`, the docs and the agents' protocol needs an operator token
+(`orchestrator token create`), sent as `Authorization: Bearer orch_...`: 401 without one,
+403 when a viewer's token asks for a change. External agents use the JWT they get at
+registration, on `/api/v1/agents/external/...` only.
 """
 
 
-def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
-    """Build the app; its lifespan connects to the database (and migrates it by default)."""
+def create_app(
+    settings: Settings, *, migrate: bool = True, require_auth: bool | None = None
+) -> FastAPI:
+    """Build the app; its lifespan connects to the database (and migrates it by default).
+
+    ``require_auth``: ask every caller for an operator token (``serve`` turns it on for a
+    non-loopback bind); default ``AUTH_REQUIRED``."""
 
     metrics = Metrics()
 
@@ -149,7 +162,15 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
     app.include_router(streams.router)
     app.include_router(operations.router)
     app.include_router(dashboard.router)
+    app.include_router(sign_in.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(
+        OperatorAuth,
+        required=settings.auth_required if require_auth is None else require_auth,
+        secret_key=settings.secret_key.get_secret_value(),
+        allowed_origins=settings.allowed_origins,
+    )
+    # CORS outside authentication: a preflight carries no credential.
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.allowed_origins,
@@ -160,6 +181,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
             "Idempotency-Key",
             "If-Match",
             "X-Agent-ID",
+            "X-CSRF-Token",
         ],
     )
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)

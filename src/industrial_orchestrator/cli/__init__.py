@@ -1,6 +1,7 @@
 """The ``orchestrator`` command.
 
-``serve``, ``migrate`` and ``version`` run the server on this machine; ``session ...`` is
+``serve``, ``migrate``, ``version`` and ``token`` run the server on this machine (and
+manage its operators' tokens); ``session ...`` is
 a remote client of a running server, over its REST API and WebSocket streams only;
 ``worker`` joins a running server as an external agent that runs a command per task;
 ``demo`` runs a sample session through OpenCode with a scripted model, no API key needed.
@@ -12,6 +13,7 @@ import typer
 
 from . import demo, server_commands, worker
 from .session_commands import session_app
+from .token_commands import token_app
 
 app = typer.Typer(
     name="orchestrator",
@@ -24,6 +26,7 @@ app.command()(server_commands.serve)
 app.command()(server_commands.migrate)
 app.command()(server_commands.version)
 app.add_typer(session_app)
+app.add_typer(token_app)
 app.command("worker")(worker.worker_command)
 app.command("demo")(demo.demo_command)
 

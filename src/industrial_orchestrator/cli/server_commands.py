@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 err = Console(stderr=True, soft_wrap=True)
 
 
-def _settings() -> Settings:
+def settings_or_exit() -> Settings:
     # Imported here: pydantic-settings and SQLAlchemy would slow every ``session`` command.
     from ..config import ConfigurationError, load_settings
 
@@ -39,7 +39,7 @@ async def _migrate(settings: Settings) -> None:
         await engine.dispose()
 
 
-def _migrate_or_exit(settings: Settings) -> None:
+def migrate_or_exit(settings: Settings) -> None:
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
@@ -84,6 +84,33 @@ def _refuse_open_registration(settings: Settings, host: str) -> None:
     raise typer.Exit(2)
 
 
+def _refuse_unsafe_public_bind(settings: Settings, host: str) -> None:
+    """On an address others can reach, the browser-facing defaults are not safe."""
+    if is_loopback(host):
+        return
+    problems = []
+    if "*" in settings.allowed_origins:
+        problems.append(
+            "ALLOWED_HOSTS is '*', which lets any web site call this API from its visitors' "
+            "browsers; set it to the dashboard's own origins, e.g. "
+            "ALLOWED_HOSTS=https://orchestrator.example.com"
+        )
+    if "secret_key" not in settings.model_fields_set:
+        problems.append(
+            "SECRET_KEY is not set, so every start would sign with a new random key (agents' "
+            "tokens and the dashboard's CSRF tokens would not survive it); set SECRET_KEY to a "
+            "random secret of 32 characters or more, e.g. `python3 -c 'import secrets; "
+            "print(secrets.token_urlsafe(48))'`"
+        )
+    if problems:
+        err.print(
+            f"[bold red]error:[/] refusing to serve on {host}:\n  " + "\n  ".join(problems),
+            markup=True,
+            highlight=False,
+        )
+        raise typer.Exit(2)
+
+
 def _claim_sqlite(database: Path) -> None:
     from ..storage.sqlite_owner import AlreadyServed, claim
 
@@ -110,20 +137,29 @@ def serve(
     from ..api.app import create_app
     from ..logs import configure_logging
 
-    settings = _settings()
+    settings = settings_or_exit()
     configure_logging(settings.log_level)
     _refuse_open_registration(settings, host)
+    _refuse_unsafe_public_bind(settings, host)
     if settings.database.get_backend_name() == "sqlite" and settings.database.database:
         _claim_sqlite(Path(settings.database.database))
-    _migrate_or_exit(settings)
+    migrate_or_exit(settings)
     shown_host = f"[{host}]" if ":" in host else host
+    require_auth = settings.auth_required or not is_loopback(host)
     err.print(
         f"{settings.app_name} {__version__} serving on http://{shown_host}:{port} "
-        f"(API /api/v1, docs /docs) - database {settings.database_display}",
+        f"(dashboard /, API /api/v1, docs /docs) - database {settings.database_display}"
+        + (" - operator tokens required" if require_auth else ""),
         highlight=False,
     )
+    if require_auth and not asyncio.run(_any_operator_token(settings)):
+        err.print(
+            "note: no operator token exists yet; make one with `orchestrator token create "
+            "--name NAME --role operator` (it is shown once)",
+            highlight=False,
+        )
     uvicorn.run(
-        create_app(settings, migrate=False),
+        create_app(settings, migrate=False, require_auth=require_auth),
         host=host,
         port=port,
         log_config=None,
@@ -133,10 +169,17 @@ def serve(
     )
 
 
+async def _any_operator_token(settings: Settings) -> bool:
+    from .token_commands import token_service
+
+    async with token_service(settings) as tokens:
+        return any(token.active for token in await tokens.list())
+
+
 def migrate() -> None:
     """Bring the database schema to the newest revision."""
-    settings = _settings()
-    _migrate_or_exit(settings)
+    settings = settings_or_exit()
+    migrate_or_exit(settings)
     err.print(f"database {settings.database_display} is at the newest schema", highlight=False)
 
 

@@ -15,6 +15,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from ..domain.operator_tokens import Role
 from ..domain.session_states import STATE_TABLE, SessionState
 from .graph_layout import NODE_HEIGHT, NODE_WIDTH
 
@@ -82,6 +83,9 @@ def page(
     status_code: int = 200,
 ) -> HTMLResponse:
     """The whole page, or only the region named by ``?fragment=``."""
+    operator = getattr(request.state, "operator", None)
+    # Without authentication everyone may act; with it, operators may and viewers may not.
+    context.setdefault("may_act", operator is None or operator.role == Role.OPERATOR)
     fragment = request.query_params.get("fragment")
     if fragment is not None:
         if fragment not in regions:

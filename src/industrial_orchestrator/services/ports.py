@@ -19,6 +19,7 @@ from ..domain.checkpoint import Checkpoint
 from ..domain.context_conflicts import ConflictRecord, ConflictStatus
 from ..domain.contexts import Context, ContextScope
 from ..domain.events import Event, EventType, NewEvent
+from ..domain.operator_tokens import OperatorToken
 from ..domain.priorities import Priority
 from ..domain.session import Session, Transition, WorktreeBinding
 from ..domain.session_states import SessionState
@@ -295,6 +296,21 @@ class AgentRepository(Protocol):
         """Agents not OFFLINE."""
 
 
+class OperatorTokenRepository(Protocol):
+    async def add(self, token: OperatorToken) -> None:
+        """Raises ``DuplicateKeyError`` when the name is taken."""
+
+    async def by_digest(self, digest: str) -> OperatorToken | None: ...
+
+    async def by_name(self, name: str) -> OperatorToken | None: ...
+
+    async def all(self) -> list[OperatorToken]:
+        """Every token, revoked ones too, oldest first."""
+
+    async def revoke(self, name: str, at: datetime) -> bool:
+        """False when no active token has that name."""
+
+
 class DuplicateKeyError(Exception):
     """A uniqueness constraint refused the write (raised by repositories)."""
 
@@ -320,6 +336,9 @@ class UnitOfWork(Protocol):
 
     @property
     def attempts(self) -> AttemptRepository: ...
+
+    @property
+    def operator_tokens(self) -> OperatorTokenRepository: ...
 
     async def __aenter__(self) -> Self: ...
 

@@ -245,3 +245,14 @@ agents = sa.Table(
     sa.Column("metadata", Json, nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
 )
+
+operator_tokens = sa.Table(
+    "operator_tokens",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("revoked_at", Timestamp),
+)

@@ -18,6 +18,7 @@ from .checkpoint_repository import SqlCheckpointRepository
 from .context_repository import SqlContextRepository
 from .database import WRITE_OPTION, is_sqlite
 from .event_repository import SqlEventRepository
+from .operator_token_repository import SqlOperatorTokenRepository
 from .session_repository import SqlSessionRepository
 from .task_repository import SqlTaskRepository
 
@@ -36,6 +37,7 @@ class SqlUnitOfWork:
     contexts: SqlContextRepository
     agents: SqlAgentRepository
     attempts: SqlAttemptRepository
+    operator_tokens: SqlOperatorTokenRepository
 
     def __init__(
         self,
@@ -79,6 +81,7 @@ class SqlUnitOfWork:
         self.contexts = SqlContextRepository(connection)
         self.agents = SqlAgentRepository(connection)
         self.attempts = SqlAttemptRepository(connection)
+        self.operator_tokens = SqlOperatorTokenRepository(connection)
         return self
 
     async def __aexit__(

@@ -51,6 +51,9 @@
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(payload);
     }
+    // Signed in with the dashboard's cookie, a change carries the page's CSRF token.
+    const csrf = document.querySelector('meta[name="csrf-token"]');
+    if (csrf && method !== "GET") init.headers["X-CSRF-Token"] = csrf.content;
     let response;
     try {
       response = await fetch(path, init);

@@ -1,0 +1,186 @@
+"""Who may use the API, the dashboard and the live streams.
+
+When authentication is on (a non-loopback bind, or ``AUTH_REQUIRED=true``) every request
+but the open ones below carries an operator token: ``Authorization: Bearer orch_...``
+(scripts, CI) or the dashboard's cookie, set by signing in at ``/login``. A viewer's token
+reads; only an operator's changes anything (403 otherwise). A change made with the cookie
+must also carry the page's CSRF token (``X-CSRF-Token``), which another site cannot know.
+Agents' EAP tokens are for ``/api/v1/agents/external`` only, and operator tokens are not
+accepted there.
+
+Whether or not authentication is on, a WebSocket opened by a web page from another origin
+is refused: a page on any site could otherwise read the event stream from the operator's
+browser.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import structlog
+from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..domain.operator_tokens import COOKIE_NAME, OperatorToken, csrf_token, same_token
+from ..services.operator_tokens import OperatorTokens
+
+log = structlog.get_logger("industrial_orchestrator.api.auth")
+
+CSRF_HEADER = "x-csrf-token"
+# Open to anyone: liveness, the API reference, the sign-in page and what it is drawn with,
+# and the agents' own protocol (which checks agents' tokens itself).
+OPEN_PATHS = frozenset(
+    {"/health", "/ready", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+)
+OPEN_PREFIXES = (
+    "/static/",
+    "/login",
+    "/logout",
+    "/dashboard/states.css",
+    "/api/v1/agents/external/",
+)
+
+
+def is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+
+
+def wants_page(path: str) -> bool:
+    """A dashboard page, which a browser should be sent to sign in for, not a 401."""
+    return not path.startswith(("/api/", "/ws", "/metrics"))
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str]) -> bool:
+    """A browser's Origin is acceptable when it is this server itself, or listed."""
+    if origin is None:
+        return True  # not a browser: nothing to forge
+    if origin in {o for o in allowed if o != "*"}:
+        return True
+    return host is not None and urlsplit(origin).netloc == host
+
+
+class OperatorAuth:
+    """ASGI middleware: puts the caller's token in ``scope["state"]["operator"]``, or
+    refuses the request."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        required: bool,
+        secret_key: str,
+        allowed_origins: list[str],
+    ) -> None:
+        self.app = app
+        self.required = required
+        self.secret_key = secret_key
+        self.allowed_origins = allowed_origins
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        path: str = scope["path"]
+        if scope["type"] == "websocket" and not origin_allowed(
+            headers.get("origin"), headers.get("host"), self.allowed_origins
+        ):
+            log.warning("ws_foreign_origin", path=path, origin=headers.get("origin"))
+            await _refuse_websocket(receive, send)
+            return
+        scope.setdefault("state", {})
+        scope["state"]["operator"] = None
+        scope["state"]["csrf"] = None
+        if not self.required or is_open(path):
+            await self.app(scope, receive, send)
+            return
+        token, secret, by_cookie = await self._caller(scope, headers)
+        if token is None:
+            if scope["type"] == "websocket":
+                await _refuse_websocket(receive, send)
+            elif wants_page(path) and scope["method"] in ("GET", "HEAD"):
+                query = scope["query_string"].decode()
+                target = path + (f"?{query}" if query else "")
+                await _redirect(send, "/login?next=" + quote(target, safe=""))
+            else:
+                await _error(
+                    send,
+                    401,
+                    "unauthorized",
+                    "An operator token is required: send `Authorization: Bearer orch_...` "
+                    "(made with `orchestrator token create`), or sign in at /login",
+                )
+            return
+        method = scope.get("method", "GET")
+        if not token.may(method):
+            await _error(
+                send,
+                403,
+                "forbidden",
+                f"The token {token.name!r} is a viewer's: it reads, and cannot change anything",
+            )
+            return
+        assert secret is not None
+        expected = csrf_token(self.secret_key, secret)
+        if by_cookie and scope["type"] == "http" and method not in ("GET", "HEAD", "OPTIONS"):
+            given = headers.get(CSRF_HEADER, "")
+            if not same_token(expected, given):
+                await _error(
+                    send,
+                    403,
+                    "csrf_failed",
+                    "A change made with the dashboard's sign-in must carry its CSRF token "
+                    "(X-CSRF-Token); reload the page",
+                )
+                return
+        scope["state"]["operator"] = token
+        scope["state"]["csrf"] = expected if by_cookie else None
+        await self.app(scope, receive, send)
+
+    async def _caller(
+        self, scope: Scope, headers: Headers
+    ) -> tuple[OperatorToken | None, str | None, bool]:
+        tokens: OperatorTokens = scope["app"].state.components.operator_tokens
+        authorization = headers.get("authorization", "")
+        scheme, _, credential = authorization.partition(" ")
+        if scheme.lower() == "bearer" and credential.strip():
+            secret = credential.strip()
+            return await tokens.authenticate(secret), secret, False
+        cookie = cookie_parser(headers.get("cookie", "")).get(COOKIE_NAME)
+        if cookie:
+            return await tokens.authenticate(cookie), cookie, True
+        return None, None, False
+
+
+async def _error(send: Send, status: int, code: str, message: str) -> None:
+    body = json.dumps({"error": code, "message": message, "details": None}).encode()
+    response_headers: list[tuple[bytes, bytes]] = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if status == 401:
+        response_headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": status, "headers": response_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _redirect(send: Send, location: str) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 303,
+            "headers": [(b"location", location.encode()), (b"content-length", b"0")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _refuse_websocket(receive: Receive, send: Send) -> None:
+    """Closing before accepting answers the handshake with 403."""
+    message: Any = await receive()
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.close", "code": 1008})
