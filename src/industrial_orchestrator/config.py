@@ -115,6 +115,14 @@ class Settings(BaseSettings):
         False,
         description="Ask for an operator token on loopback too (always asked on other binds)",
     )
+    rate_limit_per_minute: int = Field(
+        600, ge=0, le=1_000_000, description="Changes per operator token per minute; 0: no limit"
+    )
+    trusted_hosts: str = Field(
+        "",
+        description="Comma-separated extra Host names the server answers to (besides "
+        "loopback names, the bound address and ALLOWED_HOSTS' hosts); '*' for any",
+    )
     allowed_hosts: str = Field("*", description="Comma-separated CORS origins")
 
     # Agents and the External Agent Protocol.

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from .. import bootstrap
@@ -27,6 +28,7 @@ from .errors import install_error_handlers
 from .metrics import Metrics
 from .middleware import BodySizeLimit, RequestTelemetry
 from .operator_auth import OperatorAuth
+from .rate_limits import RateLimit
 from .routers import (
     agents,
     contexts,
@@ -59,12 +61,18 @@ registration, on `/api/v1/agents/external/...` only.
 
 
 def create_app(
-    settings: Settings, *, migrate: bool = True, require_auth: bool | None = None
+    settings: Settings,
+    *,
+    migrate: bool = True,
+    require_auth: bool | None = None,
+    trusted_hosts: list[str] | None = None,
 ) -> FastAPI:
     """Build the app; its lifespan connects to the database (and migrates it by default).
 
     ``require_auth``: ask every caller for an operator token (``serve`` turns it on for a
-    non-loopback bind); default ``AUTH_REQUIRED``."""
+    non-loopback bind); default ``AUTH_REQUIRED``. ``trusted_hosts``: answer only requests
+    whose ``Host`` is one of these (400 otherwise), which defeats DNS rebinding; ``serve``
+    always passes them, None (tests) checks nothing."""
 
     metrics = Metrics()
 
@@ -164,6 +172,8 @@ def create_app(
     app.include_router(dashboard.router)
     app.include_router(sign_in.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    # Inside authentication: it counts per identified operator token.
+    app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
     app.add_middleware(
         OperatorAuth,
         required=settings.auth_required if require_auth is None else require_auth,
@@ -186,4 +196,6 @@ def create_app(
     )
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(RequestTelemetry, metrics=app.state.metrics)
+    if trusted_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=trusted_hosts)
     return app

@@ -70,6 +70,24 @@ def is_loopback(host: str) -> bool:
         return False  # a name that may resolve anywhere
 
 
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def trusted_hosts_for(settings: Settings, host: str) -> list[str]:
+    """The ``Host`` names the server answers to: loopback names, the bound address, the
+    hosts of ``ALLOWED_HOSTS`` origins and ``TRUSTED_HOSTS`` (which may be ``*``)."""
+    from urllib.parse import urlsplit
+
+    extra = [name.strip() for name in settings.trusted_hosts.split(",") if name.strip()]
+    if "*" in extra:
+        return ["*"]
+    origins = [
+        urlsplit(origin).hostname or "" for origin in settings.allowed_origins if origin != "*"
+    ]
+    names = [*LOOPBACK_NAMES, host.strip("[]"), *origins, *extra]
+    return list(dict.fromkeys(name for name in names if name))
+
+
 def _refuse_open_registration(settings: Settings, host: str) -> None:
     """On an address others can reach, a stranger must not be able to join as an agent."""
     if is_loopback(host) or settings.agent_registration_token is not None:
@@ -159,7 +177,12 @@ def serve(
             highlight=False,
         )
     uvicorn.run(
-        create_app(settings, migrate=False, require_auth=require_auth),
+        create_app(
+            settings,
+            migrate=False,
+            require_auth=require_auth,
+            trusted_hosts=trusted_hosts_for(settings, host),
+        ),
         host=host,
         port=port,
         log_config=None,
