@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run demo test lint typecheck pytest services browser bench clean
+.PHONY: run demo test lint typecheck pytest services browser bench reliability-report clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,10 @@ bench: $(VENV)/.dev services $(OPENCODE)
 	$(BIN)/python bench/eap_claims.py
 	$(BIN)/python bench/engine_sessions.py
 	$(BIN)/python bench/opencode_overhead.py
+
+# Runs tests/reliability and tests/security and writes their figures to docs/reliability.md.
+reliability-report: $(VENV)/.dev services browser $(OPENCODE)
+	$(BIN)/python bench/reliability_report.py
 
 clean:
 	rm -rf $(VENV) .opencode .orchestrator .pytest_cache .mypy_cache .ruff_cache

@@ -10,10 +10,10 @@ import pytest
 
 from ..api.helpers import API, create, history
 
-CLIENTS = 20
+CLIENTS = 50
 
 
-async def test_twenty_requests_on_one_version_have_exactly_one_winner(client):
+async def test_fifty_requests_on_one_version_have_exactly_one_winner(client):
     session = await create(client, auto_start=True)
     url = f"{API}/sessions/{session['id']}/pause"
     responses = await asyncio.gather(
@@ -30,7 +30,7 @@ async def test_twenty_requests_on_one_version_have_exactly_one_winner(client):
     assert rows[-1]["to_state"] == "PAUSED"
 
 
-async def test_twenty_racing_clients_one_winner_per_version_and_no_gap(client):
+async def test_fifty_racing_writers_one_winner_per_version_and_no_gap(client):
     session = await create(client, auto_start=True)
     sid = session["id"]
     wins: list[int] = []
@@ -61,6 +61,10 @@ async def test_twenty_racing_clients_one_winner_per_version_and_no_gap(client):
     for before, after in itertools.pairwise(rows):
         assert after["from_state"] == before["to_state"]
     assert conflicts > 0
+    print(
+        f"\n[racing writers] {CLIENTS} writers, {len(wins) + conflicts} guarded transitions "
+        f"asked: {len(wins)} won (one per version, none twice), {conflicts} refused with 409"
+    )
 
 
 async def test_unguarded_racing_verbs_keep_the_history_consistent(client):

@@ -1,0 +1,63 @@
+"""Regenerate the figures of docs/reliability.md from a real run of the fault and attack
+suites on this machine (``make reliability-report``).
+
+It runs ``tests/reliability`` and ``tests/security`` (PostgreSQL and Redis must be up, as
+for ``make test``), collects every figure line the tests print (``[name] text``), and
+rewrites the table between the ``figures`` markers of docs/reliability.md with them, the
+date and the machine. A failing test is reported and nothing is written.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "reliability.md"
+START, END = "<!-- figures:start -->", "<!-- figures:end -->"
+FIGURE = re.compile(r"^\[(?P<name>[^\]]+)\] (?P<text>.+)$")
+SUITES = ["tests/reliability", "tests/security"]
+
+
+def main() -> int:
+    command = [sys.executable, "-m", "pytest", *SUITES, "-q", "-s", "-p", "no:cacheprovider"]
+    print("running:", " ".join(command), flush=True)
+    run = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "CI": "true"}
+    )
+    figures = [m for line in run.stdout.splitlines() if (m := FIGURE.match(line.strip()))]
+    summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else "no output"
+    if run.returncode != 0:
+        print(run.stdout[-4000:], run.stderr[-2000:], sep="\n")
+        print(f"the suites failed ({summary}); docs/reliability.md is left as it was")
+        return 1
+    rows = [f"| {m['name']} | {m['text'].replace('|', '/')} |" for m in figures]
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    cores = os.cpu_count()
+    table = "\n".join(
+        [
+            START,
+            f"Run of {stamp} on {platform.system()} {platform.machine()}, {cores} cores, "
+            f"Python {platform.python_version()}: {summary}.",
+            "",
+            "| suite | figures |",
+            "|:--|:--|",
+            *rows,
+            END,
+        ]
+    )
+    text = DOC.read_text()
+    before, _, rest = text.partition(START)
+    _, _, after = rest.partition(END)
+    DOC.write_text(before + table + after)
+    print(f"{len(rows)} figures written to {DOC.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
