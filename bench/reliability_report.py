@@ -21,22 +21,32 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "reliability.md"
 START, END = "<!-- figures:start -->", "<!-- figures:end -->"
 FIGURE = re.compile(r"^\[(?P<name>[^\]]+)\] (?P<text>.+)$")
+TEST_ID = re.compile(r"^tests/\S+::\S+?(?:\[(?P<param>[^\]]+)\])?(?:\s|$)")
 SUITES = ["tests/reliability", "tests/security"]
 
 
 def main() -> int:
-    command = [sys.executable, "-m", "pytest", *SUITES, "-q", "-s", "-p", "no:cacheprovider"]
+    command = [sys.executable, "-m", "pytest", *SUITES, "-v", "-s", "-p", "no:cacheprovider"]
     print("running:", " ".join(command), flush=True)
     run = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "CI": "true"}
     )
-    figures = [m for line in run.stdout.splitlines() if (m := FIGURE.match(line.strip()))]
-    summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else "no output"
+    figures: list[tuple[str, str]] = []
+    param: str | None = None
+    for line in run.stdout.splitlines():
+        if test := TEST_ID.match(line):
+            param = test["param"]  # the backend, for a test run on several
+        elif figure := FIGURE.match(line.strip()):
+            name = figure["name"]
+            if param and param not in name:
+                name = f"{name} ({param})"
+            figures.append((name, figure["text"]))
+    summary = run.stdout.strip().splitlines()[-1].strip("= ") if run.stdout.strip() else "-"
     if run.returncode != 0:
         print(run.stdout[-4000:], run.stderr[-2000:], sep="\n")
         print(f"the suites failed ({summary}); docs/reliability.md is left as it was")
         return 1
-    rows = [f"| {m['name']} | {m['text'].replace('|', '/')} |" for m in figures]
+    rows = [f"| {name} | {text.replace('|', '/')} |" for name, text in figures]
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     cores = os.cpu_count()
     table = "\n".join(
