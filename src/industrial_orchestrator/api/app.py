@@ -27,6 +27,7 @@ from .agent_tokens import AgentTokens
 from .errors import install_error_handlers
 from .metrics import Metrics
 from .middleware import BodySizeLimit, RequestTelemetry
+from .openapi_security import document_operator_auth
 from .operator_auth import OperatorAuth
 from .rate_limits import RateLimit
 from .routers import (
@@ -160,6 +161,7 @@ def create_app(
         clock=utc_now,
     )
     install_error_handlers(app)
+    document_operator_auth(app)
     app.include_router(sessions.router)
     app.include_router(session_work.router)
     app.include_router(tasks.router)

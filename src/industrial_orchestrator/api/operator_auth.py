@@ -36,13 +36,8 @@ CSRF_HEADER = "x-csrf-token"
 OPEN_PATHS = frozenset(
     {"/health", "/ready", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 )
-OPEN_PREFIXES = (
-    "/static/",
-    "/login",
-    "/logout",
-    "/dashboard/states.css",
-    "/api/v1/agents/external/",
-)
+EAP_PREFIX = "/api/v1/agents/external/"
+OPEN_PREFIXES = ("/static/", "/login", "/logout", "/dashboard/states.css", EAP_PREFIX)
 
 
 def is_open(path: str) -> bool:

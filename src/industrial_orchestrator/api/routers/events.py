@@ -8,13 +8,15 @@ from fastapi import APIRouter, Query, status
 
 from ...domain.events import EventType
 from ..dependencies import Events
-from ..paths import API_PREFIX, SessionId
+from ..paths import API_PREFIX, MAX_CURSOR, SessionId
 from ..schemas.common import error_responses
 from ..schemas.events import EventPage, EventRead, LogAppend, LogAppended, check_log_size
 
 router = APIRouter(prefix=API_PREFIX, tags=["events"])
 
-Since = Annotated[int, Query(ge=0, description="Return only events after this point")]
+Since = Annotated[
+    int, Query(ge=0, le=MAX_CURSOR, description="Return only events after this point")
+]
 Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many events")]
 EventTypes = Annotated[
     list[EventType] | None,

@@ -38,6 +38,7 @@ from ...domain.errors import OrchestratorError
 from ...domain.events import Event
 from ...services.event_feed import EventFeed, Nudge, Subscription
 from ..metrics import Metrics
+from ..paths import MAX_CURSOR
 from ..schemas.events import wire_text
 
 log = structlog.get_logger("industrial_orchestrator.api.streams")
@@ -52,7 +53,7 @@ CLOSE_WAIT_SECONDS = 30.0
 PING = '{"type":"ping"}'
 PONG = '{"type":"pong"}'
 
-Since = Annotated[int | None, Query(ge=0)]
+Since = Annotated[int | None, Query(ge=0, le=MAX_CURSOR)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +209,7 @@ class _Stream:
         if message.get("type") == "ping":
             return PONG
         since = message.get("since")
-        if "since" in message and isinstance(since, int) and since >= 0:
+        if "since" in message and isinstance(since, int) and 0 <= since <= MAX_CURSOR:
             self.rewind = since
             self.subscription.nudge()
             return None
