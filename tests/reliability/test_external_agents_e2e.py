@@ -352,3 +352,50 @@ def test_a_zombie_result_is_refused_after_the_task_moved_on(database: str, tmp_p
         f"\nEAP zombie: handed on to {healthy.name} after {handed_on:.2f}s; "
         f"{zombie.name} refused with 409 after its {stall:g}s stall; {seconds:.2f}s in all"
     )
+
+
+def test_a_frozen_agent_thawed_after_its_lease_is_refused_and_the_task_done_once(
+    database: str, tmp_path: Path
+):
+    """SIGSTOP: the agent process is frozen mid-task (no heartbeat, no thread runs) past
+    its lease; SIGCONT: it wakes up believing it still holds the task. Every late call it
+    makes is refused, and the task is recorded once, by the agent that took it over."""
+    fast = {"TASK_LEASE_SECONDS": "1", "AGENT_HEARTBEAT_SECONDS": "0.3", "REAPER_SECONDS": "0.2"}
+    with server_for(database, tmp_path, **fast) as server:
+        server.start()
+        with Fleet(server.base_url, tmp_path / "agents") as fleet, server.client() as http:
+            [task] = create_tasks(http, 1, "frozen task")
+            make_ready(http, [task])
+            frozen = fleet.start("AGENT-FROZEN", "--work-seconds", "1.5", "--max-tasks", "1")
+            frozen_id = frozen.agent_id
+            taken = frozen.wait_for("task", 15)
+            assert (taken["task_id"], taken["attempt"]) == (task["id"], 1)
+            frozen.process.send_signal(signal.SIGSTOP)
+            stopped_at = time.monotonic()
+            try:
+                healthy = fleet.start("AGENT-THAWED-OUT", "--work-seconds", "0.05")
+                done = healthy.wait_for("done", 15)
+                assert (done["task_id"], done["attempt"]) == (task["id"], 2)
+                handed_on = time.monotonic() - stopped_at
+            finally:
+                frozen.process.send_signal(signal.SIGCONT)
+            assert frozen.process.wait(20) == 0, frozen.output
+            refused = frozen.wait_for("lease_lost", 1)
+            final = _ok(http.get(f"{API}/tasks/{task['id']}"))
+            attempts = _ok(http.get(f"{API}/tasks/{task['id']}/attempts"))
+            artifacts = _ok(http.get(f"{API}/tasks/{task['id']}/artifacts"))
+
+    assert (refused["task_id"], refused["attempt"], refused["status_code"]) == (task["id"], 1, 409)
+    assert not frozen.events("done")
+    assert (final["status"], final["attempt"]) == ("COMPLETED", 2)
+    assert [(t["attempt"], t["agent_id"], t["outcome"]) for t in attempts] == [
+        (1, frozen_id, "expired"),
+        (2, healthy.agent_id, "completed"),
+    ]
+    assert [s["attempt"] for s in artifacts] == [2]
+    assert server_errors(server) == []
+    print(
+        f"\n[frozen agent] SIGSTOPped holding attempt 1; attempt 2 done by another agent "
+        f"{handed_on:.2f} s later; after SIGCONT its late result was refused with 409; "
+        f"task recorded once"
+    )
