@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .errors import error_json
 from .metrics import Metrics
 
 log = structlog.get_logger("industrial_orchestrator.api.requests")
@@ -28,7 +28,7 @@ class BodySizeLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+            await self._refuse(scope, receive, send)
             return
         seen = 0
         started = False
@@ -52,27 +52,16 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await self._refuse(send)
+                await self._refuse(scope, receive, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "error": "payload_too_large",
-                "message": f"Request body exceeds the limit of {self.max_bytes} bytes",
-                "details": {"limit": self.max_bytes},
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = error_json(
+            413,
+            "payload_too_large",
+            f"Request body exceeds the limit of {self.max_bytes} bytes",
+            {"limit": self.max_bytes},
         )
-        await send({"type": "http.response.body", "body": body})
+        await refusal(scope, receive, send)
 
 
 class _TooLarge(Exception):

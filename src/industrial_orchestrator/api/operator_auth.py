@@ -15,7 +15,6 @@ browser.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -23,10 +22,12 @@ from urllib.parse import quote, urlsplit
 import structlog
 from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
+from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..domain.operator_tokens import COOKIE_NAME, OperatorToken, csrf_token, same_token
 from ..services.operator_tokens import OperatorTokens
+from .errors import error_json
 
 log = structlog.get_logger("industrial_orchestrator.api.auth")
 
@@ -100,37 +101,37 @@ class OperatorAuth:
             elif wants_page(path) and scope["method"] in ("GET", "HEAD"):
                 query = scope["query_string"].decode()
                 target = path + (f"?{query}" if query else "")
-                await _redirect(send, "/login?next=" + quote(target, safe=""))
+                login = "/login?next=" + quote(target, safe="")
+                await RedirectResponse(login, status_code=303)(scope, receive, send)
             else:
-                await _error(
-                    send,
+                refusal = error_json(
                     401,
                     "unauthorized",
                     "An operator token is required: send `Authorization: Bearer orch_...` "
                     "(made with `orchestrator token create`), or sign in at /login",
                 )
+                refusal.headers["WWW-Authenticate"] = "Bearer"
+                await refusal(scope, receive, send)
             return
         method = scope.get("method", "GET")
         if not token.may(method):
-            await _error(
-                send,
+            await error_json(
                 403,
                 "forbidden",
                 f"The token {token.name!r} is a viewer's: it reads, and cannot change anything",
-            )
+            )(scope, receive, send)
             return
         assert secret is not None
         expected = csrf_token(self.secret_key, secret)
         if by_cookie and scope["type"] == "http" and method not in ("GET", "HEAD", "OPTIONS"):
             given = headers.get(CSRF_HEADER, "")
             if not same_token(expected, given):
-                await _error(
-                    send,
+                await error_json(
                     403,
                     "csrf_failed",
                     "A change made with the dashboard's sign-in must carry its CSRF token "
                     "(X-CSRF-Token); reload the page",
-                )
+                )(scope, receive, send)
                 return
         scope["state"]["operator"] = token
         scope["state"]["csrf"] = expected if by_cookie else None
@@ -149,29 +150,6 @@ class OperatorAuth:
         if cookie:
             return await tokens.authenticate(cookie), cookie, True
         return None, None, False
-
-
-async def _error(send: Send, status: int, code: str, message: str) -> None:
-    body = json.dumps({"error": code, "message": message, "details": None}).encode()
-    response_headers: list[tuple[bytes, bytes]] = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    if status == 401:
-        response_headers.append((b"www-authenticate", b"Bearer"))
-    await send({"type": "http.response.start", "status": status, "headers": response_headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _redirect(send: Send, location: str) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 303,
-            "headers": [(b"location", location.encode()), (b"content-length", b"0")],
-        }
-    )
-    await send({"type": "http.response.body", "body": b""})
 
 
 async def _refuse_websocket(receive: Receive, send: Send) -> None:

@@ -9,7 +9,6 @@ are agents' protocol calls (their leases already pace them). Over the limit: 429
 
 from __future__ import annotations
 
-import json
 import math
 import time
 
@@ -19,6 +18,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..domain.operator_tokens import READ_METHODS, OperatorToken
+from .errors import error_json
 
 
 class RateLimit:
@@ -43,23 +43,12 @@ class RateLimit:
             return
         stats = await self.limiter.get_window_stats(self.item, key)
         wait = max(1, math.ceil(stats.reset_time - time.time()))
-        body = json.dumps(
-            {
-                "error": "rate_limited",
-                "message": f"The token {operator.name!r} made more than "
-                f"{self.item.amount} changes in a minute; retry in {wait} s",
-                "details": {"limit_per_minute": self.item.amount, "retry_after_seconds": wait},
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 429,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", str(wait).encode()),
-                ],
-            }
+        refusal = error_json(
+            429,
+            "rate_limited",
+            f"The token {operator.name!r} made more than {self.item.amount} changes in a "
+            f"minute; retry in {wait} s",
+            {"limit_per_minute": self.item.amount, "retry_after_seconds": wait},
         )
-        await send({"type": "http.response.body", "body": body})
+        refusal.headers["Retry-After"] = str(wait)
+        await refusal(scope, receive, send)
