@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from ..backends import REDIS_HOST, postgres_url_for, require_redis, temporary_postgres_database
 from ..server_process import ServerProcess
+from .test_engine_e2e import backend_env
+
+__all__ = ["backend_env"]  # the fixture: SQLite, or PostgreSQL + Redis
 
 pytestmark = pytest.mark.slow
 
@@ -27,24 +28,10 @@ CLIENTS = 8
 KILLS = 5
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
-    if request.param == "sqlite":
-        yield {"ORCHESTRATOR_HOME": str(tmp_path / "home")}
-        return
-    require_redis()
-    with temporary_postgres_database("io_crash") as name:
-        yield {
-            "DATABASE_URL": postgres_url_for(name),
-            "REDIS_HOST": REDIS_HOST,
-            "REDIS_PREFIX": f"test-crash-{name}",
-        }
-
-
 def test_sigkills_during_creation_lose_and_duplicate_nothing(
-    database_env: dict[str, str], tmp_path: Path
+    backend_env: dict[str, str], tmp_path: Path
 ) -> None:
-    env = {**database_env, "LOG_LEVEL": "WARNING", "ORCHESTRATOR_HOME": str(tmp_path / "home")}
+    env = {**backend_env, "LOG_LEVEL": "WARNING", "ORCHESTRATOR_HOME": str(tmp_path / "home")}
     acknowledged: dict[str, str] = {}
     lock = threading.Lock()
     failures: list[str] = []

@@ -14,7 +14,6 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import hypothesis
 import pytest
@@ -29,7 +28,7 @@ from industrial_orchestrator.services.sessions import utc_now
 from industrial_orchestrator.storage.database import create_engine
 from industrial_orchestrator.storage.migrate import upgrade_to_head
 from industrial_orchestrator.storage.unit_of_work import SqlUnitOfWorkFactory
-from tests.api.test_fuzz import CHECKS, SEED, error_shape
+from tests.api.test_fuzz import CHECKS, SEED, CheckedWorkflow, error_shape
 
 MAX_EXAMPLES = 12
 STATEFUL_SCENARIOS = 20
@@ -131,22 +130,10 @@ def test_api_with_credentials(case: schemathesis.Case) -> None:
     case.call_and_validate(additional_checks=[error_shape])
 
 
-class SignedWorkflow(schema.as_state_machine()):  # type: ignore[misc]
+class SignedWorkflow(CheckedWorkflow, schema.as_state_machine()):  # type: ignore[misc]
     def before_call(self, case: schemathesis.Case) -> None:
-        for name in ("If-Match", "Idempotency-Key"):
-            case.headers.pop(name, None)
+        super().before_call(case)
         _sign(case)
-
-    def validate_response(
-        self,
-        response: schemathesis.Response,
-        case: schemathesis.Case,
-        additional_checks: list[Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().validate_response(
-            response, case, additional_checks=[*(additional_checks or []), error_shape], **kwargs
-        )
 
 
 TestSignedStateful = SignedWorkflow.TestCase

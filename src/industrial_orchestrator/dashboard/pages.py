@@ -37,7 +37,7 @@ from ..services.agents import AgentFilter
 from ..services.ports import SessionQuery
 from ..services.sessions import utc_now
 from .graph_layout import layout
-from .rendering import page, templates
+from .rendering import page
 
 router = APIRouter(include_in_schema=False)
 
@@ -48,6 +48,7 @@ PAGE_SIZE = 20
 RECENT_ACTIVITY = 15
 CHECKPOINTS_SHOWN = 50
 TASKS_SHOWN = 500
+PLANNED_SHOWN = 50
 MAX_DIFF_BYTES = 256 * 1024
 # The verbs the session header offers, in the guide's order.
 HEADER_VERBS = ("start", "pause", "resume", "stop", "retry", "cancel")
@@ -370,19 +371,17 @@ async def tasks_page(
 ) -> HTMLResponse:
     """The plan of one session (``?session=``; default: the newest session with one)."""
     built = _components(request)
-    recent, _ = await built.sessions.search(SessionQuery(limit=50))
-    planned: list[tuple[Any, Task]] = []
-    for candidate in recent:
-        root = await _root_of(built, candidate.id)
-        if root is not None:
-            planned.append((candidate, root))
-    chosen = next((pair for pair in planned if str(pair[0].id) == session), None)
-    if chosen is None and session:
+    chosen: tuple[Session, Task] | None = None
+    if session:
         found = await _lookup(session, built.sessions.get)
         if found is None:
             return _missing(request, f"session {session!r}")
         root = await _root_of(built, found.id)
         chosen = (found, root) if root is not None else None
+    # The list of sessions to choose from is drawn with the whole page, not with each
+    # refresh of its plan (which only needs the default choice, when none was made).
+    refresh = request.query_params.get("fragment") is not None
+    planned = await _planned(built, first_only=refresh and not session)
     if chosen is None and not session and planned:
         chosen = planned[0]
     context: dict[str, Any] = {"planned": planned, "chosen": chosen[0] if chosen else None}
@@ -404,6 +403,7 @@ async def task_page(request: Request, task_id: str) -> HTMLResponse:
         "session": await built.sessions.get(task.session_id) if task.session_id else None,
         "attempts": await built.leases.attempts(task.id),
         "artifacts": await built.leases.artifacts(task.id),
+        "agents": {agent.id: agent.name for agent in await built.agents.search(AgentFilter())},
     }
     context.update(await _plan_context(built, root.id, focus=task.id))
     return page(
@@ -412,6 +412,19 @@ async def task_page(request: Request, task_id: str) -> HTMLResponse:
         context,
         regions={"plan": "task_plan.html", "detail": "task_detail.html"},
     )
+
+
+async def _planned(built: Components, *, first_only: bool) -> list[tuple[Session, Task]]:
+    """The newest sessions that have a plan, newest first, with their plan roots."""
+    recent, _ = await built.sessions.search(SessionQuery(limit=PLANNED_SHOWN))
+    planned: list[tuple[Session, Task]] = []
+    for candidate in recent:
+        root = await _root_of(built, candidate.id)
+        if root is not None:
+            planned.append((candidate, root))
+            if first_only:
+                break
+    return planned
 
 
 async def _root_of(built: Components, session_id: UUID) -> Task | None:
@@ -439,8 +452,5 @@ async def _plan_context(built: Components, root_id: UUID, *, focus: UUID | None)
         "critical": set(graph.critical.path),
         "blocked": graph.blocked,
         "focus": focus,
-        "agents": {agent.id: agent.name for agent in await built.agents.search(AgentFilter())},
     }
 
-
-__all__ = ["router", "templates"]
