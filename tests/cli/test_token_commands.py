@@ -120,6 +120,22 @@ def test_a_server_on_a_public_address_asks_every_caller_for_a_token(
             assert http.post("/sessions", json=body, headers=ops).status_code == 201
             assert http.get("/sessions", headers=wall).json()["total"] == 1
             assert http.post("/sessions", json=body, headers=wall).status_code == 403
+            # The session commands send ORCHESTRATOR_TOKEN.
+            url = f"http://127.0.0.1:{server.port}"
+            listed = run_cli(
+                "session",
+                "list",
+                "--json",
+                "--url",
+                url,
+                env={**cli_env, "ORCHESTRATOR_TOKEN": operator.stdout.strip()},
+                cwd=workdir,
+            )
+            assert listed.returncode == 0, listed.stderr
+            assert json.loads(listed.stdout)["total"] == 1
+            bare = run_cli("session", "list", "--url", url, env=cli_env, cwd=workdir)
+            assert bare.returncode == 1
+            assert "ORCHESTRATOR_TOKEN" in _flat(bare.stderr)
             run_cli("token", "revoke", "ops", env=cli_env, cwd=workdir)
             assert http.get("/sessions", headers=ops).status_code == 401  # at once
             page = http.get(f"http://127.0.0.1:{server.port}/", follow_redirects=False)

@@ -7,6 +7,7 @@ Every call returns the decoded JSON together with the exact text the server sent
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ API_PREFIX = "/api/v1"
 DEFAULT_URL = "http://127.0.0.1:8000"
 TIMEOUT_SECONDS = 10.0
 MAX_PAGE_SIZE = 100  # the API's limit on page_size
+TOKEN_VARIABLE = "ORCHESTRATOR_TOKEN"
 
 Json = dict[str, Any]
 
@@ -50,6 +52,13 @@ def websocket_url(url: str, path: str) -> str:
     return f"{'wss' if scheme == 'https' else 'ws'}://{rest}{path}"
 
 
+def operator_headers() -> dict[str, str]:
+    """The operator token of ``ORCHESTRATOR_TOKEN`` as a bearer header, when it is set (a
+    server on a non-loopback address, or with AUTH_REQUIRED, asks for one)."""
+    token = os.environ.get(TOKEN_VARIABLE, "").strip()
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 class ApiClient:
     """Sessions over HTTP. Use as a context manager; it owns one connection pool."""
 
@@ -58,7 +67,7 @@ class ApiClient:
         self._http = httpx.Client(
             base_url=self.url + API_PREFIX,
             timeout=timeout,
-            headers={"User-Agent": f"orchestrator-cli/{__version__}"},
+            headers={"User-Agent": f"orchestrator-cli/{__version__}", **operator_headers()},
         )
 
     def __enter__(self) -> ApiClient:
@@ -179,8 +188,11 @@ def _api_error(response: httpx.Response) -> ApiError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         code = body.get("error")
+        message = body["message"]
+        if response.status_code == 401:
+            message += f" (this command sends the token in {TOKEN_VARIABLE})"
         return ApiError(
-            body["message"],
+            message,
             status=response.status_code,
             code=code if isinstance(code, str) else None,
         )

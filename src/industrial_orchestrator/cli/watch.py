@@ -23,7 +23,7 @@ from websockets.exceptions import (
 )
 from websockets.sync.client import ClientConnection, connect
 
-from .api_client import ApiClient, websocket_url
+from .api_client import ApiClient, operator_headers, websocket_url
 from .badges import is_final
 from .errors import CliError, ServerUnreachable, describe
 from .event_printer import EventPrinter
@@ -109,7 +109,10 @@ class Watch:
         """Connect, then read until the session is over."""
         try:
             connection = connect(
-                self.stream_url(), open_timeout=OPEN_TIMEOUT, close_timeout=CLOSE_TIMEOUT
+                self.stream_url(),
+                open_timeout=OPEN_TIMEOUT,
+                close_timeout=CLOSE_TIMEOUT,
+                additional_headers=operator_headers(),
             )
         except InvalidURI as exc:
             raise CliError(f"cannot open a WebSocket to {exc.uri}: {exc.msg}") from None
