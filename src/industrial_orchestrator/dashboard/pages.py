@@ -240,42 +240,28 @@ async def session_page(request: Request, session_id: str) -> HTMLResponse:
     session = await _lookup(session_id, built.sessions.get)
     if session is None:
         return _missing(request, f"session {session_id!r}")
-    checkpoints, checkpoint_total = await built.sessions.checkpoints(
-        session.id, offset=0, limit=CHECKPOINTS_SHOWN
-    )
-    tasks, _ = await built.tasks.search(session_id=session.id, limit=TASKS_SHOWN)
-    # The work is the leaves: a task split into subtasks only sums them up.
-    parents = {task.parent_id for task in tasks}
-    work = [task for task in tasks if task.id not in parents]
-    finished = [task for task in work if task.status in _ENDED_TASKS]
-    succeeded = [task for task in finished if is_finished(task.status)]
-    # Running time, the clock the timeout is measured on: pauses and the queue do not count.
-    ran = running_seconds(await built.sessions.history(session.id), utc_now())
-    allowed = set(allowed_actions(session.status))
-    limit = session.options.timeout_seconds or built.settings.session_timeout_seconds
-    context = {
-        "session": session,
-        "info": STATE_TABLE[session.status],
-        "verbs": [(verb, verb in allowed) for verb in HEADER_VERBS],
-        "checkpoints": checkpoints,
-        "checkpoint_total": checkpoint_total,
-        "tasks": work,
-        "task_success": len(succeeded) / len(finished) if finished else None,
-        "tasks_done": len(succeeded),
-        "tasks_finished": len(finished),
-        "duration": ran,
-        "ticking": session.status in RUNNING_STATES,
-        "token_share": (
-            session.tokens_used / session.options.max_tokens
-            if session.options.max_tokens
-            else None
-        ),
-        "time_limit": limit,
-        "time_share": ran / limit,
-        "retry": await built.sessions.retried_as(session.id),
-    }
     fragment = request.query_params.get("fragment")
-    if fragment in (None, "permissions"):
+
+    def shown(*regions: str) -> bool:
+        """Whether this request draws one of ``regions``: a live refresh of one region
+        reads only what that region shows."""
+        return fragment is None or fragment in regions
+
+    context: dict[str, Any] = {"session": session}
+    if shown("header"):
+        allowed = set(allowed_actions(session.status))
+        context["info"] = STATE_TABLE[session.status]
+        context["verbs"] = [(verb, verb in allowed) for verb in HEADER_VERBS]
+        context["retry"] = await built.sessions.retried_as(session.id)
+    if shown("checkpoints"):
+        context["checkpoints"], context["checkpoint_total"] = await built.sessions.checkpoints(
+            session.id, offset=0, limit=CHECKPOINTS_SHOWN
+        )
+    if shown("tasks", "telemetry"):
+        context["tasks"] = await _work_of(built, session.id)
+    if shown("telemetry"):
+        context.update(await _telemetry(built, session, context["tasks"]))
+    if shown("permissions"):
         context["permissions"], context["permissions_note"] = await _permissions(request, session)
     if fragment == "diff" or (fragment is None and STATE_TABLE[session.status].terminal):
         context["diff"] = await _diff(built, session)
@@ -292,6 +278,36 @@ async def session_page(request: Request, session_id: str) -> HTMLResponse:
             "diff": "session_diff.html",
         },
     )
+
+
+async def _work_of(built: Components, session_id: UUID) -> list[Task]:
+    """The session's work: the leaves of its plan (a task split into subtasks only sums
+    them up)."""
+    tasks, _ = await built.tasks.search(session_id=session_id, limit=TASKS_SHOWN)
+    parents = {task.parent_id for task in tasks}
+    return [task for task in tasks if task.id not in parents]
+
+
+async def _telemetry(built: Components, session: Session, work: list[Task]) -> dict[str, Any]:
+    finished = [task for task in work if task.status in _ENDED_TASKS]
+    succeeded = [task for task in finished if is_finished(task.status)]
+    # Running time, the clock the timeout is measured on: pauses and the queue do not count.
+    ran = running_seconds(await built.sessions.history(session.id), utc_now())
+    limit = session.options.timeout_seconds or built.settings.session_timeout_seconds
+    return {
+        "task_success": len(succeeded) / len(finished) if finished else None,
+        "tasks_done": len(succeeded),
+        "tasks_finished": len(finished),
+        "duration": ran,
+        "ticking": session.status in RUNNING_STATES,
+        "token_share": (
+            session.tokens_used / session.options.max_tokens
+            if session.options.max_tokens
+            else None
+        ),
+        "time_limit": limit,
+        "time_share": ran / limit,
+    }
 
 
 async def _permissions(request: Request, session: Session) -> tuple[list[dict[str, Any]], str]:
