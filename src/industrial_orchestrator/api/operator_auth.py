@@ -25,7 +25,13 @@ from starlette.requests import cookie_parser
 from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..domain.operator_tokens import COOKIE_NAME, OperatorToken, csrf_token, same_token
+from ..domain.operator_tokens import (
+    COOKIE_NAME,
+    READ_METHODS,
+    OperatorToken,
+    csrf_token,
+    same_token,
+)
 from ..services.operator_tokens import OperatorTokens
 from .errors import error_json
 
@@ -123,7 +129,7 @@ class OperatorAuth:
             return
         assert secret is not None
         expected = csrf_token(self.secret_key, secret)
-        if by_cookie and scope["type"] == "http" and method not in ("GET", "HEAD", "OPTIONS"):
+        if by_cookie and scope["type"] == "http" and method not in READ_METHODS:
             given = headers.get(CSRF_HEADER, "")
             if not same_token(expected, given):
                 await error_json(

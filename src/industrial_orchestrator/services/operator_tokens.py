@@ -9,7 +9,7 @@ from uuid import uuid4
 import structlog
 
 from ..domain.errors import Conflict, InvalidInput, NotFound
-from ..domain.operator_tokens import OperatorToken, Role, digest_of, new_secret
+from ..domain.operator_tokens import TOKEN_PREFIX, OperatorToken, Role, digest_of, new_secret
 from .ports import Clock, DuplicateKeyError, UnitOfWorkFactory
 
 log = structlog.get_logger("industrial_orchestrator.services.operator_tokens")
@@ -66,7 +66,7 @@ class OperatorTokens:
 
     async def authenticate(self, secret: str) -> OperatorToken | None:
         """The active token ``secret`` is, or None (unknown, malformed or revoked)."""
-        if not secret.startswith("orch_") or len(secret) > 200:
+        if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
             return None
         async with self._uow.reader() as uow:
             token = await uow.operator_tokens.by_digest(digest_of(secret))

@@ -241,9 +241,6 @@
     onEvent(listener) {
       listeners.push(listener);
     },
-    get cursor() {
-      return cursor;
-    },
   };
 
   document.addEventListener("DOMContentLoaded", () => {
