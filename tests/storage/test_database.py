@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from industrial_orchestrator.config import load_settings
+from industrial_orchestrator.domain.errors import Conflict, StorageUnavailable
 from industrial_orchestrator.domain.priorities import Priority
 from industrial_orchestrator.domain.session import Actor, Session, creation_record
 from industrial_orchestrator.domain.session_states import SessionState
@@ -150,3 +151,48 @@ async def test_the_migrations_build_exactly_the_schema_the_code_declares(uow):
     async with uow.engine.connect() as connection:
         diff = await connection.run_sync(differences)
     assert diff == []
+
+
+async def test_a_dropped_connection_mid_use_case_hides_nothing():
+    """PostgreSQL ends the connection while a use case holds it (a restart, a failover):
+    the rollback and close on the way out fail, and must not replace the use case's own
+    outcome: a decided refusal stays that refusal, a finished read stays finished, and a
+    query that met the dead connection is StorageUnavailable (503), never a raw driver
+    error (500)."""
+    with temporary_postgres_database("io_test_dropped") as name:
+        engine = create_engine(load_settings(database_url=postgres_url_for(name)).database)
+        try:
+            await upgrade_to_head(engine)
+            factory = SqlUnitOfWorkFactory(engine)
+
+            async def drop(uow: object) -> None:
+                connection = uow._connection  # type: ignore[attr-defined]
+                pid = await connection.scalar(sa.text("select pg_backend_pid()"))
+                async with engine.connect() as other:
+                    await other.execute(sa.text(f"select pg_terminate_backend({pid})"))
+
+            async def refuse() -> None:
+                async with factory() as uow:
+                    await drop(uow)
+                    raise Conflict("decided before the connection died")
+
+            async def query_the_dead() -> None:
+                async with factory() as uow:
+                    await drop(uow)
+                    await uow.sessions.get(uuid4())
+
+            with pytest.raises(Conflict, match="decided"):
+                await refuse()
+
+            async with factory.reader() as uow:
+                found = await uow.sessions.get(uuid4())
+                await drop(uow)
+            assert found is None  # the read had finished: its answer stands
+
+            with pytest.raises(StorageUnavailable):
+                await query_the_dead()
+
+            async with factory() as uow:  # and the pool serves again
+                assert await uow.sessions.get(uuid4()) is None
+        finally:
+            await engine.dispose()

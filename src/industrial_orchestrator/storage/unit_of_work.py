@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Self
@@ -67,8 +68,11 @@ class SqlUnitOfWork:
                 if self._write:
                     await connection.execution_options(**{WRITE_OPTION: True})
                 await connection.begin()
-            except BaseException:
-                await connection.close()
+            except BaseException as exc:
+                with contextlib.suppress(OSError, DBAPIError):
+                    await connection.close()
+                if isinstance(exc, OSError | DBAPIError):
+                    raise _unavailable(exc) from exc
                 raise
         except BaseException:
             self._release()
@@ -93,12 +97,16 @@ class SqlUnitOfWork:
         connection, self._connection = self._connection, None
         if connection is None:
             return
+        # A connection the database dropped cannot be rolled back or closed cleanly; that
+        # must not hide how the use case ended (nothing of it committed either way).
         try:
-            if connection.in_transaction() and not connection.invalidated:
-                await connection.rollback()
+            with contextlib.suppress(OSError, DBAPIError):
+                if connection.in_transaction() and not connection.invalidated:
+                    await connection.rollback()
         finally:
             try:
-                await connection.close()
+                with contextlib.suppress(OSError, DBAPIError):
+                    await connection.close()
             finally:
                 self._release()
         if isinstance(exc, DBAPIError) and (
