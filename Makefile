@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run demo test lint typecheck pytest services browser bench reliability-report clean
+.PHONY: run demo test lint typecheck pytest services system-packages bench reliability-report chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,15 +43,17 @@ services:
 	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 	@for i in $$(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 1; done
 
-# Debian's Chromium for the dashboard's browser tests (Playwright drives it; it never
-# downloads a browser of its own), and a colour emoji font for the state badges.
-BROWSER_PACKAGES := chromium fonts-noto-color-emoji
+# Debian's packages the tests drive: Chromium for the dashboard's browser tests
+# (Playwright drives it; it never downloads a browser of its own) with a colour emoji font
+# for the state badges, docker-compose to validate the compose file (no daemon needed),
+# and HAProxy in front of `orchestrator cluster`'s replicas.
+SYSTEM_PACKAGES := chromium fonts-noto-color-emoji docker-compose haproxy
 SUDO := $(shell test "$$(id -u)" -eq 0 || echo sudo)
-browser:
-	@dpkg -s $(BROWSER_PACKAGES) >/dev/null 2>&1 || { \
+system-packages:
+	@dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || { \
 		export DEBIAN_FRONTEND=noninteractive; \
-		$(SUDO) apt-get install -y -q --no-install-recommends $(BROWSER_PACKAGES) || \
-		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends $(BROWSER_PACKAGES); }; }
+		$(SUDO) apt-get install -y -q --no-install-recommends $(SYSTEM_PACKAGES) || \
+		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends $(SYSTEM_PACKAGES); }; }
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests bench examples
@@ -60,7 +62,7 @@ lint: $(VENV)/.dev
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy
 
-pytest: $(VENV)/.dev services browser $(OPENCODE)
+pytest: $(VENV)/.dev services system-packages $(OPENCODE)
 	$(BIN)/pytest
 
 test: lint typecheck pytest
@@ -74,8 +76,16 @@ bench: $(VENV)/.dev services $(OPENCODE)
 	$(BIN)/python bench/opencode_overhead.py
 
 # Runs tests/reliability and tests/security and writes their figures to docs/reliability.md.
-reliability-report: $(VENV)/.dev services browser $(OPENCODE)
+reliability-report: $(VENV)/.dev services system-packages $(OPENCODE)
 	$(BIN)/python bench/reliability_report.py
+
+# The fault suites pushed harder than in `make test`: CHAOS_SCALE times the kills, the
+# sessions and the outage times (20 SIGKILLs over 8,000 sessions, a 12 s database outage...).
+CHAOS_SCALE ?= 4
+CHAOS_SUITES := tests/reliability/test_crash_during_creation.py \
+	tests/reliability/test_database_outage.py tests/reliability/test_redis_outage.py
+chaos: $(VENV)/.dev services
+	CI=true CHAOS_SCALE=$(CHAOS_SCALE) $(BIN)/pytest $(CHAOS_SUITES) -s --timeout 3600
 
 clean:
 	rm -rf $(VENV) .opencode .orchestrator .pytest_cache .mypy_cache .ruff_cache

@@ -36,26 +36,45 @@ class Settings(BaseSettings):
         None, description="Full SQLAlchemy URL; overrides every DB_* variable"
     )
     db_host: str | None = Field(None, description="PostgreSQL host; unset means embedded SQLite")
-    db_port: int = Field(5432, ge=1, le=65535)
-    db_name: str = "orchestration"
-    db_user: str = "cybernetics"
-    db_password: SecretStr = SecretStr("secure_password")
-    db_pool_size: int = Field(10, ge=1, le=200)
+    db_port: int = Field(5432, ge=1, le=65535, description="PostgreSQL port")
+    db_name: str = Field("orchestration", description="PostgreSQL database name")
+    db_user: str = Field("cybernetics", description="PostgreSQL user")
+    db_password: SecretStr = Field(
+        SecretStr("secure_password"), description="PostgreSQL password (never printed or logged)"
+    )
+    db_pool_size: int = Field(
+        10,
+        ge=1,
+        le=200,
+        description="PostgreSQL connections kept open per process; as many more may overflow",
+    )
     orchestrator_home: Path = Field(Path("./.orchestrator"), description="Data directory")
 
     # Redis: only used when REDIS_HOST is set.
-    redis_host: str | None = None
-    redis_port: int = Field(6379, ge=1, le=65535)
-    redis_password: SecretStr | None = None
-    redis_db: int = Field(0, ge=0)
+    redis_host: str | None = Field(
+        None, description="Redis host; unset: wake-ups, locks and the agent cache stay in-process"
+    )
+    redis_port: int = Field(6379, ge=1, le=65535, description="Redis port")
+    redis_password: SecretStr | None = Field(None, description="Redis password")
+    redis_db: int = Field(0, ge=0, description="Redis database number")
     redis_prefix: str = Field(
         "orchestrator", min_length=1, description="Prefix of every Redis key and channel"
     )
 
     # OpenCode.
-    opencode_host: str | None = None
-    opencode_port: int = Field(4096, ge=1, le=65535)
-    opencode_password: SecretStr = SecretStr("industrial_secure")
+    opencode_host: str | None = Field(
+        None,
+        description="Host of a running `opencode serve`; unset: the orchestrator starts its own "
+        "(OPENCODE_BIN)",
+    )
+    opencode_port: int = Field(
+        4096, ge=1, le=65535, description="Port of the OpenCode server at OPENCODE_HOST"
+    )
+    opencode_password: SecretStr = Field(
+        SecretStr("industrial_secure"),
+        description="Password of the OpenCode server at OPENCODE_HOST (HTTP Basic, user "
+        "`opencode`)",
+    )
     opencode_bin: Path | None = Field(
         None,
         description="opencode binary the orchestrator starts when OPENCODE_HOST is unset "
@@ -92,17 +111,38 @@ class Settings(BaseSettings):
     )
 
     # Application.
-    app_name: str = "Industrial Orchestrator"
-    app_version: str = "1.0.0"
-    app_env: Literal["development", "production"] = "development"
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    debug: bool = False
+    app_name: str = Field(
+        "Industrial Orchestrator", description="Application name (OpenAPI title, start-up line)"
+    )
+    app_version: str = Field("1.0.0", description="Version shown in the OpenAPI document")
+    app_env: Literal["development", "production"] = Field(
+        "development", description="Deployment environment (accepted; changes nothing yet)"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Lowest level of the JSON log lines written"
+    )
+    debug: bool = Field(
+        False, description="Accepted for the user guide's sake; changes nothing (no debug pages)"
+    )
 
     # Session limits.
-    max_concurrent_sessions: int = Field(25, ge=1)
-    session_timeout_seconds: int = Field(3600, ge=1)
-    default_session_priority: Priority = Priority.MEDIUM
-    checkpoint_retention: int = Field(100, ge=1)
+    max_concurrent_sessions: int = Field(
+        25,
+        ge=1,
+        description="Sessions holding a running slot (RUNNING or DEGRADED) at once; more are "
+        "QUEUED",
+    )
+    session_timeout_seconds: int = Field(
+        3600,
+        ge=1,
+        description="Running time after which a session ends TIMEOUT (a session may set its own)",
+    )
+    default_session_priority: Priority = Field(
+        Priority.MEDIUM, description="Priority of a session created without one"
+    )
+    checkpoint_retention: int = Field(
+        100, ge=1, description="Checkpoints kept per session; the oldest are deleted"
+    )
 
     # Security.
     secret_key: SecretStr = Field(
@@ -110,7 +150,9 @@ class Settings(BaseSettings):
         min_length=32,
         description="Signs agent tokens; random per start unless set (set it for replicas)",
     )
-    access_token_expire_minutes: int = Field(30, ge=1)
+    access_token_expire_minutes: int = Field(
+        30, ge=1, description="Lifetime of an agent's token; every heartbeat answers a fresh one"
+    )
     auth_required: bool = Field(
         False,
         description="Ask for an operator token on loopback too (always asked on other binds)",

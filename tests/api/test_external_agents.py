@@ -601,6 +601,25 @@ async def test_a_heartbeat_naming_its_tasks_renews_only_those(client):
     )
 
 
+@pytest.mark.parametrize("target", ["CANCELLED", "COMPLETED"])
+async def test_a_task_an_operator_moves_on_is_taken_from_its_agent(client, target):
+    agent = await register(client)
+    item = await ready_task(client)
+    await agent.pull()
+    moved = await client.patch(f"{API}/tasks/{item['id']}", json={"status": target})
+    assert moved.status_code == 200, moved.text
+    # The lease ended with the move: the agent is told to stop, its slot is free, and the
+    # task is not held against it.
+    ack = await agent.beat(task_ids=[item["id"]])
+    assert (ack["leases"], ack["abort"]) == ([], [item["id"]])
+    assert [a["outcome"] for a in await attempts(client, item["id"])] == ["released"]
+    record = await agent_record(client, agent.id)
+    assert (record["tasks_in_progress"], record["failure_count"]) == (0, 0)
+    late = await agent.report(item["id"], expect=409)
+    assert late["error"] == "lease_lost"
+    assert (await task(client, item["id"]))["status"] == target
+
+
 async def test_agents_stream_output_of_their_own_tasks_to_the_session(client):
     agent = await register(client)
     other = await register(client, name="B")

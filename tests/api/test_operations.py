@@ -137,6 +137,29 @@ async def test_metrics_expose_the_four_guide_metrics(client):
     assert session["id"] not in body, "raw paths must never become labels"
 
 
+async def test_tasks_are_counted_by_outcome_as_they_end(client):
+    async def run_to(status: str) -> None:
+        created = await client.post(f"{API}/tasks", json={"title": "t", "task_type": "testing"})
+        assert created.status_code == 201, created.text
+        for step in ("READY", "RUNNING", status):
+            moved = await client.patch(f"{API}/tasks/{created.json()['id']}", json={"status": step})
+            assert moved.status_code == 200, moved.text
+
+    def counted(body: str, outcome: str) -> str:
+        line = next(
+            line
+            for line in body.splitlines()
+            if line.startswith(f'orchestrator_tasks_total{{outcome="{outcome}"}}')
+        )
+        return line.split()[-1]
+
+    await run_to("COMPLETED")
+    await run_to("COMPLETED")
+    await run_to("FAILED")
+    body = (await client.get("/metrics")).text
+    assert (counted(body, "success"), counted(body, "failure")) == ("2.0", "1.0")
+
+
 async def test_unmatched_paths_share_one_label(client):
     await client.get("/no/such/path/1")
     await client.get("/no/such/path/2")

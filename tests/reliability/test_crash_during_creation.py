@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from ..server_process import ServerProcess
+from .chaos import SCALE
 from .test_engine_e2e import backend_env
 
 __all__ = ["backend_env"]  # the fixture: SQLite, or PostgreSQL + Redis
@@ -23,9 +24,9 @@ __all__ = ["backend_env"]  # the fixture: SQLite, or PostgreSQL + Redis
 pytestmark = pytest.mark.slow
 
 API = "/api/v1"
-SESSIONS = 2000
+SESSIONS = 2000 * SCALE
 CLIENTS = 8
-KILLS = 5
+KILLS = 5 * SCALE
 
 
 def test_sigkills_during_creation_lose_and_duplicate_nothing(

@@ -16,12 +16,13 @@ import pytest
 
 from ..backends import postgres_url_for, temporary_postgres_database
 from ..server_process import ServerProcess
+from .chaos import SCALE
 
 pytestmark = pytest.mark.slow
 
 API = "/api/v1"
 CLIENTS = 4
-DOWN_SECONDS = 3.0
+DOWN_SECONDS = 3.0 * SCALE
 
 
 def _cluster(action: str, *options: str) -> None:

@@ -18,6 +18,7 @@ import redis
 
 from ..backends import postgres_url_for, temporary_postgres_database
 from ..server_process import ServerProcess
+from .chaos import SCALE
 from .test_live_streams import PrivateRedis, private_redis
 
 pytestmark = pytest.mark.slow
@@ -79,7 +80,7 @@ def test_redis_shut_down_and_flushed_under_load_loses_and_duplicates_nothing(
             with private_redis.client() as admin, contextlib.suppress(redis.ConnectionError):
                 admin.shutdown(nosave=True)  # the connection dies with the server
             shut_at = time.monotonic() - started
-            time.sleep(2.0)
+            time.sleep(2.0 * SCALE)
             private_redis.start()  # empty: nothing was saved
             restarted_at = time.monotonic() - started
             time.sleep(2.0)

@@ -11,16 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import hypothesis
 import pytest
-import sqlalchemy as sa
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -29,21 +24,16 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy.engine import make_url
 
-from industrial_orchestrator.config import load_settings
 from industrial_orchestrator.domain.errors import Conflict
 from industrial_orchestrator.domain.priorities import Priority
 from industrial_orchestrator.domain.session import Actor
 from industrial_orchestrator.domain.session_actions import SessionAction
 from industrial_orchestrator.domain.session_states import SessionState
 from industrial_orchestrator.services.sessions import NewSession, SessionService, utc_now
-from industrial_orchestrator.storage.database import create_engine
-from industrial_orchestrator.storage.migrate import upgrade_to_head
-from industrial_orchestrator.storage.tables import metadata
 from industrial_orchestrator.storage.unit_of_work import SqlUnitOfWorkFactory
 
-from ..backends import postgres_url_for, temporary_postgres_database
+from .model_databases import MODEL_SETTINGS, backend_of, connect, empty
 
 pytestmark = pytest.mark.slow
 
@@ -81,10 +71,6 @@ RETRYABLE = {F, T, S}
 ALL_STATES = [P, Q, R, PA, D, C, PC, F, T, S, X, OR]
 
 
-def _async_url(url: str) -> Any:
-    return load_settings(database_url=url, _env_file=None).database
-
-
 def may_move(source: str, target: str) -> bool:
     return target in MOVES.get(source, set()) or (target == OR and source in NON_TERMINAL)
 
@@ -116,13 +102,13 @@ class SessionMachine(RuleBasedStateMachine):
         self.restarts = 0
         self.refusals = 0
         self._connect()
-        self.run(self._empty())
+        self.run(empty(self.engine))
 
     def run(self, coroutine: Any) -> Any:
         return self.loop.run_until_complete(coroutine)
 
     def _connect(self) -> None:
-        self.engine = create_engine(_async_url(self.url))
+        self.engine = connect(self.url)
         self.service = SessionService(
             SqlUnitOfWorkFactory(self.engine),
             max_running=10_000,
@@ -130,11 +116,6 @@ class SessionMachine(RuleBasedStateMachine):
             default_priority=Priority.MEDIUM,
             clock=utc_now,
         )
-
-    async def _empty(self) -> None:
-        async with self.engine.begin() as connection:
-            for table in reversed(metadata.sorted_tables):
-                await connection.execute(sa.delete(table))
 
     def teardown(self) -> None:
         self.run(self.engine.dispose())
@@ -194,9 +175,7 @@ class SessionMachine(RuleBasedStateMachine):
         known = self.model[session]
         try:
             moved = self.run(
-                self.service.move(
-                    session, SessionState(goal), reason="system", actor=Actor.SYSTEM
-                )
+                self.service.move(session, SessionState(goal), reason="system", actor=Actor.SYSTEM)
             )
         except Conflict:
             self.refusals += 1
@@ -212,9 +191,7 @@ class SessionMachine(RuleBasedStateMachine):
     def checkpoint(self, session: UUID) -> None:
         known = self.model[session]
         try:
-            self.run(
-                self.service.add_checkpoint(session, label="manual", reason="model", data={})
-            )
+            self.run(self.service.add_checkpoint(session, label="manual", reason="model", data={}))
         except Conflict:
             # A checkpoint closes with its session.
             assert known.state not in NON_TERMINAL | {PC}, "checkpoint refused on a live one"
@@ -239,32 +216,13 @@ class SessionMachine(RuleBasedStateMachine):
             assert [record.seq for record in history] == list(range(1, known.history + 1))
             for before, after in itertools.pairwise(history):
                 assert after.from_state == before.to_state
-            checkpoints, total = self.run(
-                self.service.checkpoints(session_id, offset=0, limit=100)
-            )
+            checkpoints, total = self.run(self.service.checkpoints(session_id, offset=0, limit=100))
             assert total == known.checkpoints
             assert sorted(c.seq for c in checkpoints) == list(range(1, total + 1))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    if request.param == "postgresql":
-        with temporary_postgres_database("io_model") as name:
-            yield postgres_url_for(name)
-        return
-    with tempfile.TemporaryDirectory() as home:
-        yield f"sqlite:///{Path(home) / 'orchestrator.db'}"
-
-
-def test_the_session_service_behaves_like_the_model(database_url: str) -> None:
-    async def migrate() -> None:
-        engine = create_engine(_async_url(database_url))
-        try:
-            await upgrade_to_head(engine)
-        finally:
-            await engine.dispose()
-
-    asyncio.run(migrate())
+def test_the_session_service_behaves_like_the_model(model_database_url: str) -> None:
+    database_url = model_database_url
     counts = {"steps": 0, "refusals": 0, "restarts": 0}
 
     class Counted(SessionMachine):
@@ -282,16 +240,9 @@ def test_the_session_service_behaves_like_the_model(database_url: str) -> None:
 
     run_state_machine_as_test(
         Counted,
-        settings=hypothesis.settings(
-            max_examples=20,
-            stateful_step_count=25,
-            deadline=None,
-            derandomize=True,
-            database=None,
-            suppress_health_check=list(hypothesis.HealthCheck),
-        ),
+        settings=MODEL_SETTINGS,
     )
-    backend = make_url(database_url).get_backend_name()
+    backend = backend_of(database_url)
     print(
         f"\n[state machine ({backend})] {counts['steps']} steps checked against the model, "
         f"{counts['refusals']} refusals foreseen, {counts['restarts']} restarts, 0 disagreements"

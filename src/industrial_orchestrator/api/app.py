@@ -45,6 +45,9 @@ from .schemas.events import wire_text
 
 # Above the largest legal body (a 1 MiB checkpoint, JSON-escaped) with room to spare.
 MAX_BODY_BYTES = 4 * 1024 * 1024
+# The largest WebSocket frame the server reads (uvicorn's default is 16 MiB): clients
+# send only small control messages, so a bigger frame is refused before it is buffered.
+MAX_WEBSOCKET_FRAME_BYTES = 64 * 1024
 
 DESCRIPTION = """
 Control plane for autonomous AI coding agents.

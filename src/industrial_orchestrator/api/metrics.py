@@ -28,8 +28,9 @@ class Metrics:
             registry=self.registry,
         )
         self.tasks_total = Counter(
-            "orchestrator_tasks_total",
-            "Tasks processed, by outcome",
+            "orchestrator_tasks",
+            "Task attempts ended COMPLETED (success) or FAILED (failure) through this "
+            "replica; a task retried after a failure counts once per failed attempt",
             ["outcome"],
             registry=self.registry,
         )
@@ -74,3 +75,10 @@ class Metrics:
     def count_events(self, stored: Sequence[NewEvent]) -> None:
         for event in stored:
             self.events_total.labels(type=event.type.value).inc()
+            if event.type == EventType.TASK_TRANSITION:
+                outcome = _OUTCOMES.get(str(event.payload.get("to")))
+                if outcome is not None:
+                    self.tasks_total.labels(outcome=outcome).inc()
+
+
+_OUTCOMES = {"COMPLETED": "success", "FAILED": "failure"}

@@ -12,6 +12,8 @@ from rich.console import Console
 from .. import __version__
 
 if TYPE_CHECKING:
+    from pydantic import SecretStr
+
     from ..config import Settings
 
 err = Console(stderr=True, soft_wrap=True)
@@ -88,21 +90,22 @@ def trusted_hosts_for(settings: Settings, host: str) -> list[str]:
     return list(dict.fromkeys(name for name in names if name))
 
 
-def _refuse_open_registration(settings: Settings, host: str) -> None:
+def refuse_open_registration(settings: Settings, host: str) -> None:
     """On an address others can reach, a stranger must not be able to join as an agent."""
-    if is_loopback(host) or settings.agent_registration_token is not None:
+    token = settings.agent_registration_token
+    if is_loopback(host) or (token is not None and not _placeholder(token)):
         return
     err.print(
         f"[bold red]error:[/] serving on {host} lets other machines register agents; set "
-        "AGENT_REGISTRATION_TOKEN (a long random secret agents must present) or bind "
-        "127.0.0.1.",
+        "AGENT_REGISTRATION_TOKEN (a long random secret agents must present, not the "
+        "change-me placeholder of .env.example) or bind 127.0.0.1.",
         markup=True,
         highlight=False,
     )
     raise typer.Exit(2)
 
 
-def _refuse_unsafe_public_bind(settings: Settings, host: str) -> None:
+def refuse_unsafe_public_bind(settings: Settings, host: str) -> None:
     """On an address others can reach, the browser-facing defaults are not safe."""
     if is_loopback(host):
         return
@@ -120,6 +123,12 @@ def _refuse_unsafe_public_bind(settings: Settings, host: str) -> None:
             "random secret of 32 characters or more, e.g. `python3 -c 'import secrets; "
             "print(secrets.token_urlsafe(48))'`"
         )
+    elif _placeholder(settings.secret_key):
+        problems.append(
+            "SECRET_KEY is still the change-me placeholder of .env.example; set it to a random "
+            "secret of 32 characters or more, e.g. `python3 -c 'import secrets; "
+            "print(secrets.token_urlsafe(48))'`"
+        )
     if problems:
         err.print(
             f"[bold red]error:[/] refusing to serve on {host}:\n  " + "\n  ".join(problems),
@@ -127,6 +136,14 @@ def _refuse_unsafe_public_bind(settings: Settings, host: str) -> None:
             highlight=False,
         )
         raise typer.Exit(2)
+
+
+PLACEHOLDER_PREFIX = "change-me"
+"""How .env.example's secrets begin: a server others can reach refuses to use them."""
+
+
+def _placeholder(secret: SecretStr) -> bool:
+    return secret.get_secret_value().lower().startswith(PLACEHOLDER_PREFIX)
 
 
 def _claim_sqlite(database: Path) -> None:
@@ -152,13 +169,13 @@ def serve(
     """Apply migrations and serve the API and dashboard."""
     import uvicorn
 
-    from ..api.app import create_app
+    from ..api.app import MAX_WEBSOCKET_FRAME_BYTES, create_app
     from ..logs import configure_logging
 
     settings = settings_or_exit()
     configure_logging(settings.log_level)
-    _refuse_open_registration(settings, host)
-    _refuse_unsafe_public_bind(settings, host)
+    refuse_open_registration(settings, host)
+    refuse_unsafe_public_bind(settings, host)
     if settings.database.get_backend_name() == "sqlite" and settings.database.database:
         _claim_sqlite(Path(settings.database.database))
     migrate_or_exit(settings)
@@ -189,6 +206,7 @@ def serve(
         access_log=False,
         lifespan="on",
         server_header=False,
+        ws_max_size=MAX_WEBSOCKET_FRAME_BYTES,
     )
 
 

@@ -27,12 +27,11 @@ from ..domain.session import Actor, Session, SessionPhase, running_seconds
 from ..domain.session_options import AGENT_PLANNER, SINGLE_TASK, budget_exceeded
 from ..domain.session_progress import PlanState, Progress, progress_of
 from ..domain.session_states import STATE_TABLE, SessionState
-from ..domain.task_attempts import AttemptOutcome
 from ..domain.task_templates import Decomposition, decompose_task
 from ..domain.tasks import Task, TaskStatus, TaskType, new_task, task_transition
 from .ports import Clock, UnitOfWork, UnitOfWorkFactory, WorkingTrees
 from .sessions import SessionService
-from .task_leases import settle_agent
+from .task_leases import release_attempt
 from .tasks import depth_in, store_plan
 
 log = structlog.get_logger("industrial_orchestrator.services.session_engine")
@@ -487,9 +486,7 @@ class SessionEngine:
             session.id, session.options.verify_command, workspace, session.review_round
         )
 
-    async def _save_phase(
-        self, uow: UnitOfWork, before: Session, after: Session, why: str
-    ) -> None:
+    async def _save_phase(self, uow: UnitOfWork, before: Session, after: Session, why: str) -> None:
         if await uow.sessions.save(before, after) is None:
             raise Conflict(
                 f"Session {before.id} changed meanwhile; the engine will look again",
@@ -589,7 +586,7 @@ class SessionEngine:
             tasks = await _tasks_of(uow, session.id)
             for task in tasks:
                 if task.status in _LIVE_TASKS:
-                    await _end_attempt(uow, task, f"the session is {session.status.value}", now)
+                    await release_attempt(uow, task, f"the session is {session.status.value}", now)
                     cancelled = task_transition(
                         task,
                         TaskStatus.CANCELLED,
@@ -610,7 +607,7 @@ class SessionEngine:
             for task in await _tasks_of(uow, session.id):
                 if task.status != TaskStatus.RUNNING:
                     continue
-                await _end_attempt(uow, task, reason, now)
+                await release_attempt(uow, task, reason, now)
                 failed = task_transition(
                     task, TaskStatus.FAILED, now=now, summary=f"attempt {task.attempt}: {reason}"
                 )
@@ -705,19 +702,3 @@ async def _close_summary(uow: UnitOfWork, task: Task, now: datetime) -> None:
             return
         await uow.events.append([task_events.task_transition(before, after)])
         before = after
-
-
-async def _end_attempt(uow: UnitOfWork, task: Task, reason: str, now: datetime) -> None:
-    """Close the task's open attempt as RELEASED, without holding it against the agent."""
-    if task.attempt == 0:
-        return
-    attempt = await uow.attempts.get(task.id, task.attempt)
-    if attempt is None or not attempt.is_open:
-        return
-    closed = attempt.evolve(outcome=AttemptOutcome.RELEASED, finished_at=now, error=reason)
-    if not await uow.attempts.close(closed):
-        return
-    await uow.events.append([task_events.task_attempt_ended(task, closed)])
-    agent = await uow.agents.get(attempt.agent_id)
-    if agent is not None:
-        await settle_agent(uow, agent, AttemptOutcome.RELEASED, now, on_record=False)

@@ -418,6 +418,24 @@ async def release_leases(
     return released
 
 
+async def release_attempt(uow: UnitOfWork, task: Task, reason: str, now: datetime) -> None:
+    """Close the task's open attempt as RELEASED, without holding it against the agent:
+    the task was moved on from outside (an operator, its session ending or pausing), within
+    the caller's transaction."""
+    if task.attempt == 0:
+        return
+    attempt = await uow.attempts.get(task.id, task.attempt)
+    if attempt is None or not attempt.is_open:
+        return
+    closed = attempt.evolve(outcome=AttemptOutcome.RELEASED, finished_at=now, error=reason)
+    if not await uow.attempts.close(closed):
+        return
+    await uow.events.append([task_events.task_attempt_ended(task, closed)])
+    agent = await uow.agents.get(attempt.agent_id)
+    if agent is not None:
+        await settle_agent(uow, agent, AttemptOutcome.RELEASED, now, on_record=False)
+
+
 async def _lose(
     uow: UnitOfWork,
     task_id: UUID,

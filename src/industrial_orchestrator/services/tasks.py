@@ -39,6 +39,7 @@ from ..domain.tasks import (
     task_transition,
 )
 from .ports import Clock, UnitOfWork, UnitOfWorkFactory
+from .task_leases import release_attempt
 
 log = structlog.get_logger("industrial_orchestrator.services.tasks")
 
@@ -103,9 +104,7 @@ class TaskService:
                         {"field": "parent_id", "parent_session_id": str(parent.session_id)},
                     )
             if session_id is not None and await uow.sessions.get(session_id) is None:
-                raise InvalidInput(
-                    f"Session {session_id} does not exist", {"field": "session_id"}
-                )
+                raise InvalidInput(f"Session {session_id} does not exist", {"field": "session_id"})
             task = new_task(
                 id=uuid4(),
                 title=draft.title,
@@ -178,9 +177,14 @@ class TaskService:
                             "blocked_by": [str(d.id) for d in waiting],
                         },
                     )
-            moved = task_transition(task, target, now=self._clock(), summary=summary)
+            now = self._clock()
+            moved = task_transition(task, target, now=now, summary=summary)
             if not await uow.tasks.save(task, moved):
                 raise _stale(task, task.version, concurrent=True)
+            if task.status == TaskStatus.RUNNING:
+                # Taken out of its agent's hands: the lease ends now, so the agent's
+                # heartbeat tells it to stop and its slot is free again.
+                await release_attempt(uow, task, f"moved to {target.value} by an operator", now)
             await uow.events.append([task_events.task_transition(task, moved)])
             if moved.is_terminal:
                 # A task's scratch memory ends with it.

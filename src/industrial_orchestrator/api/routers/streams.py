@@ -49,6 +49,10 @@ BATCH = 500
 CLOSE_UNKNOWN_SESSION = 4404
 CLOSE_TOO_SLOW = 4008
 CLOSE_UNAVAILABLE = 1011
+CLOSE_TOO_BIG = 1009
+MAX_CONTROL_BYTES = 1024
+"""A client's messages are pings and rewinds, a few dozen bytes; anything far bigger is
+not a client of ours, and is not parsed."""
 CLOSE_WAIT_SECONDS = 30.0
 PING = '{"type":"ping"}'
 PONG = '{"type":"pong"}'
@@ -129,6 +133,10 @@ class Stalled(Exception):
     """The client accepted no data for the send timeout."""
 
 
+class Oversized(Exception):
+    """The client sent a message bigger than ``MAX_CONTROL_BYTES``."""
+
+
 class _Stream:
     """One connection: a sender (history, then live events) and a receiver (control
     messages), sharing the cursor of the last event sent."""
@@ -195,7 +203,10 @@ class _Stream:
             message = await self.websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
-            reply = self._control(message.get("text") or message.get("bytes") or "")
+            raw = message.get("text") or message.get("bytes") or ""
+            if len(raw) > MAX_CONTROL_BYTES:
+                raise Oversized
+            reply = self._control(raw)
             if reply is not None:
                 await self.websocket.send_text(reply)
 
@@ -275,6 +286,8 @@ async def _run(stream: _Stream, metrics: Metrics) -> tuple[int, str] | None:
         metrics.ws_slow_clients.labels(stream=stream.scope.name).inc()
         log.warning("ws_client_stalled", stream=stream.scope.name, cursor=stream.cursor)
         return CLOSE_TOO_SLOW, f"too slow: reconnect with since={stream.cursor}"
+    if isinstance(error, Oversized):
+        return CLOSE_TOO_BIG, f"messages are at most {MAX_CONTROL_BYTES} bytes"
     if isinstance(error, OrchestratorError):
         return CLOSE_UNAVAILABLE, f"{error.message}; reconnect with since={stream.cursor}"
     log.error("ws_stream_failed", stream=stream.scope.name, exc_info=error)
