@@ -74,6 +74,7 @@ bench: $(VENV)/.dev services $(OPENCODE)
 	$(BIN)/python bench/eap_claims.py
 	$(BIN)/python bench/engine_sessions.py
 	$(BIN)/python bench/opencode_overhead.py
+	$(BIN)/python bench/learned_routing.py
 
 # Runs tests/reliability and tests/security and writes their figures to docs/reliability.md.
 reliability-report: $(VENV)/.dev services system-packages $(OPENCODE)

@@ -13,6 +13,7 @@ from .coordination.locks import LocalLock, Lock
 from .coordination.snapshot_cache import SnapshotCache
 from .domain.artifacts import ArtifactLimits
 from .domain.events import NewEvent
+from .domain.webhooks import RetryPolicy
 from .services.agents import AgentService
 from .services.contexts import ContextService
 from .services.events import EventLog
@@ -21,6 +22,7 @@ from .services.session_engine import SessionEngine
 from .services.sessions import SessionService, utc_now
 from .services.task_leases import LeasePolicy, TaskLeases
 from .services.tasks import TaskService
+from .services.webhooks import WebhookPolicy, WebhookService
 from .storage.database import create_engine
 from .storage.git_worktrees import GitWorktrees
 from .storage.migrate import upgrade_to_head
@@ -44,6 +46,7 @@ class Components:
     session_engine: SessionEngine
     trees: GitWorktrees
     operator_tokens: OperatorTokens
+    webhooks: WebhookService
 
     async def close(self) -> None:
         try:
@@ -132,6 +135,17 @@ async def build(
         ),
         trees,
         OperatorTokens(uow, clock=clock),
+        WebhookService(
+            uow,
+            clock=clock,
+            policy=WebhookPolicy(
+                retry=RetryPolicy(
+                    max_attempts=settings.webhook_max_attempts,
+                    first_delay=settings.webhook_backoff_seconds,
+                ),
+                timeout_seconds=settings.webhook_timeout_seconds,
+            ),
+        ),
     )
 
 

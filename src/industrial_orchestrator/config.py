@@ -227,6 +227,23 @@ class Settings(BaseSettings):
         1.0, gt=0, le=3600, description="Re-read of the log when no wake-up came (Redis lost)"
     )
 
+    # Webhooks.
+    webhook_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="A webhook receiver that has not answered this long fails"
+    )
+    webhook_max_attempts: int = Field(
+        8, ge=1, le=100, description="Attempts per webhook delivery before it is marked failed"
+    )
+    webhook_backoff_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=3600,
+        description="Wait before a webhook delivery's first retry; doubles each time (max 1 h)",
+    )
+    webhook_poll_seconds: float = Field(
+        1.0, gt=0, le=3600, description="Longest wait between two rounds of the webhook sender"
+    )
+
     @property
     def database(self) -> URL:
         """The SQLAlchemy URL in use, with the async driver for its dialect."""

@@ -262,3 +262,67 @@ class TestIdempotentCreation:
         for key in ("a", "b"):
             await client.post(f"{API}/sessions", json=body, headers={"Idempotency-Key": key})
         assert (await client.get(f"{API}/sessions")).json()["total"] == 2
+
+
+async def test_forks_start_from_a_checkpoint_and_leave_the_source_as_it_is(client):
+    source = await create(
+        client, auto_start=True, verify_command="make check", max_tokens=1000
+    )
+    first = await checkpoint(client, source["id"], "first", data={"step": 1})
+    await checkpoint(client, source["id"], "second", data={"step": 2})
+    response = await client.post(
+        f"{API}/sessions/{source['id']}/fork",
+        json={"checkpoint_id": first["id"], "amendment": "Use tabs.", "max_tokens": 50},
+    )
+    assert response.status_code == 201, response.text
+    fork = response.json()
+    assert (fork["status"], fork["forked_from"], fork["retry_of"]) == (
+        "PENDING",
+        source["id"],
+        None,
+    )
+    assert fork["restored_from_checkpoint"] == first["id"]
+    assert fork["initial_prompt"] == f"{source['initial_prompt']}\n\nUse tabs."
+    # The options given replace the source's; the others are kept.
+    assert (fork["options"]["max_tokens"], fork["options"]["verify_command"]) == (50, "make check")
+    assert fork["options"]["amendment"] == "Use tabs."
+    # It starts with the chosen checkpoint, not the newest one.
+    copied = (await client.get(f"{API}/sessions/{fork['id']}/checkpoints")).json()["items"]
+    assert [c["data"] for c in copied] == [{"step": 1}]
+    after = (await client.get(f"{API}/sessions/{source['id']}")).json()
+    assert (after["status"], after["version"]) == ("RUNNING", source["version"])
+    # Any number of forks, each listed on the source.
+    again = await client.post(
+        f"{API}/sessions/{source['id']}/fork",
+        json={"checkpoint_id": first["id"], "start": True},
+    )
+    assert again.status_code == 201, again.text
+    assert again.json()["status"] == "RUNNING"
+    lineage = (await client.get(f"{API}/sessions/{source['id']}/lineage")).json()
+    assert lineage["forks"] == [fork["id"], again.json()["id"]]
+    assert lineage["forked_from"] is None
+    mine = (await client.get(f"{API}/sessions/{fork['id']}/lineage")).json()
+    assert (mine["forked_from"], mine["restored_from_checkpoint"], mine["forks"]) == (
+        source["id"],
+        first["id"],
+        [],
+    )
+
+
+async def test_a_fork_needs_a_checkpoint_of_that_session(client):
+    source = await create(client, auto_start=True)
+    other = await create(client, auto_start=True)
+    theirs = await checkpoint(client, other["id"], "theirs")
+    wrong = await client.post(
+        f"{API}/sessions/{source['id']}/fork", json={"checkpoint_id": theirs["id"]}
+    )
+    assert wrong.status_code == 404
+    assert theirs["id"] in wrong.json()["message"]
+    unknown = await client.post(
+        f"{API}/sessions/{uuid.uuid4()}/fork", json={"checkpoint_id": theirs["id"]}
+    )
+    assert unknown.status_code == 404
+    for body in ({}, {"checkpoint_id": "nope"}, {"checkpoint_id": theirs["id"], "amendment": ""}):
+        refused = await client.post(f"{API}/sessions/{other['id']}/fork", json=body)
+        assert refused.status_code == 422, (body, refused.text)
+    assert (await client.get(f"{API}/sessions/{source['id']}/lineage")).json()["forks"] == []

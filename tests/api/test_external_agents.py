@@ -254,9 +254,10 @@ async def test_heartbeat_renews_the_token_and_records_what_the_agent_says(client
     assert record["current_load"] == 0.5
     assert record["tasks_in_progress"] == 0  # leases are counted by the orchestrator
     assert ack["auth_token"] != agent.token
-    assert jwt.decode(ack["auth_token"], SECRET, algorithms=["HS256"], audience=AUDIENCE)[
-        "sub"
-    ] == agent.id
+    assert (
+        jwt.decode(ack["auth_token"], SECRET, algorithms=["HS256"], audience=AUDIENCE)["sub"]
+        == agent.id
+    )
     agent.token = ack["auth_token"]
     await agent.beat()
     assert (await agent_record(client, agent.id))["status"] == "healthy"
@@ -368,8 +369,11 @@ async def test_completed_result_records_artifacts_usage_and_the_agents_record(cl
         attempt=1,
         artifacts=[
             {"path": "app/auth_router.py", "content": content, "mime_type": "text/x-python"},
-            {"path": "logo.bin", "content": base64.b64encode(b"\x00\x01").decode(),
-             "encoding": "base64"},
+            {
+                "path": "logo.bin",
+                "content": base64.b64encode(b"\x00\x01").decode(),
+                "encoding": "base64",
+            },
         ],
         output_data={"summary": "Router written", "tests_passed": True},
         execution_time_ms=1500,
@@ -620,6 +624,31 @@ async def test_a_task_an_operator_moves_on_is_taken_from_its_agent(client, targe
     assert (await task(client, item["id"]))["status"] == target
 
 
+async def test_a_fork_for_named_agents_is_worked_on_by_them_only(client):
+    chosen = await register(client, name="chosen")
+    other = await register(client, name="other", max_concurrent_tasks=2)
+    source = await create(client, auto_start=True)
+    made = await client.post(f"{API}/sessions/{source['id']}/checkpoints", json={"label": "l"})
+    assert made.status_code == 201, made.text
+    fork_url = f"{API}/sessions/{source['id']}/fork"
+    unknown = await client.post(
+        fork_url, json={"checkpoint_id": made.json()["id"], "agents": ["nobody"]}
+    )
+    assert unknown.status_code == 422
+    assert "'nobody'" in unknown.json()["message"]
+    forked = await client.post(
+        fork_url, json={"checkpoint_id": made.json()["id"], "agents": ["chosen"], "start": True}
+    )
+    assert forked.status_code == 201, forked.text
+    assert forked.json()["options"]["agents"] == ["chosen"]
+    item = await ready_task(client, session_id=forked.json()["id"])
+    # The source's own tasks are anyone's; the fork's only the chosen agent's.
+    theirs = await ready_task(client, session_id=source["id"], title="source work")
+    assert (await other.pull())["task_id"] == theirs["id"]
+    assert await other.pull(expect=204) is None
+    assert (await chosen.pull())["task_id"] == item["id"]
+
+
 async def test_agents_stream_output_of_their_own_tasks_to_the_session(client):
     agent = await register(client)
     other = await register(client, name="B")
@@ -649,3 +678,52 @@ async def test_agents_stream_output_of_their_own_tasks_to_the_session(client):
         url, json={"stream": "agent", "text": "late"}, headers=agent.headers()
     )
     assert after.status_code == 409  # the lease ended with the result
+
+
+async def test_tasks_that_would_edit_the_same_files_run_one_after_another(client):
+    agent = await register(client, max_concurrent_tasks=4)
+    session = await create(client, auto_start=True)
+    sid = session["id"]
+    first = await ready_task(client, session_id=sid, title="app", files=["src/app.py"])
+    same = await ready_task(client, session_id=sid, title="same", files=["src/"])
+    other = await ready_task(client, session_id=sid, title="docs", files=["docs/guide.md"])
+    free = await ready_task(client, session_id=sid, title="free")
+    pulled = [(await agent.pull())["task_id"] for _ in range(3)]
+    # "same" names a directory holding a file "app" edits: it waits; the rest run.
+    assert pulled == [first["id"], other["id"], free["id"]]
+    assert await agent.pull(expect=204) is None
+    assert (await task(client, same["id"]))["status"] == "READY"
+    await agent.report(first["id"], artifacts=[{"path": "lib/util.py", "content": "x"}])
+    assert (await agent.pull())["task_id"] == same["id"]
+
+
+async def test_files_an_earlier_attempt_touched_count_as_the_task_s(client):
+    agent = await register(client, max_concurrent_tasks=4)
+    sid = (await create(client, auto_start=True))["id"]
+    retried = await ready_task(client, session_id=sid, title="retried")
+    await agent.pull()
+    # Its first attempt failed after writing lib/db.py: it is back in the queue.
+    await agent.report(
+        retried["id"],
+        status="failed",
+        error="boom",
+        artifacts=[{"path": "lib/db.py", "content": "x"}],
+    )
+    blocker = await ready_task(client, session_id=sid, title="db", files=["lib/db.py"])
+    # The blocker is newer, so the retried task comes first... unless the blocker runs.
+    assert (await agent.pull())["task_id"] == retried["id"]
+    assert await agent.pull(expect=204) is None
+    assert (await task(client, blocker["id"]))["status"] == "READY"
+
+
+async def test_task_files_must_stay_inside_the_workspace(client):
+    for files in (["../x.py"], ["/etc/passwd"], ["a\\b"]):
+        response = await client.post(
+            f"{API}/tasks", json={"title": "t", "task_type": "testing", "files": files}
+        )
+        assert response.status_code == 422, (files, response.text)
+    ok = await client.post(
+        f"{API}/tasks", json={"title": "t", "task_type": "testing", "files": ["./src//a.py", "d/"]}
+    )
+    assert ok.status_code == 201, ok.text
+    assert ok.json()["files"] == ["d/", "src/a.py"]

@@ -269,3 +269,30 @@ def test_pages_fit_a_narrow_screen(page: Page, server: ServerProcess, api: httpx
         )
         assert overflow <= 0, f"{path} is {overflow}px wider than a 390px screen"
         screenshot(page, name)
+
+
+def test_a_checkpoint_forks_into_a_new_session_from_the_timeline(
+    page: Page, server: ServerProcess, api: httpx.Client
+) -> None:
+    session = _session(api, f"Fork me {uuid4().hex[:6]}", auto_start=True)
+    made = api.post(
+        f"/sessions/{session['id']}/checkpoints", json={"label": "before the refactor"}
+    )
+    assert made.status_code == 201, made.text
+    page.goto(f"{server.base_url}/sessions/{session['id']}")
+    _live(page)
+    page.once("dialog", lambda dialog: dialog.accept("Keep the public API unchanged."))
+    page.locator(f'button[data-fork="{made.json()["id"]}"]').click()
+    # The fork is a new session; its page says where it came from, and the source's
+    # page lists it.
+    expect(page.locator("#forked-from")).to_have_text(session["id"][:8])
+    fork_id = page.url.rsplit("/", 1)[-1]
+    fork = api.get(f"/sessions/{fork_id}").json()
+    assert (fork["forked_from"], fork["restored_from_checkpoint"]) == (
+        session["id"],
+        made.json()["id"],
+    )
+    assert fork["options"]["amendment"] == "Keep the public API unchanged."
+    assert fork["initial_prompt"].endswith("Keep the public API unchanged.")
+    page.goto(f"{server.base_url}/sessions/{session['id']}")
+    expect(page.locator("#forks a")).to_have_text([fork_id[:8]])

@@ -135,6 +135,8 @@ FULL = SessionOptions(
     max_cost_usd=2.5,
     max_parallel_tasks=2,
     planner="agent",
+    amendment="Keep the API stable.",
+    agents=("alpha", "beta"),
 )
 
 
@@ -148,6 +150,8 @@ def test_to_json_names_every_field() -> None:
         "max_cost_usd": 2.5,
         "max_parallel_tasks": 2,
         "planner": "agent",
+        "amendment": "Keep the API stable.",
+        "agents": ["alpha", "beta"],
     }
     assert SessionOptions().to_json() == {
         "template": None,
@@ -158,6 +162,8 @@ def test_to_json_names_every_field() -> None:
         "max_cost_usd": None,
         "max_parallel_tasks": None,
         "planner": "template",
+        "amendment": None,
+        "agents": [],
     }
 
 

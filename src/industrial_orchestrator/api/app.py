@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
+import structlog
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.trustedhost import TrustedHostMiddleware
@@ -19,6 +22,7 @@ from ..dashboard.rendering import STATIC
 from ..engine.dispatcher import Dispatcher
 from ..engine.reaper import Reaper
 from ..engine.session_runner import SessionRunner
+from ..engine.webhooks import HttpWebhookSender, WebhookDispatcher
 from ..executors.opencode.architect import ArchitectPlanner
 from ..executors.opencode.runtime import OpenCodeRuntime, start_opencode
 from ..services.event_feed import EventFeed
@@ -40,14 +44,31 @@ from .routers import (
     sessions,
     streams,
     tasks,
+    webhooks,
 )
 from .schemas.events import wire_text
+
+log = structlog.get_logger("industrial_orchestrator.api.app")
 
 # Above the largest legal body (a 1 MiB checkpoint, JSON-escaped) with room to spare.
 MAX_BODY_BYTES = 4 * 1024 * 1024
 # The largest WebSocket frame the server reads (uvicorn's default is 16 MiB): clients
 # send only small control messages, so a bigger frame is refused before it is buffered.
 MAX_WEBSOCKET_FRAME_BYTES = 64 * 1024
+
+SHUTDOWN_STEP_SECONDS = 30.0
+
+
+async def _bounded(step: str, closing: Coroutine[Any, Any, None]) -> None:
+    """One step of the shutdown, given ``SHUTDOWN_STEP_SECONDS``: a part that does not
+    stop (a connection the network lost, say) must not keep the process from exiting;
+    the log says which one it was."""
+    try:
+        async with asyncio.timeout(SHUTDOWN_STEP_SECONDS):
+            await closing
+    except TimeoutError:
+        log.error("shutdown_step_timed_out", step=step, seconds=SHUTDOWN_STEP_SECONDS)
+
 
 DESCRIPTION = """
 Control plane for autonomous AI coding agents.
@@ -107,6 +128,14 @@ def create_app(
             )
         reaper = Reaper(components.leases, components.lock, every_seconds=settings.reaper_seconds)
         await reaper.start()
+        notifier = WebhookDispatcher(
+            components.webhooks,
+            components.bus,
+            components.lock,
+            HttpWebhookSender(timeout_seconds=settings.webhook_timeout_seconds),
+            poll_seconds=settings.webhook_poll_seconds,
+        )
+        await notifier.start()
         runner = SessionRunner(
             components.session_engine,
             components.sessions,
@@ -135,6 +164,7 @@ def create_app(
         app.state.components = components
         app.state.feed = feed
         app.state.reaper = reaper
+        app.state.webhooks = notifier
         app.state.runner = runner
         app.state.opencode = opencode
         try:
@@ -142,13 +172,14 @@ def create_app(
         finally:
             try:
                 if settings.engine_enabled:
-                    await runner.close()
-                await reaper.close()
-                await feed.close()
+                    await _bounded("engine", runner.close())
+                await _bounded("reaper", reaper.close())
+                await _bounded("webhooks", notifier.close())
+                await _bounded("event feed", feed.close())
                 if opencode is not None:
-                    await opencode.close()
+                    await _bounded("opencode", opencode.close())
             finally:
-                await components.close()
+                await _bounded("storage", components.close())
 
     app = FastAPI(
         title=settings.app_name,
@@ -174,6 +205,7 @@ def create_app(
     app.include_router(events.router)
     app.include_router(streams.router)
     app.include_router(operations.router)
+    app.include_router(webhooks.router)
     app.include_router(dashboard.router)
     app.include_router(sign_in.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

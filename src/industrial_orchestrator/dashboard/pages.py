@@ -36,6 +36,7 @@ from ..executors.opencode.runtime import opencode_client
 from ..services.agents import AgentFilter
 from ..services.ports import SessionQuery
 from ..services.sessions import utc_now
+from ..services.worktree_conflicts import worktree_conflicts
 from .graph_layout import layout
 from .rendering import page
 
@@ -253,6 +254,7 @@ async def session_page(request: Request, session_id: str) -> HTMLResponse:
         context["info"] = STATE_TABLE[session.status]
         context["verbs"] = [(verb, verb in allowed) for verb in HEADER_VERBS]
         context["retry"] = await built.sessions.retried_as(session.id)
+        context["forks"] = await built.sessions.forks_of(session.id)
     if shown("checkpoints"):
         context["checkpoints"], context["checkpoint_total"] = await built.sessions.checkpoints(
             session.id, offset=0, limit=CHECKPOINTS_SHOWN
@@ -331,10 +333,12 @@ async def _diff(built: Components, session: Session) -> dict[str, Any] | None:
     if not await asyncio.to_thread(tree.is_dir):
         return {"files": [], "text": "", "note": f"the working tree {tree} is gone"}
     base = session.worktree.base_commit
+    found = await worktree_conflicts(built.uow, built.trees, session)
     return {
-        "files": await built.trees.changed_files(tree, base),
+        "files": found.files,
         "text": await built.trees.diff(tree, base, max_bytes=MAX_DIFF_BYTES),
         "note": "",
+        "conflicts": found.conflicts,
     }
 
 

@@ -15,6 +15,7 @@ from collections.abc import Collection
 from typing import Any
 
 from .errors import InvalidInput
+from .file_conflicts import planned_files
 from .task_templates import Decomposition, PlannedTask, TemplateChoice, validate_plan
 from .tasks import TaskType, normalise_capabilities
 
@@ -43,7 +44,7 @@ def plan_request(goal: str, capabilities: Collection[str]) -> str:
         '{"tasks": [{"key": "short-unique-key", "title": "...", "description": "what to '
         'do, precisely", "task_type": "code_generation", "required_capabilities": '
         '["code_generation"], "estimated_effort": 1.0, "depends_on": ["key of a task that '
-        'must be done first"]}]}\n\n'
+        'must be done first"], "files": ["path/it/will/edit.py"]}]}\n\n'
         f"At most {MAX_PLAN_TASKS} tasks. task_type is one of: {types}. "
         f"required_capabilities may only name: {known}. No dependency cycles."
     )
@@ -109,6 +110,13 @@ def _task(item: Any, position: int, known: set[str]) -> PlannedTask:
     depends_on = item.get("depends_on", [])
     if not isinstance(depends_on, list) or not all(isinstance(d, str) for d in depends_on):
         raise InvalidInput(f"{where} needs depends_on as a list of task keys")
+    files = item.get("files", [])
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise InvalidInput(f"{where} needs files as a list of paths")
+    try:
+        planned = planned_files(files)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where} ({key!r}): {exc.message}") from None
     return PlannedTask(
         key=key,
         title=title,
@@ -117,6 +125,7 @@ def _task(item: Any, position: int, known: set[str]) -> PlannedTask:
         required_capabilities=normalised,
         estimated_effort=float(effort),
         depends_on=tuple(dict.fromkeys(depends_on)),
+        files=planned,
     )
 
 

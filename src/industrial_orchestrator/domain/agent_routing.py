@@ -16,6 +16,11 @@ Rules, in order:
    assigned (never assigned first), name, id. A success rate of ``None`` (no finished task
    yet) ranks *after* every known rate: a record, even a short one, beats none. The tier
    already keeps short records (< ``MIN_RECORD``) at COMPETENT, so this only breaks ties.
+5. **Learned routing.** Given ``records`` (each agent's record for the task's type), the
+   pool is ranked by record first (``agent_records.learned_keys``: success rate, then
+   cost, then duration; agents without a record that counts as the pool's average), and
+   by the keys of rule 4 after that. Rules 1-3 stay the floor: a record never brings in
+   an agent they leave out. With no record that counts, rule 4 alone decides.
 
 ``considered`` counts the pool that was ranked (after rules 2 and 3); ``qualified`` counts
 every candidate passing rule 1. Runners-up come from the ranked pool only, in rank order.
@@ -23,12 +28,13 @@ every candidate passing rule 1. Runners-up come from the ranked pool only, in ra
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from .agent_records import AgentRecord, learned_keys
 from .agent_tiers import Tier
 from .agents import Agent, AgentStatus
 from .errors import Conflict, InvalidInput
@@ -68,6 +74,10 @@ class ScoreBreakdown:
     last_assigned_at: datetime | None
     type_matched: bool
     reason: str
+    record: AgentRecord | None = None
+    """The agent's record for the task type, if it has one (counted or not)."""
+    learned: bool = False
+    """True when records for the task type ranked the pool (rule 5)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +125,10 @@ def route(
     task_type: TaskType | None = None,
     exclude: Collection[UUID] = (),
     runners_up: int = 3,
+    records: Mapping[UUID, AgentRecord] | None = None,
 ) -> RoutingDecision:
-    """Choose the agent for a task. Raises ``NoAgentAvailable`` when none qualifies and
+    """Choose the agent for a task. ``records`` are the agents' records for the task's
+    type, by agent id (rule 5). Raises ``NoAgentAvailable`` when none qualifies and
     ``InvalidInput`` for a blank capability name or a negative ``runners_up``."""
     if runners_up < 0:
         raise InvalidInput(
@@ -137,8 +149,12 @@ def route(
     if type_matched:
         pool = matching
 
-    ranked = sorted(pool, key=rank_key)
-    scores = [_score(a, type_matched, task_type) for a in ranked]
+    known = records or {}
+    learned = learned_keys(pool, known)
+    ranked = sorted(pool, key=lambda a: (learned.get(a.id, ()), rank_key(a)))
+    scores = [
+        _score(a, type_matched, task_type, known.get(a.id), learned=bool(learned)) for a in ranked
+    ]
     return RoutingDecision(
         chosen=ranked[0],
         score=scores[0],
@@ -158,9 +174,21 @@ def _exclusion_reason(agent: Agent, excluded_ids: frozenset[UUID]) -> str | None
     return None
 
 
-def _score(agent: Agent, type_matched: bool, task_type: TaskType | None) -> ScoreBreakdown:
+def _score(
+    agent: Agent,
+    type_matched: bool,
+    task_type: TaskType | None,
+    record: AgentRecord | None,
+    *,
+    learned: bool,
+) -> ScoreBreakdown:
     rate = agent.success_rate
-    parts = [
+    parts = []
+    if record is not None:
+        parts.append(record.describe())
+    if learned and (record is None or not record.counts) and task_type is not None:
+        parts.append(f"ranked as the average {task_type.value} record")
+    parts += [
         f"tier {agent.tier.value}",
         f"load {agent.current_load:.2f}",
         f"success rate {rate:.0%}" if rate is not None else "no record yet",
@@ -182,6 +210,8 @@ def _score(agent: Agent, type_matched: bool, task_type: TaskType | None) -> Scor
         last_assigned_at=agent.last_assigned_at,
         type_matched=type_matched,
         reason=f"{agent.name}: " + ", ".join(parts),
+        record=record,
+        learned=learned,
     )
 
 

@@ -71,6 +71,8 @@ class Session:
     retry_of: UUID | None = None
     attempt: int = 1
     restored_from_checkpoint: UUID | None = None
+    forked_from: UUID | None = None
+    """The session whose checkpoint ``restored_from_checkpoint`` this one was forked from."""
     tokens_used: int = 0
     cost_usd: float = 0.0
     options: SessionOptions = field(default_factory=SessionOptions)
@@ -85,6 +87,12 @@ class Session:
     @property
     def is_terminal(self) -> bool:
         return is_terminal(self.status)
+
+    @property
+    def continues(self) -> UUID | None:
+        """The session whose files and finished tasks this one starts from (at
+        ``restored_from_checkpoint``): the one it retries or was forked from."""
+        return self.retry_of or self.forked_from
 
     @property
     def holds_running_slot(self) -> bool:

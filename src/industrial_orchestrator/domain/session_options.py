@@ -3,6 +3,7 @@ limits it runs under. Fixed at creation; a retry inherits them."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -38,13 +39,20 @@ class SessionOptions:
     planner: str = TEMPLATE_PLANNER
     """``template``: the decomposition templates; ``agent``: the architect agent proposes
     the plan (checked like a template's; the template is used when it is unusable)."""
+    amendment: str | None = None
+    """An operator's instruction added when the session was forked: appended to the
+    prompt of every task it still has to do."""
+    agents: tuple[str, ...] = ()
+    """The names of the agents its tasks are for; empty: any capable agent."""
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "agents": list(self.agents)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> SessionOptions:
         known = {name: value for name, value in (data or {}).items() if name in _FIELDS}
+        if "agents" in known:
+            known["agents"] = tuple(known["agents"] or ())
         return cls(**known)
 
 
@@ -61,6 +69,8 @@ def session_options(
     max_cost_usd: float | None = None,
     max_parallel_tasks: int | None = None,
     planner: str = TEMPLATE_PLANNER,
+    amendment: str | None = None,
+    agents: Sequence[str] = (),
 ) -> SessionOptions:
     """Checked options; raises ``InvalidInput`` naming the field."""
     if template is not None and template not in TEMPLATE_CHOICES:
@@ -95,6 +105,8 @@ def session_options(
         max_cost_usd=max_cost_usd,
         max_parallel_tasks=max_parallel_tasks,
         planner=planner,
+        amendment=amendment,
+        agents=tuple(dict.fromkeys(agents)),
     )
 
 

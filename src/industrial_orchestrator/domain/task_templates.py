@@ -58,6 +58,8 @@ class PlannedTask:
     estimated_effort: float
     depends_on: tuple[str, ...] = ()
     parent_key: str | None = None
+    files: tuple[str, ...] = ()
+    """Paths the task is expected to edit (an architect's plan may say)."""
 
 
 @dataclass(frozen=True, slots=True)

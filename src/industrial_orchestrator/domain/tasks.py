@@ -27,6 +27,7 @@ from typing import Any
 from uuid import UUID
 
 from .errors import IllegalTransition, InvalidInput
+from .file_conflicts import planned_files
 
 
 class TaskStatus(StrEnum):
@@ -133,6 +134,9 @@ class Task:
     attempt: int = 0
     """The number of the latest attempt (lease) at the task; 0 before the first."""
     version: int = 1
+    files: tuple[str, ...] = ()
+    """Workspace paths (a directory ends with ``/``) the plan expects the task to edit:
+    tasks of one session that would edit the same files are not run at once."""
 
     def evolve(self, **changes: Any) -> Task:
         return dataclasses.replace(self, **changes)
@@ -155,6 +159,7 @@ def new_task(
     parent_id: UUID | None = None,
     depends_on: Iterable[UUID] = (),
     template: str | None = None,
+    files: Iterable[str] = (),
 ) -> Task:
     """A new PENDING task, its inputs checked and its capabilities normalised.
 
@@ -189,6 +194,7 @@ def new_task(
         parent_id=parent_id,
         depends_on=deps,
         template=template,
+        files=planned_files(files),
     )
 
 

@@ -237,17 +237,18 @@ class SessionRunner:
 
     async def _tree_for(self, session: Session) -> TreeBinding:
         assert self._trees is not None
-        if session.worktree is None and session.retry_of and session.restored_from_checkpoint:
-            # A retry goes on from the files of the checkpoint it was restored from.
+        origin = session.continues
+        if session.worktree is None and origin and session.restored_from_checkpoint:
+            # A retry or a fork goes on from the files of the checkpoint it starts from.
             checkpoint = await self._sessions.checkpoint(session.restored_from_checkpoint)
             commit = checkpoint.data.get("commit") if checkpoint else None
             if isinstance(commit, str):
-                old = await self._trees.binding(session.retry_of)
+                old = await self._trees.binding(origin)
                 if old is None:
                     raise WorkspaceGone(
-                        f"the working tree of session {session.retry_of}, which this retry "
+                        f"the working tree of session {origin}, which this session "
                         "continues, is gone",
-                        {"session_id": str(session.retry_of)},
+                        {"session_id": str(origin)},
                     )
                 return await self._trees.fork(old.path, commit, session.id, old.source)
         workspace = Path(session.workspace) if session.workspace else None

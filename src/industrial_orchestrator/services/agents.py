@@ -14,6 +14,7 @@ import structlog
 
 from ..coordination.snapshot_cache import CacheUnavailable, SnapshotCache
 from ..domain import agent_events
+from ..domain.agent_records import AgentRecord
 from ..domain.agent_routing import NoAgentAvailable, RoutingDecision, route
 from ..domain.agent_tiers import Tier
 from ..domain.agents import Agent, AgentKind, AgentStatus, new_agent
@@ -21,6 +22,7 @@ from ..domain.errors import Conflict, InvalidInput, NotFound, VersionConflict
 from ..domain.task_attempts import AttemptOutcome, TaskAttempt
 from ..domain.tasks import TaskType, normalise_capabilities
 from . import agent_snapshots
+from .agent_records import load_records
 from .ports import Clock, DuplicateKeyError, UnitOfWork, UnitOfWorkFactory
 from .task_leases import release_leases
 
@@ -228,6 +230,15 @@ class AgentService:
         async with self._uow.reader() as uow:
             return await _found(uow, agent_id)
 
+    async def profile(self, agent_id: UUID) -> tuple[Agent, list[AgentRecord]]:
+        """The agent and its records per task type (``domain.agent_records``), by type."""
+        async with self._uow.reader() as uow:
+            agent = await _found(uow, agent_id)
+            records = await load_records(
+                uow, agent_ids=[agent_id], task_types=None, now=self._clock()
+            )
+        return agent, sorted(records.values(), key=lambda r: r.task_type.value)
+
     async def search(self, query: AgentFilter) -> list[Agent]:
         wanted = set(normalise_capabilities(query.capabilities))
         async with self._uow.reader() as uow:
@@ -322,18 +333,31 @@ class AgentService:
         task_type: TaskType | None = None,
         exclude: Collection[UUID] = (),
     ) -> RoutingDecision:
-        """The best agent for the work now (nothing is reserved: leases come with tasks)."""
+        """The best agent for the work now (nothing is reserved: leases come with tasks).
+        With a ``task_type``, the candidates' records for it rank them first (learned
+        routing, ``domain.agent_records``); the records are read fresh, never cached."""
         if not required_capabilities and task_type is None:
             raise InvalidInput(
                 "name the required_capabilities (or at least a task_type) to route",
                 {"field": "required_capabilities"},
             )
-        def decide(agents: Sequence[Agent]) -> RoutingDecision:
+        required = normalise_capabilities(required_capabilities)
+
+        async def decide(agents: Sequence[Agent]) -> RoutingDecision:
+            records: dict[UUID, AgentRecord] = {}
+            holders = [a.id for a in agents if set(required) <= set(a.capabilities)]
+            if task_type is not None and holders:
+                async with self._uow.reader() as uow:
+                    found = await load_records(
+                        uow, agent_ids=holders, task_types=[task_type], now=self._clock()
+                    )
+                records = {agent_id: record for (agent_id, _), record in found.items()}
             return route(
                 agents,
-                required_capabilities=required_capabilities,
+                required_capabilities=required,
                 task_type=task_type,
                 exclude=exclude,
+                records=records,
             )
 
         try:
@@ -343,20 +367,18 @@ class AgentService:
                     async with self._uow.reader() as uow:
                         everyone = await uow.agents.all()
                     await self._cache_routable(everyone)
-                    return decide(everyone)
-                return decide(cached)
+                    return await decide(everyone)
+                return await decide(cached)
             # Only the agents that pass the hard filters, found by the database.
             async with self._uow.reader() as uow:
-                candidates = await uow.agents.candidates(
-                    normalise_capabilities(required_capabilities)
-                )
-            return decide(candidates)
+                candidates = await uow.agents.candidates(required)
+            return await decide(candidates)
         except NoAgentAvailable:
             pass
         # Nobody qualified: say why, from the whole registry read fresh.
         async with self._uow.reader() as uow:
             everyone = await uow.agents.all()
-        return decide(everyone)
+        return await decide(everyone)
 
     async def _cached_routable(self) -> list[Agent] | None:
         if self._cache is None:

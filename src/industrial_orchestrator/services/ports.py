@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Protocol, Self
 from uuid import UUID
 
+from ..domain.agent_records import FinishedAttempt
 from ..domain.agents import Agent
 from ..domain.artifacts import Artifact
 from ..domain.checkpoint import Checkpoint
@@ -24,7 +25,8 @@ from ..domain.priorities import Priority
 from ..domain.session import Session, Transition, WorktreeBinding
 from ..domain.session_states import SessionState
 from ..domain.task_attempts import TaskAttempt
-from ..domain.tasks import Task, TaskStatus
+from ..domain.tasks import Task, TaskStatus, TaskType
+from ..domain.webhooks import Delivery, Webhook
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,12 @@ class SessionRepository(Protocol):
         """Insert a new session; raises ``DuplicateKeyError`` if the idempotency key is taken."""
 
     async def get(self, session_id: UUID) -> Session | None: ...
+
+    async def forks_of(self, session_id: UUID) -> list[UUID]:
+        """The sessions forked from this one's checkpoints, oldest first."""
+
+    async def on_workspace(self, workspace: str, *, limit: int) -> list[Session]:
+        """Sessions with a working tree made from ``workspace``, newest first."""
 
     async def find_retry(self, session_id: UUID) -> Session | None:
         """The session created by retrying ``session_id``, if any."""
@@ -196,10 +204,16 @@ class TaskRepository(Protocol):
         """Guarded write: False when the row is no longer ``before``."""
 
     async def claimable(
-        self, capabilities: Sequence[str], *, limit: int, lock: bool = True
+        self,
+        capabilities: Sequence[str],
+        *,
+        limit: int,
+        lock: bool = True,
+        agent_name: str | None = None,
     ) -> list[Task]:
         """READY leaf tasks (of RUNNING sessions or of none) whose required capabilities
-        are all in ``capabilities``, most urgent first; with ``lock``, locked for this
+        are all in ``capabilities``, most urgent first; with ``agent_name``, only of
+        sessions that name no agents or name that one; with ``lock``, locked for this
         transaction where the database can (skipping rows other claimers hold)."""
 
 
@@ -242,6 +256,21 @@ class AttemptRepository(Protocol):
     ) -> None: ...
 
     async def artifacts(self, task_id: UUID) -> list[StoredArtifact]: ...
+
+    async def touched(self, task_ids: Sequence[UUID]) -> dict[UUID, set[str]]:
+        """The paths of the artifacts each task's attempts delivered, by task."""
+
+    async def recent_results(
+        self,
+        *,
+        agent_ids: Sequence[UUID] | None,
+        task_types: Sequence[TaskType] | None,
+        since: datetime,
+        per_pair: int,
+    ) -> list[FinishedAttempt]:
+        """The latest ``per_pair`` attempts finished since ``since`` (completed, failed
+        or expired) per (agent, task type), of ``agent_ids`` and ``task_types`` (None:
+        all); the raw material of ``domain.agent_records``."""
 
 
 class ContextRepository(Protocol):
@@ -311,6 +340,42 @@ class OperatorTokenRepository(Protocol):
         """False when no active token has that name."""
 
 
+class WebhookRepository(Protocol):
+    async def add(self, webhook: Webhook) -> None:
+        """Raises ``DuplicateKeyError`` when the name is taken."""
+
+    async def get(self, webhook_id: UUID) -> Webhook | None: ...
+
+    async def all(self, *, active_only: bool = False) -> list[Webhook]:
+        """Oldest first."""
+
+    async def delete(self, webhook_id: UUID) -> bool:
+        """Delete the webhook and its deliveries; False when there is none."""
+
+    async def set_active(self, webhook_id: UUID, active: bool, last_event_id: int | None) -> bool:
+        """Turn it on or off (moving its log position to ``last_event_id`` if given)."""
+
+    async def advance(self, webhook_id: UUID, last_event_id: int) -> None:
+        """Move its log position forward to ``last_event_id`` (never back)."""
+
+    async def queue(self, delivery: Delivery) -> bool:
+        """Insert; False when the webhook has a delivery for that event already."""
+
+    async def delivery(self, delivery_id: UUID) -> Delivery | None: ...
+
+    async def deliveries(
+        self, webhook_id: UUID, *, offset: int, limit: int
+    ) -> tuple[list[Delivery], int]:
+        """Newest first, with the total count."""
+
+    async def due(self, now: datetime, *, limit: int) -> list[tuple[Delivery, Webhook]]:
+        """Pending deliveries of active webhooks due at ``now``, oldest first."""
+
+    async def save_delivery(self, before: Delivery, after: Delivery) -> bool:
+        """Guarded write: False when the row is no longer at ``before``'s status and
+        attempt count."""
+
+
 class DuplicateKeyError(Exception):
     """A uniqueness constraint refused the write (raised by repositories)."""
 
@@ -339,6 +404,9 @@ class UnitOfWork(Protocol):
 
     @property
     def operator_tokens(self) -> OperatorTokenRepository: ...
+
+    @property
+    def webhooks(self) -> WebhookRepository: ...
 
     async def __aenter__(self) -> Self: ...
 

@@ -310,7 +310,7 @@ class SessionEngine:
             if not existing and session.restored_from_checkpoint is not None:
                 carried, planned = await _carry_over(uow, session, now)
                 if carried:
-                    template = "the retried session's plan"
+                    template = "the plan of the session it continues"
                     existing = [carried]
             if not existing:
                 root = new_task(
@@ -623,26 +623,32 @@ class SessionEngine:
 
 
 async def _carry_over(uow: UnitOfWork, session: Session, now: datetime) -> tuple[Task | None, int]:
-    """A retry's plan: the retried session's tasks, anew, those finished at the restored
-    checkpoint already COMPLETED with their results (they are not done again). Returns a
+    """A retry's or a fork's plan: the tasks of the session it continues, anew, those
+    finished at the restored checkpoint already COMPLETED with their results (they are not
+    done again). A fork's amendment of the prompt goes to the tasks still to do. Returns a
     task of the plan (None when there was nothing to carry) and how many were stored."""
     assert session.restored_from_checkpoint is not None
     checkpoint = await uow.checkpoints.get(session.restored_from_checkpoint)
-    if checkpoint is None or session.retry_of is None:
+    origin = session.continues
+    if checkpoint is None or origin is None:
         return None, 0
-    old = await _tasks_of(uow, session.retry_of)
+    old = await _tasks_of(uow, origin)
     if not old:
         return None, 0
     finished = checkpoint.data.get("finished_tasks") or {}
+    amendment = session.options.amendment
     ids = {task.id: uuid4() for task in old}
     by_id = {task.id: task for task in old}
     by_depth = sorted(old, key=lambda t: depth_in(t, by_id))
     stored: list[Task] = []
     for position, task in enumerate(by_depth):
+        done = finished.get(str(task.id))
         fresh = new_task(
             id=ids[task.id],
             title=task.title,
-            description=task.description,
+            description=task.description
+            if done is not None or not amendment
+            else f"{task.description}\n\n{amendment}".strip(),
             task_type=task.task_type,
             required_capabilities=task.required_capabilities,
             estimated_effort=task.estimated_effort,
@@ -650,13 +656,13 @@ async def _carry_over(uow: UnitOfWork, session: Session, now: datetime) -> tuple
             session_id=session.id,
             parent_id=None if task.parent_id is None else ids.get(task.parent_id),
             template=task.template,
+            files=task.files,
         )
-        done = finished.get(str(task.id))
         if done is not None:
             fresh = fresh.evolve(
                 status=TaskStatus.COMPLETED,
                 result_summary=(done.get("summary") if isinstance(done, dict) else None)
-                or f"done in attempt {session.attempt - 1}",
+                or f"done in session {origin}",
                 finished_at=now,
             )
         await uow.tasks.add(fresh)

@@ -23,6 +23,7 @@ from ..domain.errors import (
     Conflict,
     IdempotencyKeyReused,
     IllegalTransition,
+    InvalidInput,
     NotFound,
     PayloadTooLarge,
     VersionConflict,
@@ -37,7 +38,7 @@ from ..domain.session import (
     transition,
 )
 from ..domain.session_actions import SessionAction, needs_slot, resolve_action
-from ..domain.session_options import SessionOptions
+from ..domain.session_options import SessionOptions, session_options
 from ..domain.session_states import (
     RETRYABLE_STATES,
     RUNNING_STATES,
@@ -80,6 +81,19 @@ class NewSession:
         """Identifies the request body, so a reused idempotency key can be told apart."""
         encoded = json.dumps(asdict(self), sort_keys=True, default=str).encode()
         return hashlib.sha256(encoded).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Fork:
+    """What a fork starts from, and what it changes."""
+
+    checkpoint_id: UUID
+    amendment: str | None = None
+    """An extra instruction for the tasks still to do."""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Options (budget, verification, parallelism...) to change from the source's."""
+    title: str | None = None
+    start: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,6 +420,87 @@ class SessionService:
         _log_transition(started)
         await self._rebalance(None, fresh)
         return fresh
+
+    async def fork(self, session_id: UUID, fork: Fork) -> Session:
+        """A new session that starts from one of ``session_id``'s checkpoints: its files
+        (the working tree at the checkpoint's commit) and the tasks finished by then, with
+        ``fork.amendment`` added to the prompt of the tasks still to do and
+        ``fork.options`` instead of the source's, when given. The source is left as it is,
+        in whatever state, and may be forked any number of times."""
+        async with self._uow() as uow:
+            source = _found(await uow.sessions.get(session_id), session_id)
+            checkpoint = await uow.checkpoints.get(fork.checkpoint_id)
+            if checkpoint is None or checkpoint.session_id != session_id:
+                raise NotFound(
+                    f"Session {session_id} has no checkpoint {fork.checkpoint_id} (it may "
+                    f"have been rotated out: only the newest {self._retention} "
+                    "are kept)",
+                    {"session_id": str(session_id), "checkpoint_id": str(fork.checkpoint_id)},
+                )
+            amendment = fork.amendment.strip() if fork.amendment else None
+            options = session_options(
+                **{**source.options.to_json(), **fork.overrides, "amendment": amendment}
+            )
+            if options.agents:
+                known = {agent.name for agent in await uow.agents.all()}
+                unknown = [name for name in options.agents if name not in known]
+                if unknown:
+                    raise InvalidInput(
+                        "No agent is registered as " + ", ".join(repr(n) for n in unknown),
+                        {"field": "agents", "unknown": unknown},
+                    )
+            prompt = source.initial_prompt
+            if amendment:
+                prompt = f"{prompt}\n\n{amendment}"
+            now = self._clock()
+            fresh = Session(
+                id=uuid4(),
+                title=fork.title or source.title,
+                initial_prompt=prompt,
+                priority=source.priority,
+                status=SessionState.PENDING,
+                workspace=source.workspace,
+                metadata=dict(source.metadata),
+                options=options,
+                created_at=now,
+                updated_at=now,
+                forked_from=source.id,
+                restored_from_checkpoint=checkpoint.id,
+            )
+            await uow.sessions.add(fresh, None, None)
+            await uow.sessions.add_transition(
+                replace(
+                    creation_record(fresh, Actor.OPERATOR),
+                    reason=f"fork of {source.id} at checkpoint #{checkpoint.seq} "
+                    f"({checkpoint.label})",
+                )
+            )
+            await uow.events.append([events.session_created(fresh)])
+            await self._write_checkpoint(
+                uow,
+                fresh.id,
+                label=checkpoint.label,
+                reason=f"forked from checkpoint {checkpoint.id} of session {source.id}",
+                data=checkpoint.data,
+            )
+            started = None
+            if fork.start:
+                fresh, started = await self._apply(uow, fresh, SessionAction.START, None)
+            await uow.commit()
+        log.info(
+            "session_forked",
+            session_id=str(fresh.id),
+            forked_from=str(source.id),
+            checkpoint_id=str(checkpoint.id),
+        )
+        _log_transition(started)
+        await self._rebalance(None, fresh)
+        return fresh
+
+    async def forks_of(self, session_id: UUID) -> list[UUID]:
+        async with self._uow.reader() as uow:
+            _found(await uow.sessions.get(session_id), session_id)
+            return await uow.sessions.forks_of(session_id)
 
     async def retried_as(self, session_id: UUID) -> UUID | None:
         """The session created to retry this one, if any."""

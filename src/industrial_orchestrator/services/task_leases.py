@@ -21,10 +21,12 @@ import structlog
 
 from ..domain import agent_events, task_events
 from ..domain.agent_liveness import MISSED_BEATS, is_overdue
+from ..domain.agent_records import may_leave, tasks_to_leave
 from ..domain.agents import Agent, AgentStatus
 from ..domain.artifacts import Artifact, ArtifactLimits, check_artifacts
 from ..domain.errors import Conflict, InvalidInput, NotFound, OrchestratorError
 from ..domain.events import EventType, LogStream, NewEvent, log_lines
+from ..domain.file_conflicts import overlap
 from ..domain.session import Session
 from ..domain.task_attempts import (
     AttemptOutcome,
@@ -38,6 +40,7 @@ from ..domain.task_attempts import (
     lease_task,
 )
 from ..domain.tasks import FINISHED_STATUSES, Task, TaskStatus, task_transition
+from .agent_records import load_records
 from .ports import (
     ArtifactWriter,
     Clock,
@@ -51,6 +54,9 @@ log = structlog.get_logger("industrial_orchestrator.services.task_leases")
 # Guarded writes that lose a race are retried this many times before giving up.
 _CLAIM_ROUNDS = 8
 _REAP_BATCH = 200
+# How many waiting tasks a claimer with failures on record looks at, to pass over those
+# it should leave to a clearly better idle agent.
+_LOOK_AHEAD = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,21 +132,62 @@ class TaskLeases:
 
     async def claim(self, agent_id: UUID) -> Assignment | None:
         """Lease the most urgent READY task ``agent_id`` can do, or None when there is
-        none. Raises ``AgentNotAccepting`` when the agent is offline, busy or full."""
+        none. Raises ``AgentNotAccepting`` when the agent is offline, busy or full.
+
+        Learned routing applies to pulls too: a task of a type at which the agent has a
+        clearly worse record than an idle, live rival is left to that rival for a while
+        (``domain.agent_records.tasks_to_leave``); the agent gets the next task, or none.
+
+        A task of a session that would edit files a RUNNING task of that session edits
+        (its plan's ``files``, or what its earlier attempts delivered) waits until that
+        one is done (``domain.file_conflicts``): the agent gets the next task, or none."""
         # A look without locks first: most asks (a long-poll woken by an unrelated
         # commit) find nothing, and must not queue up behind the writers to say so.
         async with self._uow.reader() as uow:
             agent = await _agent(uow, agent_id)
             _check_accepting(agent)
-            if not await uow.tasks.claimable(agent.capabilities, limit=1, lock=False):
+            waiting = await uow.tasks.claimable(
+                agent.capabilities, limit=_LOOK_AHEAD, lock=False, agent_name=agent.name
+            )
+            if not waiting:
                 return None
+            # An agent that never failed cannot be clearly worse than anyone.
+            leave = (
+                await self._left_to_others(uow, agent, waiting) if agent.failure_count else set()
+            )
+            predicted = await _predicted_files(uow, waiting)
+            held = await _colliding(uow, waiting, predicted)
+            if len(leave | held.keys()) == len(waiting):
+                _log_held(held)
+                return None
+            # Sessions whose tasks name files: their claims are serialised, so two
+            # claimers never lease two colliding tasks at once.
+            guarded = {t.session_id for t in waiting if t.session_id and predicted.get(t.id)}
         for _ in range(_CLAIM_ROUNDS):
             now = self._clock()
             async with self._uow() as uow:
                 agent = await _agent(uow, agent_id)
                 _check_accepting(agent)
-                candidates = await uow.tasks.claimable(agent.capabilities, limit=1)
+                for session_id in sorted(guarded):  # in one order: no deadlock
+                    await uow.tasks.lock_family(session_id)
+                found = await uow.tasks.claimable(
+                    agent.capabilities,
+                    limit=_LOOK_AHEAD if leave or guarded else 1,
+                    agent_name=agent.name,
+                )
+                predicted = await _predicted_files(uow, found)
+                unguarded = {
+                    t.session_id
+                    for t in found
+                    if t.session_id and predicted.get(t.id) and t.session_id not in guarded
+                }
+                if unguarded:
+                    guarded |= unguarded  # new since the look: lock them too, and look again
+                    continue
+                held = await _colliding(uow, found, predicted)
+                candidates = [t for t in found if t.id not in leave and t.id not in held]
                 if not candidates:
+                    _log_held(held)
                     return None
                 task = candidates[0]
                 running, attempt = lease_task(
@@ -172,6 +219,35 @@ class TaskLeases:
             )
             return Assignment(running, attempt, finished, workspace)
         raise Conflict("Too many concurrent claims; ask again", {"agent_id": str(agent_id)})
+
+    async def _left_to_others(
+        self, uow: UnitOfWork, agent: Agent, waiting: Sequence[Task]
+    ) -> set[UUID]:
+        """The waiting tasks ``agent`` should leave to a clearly better idle agent."""
+        now = self._clock()
+        types = sorted({task.task_type for task in waiting})
+        mine = await load_records(uow, agent_ids=[agent.id], task_types=types, now=now)
+        if not any(may_leave(record) for record in mine.values()):
+            return set()
+        rivals = [
+            a
+            for a in await uow.agents.candidates(())
+            if a.id != agent.id and a.tasks_in_progress == 0
+        ]
+        if not rivals:
+            return set()
+        records = {
+            **mine,
+            **await load_records(uow, agent_ids=[a.id for a in rivals], task_types=types, now=now),
+        }
+        return tasks_to_leave(
+            agent,
+            waiting,
+            rivals,
+            records,
+            now=now,
+            alive_since=now - timedelta(seconds=self._policy.heartbeat_seconds),
+        )
 
     async def report(self, agent_id: UUID, report: Report) -> Recorded:
         """Record the result of the agent's current attempt at ``report.task_id``."""
@@ -564,3 +640,49 @@ def _summary(attempt: TaskAttempt) -> str:
     if isinstance(summary, str) and summary.strip():
         return summary.strip()[:2000]
     return f"completed by agent {attempt.agent_id} on attempt {attempt.attempt}"
+
+
+async def _predicted_files(uow: UnitOfWork, candidates: Sequence[Task]) -> dict[UUID, set[str]]:
+    """The files each task of a session is expected to edit: its plan's, and those its
+    earlier attempts delivered."""
+    in_sessions = [task for task in candidates if task.session_id is not None]
+    touched = await uow.attempts.touched([task.id for task in in_sessions])
+    return {task.id: {*task.files, *touched.get(task.id, ())} for task in in_sessions}
+
+
+async def _colliding(
+    uow: UnitOfWork, candidates: Sequence[Task], predicted: dict[UUID, set[str]]
+) -> dict[UUID, tuple[UUID, list[str]]]:
+    """The candidates that would edit files a RUNNING task of their session edits: for
+    each, that task and the files."""
+    sessions = {t.session_id for t in candidates if t.session_id and predicted.get(t.id)}
+    held: dict[UUID, tuple[UUID, list[str]]] = {}
+    for session_id in sessions:
+        running, _ = await uow.tasks.search(
+            session_id=session_id,
+            parent_id=None,
+            statuses=(TaskStatus.RUNNING,),
+            offset=0,
+            limit=None,
+        )
+        busy = await _predicted_files(uow, running)
+        for task in candidates:
+            if task.session_id != session_id or not predicted.get(task.id):
+                continue
+            for other in running:
+                shared = overlap(predicted[task.id], busy.get(other.id, ()))
+                if shared:
+                    held[task.id] = (other.id, shared)
+                    break
+    return held
+
+
+def _log_held(held: dict[UUID, tuple[UUID, list[str]]]) -> None:
+    for task_id, (blocker, files) in held.items():
+        log.info(
+            "task_held_back",
+            task_id=str(task_id),
+            running_task_id=str(blocker),
+            files=files[:20],
+            reason="it would edit files a running task of its session edits",
+        )

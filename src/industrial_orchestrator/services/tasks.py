@@ -57,6 +57,7 @@ class NewTask:
     session_id: UUID | None = None
     parent_id: UUID | None = None
     depends_on: Sequence[UUID] = ()
+    files: Sequence[str] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,7 @@ class TaskService:
                 session_id=session_id,
                 parent_id=draft.parent_id,
                 depends_on=draft.depends_on,
+                files=draft.files,
             )
             for dependency_id in task.depends_on:
                 dependency = await _found(uow, dependency_id, "depends_on")
@@ -332,6 +334,7 @@ async def store_plan(
             # task waited for.
             depends_on=[ids[key] for key in planned.depends_on] or task.depends_on,
             template=plan.choice.template,
+            files=planned.files,
         )
         subtasks.append(subtask)
     # Rows first, parents before children (foreign key), then the edges: a summary

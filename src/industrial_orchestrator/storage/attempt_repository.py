@@ -13,11 +13,18 @@ import sqlalchemy as sa
 from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..domain.agent_records import FinishedAttempt, duration_ms
 from ..domain.artifacts import Artifact
 from ..domain.task_attempts import AttemptOutcome, TaskAttempt
+from ..domain.tasks import TaskType
 from ..services.ports import StoredArtifact
 from .rows import utc
-from .tables import task_artifacts, task_attempts
+from .tables import task_artifacts, task_attempts, tasks
+
+# The outcomes a record counts (RELEASED does not: see ``domain.agent_records``).
+_RECORDED = (AttemptOutcome.COMPLETED, AttemptOutcome.FAILED, AttemptOutcome.EXPIRED)
+# Beyond this many agents the filter is applied here rather than as an IN list.
+_MAX_LISTED_AGENTS = 1000
 
 
 class SqlAttemptRepository:
@@ -118,6 +125,79 @@ class SqlAttemptRepository:
         )
         return result.rowcount == 1
 
+    async def recent_results(
+        self,
+        *,
+        agent_ids: Sequence[UUID] | None,
+        task_types: Sequence[TaskType] | None,
+        since: datetime,
+        per_pair: int,
+    ) -> list[FinishedAttempt]:
+        """The most recent ``per_pair`` attempts finished since ``since`` (completed,
+        failed or expired) of each (agent, task type), of ``agent_ids`` and ``task_types``
+        (None: all). Medians are left to the caller: the window is small, and computing
+        them in Python works the same on SQLite and PostgreSQL."""
+        if (agent_ids is not None and not agent_ids) or (task_types is not None and not task_types):
+            return []
+        recency = (
+            sa.func.row_number()
+            .over(
+                partition_by=(task_attempts.c.agent_id, tasks.c.task_type),
+                order_by=(
+                    task_attempts.c.finished_at.desc(),
+                    task_attempts.c.task_id,
+                    task_attempts.c.attempt.desc(),
+                ),
+            )
+            .label("recency")
+        )
+        conditions = [
+            task_attempts.c.outcome.in_([o.value for o in _RECORDED]),
+            task_attempts.c.finished_at >= since,
+        ]
+        wanted = None if agent_ids is None else set(agent_ids)
+        if wanted is not None and len(wanted) <= _MAX_LISTED_AGENTS:
+            conditions.append(task_attempts.c.agent_id.in_(sorted(wanted)))
+        if task_types is not None:
+            conditions.append(tasks.c.task_type.in_(sorted({t.value for t in task_types})))
+        window = (
+            sa.select(
+                task_attempts.c.agent_id,
+                tasks.c.task_type,
+                task_attempts.c.outcome,
+                task_attempts.c.execution_time_ms,
+                task_attempts.c.leased_at,
+                task_attempts.c.finished_at,
+                task_attempts.c.cost_usd,
+                recency,
+            )
+            .select_from(task_attempts.join(tasks, tasks.c.id == task_attempts.c.task_id))
+            .where(*conditions)
+            .subquery()
+        )
+        result = await self._db.execute(sa.select(window).where(window.c.recency <= per_pair))
+        found: list[FinishedAttempt] = []
+        known_types = {t.value for t in TaskType}
+        for row in result.mappings():
+            if row["task_type"] not in known_types:
+                continue
+            if wanted is not None and row["agent_id"] not in wanted:
+                continue
+            found.append(
+                FinishedAttempt(
+                    agent_id=row["agent_id"],
+                    task_type=TaskType(row["task_type"]),
+                    succeeded=row["outcome"] == AttemptOutcome.COMPLETED.value,
+                    duration_ms=duration_ms(
+                        row["execution_time_ms"],
+                        _required(utc(row["leased_at"])),
+                        utc(row["finished_at"]),
+                    ),
+                    cost_usd=float(row["cost_usd"]),
+                )
+            )
+        return found
+
     async def add_artifacts(
         self, attempt: TaskAttempt, artifacts: Sequence[Artifact], at: datetime
     ) -> None:
@@ -140,6 +220,19 @@ class SqlAttemptRepository:
                 for artifact in artifacts
             ],
         )
+
+    async def touched(self, task_ids: Sequence[UUID]) -> dict[UUID, set[str]]:
+        if not task_ids:
+            return {}
+        result = await self._db.execute(
+            sa.select(task_artifacts.c.task_id, task_artifacts.c.path)
+            .where(task_artifacts.c.task_id.in_(list(task_ids)))
+            .distinct()
+        )
+        paths: dict[UUID, set[str]] = {}
+        for task_id, path in result:
+            paths.setdefault(task_id, set()).add(path)
+        return paths
 
     async def artifacts(self, task_id: UUID) -> list[StoredArtifact]:
         """What the task's attempts delivered (without the content), by attempt and path."""

@@ -34,3 +34,19 @@ def superset_of(column: Any, values: Sequence[str], dialect: str) -> Any:
         .scalar_subquery()
     )
     return held == len(set(values))
+
+
+def allows(column: Any, key: str, value: str, dialect: str) -> Any:
+    """The JSON object in ``column`` has no list (or an empty one) at ``key``, or one that
+    holds ``value``: a restriction that is either absent or lets ``value`` in."""
+    if dialect == "postgresql":
+        listed = sa.type_coerce(column, JSONB)[key]
+        empty = sa.func.coalesce(sa.func.jsonb_array_length(listed), 0) == 0
+        return sa.or_(empty, listed.contains(sa.type_coerce([value], JSONB)))
+    path = f"$.{key}"
+    empty = sa.func.coalesce(sa.func.json_array_length(column, path), 0) == 0
+    elements = sa.func.json_each(column, path).table_valued("value")
+    held = sa.exists(
+        sa.select(sa.literal(1)).select_from(elements).where(elements.c.value == value)
+    )
+    return sa.or_(empty, held)

@@ -48,6 +48,23 @@ class SqlSessionRepository:
         row = result.mappings().first()
         return session_from_row(row) if row else None
 
+    async def forks_of(self, session_id: UUID) -> list[UUID]:
+        result = await self._db.execute(
+            sa.select(sessions.c.id)
+            .where(sessions.c.forked_from == session_id)
+            .order_by(sessions.c.created_at, sessions.c.id)
+        )
+        return list(result.scalars())
+
+    async def on_workspace(self, workspace: str, *, limit: int) -> list[Session]:
+        result = await self._db.execute(
+            sa.select(sessions)
+            .where(sessions.c.workspace == workspace, sessions.c.worktree.is_not(None))
+            .order_by(sessions.c.created_at.desc(), sessions.c.id)
+            .limit(limit)
+        )
+        return [session_from_row(row) for row in result.mappings()]
+
     async def get_by_idempotency_key(self, key: str) -> IdempotentCreation | None:
         result = await self._db.execute(
             sa.select(sessions).where(sessions.c.idempotency_key == key)

@@ -43,6 +43,9 @@ sessions = sa.Table(
     sa.Column("retry_of", sa.Uuid, sa.ForeignKey("sessions.id"), unique=True),
     sa.Column("attempt", sa.Integer, nullable=False),
     sa.Column("restored_from_checkpoint", sa.Uuid),
+    # The session this one was forked from (at ``restored_from_checkpoint``); many forks
+    # may share one origin, unlike ``retry_of``.
+    sa.Column("forked_from", sa.Uuid, index=True),
     sa.Column("tokens_used", sa.BigInteger, nullable=False),
     sa.Column("cost_usd", sa.Float, nullable=False),
     sa.Column("idempotency_key", sa.String(255), unique=True),
@@ -114,6 +117,8 @@ tasks = sa.Table(
     sa.Column("description", sa.Text, nullable=False),
     sa.Column("task_type", sa.String(32), nullable=False),
     sa.Column("required_capabilities", Json, nullable=False),
+    # Paths the plan expects the task to edit (tasks that share one are not run at once).
+    sa.Column("files", Json, nullable=False, server_default="[]"),
     sa.Column("estimated_effort", sa.Float, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("template", sa.String(32)),
@@ -255,4 +260,43 @@ operator_tokens = sa.Table(
     sa.Column("digest", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("revoked_at", Timestamp),
+)
+
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("url", sa.Text, nullable=False),
+    # Kept as given: it signs every body. The API shows it only when the webhook is made.
+    sa.Column("secret", sa.String(200), nullable=False),
+    sa.Column("events", Json, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    # The newest event of the log this webhook has been considered for.
+    sa.Column("last_event_id", sa.BigInteger, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column(
+        "webhook_id", sa.Uuid, sa.ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False
+    ),
+    # The event log's global id; None for a test delivery (no foreign key: a delivery's
+    # record stays when the session and its events are deleted).
+    sa.Column("event_id", sa.BigInteger),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("payload", Json, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_status_code", sa.Integer),
+    sa.Column("last_error", sa.Text),
+    sa.Column("next_attempt_at", Timestamp),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("delivered_at", Timestamp),
+    # An event is queued once per webhook, whichever replica or restart queues it.
+    sa.UniqueConstraint("webhook_id", "event_id", name="uq_webhook_deliveries_webhook_event"),
+    sa.Index("ix_webhook_deliveries_status_next", "status", "next_attempt_at"),
 )

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.tasks import Task, TaskStatus, TaskType
 from ..services.ports import DuplicateKeyError
-from .json_sets import subset_of
+from .json_sets import allows, subset_of
 from .rows import utc
 from .tables import sessions, task_dependencies, tasks
 
@@ -121,7 +121,12 @@ class SqlTaskRepository:
         return result.rowcount == 1
 
     async def claimable(
-        self, capabilities: Sequence[str], *, limit: int, lock: bool = True
+        self,
+        capabilities: Sequence[str],
+        *,
+        limit: int,
+        lock: bool = True,
+        agent_name: str | None = None,
     ) -> list[Task]:
         """READY tasks an agent holding ``capabilities`` can do, most urgent first: tasks
         of RUNNING (or DEGRADED) sessions by the session's priority, and tasks outside any
@@ -129,7 +134,8 @@ class SqlTaskRepository:
         are the work). On PostgreSQL the rows come locked, skipping rows another claimer
         holds, so two claimers never race for one task."""
         child = tasks.alias("child")
-        within = subset_of(tasks.c.required_capabilities, capabilities, self._db.dialect.name)
+        dialect = self._db.dialect.name
+        within = subset_of(tasks.c.required_capabilities, capabilities, dialect)
         urgency = (
             sa.select(sessions.c.priority_rank)
             .where(sessions.c.id == tasks.c.session_id)
@@ -145,7 +151,11 @@ class SqlTaskRepository:
                     tasks.c.session_id.is_(None),
                     tasks.c.session_id.in_(
                         sa.select(sessions.c.id).where(
-                            sessions.c.status.in_(("RUNNING", "DEGRADED"))
+                            sessions.c.status.in_(("RUNNING", "DEGRADED")),
+                            # A session may name the agents its tasks are for (a fork's).
+                            sa.true()
+                            if agent_name is None
+                            else allows(sessions.c.options, "agents", agent_name, dialect),
                         )
                     ),
                 ),
@@ -197,6 +207,7 @@ def _values(task: Task) -> dict[str, Any]:
         "description": task.description,
         "task_type": task.task_type.value,
         "required_capabilities": list(task.required_capabilities),
+        "files": list(task.files),
         "estimated_effort": task.estimated_effort,
         "status": task.status.value,
         "template": task.template,
@@ -233,4 +244,5 @@ def _task(row: RowMapping, depends_on: tuple[UUID, ...]) -> Task:
         finished_at=utc(row["finished_at"]),
         attempt=int(row["attempt"]),
         version=int(row["version"]),
+        files=tuple(row["files"] or ()),
     )

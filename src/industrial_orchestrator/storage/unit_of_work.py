@@ -22,6 +22,7 @@ from .event_repository import SqlEventRepository
 from .operator_token_repository import SqlOperatorTokenRepository
 from .session_repository import SqlSessionRepository
 from .task_repository import SqlTaskRepository
+from .webhook_repository import SqlWebhookRepository
 
 CommitListener = Callable[[Sequence[NewEvent]], None]
 
@@ -39,6 +40,7 @@ class SqlUnitOfWork:
     agents: SqlAgentRepository
     attempts: SqlAttemptRepository
     operator_tokens: SqlOperatorTokenRepository
+    webhooks: SqlWebhookRepository
 
     def __init__(
         self,
@@ -86,6 +88,7 @@ class SqlUnitOfWork:
         self.agents = SqlAgentRepository(connection)
         self.attempts = SqlAttemptRepository(connection)
         self.operator_tokens = SqlOperatorTokenRepository(connection)
+        self.webhooks = SqlWebhookRepository(connection)
         return self
 
     async def __aexit__(

@@ -13,6 +13,7 @@ from ...services.agents import AgentFilter, NewAgent
 from ..dependencies import Agents
 from ..paths import API_PREFIX
 from ..schemas.agents import (
+    AgentDetail,
     AgentRead,
     AgentRegister,
     AgentStatsRead,
@@ -30,13 +31,13 @@ AgentId = Annotated[UUID, Path(description="The agent's id (a UUID)")]
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    response_model=AgentRead,
+    response_model=AgentDetail,
     summary="Register an agent",
     responses=error_responses(409, 422),
 )
-async def register_agent(body: AgentRegister, agents: Agents) -> AgentRead:
-    """A HEALTHY agent, rated COMPETENT until it has finished 10 tasks. Names are unique
-    (409); capabilities are case-insensitive."""
+async def register_agent(body: AgentRegister, agents: Agents) -> AgentDetail:
+    """A HEALTHY agent, rated COMPETENT until it has finished 10 tasks, with no records
+    yet. Names are unique (409); capabilities are case-insensitive."""
     agent = await agents.register(
         NewAgent(
             name=body.name,
@@ -47,7 +48,7 @@ async def register_agent(body: AgentRegister, agents: Agents) -> AgentRead:
             metadata=body.metadata,
         )
     )
-    return AgentRead.of(agent)
+    return AgentDetail.with_records(agent, [])
 
 
 @router.get("", response_model=list[AgentRead], summary="List agents")
@@ -86,7 +87,10 @@ async def agent_stats(agents: Agents) -> AgentStatsRead:
 async def route_work(body: RouteRequest, agents: Agents) -> RouteResult:
     """Candidates hold every required capability and are healthy or degraded, not busy,
     offline or at capacity; DEGRADED-tier agents only when nobody else qualifies. Ranked
-    by tier, then lowest load, then best success rate, then least recently assigned. 409
+    by tier, then lowest load, then best success rate, then least recently assigned. With
+    a `task_type`, the candidates' records for that type come first (learned routing:
+    success rate in 5-point bands, then mean cost, then median duration; a record counts
+    from 3 finished attempts, and an agent without one ranks as the average). 409
     `no_agent_available` says which capability or condition nobody meets."""
     decision = await agents.route(
         body.required_capabilities, task_type=body.task_type, exclude=body.exclude
@@ -95,10 +99,17 @@ async def route_work(body: RouteRequest, agents: Agents) -> RouteResult:
 
 
 @router.get(
-    "/{agent_id}", response_model=AgentRead, summary="Get an agent", responses=error_responses(404)
+    "/{agent_id}",
+    response_model=AgentDetail,
+    summary="Get an agent, with its record per task type",
+    responses=error_responses(404),
 )
-async def get_agent(agent_id: AgentId, agents: Agents) -> AgentRead:
-    return AgentRead.of(await agents.get(agent_id))
+async def get_agent(agent_id: AgentId, agents: Agents) -> AgentDetail:
+    """`records`: per task type, the agent's latest finished attempts (up to 50, within
+    30 days): attempts, success rate, median duration and mean cost. Routing uses a
+    record once it has 3 attempts."""
+    agent, records = await agents.profile(agent_id)
+    return AgentDetail.with_records(agent, records)
 
 
 @router.delete(

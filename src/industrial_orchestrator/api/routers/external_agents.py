@@ -210,8 +210,10 @@ async def next_task(
 ) -> TaskAssignment | Response:
     """Leases the most urgent READY task whose required capabilities the agent holds
     (tasks of RUNNING sessions by priority, then tasks outside sessions; oldest first).
-    Two agents never get the same task. 409 `agent_not_accepting` when the agent is
-    offline, busy or at its `max_concurrent_tasks`."""
+    Two agents never get the same task. A task of a type at which the agent's record is
+    clearly worse (25 points) than that of an idle, live agent able to take it is left to
+    that agent for up to 30 s after it became READY (learned routing). 409
+    `agent_not_accepting` when the agent is offline, busy or at its `max_concurrent_tasks`."""
     deadline = time.monotonic() + wait_seconds
     async with components.bus.subscribe() as wakeup:
         while True:

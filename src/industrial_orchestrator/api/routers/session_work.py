@@ -12,6 +12,7 @@ from ...domain.events import LogStream
 from ...domain.session import Session
 from ...executors.opencode.client import OpenCodeClient, OpenCodeError
 from ...executors.opencode.runtime import opencode_client
+from ...services.worktree_conflicts import worktree_conflicts
 from ..dependencies import AppComponents, Sessions
 from ..paths import API_PREFIX, SessionId
 from ..schemas.common import error_responses
@@ -20,6 +21,8 @@ from ..schemas.workspaces import (
     PermissionReplied,
     PermissionReplyBody,
     SessionDiff,
+    SharedFilesRead,
+    WorktreeConflictsRead,
 )
 
 router = APIRouter(prefix=f"{API_PREFIX}/sessions", tags=["sessions"])
@@ -61,6 +64,36 @@ async def session_diff(
         base_commit=base,
         files=await built.trees.changed_files(Path(tree), base),
         diff=await built.trees.diff(Path(tree), base),
+    )
+
+
+@router.get(
+    "/{session_id}/conflicts",
+    response_model=WorktreeConflictsRead,
+    summary="Other sessions on the same workspace that changed the same files",
+    responses=error_responses(404),
+)
+async def session_conflicts(
+    session_id: SessionId, sessions: Sessions, built: AppComponents
+) -> WorktreeConflictsRead:
+    """Every session works on a branch of its own, so nothing is merged behind your back;
+    this names the other sessions on the same workspace whose branches change some of the
+    same files as this one's (they would conflict when both are merged), with the files."""
+    session = await sessions.get(session_id)
+    _tree(session)
+    found = await worktree_conflicts(built.uow, built.trees, session)
+    return WorktreeConflictsRead(
+        files=found.files,
+        conflicts=[
+            SharedFilesRead(
+                session_id=shared.session.id,
+                title=shared.session.title,
+                status=shared.session.status,
+                branch=shared.session.worktree.branch if shared.session.worktree else None,
+                files=shared.files,
+            )
+            for shared in found.conflicts
+        ],
     )
 
 

@@ -14,7 +14,7 @@ from ...domain.priorities import Priority
 from ...domain.session_actions import SessionAction
 from ...domain.session_states import STATE_TABLE, SessionState
 from ...services.ports import SessionQuery
-from ...services.sessions import NewSession
+from ...services.sessions import Fork, NewSession
 from ..dependencies import AppComponents, Sessions
 from ..paths import API_PREFIX, SessionId
 from ..schemas.checkpoints import CheckpointCreate, CheckpointPage, CheckpointRead
@@ -22,6 +22,8 @@ from ..schemas.common import error_responses
 from ..schemas.sessions import (
     ActionRequest,
     FailRequest,
+    ForkRequest,
+    LineageRead,
     RetryRequest,
     SessionCreate,
     SessionPage,
@@ -286,6 +288,50 @@ async def retry_session(
     last checkpoint. The old session is left as it was; a session is retried once."""
     fresh = await sessions.retry(session_id, start=body.start if body else False)
     return SessionRead.of(fresh)
+
+
+@router.post(
+    "/{session_id}/fork",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SessionRead,
+    summary="Fork a session from one of its checkpoints",
+    responses=error_responses(404, 409, 422),
+)
+async def fork_session(session_id: SessionId, body: ForkRequest, sessions: Sessions) -> SessionRead:
+    """Create a new session that starts from the checkpoint: the files of its working
+    tree at that checkpoint's commit and the tasks finished by then (not done again), with
+    an optional instruction for the tasks still to do and other options. The source
+    session, in whatever state, is left as it is; it may be forked any number of times."""
+    fresh = await sessions.fork(
+        session_id,
+        Fork(
+            checkpoint_id=body.checkpoint_id,
+            amendment=body.amendment,
+            overrides=body.overrides(),
+            title=body.title,
+            start=body.start,
+        ),
+    )
+    return SessionRead.of(fresh)
+
+
+@router.get(
+    "/{session_id}/lineage",
+    response_model=LineageRead,
+    summary="The session's retries and forks",
+    responses=error_responses(404, 422),
+)
+async def session_lineage(session_id: SessionId, sessions: Sessions) -> LineageRead:
+    """Where the session comes from (the session it retries or was forked from, and the
+    checkpoint it started from) and what came of it (its retry, its forks)."""
+    session = await sessions.get(session_id)
+    return LineageRead(
+        retry_of=session.retry_of,
+        retried_as=await sessions.retried_as(session_id),
+        forked_from=session.forked_from,
+        restored_from_checkpoint=session.restored_from_checkpoint,
+        forks=await sessions.forks_of(session_id),
+    )
 
 
 @router.post(

@@ -50,6 +50,7 @@ async def create_task(body: TaskCreate, tasks: Tasks) -> TaskRead:
             session_id=body.session_id,
             parent_id=body.parent_id,
             depends_on=body.depends_on,
+            files=body.files,
         )
     )
     return TaskRead.of(created)

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, Field
 
+from ...domain.agent_records import MIN_SAMPLES, WINDOW, AgentRecord
 from ...domain.agent_routing import RoutingDecision, ScoreBreakdown
 from ...domain.agent_tiers import Tier
 from ...domain.agents import Agent, AgentKind, AgentStatus
@@ -84,6 +85,51 @@ class AgentRead(BaseModel):
         )
 
 
+class AgentRecordRead(BaseModel):
+    """How the agent has done one task type: its most recent finished attempts at tasks
+    of that type (completed, failed or expired; released ones are not held against it)."""
+
+    task_type: TaskType
+    attempts: int = Field(
+        description=f"Finished attempts counted: the latest {WINDOW} within 30 days"
+    )
+    successes: int = Field(description="Of them, completed")
+    success_rate: float = Field(description="successes / attempts, from 0 to 1")
+    median_duration_ms: int | None = Field(
+        description="Median time of the completed attempts (as reported by the agent, else "
+        "lease to result); null before the first success"
+    )
+    mean_cost_usd: float = Field(description="Mean cost per attempt, failed ones included")
+    counts: bool = Field(description=f"Long enough ({MIN_SAMPLES} attempts) for routing to use it")
+
+    @classmethod
+    def of(cls, record: AgentRecord) -> AgentRecordRead:
+        return cls(
+            task_type=record.task_type,
+            attempts=record.attempts,
+            successes=record.successes,
+            success_rate=record.success_rate,
+            median_duration_ms=record.median_duration_ms,
+            mean_cost_usd=record.mean_cost_usd,
+            counts=record.counts,
+        )
+
+
+class AgentDetail(AgentRead):
+    """An agent with its record per task type (what learned routing ranks by)."""
+
+    records: list[AgentRecordRead] = Field(
+        description="One per task type the agent has finished attempts at, by type"
+    )
+
+    @classmethod
+    def with_records(cls, agent: Agent, records: list[AgentRecord]) -> AgentDetail:
+        return cls(
+            **AgentRead.of(agent).model_dump(),
+            records=[AgentRecordRead.of(record) for record in records],
+        )
+
+
 class Heartbeat(StrictModel):
     status: AgentStatus | None = Field(None, description="What the agent says it is")
     current_load: float | None = Field(None, ge=0, le=1)
@@ -123,6 +169,14 @@ class ScoreRead(BaseModel):
     last_assigned_at: datetime | None
     type_matched: bool
     reason: str
+    record: AgentRecordRead | None = Field(
+        None, description="The agent's record for the task type, when it has one"
+    )
+    learned: bool = Field(
+        False,
+        description="True when records for the task type ranked the candidates (before "
+        "tier and load); false when no candidate's record counts yet",
+    )
 
     @classmethod
     def of(cls, score: ScoreBreakdown) -> ScoreRead:
@@ -133,6 +187,8 @@ class ScoreRead(BaseModel):
             last_assigned_at=score.last_assigned_at,
             type_matched=score.type_matched,
             reason=score.reason,
+            record=AgentRecordRead.of(score.record) if score.record is not None else None,
+            learned=score.learned,
         )
 
 

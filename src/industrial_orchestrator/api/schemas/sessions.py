@@ -146,6 +146,13 @@ class OptionsRead(BaseModel):
     max_cost_usd: float | None
     max_parallel_tasks: int | None
     planner: str
+    amendment: str | None = Field(
+        None, description="The instruction added when the session was forked"
+    )
+    agents: list[str] = Field(
+        default_factory=list,
+        description="The agents its tasks are for, by name; empty: any capable agent",
+    )
 
     @classmethod
     def of(cls, options: SessionOptions) -> OptionsRead:
@@ -165,6 +172,62 @@ class FailRequest(ActionRequest):
 
 class RetryRequest(StrictModel):
     start: StrictBool = Field(False, description="Start (or queue) the new attempt at once")
+
+
+class ForkRequest(StrictModel):
+    checkpoint_id: UUID = Field(description="One of the session's checkpoints to start from")
+    amendment: str | None = Field(
+        None,
+        min_length=1,
+        max_length=20_000,
+        description="An extra instruction, added to the prompt of every task still to do",
+    )
+    title: Title | None = Field(None, description="The fork's title; the source's when omitted")
+    start: StrictBool = Field(False, description="Start (or queue) the fork at once")
+    verify_command: str | None = Field(
+        None, min_length=1, max_length=4096, description="Instead of the source's"
+    )
+    max_review_rounds: StrictInt | None = Field(
+        None, ge=0, le=20, description="Instead of the source's"
+    )
+    timeout_seconds: StrictInt | None = Field(
+        None, ge=1, le=7 * 24 * 3600, description="Instead of the source's"
+    )
+    max_tokens: StrictInt | None = Field(None, ge=1, description="Instead of the source's")
+    max_cost_usd: float | None = Field(
+        None, gt=0, le=1_000_000, description="Instead of the source's"
+    )
+    max_parallel_tasks: StrictInt | None = Field(
+        None, ge=1, le=1000, description="Instead of the source's"
+    )
+    agents: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        None,
+        max_length=50,
+        description="Only these agents (by name) work on the fork's tasks; [] lets any "
+        "capable agent again; omitted: the source's choice",
+    )
+
+    def overrides(self) -> dict[str, Any]:
+        names = (
+            "agents",
+            "verify_command",
+            "max_review_rounds",
+            "timeout_seconds",
+            "max_tokens",
+            "max_cost_usd",
+            "max_parallel_tasks",
+        )
+        return {name: getattr(self, name) for name in names if name in self.model_fields_set}
+
+
+class LineageRead(BaseModel):
+    retry_of: UUID | None = Field(description="The session this one retries")
+    retried_as: UUID | None = Field(description="The session that retries this one")
+    forked_from: UUID | None = Field(description="The session this one was forked from")
+    restored_from_checkpoint: UUID | None = Field(
+        description="The checkpoint this one started from (a retry's or a fork's)"
+    )
+    forks: list[UUID] = Field(description="Sessions forked from this one, oldest first")
 
 
 class StateRead(BaseModel):
@@ -211,6 +274,9 @@ class SessionRead(BaseModel):
     finished_at: datetime | None
     duration_seconds: float | None
     retry_of: UUID | None = Field(description="The session this one is a retry of")
+    forked_from: UUID | None = Field(
+        None, description="The session whose checkpoint this one was forked from"
+    )
     attempt: int
     restored_from_checkpoint: UUID | None
     tokens_used: int
@@ -249,6 +315,7 @@ class SessionRead(BaseModel):
             finished_at=session.finished_at,
             duration_seconds=session.duration_seconds,
             retry_of=session.retry_of,
+            forked_from=session.forked_from,
             attempt=session.attempt,
             restored_from_checkpoint=session.restored_from_checkpoint,
             tokens_used=session.tokens_used,

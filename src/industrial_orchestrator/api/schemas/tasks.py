@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, Field, StrictInt
 
+from ...domain.file_conflicts import MAX_FILES
 from ...domain.task_attempts import AttemptOutcome, TaskAttempt
 from ...domain.task_templates import TEMPLATES
 from ...domain.tasks import Task, TaskStatus, TaskType
@@ -46,6 +47,12 @@ class TaskCreate(StrictModel):
         max_length=MAX_DEPENDENCIES,
         description="Tasks that must be COMPLETED or SKIPPED before this one starts",
     )
+    files: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
+        default_factory=list,
+        max_length=MAX_FILES,
+        description="Workspace paths the task is expected to edit (a directory ends with "
+        "'/'); tasks of one session that share one are run one after another",
+    )
 
 
 class TaskRead(BaseModel):
@@ -56,6 +63,7 @@ class TaskRead(BaseModel):
     description: str
     task_type: TaskType
     required_capabilities: list[str]
+    files: list[str] = Field(description="Paths the plan expects it to edit")
     estimated_effort: float
     status: TaskStatus
     depends_on: list[UUID]
@@ -78,6 +86,7 @@ class TaskRead(BaseModel):
             description=task.description,
             task_type=task.task_type,
             required_capabilities=list(task.required_capabilities),
+            files=list(task.files),
             estimated_effort=task.estimated_effort,
             status=task.status,
             depends_on=list(task.depends_on),

@@ -3,8 +3,27 @@
 from __future__ import annotations
 
 from typing import Any, Literal
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from ...domain.session_states import SessionState
+
+
+class SharedFilesRead(BaseModel):
+    session_id: UUID
+    title: str
+    status: SessionState
+    branch: str | None = Field(description="Its branch, which would conflict with this one's")
+    files: list[str] = Field(description="Paths both sessions changed")
+
+
+class WorktreeConflictsRead(BaseModel):
+    files: list[str] = Field(description="Paths this session changed since its base commit")
+    conflicts: list[SharedFilesRead] = Field(
+        description="Other sessions on the same workspace (not cancelled) that changed some "
+        "of the same paths: merging both branches would conflict there"
+    )
 
 
 class SessionDiff(BaseModel):

@@ -108,6 +108,28 @@
     Orchestrator.refresh("header");
   }
 
+  async function fork(checkpointId, button) {
+    // Cancel: no fork; empty: a fork without an extra instruction.
+    const amendment = window.prompt("Extra instruction for the tasks the fork still has to do (optional):", "");
+    if (amendment === null) return;
+    button.disabled = true;
+    const body = { checkpoint_id: checkpointId, start: true };
+    if (amendment.trim()) body.amendment = amendment.trim();
+    let answer;
+    try {
+      answer = await Orchestrator.api("POST", "/api/v1/sessions/" + sessionId + "/fork", body);
+    } catch (_) {
+      button.disabled = false;
+      return;
+    }
+    if (answer.ok && answer.data && answer.data.id) {
+      window.location.assign("/sessions/" + answer.data.id); // the fork is a new session
+      return;
+    }
+    button.disabled = false;
+    flash("FORK refused: " + ((answer.data && answer.data.message) || answer.status), true);
+  }
+
   async function answerPermission(id, reply) {
     const path = "/api/v1/sessions/" + sessionId + "/permissions";
     try {
@@ -123,6 +145,7 @@
     const target = click.target.closest("button");
     if (!target || target.disabled) return;
     if (target.dataset.verb) act(target.dataset.verb, target);
+    else if (target.dataset.fork) fork(target.dataset.fork, target);
     else if (target.dataset.permissionId) answerPermission(target.dataset.permissionId, target.dataset.reply);
     else if (target.id === "diff-load") Orchestrator.refresh("diff");
     else if (target.id === "scroll-toggle") {

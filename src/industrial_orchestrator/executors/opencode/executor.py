@@ -32,6 +32,7 @@ import structlog
 from ...domain.agents import Agent
 from ...domain.artifacts import Artifact, new_artifact
 from ...domain.events import LogStream
+from ...domain.webhooks import permission_needed_line
 from ...services.contexts import ContextService
 from ...services.sessions import SessionService
 from ...services.task_leases import Assignment, TaskLeases
@@ -314,11 +315,7 @@ class OpenCodeExecutor(BackgroundExecutor):
             await client.reply_permission(request_id, turn.directory, "once")
             await turn.emit(LogStream.SYSTEM, f"permission allowed (inside the workspace): {what}")
             return
-        await turn.emit(
-            LogStream.SYSTEM,
-            f"permission needed: {what} (request {request_id}); approve or reject it at "
-            "/api/v1/sessions/{id}/permissions",
-        )
+        await turn.emit(LogStream.SYSTEM, permission_needed_line(what, request_id))
 
     async def _outcome(self, client: OpenCodeClient, turn: _Turn) -> Outcome:
         messages = await _settled(client, turn)
