@@ -53,7 +53,7 @@ class HttpWebhookSender:
         await self._client.aclose()
 
 
-STOP_SECONDS = 3.0
+STOP_SECONDS = 0.5
 
 
 class WebhookDispatcher:
