@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -12,10 +15,12 @@ from .coordination.event_bus import EventBus, LocalEventBus
 from .coordination.locks import LocalLock, Lock
 from .coordination.snapshot_cache import SnapshotCache
 from .domain.artifacts import ArtifactLimits
+from .domain.effects import EffectKind
 from .domain.events import NewEvent
 from .domain.webhooks import RetryPolicy
 from .services.agents import AgentService
 from .services.contexts import ContextService
+from .services.effects import EffectLedger, EffectRecovery
 from .services.events import EventLog
 from .services.operator_tokens import OperatorTokens
 from .services.session_engine import SessionEngine
@@ -47,6 +52,8 @@ class Components:
     trees: GitWorktrees
     operator_tokens: OperatorTokens
     webhooks: WebhookService
+    ledger: EffectLedger
+    recovery: EffectRecovery
 
     async def close(self) -> None:
         try:
@@ -91,6 +98,41 @@ async def build(
         await engine.dispose()
         raise
     trees = GitWorktrees(settings.orchestrator_home)
+    ledger = EffectLedger(
+        uow,
+        clock=clock,
+        owner=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+        grace_seconds=settings.effect_grace_seconds,
+        # One process serves a SQLite database: what another left unfinished, it left dead.
+        single_process=settings.database.get_backend_name() == "sqlite",
+        failpoints=[p.strip() for p in settings.failpoints.split(",") if p.strip()],
+    )
+    leases = TaskLeases(
+        uow,
+        clock=clock,
+        policy=LeasePolicy(
+            lease_seconds=settings.task_lease_seconds,
+            max_attempts=settings.task_max_attempts,
+            heartbeat_seconds=settings.agent_heartbeat_seconds,
+            started_at=clock(),
+            artifact_limits=ArtifactLimits(
+                max_bytes=settings.artifact_max_bytes, max_count=settings.artifact_max_count
+            ),
+            artifacts_home=settings.orchestrator_home / "artifacts",
+        ),
+        writer=WorkspaceFiles(),
+        ledger=ledger,
+    )
+    session_engine = SessionEngine(
+        uow,
+        sessions,
+        clock=clock,
+        session_timeout_seconds=settings.session_timeout_seconds,
+        checkpoint_interval_seconds=settings.checkpoint_interval_seconds,
+        max_parallel_tasks=settings.session_max_parallel_tasks,
+        trees=trees,
+        ledger=ledger,
+    )
     return Components(
         settings,
         engine,
@@ -108,31 +150,9 @@ async def build(
             cache=cache,
             cache_seconds=settings.agent_cache_seconds,
         ),
-        TaskLeases(
-            uow,
-            clock=clock,
-            policy=LeasePolicy(
-                lease_seconds=settings.task_lease_seconds,
-                max_attempts=settings.task_max_attempts,
-                heartbeat_seconds=settings.agent_heartbeat_seconds,
-                started_at=clock(),
-                artifact_limits=ArtifactLimits(
-                    max_bytes=settings.artifact_max_bytes, max_count=settings.artifact_max_count
-                ),
-                artifacts_home=settings.orchestrator_home / "artifacts",
-            ),
-            writer=WorkspaceFiles(),
-        ),
+        leases,
         lock,
-        SessionEngine(
-            uow,
-            sessions,
-            clock=clock,
-            session_timeout_seconds=settings.session_timeout_seconds,
-            checkpoint_interval_seconds=settings.checkpoint_interval_seconds,
-            max_parallel_tasks=settings.session_max_parallel_tasks,
-            trees=trees,
-        ),
+        session_engine,
         trees,
         OperatorTokens(uow, clock=clock),
         WebhookService(
@@ -145,6 +165,14 @@ async def build(
                 ),
                 timeout_seconds=settings.webhook_timeout_seconds,
             ),
+        ),
+        ledger,
+        EffectRecovery(
+            ledger,
+            {
+                EffectKind.WORKSPACE_WRITE: leases.finish_write,
+                EffectKind.CHECKPOINT_COMMIT: session_engine.finish_checkpoint,
+            },
         ),
     )
 

@@ -189,7 +189,31 @@ class Settings(BaseSettings):
         1.0, gt=0, le=60, description="How long replicas share a routing snapshot (Redis only)"
     )
     reaper_seconds: float = Field(
-        5.0, gt=0, le=3600, description="How often silent agents and expired leases are reaped"
+        5.0,
+        gt=0,
+        le=3600,
+        description=(
+            "How often silent agents and expired leases are reaped, and effects a dead "
+            "process left unfinished are finished"
+        ),
+    )
+    effect_grace_seconds: float = Field(
+        120.0,
+        gt=0,
+        le=86_400,
+        description=(
+            "With several replicas: how old an unfinished effect (files written, a "
+            "checkpoint commit) must be before another replica finishes it; longer than "
+            "any effect takes. With SQLite (one process) they are finished at start"
+        ),
+    )
+    failpoints: str = Field(
+        "",
+        description=(
+            "Testing aid, never for production: comma-separated steps at which the "
+            "process kills itself as a crash would (effects.recorded, effects.performed, "
+            "optionally :<kind>, e.g. effects.performed:workspace.write)"
+        ),
     )
 
     # The engine.
@@ -213,6 +237,29 @@ class Settings(BaseSettings):
     )
     verify_timeout_seconds: float = Field(
         600.0, gt=0, le=86400, description="A session's verify_command is killed after this"
+    )
+
+    # The loop and stall guard (internal agents): 0 turns a check off.
+    guard_repeated_tool_calls: int = Field(
+        4,
+        ge=0,
+        le=1000,
+        description="An agent calling one tool with the same input this many times in a row "
+        "is stopped, its files rolled back and its task given to another agent; 0: off",
+    )
+    guard_stall_steps: int = Field(
+        8,
+        ge=0,
+        le=1000,
+        description="An agent ending this many steps in a row without changing the files "
+        "into anything new is stopped likewise; 0: off",
+    )
+    guard_task_token_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Share of its session's max_tokens one task's attempt may use before it "
+        "is stopped likewise (sessions without a token budget: no limit); 0: off",
     )
 
     # Live streams.

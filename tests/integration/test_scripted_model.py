@@ -25,6 +25,7 @@ from industrial_orchestrator.demo.scripted_model import (
     NO_DIRECTIVE_ANSWER,
     TITLE,
     EditFile,
+    Loop,
     RunCommand,
     ScriptedModel,
     WriteFile,
@@ -159,6 +160,45 @@ async def test_one_tool_call_per_turn_then_a_summary(model: ScriptedModel) -> No
     final = (await _chat(model, messages)).json()["choices"][0]
     assert final["finish_reason"] == "stop"
     assert final["message"]["content"] == "Done: wrote a.py, edited b.py."
+
+
+async def _chat_with(
+    model: ScriptedModel, model_id: str, messages: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A chat request for the model ``model_id`` of the scripted provider."""
+    async with httpx.AsyncClient(base_url=model.base_url, timeout=10) as http:
+        body = {"model": model_id, "messages": messages}
+        response = await http.post("/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def test_parse_loop() -> None:
+    assert parse_script("@loop ls -la").loop == Loop("ls -la")
+    assert parse_script("@loop model=looper echo x").loop == Loop("echo x", "looper")
+    assert parse_script("@loop model=looper ").problems == ("@loop model=looper: needs a command",)
+
+
+async def test_a_loop_repeats_its_command_after_the_other_actions_for_its_model_only(
+    model: ScriptedModel,
+) -> None:
+    prompt = "@write a.py\n```\nx\n```\n@loop model=looper ls"
+    messages: list[dict[str, Any]] = [SYSTEM, {"role": "user", "content": prompt}]
+    calls = []
+    for _ in range(4):
+        body = await _chat_with(model, "looper", messages)
+        call = body["choices"][0]["message"]["tool_calls"][0]
+        calls.append((call["function"]["name"], json.loads(call["function"]["arguments"])))
+        messages += [
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": call["id"], "content": "ok"},
+        ]
+    written = ("write", {"filePath": "/work/repo/a.py", "content": "x\n"})
+    assert calls == [written] + [("bash", {"command": "ls"})] * 3
+    # Another model does the same script and then answers.
+    other = (await _chat_with(model, "coder", messages[:4]))["choices"][0]
+    assert other["finish_reason"] == "stop"
+    assert other["message"]["content"] == "Done: wrote a.py."
 
 
 async def test_title_requests_do_not_consume_directives(model: ScriptedModel) -> None:

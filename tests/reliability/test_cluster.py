@@ -31,6 +31,27 @@ REPLICAS = 3
 WAIT = 60.0
 
 
+class RetryingReads(httpx.HTTPTransport):
+    """What browsers do (RFC 9110 9.2.2): a GET whose kept-alive connection was closed
+    without an answer is sent again, once, on a new connection. HAProxy closes the
+    client's connection that way when a request fails on a server connection it reused;
+    the cluster's config asks for a new server connection per request, so this should
+    not happen, and ``closed`` counts whether it did."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return super().handle_request(request)
+        except httpx.RemoteProtocolError:
+            if request.method != "GET":
+                raise
+            self.closed += 1
+            return super().handle_request(request)
+
+
 class Cluster:
     def __init__(self, env: dict[str, str], workdir: Path) -> None:
         self.port = free_port()
@@ -109,7 +130,8 @@ def test_a_killed_replica_s_session_completes_on_another(tmp_path: Path, databas
     worker: WorkerProcess | None = None
     try:
         cluster.wait_ready()
-        with httpx.Client(base_url=cluster.url, timeout=30) as http:
+        reads = RetryingReads()
+        with httpx.Client(base_url=cluster.url, timeout=30, transport=reads) as http:
             session_id = start_crud_session(http, workspace)
             deadline = time.monotonic() + WAIT
             while http.get(f"/api/v1/sessions/{session_id}").json()["phase"] != "EXECUTING":
@@ -145,7 +167,8 @@ def test_a_killed_replica_s_session_completes_on_another(tmp_path: Path, databas
         print(
             f"\n[cluster] {REPLICAS} replicas behind HAProxy; the session's replica "
             f"SIGKILLed mid-session, taken over by another, COMPLETED {took:.1f} s later with "
-            f"{len(done)} tasks each done once"
+            f"{len(done)} tasks each done once; {reads.closed} read(s) closed unanswered "
+            "by the proxy and sent again"
         )
     finally:
         if worker is not None:

@@ -47,6 +47,7 @@ from industrial_orchestrator.domain.errors import Conflict
 from industrial_orchestrator.domain.task_attempts import AttemptOutcome, LeaseLost
 from industrial_orchestrator.domain.tasks import TaskStatus, TaskType
 from industrial_orchestrator.services.agents import AgentService, NewAgent
+from industrial_orchestrator.services.effects import EffectLedger
 from industrial_orchestrator.services.task_leases import (
     AgentNotAccepting,
     LeasePolicy,
@@ -271,7 +272,12 @@ class LeaseMachine(RuleBasedStateMachine):
             uow, clock=self.clock, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
         )
         self.task_service = TaskService(uow, clock=self.clock)
-        self.leases = TaskLeases(uow, clock=self.clock, policy=policy, writer=WorkspaceFiles())
+        ledger = EffectLedger(
+            uow, clock=self.clock, owner="model", grace_seconds=60, single_process=True
+        )
+        self.leases = TaskLeases(
+            uow, clock=self.clock, policy=policy, writer=WorkspaceFiles(), ledger=ledger
+        )
 
     def teardown(self) -> None:
         self.run(self.engine.dispose())

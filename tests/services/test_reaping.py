@@ -42,7 +42,13 @@ def _services(app, clock: Clock, started_at: datetime, home: Path):
     return (
         AgentService(uow, clock=clock, lease_seconds=90, max_attempts=3),
         TaskService(uow, clock=clock),
-        TaskLeases(uow, clock=clock, policy=policy, writer=WorkspaceFiles()),
+        TaskLeases(
+            uow,
+            clock=clock,
+            policy=policy,
+            writer=WorkspaceFiles(),
+            ledger=app.state.components.ledger,
+        ),
     )
 
 

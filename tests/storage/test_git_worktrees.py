@@ -213,6 +213,24 @@ async def test_commit_with_nothing_changed_still_records_a_checkpoint(
     assert git(binding.path, "rev-parse", "HEAD~2") == binding.base_commit
 
 
+async def test_a_commit_made_with_a_key_is_found_by_it_and_only_by_it(
+    worktrees: GitWorktrees,
+) -> None:
+    binding = await worktrees.prepare(uuid4(), None)
+    assert await worktrees.find_commit(binding.path, "checkpoint:s:after-task:1") is None
+    keyed = await worktrees.commit(
+        binding.path, "checkpoint: after task", key="checkpoint:s:after-task:1"
+    )
+    longer = await worktrees.commit(binding.path, "another", key="checkpoint:s:after-task:10")
+    await worktrees.commit(binding.path, "no key; mentions checkpoint:s:after-task:1 inline")
+    assert await worktrees.find_commit(binding.path, "checkpoint:s:after-task:1") == keyed
+    assert await worktrees.find_commit(binding.path, "checkpoint:s:after-task:10") == longer
+    assert await worktrees.find_commit(binding.path, "checkpoint:s:after-task") is None
+    assert git(binding.path, "log", "-1", "--format=%s", keyed) == "checkpoint: after task"
+    with pytest.raises(WorkspaceError):
+        await worktrees.commit(binding.path, "x", key="two\nlines")
+
+
 async def test_a_directory_that_is_not_a_repository_is_copied_not_modified(
     worktrees: GitWorktrees, tmp_path: Path
 ) -> None:

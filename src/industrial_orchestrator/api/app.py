@@ -125,8 +125,14 @@ def create_app(
                 leases=components.leases,
                 sessions=components.sessions,
                 contexts=components.contexts,
+                trees=components.trees,
             )
-        reaper = Reaper(components.leases, components.lock, every_seconds=settings.reaper_seconds)
+        reaper = Reaper(
+            components.leases,
+            components.lock,
+            every_seconds=settings.reaper_seconds,
+            recovery=components.recovery,
+        )
         await reaper.start()
         notifier = WebhookDispatcher(
             components.webhooks,

@@ -13,6 +13,7 @@ from prometheus_client import (
 )
 
 from ..domain.events import EventType, NewEvent
+from ..domain.loop_guard import TripKind
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -71,10 +72,21 @@ class Metrics:
         for stream in ("all", "sessions", "session"):
             self.ws_connections.labels(stream=stream)
             self.ws_slow_clients.labels(stream=stream)
+        self.loop_guard_stops = Counter(
+            "orchestrator_loop_guard_stops",
+            "Task attempts the loop guard stopped through this replica, by what tripped it "
+            "(repeated_tool_call, no_progress, token_share)",
+            ["kind"],
+            registry=self.registry,
+        )
+        for kind in TripKind:
+            self.loop_guard_stops.labels(kind=kind.value)
 
     def count_events(self, stored: Sequence[NewEvent]) -> None:
         for event in stored:
             self.events_total.labels(type=event.type.value).inc()
+            if event.type == EventType.TASK_LOOP_STOPPED:
+                self.loop_guard_stops.labels(kind=str(event.payload.get("kind"))).inc()
             if event.type == EventType.TASK_TRANSITION:
                 outcome = _OUTCOMES.get(str(event.payload.get("to")))
                 if outcome is not None:

@@ -65,8 +65,11 @@ defaults
     # WebSocket streams stay open; their pings keep them well inside this.
     timeout tunnel 1h
     timeout http-keep-alive 10s
-    # A new connection per request: a pooled one to a replica that died would fail the
-    # request that picked it.
+    # A new server connection per request, closed after its answer: a kept one to a
+    # replica that died would fail the request that used it, and HAProxy answers such a
+    # failure on a reused connection by closing the client's connection without a
+    # response (for the client to retry), which is what clients saw mid-failover.
+    option http-server-close
     http-reuse never
     # A replica that refused the connection never saw the request: try another. A read
     # (GET, HEAD) that got no answer at all is tried again too; a change is not, as the

@@ -20,6 +20,11 @@ directive a line::
     @fail 503 0.2                …and ask for a retry after 0.2 s (``retry-after-ms``)
     @slow 2.5                    spread the answer's chunks over this many seconds
     @tokens 1200 80              report exactly this usage (prompt, completion)
+    @loop ls                     once the other directives are done, run this shell
+                                 command again and again, never answering (an agent
+                                 stuck in a loop, for the loop guard)
+    @loop model=looper ls        …only when the request is for the model ``looper``
+                                 (``opencode_config(models=...)``); other models ignore it
     @plan                        asked for a plan as the architect (``domain.agent_plans``),
     ~~~json                      answer with the next fenced block, verbatim; ignored in
     {"tasks": [...]}             any other request
@@ -75,7 +80,8 @@ BASH_TOOL = "bash"
 NO_DIRECTIVE_ANSWER = "Scripted model: no directives, nothing to do."
 TITLE = "Scripted session"
 
-_DIRECTIVE = re.compile(r"^[ \t]*@(write|edit|bash|fail|slow|tokens|plan)\b[ \t]*(.*?)\s*$")
+_DIRECTIVE = re.compile(r"^[ \t]*@(write|edit|bash|fail|slow|tokens|plan|loop)\b[ \t]*(.*?)\s*$")
+_LOOP_MODEL = re.compile(r"^model=(\S+)(?:\s+(.*))?$")
 _FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})[ \t]*([^`\s]*)[^`]*$")
 _WORKING_DIRECTORY = re.compile(r"Working directory:[ \t]*(\S[^\n]*?)[ \t]*$", re.MULTILINE)
 _TITLE_REQUEST = re.compile(r"title generator", re.IGNORECASE)
@@ -115,6 +121,17 @@ Action = WriteFile | EditFile | RunCommand
 
 
 @dataclass(frozen=True)
+class Loop:
+    """Run ``command`` forever once the other actions are done (for ``model`` only, if set)."""
+
+    command: str
+    model: str | None = None
+
+    def applies_to(self, model: str) -> bool:
+        return self.model is None or self.model == model
+
+
+@dataclass(frozen=True)
 class Script:
     """What one user message asks the model to do."""
 
@@ -125,6 +142,7 @@ class Script:
     slow: float = 0.0
     tokens: tuple[int, int] | None = None
     plan: str | None = None  # the architect's answer, given only when asked for a plan
+    loop: Loop | None = None
     problems: tuple[str, ...] = ()  # directives that could not be read
 
     @property
@@ -185,6 +203,7 @@ def parse_script(text: str) -> Script:
     slow = 0.0
     tokens: tuple[int, int] | None = None
     plan: str | None = None
+    loop: Loop | None = None
     index = 0
     while index < len(lines):
         if _fence_at(lines, index):
@@ -225,6 +244,12 @@ def parse_script(text: str) -> Script:
                 if not blocks:
                     raise ValueError("needs a fenced block (the plan)")
                 plan = blocks[0].text
+            elif verb == "loop":
+                targeted = _LOOP_MODEL.match(argument)
+                command = (targeted.group(2) or "") if targeted else argument
+                if not command.strip():
+                    raise ValueError("needs a command")
+                loop = Loop(command.strip(), targeted.group(1) if targeted else None)
             elif verb == "slow":
                 slow = float(argument)
                 if slow < 0:
@@ -242,6 +267,7 @@ def parse_script(text: str) -> Script:
         slow=slow,
         tokens=tokens,
         plan=plan,
+        loop=loop,
         problems=tuple(problems),
     )
 
@@ -360,8 +386,13 @@ def plan_reply(body: Mapping[str, Any]) -> Reply:
     if script.plan is not None and PLAN_REQUEST_OPENING in _text_of(messages[at].get("content")):
         return replace(base, text=script.plan)  # asked as the architect: the plan, verbatim
     done = sum(1 for message in messages[at + 1 :] if message.get("role") == "tool")
+    action: Action | None = None
     if done < len(script.actions):
-        tool, arguments = tool_call_for(script.actions[done], working_directory(body))
+        action = script.actions[done]
+    elif script.loop is not None and script.loop.applies_to(str(body.get("model") or "")):
+        action = RunCommand(script.loop.command)
+    if action is not None:
+        tool, arguments = tool_call_for(action, working_directory(body))
         return replace(
             base,
             kind="tool",
@@ -576,9 +607,13 @@ def create_app(calls: list[ScriptedCall]) -> Starlette:
 
 
 def opencode_config(
-    base_url: str, *, permission: Mapping[str, Any] | str | None = None
+    base_url: str,
+    *,
+    permission: Mapping[str, Any] | str | None = None,
+    models: Sequence[str] = (MODEL_ID,),
 ) -> dict[str, Any]:
-    """An OpenCode config (for ``OPENCODE_CONFIG_CONTENT``) whose only model is this server."""
+    """An OpenCode config (for ``OPENCODE_CONFIG_CONTENT``) whose only provider is this
+    server, offering ``models`` (all scripted alike, but for ``@loop model=…``)."""
     config: dict[str, Any] = {
         "$schema": "https://opencode.ai/config.json",
         "enabled_providers": [PROVIDER_ID],
@@ -590,12 +625,13 @@ def opencode_config(
                 "name": "Scripted",
                 "options": {"baseURL": base_url, "apiKey": "scripted"},
                 "models": {
-                    MODEL_ID: {
-                        "name": "Scripted coder",
+                    model: {
+                        "name": f"Scripted {model}",
                         "tool_call": True,
                         "cost": {"input": 1.0, "output": 2.0},
                         "limit": {"context": 100_000, "output": 8_000},
                     }
+                    for model in models
                 },
             }
         },

@@ -36,6 +36,7 @@ class EventType(StrEnum):
     TASK_DEPENDENCY_ADDED = "task.dependency_added"
     TASK_LEASED = "task.leased"
     TASK_ATTEMPT_ENDED = "task.attempt_ended"
+    TASK_LOOP_STOPPED = "task.loop_stopped"
     CONTEXT_CREATED = "context.created"
     CONTEXT_UPDATED = "context.updated"
     CONTEXT_CONFLICT = "context.conflict"

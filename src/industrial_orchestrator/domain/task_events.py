@@ -7,8 +7,12 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from .events import EventType, NewEvent
+from .loop_guard import LoopStop
 from .task_attempts import TaskAttempt
 from .tasks import Task
+
+# An event is at most 16 KiB (``events.MAX_PAYLOAD_BYTES``): room for the rest.
+_SHOWN_PATHS_BYTES = 8 * 1024
 
 
 def task_created(task: Task) -> NewEvent:
@@ -102,3 +106,39 @@ def task_attempt_ended(task: Task, attempt: TaskAttempt, artifacts: int = 0) -> 
             "artifacts": artifacts,
         },
     )
+
+
+def task_loop_stopped(
+    task: Task, attempt: TaskAttempt, stop: LoopStop, *, requeued: bool
+) -> NewEvent:
+    """The loop guard stopped ``attempt``; ``requeued``: the task went back to the queue."""
+    assert attempt.finished_at is not None
+    return NewEvent(
+        EventType.TASK_LOOP_STOPPED,
+        attempt.finished_at,
+        task.session_id,
+        {
+            "task_id": str(task.id),
+            "agent_id": str(attempt.agent_id),
+            "attempt": attempt.attempt,
+            "kind": stop.trip.kind.value,
+            "message": stop.trip.message,
+            "rolled_back": _first_paths(stop.rolled_back),
+            "rolled_back_count": len(stop.rolled_back),
+            "rollback_error": stop.rollback_error,
+            "tokens_used": attempt.tokens_used,
+            "requeued": requeued,
+        },
+    )
+
+
+def _first_paths(paths: Sequence[str]) -> list[str]:
+    """As many of ``paths`` as fit in ``_SHOWN_PATHS_BYTES`` (the count is given apart)."""
+    shown: list[str] = []
+    size = 0
+    for path in paths:
+        size += len(path.encode()) + 4  # quotes, comma, space
+        if size > _SHOWN_PATHS_BYTES:
+            break
+        shown.append(path)
+    return shown

@@ -1,5 +1,6 @@
 """The reaper: a background loop that takes back expired task leases and marks silent
-agents OFFLINE (``TaskLeases.reap``).
+agents OFFLINE (``TaskLeases.reap``), and finishes the effects a dead process left
+unfinished (``EffectRecovery``; first at start, where a restart finds them).
 
 Every replica runs one. A shared lock lets one replica at a time do the round; the lock
 only saves duplicated work (each step is a guarded database write), so when the lock
@@ -14,6 +15,7 @@ import contextlib
 import structlog
 
 from ..coordination.locks import Lock, LockUnavailable
+from ..services.effects import EffectRecovery
 from ..services.task_leases import Reaped, TaskLeases
 
 log = structlog.get_logger("industrial_orchestrator.engine.reaper")
@@ -22,8 +24,16 @@ LOCK_NAME = "reaper"
 
 
 class Reaper:
-    def __init__(self, leases: TaskLeases, lock: Lock, *, every_seconds: float) -> None:
+    def __init__(
+        self,
+        leases: TaskLeases,
+        lock: Lock,
+        *,
+        every_seconds: float,
+        recovery: EffectRecovery | None = None,
+    ) -> None:
         self._leases = leases
+        self._recovery = recovery
         self._lock = lock
         self._every = every_seconds
         self._task: asyncio.Task[None] | None = None
@@ -48,13 +58,23 @@ class Reaper:
         except LockUnavailable:
             log.warning("reaper_lock_unavailable")
         try:
-            return await self._leases.reap()
+            reaped = await self._leases.reap()
+            if self._recovery is not None:
+                await self._recovery.run_once()
+            return reaped
         finally:
             if token is not None:
                 with contextlib.suppress(LockUnavailable):
                     await self._lock.release(LOCK_NAME, token)
 
     async def _run(self) -> None:
+        if self._recovery is not None:
+            try:
+                await self._recovery.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("effect_recovery_failed")
         while True:
             await asyncio.sleep(self._every)
             try:

@@ -32,6 +32,7 @@ from ..domain.agents import Agent
 from ..domain.artifacts import Artifact
 from ..domain.errors import OrchestratorError
 from ..domain.events import LogStream
+from ..domain.loop_guard import LoopStop
 from ..domain.task_attempts import AttemptOutcome
 from ..services.task_leases import Assignment, Report, TaskLeases
 
@@ -52,6 +53,8 @@ class Outcome:
     tokens_used: int = 0
     cost_usd: float = 0.0
     write_artifacts: bool = True
+    loop_stop: LoopStop | None = None
+    """The loop guard stopped the task (``domain.loop_guard``)."""
 
 
 class Executor(Protocol):
@@ -153,6 +156,7 @@ class BackgroundExecutor:
                         tokens_used=outcome.tokens_used,
                         cost_usd=outcome.cost_usd,
                         write_artifacts=outcome.write_artifacts,
+                        loop_stop=outcome.loop_stop,
                     ),
                 )
             except OrchestratorError as exc:  # e.g. lease_lost: the task moved on

@@ -19,6 +19,7 @@ from ..domain.artifacts import Artifact
 from ..domain.checkpoint import Checkpoint
 from ..domain.context_conflicts import ConflictRecord, ConflictStatus
 from ..domain.contexts import Context, ContextScope
+from ..domain.effects import Effect
 from ..domain.events import Event, EventType, NewEvent
 from ..domain.operator_tokens import OperatorToken
 from ..domain.priorities import Priority
@@ -130,6 +131,28 @@ class CheckpointRepository(Protocol):
 
     async def list(self, session_id: UUID, offset: int, limit: int) -> tuple[list[Checkpoint], int]:
         """Newest first, with the total count."""
+
+
+class EffectRepository(Protocol):
+    async def record(self, effect: Effect) -> Effect:
+        """Insert ``effect`` unless its key is taken; the entry stored under the key."""
+
+    async def get(self, key: str) -> Effect | None: ...
+
+    async def finish(self, effect: Effect) -> bool:
+        """Mark a PENDING entry DONE; False when it was not PENDING any more."""
+
+    async def pending(
+        self, *, session_id: UUID | None = None, created_before: datetime | None = None
+    ) -> list[Effect]: ...
+
+    async def sessions_with_pending_writes(self, session_ids: Sequence[UUID]) -> set[UUID]:
+        """Which of the sessions have files still to be written into their workspace."""
+
+    async def of_session(
+        self, session_id: UUID, *, offset: int, limit: int
+    ) -> tuple[list[Effect], int]:
+        """Oldest first, with the total count."""
 
 
 class EventRepository(Protocol):
@@ -257,8 +280,14 @@ class AttemptRepository(Protocol):
 
     async def artifacts(self, task_id: UUID) -> list[StoredArtifact]: ...
 
+    async def delivered(self, task_id: UUID, attempt: int) -> list[Artifact]:
+        """One attempt's artifacts with their content, by path."""
+
     async def touched(self, task_ids: Sequence[UUID]) -> dict[UUID, set[str]]:
         """The paths of the artifacts each task's attempts delivered, by task."""
+
+    async def stopped_by_guard(self, task_ids: Sequence[UUID]) -> dict[UUID, set[UUID]]:
+        """The agents whose attempts at each task the loop guard stopped, by task."""
 
     async def recent_results(
         self,
@@ -408,6 +437,9 @@ class UnitOfWork(Protocol):
     @property
     def webhooks(self) -> WebhookRepository: ...
 
+    @property
+    def effects(self) -> EffectRepository: ...
+
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(
@@ -435,6 +467,9 @@ class ArtifactWriter(Protocol):
         """Raise ``ArtifactPathRefused`` if what exists on disk would lead the write out."""
 
     def write(self, root: Path, relative: PurePosixPath, content: bytes) -> Path: ...
+
+    def read(self, root: Path, relative: PurePosixPath) -> bytes | None:
+        """The regular file there, or None (never following a link)."""
 
 
 Clock = Callable[[], datetime]
@@ -468,13 +503,30 @@ class WorkingTrees(Protocol):
         self, path_from: Path, commit: str, session_id: UUID, source: Path | None
     ) -> TreeBinding: ...
 
-    async def commit(self, path: Path, message: str) -> str: ...
+    async def commit(self, path: Path, message: str, *, key: str | None = None) -> str: ...
+
+    async def find_commit(self, path: Path, key: str) -> str | None:
+        """The commit made with ``key`` on the tree's branch, if any."""
 
     async def restore(self, path: Path, commit: str) -> None: ...
 
     async def diff(self, path: Path, base: str) -> str: ...
 
     async def changed_files(self, path: Path, base: str) -> list[str]: ...
+
+
+class TreeSnapshots(Protocol):
+    """Snapshots of a working tree for the loop guard (``storage.git_worktrees``); none
+    of them moves a branch, ``HEAD`` or the tree's index."""
+
+    async def snapshot(self, path: Path, message: str) -> str:
+        """A commit of the files as they are now; ``roll_back`` returns to it."""
+
+    async def fingerprint(self, path: Path) -> str:
+        """A string that is the same exactly when the files are the same."""
+
+    async def roll_back(self, path: Path, snapshot: str) -> list[str]:
+        """Put the paths changed since ``snapshot`` back as they were; returns them."""
 
 
 @dataclass(frozen=True, slots=True)

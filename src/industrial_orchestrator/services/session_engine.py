@@ -21,7 +21,14 @@ import structlog
 from ..domain import task_events
 from ..domain.agent_plans import ARCHITECT, parse_agent_plan, plan_request
 from ..domain.agent_tiers import Tier
-from ..domain.errors import Conflict, InvalidInput, OrchestratorError
+from ..domain.effects import (
+    CHECKPOINT_PAYLOAD,
+    Effect,
+    EffectKind,
+    checkpoint_key,
+    pending_effect,
+)
+from ..domain.errors import Conflict, InvalidInput, NotFound, OrchestratorError
 from ..domain.events import EventType, NewEvent
 from ..domain.session import Actor, Session, SessionPhase, running_seconds
 from ..domain.session_options import AGENT_PLANNER, SINGLE_TASK, budget_exceeded
@@ -29,6 +36,7 @@ from ..domain.session_progress import PlanState, Progress, progress_of
 from ..domain.session_states import STATE_TABLE, SessionState
 from ..domain.task_templates import Decomposition, decompose_task
 from ..domain.tasks import Task, TaskStatus, TaskType, new_task, task_transition
+from .effects import EffectLedger
 from .ports import Clock, UnitOfWork, UnitOfWorkFactory, WorkingTrees
 from .sessions import SessionService
 from .task_leases import release_attempt
@@ -85,8 +93,12 @@ class SessionEngine:
         checkpoint_interval_seconds: float = 300.0,
         max_parallel_tasks: int = 4,
         trees: WorkingTrees | None = None,
+        ledger: EffectLedger | None = None,
     ) -> None:
+        if trees is not None and ledger is None:
+            raise ValueError("checkpoint commits are effects: a ledger is needed with trees")
         self._trees = trees
+        self._ledger = ledger
         self._uow = uow
         self._sessions = sessions
         self._clock = clock
@@ -169,7 +181,8 @@ class SessionEngine:
             latest = await uow.checkpoints.latest(session.id)
         since = latest.created_at if latest else session.started_at
         if since is not None and self._clock() - since >= self._checkpoint_every:
-            await self._checkpoint(session.id, "periodic", None)
+            seq = latest.seq if latest else 0
+            await self._checkpoint(session.id, "periodic", None, moment=f"periodic-after:{seq}")
 
     async def review_due(self, due: ReviewDue) -> bool:
         """Whether the verification ``due`` asked for is still to be run: a round found
@@ -192,7 +205,12 @@ class SessionEngine:
             return session  # decided already (another replica, or an operator)
         command = session.options.verify_command or ""
         if passed:
-            await self._checkpoint(session_id, "verified", f"`{command}` passed")
+            await self._checkpoint(
+                session_id,
+                "verified",
+                f"`{command}` passed",
+                moment=f"verified:{review_round}",
+            )
             return await self._sessions.move(
                 session_id,
                 SessionState.COMPLETED,
@@ -201,7 +219,12 @@ class SessionEngine:
             )
         tail = output[-MAX_FEEDBACK_CHARS:]
         if session.review_round >= session.options.max_review_rounds:
-            await self._checkpoint(session_id, "verification failed", tail[-500:])
+            await self._checkpoint(
+                session_id,
+                "verification failed",
+                tail[-500:],
+                moment=f"verification-failed-last:{review_round}",
+            )
             return await self._sessions.move(
                 session_id,
                 SessionState.PARTIALLY_COMPLETED,
@@ -242,7 +265,10 @@ class SessionEngine:
             await self._save_phase(uow, session, back, "verification failed; fixing")
             await uow.commit()
         await self._checkpoint(
-            session_id, "verification failed", f"round {back.review_round}: {tail[-500:]}"
+            session_id,
+            "verification failed",
+            f"round {back.review_round}: {tail[-500:]}",
+            moment=f"verification-failed:{review_round}",
         )
         return back
 
@@ -354,7 +380,9 @@ class SessionEngine:
             await self._save_phase(uow, session, executing, how[:2000])
             await uow.commit()
         log.info("session_planned", session_id=str(session.id), tasks=planned)
-        await self._checkpoint(session.id, "planned", f"{planned} task(s), template {template}")
+        await self._checkpoint(
+            session.id, "planned", f"{planned} task(s), template {template}", moment="planned"
+        )
 
     async def _advance(self, session: Session) -> ReviewDue | None:
         now = self._clock()
@@ -509,8 +537,11 @@ class SessionEngine:
         )
 
     async def _checkpoint_finished(self, session_id: UUID, progress: Progress) -> None:
-        """One automatic checkpoint after each finished task not yet in one."""
+        """One automatic checkpoint after each finished task not yet in one, once the
+        files the tasks delivered are written (a checkpoint without them would lie)."""
         async with self._uow.reader() as uow:
+            if await uow.effects.sessions_with_pending_writes([session_id]):
+                return
             latest = await uow.checkpoints.latest(session_id)
         recorded = set((latest.data.get("finished_tasks") or {}) if latest else {})
         done: dict[str, Any] = {}
@@ -523,6 +554,7 @@ class SessionEngine:
                 f"after task: {task.title}"[:200],
                 task.result_summary,
                 finished=dict(done),
+                moment=f"after-task:{task.id}",
             )
 
     async def _checkpoint(
@@ -531,8 +563,13 @@ class SessionEngine:
         label: str,
         reason: str | None,
         *,
+        moment: str,
         finished: dict[str, Any] | None = None,
     ) -> None:
+        """A checkpoint of the session as it is now. ``moment`` names what it is taken
+        for (unique in the session): its commit is an effect under that key, so taking
+        the same moment's checkpoint again (after a crash) makes neither a second commit
+        nor a second checkpoint."""
         async with self._uow.reader() as uow:
             session = await uow.sessions.get(session_id)
             tasks = await _tasks_of(uow, session_id)
@@ -564,18 +601,76 @@ class SessionEngine:
             "tokens_used": session.tokens_used,
             "cost_usd": session.cost_usd,
         }
-        if self._trees is not None and session.worktree is not None:
-            # The files as they are now, so a retry from here starts from exactly them.
-            try:
-                data["commit"] = await self._trees.commit(
-                    Path(session.worktree.path), f"checkpoint: {label}"
+        if self._trees is None or session.worktree is None:
+            # A session closed meanwhile has its checkpoints closed: nothing to add.
+            with contextlib.suppress(Conflict):
+                await self._sessions.add_checkpoint(
+                    session_id, label=label, reason=reason, data=data
                 )
-                data["branch"] = session.worktree.branch
-            except OrchestratorError as exc:
-                log.warning("checkpoint_commit_failed", session_id=str(session_id), error=str(exc))
-        # A session that ended meanwhile has its checkpoints closed: nothing to add.
-        with contextlib.suppress(Conflict):
-            await self._sessions.add_checkpoint(session_id, label=label, reason=reason, data=data)
+            return
+        assert self._ledger is not None
+        data["branch"] = session.worktree.branch
+        effect = await self._ledger.begin(
+            pending_effect(
+                checkpoint_key(session_id, moment),
+                EffectKind.CHECKPOINT_COMMIT,
+                now=self._clock(),
+                session_id=session_id,
+                detail={"label": label, "reason": reason, CHECKPOINT_PAYLOAD: data},
+            )
+        )
+        if not effect.is_done:
+            await self._commit_checkpoint(effect, Path(session.worktree.path))
+
+    async def finish_checkpoint(self, effect: Effect) -> None:
+        """Finish a checkpoint a dead process left PENDING (``EffectRecovery``)."""
+        session: Session | None = None
+        if effect.session_id is not None:
+            with contextlib.suppress(NotFound):
+                session = await self._sessions.get(effect.session_id)
+        if session is None or session.worktree is None:
+            assert self._ledger is not None
+            await self._ledger.finish(
+                effect, {"outcome": "the session or its tree is gone"}, drop=[CHECKPOINT_PAYLOAD]
+            )
+            return
+        await self._commit_checkpoint(effect, Path(session.worktree.path))
+
+    async def _commit_checkpoint(self, effect: Effect, tree: Path) -> None:
+        """The checkpoint's commit (the one made before a crash, found by its key, or a
+        new one), then the checkpoint naming it, marked DONE with it in one transaction."""
+        assert self._trees is not None
+        assert self._ledger is not None
+        label = str(effect.detail.get("label") or "checkpoint")
+        reason = effect.detail.get("reason")
+        data = dict(effect.detail.get(CHECKPOINT_PAYLOAD) or {})
+        try:
+            # Made already when an earlier try was cut off after the commit.
+            commit = await self._trees.find_commit(tree, effect.key)
+            if commit is None:
+                self._ledger.reached("effects.recorded", effect.kind)
+                commit = await self._trees.commit(tree, f"checkpoint: {label}", key=effect.key)
+                self._ledger.reached("effects.performed", effect.kind)
+            data["commit"] = commit
+        except OrchestratorError as exc:
+            log.warning(
+                "checkpoint_commit_failed", session_id=str(effect.session_id), error=str(exc)
+            )
+        assert effect.session_id is not None
+        try:
+            await self._sessions.add_checkpoint(
+                effect.session_id,
+                label=label,
+                reason=str(reason) if reason is not None else None,
+                data=data,
+                effect=effect,
+            )
+        except Conflict:
+            # The session ended meanwhile (its checkpoints are closed), or another
+            # process finished this effect first.
+            await self._ledger.finish(
+                effect, {"commit": data.get("commit"), "recorded": False}, drop=[CHECKPOINT_PAYLOAD]
+            )
 
     async def _cancel_tasks(self, session: Session) -> None:
         """An ended session's unfinished tasks are cancelled; their agents' results will

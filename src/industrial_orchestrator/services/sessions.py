@@ -17,6 +17,7 @@ import structlog
 
 from ..domain import events
 from ..domain.checkpoint import Checkpoint, oldest_kept_seq
+from ..domain.effects import CHECKPOINT_PAYLOAD, Effect, finished
 from ..domain.errors import (
     AlreadyRetried,
     CapacityExhausted,
@@ -514,8 +515,17 @@ class SessionService:
     # -- checkpoints ------------------------------------------------------------------
 
     async def add_checkpoint(
-        self, session_id: UUID, *, label: str, reason: str | None, data: dict[str, Any]
+        self,
+        session_id: UUID,
+        *,
+        label: str,
+        reason: str | None,
+        data: dict[str, Any],
+        effect: Effect | None = None,
     ) -> Checkpoint:
+        """Record a checkpoint. With ``effect`` (its commit, in the side-effect ledger),
+        the entry is marked DONE in the same transaction, or nothing is recorded
+        (``Conflict``) when another process finished it first."""
         size = len(json.dumps(data, separators=(",", ":")).encode())
         if size > MAX_CHECKPOINT_DATA_BYTES:
             raise PayloadTooLarge(
@@ -533,6 +543,18 @@ class SessionService:
             checkpoint = await self._write_checkpoint(
                 uow, session_id, label=label, reason=reason, data=data
             )
+            if effect is not None and not await uow.effects.finish(
+                finished(
+                    effect,
+                    self._clock(),
+                    {"commit": data.get("commit"), "checkpoint_id": str(checkpoint.id)},
+                    drop=[CHECKPOINT_PAYLOAD],
+                )
+            ):
+                raise Conflict(
+                    f"Checkpoint {effect.key} was recorded meanwhile",
+                    {"effect": effect.key},
+                )
             await uow.commit()
         log.info(
             "checkpoint_created",

@@ -24,9 +24,12 @@ from ..domain.agent_liveness import MISSED_BEATS, is_overdue
 from ..domain.agent_records import may_leave, tasks_to_leave
 from ..domain.agents import Agent, AgentStatus
 from ..domain.artifacts import Artifact, ArtifactLimits, check_artifacts
+from ..domain.effects import Effect, EffectKind, pending_effect, workspace_write_key
 from ..domain.errors import Conflict, InvalidInput, NotFound, OrchestratorError
 from ..domain.events import EventType, LogStream, NewEvent, log_lines
 from ..domain.file_conflicts import overlap
+from ..domain.loop_guard import LoopStop
+from ..domain.loop_reroute import barred_agents
 from ..domain.session import Session
 from ..domain.task_attempts import (
     AttemptOutcome,
@@ -41,6 +44,7 @@ from ..domain.task_attempts import (
 )
 from ..domain.tasks import FINISHED_STATUSES, Task, TaskStatus, task_transition
 from .agent_records import load_records
+from .effects import EffectLedger
 from .ports import (
     ArtifactWriter,
     Clock,
@@ -99,6 +103,8 @@ class Report:
     cost_usd: float = 0.0
     write_artifacts: bool = True
     """False when the files are in the workspace already (the artifacts are a record)."""
+    loop_stop: LoopStop | None = None
+    """The loop guard stopped the attempt (a FAILED one): recorded as ``task.loop_stopped``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,11 +130,13 @@ class TaskLeases:
         clock: Clock,
         policy: LeasePolicy,
         writer: ArtifactWriter,
+        ledger: EffectLedger,
     ) -> None:
         self._uow = uow
         self._clock = clock
         self._policy = policy
         self._writer = writer
+        self._ledger = ledger
 
     async def claim(self, agent_id: UUID) -> Assignment | None:
         """Lease the most urgent READY task ``agent_id`` can do, or None when there is
@@ -140,7 +148,10 @@ class TaskLeases:
 
         A task of a session that would edit files a RUNNING task of that session edits
         (its plan's ``files``, or what its earlier attempts delivered) waits until that
-        one is done (``domain.file_conflicts``): the agent gets the next task, or none."""
+        one is done (``domain.file_conflicts``): the agent gets the next task, or none.
+
+        A task the loop guard stopped this agent on goes to another capable agent
+        (``domain.loop_reroute``): this one gets the next task, or none."""
         # A look without locks first: most asks (a long-poll woken by an unrelated
         # commit) find nothing, and must not queue up behind the writers to say so.
         async with self._uow.reader() as uow:
@@ -155,9 +166,10 @@ class TaskLeases:
             leave = (
                 await self._left_to_others(uow, agent, waiting) if agent.failure_count else set()
             )
+            barred = await _barred(uow, agent, waiting)
             predicted = await _predicted_files(uow, waiting)
             held = await _colliding(uow, waiting, predicted)
-            if len(leave | held.keys()) == len(waiting):
+            if len(leave | barred | held.keys()) == len(waiting):
                 _log_held(held)
                 return None
             # Sessions whose tasks name files: their claims are serialised, so two
@@ -170,11 +182,14 @@ class TaskLeases:
                 _check_accepting(agent)
                 for session_id in sorted(guarded):  # in one order: no deadlock
                     await uow.tasks.lock_family(session_id)
+                wide = bool(leave or guarded or barred or held)
                 found = await uow.tasks.claimable(
-                    agent.capabilities,
-                    limit=_LOOK_AHEAD if leave or guarded else 1,
-                    agent_name=agent.name,
+                    agent.capabilities, limit=_LOOK_AHEAD if wide else 1, agent_name=agent.name
                 )
+                # Again under the locks: an attempt may have been stopped since the look.
+                barred = await _barred(uow, agent, found)
+                if barred and not wide:
+                    continue  # the one task looked at is barred: look further
                 predicted = await _predicted_files(uow, found)
                 unguarded = {
                     t.session_id
@@ -185,7 +200,7 @@ class TaskLeases:
                     guarded |= unguarded  # new since the look: lock them too, and look again
                     continue
                 held = await _colliding(uow, found, predicted)
-                candidates = [t for t in found if t.id not in leave and t.id not in held]
+                candidates = [t for t in found if t.id not in leave | barred and t.id not in held]
                 if not candidates:
                     _log_held(held)
                     return None
@@ -264,7 +279,12 @@ class TaskLeases:
             current = await uow.attempts.get(task.id, task.attempt) if task.attempt else None
             held = check_holder(task, current, agent_id, report.attempt)
             root = await self._workspace(uow, task)
-            if report.outcome == AttemptOutcome.COMPLETED and report.write_artifacts:
+            writing = (
+                report.outcome == AttemptOutcome.COMPLETED
+                and report.write_artifacts
+                and bool(report.artifacts)
+            )
+            if writing:
                 for artifact in report.artifacts:
                     self._writer.check(root, PurePosixPath(artifact.path))
             closed = held.evolve(
@@ -302,15 +322,37 @@ class TaskLeases:
                 ]
             )
             final = states[-1]
+            loop_stop = report.loop_stop if closed.outcome == AttemptOutcome.FAILED else None
+            if loop_stop is not None:
+                requeued = final.status == TaskStatus.READY
+                await uow.events.append(
+                    [task_events.task_loop_stopped(task, closed, loop_stop, requeued=requeued)]
+                )
             if final.is_terminal:
                 await uow.contexts.delete_temporary_of(final.id)
+            write: Effect | None = None
+            if writing:
+                # In the result's transaction: the task is done only with its files
+                # promised, and its session's next tasks wait for them (``claim``).
+                write = await self._ledger.record_in(
+                    uow,
+                    pending_effect(
+                        workspace_write_key(task.id, closed.attempt),
+                        EffectKind.WORKSPACE_WRITE,
+                        now=now,
+                        session_id=task.session_id,
+                        task_id=task.id,
+                        detail={"attempt": closed.attempt, "files": len(report.artifacts)},
+                    ),
+                )
             await uow.commit()
             stored = await uow.attempts.artifacts(task.id)
-        written = (
-            self._write(root, report)
-            if report.outcome == AttemptOutcome.COMPLETED and report.write_artifacts
-            else []
-        )
+        written: list[str] = []
+        if write is not None:
+            self._ledger.reached("effects.recorded", EffectKind.WORKSPACE_WRITE)
+            written = self._write(root, report)
+            self._ledger.reached("effects.performed", EffectKind.WORKSPACE_WRITE)
+            await self._files_written(write, written, [])
         log.info(
             "task_result",
             task_id=str(task.id),
@@ -319,6 +361,20 @@ class TaskLeases:
             outcome=report.outcome.value,
             artifacts=len(report.artifacts),
         )
+        if loop_stop is not None:
+            log.warning(
+                "task_loop_stopped",
+                task_id=str(task.id),
+                session_id=str(task.session_id) if task.session_id else None,
+                agent_id=str(agent_id),
+                attempt=closed.attempt,
+                kind=loop_stop.trip.kind.value,
+                message=loop_stop.trip.message,
+                rolled_back=len(loop_stop.rolled_back),
+                rollback_error=loop_stop.rollback_error,
+                tokens_used=closed.tokens_used,
+                requeued=final.status == TaskStatus.READY,
+            )
         return Recorded(final, closed, [a for a in stored if a.attempt == closed.attempt], written)
 
     async def log(self, agent_id: UUID, task_id: UUID, stream: LogStream, text: str) -> int:
@@ -438,6 +494,53 @@ class TaskLeases:
         if task.attempt < self._policy.max_attempts:
             return [failed, task_transition(failed, TaskStatus.READY, now=now)]
         return [failed]
+
+    async def finish_write(self, effect: Effect) -> None:
+        """Finish a write a dead process left PENDING: the attempt's files that are not
+        on disk as delivered are written; those that are, are left alone."""
+        if effect.task_id is None:
+            return
+        async with self._uow.reader() as uow:
+            task = await uow.tasks.get(effect.task_id)
+            if task is None:
+                await self._ledger.finish(effect, {"outcome": "the task is gone"})
+                return
+            artifacts = await uow.attempts.delivered(task.id, int(effect.detail.get("attempt", 0)))
+            root = await self._workspace(uow, task)
+        written: list[str] = []
+        already: list[str] = []
+        for artifact in artifacts:
+            relative = PurePosixPath(artifact.path)
+            try:
+                if self._writer.read(root, relative) == artifact.content:
+                    already.append(artifact.path)
+                    continue
+                self._writer.write(root, relative, artifact.content)
+            except (OrchestratorError, OSError) as exc:
+                log.warning(
+                    "artifact_not_written", task_id=str(task.id), path=artifact.path, error=str(exc)
+                )
+                continue
+            written.append(artifact.path)
+        await self._files_written(effect, written, already)
+
+    async def _files_written(self, effect: Effect, written: list[str], already: list[str]) -> None:
+        """Mark the write DONE, with a line on the session's terminal (whose commit also
+        wakes the agents waiting for the session's next tasks)."""
+        now = self._clock()
+        async with self._uow() as uow:
+            if not await self._ledger.finish_in(
+                uow, effect, {"written": written, "already": already}
+            ):
+                return
+            if effect.session_id is not None:
+                text = f"wrote {len(written)} file(s) of task {effect.task_id}"
+                if already:
+                    text += f"; {len(already)} were there already (written before a restart)"
+                await uow.events.append(
+                    log_lines(effect.session_id, LogStream.SYSTEM, text + "\n", now)
+                )
+            await uow.commit()
 
     async def _workspace(self, uow: UnitOfWork, task: Task) -> Path:
         session = await uow.sessions.get(task.session_id) if task.session_id else None
@@ -654,9 +757,16 @@ async def _colliding(
     uow: UnitOfWork, candidates: Sequence[Task], predicted: dict[UUID, set[str]]
 ) -> dict[UUID, tuple[UUID, list[str]]]:
     """The candidates that would edit files a RUNNING task of their session edits: for
-    each, that task and the files."""
-    sessions = {t.session_id for t in candidates if t.session_id and predicted.get(t.id)}
+    each, that task and the files. Also those whose session has files still to be
+    written (a finished task's, ``finish_write``): they would start without them."""
     held: dict[UUID, tuple[UUID, list[str]]] = {}
+    unwritten = await uow.effects.sessions_with_pending_writes(
+        sorted({t.session_id for t in candidates if t.session_id})
+    )
+    for task in candidates:
+        if task.session_id in unwritten:
+            held[task.id] = (task.session_id, [])
+    sessions = {t.session_id for t in candidates if t.session_id and predicted.get(t.id)}
     for session_id in sessions:
         running, _ = await uow.tasks.search(
             session_id=session_id,
@@ -677,8 +787,44 @@ async def _colliding(
     return held
 
 
+async def _barred(uow: UnitOfWork, agent: Agent, candidates: Sequence[Task]) -> set[UUID]:
+    """The candidates the loop guard stopped ``agent`` on, while another capable agent
+    may still do them (``domain.loop_reroute``)."""
+    # Only a task that failed before can have been stopped: the rest cost no query.
+    retried = [task for task in candidates if task.attempt > 0]
+    stopped = await uow.attempts.stopped_by_guard([task.id for task in retried])
+    barred: set[UUID] = set()
+    for task in retried:
+        if agent.id not in stopped.get(task.id, ()):
+            continue
+        session = await uow.sessions.get(task.session_id) if task.session_id else None
+        named = set(session.options.agents) if session is not None else set()
+        capable = [
+            holder.id
+            for holder in await uow.agents.holders(task.required_capabilities)
+            if not named or holder.name in named
+        ]
+        if agent.id in barred_agents(stopped[task.id], capable):
+            barred.add(task.id)
+            log.debug(
+                "task_left_to_another_agent",
+                task_id=str(task.id),
+                agent_id=str(agent.id),
+                reason="the loop guard stopped this agent on it",
+            )
+    return barred
+
+
 def _log_held(held: dict[UUID, tuple[UUID, list[str]]]) -> None:
     for task_id, (blocker, files) in held.items():
+        if not files:
+            log.info(
+                "task_held_back",
+                task_id=str(task_id),
+                session_id=str(blocker),
+                reason="files a finished task of its session delivered are still to be written",
+            )
+            continue
         log.info(
             "task_held_back",
             task_id=str(task_id),

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.agent_records import FinishedAttempt, duration_ms
 from ..domain.artifacts import Artifact
+from ..domain.loop_guard import GUARD_ERROR_PREFIX
 from ..domain.task_attempts import AttemptOutcome, TaskAttempt
 from ..domain.tasks import TaskType
 from ..services.ports import StoredArtifact
@@ -233,6 +234,40 @@ class SqlAttemptRepository:
         for task_id, path in result:
             paths.setdefault(task_id, set()).add(path)
         return paths
+
+    async def stopped_by_guard(self, task_ids: Sequence[UUID]) -> dict[UUID, set[UUID]]:
+        if not task_ids:
+            return {}
+        result = await self._db.execute(
+            sa.select(task_attempts.c.task_id, task_attempts.c.agent_id)
+            .where(
+                task_attempts.c.task_id.in_(list(task_ids)),
+                task_attempts.c.outcome == AttemptOutcome.FAILED.value,
+                task_attempts.c.error.startswith(GUARD_ERROR_PREFIX, autoescape=True),
+            )
+            .distinct()
+        )
+        stopped: dict[UUID, set[UUID]] = {}
+        for task_id, agent_id in result:
+            stopped.setdefault(task_id, set()).add(agent_id)
+        return stopped
+
+    async def delivered(self, task_id: UUID, attempt: int) -> list[Artifact]:
+        result = await self._db.execute(
+            sa.select(task_artifacts)
+            .where(task_artifacts.c.task_id == task_id, task_artifacts.c.attempt == attempt)
+            .order_by(task_artifacts.c.path)
+        )
+        return [
+            Artifact(
+                path=row["path"],
+                content=bytes(row["content"]),
+                mime_type=row["mime_type"],
+                sha256=row["sha256"],
+                size_bytes=row["size_bytes"],
+            )
+            for row in result.mappings()
+        ]
 
     async def artifacts(self, task_id: UUID) -> list[StoredArtifact]:
         """What the task's attempts delivered (without the content), by attempt and path."""

@@ -25,6 +25,12 @@ session a new tree starting at a checkpoint's commit: a ``git worktree add`` in 
 operator's repository, or, for a fresh repository, a local clone, so the new tree never
 depends on the old one, which may be removed first.
 
+``snapshot``, ``fingerprint`` and ``roll_back`` serve the loop guard: a commit of the
+files on no branch when a task's attempt starts, a tree id after each of its steps, and
+the paths changed since the snapshot put back when the guard stops it. They stage
+through a scratch index (``GIT_INDEX_FILE``), so the tree's index, ``HEAD`` and branch
+never move.
+
 A binding is recorded in ``<home>/worktrees/<session id>.json`` before ``prepare``
 returns, so a second call (after a restart too) returns it, re-attaching the worktree
 from its branch if its directory went missing. A directory without a finished record is
@@ -73,6 +79,7 @@ GIT_TIMEOUT_SECONDS = 120.0
 DIFF_MAX_BYTES = 1 << 20
 AUTHOR_NAME = "Industrial Orchestrator"
 AUTHOR_EMAIL = "orchestrator@localhost"
+EFFECT_TRAILER = "Orchestrator-Effect"
 
 _CONFIG = (
     f"user.name={AUTHOR_NAME}",
@@ -97,6 +104,8 @@ _STOP_GRACE_SECONDS = 2.0
 _STDERR_KEPT = 64 * 1024
 _STDERR_SHOWN = 2000
 _COMMIT = re.compile(r"[0-9a-fA-F]{4,64}")
+# Paths per `git checkout-index` call, well within the limit of a command line.
+_PATHS_PER_CALL = 200
 
 
 class WorkspaceError(WorkspaceUnusable):
@@ -223,11 +232,16 @@ class GitWorktrees:
 
     # Trees.
 
-    async def commit(self, path: Path, message: str) -> str:
-        """Commit everything in the tree (untracked files too, even nothing); the new sha."""
+    async def commit(self, path: Path, message: str, *, key: str | None = None) -> str:
+        """Commit everything in the tree (untracked files too, even nothing); the new sha.
+
+        ``key`` (an effect's idempotency key) goes into the message as a trailer, for
+        ``find_commit`` to recognise the commit after a crash."""
         tree = self._owned(path)
-        if "\x00" in message:
+        if "\x00" in message or (key is not None and ("\x00" in key or "\n" in key)):
             raise WorkspaceError("a commit message cannot contain a NUL character")
+        if key is not None:
+            message = f"{message}\n\n{EFFECT_TRAILER}: {key}"
         async with self._lock(f"tree:{tree}"):
             await self._git(tree, "add", "-A")
             await self._git(
@@ -241,6 +255,26 @@ class GitWorktrees:
                 message,
             )
             return await self._commit_sha(tree, "HEAD")
+
+    async def find_commit(self, path: Path, key: str) -> str | None:
+        """The commit on the tree's branch made with ``key``, if any."""
+        tree = self._owned(path)
+        async with self._lock(f"tree:{tree}"):
+            output = await self._git(
+                tree,
+                "log",
+                "-F",
+                f"--grep={EFFECT_TRAILER}: {key}",
+                "--format=%H%x00%B%x01",
+                "HEAD",
+                "--",
+            )
+        for entry in output.stdout.decode("utf-8", "replace").split("\x01"):
+            sha, _, body = entry.strip().partition("\x00")
+            # --grep matches a substring: a longer key that starts with ``key`` is not it.
+            if sha and f"{EFFECT_TRAILER}: {key}" in body.splitlines():
+                return sha
+        return None
 
     async def restore(self, path: Path, commit: str) -> None:
         """Make the tree exactly ``commit``: tracked files reset, everything else deleted."""
@@ -289,6 +323,78 @@ class GitWorktrees:
                 tree, "diff", "--cached", "--name-only", "-z", "--no-renames", sha, "--"
             )
         return [os.fsdecode(name) for name in output.stdout.split(b"\x00") if name]
+
+    # Snapshots of a task's attempt (the loop guard): never a ref, the index or HEAD moved.
+
+    async def fingerprint(self, path: Path) -> str:
+        """The id of the git tree the files make now (ignored files left out): the same
+        id means the same files."""
+        tree = self._owned(path)
+        async with self._lock(f"tree:{tree}"):
+            return await self._files_tree(tree)
+
+    async def snapshot(self, path: Path, message: str) -> str:
+        """A commit of the files as they are now, on no branch (its parent is ``HEAD``);
+        ``roll_back`` returns to it. It lives as long as git keeps unreachable objects
+        (two weeks by default), far longer than an attempt."""
+        tree = self._owned(path)
+        if "\x00" in message:
+            raise WorkspaceError("a commit message cannot contain a NUL character")
+        async with self._lock(f"tree:{tree}"):
+            files = await self._files_tree(tree)
+            created = await self._git(tree, "commit-tree", files, "-p", "HEAD", "-m", message)
+            return created.stdout.decode().strip()
+
+    async def roll_back(self, path: Path, snapshot: str) -> list[str]:
+        """Put back the files that changed since ``snapshot``: changed or deleted ones
+        restored, new ones deleted. Only those paths are touched, so a task running
+        beside in the same tree keeps its files unless they changed too (which the
+        file-conflict scheduling avoids). Ignored files are left as they are. Returns
+        the paths put back."""
+        tree = self._owned(path)
+        async with self._lock(f"tree:{tree}"):
+            sha = await self._commit_sha(tree, snapshot)
+            files = await self._files_tree(tree)
+            output = await self._git(
+                tree, "diff-tree", "-r", "-z", "--no-renames", "--name-status", sha, files
+            )
+            fields = output.stdout.split(b"\x00")
+            changes = [
+                (status.decode(), os.fsdecode(name))
+                for status, name in zip(fields[0::2], fields[1::2], strict=False)
+                if name
+            ]
+            # New paths first: one may stand where a restored file's directory goes.
+            await asyncio.to_thread(_delete_paths, tree, [n for s, n in changes if s == "A"])
+            restored = [name for status, name in changes if status != "A"]
+            if restored:
+                async with self._scratch_index(tree, seeded=False) as index:
+                    await self._git(tree, "read-tree", sha, env=index)
+                    for start in range(0, len(restored), _PATHS_PER_CALL):
+                        chunk = restored[start : start + _PATHS_PER_CALL]
+                        await self._git(tree, "checkout-index", "-f", "-q", "--", *chunk, env=index)
+        return sorted(name for _, name in changes)
+
+    async def _files_tree(self, tree: Path) -> str:
+        """The tree id of the files on disk, staged through a scratch index."""
+        async with self._scratch_index(tree, seeded=True) as index:
+            await self._git(tree, "add", "-A", env=index)
+            return (await self._git(tree, "write-tree", env=index)).stdout.decode().strip()
+
+    @contextlib.asynccontextmanager
+    async def _scratch_index(self, tree: Path, *, seeded: bool) -> AsyncIterator[dict[str, str]]:
+        """The environment of a throw-away index for ``tree``, leaving the tree's own
+        alone. ``seeded``: a copy of the tree's index, so that files unchanged since it
+        was written are not read and hashed again."""
+        await asyncio.to_thread(self._home.mkdir, parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self._home) as scratch:
+            index = Path(scratch) / "index"
+            if seeded:
+                found = await self._git(tree, "rev-parse", "--git-path", "index")
+                own = tree / os.fsdecode(found.stdout.rstrip(b"\n"))
+                with contextlib.suppress(FileNotFoundError):
+                    await asyncio.to_thread(shutil.copyfile, own, index)
+            yield {"GIT_INDEX_FILE": str(index)}
 
     # How trees are made.
 
@@ -819,6 +925,27 @@ def _rmtree(tree: Path) -> None:
                 if not os.path.islink(path):
                     os.chmod(path, stat.S_IRWXU)
         shutil.rmtree(tree)
+
+
+def _delete_paths(tree: Path, names: list[str]) -> None:
+    """Delete these paths of ``tree`` (files, links, or directories such as a nested
+    repository), then the directories they leave empty; never through a link."""
+    for name in names:
+        full = tree / name
+        if not full.parent.resolve().is_relative_to(tree):
+            continue  # a directory on the way was replaced by a link: not ours to follow
+        if full.is_dir() and not full.is_symlink():
+            _rmtree(full)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                full.unlink()
+        parent = full.parent
+        while parent != tree:
+            try:
+                parent.rmdir()
+            except OSError:  # not empty (or gone): the rest of the way up stays
+                break
+            parent = parent.parent
 
 
 def _read_record(path: Path) -> _Record | None:

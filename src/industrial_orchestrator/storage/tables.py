@@ -300,3 +300,19 @@ webhook_deliveries = sa.Table(
     sa.UniqueConstraint("webhook_id", "event_id", name="uq_webhook_deliveries_webhook_event"),
     sa.Index("ix_webhook_deliveries_status_next", "status", "next_attempt_at"),
 )
+
+# The side-effect ledger (domain.effects): one row per effect outside the database.
+effects = sa.Table(
+    "effects",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("session_id", sa.Uuid, sa.ForeignKey("sessions.id", ondelete="CASCADE")),
+    sa.Column("task_id", sa.Uuid),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("detail", Json, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("done_at", Timestamp),
+    sa.Index("ix_effects_state_session", "state", "session_id"),
+    sa.Index("ix_effects_session_created", "session_id", "created_at"),
+)

@@ -18,6 +18,7 @@ from .attempt_repository import SqlAttemptRepository
 from .checkpoint_repository import SqlCheckpointRepository
 from .context_repository import SqlContextRepository
 from .database import WRITE_OPTION, is_sqlite
+from .effect_repository import SqlEffectRepository
 from .event_repository import SqlEventRepository
 from .operator_token_repository import SqlOperatorTokenRepository
 from .session_repository import SqlSessionRepository
@@ -41,6 +42,7 @@ class SqlUnitOfWork:
     attempts: SqlAttemptRepository
     operator_tokens: SqlOperatorTokenRepository
     webhooks: SqlWebhookRepository
+    effects: SqlEffectRepository
 
     def __init__(
         self,
@@ -89,6 +91,7 @@ class SqlUnitOfWork:
         self.attempts = SqlAttemptRepository(connection)
         self.operator_tokens = SqlOperatorTokenRepository(connection)
         self.webhooks = SqlWebhookRepository(connection)
+        self.effects = SqlEffectRepository(connection)
         return self
 
     async def __aexit__(

@@ -104,6 +104,34 @@ def write_confined(root: Path, relative: PurePosixPath, content: bytes) -> Path:
     return root / relative
 
 
+def read_confined(root: Path, relative: PurePosixPath) -> bytes | None:
+    """The regular file at ``root / relative``, read without following a link on the
+    way; None when there is none (or something else is there)."""
+    parts = validate_artifact_path(str(relative)).parts
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        for name in parts[:-1]:
+            try:
+                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except OSError:
+                return None
+            os.close(fd)
+            fd = child
+        try:
+            file_fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+        except OSError:
+            return None
+        with os.fdopen(file_fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                return None
+            return file.read()
+    finally:
+        os.close(fd)
+
+
 def _open_dir(fd: int, relative: PurePosixPath, prefix: tuple[str, ...]) -> int:
     """Open the directory ``prefix[-1]`` under ``fd`` without following a link."""
     try:
@@ -170,3 +198,6 @@ class WorkspaceFiles:
 
     def write(self, root: Path, relative: PurePosixPath, content: bytes) -> Path:
         return write_confined(root, relative, content)
+
+    def read(self, root: Path, relative: PurePosixPath) -> bytes | None:
+        return read_confined(root, relative)

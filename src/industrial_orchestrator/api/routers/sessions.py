@@ -19,6 +19,7 @@ from ..dependencies import AppComponents, Sessions
 from ..paths import API_PREFIX, SessionId
 from ..schemas.checkpoints import CheckpointCreate, CheckpointPage, CheckpointRead
 from ..schemas.common import error_responses
+from ..schemas.effects import EffectPage, EffectRead
 from ..schemas.sessions import (
     ActionRequest,
     FailRequest,
@@ -367,4 +368,30 @@ async def list_checkpoints(
     )
     return CheckpointPage(
         items=[CheckpointRead.of(c) for c in items], total=total, page=page, page_size=page_size
+    )
+
+
+@router.get(
+    "/{session_id}/effects",
+    response_model=EffectPage,
+    summary="The session's side-effect ledger",
+    responses=error_responses(404, 422),
+)
+async def list_effects(
+    session_id: SessionId,
+    sessions: Sessions,
+    built: AppComponents,
+    page: Page = 1,
+    page_size: PageSize = 20,
+) -> EffectPage:
+    """What the orchestrator did outside its database for the session, oldest first:
+    each task's files written into the workspace and each checkpoint's commit. Each is
+    recorded under an idempotency key before it is done and marked DONE after, so a
+    restart, retry or fork never does one twice (see docs/reliability.md)."""
+    await sessions.get(session_id)
+    items, total = await built.ledger.of_session(
+        session_id, offset=(page - 1) * page_size, limit=page_size
+    )
+    return EffectPage(
+        items=[EffectRead.of(e) for e in items], total=total, page=page, page_size=page_size
     )

@@ -42,6 +42,8 @@
         return ["task", "task " + String(p.task_id).slice(0, 8) + " leased to agent " + String(p.agent_id).slice(0, 8) + " (attempt " + p.attempt + ")"];
       case "task.attempt_ended":
         return ["task", "task " + String(p.task_id).slice(0, 8) + " attempt " + p.attempt + " " + p.outcome + (p.error ? " · " + p.error : "")];
+      case "task.loop_stopped":
+        return ["task", "task " + String(p.task_id).slice(0, 8) + " attempt " + p.attempt + " stopped by the loop guard (" + p.kind + "): " + p.message + " · " + p.rolled_back_count + " file(s) rolled back" + (p.requeued ? " · back in the queue for another agent" : "")];
       default:
         return ["system", event.type + " " + JSON.stringify(p)];
     }

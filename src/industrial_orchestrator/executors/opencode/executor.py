@@ -15,6 +15,10 @@ orchestrator session's working tree.
 6. The deadline is the executor's own: OpenCode retries a failing provider forever, so
    past the deadline the turn is aborted and the task fails. While the provider is being
    retried, the attempt is marked troubled, which the engine shows as DEGRADED.
+7. The loop guard (``domain.loop_guard``) watches the turn: every tool call, and at the
+   end of every step the tokens used and a fingerprint of the files. When it trips, the
+   turn is aborted, the files changed since the attempt's snapshot are put back, and the
+   task fails with the guard's reason, for the leases to hand it to another agent.
 """
 
 from __future__ import annotations
@@ -31,9 +35,12 @@ import structlog
 
 from ...domain.agents import Agent
 from ...domain.artifacts import Artifact, new_artifact
+from ...domain.errors import WorkspaceUnusable
 from ...domain.events import LogStream
+from ...domain.loop_guard import GuardPolicy, GuardTrip, LoopGuard, LoopStop
 from ...domain.webhooks import permission_needed_line
 from ...services.contexts import ContextService
+from ...services.ports import TreeSnapshots
 from ...services.sessions import SessionService
 from ...services.task_leases import Assignment, TaskLeases
 from ..base import BackgroundExecutor, LogLine, Outcome
@@ -50,6 +57,9 @@ MAX_SUMMARY_CHARS = 2000
 # How long a finished turn's last answer is given to show how it ended (10 x 0.2 s).
 _SETTLE_LOOKS = 10
 _SETTLE_PAUSE = 0.2
+# How long an aborted turn is given to go idle before its files are rolled back (25 x 0.2 s).
+_IDLE_LOOKS = 25
+_SHOWN_ROLLED_BACK = 10
 # Permissions whose patterns are paths: allowed inside the tree under the ``workspace``
 # policy. Anything else (a shell command, a URL) is the operator's to allow.
 PATH_PERMISSIONS = frozenset(
@@ -65,6 +75,7 @@ class OpenCodePolicy:
     """``workspace``: allowed when every path asked for is inside the tree; ``ask``:
     every request waits for the operator."""
     default_model: str | None = None
+    guard: GuardPolicy = field(default_factory=GuardPolicy)
 
 
 @dataclass(slots=True)
@@ -82,6 +93,15 @@ class _Turn:
     text: dict[str, str] = field(default_factory=dict)
     """Text not yet emitted, by part id."""
     asked: set[str] = field(default_factory=set)
+    guard: LoopGuard | None = None
+    """Watches a task's turn (none for a turn outside any task)."""
+    snapshot: str | None = None
+    """The files when the attempt started (a commit), for a roll-back."""
+    trip: GuardTrip | None = None
+    watched_calls: set[str] = field(default_factory=set)
+    steps: set[str] = field(default_factory=set)
+    tokens: int = 0
+    """Tokens of the steps finished so far."""
 
 
 class OpenCodeExecutor(BackgroundExecutor):
@@ -94,12 +114,14 @@ class OpenCodeExecutor(BackgroundExecutor):
         sessions: SessionService,
         contexts: ContextService,
         policy: OpenCodePolicy,
+        trees: TreeSnapshots | None = None,
     ) -> None:
         super().__init__(leases)
         self._server = server
         self._sessions = sessions
         self._contexts = contexts
         self._policy = policy
+        self._trees = trees
 
     @property
     def unavailable_reason(self) -> str | None:
@@ -111,9 +133,8 @@ class OpenCodeExecutor(BackgroundExecutor):
             return Outcome(False, error=f"OpenCode is unavailable: {self._server.reason}")
         task = assignment.task
         directory = str(assignment.workspace)
-        goal = None
-        if task.session_id is not None:
-            goal = (await self._sessions.get(task.session_id)).initial_prompt
+        session = await self._sessions.get(task.session_id) if task.session_id else None
+        goal = session.initial_prompt if session is not None else None
         view, _ = await self._contexts.effective(
             session_id=task.session_id, agent_id=agent.id, task_id=task.id
         )
@@ -135,9 +156,17 @@ class OpenCodeExecutor(BackgroundExecutor):
             f"{', ' + str(model) if model else ''})",
         )
         turn = _Turn(session_id, directory, _by_line(emit))
+        await self._watch(
+            turn,
+            f"Loop guard: task {task.id} attempt {assignment.attempt.attempt} starts",
+            session.options.max_tokens if session is not None else None,
+        )
         deadline = time.monotonic() + self._policy.task_timeout_seconds
+        loop_stop: LoopStop | None = None
         try:
             await self._run_turn(client, turn, prompt, model, opencode_agent, deadline, task.id)
+            if turn.trip is not None:
+                loop_stop = await self._stop_looping(client, turn, assignment.attempt.attempt)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await asyncio.shield(client.abort(session_id, directory))
@@ -146,7 +175,66 @@ class OpenCodeExecutor(BackgroundExecutor):
             if turn.retrying is not None:
                 with contextlib.suppress(Exception):
                     await self._leases.trouble(agent.id, task.id, None)
-        return await self._outcome(client, turn)
+        return await self._outcome(client, turn, loop_stop)
+
+    async def _watch(self, turn: _Turn, snapshot_message: str, max_tokens: int | None) -> None:
+        """Put the loop guard on the turn, with a snapshot of the files to roll back to."""
+        policy = self._policy.guard
+        if not policy.enabled:
+            return
+        start: str | None = None
+        if self._trees is not None:
+            path = Path(turn.directory)
+            try:
+                turn.snapshot = await self._trees.snapshot(path, snapshot_message)
+                start = await self._trees.fingerprint(path) if policy.stall_steps else None
+            except (WorkspaceUnusable, OSError) as exc:
+                # Not a working tree of ours (a task outside any session): watched all the
+                # same, but without fingerprints nothing counts as a stall.
+                log.info("loop_guard_without_snapshot", directory=turn.directory, reason=str(exc))
+        turn.guard = LoopGuard(policy, token_budget=max_tokens, start_fingerprint=start)
+
+    async def _fingerprint(self, turn: _Turn) -> str | None:
+        if self._trees is None or turn.snapshot is None or not self._policy.guard.stall_steps:
+            return None
+        try:
+            return await self._trees.fingerprint(Path(turn.directory))
+        except (WorkspaceUnusable, OSError) as exc:
+            log.warning("loop_guard_fingerprint_failed", directory=turn.directory, error=str(exc))
+            return None
+
+    async def _stop_looping(self, client: OpenCodeClient, turn: _Turn, attempt: int) -> LoopStop:
+        """The turn was aborted on the guard's word: once OpenCode is idle (nothing
+        writes any more), put the files back as they were when the attempt started."""
+        assert turn.trip is not None
+        await _until_idle(client, turn)
+        rolled_back: tuple[str, ...] = ()
+        error: str | None = None
+        if self._trees is None or turn.snapshot is None:
+            error = "the task's directory is not a working tree of the orchestrator"
+        else:
+            try:
+                rolled_back = tuple(
+                    await self._trees.roll_back(Path(turn.directory), turn.snapshot)
+                )
+            except (WorkspaceUnusable, OSError) as exc:
+                error = str(exc)
+        if error is not None:
+            files = f"the files were not rolled back ({error})"
+        elif rolled_back:
+            shown = ", ".join(rolled_back[:_SHOWN_ROLLED_BACK])
+            more = len(rolled_back) - _SHOWN_ROLLED_BACK
+            files = f"rolled back {len(rolled_back)} file(s) to the attempt's start: {shown}" + (
+                f" and {more} more" if more > 0 else ""
+            )
+        else:
+            files = "no file had changed since the attempt started"
+        await turn.emit(
+            LogStream.SYSTEM,
+            f"{turn.trip.error}; {files}; attempt {attempt} ends FAILED and the task goes to "
+            "another capable agent while attempts are left",
+        )
+        return LoopStop(turn.trip, rolled_back, error)
 
     async def _run_turn(
         self,
@@ -196,6 +284,13 @@ class OpenCodeExecutor(BackgroundExecutor):
                     await asyncio.sleep(min(left, self._policy.poll_seconds))
                     continue
                 await self._on_event(client, turn, event, task_id)
+                if turn.trip is not None:
+                    await _flush(turn)
+                    turn.error = turn.trip.error
+                    # Failing to abort still ends the attempt: the roll-back waits for idle.
+                    with contextlib.suppress(OpenCodeError):
+                        await client.abort(turn.session_id, turn.directory)
+                    return
             await _flush(turn)
         finally:
             reader.cancel()
@@ -290,6 +385,21 @@ class OpenCodeExecutor(BackgroundExecutor):
             if status == "error":
                 line += f": {str(state.get('error') or '')[:500]}"
             await turn.emit(LogStream.TOOL, line)
+            # Pending calls may not have their whole input yet; later states all do.
+            if turn.guard is not None and status != "pending" and call not in turn.watched_calls:
+                turn.watched_calls.add(call)
+                given = state.get("input")
+                turn.trip = turn.guard.tool_call(
+                    str(part.get("tool")), given if isinstance(given, dict) else None
+                )
+        elif kind == "step-finish":
+            step = str(part.get("id"))
+            if turn.guard is None or step in turn.steps:
+                return
+            turn.steps.add(step)
+            used = part.get("tokens")
+            turn.tokens += _token_total(used) if isinstance(used, dict) else 0
+            turn.trip = turn.guard.step_finished(await self._fingerprint(turn), turn.tokens)
         elif kind == "text" and part.get("id") not in turn.text:
             # A text part seen whole (no deltas came for it): say it once it is done.
             time_info = part.get("time") or {}
@@ -317,7 +427,9 @@ class OpenCodeExecutor(BackgroundExecutor):
             return
         await turn.emit(LogStream.SYSTEM, permission_needed_line(what, request_id))
 
-    async def _outcome(self, client: OpenCodeClient, turn: _Turn) -> Outcome:
+    async def _outcome(
+        self, client: OpenCodeClient, turn: _Turn, loop_stop: LoopStop | None = None
+    ) -> Outcome:
         messages = await _settled(client, turn)
         tokens, cost, summary, error = _usage(messages)
         error = turn.error or error
@@ -333,7 +445,14 @@ class OpenCodeExecutor(BackgroundExecutor):
                 artifacts.append(new_artifact(DIFF_ARTIFACT, data, "text/x-diff"))
         output = {"opencode_session": turn.session_id}
         if error:
-            return Outcome(False, error=error, output=output, tokens_used=tokens, cost_usd=cost)
+            return Outcome(
+                False,
+                error=error,
+                output=output,
+                tokens_used=tokens,
+                cost_usd=cost,
+                loop_stop=loop_stop,
+            )
         return Outcome(
             True,
             summary=(summary or "done")[:MAX_SUMMARY_CHARS],
@@ -450,15 +569,7 @@ def _usage(messages: list[dict[str, Any]]) -> tuple[int, float, str | None, str 
         info = message.get("info") or {}
         if info.get("role") != "assistant":
             continue
-        used = info.get("tokens") or {}
-        cache = used.get("cache") or {}
-        tokens += int(
-            (used.get("input") or 0)
-            + (used.get("output") or 0)
-            + (used.get("reasoning") or 0)
-            + (cache.get("read") or 0)
-            + (cache.get("write") or 0)
-        )
+        tokens += _token_total(info.get("tokens") or {})
         cost += float(info.get("cost") or 0.0)
         if isinstance(info.get("error"), dict):
             error = _error_text(info["error"])
@@ -470,6 +581,27 @@ def _usage(messages: list[dict[str, Any]]) -> tuple[int, float, str | None, str 
         if any(t.strip() for t in texts):
             summary = "\n".join(t for t in texts if t.strip())
     return tokens, cost, summary, error
+
+
+def _token_total(used: dict[str, Any]) -> int:
+    """Every token of a message or step: input, output, reasoning and cache."""
+    cache = used.get("cache") or {}
+    return int(
+        (used.get("input") or 0)
+        + (used.get("output") or 0)
+        + (used.get("reasoning") or 0)
+        + (cache.get("read") or 0)
+        + (cache.get("write") or 0)
+    )
+
+
+async def _until_idle(client: OpenCodeClient, turn: _Turn) -> None:
+    """Wait (a few seconds at most) for an aborted turn's session to be idle."""
+    for _ in range(_IDLE_LOOKS):
+        with contextlib.suppress(OpenCodeError):
+            if turn.session_id not in await client.statuses(turn.directory):
+                return
+        await asyncio.sleep(_SETTLE_PAUSE)
 
 
 def _error_text(error: dict[str, Any]) -> str:

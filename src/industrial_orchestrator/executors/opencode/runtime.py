@@ -9,8 +9,10 @@ import structlog
 
 from ...config import Settings
 from ...domain.errors import Conflict, ExecutorUnavailable
+from ...domain.loop_guard import GuardPolicy
 from ...services.agents import AgentService
 from ...services.contexts import ContextService
+from ...services.ports import TreeSnapshots
 from ...services.sessions import SessionService
 from ...services.task_leases import TaskLeases
 from .client import OpenCodeClient
@@ -84,9 +86,11 @@ async def start_opencode(
     sessions: SessionService,
     contexts: ContextService,
     server: OpenCodeServer | None = None,
+    trees: TreeSnapshots | None = None,
 ) -> OpenCodeRuntime:
     """Start (or find) the server and enlist the fleet: HEALTHY when OpenCode answers,
-    OFFLINE with the reason otherwise."""
+    OFFLINE with the reason otherwise. ``trees`` snapshots the sessions' working trees
+    for the loop guard's roll-backs (without it, nothing is rolled back)."""
     fleet = load_fleet(settings.opencode_agents)
     server = server or server_for(settings)
     await server.start()
@@ -113,6 +117,12 @@ async def start_opencode(
             poll_seconds=settings.opencode_poll_seconds,
             permission_policy=settings.permission_policy,
             default_model=settings.opencode_model,
+            guard=GuardPolicy(
+                repeat_limit=settings.guard_repeated_tool_calls,
+                stall_steps=settings.guard_stall_steps,
+                token_share=settings.guard_task_token_share,
+            ),
         ),
+        trees,
     )
     return OpenCodeRuntime(server, executor, fleet)

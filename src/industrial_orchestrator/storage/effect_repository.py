@@ -1,0 +1,117 @@
+"""The side-effect ledger's rows (``domain.effects``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy import RowMapping
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..domain.effects import Effect, EffectKind, EffectState
+from .rows import utc
+from .tables import effects
+
+
+class SqlEffectRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._db = connection
+
+    async def record(self, effect: Effect) -> Effect:
+        """Insert ``effect`` unless its key is taken; the entry stored under the key."""
+        insert = (
+            postgresql.insert(effects)
+            if self._db.dialect.name == "postgresql"
+            else sqlite.insert(effects)
+        )
+        await self._db.execute(
+            insert.values(
+                key=effect.key,
+                kind=effect.kind.value,
+                session_id=effect.session_id,
+                task_id=effect.task_id,
+                state=effect.state.value,
+                detail=effect.detail,
+                created_at=effect.created_at,
+                done_at=effect.done_at,
+            ).on_conflict_do_nothing(index_elements=["key"])
+        )
+        stored = await self.get(effect.key)
+        assert stored is not None  # inserted or already there, in this transaction
+        return stored
+
+    async def get(self, key: str) -> Effect | None:
+        result = await self._db.execute(sa.select(effects).where(effects.c.key == key))
+        row = result.mappings().first()
+        return _effect(row) if row else None
+
+    async def finish(self, effect: Effect) -> bool:
+        """Mark a PENDING entry DONE with ``effect``'s detail; False when it was not
+        PENDING (someone else finished it)."""
+        result = await self._db.execute(
+            sa.update(effects)
+            .where(effects.c.key == effect.key, effects.c.state == EffectState.PENDING.value)
+            .values(state=EffectState.DONE.value, detail=effect.detail, done_at=effect.done_at)
+        )
+        return result.rowcount == 1
+
+    async def pending(
+        self, *, session_id: UUID | None = None, created_before: datetime | None = None
+    ) -> list[Effect]:
+        query = (
+            sa.select(effects)
+            .where(effects.c.state == EffectState.PENDING.value)
+            .order_by(effects.c.created_at, effects.c.key)
+        )
+        if session_id is not None:
+            query = query.where(effects.c.session_id == session_id)
+        if created_before is not None:
+            query = query.where(effects.c.created_at <= created_before)
+        result = await self._db.execute(query)
+        return [_effect(row) for row in result.mappings()]
+
+    async def sessions_with_pending_writes(self, session_ids: Sequence[UUID]) -> set[UUID]:
+        if not session_ids:
+            return set()
+        result = await self._db.execute(
+            sa.select(effects.c.session_id)
+            .where(
+                effects.c.state == EffectState.PENDING.value,
+                effects.c.kind == EffectKind.WORKSPACE_WRITE.value,
+                effects.c.session_id.in_(list(session_ids)),
+            )
+            .distinct()
+        )
+        return {row[0] for row in result}
+
+    async def of_session(
+        self, session_id: UUID, *, offset: int, limit: int
+    ) -> tuple[list[Effect], int]:
+        where = effects.c.session_id == session_id
+        total = await self._db.scalar(sa.select(sa.func.count()).select_from(effects).where(where))
+        result = await self._db.execute(
+            sa.select(effects)
+            .where(where)
+            .order_by(effects.c.created_at, effects.c.key)
+            .offset(offset)
+            .limit(limit)
+        )
+        return [_effect(row) for row in result.mappings()], int(total or 0)
+
+
+def _effect(row: RowMapping) -> Effect:
+    detail: Any = row["detail"]
+    return Effect(
+        key=row["key"],
+        kind=EffectKind(row["kind"]),
+        session_id=row["session_id"],
+        task_id=row["task_id"],
+        state=EffectState(row["state"]),
+        detail=dict(detail or {}),
+        created_at=utc(row["created_at"]),
+        done_at=utc(row["done_at"]),
+    )
