@@ -62,8 +62,12 @@ lint: $(VENV)/.dev
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy
 
+# Two workers (the machine's cores; most tests wait on processes, not the CPU); the tests
+# that stop PostgreSQL or Redis run afterwards, alone.
+PYTEST_WORKERS ?= 2
 pytest: $(VENV)/.dev services system-packages $(OPENCODE)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not exclusive"
+	$(BIN)/pytest -m exclusive
 
 test: lint typecheck pytest
 

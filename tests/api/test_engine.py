@@ -435,3 +435,31 @@ async def test_a_session_works_on_at_most_max_parallel_tasks_at_once(client):
         titles.append(held["title"])
     assert (await session_of(client, session["id"]))["status"] == "COMPLETED"
     assert len(titles) > 2
+
+
+@pytest.mark.settings(**ENGINE)
+async def test_a_fork_whose_named_agents_are_all_gone_is_degraded_until_one_is_back(client):
+    chosen = await register(client, name="chosen", capabilities=["code_generation"])
+    await register(client, name="other", capabilities=["code_generation"])
+    source = await create(client, template="single", auto_start=True)
+
+    async def planned() -> Any:
+        page = (await client.get(f"{API}/sessions/{source['id']}/checkpoints")).json()
+        return next((c for c in page["items"] if c["label"] == "planned"), None)
+
+    checkpoint = await until(planned)
+    await act(client, source["id"], "stop")
+    forked = await client.post(
+        f"{API}/sessions/{source['id']}/fork",
+        json={"checkpoint_id": checkpoint["id"], "agents": ["chosen"], "start": True},
+    )
+    assert forked.status_code == 201, forked.text
+    fork_id = forked.json()["id"]
+    left = await client.delete(f"{API}/agents/external/{chosen.id}", headers=chosen.headers())
+    assert left.status_code == 204
+    # "other" could do the work, but the fork is not for it.
+    degraded = await until(lambda: _status_in(client, fork_id, ("DEGRADED",)))
+    assert "limited to (chosen)" in degraded["status_reason"]
+    back = await register(client, name="chosen", capabilities=["code_generation"])
+    await until(lambda: _status_in(client, fork_id, ("RUNNING",)))
+    assert len(await work_through(client, back, fork_id)) == 1

@@ -727,3 +727,29 @@ async def test_task_files_must_stay_inside_the_workspace(client):
     )
     assert ok.status_code == 201, ok.text
     assert ok.json()["files"] == ["d/", "src/a.py"]
+
+
+async def test_an_agent_cannot_speak_in_the_orchestrator_s_system_stream(client):
+    agent = await register(client)
+    session = await create(client)
+    await act(client, session["id"], "start")
+    item = await ready_task(client, session_id=session["id"])
+    await agent.pull()
+    url = f"{EXTERNAL}/{agent.id}/tasks/{item['id']}/logs"
+    # The system stream says what the orchestrator did (and asks the operator for
+    # permissions, which webhooks announce): an agent's text there could forge it.
+    forged = await client.post(
+        url,
+        json={"stream": "system", "text": "permission needed: bash x (request per_1)"},
+        headers=agent.headers(),
+    )
+    assert forged.status_code == 422, forged.text
+    assert "stream" in forged.text
+    own = await client.post(
+        url, json={"stream": "tool", "text": "ran the tests\n"}, headers=agent.headers()
+    )
+    assert own.status_code == 201, own.text
+    logs = (
+        await client.get(f"{API}/sessions/{session['id']}/events", params={"type": "session.log"})
+    ).json()["items"]
+    assert [e["payload"]["stream"] for e in logs] == ["tool"]

@@ -158,6 +158,7 @@ def test_every_page_renders_without_a_console_error(
         "/tasks",
         f"/tasks?session={session['id']}",
         f"/tasks/{root['id']}",
+        "/webhooks",
     ]
     for path in paths:
         response = page.goto(server.base_url + path)

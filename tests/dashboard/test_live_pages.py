@@ -272,7 +272,7 @@ def test_pages_fit_a_narrow_screen(page: Page, server: ServerProcess, api: httpx
 
 
 def test_a_checkpoint_forks_into_a_new_session_from_the_timeline(
-    page: Page, server: ServerProcess, api: httpx.Client
+    page: Page, server: ServerProcess, api: httpx.Client, console: Console
 ) -> None:
     session = _session(api, f"Fork me {uuid4().hex[:6]}", auto_start=True)
     made = api.post(
@@ -281,8 +281,22 @@ def test_a_checkpoint_forks_into_a_new_session_from_the_timeline(
     assert made.status_code == 201, made.text
     page.goto(f"{server.base_url}/sessions/{session['id']}")
     _live(page)
-    page.once("dialog", lambda dialog: dialog.accept("Keep the public API unchanged."))
     page.locator(f'button[data-fork="{made.json()["id"]}"]').click()
+    dialog = page.locator("#fork-dialog")
+    expect(dialog).to_be_visible()
+    expect(page.locator("#fork-checkpoint-label")).to_have_text("before the refactor")
+    page.fill("#fork-amendment", "Keep the public API unchanged.")
+    page.fill("#fork-agents", "nobody-of-that-name")
+    page.fill("#fork-tokens", "5000")
+    page.click("#fork-submit")
+    # The API's own message, next to the field it concerns; nothing was made.
+    expect(page.locator('[data-error-for="agents"]')).to_contain_text("nobody-of-that-name")
+    expect(page.locator("#fork-agents")).to_have_attribute("aria-invalid", "true")
+    assert api.get(f"/sessions/{session['id']}/lineage").json()["forks"] == []
+    assert [e for e in console.errors if "status of 422" not in e] == []
+    console.errors.clear()
+    page.fill("#fork-agents", "")
+    page.click("#fork-submit")
     # The fork is a new session; its page says where it came from, and the source's
     # page lists it.
     expect(page.locator("#forked-from")).to_have_text(session["id"][:8])
@@ -293,6 +307,7 @@ def test_a_checkpoint_forks_into_a_new_session_from_the_timeline(
         made.json()["id"],
     )
     assert fork["options"]["amendment"] == "Keep the public API unchanged."
+    assert fork["options"]["max_tokens"] == 5000
     assert fork["initial_prompt"].endswith("Keep the public API unchanged.")
     page.goto(f"{server.base_url}/sessions/{session['id']}")
     expect(page.locator("#forks a")).to_have_text([fork_id[:8]])

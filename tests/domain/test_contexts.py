@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from hypothesis import given
@@ -85,12 +85,12 @@ def test_new_context_starts_at_version_one_with_the_creators_write() -> None:
 @pytest.mark.parametrize(
     ("scope", "owner_id"),
     [
-        (Scope.GLOBAL, uuid4()),
+        (Scope.GLOBAL, UUID("5e0c4a52-6a51-4d0b-9a55-1f0c2f7d4a11")),
         (Scope.SESSION, None),
         (Scope.AGENT, None),
         (Scope.TEMPORARY, None),
         (Scope.AGENT, "agent-1"),
-        (Scope.SESSION, str(uuid4())),
+        (Scope.SESSION, "8c1e7b0e-2f43-4b8e-9d0b-3a7f5d6c9e22"),
     ],
 )
 def test_owner_rules_per_scope(scope: Scope, owner_id: Any) -> None:

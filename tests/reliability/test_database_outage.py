@@ -18,7 +18,8 @@ from ..backends import postgres_url_for, temporary_postgres_database
 from ..server_process import ServerProcess
 from .chaos import SCALE
 
-pytestmark = pytest.mark.slow
+# It stops or empties a service the other tests use: `make test` runs it alone.
+pytestmark = [pytest.mark.slow, pytest.mark.exclusive]
 
 API = "/api/v1"
 CLIENTS = 4

@@ -39,7 +39,8 @@ from ..backends import (
 )
 from ..server_process import ServerProcess, free_port
 
-pytestmark = pytest.mark.slow
+# It stops or empties a service the other tests use: `make test` runs it alone.
+pytestmark = [pytest.mark.slow, pytest.mark.exclusive]
 
 WAIT = 30.0
 SLOW_CLIENTS = 'orchestrator_ws_slow_clients_total{stream="session"}'

@@ -21,7 +21,8 @@ from ..server_process import ServerProcess
 from .chaos import SCALE
 from .test_live_streams import PrivateRedis, private_redis
 
-pytestmark = pytest.mark.slow
+# It stops or empties a service the other tests use: `make test` runs it alone.
+pytestmark = [pytest.mark.slow, pytest.mark.exclusive]
 
 __all__ = ["private_redis"]
 

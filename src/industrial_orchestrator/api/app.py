@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from .. import bootstrap
 from ..config import Settings
 from ..dashboard import pages as dashboard
-from ..dashboard import sign_in
+from ..dashboard import sign_in, webhook_pages
 from ..dashboard.rendering import STATIC
 from ..engine.dispatcher import Dispatcher
 from ..engine.reaper import Reaper
@@ -213,6 +213,7 @@ def create_app(
     app.include_router(operations.router)
     app.include_router(webhooks.router)
     app.include_router(dashboard.router)
+    app.include_router(webhook_pages.router)
     app.include_router(sign_in.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # Inside authentication: it counts per identified operator token.

@@ -9,9 +9,12 @@ in order, across server restarts. Anything with ``seq <= last`` is skipped.
 from __future__ import annotations
 
 import json
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 from uuid import UUID
 
@@ -37,6 +40,8 @@ FIRST_DELAY = 0.2
 MAX_DELAY = 5.0
 OPEN_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 1.0
+READ_SLICE = 0.25
+"""How often a waiting read looks whether Ctrl-C was pressed."""
 
 
 class Dropped(Exception):
@@ -80,20 +85,46 @@ class Watch:
         self.last_seq = self.since
         self._backoff = Backoff()
         self._connected_once = False
+        self._interrupted = False
 
     def stream_url(self) -> str:
         return websocket_url(self.url, f"/ws/sessions/{self.session_id}?since={self.last_seq}")
 
     def run(self) -> None:
-        while True:
-            try:
-                self._connect_and_read()
-                return
-            except Dropped as drop:
-                self.printer.finish()
-                delay = self._backoff.next()
-                self.notice(f"reconnecting… ({drop.why}; next try in {delay:.1f} s)")
-                time.sleep(delay)
+        """Raises ``KeyboardInterrupt`` on Ctrl-C, from between two reads: raised from
+        inside the WebSocket library's wait, it could leave the connection unable to
+        close (the process then hung instead of exiting)."""
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, self._interrupt)
+        try:
+            while True:
+                try:
+                    self._connect_and_read()
+                    return
+                except Dropped as drop:
+                    self.printer.finish()
+                    delay = self._backoff.next()
+                    self.notice(f"reconnecting… ({drop.why}; next try in {delay:.1f} s)")
+                    self._pause(delay)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+    def _interrupt(self, _signum: int, _frame: FrameType | None) -> None:
+        if self._interrupted:  # pressed twice: at once
+            raise KeyboardInterrupt
+        self._interrupted = True
+
+    def _check_interrupted(self) -> None:
+        if self._interrupted:
+            raise KeyboardInterrupt
+
+    def _pause(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self._check_interrupted()
+            time.sleep(min(left, READ_SLICE))
 
     def print_stored(self, api: ApiClient) -> None:
         """Print the stored events after ``since``, for a session that has ended: no
@@ -136,8 +167,11 @@ class Watch:
 
     def _read(self, connection: ClientConnection) -> None:
         while True:
+            self._check_interrupted()
             try:
-                frame = connection.recv()
+                frame = connection.recv(timeout=READ_SLICE)
+            except TimeoutError:
+                continue
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd else 1006
                 reason = exc.rcvd.reason if exc.rcvd else ""

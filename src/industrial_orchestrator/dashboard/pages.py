@@ -267,6 +267,8 @@ async def session_page(request: Request, session_id: str) -> HTMLResponse:
         context["permissions"], context["permissions_note"] = await _permissions(request, session)
     if fragment == "diff" or (fragment is None and STATE_TABLE[session.status].terminal):
         context["diff"] = await _diff(built, session)
+    if fragment is None:  # the fork dialog offers the registered agents' names
+        context["agent_names"] = sorted(a.name for a in await built.agents.search(AgentFilter()))
     return page(
         request,
         "session.html",

@@ -429,9 +429,16 @@ class SessionEngine:
                     if attempt is not None and attempt.is_open and attempt.trouble:
                         trouble = f"'{task.title}': {attempt.trouble}"
                         break
+            named = session.options.agents
             for task in [] if trouble else waiting:
                 holders = await uow.agents.holders(task.required_capabilities)
                 needs = ", ".join(task.required_capabilities)
+                if named and holders and not any(a.name in named for a in holders):
+                    trouble = (
+                        f"none of the agents this session is limited to ({', '.join(named)}) "
+                        f"is online with what '{task.title}' needs ({needs})"
+                    )
+                    break
                 if not holders:
                     trouble = f"no agent can do '{task.title}' (needs {needs})"
                     offline = await _why_offline(uow, task.required_capabilities)

@@ -20,6 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ...domain.agents import Agent, AgentKind
 from ...domain.artifacts import decode_content, new_artifact
 from ...domain.errors import Forbidden, InvalidInput, NotFound, OrchestratorError, Unauthorized
+from ...domain.events import LogStream
 from ...domain.task_attempts import AttemptOutcome
 from ...services.agents import NewAgent
 from ...services.task_leases import Assignment, Report
@@ -27,7 +28,7 @@ from ..agent_tokens import AgentTokens
 from ..dependencies import Agents, AppComponents, Leases
 from ..paths import API_PREFIX
 from ..schemas.common import error_responses
-from ..schemas.events import LogAppend, LogAppended, check_log_size
+from ..schemas.events import AgentLogAppend, LogAppended, check_log_size
 from ..schemas.external_agents import (
     SUPPORTED_PROTOCOL_VERSIONS,
     ArtifactRead,
@@ -293,14 +294,15 @@ async def task_result(
 )
 async def task_log(
     task_id: Annotated[UUID, Path(description="The leased task the output is from")],
-    body: LogAppend,
+    body: AgentLogAppend,
     caller: Caller,
     leases: Leases,
 ) -> LogAppended:
     """Only for a task this agent holds (409 `lease_lost` otherwise); the text becomes
     `session.log` events of the task's session (at most 256 KiB per request)."""
     check_log_size(body.text)
-    return LogAppended(events=await leases.log(caller.id, task_id, body.stream, body.text))
+    stream = LogStream(body.stream)
+    return LogAppended(events=await leases.log(caller.id, task_id, stream, body.text))
 
 
 @router.delete(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, Field
@@ -47,12 +47,22 @@ class EventPage(BaseModel):
     )
 
 
-class LogAppend(StrictModel):
-    stream: LogStream = Field(description="stdout, stderr, agent, tool or system")
+class _LogText(StrictModel):
     text: str = Field(
         min_length=1,
         max_length=MAX_LOG_REQUEST_BYTES,
         description="Up to 256 KiB; split into several session.log events if long",
+    )
+
+
+class LogAppend(_LogText):
+    stream: LogStream = Field(description="stdout, stderr, agent, tool or system")
+
+
+class AgentLogAppend(_LogText):
+    stream: Literal["stdout", "stderr", "agent", "tool"] = Field(
+        description="stdout, stderr, agent or tool: the system stream is the orchestrator's "
+        "own voice, which an agent cannot speak in"
     )
 
 

@@ -234,8 +234,66 @@
     leaving = true;
   });
 
+  // A form's fields as an API body. Empty optional fields are left out; numbers the
+  // browser cannot read are sent as typed (the API says what is wrong with them); list
+  // fields take comma-separated values.
+  function formBody(form, { numbers = [], required = [], lists = [] } = {}) {
+    const body = {};
+    for (const field of form.elements) {
+      if (!field.name) continue;
+      if (field.type === "checkbox") {
+        body[field.name] = field.checked;
+        continue;
+      }
+      const value = field.value;
+      if (value.trim() === "" && !required.includes(field.name)) continue;
+      if (numbers.includes(field.name)) {
+        const number = Number(value.trim());
+        body[field.name] = value.trim() !== "" && Number.isFinite(number) ? number : value;
+      } else if (lists.includes(field.name)) {
+        body[field.name] = value.split(",").map((item) => item.trim()).filter(Boolean);
+      } else {
+        body[field.name] = value;
+      }
+    }
+    return body;
+  }
+
+  function clearErrors(form, top) {
+    form.querySelectorAll("[data-error-for]").forEach((node) => (node.textContent = ""));
+    form.querySelectorAll("[aria-invalid]").forEach((node) => node.removeAttribute("aria-invalid"));
+    top.hidden = true;
+    top.textContent = "";
+  }
+
+  // The API's own messages, next to the fields they concern, and its summary in ``top``.
+  function showErrors(form, answer, top, refused) {
+    const data = answer.data || {};
+    const problems = Array.isArray(data.details) ? data.details : [];
+    for (const problem of problems) {
+      const name = String(problem.field || "").split(".")[0];
+      const slot = form.querySelector('[data-error-for="' + name + '"]');
+      if (!slot) continue;
+      slot.textContent = (slot.textContent ? slot.textContent + " " : "") + problem.message;
+      if (form.elements[name]) form.elements[name].setAttribute("aria-invalid", "true");
+    }
+    const named = data.details && !Array.isArray(data.details) ? data.details.field : null;
+    const slot = named ? form.querySelector('[data-error-for="' + named + '"]') : null;
+    if (!form.querySelector("[aria-invalid]") && slot) {
+      slot.textContent = data.message;
+      if (form.elements[named]) form.elements[named].setAttribute("aria-invalid", "true");
+    }
+    top.textContent = data.message || refused + " (" + answer.status + ")";
+    top.hidden = false;
+    const first = form.querySelector("[aria-invalid]");
+    if (first) first.focus();
+  }
+
   window.Orchestrator = {
     api,
+    formBody,
+    clearErrors,
+    showErrors,
     refresh,
     schedule,
     onEvent(listener) {

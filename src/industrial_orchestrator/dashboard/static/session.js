@@ -110,26 +110,44 @@
     Orchestrator.refresh("header");
   }
 
-  async function fork(checkpointId, button) {
-    // Cancel: no fork; empty: a fork without an extra instruction.
-    const amendment = window.prompt("Extra instruction for the tasks the fork still has to do (optional):", "");
-    if (amendment === null) return;
+  // FORK FROM HERE opens the fork dialog for that checkpoint; the API validates, and its
+  // messages are shown next to the fields.
+  function openFork(checkpointId, button) {
+    const dialog = document.getElementById("fork-dialog");
+    const form = document.getElementById("fork-form");
+    form.reset();
+    Orchestrator.clearErrors(form, document.getElementById("fork-error"));
+    document.getElementById("fork-checkpoint").value = checkpointId;
+    const row = button.closest("li");
+    const label = row ? row.querySelector(".tl-label") : null;
+    document.getElementById("fork-checkpoint-label").textContent = label ? label.textContent : "";
+    dialog.showModal();
+    document.getElementById("fork-amendment").focus();
+  }
+
+  async function submitFork(form) {
+    const top = document.getElementById("fork-error");
+    Orchestrator.clearErrors(form, top);
+    const button = document.getElementById("fork-submit");
     button.disabled = true;
-    const body = { checkpoint_id: checkpointId, start: true };
-    if (amendment.trim()) body.amendment = amendment.trim();
+    const body = Orchestrator.formBody(form, {
+      numbers: ["max_tokens", "max_cost_usd"],
+      lists: ["agents"],
+    });
+    body.start = true;
     let answer;
     try {
       answer = await Orchestrator.api("POST", "/api/v1/sessions/" + sessionId + "/fork", body);
     } catch (_) {
-      button.disabled = false;
       return;
+    } finally {
+      button.disabled = false;
     }
     if (answer.ok && answer.data && answer.data.id) {
       window.location.assign("/sessions/" + answer.data.id); // the fork is a new session
       return;
     }
-    button.disabled = false;
-    flash("FORK refused: " + ((answer.data && answer.data.message) || answer.status), true);
+    Orchestrator.showErrors(form, answer, top, "The orchestrator refused the fork");
   }
 
   async function answerPermission(id, reply) {
@@ -143,11 +161,18 @@
     Orchestrator.refresh("permissions");
   }
 
+  document.addEventListener("submit", (submit) => {
+    if (submit.target.id !== "fork-form") return;
+    submit.preventDefault();
+    submitFork(submit.target);
+  });
+
   document.addEventListener("click", (click) => {
     const target = click.target.closest("button");
     if (!target || target.disabled) return;
     if (target.dataset.verb) act(target.dataset.verb, target);
-    else if (target.dataset.fork) fork(target.dataset.fork, target);
+    else if (target.dataset.fork) openFork(target.dataset.fork, target);
+    else if (target.id === "fork-cancel") document.getElementById("fork-dialog").close();
     else if (target.dataset.permissionId) answerPermission(target.dataset.permissionId, target.dataset.reply);
     else if (target.id === "diff-load") Orchestrator.refresh("diff");
     else if (target.id === "scroll-toggle") {
