@@ -157,6 +157,12 @@ def _wait_status(
         time.sleep(0.1)
 
 
+def _said(worker: WorkerProcess, text: str) -> None:
+    """Wait for ``text`` in the worker's output: it prints what became of a task once
+    the server has answered, which may be after a test saw the new status."""
+    wait_for(lambda: text in worker.output, f"the worker to print {text!r}")
+
+
 def _agent_names(http: httpx.Client) -> set[str]:
     response = http.get(f"{API}/agents")
     assert response.status_code == 200, response.text
@@ -203,8 +209,8 @@ def test_runs_the_command_per_task_in_its_workspace_with_the_prompt_on_stdin(
             assert attempt["execution_time_ms"] is not None
         assert worker.process.poll() is None, worker.output
         for task in done:
-            assert f"[{task['id'][:8]}] done {task['id']}" in worker.output
-            assert f"task {task['id']} completed" in worker.output
+            _said(worker, f"[{task['id'][:8]}] done {task['id']}")
+            _said(worker, f"task {task['id']} completed")
         assert worker.terminate() == 0, worker.output
 
 
@@ -230,7 +236,7 @@ def test_a_failing_command_fails_the_attempt_with_the_output_tail(
         assert attempt["error"].index("step one") < attempt["error"].index("step two")
         assert sorted(attempt["error"].splitlines()) == ["it broke", "step one", "step two"]
         assert attempt["error"] in failed["result_summary"]
-        assert f"task {task['id']} failed" in worker.output
+        _said(worker, f"task {task['id']} failed")
         assert worker.terminate() == 0, worker.output
 
 
@@ -346,8 +352,8 @@ def test_the_usage_the_command_reports_goes_with_the_result(
             0,
             0.0,
         )
-        assert f"warning: task {broken['id']}: usage report ignored: not JSON" in worker.output
-        assert "[42 tokens, $0.5000]" in worker.output
+        _said(worker, f"warning: task {broken['id']}: usage report ignored: not JSON")
+        _said(worker, "[42 tokens, $0.5000]")
         for task in (reported, broken):
             workspace = home / "worker" / task["id"]
             private = Path((workspace / "private-dir").read_text().strip())
