@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
@@ -18,18 +19,24 @@ from industrial_orchestrator.domain.effects import (
 )
 
 from .helpers import API, act, create
-from .test_external_agents import SECRET, ready_task, register
+from .test_external_agents import SECRET, Agent, ready_task, register
 
 pytestmark = pytest.mark.settings(secret_key=SECRET)
+Json = dict[str, Any]
 
 
-async def test_a_result_s_files_are_in_the_ledger_once_written(client, tmp_path: Path):
+async def _started(client: Any, tmp_path: Path) -> tuple[Path, Agent, Json, Json]:
+    """A registered agent, and a started session on a workspace with one READY task."""
     workspace = tmp_path / "repo"
     workspace.mkdir()
     agent = await register(client)
     session = await create(client, workspace=str(workspace))
     await act(client, session["id"], "start")
-    item = await ready_task(client, session_id=session["id"])
+    return workspace, agent, session, await ready_task(client, session_id=session["id"])
+
+
+async def test_a_result_s_files_are_in_the_ledger_once_written(client, tmp_path: Path):
+    _workspace, agent, session, item = await _started(client, tmp_path)
     await agent.pull()
     await agent.report(item["id"], artifacts=[{"path": "src/a.py", "content": "x = 1\n"}])
     page = (await client.get(f"{API}/sessions/{session['id']}/effects")).json()
@@ -52,12 +59,7 @@ async def test_a_result_s_files_are_in_the_ledger_once_written(client, tmp_path:
 
 
 async def test_a_failed_result_writes_nothing_and_records_no_effect(client, tmp_path: Path):
-    workspace = tmp_path / "repo"
-    workspace.mkdir()
-    agent = await register(client)
-    session = await create(client, workspace=str(workspace))
-    await act(client, session["id"], "start")
-    item = await ready_task(client, session_id=session["id"])
+    workspace, agent, session, item = await _started(client, tmp_path)
     await agent.pull()
     await agent.report(
         item["id"],
@@ -79,14 +81,9 @@ async def test_the_ledger_of_an_unknown_session_is_a_404(client):
 async def test_a_session_s_tasks_wait_while_its_files_are_still_to_be_written(
     app, client, tmp_path: Path
 ):
-    workspace = tmp_path / "repo"
-    workspace.mkdir()
-    agent = await register(client)
-    session = await create(client, workspace=str(workspace))
-    await act(client, session["id"], "start")
-    item = await ready_task(client, session_id=session["id"])
+    workspace, agent, session, item = await _started(client, tmp_path)
     ledger = app.state.components.ledger
-    unwritten = await ledger.begin(
+    unwritten, _ = await ledger.begin(
         pending_effect(
             workspace_write_key(uuid4(), 1),
             EffectKind.WORKSPACE_WRITE,

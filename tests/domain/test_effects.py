@@ -38,14 +38,6 @@ def test_an_effect_is_recorded_pending_and_finished_with_its_outcome() -> None:
     assert effect.detail == {"attempt": 2}  # the recorded entry is not changed
 
 
-def test_a_pending_effect_is_stale_only_after_the_grace() -> None:
-    effect = pending_effect("k", EffectKind.CHECKPOINT_COMMIT, now=NOW)
-    grace = timedelta(seconds=30)
-    assert not effect.stale(NOW + timedelta(seconds=29), grace)
-    assert effect.stale(NOW + timedelta(seconds=30), grace)
-    assert not finished(effect, NOW).stale(NOW + timedelta(days=1), grace)
-
-
 def test_keys_name_what_the_effect_is_for() -> None:
     task, session = uuid4(), uuid4()
     assert workspace_write_key(task, 1) != workspace_write_key(task, 2)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
@@ -52,15 +52,6 @@ class Effect:
     @property
     def is_done(self) -> bool:
         return self.state == EffectState.DONE
-
-    def stale(self, now: datetime, grace: timedelta) -> bool:
-        """Whether a PENDING entry has been left long enough that its process is taken
-        to be gone (no effect takes that long)."""
-        return (
-            self.state == EffectState.PENDING
-            and self.created_at is not None
-            and now - self.created_at >= grace
-        )
 
 
 def pending_effect(

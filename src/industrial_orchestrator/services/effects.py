@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -49,26 +50,16 @@ class EffectLedger:
         self._single_process = single_process
         self._failpoints = frozenset(failpoints)
 
-    def stamped(self, effect: Effect) -> Effect:
-        """``effect`` with this process named as the one doing it."""
-        return Effect(
-            key=effect.key,
-            kind=effect.kind,
-            session_id=effect.session_id,
-            task_id=effect.task_id,
-            state=effect.state,
-            detail={**effect.detail, "owner": self.owner},
-            created_at=effect.created_at,
-            done_at=effect.done_at,
-        )
+    async def record_in(self, uow: UnitOfWork, effect: Effect) -> tuple[Effect, bool]:
+        """Record ``effect``, naming this process as the one doing it, in the caller's
+        transaction; the entry under its key, and whether it is new."""
+        stamped = replace(effect, detail={**effect.detail, "owner": self.owner})
+        return await uow.effects.record(stamped)
 
-    async def record_in(self, uow: UnitOfWork, effect: Effect) -> Effect:
-        """Record ``effect`` in the caller's transaction; the entry under its key."""
-        return await uow.effects.record(self.stamped(effect))
-
-    async def begin(self, effect: Effect) -> Effect:
-        """Record ``effect`` before doing it; the entry under its key, which may be DONE
-        already (nothing to do) or PENDING from an earlier try (look for the evidence)."""
+    async def begin(self, effect: Effect) -> tuple[Effect, bool]:
+        """Record ``effect`` before doing it; the entry under its key, and whether it is
+        new. One that is not may be DONE already (nothing to do) or PENDING from an
+        earlier try (look for the evidence before doing it)."""
         async with self._uow() as uow:
             stored = await self.record_in(uow, effect)
             await uow.commit()

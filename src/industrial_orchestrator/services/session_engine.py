@@ -617,7 +617,7 @@ class SessionEngine:
             return
         assert self._ledger is not None
         data["branch"] = session.worktree.branch
-        effect = await self._ledger.begin(
+        effect, new = await self._ledger.begin(
             pending_effect(
                 checkpoint_key(session_id, moment),
                 EffectKind.CHECKPOINT_COMMIT,
@@ -627,7 +627,7 @@ class SessionEngine:
             )
         )
         if not effect.is_done:
-            await self._commit_checkpoint(effect, Path(session.worktree.path))
+            await self._commit_checkpoint(effect, Path(session.worktree.path), resumed=not new)
 
     async def finish_checkpoint(self, effect: Effect) -> None:
         """Finish a checkpoint a dead process left PENDING (``EffectRecovery``)."""
@@ -641,9 +641,9 @@ class SessionEngine:
                 effect, {"outcome": "the session or its tree is gone"}, drop=[CHECKPOINT_PAYLOAD]
             )
             return
-        await self._commit_checkpoint(effect, Path(session.worktree.path))
+        await self._commit_checkpoint(effect, Path(session.worktree.path), resumed=True)
 
-    async def _commit_checkpoint(self, effect: Effect, tree: Path) -> None:
+    async def _commit_checkpoint(self, effect: Effect, tree: Path, *, resumed: bool) -> None:
         """The checkpoint's commit (the one made before a crash, found by its key, or a
         new one), then the checkpoint naming it, marked DONE with it in one transaction."""
         assert self._trees is not None
@@ -652,8 +652,8 @@ class SessionEngine:
         reason = effect.detail.get("reason")
         data = dict(effect.detail.get(CHECKPOINT_PAYLOAD) or {})
         try:
-            # Made already when an earlier try was cut off after the commit.
-            commit = await self._trees.find_commit(tree, effect.key)
+            # An earlier try may have been cut off after the commit: look for it first.
+            commit = await self._trees.find_commit(tree, effect.key) if resumed else None
             if commit is None:
                 self._ledger.reached("effects.recorded", effect.kind)
                 commit = await self._trees.commit(tree, f"checkpoint: {label}", key=effect.key)

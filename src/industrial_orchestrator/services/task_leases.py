@@ -334,7 +334,7 @@ class TaskLeases:
             if writing:
                 # In the result's transaction: the task is done only with its files
                 # promised, and its session's next tasks wait for them (``claim``).
-                write = await self._ledger.record_in(
+                write, _ = await self._ledger.record_in(
                     uow,
                     pending_effect(
                         workspace_write_key(task.id, closed.attempt),
@@ -755,17 +755,20 @@ async def _predicted_files(uow: UnitOfWork, candidates: Sequence[Task]) -> dict[
 
 async def _colliding(
     uow: UnitOfWork, candidates: Sequence[Task], predicted: dict[UUID, set[str]]
-) -> dict[UUID, tuple[UUID, list[str]]]:
-    """The candidates that would edit files a RUNNING task of their session edits: for
-    each, that task and the files. Also those whose session has files still to be
-    written (a finished task's, ``finish_write``): they would start without them."""
-    held: dict[UUID, tuple[UUID, list[str]]] = {}
+) -> dict[UUID, dict[str, Any]]:
+    """The candidates to hold back, each with why (for the log): those that would edit
+    files a RUNNING task of their session edits, and those whose session has files still
+    to be written (a finished task's, ``finish_write``): they would start without them."""
+    held: dict[UUID, dict[str, Any]] = {}
     unwritten = await uow.effects.sessions_with_pending_writes(
         sorted({t.session_id for t in candidates if t.session_id})
     )
     for task in candidates:
         if task.session_id in unwritten:
-            held[task.id] = (task.session_id, [])
+            held[task.id] = {
+                "session_id": str(task.session_id),
+                "reason": "files a finished task of its session delivered are still to be written",
+            }
     sessions = {t.session_id for t in candidates if t.session_id and predicted.get(t.id)}
     for session_id in sessions:
         running, _ = await uow.tasks.search(
@@ -782,7 +785,11 @@ async def _colliding(
             for other in running:
                 shared = overlap(predicted[task.id], busy.get(other.id, ()))
                 if shared:
-                    held[task.id] = (other.id, shared)
+                    held[task.id] = {
+                        "running_task_id": str(other.id),
+                        "files": shared[:20],
+                        "reason": "it would edit files a running task of its session edits",
+                    }
                     break
     return held
 
@@ -815,20 +822,6 @@ async def _barred(uow: UnitOfWork, agent: Agent, candidates: Sequence[Task]) -> 
     return barred
 
 
-def _log_held(held: dict[UUID, tuple[UUID, list[str]]]) -> None:
-    for task_id, (blocker, files) in held.items():
-        if not files:
-            log.info(
-                "task_held_back",
-                task_id=str(task_id),
-                session_id=str(blocker),
-                reason="files a finished task of its session delivered are still to be written",
-            )
-            continue
-        log.info(
-            "task_held_back",
-            task_id=str(task_id),
-            running_task_id=str(blocker),
-            files=files[:20],
-            reason="it would edit files a running task of its session edits",
-        )
+def _log_held(held: dict[UUID, dict[str, Any]]) -> None:
+    for task_id, why in held.items():
+        log.info("task_held_back", task_id=str(task_id), **why)

@@ -21,14 +21,15 @@ class SqlEffectRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._db = connection
 
-    async def record(self, effect: Effect) -> Effect:
-        """Insert ``effect`` unless its key is taken; the entry stored under the key."""
+    async def record(self, effect: Effect) -> tuple[Effect, bool]:
+        """Insert ``effect`` unless its key is taken; the entry stored under the key, and
+        whether it is the one just inserted."""
         insert = (
             postgresql.insert(effects)
             if self._db.dialect.name == "postgresql"
             else sqlite.insert(effects)
         )
-        await self._db.execute(
+        inserted = await self._db.scalar(
             insert.values(
                 key=effect.key,
                 kind=effect.kind.value,
@@ -38,11 +39,15 @@ class SqlEffectRepository:
                 detail=effect.detail,
                 created_at=effect.created_at,
                 done_at=effect.done_at,
-            ).on_conflict_do_nothing(index_elements=["key"])
+            )
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(effects.c.key)
         )
+        if inserted is not None:
+            return effect, True
         stored = await self.get(effect.key)
-        assert stored is not None  # inserted or already there, in this transaction
-        return stored
+        assert stored is not None  # the key is taken
+        return stored, False
 
     async def get(self, key: str) -> Effect | None:
         result = await self._db.execute(sa.select(effects).where(effects.c.key == key))
@@ -59,16 +64,12 @@ class SqlEffectRepository:
         )
         return result.rowcount == 1
 
-    async def pending(
-        self, *, session_id: UUID | None = None, created_before: datetime | None = None
-    ) -> list[Effect]:
+    async def pending(self, *, created_before: datetime | None = None) -> list[Effect]:
         query = (
             sa.select(effects)
             .where(effects.c.state == EffectState.PENDING.value)
             .order_by(effects.c.created_at, effects.c.key)
         )
-        if session_id is not None:
-            query = query.where(effects.c.session_id == session_id)
         if created_before is not None:
             query = query.where(effects.c.created_at <= created_before)
         result = await self._db.execute(query)
