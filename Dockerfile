@@ -1,7 +1,10 @@
 # The orchestrator's image: API, dashboard and session engine in one process, with the
 # OpenCode binary its internal agents run (ARCHITECTURE.md §6). docker-compose.yml builds
 # it; .env.example lists its settings. The image is x86-64 only: OpenCode's npm package
-# is the linux-x64 build.
+# is the linux-x64 build. Its command, `orchestrator container serve`, needs no secret
+# from outside: unset ones are generated on the first start and kept in the
+# ORCHESTRATOR_HOME volume (cli/container.py; docker-compose's `secrets` service does it
+# before PostgreSQL starts, so that PostgreSQL gets the same password).
 
 # OpenCode from the npm registry, installed as the Makefile does. Keep the version equal
 # to the Makefile's OPENCODE_VERSION (tests/deploy/test_compose.py checks it).
@@ -45,10 +48,11 @@ WORKDIR /home/orchestrator
 
 EXPOSE 8000
 
-# /ready answers 200 once the database is reachable and migrated (serve migrates first).
+# /ready answers 200 once the database is reachable and migrated (it migrates first).
 # urlopen raises on a 503 or no answer, so the exit status says whether it is ready.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/ready', timeout=4)"]
 
-# serve applies the migrations before it listens.
-CMD ["orchestrator", "serve", "--host", "0.0.0.0", "--port", "8000"]
+# Fills in the kept secrets, applies the migrations, prints the first operator token
+# once (`docker-compose logs orchestrator`), then serves as `orchestrator serve` does.
+CMD ["orchestrator", "container", "serve", "--host", "0.0.0.0", "--port", "8000"]

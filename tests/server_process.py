@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -114,10 +114,19 @@ class Run:
 
 
 class ServerProcess:
-    """``orchestrator serve --host 127.0.0.1 --port <port>`` with the given environment."""
+    """``orchestrator serve --host 127.0.0.1 --port <port>`` with the given environment
+    (``command``: another command that takes ``--host`` and ``--port``)."""
 
-    def __init__(self, env: Mapping[str, str], workdir: Path, *, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        workdir: Path,
+        *,
+        host: str = "127.0.0.1",
+        command: Sequence[str] = ("serve",),
+    ) -> None:
         self.env = orchestrator_env(**env)
+        self.command = tuple(command)
         self.workdir = workdir  # cwd of the server: keeps a stray .env out of the test
         self.host = host
         self.port = free_port()
@@ -148,7 +157,7 @@ class ServerProcess:
         stderr_path = self.workdir / f"server-{index}.stderr"
         with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
             process = subprocess.Popen(
-                orchestrator_command("serve", "--host", self.host, "--port", str(self.port)),
+                orchestrator_command(*self.command, "--host", self.host, "--port", str(self.port)),
                 env=self.env,
                 cwd=self.workdir,
                 stdin=subprocess.DEVNULL,

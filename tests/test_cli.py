@@ -265,3 +265,23 @@ def test_loopback_addresses(host: str, loopback: bool):
     from industrial_orchestrator.cli.server_commands import is_loopback
 
     assert is_loopback(host) is loopback
+
+
+def test_serve_says_in_its_start_line_and_in_ready_that_no_model_is_configured(tmp_path: Path):
+    env = {
+        "ENGINE_ENABLED": "true",
+        "INTERNAL_AGENTS": "true",
+        "OPENCODE_BIN": str(tmp_path / "no-opencode-here"),
+    }
+    with ServerProcess(env, tmp_path / "server") as server:
+        server.start()
+        with server.client() as http:
+            ready = http.get("/ready")
+        server.terminate()
+        stderr = server.current.stderr
+
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["details"]["model"]["configured"] is False
+    [banner] = [line for line in stderr.splitlines() if "serving on" in line]
+    assert "NO MODEL CONFIGURED" in banner
+    assert "OPENCODE_MODEL=provider/model" in banner

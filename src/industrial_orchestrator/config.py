@@ -100,6 +100,13 @@ class Settings(BaseSettings):
     opencode_poll_seconds: float = Field(
         2.0, gt=0, le=600, description="How often a task's OpenCode status is polled"
     )
+    provider_retry_budget_seconds: float = Field(
+        180.0,
+        gt=0,
+        le=86_400,
+        description="How long a model provider may keep failing (OpenCode retrying it) "
+        "before the task fails for good, naming the provider's error and the setting to fix",
+    )
     permission_policy: Literal["workspace", "ask"] = Field(
         "workspace",
         description="OpenCode permission requests: allowed inside the workspace, or always "
@@ -148,7 +155,9 @@ class Settings(BaseSettings):
     secret_key: SecretStr = Field(
         default_factory=lambda: SecretStr(secrets.token_urlsafe(48)),
         min_length=32,
-        description="Signs agent tokens; random per start unless set (set it for replicas)",
+        description="Signs agent tokens and the dashboard's CSRF tokens; unset: `serve` makes "
+        "one on its first start and keeps it in ORCHESTRATOR_HOME/secret_key (mode 0600). "
+        "Set it, the same everywhere, for replicas on PostgreSQL",
     )
     access_token_expire_minutes: int = Field(
         30, ge=1, description="Lifetime of an agent's token; every heartbeat answers a fresh one"
@@ -165,7 +174,12 @@ class Settings(BaseSettings):
         description="Comma-separated extra Host names the server answers to (besides "
         "loopback names, the bound address and ALLOWED_HOSTS' hosts); '*' for any",
     )
-    allowed_hosts: str = Field("*", description="Comma-separated CORS origins")
+    allowed_hosts: str = Field(
+        "",
+        description="Comma-separated origins of web pages allowed to call the API from a "
+        "browser (CORS, and changes without a bearer token); empty: only the server's own "
+        "pages. '*' needs operator tokens to be required",
+    )
 
     # Agents and the External Agent Protocol.
     agent_registration_token: SecretStr | None = Field(

@@ -45,12 +45,46 @@ async def test_register_get_list_and_deregister(client):
     for bad in ({"capabilities": []}, {"name": ""}, {"max_concurrent_tasks": 0}, {"kind": "alien"}):
         await register(client, expect=422, **{"name": "bad", **bad})
     listed = await client.get(AGENTS, params={"capability": "PYTHON"})
-    assert [a["name"] for a in listed.json()] == ["impl-1"]
+    assert [a["name"] for a in listed.json()["items"]] == ["impl-1"]
     everyone = await client.get(AGENTS, params={"tier": "COMPETENT", "kind": "internal"})
-    assert [a["name"] for a in everyone.json()] == ["impl-1", "rev-1"]
+    assert [a["name"] for a in everyone.json()["items"]] == ["impl-1", "rev-1"]
     assert (await client.delete(f"{AGENTS}/{other['id']}")).status_code == 204
     assert (await client.get(f"{AGENTS}/{other['id']}")).status_code == 404
     assert (await client.delete(f"{AGENTS}/{other['id']}")).status_code == 404
+
+
+async def test_the_list_is_paged_like_every_other_list(client):
+    for n in range(5):
+        await register(client, name=f"impl-{n}", kind="external" if n % 2 else "internal")
+    await register(client, name="rev-1", agent_type="reviewer", capabilities=["review"])
+
+    async def listed(**params: Any) -> dict[str, Any]:
+        response = await client.get(AGENTS, params=params)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    first = await listed(page_size=2)
+    assert {key: first[key] for key in ("total", "page", "page_size")} == {
+        "total": 6,
+        "page": 1,
+        "page_size": 2,
+    }
+    assert [a["name"] for a in first["items"]] == ["impl-0", "impl-1"]
+    pages = [await listed(page=n, page_size=2) for n in (1, 2, 3, 4)]
+    assert [[a["name"] for a in p["items"]] for p in pages] == [
+        ["impl-0", "impl-1"],
+        ["impl-2", "impl-3"],
+        ["impl-4", "rev-1"],
+        [],
+    ]
+    assert (await listed())["page_size"] == 20
+    # Filters apply before paging: total counts the matching agents, not the fleet.
+    python = await listed(capability="python", kind="internal", page=2, page_size=2)
+    assert (python["total"], [a["name"] for a in python["items"]]) == (3, ["impl-4"])
+    for bad in ({"page": 0}, {"page_size": 0}, {"page_size": 101}, {"page": "x"}):
+        refused = await client.get(AGENTS, params=bad)
+        assert refused.status_code == 422, bad
+        assert refused.json()["error"] == "validation_error"
 
 
 async def test_heartbeats_statistics_and_metrics(client):
@@ -128,4 +162,23 @@ async def test_concurrent_registrations_of_one_name_make_one_agent(client):
         )
     )
     assert sorted(a.status_code for a in answers) == [201] + [409] * 7
-    assert len((await client.get(AGENTS)).json()) == 1
+    assert (await client.get(AGENTS)).json()["total"] == 1
+
+
+async def test_the_guides_register_and_deregister_routes_are_aliases(client):
+    # User guide §7 names POST /agents/register and POST /agents/{id}/deregister.
+    body = {"name": "guide-1", "agent_type": "implementer", "capabilities": ["python"]}
+    made = await client.post(f"{AGENTS}/register", json=body)
+    assert made.status_code == 201, made.text
+    agent = made.json()
+    assert (await client.get(f"{AGENTS}/{agent['id']}")).json() == agent
+    assert (await client.post(f"{AGENTS}/register", json=body)).status_code == 409
+    assert (await client.post(f"{AGENTS}/register", json={"name": "x"})).status_code == 422
+    gone = await client.post(f"{AGENTS}/{agent['id']}/deregister")
+    assert gone.status_code == 204
+    assert (await client.get(f"{AGENTS}/{agent['id']}")).status_code == 404
+    again = await client.post(f"{AGENTS}/{agent['id']}/deregister")
+    assert again.status_code == 404
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    assert "post" in paths[f"{AGENTS}/register"]
+    assert "post" in paths[f"{AGENTS}/{{agent_id}}/deregister"]

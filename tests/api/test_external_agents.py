@@ -150,11 +150,45 @@ async def test_unknown_protocol_version_is_a_400_naming_the_supported_ones(clien
     assert "2.0" in body["message"]
 
 
-async def test_registration_refuses_unknown_fields_and_duplicate_names(client):
+async def test_registration_refuses_unknown_fields(client):
     await register(client, expect=422, shoe_size=42)
-    await register(client)
-    duplicate = await register(client, expect=409)
-    assert "AGENT-EXT-PYTHON-01" in duplicate["message"]
+
+
+async def test_registering_a_name_again_resumes_that_agent_with_its_lease(client):
+    # How a worker whose token the server no longer accepts (a new SECRET_KEY, a long
+    # outage) comes back: as the same agent, still holding the task it was working on.
+    first = await register(client)
+    item = await ready_task(client)
+    assignment = await first.pull()
+    assert assignment is not None
+    again = await register(
+        client,
+        capabilities=["code_generation", "python_expert", "testing"],
+        metadata={"maintainer": "Platform Team"},
+    )
+    assert again.id == first.id
+    record = await agent_record(client, again.id)
+    assert record["capabilities"] == ["code_generation", "python_expert", "testing"]
+    assert record["metadata"]["maintainer"] == "Platform Team"
+    named = (await client.get(f"{API}/agents", params={"page_size": 100})).json()["items"]
+    assert [a["id"] for a in named if a["name"] == "AGENT-EXT-PYTHON-01"] == [first.id]
+    # The lease survived: the result, sent with the new token, is recorded.
+    await again.report(item["id"], attempt=assignment["attempt"])
+    assert (await task(client, item["id"]))["status"] == "COMPLETED"
+
+
+async def test_the_name_of_one_of_our_own_agents_cannot_be_registered(client):
+    internal = await client.post(
+        f"{API}/agents",
+        json={
+            "name": "AGENT-EXT-PYTHON-01",
+            "agent_type": "implementer",
+            "capabilities": ["python_expert"],
+        },
+    )
+    assert internal.status_code == 201, internal.text
+    refused = await register(client, expect=409)
+    assert "AGENT-EXT-PYTHON-01" in refused["message"]
 
 
 @pytest.mark.settings(secret_key=SECRET, agent_registration_token="let-me-in-please")
@@ -236,6 +270,17 @@ async def test_deregistering_revokes_the_agents_tokens(client):
     assert left.status_code == 204
     refused = await agent.beat(expect=401)
     assert "register again" in refused["message"]
+    # Told apart from a token that no longer verifies, which a worker answers by
+    # registering again: a removed agent's worker stops instead.
+    assert refused["error"] == "agent_removed"
+    other_key = _signed(agent.id, key="another-secret-key-of-sufficient-length")
+    forged = await client.post(
+        f"{EXTERNAL}/{agent.id}/heartbeat",
+        json={"status": "healthy"},
+        headers=agent.headers(token=other_key),
+    )
+    assert forged.status_code == 401
+    assert forged.json()["error"] == "unauthorized"
     gone = await client.get(f"{API}/agents/{agent.id}")
     assert gone.status_code == 404
 
@@ -434,7 +479,9 @@ async def test_artifact_paths_escaping_the_workspace_are_refused_and_nothing_is_
         refused = await agent.report(
             item["id"], expect=422, artifacts=[{"path": path, "content": "boom"}]
         )
-        assert refused["error"] == "artifact_path_refused", refused
+        # A NUL is text no field may hold: the edge refuses it before the path rule looks.
+        expected = "validation_error" if "\x00" in path else "artifact_path_refused"
+        assert refused["error"] == expected, refused
     assert list(outside.iterdir()) == []
     assert (await task(client, item["id"]))["status"] == "RUNNING"
     assert [h["outcome"] for h in await attempts(client, item["id"])] == [None]
@@ -753,3 +800,22 @@ async def test_an_agent_cannot_speak_in_the_orchestrator_s_system_stream(client)
         await client.get(f"{API}/sessions/{session['id']}/events", params={"type": "session.log"})
     ).json()["items"]
     assert [e["payload"]["stream"] for e in logs] == ["tool"]
+
+
+async def test_the_heartbeat_interval_is_the_integer_the_guide_shows(client):
+    # Strict clients decode the guide's `30` as an integer: `30.0` would not do.
+    body = {
+        "protocol_version": "1.0",
+        "name": "strict-client",
+        "version": "1",
+        "agent_type": "implementer",
+        "capabilities": ["python"],
+    }
+    registered = await client.post(f"{EXTERNAL}/register", json=body)
+    assert registered.status_code == 201, registered.text
+    assert '"heartbeat_interval_seconds":30}' in registered.text.replace(" ", "")
+    assert type(registered.json()["heartbeat_interval_seconds"]) is int
+    agent = Agent(client, registered.json())
+    ack = await agent.beat()
+    assert type(ack["heartbeat_interval_seconds"]) is int
+    assert ack["heartbeat_interval_seconds"] == 30

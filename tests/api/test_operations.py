@@ -206,3 +206,35 @@ async def test_logs_are_json_lines_with_the_guide_fields(client, capsys):
     assert started[0]["level"] == "info"
     assert started[0]["logger"] == "industrial_orchestrator.services.session"
     assert started[0]["timestamp"].endswith("Z")
+
+
+NO_MODEL = {
+    "engine_enabled": True,
+    "internal_agents": True,
+    "opencode_bin": "/nonexistent/opencode",
+    "opencode_host": None,
+    "opencode_model": None,
+    "opencode_config": None,
+    "opencode_agents": None,
+}
+
+
+@pytest.mark.settings(**NO_MODEL)
+async def test_ready_details_say_that_no_model_is_configured_without_failing_readiness(client):
+    response = await client.get("/ready")
+    assert response.status_code == 200
+    model = response.json()["details"]["model"]
+    assert model["internal_agents"] is True
+    assert model["configured"] is False
+    assert model["model"] is None
+    assert "OPENCODE_MODEL=provider/model" in model["summary"]
+
+
+@pytest.mark.settings(**{**NO_MODEL, "opencode_model": "scripted/coder"})
+async def test_ready_details_name_the_configured_model_and_its_setting(client):
+    model = (await client.get("/ready")).json()["details"]["model"]
+    assert (model["configured"], model["model"], model["source"]) == (
+        True,
+        "scripted/coder",
+        "OPENCODE_MODEL",
+    )

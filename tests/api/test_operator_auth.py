@@ -199,8 +199,10 @@ def _ws_token(http: TestClient, name: str) -> str:
 
 
 def test_a_websocket_needs_a_credential_and_this_sites_origin(ws_http: TestClient) -> None:
-    with pytest.raises(WebSocketDisconnect), ws_http.websocket_connect("/ws") as ws:
+    with pytest.raises(WebSocketDisconnect) as closed, ws_http.websocket_connect("/ws") as ws:
         ws.receive_json()
+    assert closed.value.code == 4401
+    assert "token is required" in closed.value.reason
     secret = _ws_token(ws_http, "wall")
     with ws_http.websocket_connect("/ws", headers=_bearer(secret)) as ws:
         ws.send_json({"type": "ping"})
@@ -213,12 +215,14 @@ def test_a_websocket_needs_a_credential_and_this_sites_origin(ws_http: TestClien
         assert ws.receive_json() == {"type": "pong"}
     # A page of another site, even in a browser that holds the cookie, is refused.
     with (
-        pytest.raises(WebSocketDisconnect),
+        pytest.raises(WebSocketDisconnect) as foreign,
         ws_http.websocket_connect(
             "/ws", headers={"Cookie": cookie, "Origin": "https://evil.example"}
         ) as ws,
     ):
         ws.receive_json()
+    assert foreign.value.code == 4403
+    assert "another site" in foreign.value.reason
 
 
 def test_a_foreign_origin_is_refused_even_without_authentication(tmp_path: Path) -> None:
@@ -230,7 +234,8 @@ def test_a_foreign_origin_is_refused_even_without_authentication(tmp_path: Path)
             ws.send_json({"type": "ping"})
             assert ws.receive_json() == {"type": "pong"}
         with (
-            pytest.raises(WebSocketDisconnect),
+            pytest.raises(WebSocketDisconnect) as closed,
             http.websocket_connect("/ws", headers={"Origin": "http://evil.example"}) as ws,
         ):
             ws.receive_json()
+        assert closed.value.code == 4403

@@ -160,6 +160,25 @@ async def test_oversized_body_is_413(client):
     assert response.json()["error"] == "payload_too_large"
 
 
+async def test_oversized_chunked_body_is_413_too(client):
+    """Without Content-Length the cap trips while the app reads the body: the app's own
+    answer to the cut-off read (a parse error) must not replace the 413."""
+
+    async def chunks() -> Any:
+        yield b'{"title": "t", "initial_prompt": "'
+        for _ in range(10):
+            yield b"p" * (1024 * 1024)
+        yield b'"}'
+
+    response = await client.post(
+        f"{API}/sessions", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413, response.text
+    assert response.json()["error"] == "payload_too_large"
+    assert (await client.get(f"{API}/sessions")).json()["total"] == 0
+
+
 async def test_unknown_and_malformed_ids(client):
     missing = await client.get(f"{API}/sessions/{uuid.uuid4()}")
     assert missing.status_code == 404
@@ -267,6 +286,16 @@ async def test_stats_count_states_success_rate_and_durations(client):
     assert stats["average_duration_seconds"] >= 0
     assert stats["tokens_used"] == 0
     assert stats["cost_usd"] == 0
+    # What the operator ended is counted apart and leaves the rate alone.
+    stopped = await create(client, auto_start=True)
+    await act(client, stopped["id"], "stop")
+    await act(client, (await create(client))["id"], "cancel")
+    stats = (await client.get(f"{API}/sessions/stats")).json()
+    assert (stats["by_state"]["STOPPED"], stats["by_state"]["CANCELLED"]) == (1, 1)
+    assert stats["success_rate"] == pytest.approx(0.5)
+    assert {
+        key: stats[key] for key in ("succeeded", "failed", "ended_by_operator", "orphaned")
+    } == {"succeeded": 1, "failed": 1, "ended_by_operator": 2, "orphaned": 0}
 
 
 async def test_stats_on_an_empty_database(client):

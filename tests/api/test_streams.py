@@ -115,6 +115,18 @@ def events_of_log(http: TestClient, since: int = 0) -> list[dict[str, Any]]:
     return list(response.json()["items"])
 
 
+@pytest.mark.parametrize(
+    ("path", "named"),
+    [("/ws/sessions/not-a-uuid", "session_id"), ("/ws?since=-1", "since")],
+)
+def test_a_malformed_request_is_closed_with_4400_saying_what_is_wrong(http, path, named):
+    with pytest.raises(WebSocketDisconnect) as closed, http.websocket_connect(path) as ws:
+        ws.receive_json()
+    assert closed.value.code == 4400
+    assert named in closed.value.reason
+    assert len(closed.value.reason.encode()) <= 123
+
+
 def test_the_global_stream_starts_now_and_shows_every_session_in_commit_order(http):
     before = new_session(http)
     with http.websocket_connect("/ws") as everything, http.websocket_connect("/ws/sessions") as ss:

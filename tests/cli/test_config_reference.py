@@ -93,7 +93,7 @@ def test_sections_types_defaults_and_constraints_come_from_the_model() -> None:
         "| `COLOUR` | choice | `red` | `red`, `blue` |  |\n"
         "| `ENABLED` | boolean | `true` | `true`, `false` |  |\n"
         "| `RATIO` | number | `0.5` | > 0, ≤ 1 |  |\n"
-        "| `KEY` | secret | (secret) computed at each start | at least 32 characters |  |\n"
+        "| `KEY` | secret | (secret) generated | at least 32 characters |  |\n"
     )
     assert "hunter2" not in reference
 

@@ -78,14 +78,15 @@ def test_tokens_are_shown_once_listed_without_their_secret_and_revoked(
 
 @pytest.mark.parametrize(
     ("unset", "named"),
-    [("ALLOWED_HOSTS", "ALLOWED_HOSTS is '*'"), ("SECRET_KEY", "SECRET_KEY is not set")],
+    [("SECRET_KEY", "SECRET_KEY is not set")],
 )
 def test_a_public_bind_with_unsafe_settings_is_refused_with_what_to_set(
     tmp_path: Path, workdir: Path, unset: str, named: str
 ) -> None:
     settings = {key: value for key, value in PUBLIC.items() if key != unset}
     home = tmp_path / "home"
-    env = orchestrator_env(ORCHESTRATOR_HOME=str(home), **settings)
+    # On PostgreSQL (never reached: refused first): on SQLite the kept key will do.
+    env = orchestrator_env(ORCHESTRATOR_HOME=str(home), DB_HOST="127.0.0.1", **settings)
     result = run_cli(
         "serve", "--host", "0.0.0.0", "--port", str(free_port()), env=env, cwd=workdir, timeout=20
     )
@@ -93,6 +94,22 @@ def test_a_public_bind_with_unsafe_settings_is_refused_with_what_to_set(
     message = _flat(result.stderr)
     assert named in message
     assert f"set {unset}" in message or "set it to" in message
+    assert "Traceback" not in result.stderr
+    assert not home.exists(), "a refused start must not touch the database"
+
+
+def test_every_origin_without_operator_tokens_is_refused_at_start(
+    tmp_path: Path, workdir: Path
+) -> None:
+    home = tmp_path / "home"
+    env = orchestrator_env(ORCHESTRATOR_HOME=str(home), ALLOWED_HOSTS="*")
+    result = run_cli(
+        "serve", "--port", str(free_port()), env=env, cwd=workdir, timeout=20
+    )
+    assert result.returncode == 2
+    message = _flat(result.stderr)
+    assert "ALLOWED_HOSTS is '*'" in message
+    assert "AUTH_REQUIRED=true" in message
     assert "Traceback" not in result.stderr
     assert not home.exists(), "a refused start must not touch the database"
 

@@ -195,3 +195,68 @@ def test_watch_of_an_ended_session_prints_what_is_stored_and_exits(
     assert _seqs(events) == [1, 2, 3, 4]
     assert past_the_end.returncode == 0, past_the_end.stderr
     assert past_the_end.stdout == ""
+
+
+def _leased_task_session(http: httpx.Client) -> tuple[str, str, str]:
+    """A session with a plan of two tasks, the second leased to an external agent; the
+    session's id, the second task's id and the agent's name."""
+    session_id = create(http, "planned")["id"]
+    act(http, session_id, "start")
+    ids = []
+    for title in ("Design the module", "Write tests"):
+        made = http.post(
+            f"{API}/tasks",
+            json={"title": title, "session_id": session_id, "required_capabilities": ["qa"]},
+        )
+        assert made.status_code == 201, made.text
+        ids.append(made.json()["id"])
+    ready = http.patch(f"{API}/tasks/{ids[1]}", json={"status": "READY"})
+    assert ready.status_code == 200, ready.text
+    name = f"coder-{uuid.uuid4().hex[:6]}"
+    registered = http.post(
+        f"{API}/agents/external/register",
+        json={
+            "protocol_version": "1.0",
+            "name": name,
+            "version": "1",
+            "agent_type": "tester",
+            "capabilities": ["qa"],
+        },
+    )
+    assert registered.status_code == 201, registered.text
+    agent = registered.json()
+    leased = http.post(
+        f"{API}/agents/external/{agent['agent_id']}/tasks/next",
+        headers={"Authorization": f"Bearer {agent['auth_token']}", "X-Agent-ID": agent["agent_id"]},
+    )
+    assert leased.status_code == 200, leased.text
+    return session_id, ids[1], name
+
+
+def test_watch_prints_task_events_as_sentences_and_json_as_sent(
+    url: str, http: httpx.Client, workdir: Path
+):
+    session_id, task_id, name = _leased_task_session(http)
+    with WatchProcess(url, session_id, cwd=workdir) as watch:
+        # Still RUNNING: the stored events come over the live stream, then the stop.
+        while not any("RUNNING (agent" in line for line in watch.lines):
+            assert watch.next_line() is not None, watch.stderr
+        act(http, session_id, "stop")
+        watch.rest()
+        assert watch.wait() == 0, watch.stderr
+    text = "\n".join(watch.lines)
+    assert 'task 1/2 "Design the module" planned' in text
+    assert 'task 2/2 "Write tests" PENDING → READY' in text
+    assert f'task 2/2 "Write tests" READY → RUNNING (agent {name}, attempt 1)' in text
+    assert '"task_id"' not in text, "no task event may print as raw JSON"
+
+    # Started past the tasks' creation, the watch asks the server for the plan.
+    late = session_cli(url, "watch", session_id, "--since", "4", cwd=workdir)
+    assert late.returncode == 0, late.stderr
+    assert f'task 2/2 "Write tests" READY → RUNNING (agent {name}, attempt 1)' in late.stdout
+    assert "planned" not in late.stdout
+
+    raw = session_cli(url, "watch", session_id, "--json", cwd=workdir)
+    events = [json.loads(line) for line in raw.stdout.splitlines()]
+    assert events == stored_events(http, session_id)
+    assert any(e["type"] == "task.leased" and e["payload"]["task_id"] == task_id for e in events)

@@ -166,7 +166,7 @@ def _said(worker: WorkerProcess, text: str) -> None:
 def _agent_names(http: httpx.Client) -> set[str]:
     response = http.get(f"{API}/agents")
     assert response.status_code == 200, response.text
-    return {agent["name"] for agent in response.json()}
+    return {agent["name"] for agent in response.json()["items"]}
 
 
 def group_alive(pgid: int) -> bool:
@@ -353,7 +353,7 @@ def test_the_usage_the_command_reports_goes_with_the_result(
             0.0,
         )
         _said(worker, f"warning: task {broken['id']}: usage report ignored: not JSON")
-        _said(worker, "[42 tokens, $0.5000]")
+        _said(worker, "[42 tokens, $0.50]")
         for task in (reported, broken):
             workspace = home / "worker" / task["id"]
             private = Path((workspace / "private-dir").read_text().strip())

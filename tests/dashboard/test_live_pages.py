@@ -3,6 +3,7 @@ and follow changes made through the API without a reload."""
 
 from __future__ import annotations
 
+import random
 import re
 from typing import Any
 from uuid import uuid4
@@ -10,6 +11,8 @@ from uuid import uuid4
 import httpx
 from playwright.sync_api import Page, expect
 
+from industrial_orchestrator.domain.money import format_usd
+from tests.domain.test_money import CASES as MONEY_CASES
 from tests.server_process import ServerProcess
 
 from .conftest import Console, screenshot
@@ -311,3 +314,23 @@ def test_a_checkpoint_forks_into_a_new_session_from_the_timeline(
     assert fork["initial_prompt"].endswith("Keep the public API unchanged.")
     page.goto(f"{server.base_url}/sessions/{session['id']}")
     expect(page.locator("#forks a")).to_have_text([fork_id[:8]])
+
+
+def test_the_script_shows_money_by_the_same_rule_as_the_server(
+    page: Page, server: ServerProcess
+) -> None:
+    """``Orchestrator.usd`` (the terminal's usage lines) against ``format_usd`` (CLI and
+    templates): one rule, the same digits, ties and sub-cent amounts included."""
+    rng = random.Random(20)
+    amounts = [amount for amount, _ in MONEY_CASES]
+    amounts += [rng.random() * 10 ** rng.randint(-6, 5) for _ in range(2000)]
+    amounts += [n / 1000 + 0.0005 for n in range(500)]  # ties at the last digit
+    page.goto(server.base_url + "/")
+    shown = page.evaluate("(amounts) => amounts.map(Orchestrator.usd)", amounts)
+    expected = [format_usd(amount) for amount in amounts]
+    differ = [
+        (amount, js, py)
+        for amount, js, py in zip(amounts, shown, expected, strict=True)
+        if js != py
+    ]
+    assert differ == []

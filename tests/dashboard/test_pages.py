@@ -4,13 +4,15 @@ regions (``?fragment=``) and its refusals."""
 from __future__ import annotations
 
 import re
+from uuid import UUID
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from industrial_orchestrator.dashboard.rendering import CONTENT_SECURITY_POLICY
 from industrial_orchestrator.domain.session_states import STATE_TABLE
-from tests.api.helpers import act, create
+from tests.api.helpers import API, act, create
 
 pytestmark = pytest.mark.usefixtures("backend")
 
@@ -21,6 +23,64 @@ def _counter(html: str, name: str) -> int:
     )
     assert match, f"no {name} counter in:\n{html}"
     return int(match.group(1))
+
+
+def _link(html: str, name: str) -> str:
+    match = re.search(rf'href="([^"]+)" data-counter="{name}"', html)
+    assert match, f"no {name} counter in:\n{html}"
+    return match.group(1)
+
+
+def _success_rate(html: str) -> str:
+    match = re.search(r"<dd data-success-rate>([^ <]+)", html)
+    assert match, f"no success rate in:\n{html}"
+    return match.group(1)
+
+
+async def test_stopped_and_cancelled_sessions_are_apart_from_the_success_rate(
+    client: httpx.AsyncClient,
+) -> None:
+    counters = (await client.get("/", params={"fragment": "counters"})).text
+    assert _success_rate(counters) == "—"
+    for action in ("cancel", "cancel", "stop"):
+        session = await create(client, auto_start=action == "stop")
+        await act(client, session["id"], action)
+    counters = (await client.get("/", params={"fragment": "counters"})).text
+    assert _success_rate(counters) == "—", "nothing ran to a verdict yet"
+    assert _counter(counters, "STOPPED") == 3
+    assert "2 of them cancelled" in counters
+    for action, fields in (("complete", {}), ("fail", {"reason": "tests red"})):
+        session = await create(client, auto_start=True)
+        await act(client, session["id"], action, **fields)
+    complete = await create(client, auto_start=True)
+    await act(client, complete["id"], "complete")
+    counters = (await client.get("/", params={"fragment": "counters"})).text
+    # 2 completed over 2 completed + 1 failed; the 3 the operator ended do not count.
+    assert _success_rate(counters) == "67%"
+    assert (_counter(counters, "COMPLETED"), _counter(counters, "FAILED")) == (2, 1)
+    assert _counter(counters, "STOPPED") == 3
+
+
+async def test_costs_are_shown_in_cents_not_float_noise(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    session = await create(client, max_cost_usd=0.5)
+    async with app.state.components.uow() as uow:
+        # Summed as floats by the database: 0.010000 + 0.013168 is 0.023167999999999998.
+        for cost in (0.01, 0.013168):
+            await uow.sessions.add_usage(UUID(session["id"]), 100, cost)
+        await uow.commit()
+    stored = (await client.get(f"{API}/sessions/{session['id']}")).json()["cost_usd"]
+    assert stored == pytest.approx(0.023168), "the API keeps the number"
+    telemetry = (
+        await client.get(f"/sessions/{session['id']}", params={"fragment": "telemetry"})
+    ).text
+    assert "$0.02 / $0.50" in telemetry
+    counters = (await client.get("/", params={"fragment": "counters"})).text
+    assert re.search(r"<dt>cost</dt><dd>\$0\.02</dd>", counters), counters
+    for html in (telemetry, counters):
+        assert "0.0231" not in html
+        assert "0.0232" not in html
 
 
 async def test_every_page_is_html_under_a_strict_content_security_policy(
@@ -47,11 +107,14 @@ async def test_the_overview_counts_sessions_by_state_and_lists_the_newest_change
     counters = (await client.get("/", params={"fragment": "counters"})).text
     assert _counter(counters, "RUNNING") == 1
     assert _counter(counters, "PENDING") == 0
-    assert _counter(counters, "FAILED") == 1  # CANCELLED is in the failure category
+    # The operator ended it: counted apart, not as a failure.
+    assert _counter(counters, "FAILED") == 0
+    assert _counter(counters, "STOPPED") == 1
     assert _counter(counters, "COMPLETED") == 0
     # Each counter opens the list of the states it adds up.
     assert 'href="/sessions?status=RUNNING&amp;status=DEGRADED" data-counter="RUNNING"' in counters
-    assert "status=CANCELLED" in re.search(r'href="([^"]+)" data-counter="FAILED"', counters)[1]
+    assert _link(counters, "FAILED") == "/sessions?status=FAILED&amp;status=TIMEOUT"
+    assert _link(counters, "STOPPED") == "/sessions?status=STOPPED&amp;status=CANCELLED"
 
     activity = (await client.get("/", params={"fragment": "activity"})).text
     rows = re.findall(r"<tr>\s*<td class=\"mono\">.*?</tr>", activity, re.S)
@@ -146,3 +209,37 @@ async def test_the_duration_counts_running_time_and_ticks_only_while_running(
     subtasks = decomposed.json()["subtasks"]
     telemetry = (await client.get(page, params={"fragment": "telemetry"})).text
     assert f"0 of 0 finished tasks · {len(subtasks)} planned" in telemetry
+
+
+NO_MODEL = {
+    "engine_enabled": True,
+    "internal_agents": True,
+    "opencode_bin": "/nonexistent/opencode",
+    "opencode_host": None,
+    "opencode_model": None,
+    "opencode_config": None,
+    "opencode_agents": None,
+}
+
+
+@pytest.mark.settings(**NO_MODEL)
+async def test_every_page_shows_a_banner_when_no_model_is_configured(
+    client: httpx.AsyncClient,
+) -> None:
+    for path in ["/", "/sessions", "/agents", "/tasks"]:
+        html = (await client.get(path)).text
+        banner = re.search(r'<div id="no-model"[^>]*>(.*?)</div>', html, re.S)
+        assert banner, (path, html[:2000])
+        text = " ".join(banner.group(1).split())
+        assert "NO MODEL CONFIGURED" in text
+        assert "OPENCODE_MODEL=provider/model" in text
+        assert "docs/opencode.md" in text
+
+
+@pytest.mark.settings(**{**NO_MODEL, "opencode_model": "scripted/coder"})
+async def test_no_banner_once_a_model_is_configured(client: httpx.AsyncClient) -> None:
+    assert 'id="no-model"' not in (await client.get("/")).text
+
+
+async def test_no_banner_where_no_internal_agent_runs(client: httpx.AsyncClient) -> None:
+    assert 'id="no-model"' not in (await client.get("/")).text

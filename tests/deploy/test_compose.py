@@ -1,8 +1,10 @@
 """The container stack: ``Dockerfile``, ``docker-compose.yml`` and ``.env.example``.
 
 No Docker daemon is needed: ``docker-compose config`` renders the stack as Compose would
-run it, the Dockerfile is read as text, and the settings model reads the env file. Under
-CI=true a missing ``docker-compose`` fails instead of skipping (``make test`` installs it).
+run it (without a .env, as right after cloning, and with .env.example as .env), the
+Dockerfile is read as text, and the settings model reads the env file; the image's
+start-up steps themselves are tested in tests/cli/test_container.py. Under CI=true a
+missing ``docker-compose`` fails instead of skipping (``make test`` installs it).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,11 @@ import pytest
 import typer
 import yaml  # type: ignore[import-untyped]
 
+from industrial_orchestrator.cli.container import (
+    _kept_for_serving,
+    drop_empty_settings,
+    keep_secrets,
+)
 from industrial_orchestrator.cli.server_commands import (
     refuse_open_registration,
     refuse_unsafe_public_bind,
@@ -41,13 +49,12 @@ NOT_SETTINGS = {
     "ANTHROPIC_API_KEY",
     "OPENAI_API_KEY",
 }
+# Secrets docker-compose generates on its first start: commented out in .env.example.
+GENERATED = {"DB_PASSWORD", "SECRET_KEY", "AGENT_REGISTRATION_TOKEN"}
 # Settings whose value in .env.example is deliberately not the model's default.
 NOT_DEFAULTS = {
     # Secrets: placeholders the operator must change.
-    "DB_PASSWORD",
     "OPENCODE_PASSWORD",
-    "SECRET_KEY",
-    "AGENT_REGISTRATION_TOKEN",
     # `serve` refuses a non-loopback bind (the container's) while it is '*'.
     "ALLOWED_HOSTS",
 }
@@ -126,24 +133,28 @@ def test_env_example_loads_with_defaults_or_placeholders(
     # Every line that is not commented out is read; the commented ones stay unset.
     assert settings.model_fields_set == active
     for name, field in Settings.model_fields.items():
-        if name.upper() in NOT_DEFAULTS:
+        if name.upper() in NOT_DEFAULTS | GENERATED:
             continue
         assert field.default_factory is None
         assert getattr(settings, name) == field.default, f"{name.upper()} is not the default"
     commented = {v.name for v in env_example() if v.commented and v.name in SETTINGS}
-    for name in commented:
+    assert commented >= GENERATED
+    for name in commented - GENERATED:
         assert Settings.model_fields[name.lower()].default is None, f"{name} has a default"
 
 
 def test_env_example_secrets_are_placeholders_serve_refuses_on_a_public_bind(
     clean_environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    values = {v.name: v.value for v in env_example() if not v.commented}
-    for name in SECRETS:
+    values = {v.name: v.value for v in env_example()}
+    for name in SECRETS | GENERATED:
         assert values[name].startswith("change-me-"), f"{name} is not a change-me placeholder"
+    # Uncommented as they are, the placeholders keep a server others can reach from
+    # starting...
+    for name in GENERATED:
+        clean_environment.setenv(name, values[name])
     settings = load_settings(_env_file=ENV_EXAMPLE)
     assert settings.secret_key.get_secret_value() == values["SECRET_KEY"]
-    # Left as they are, the placeholders keep a server others can reach from starting...
     for refuse in (refuse_open_registration, refuse_unsafe_public_bind):
         with pytest.raises(typer.Exit):
             refuse(settings, "0.0.0.0")
@@ -207,6 +218,7 @@ def test_the_image_is_slim_python_run_by_a_user_who_is_not_root() -> None:
     assert instructions(final, "EXPOSE") == ["8000"]
     assert json.loads(instructions(final, "CMD")[-1]) == [
         "orchestrator",
+        "container",
         "serve",
         "--host",
         "0.0.0.0",
@@ -246,8 +258,9 @@ def test_dockerignore_keeps_secrets_and_local_state_out() -> None:
 
 
 @functools.cache
-def rendered() -> dict[str, Any]:
-    """The stack as docker-compose would run it, with .env.example as its env file."""
+def rendered(env_file: str | None = None) -> dict[str, Any]:
+    """The stack as docker-compose would run it: by default with no .env (right after
+    cloning); else with ``env_file`` (relative to the repository) as .env."""
     compose = shutil.which("docker-compose")
     if compose is None:
         message = "docker-compose is missing: `make test` installs it (make system-packages)"
@@ -255,28 +268,28 @@ def rendered() -> dict[str, Any]:
             pytest.fail(message)
         pytest.skip(message)
     env = {key: value for key, value in os.environ.items() if key.upper() not in SETTINGS}
-    env["ORCHESTRATOR_ENV_FILE"] = ".env.example"
-    done = subprocess.run(
-        [compose, "-f", "docker-compose.yml", "--env-file", ".env.example", "config"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    with tempfile.NamedTemporaryFile("w", suffix=".env") as empty:
+        done = subprocess.run(
+            [compose, "-f", "docker-compose.yml", "--env-file", env_file or empty.name, "config"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     assert done.returncode == 0, done.stderr
     config: dict[str, Any] = yaml.safe_load(done.stdout)
     return config
 
 
-def service(name: str) -> dict[str, Any]:
-    found: dict[str, Any] = rendered()["services"][name]
+def service(name: str, env_file: str | None = None) -> dict[str, Any]:
+    found: dict[str, Any] = rendered(env_file)["services"][name]
     return found
 
 
-def environment_of(name: str) -> dict[str, str]:
-    environment = service(name).get("environment") or {}
+def environment_of(name: str, env_file: str | None = None) -> dict[str, str]:
+    environment = service(name, env_file).get("environment") or {}
     if isinstance(environment, list):
         environment = dict(item.partition("=")[::2] for item in environment)
     return {key: str(value) for key, value in environment.items()}
@@ -295,8 +308,9 @@ def named_volume_at(name: str, target: str) -> None:
 
 
 def test_compose_runs_the_orchestrator_on_postgres_15_and_redis_7() -> None:
-    assert set(rendered()["services"]) == {"orchestrator", "postgres", "redis"}
+    assert set(rendered()["services"]) == {"secrets", "orchestrator", "postgres", "redis"}
     assert "build" in service("orchestrator")
+    assert service("secrets")["image"] == service("orchestrator")["image"]
     assert service("postgres")["image"] == "postgres:15"
     assert service("redis")["image"] == "redis:7"
 
@@ -315,12 +329,29 @@ def test_compose_publishes_the_api_on_8000_and_the_dashboard_on_3000() -> None:
 def test_compose_starts_the_orchestrator_once_its_services_are_healthy() -> None:
     depends = service("orchestrator")["depends_on"]
     assert {name: depends[name]["condition"] for name in depends} == {
+        "secrets": "service_completed_successfully",
         "postgres": "service_healthy",
         "redis": "service_healthy",
+    }
+    # PostgreSQL is created with the password the secrets service hands it.
+    assert service("postgres")["depends_on"] == {
+        "secrets": {"condition": "service_completed_successfully"}
     }
     assert "pg_isready" in " ".join(service("postgres")["healthcheck"]["test"])
     assert service("redis")["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
     named_volume_at("postgres", "/var/lib/postgresql/data")
+
+
+def mounted(name: str) -> dict[str, tuple[str, bool]]:
+    """Where each named volume is mounted in the service: target and whether read-only."""
+    found = {}
+    for volume in service(name).get("volumes", []):
+        if isinstance(volume, dict):
+            found[volume["source"]] = (volume["target"], bool(volume.get("read_only")))
+        else:
+            source, target, *mode = volume.split(":")
+            found[source] = (target, mode == ["ro"])
+    return found
 
 
 def test_compose_points_the_orchestrator_at_its_services_and_volumes() -> None:
@@ -328,24 +359,65 @@ def test_compose_points_the_orchestrator_at_its_services_and_volumes() -> None:
     assert orchestrator["DB_HOST"] == "postgres"
     assert orchestrator["REDIS_HOST"] == "redis"
     assert "DATABASE_URL" not in orchestrator  # it would override DB_HOST
-    assert (orchestrator["DB_NAME"], orchestrator["DB_USER"], orchestrator["DB_PASSWORD"]) == (
+    assert (orchestrator["DB_NAME"], orchestrator["DB_USER"]) == (
         postgres["POSTGRES_DB"],
         postgres["POSTGRES_USER"],
-        postgres["POSTGRES_PASSWORD"],
     )
     named_volume_at("orchestrator", orchestrator["ORCHESTRATOR_HOME"])
     named_volume_at("orchestrator", orchestrator["WORKSPACE_ROOTS"])
 
 
+def test_the_secrets_service_keeps_them_where_the_orchestrator_and_postgres_read_them() -> None:
+    secrets, orchestrator = service("secrets"), environment_of("orchestrator")
+    home = environment_of("secrets")["ORCHESTRATOR_HOME"]
+    assert home == orchestrator["ORCHESTRATOR_HOME"]
+    [(volume, _)] = [
+        (source, target)
+        for source, (target, _) in mounted("orchestrator").items()
+        if target == orchestrator["ORCHESTRATOR_HOME"]
+    ]
+    assert mounted("secrets")[volume] == (home, False)
+    # PostgreSQL's password file: written by the secrets service into a volume that
+    # PostgreSQL mounts read-only, at the path POSTGRES_PASSWORD_FILE names.
+    command = secrets["command"]
+    assert command[:3] == ["orchestrator", "container", "secrets"]
+    written = Path(command[command.index("--postgres-password-file") + 1])
+    [shared] = [s for s, (target, _) in mounted("secrets").items() if target == str(written.parent)]
+    read = Path(environment_of("postgres")["POSTGRES_PASSWORD_FILE"])
+    assert mounted("postgres")[shared] == (str(read.parent), True)
+    assert read.name == written.name
+    assert "POSTGRES_PASSWORD" not in environment_of("postgres")
+    assert shared not in mounted("orchestrator"), "the orchestrator reads its own copy"
+
+
+def test_every_setting_reaches_the_orchestrator_from_dot_env() -> None:
+    fixed = {"DATABASE_URL", "OPENCODE_BIN"}  # the stack's database; the image's binary
+    passed = environment_of("orchestrator")
+    missing = SETTINGS - fixed - set(passed)
+    assert not missing, f"docker-compose.yml's x-settings lacks {sorted(missing)}"
+    # Without a .env they are empty (unset for `orchestrator container`)...
+    assert passed["SECRET_KEY"] == passed["LOG_LEVEL"] == ""
+    # ...with one, its values win, secrets included.
+    given = environment_of("orchestrator", ".env.example")
+    assert given["LOG_LEVEL"] == "INFO"
+    assert given["OPENCODE_PASSWORD"].startswith("change-me-")
+    for name in NOT_SETTINGS:
+        assert name in passed
+
+
 def test_container_settings_are_valid_and_serve_accepts_them(
-    clean_environment: pytest.MonkeyPatch,
+    clean_environment: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    # Right after cloning: no .env; the secrets made as the image's start-up steps make
+    # them (in a temporary directory standing for the data volume).
     image = assignments(dockerfile_stages()[-1], "ENV")
-    for key, value in {**image, **environment_of("orchestrator")}.items():
+    environ = {**image, **environment_of("orchestrator")}
+    environ["ORCHESTRATOR_HOME"] = str(tmp_path / "orchestrator-data")
+    drop_empty_settings(environ)
+    keep_secrets(dict(environ))
+    environ.update(_kept_for_serving(environ))
+    for key, value in environ.items():
         clean_environment.setenv(key, value)
-    # The operator's own secrets, in place of .env.example's placeholders.
-    clean_environment.setenv("SECRET_KEY", "s" * 48)
-    clean_environment.setenv("AGENT_REGISTRATION_TOKEN", "r" * 48)
     settings = load_settings(_env_file=None)
     assert settings.database.get_backend_name() == "postgresql"
     assert settings.database.host == "postgres"

@@ -85,7 +85,7 @@ async def api(
 
 
 async def agent_names(api: httpx.AsyncClient) -> dict[str, str]:
-    return {a["id"]: a["name"] for a in (await api.get(f"{API}/agents")).json()}
+    return {a["id"]: a["name"] for a in (await api.get(f"{API}/agents")).json()["items"]}
 
 
 @pytest.mark.settings(guard_repeated_tool_calls=3)

@@ -163,7 +163,7 @@ async def test_without_opencode_the_fleet_is_offline_and_sessions_say_how_to_con
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as api:
-            agents = (await api.get(f"{API}/agents")).json()
+            agents = (await api.get(f"{API}/agents")).json()["items"]
             assert {a["name"] for a in agents} == {
                 "architect",
                 "implementer",
@@ -240,7 +240,7 @@ def test_a_sigkilled_orchestrator_leaves_no_managed_server_behind(
         with server.client() as http:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                agents = http.get(f"{API}/agents").json()
+                agents = http.get(f"{API}/agents").json()["items"]
                 if agents and all(a["status"] == "healthy" for a in agents):
                     break
                 time.sleep(0.2)

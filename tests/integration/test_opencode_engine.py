@@ -230,7 +230,7 @@ async def test_a_session_codes_through_opencode_and_ends_completed_with_its_diff
     [task] = await tasks_of(api, session_id)
     artifacts = (await api.get(f"{API}/tasks/{task['id']}/artifacts")).json()
     assert [a["path"] for a in artifacts] == [".orchestrator/task.diff"]
-    agents = (await api.get(f"{API}/agents")).json()
+    agents = (await api.get(f"{API}/agents")).json()["items"]
     implementer = next(a for a in agents if a["name"] == "implementer")
     assert implementer["kind"] == "internal"
     assert implementer["success_count"] == 1
@@ -448,7 +448,7 @@ async def test_the_architect_plans_the_session_and_the_fleet_does_the_plan(
     tasks = {t["title"]: t for t in await tasks_of(api, session_id)}
     assert {"Write the module", "Test the module"} <= set(tasks)
     assert tasks["Test the module"]["started_at"] >= tasks["Write the module"]["finished_at"]
-    agents = {a["id"]: a["name"] for a in (await api.get(f"{API}/agents")).json()}
+    agents = {a["id"]: a["name"] for a in (await api.get(f"{API}/agents")).json()["items"]}
     doers = {}
     for title in ("Write the module", "Test the module"):
         attempts = (await api.get(f"{API}/tasks/{tasks[title]['id']}/attempts")).json()
@@ -500,3 +500,60 @@ async def test_a_provider_refusing_the_request_fails_the_task_with_its_reason(
     attempts = (await api.get(f"{API}/tasks/{task['id']}/attempts")).json()
     assert attempts[-1]["outcome"] == "failed"
     assert attempts[-1]["error"].startswith("APIError")
+
+
+async def transitions(api: httpx.AsyncClient, session_id: str) -> list[dict[str, Any]]:
+    response = await api.get(f"{API}/sessions/{session_id}/transitions")
+    assert response.status_code == 200, response.text
+    return list(response.json())
+
+
+async def assert_failed_once_degraded(
+    api: httpx.AsyncClient, model: Model, session_id: str, status: int, *, seen: bool
+) -> str:
+    """The session ended FAILED after a single attempt, DEGRADED once on the way (or,
+    unless ``seen``, not at all: an outage shorter than an engine round may pass unseen)
+    and never RUNNING again in between; its reason, returned."""
+    done = await ended(api, session_id)
+    assert done["status"] == "FAILED", done["status_reason"]
+    moves = [(t["from_state"], t["to_state"]) for t in await transitions(api, session_id)]
+    degraded = [m for m in moves if m[1] == "DEGRADED"]
+    assert degraded == [("RUNNING", "DEGRADED")] if seen else len(degraded) <= 1, moves
+    assert ("DEGRADED", "RUNNING") not in moves, moves
+    [task] = await tasks_of(api, session_id)
+    assert task["status"] == "FAILED"
+    attempts = (await api.get(f"{API}/tasks/{task['id']}/attempts")).json()
+    assert len(attempts) == 1, "the outage is not waited out again by another attempt"
+    failed = [c for c in model.calls() if c["kind"] == "chat" and c["status"] == status]
+    assert len(failed) >= 2, "OpenCode retried the provider"
+    lines = [text for stream, text in await terminal(api, session_id) if stream == "system"]
+    assert sum("provider failing, OpenCode retrying" in text for text in lines) == 1, lines
+    assert not any("provider answering again" in text for text in lines), lines
+    reason = str(done["status_reason"])
+    assert f"scripted failure (@fail {status})" in reason
+    assert "OPENCODE_MODEL" in reason, "the reason names the setting to fix"
+    assert attempts[0]["error"] in reason
+    return reason
+
+
+@sqlite_only
+@pytest.mark.settings(provider_retry_budget_seconds=3, task_max_attempts=3)
+async def test_a_provider_down_past_the_retry_budget_fails_the_session_naming_error_and_setting(
+    api: httpx.AsyncClient, git_repo: Path, model: Model
+) -> None:
+    # OpenCode waits 2 s, then 4 s between its tries: the 3 s budget runs out in between.
+    session_id = await start_session(api, "Doomed.\n@fail 503\n", workspace=str(git_repo))
+    reason = await assert_failed_once_degraded(api, model, session_id, 503, seen=True)
+    assert "past the provider retry budget of 3 s (PROVIDER_RETRY_BUDGET_SECONDS)" in reason
+    assert "check the model scripted/coder" in reason
+
+
+@sqlite_only
+@pytest.mark.settings(task_max_attempts=3)
+async def test_a_provider_opencode_stops_retrying_fails_the_session_without_another_attempt(
+    api: httpx.AsyncClient, git_repo: Path, model: Model
+) -> None:
+    # Retried after 0.05 s each time, OpenCode gives up long before the default budget.
+    session_id = await start_session(api, "Doomed.\n@fail 500 0.05\n", workspace=str(git_repo))
+    reason = await assert_failed_once_degraded(api, model, session_id, 500, seen=False)
+    assert "until OpenCode stopped retrying it" in reason

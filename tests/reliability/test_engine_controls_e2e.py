@@ -129,7 +129,7 @@ def attempts_of(http: httpx.Client, task_id: str) -> list[Json]:
 
 def agent_ids(http: httpx.Client) -> dict[str, str]:
     """Agent name -> id."""
-    return {agent["name"]: agent["id"] for agent in http.get(f"{API}/agents").json()}
+    return {agent["name"]: agent["id"] for agent in http.get(f"{API}/agents").json()["items"]}
 
 
 def backend(env: dict[str, str]) -> str:

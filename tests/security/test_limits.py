@@ -153,6 +153,28 @@ def body_size(world: World, _: Any) -> tuple[int, int]:
     return post(MAX_BODY_BYTES), post(MAX_BODY_BYTES + 1)
 
 
+def chunked_body_size(world: World, _: Any) -> tuple[int, int]:
+    """The same cap on a body sent without Content-Length, counted while it streams in."""
+
+    def post(size: int) -> int:
+        head = b'{"title": "t", "initial_prompt": "p"}'
+        raw = head + b" " * (size - len(head))
+
+        def chunks() -> Iterator[bytes]:
+            for start in range(0, len(raw), 64 * 1024):
+                yield raw[start : start + 64 * 1024]
+
+        response = world.http.post(
+            f"{API}/sessions",
+            content=chunks(),
+            headers={**world.operator, "Content-Type": "application/json"},
+        )
+        assert response.request.headers.get("transfer-encoding") == "chunked"
+        return _status(response)
+
+    return post(MAX_BODY_BYTES), post(MAX_BODY_BYTES + 1)
+
+
 def prompt_size(world: World, _: Any) -> tuple[int, int]:
     def post(size: int) -> int:
         body = {"title": "t", "initial_prompt": "p" * size}
@@ -169,9 +191,9 @@ def page_size(world: World, _: Any) -> tuple[int, int]:
                     f"{API}/{listing}", params={"page_size": size}, headers=world.operator
                 )
             )
-            for listing in ("sessions", "tasks")
+            for listing in ("sessions", "tasks", "agents")
         }
-        assert len(answers) == 1, answers  # both listings share the limit
+        assert len(answers) == 1, answers  # the listings share the limit
         return answers.pop()
 
     return get(MAX_PAGE_SIZE), get(MAX_PAGE_SIZE + 1)
@@ -308,8 +330,9 @@ def websocket_frame(world: World, server: ServerProcess) -> tuple[int, int]:
 
 LIMITS = [
     Limit("request body", f"{MAX_BODY_BYTES} bytes", body_size, 413),
+    Limit("request body, chunked", f"{MAX_BODY_BYTES} bytes", chunked_body_size, 413),
     Limit("session prompt", f"{MAX_PROMPT_BYTES} bytes", prompt_size, 422),
-    Limit("page size (sessions, tasks)", str(MAX_PAGE_SIZE), page_size, 422),
+    Limit("page size (sessions, tasks, agents)", str(MAX_PAGE_SIZE), page_size, 422),
     Limit("page size (events)", str(EVENTS_PAGE), events_page, 422),
     Limit("log text", f"{MAX_LOG_REQUEST_BYTES} bytes", log_chunk, 413),
     Limit("checkpoint data", f"{MAX_CHECKPOINT_DATA_BYTES} bytes", checkpoint_data, 413),

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from .. import bootstrap
 from ..config import Settings
@@ -28,11 +29,13 @@ from ..executors.opencode.runtime import OpenCodeRuntime, start_opencode
 from ..services.event_feed import EventFeed
 from ..services.sessions import utc_now
 from .agent_tokens import AgentTokens
+from .api_reference import install_redoc
 from .errors import install_error_handlers
 from .metrics import Metrics
 from .middleware import BodySizeLimit, RequestTelemetry
 from .openapi_security import document_operator_auth
-from .operator_auth import OperatorAuth
+from .operation_ids import readable_operation_id
+from .operator_auth import DOCS_ASSETS, OperatorAuth
 from .rate_limits import RateLimit
 from .routers import (
     agents,
@@ -187,13 +190,19 @@ def create_app(
             finally:
                 await _bounded("storage", components.close())
 
-    app = FastAPI(
+    # The API reference's scripts and styles come from a package, not a CDN: /docs and
+    # /redoc render on a machine with no internet.
+    app = FastAPIOffline(
         title=settings.app_name,
         version=settings.app_version,
         description=DESCRIPTION,
         lifespan=lifespan,
         debug=False,
+        static_url=DOCS_ASSETS,
+        redoc_url=None,
+        generate_unique_id_function=readable_operation_id,
     )
+    install_redoc(app, DOCS_ASSETS)
     app.state.metrics = metrics
     app.state.agent_tokens = AgentTokens(
         settings.secret_key.get_secret_value(),

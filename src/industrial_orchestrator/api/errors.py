@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError, WebSocketRequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -104,6 +104,33 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return error_json(422, "validation_error", f"Invalid request: {summary}", problems)
 
 
+CLOSE_BAD_REQUEST = 4400
+# A close frame's reason holds at most 123 bytes.
+MAX_CLOSE_REASON_BYTES = 123
+
+
+async def _websocket_validation_error(websocket: WebSocket, exc: Exception) -> None:
+    """A stream asked for with a malformed id or cursor is accepted and closed at once with
+    4400 and what is wrong: refused during the handshake, the client would see only a bare
+    HTTP 403."""
+    assert isinstance(exc, WebSocketRequestValidationError)
+    problems = "; ".join(
+        f"{_field(tuple(error.get('loc', ())))}: {error.get('msg', 'invalid')}"
+        for error in exc.errors()
+    )
+    reason = close_reason(f"invalid request: {problems}")
+    await websocket.accept()
+    await websocket.close(code=CLOSE_BAD_REQUEST, reason=reason)
+
+
+def close_reason(text: str) -> str:
+    """``text`` cut to what a close frame can carry, on a character boundary."""
+    encoded = text.encode()
+    if len(encoded) <= MAX_CLOSE_REASON_BYTES:
+        return text
+    return encoded[: MAX_CLOSE_REASON_BYTES - 3].decode(errors="ignore") + "..."
+
+
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 400:
@@ -137,5 +164,6 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OrchestratorError, _orchestrator_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(WebSocketRequestValidationError, _websocket_validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -8,9 +8,13 @@ must also carry the page's CSRF token (``X-CSRF-Token``), which another site can
 Agents' EAP tokens are for ``/api/v1/agents/external`` only, and operator tokens are not
 accepted there.
 
-Whether or not authentication is on, a WebSocket opened by a web page from another origin
-is refused: a page on any site could otherwise read the event stream from the operator's
-browser.
+Whether or not authentication is on, a web page from another origin (not this server, not
+listed in ``ALLOWED_HOSTS``) is an attacker on loopback: its WebSockets are refused (it could
+read the event stream from the operator's browser), and so is every change it asks for
+without a bearer token, whatever the content type (a form or ``text/plain`` post needs no
+CORS preflight, and a local server with no token would otherwise run its prompt). A
+bearer token cannot come from such a page: sending ``Authorization`` cross-origin needs a
+preflight, which only listed origins are granted.
 """
 
 from __future__ import annotations
@@ -38,13 +42,25 @@ from .errors import error_json
 log = structlog.get_logger("industrial_orchestrator.api.auth")
 
 CSRF_HEADER = "x-csrf-token"
+# WebSocket close codes of a refused stream: 4400 + the HTTP status they stand for.
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
 # Open to anyone: liveness, the API reference, the sign-in page and what it is drawn with,
 # and the agents' own protocol (which checks agents' tokens itself).
 OPEN_PATHS = frozenset(
     {"/health", "/ready", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 )
 EAP_PREFIX = "/api/v1/agents/external/"
-OPEN_PREFIXES = ("/static/", "/login", "/logout", "/dashboard/states.css", EAP_PREFIX)
+# Swagger UI's and ReDoc's scripts, served with the API reference that needs them.
+DOCS_ASSETS = "/docs-assets"
+OPEN_PREFIXES = (
+    "/static/",
+    "/login",
+    "/logout",
+    "/dashboard/states.css",
+    f"{DOCS_ASSETS}/",
+    EAP_PREFIX,
+)
 
 
 def is_open(path: str) -> bool:
@@ -63,6 +79,21 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str])
     if origin in {o for o in allowed if o != "*"}:
         return True
     return host is not None and urlsplit(origin).netloc == host
+
+
+def from_foreign_page(headers: Headers, allowed: Iterable[str]) -> bool:
+    """Whether a browser sent this request for a page of another site. Browsers send
+    ``Origin`` with every POST, PATCH and DELETE; ``Sec-Fetch-Site`` covers one that
+    leaves it out (``Origin: null`` counts as foreign)."""
+    origin = headers.get("origin")
+    if origin is None:
+        return headers.get("sec-fetch-site", "").lower() == "cross-site"
+    return not origin_allowed(origin, headers.get("host"), allowed)
+
+
+def bearer_credential(headers: Headers) -> str | None:
+    scheme, _, credential = headers.get("authorization", "").partition(" ")
+    return credential.strip() if scheme.lower() == "bearer" and credential.strip() else None
 
 
 class OperatorAuth:
@@ -92,7 +123,24 @@ class OperatorAuth:
             headers.get("origin"), headers.get("host"), self.allowed_origins
         ):
             log.warning("ws_foreign_origin", path=path, origin=headers.get("origin"))
-            await _refuse_websocket(receive, send)
+            await _refuse_websocket(
+                receive, send, CLOSE_FORBIDDEN, "connections from another site's page are refused"
+            )
+            return
+        if (
+            scope["type"] == "http"
+            and scope["method"] not in READ_METHODS
+            and from_foreign_page(headers, self.allowed_origins)
+            and bearer_credential(headers) is None
+        ):
+            log.warning("http_foreign_origin", path=path, origin=headers.get("origin"))
+            await error_json(
+                403,
+                "foreign_origin",
+                f"A change asked for by a web page of another origin "
+                f"({headers.get('origin', 'unknown')}) is refused: send a bearer token, or "
+                "list the page's origin in ALLOWED_HOSTS",
+            )(scope, receive, send)
             return
         scope.setdefault("state", {})
         scope["state"]["operator"] = None
@@ -103,7 +151,12 @@ class OperatorAuth:
         token, secret, by_cookie = await self._caller(scope, headers)
         if token is None:
             if scope["type"] == "websocket":
-                await _refuse_websocket(receive, send)
+                await _refuse_websocket(
+                    receive,
+                    send,
+                    CLOSE_UNAUTHORIZED,
+                    "an operator token is required (Authorization header or sign-in cookie)",
+                )
             elif wants_page(path) and scope["method"] in ("GET", "HEAD"):
                 query = scope["query_string"].decode()
                 target = path + (f"?{query}" if query else "")
@@ -147,10 +200,8 @@ class OperatorAuth:
         self, scope: Scope, headers: Headers
     ) -> tuple[OperatorToken | None, str | None, bool]:
         tokens: OperatorTokens = scope["app"].state.components.operator_tokens
-        authorization = headers.get("authorization", "")
-        scheme, _, credential = authorization.partition(" ")
-        if scheme.lower() == "bearer" and credential.strip():
-            secret = credential.strip()
+        secret = bearer_credential(headers)
+        if secret is not None:
             return await tokens.authenticate(secret), secret, False
         cookie = cookie_parser(headers.get("cookie", "")).get(COOKIE_NAME)
         if cookie:
@@ -158,8 +209,10 @@ class OperatorAuth:
         return None, None, False
 
 
-async def _refuse_websocket(receive: Receive, send: Send) -> None:
-    """Closing before accepting answers the handshake with 403."""
+async def _refuse_websocket(receive: Receive, send: Send, code: int, reason: str) -> None:
+    """Accepted, then closed with ``code`` and ``reason``: a refusal before the handshake
+    completes reaches the client as a bare HTTP 403 that says nothing of why."""
     message: Any = await receive()
     if message["type"] == "websocket.connect":
-        await send({"type": "websocket.close", "code": 1008})
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": code, "reason": reason})

@@ -134,6 +134,21 @@ class ApiClient:
     def transitions(self, session_id: str) -> Reply:
         return self._call("GET", f"/sessions/{session_id}/transitions")
 
+    def session_tasks(self, session_id: str) -> list[Json]:
+        """Every task of the session, in creation order (its plan's order)."""
+        tasks: list[Json] = []
+        page = 1
+        while True:
+            params = {"session_id": session_id, "page": page, "page_size": MAX_PAGE_SIZE}
+            body = self._call("GET", "/tasks", params=params).body
+            tasks += body["items"]
+            if not body["items"] or len(tasks) >= body["total"]:
+                return tasks
+            page += 1
+
+    def get_agent(self, agent_id: str) -> Reply:
+        return self._call("GET", f"/agents/{agent_id}")
+
     def act(
         self,
         session_id: str,

@@ -182,7 +182,7 @@ def _type_name(annotation: Any) -> str:
 
 def _default(info: FieldInfo) -> str:
     if info.default_factory is not None:
-        return "(secret) computed at each start" if _is_secret(info.annotation) else "computed"
+        return "(secret) generated" if _is_secret(info.annotation) else "computed"
     value = info.default
     if value is None:
         return "unset"

@@ -20,6 +20,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from ..domain.money import format_usd
+
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 out = Console(soft_wrap=True, highlight=False)
 
@@ -83,6 +85,7 @@ async def _demo(host: str, port: int, home: Path, binary: Path, exit_when_done: 
     from ..config import load_settings
     from ..demo import sample
     from ..demo.scripted_model import ScriptedModel, opencode_config
+    from ..kept_secrets import with_kept_secret_key
     from ..logs import configure_logging
 
     repository = await asyncio.to_thread(sample.make_sample_repository, home / "calc")
@@ -103,6 +106,8 @@ async def _demo(host: str, port: int, home: Path, binary: Path, exit_when_done: 
             workspace_roots=str(home),
             log_level="WARNING",
         )
+        # Restarted, the demo signs with the same key: its agents' tokens stay valid.
+        settings = with_kept_secret_key(settings)
         configure_logging(settings.log_level)
         server = uvicorn.Server(
             uvicorn.Config(
@@ -174,7 +179,7 @@ async def _follow(api: Any, session_id: str) -> dict[str, Any]:
         f"[bold {colour}]{session['status_emoji']} {session['status']}[/] "
         f"{escape(session['status_reason'] or '')}"
     )
-    out.print(f"tokens:    {session['tokens_used']}  (cost ${session['cost_usd']:.6f})")
+    out.print(f"tokens:    {session['tokens_used']}  (cost {format_usd(session['cost_usd'])})")
     out.print(f"branch:    {session.get('branch')}  in {session.get('worktree')}")
     out.print(f"changed:   {', '.join(files) or '(nothing)'}")
     return dict(session)

@@ -30,6 +30,23 @@ def settings_or_exit() -> Settings:
         raise typer.Exit(2) from None
 
 
+def signing_settings_or_exit(settings: Settings) -> Settings:
+    """``settings`` with the key the server signs with: ``SECRET_KEY``, else the one kept
+    in ``ORCHESTRATOR_HOME`` (made on the first start), so restarts keep agents' tokens."""
+    from ..kept_secrets import KeptSecretError, with_kept_secret_key
+
+    try:
+        return with_kept_secret_key(settings)
+    except (KeptSecretError, OSError) as exc:
+        err.print(
+            f"[bold red]error:[/] SECRET_KEY is not set and the key kept for it cannot be "
+            f"used: {exc}",
+            markup=True,
+            highlight=False,
+        )
+        raise typer.Exit(2) from None
+
+
 async def _migrate(settings: Settings) -> None:
     from ..storage.database import create_engine
     from ..storage.migrate import upgrade_to_head
@@ -105,24 +122,39 @@ def refuse_open_registration(settings: Settings, host: str) -> None:
     raise typer.Exit(2)
 
 
+def refuse_open_cors(settings: Settings, require_auth: bool) -> None:
+    """``ALLOWED_HOSTS=*`` grants every web site's pages the API; on a server that asks no
+    token (loopback's default) any page the operator opens could start agents on their
+    machine (ARCHITECTURE.md §4, CORS)."""
+    if require_auth or "*" not in settings.allowed_origins:
+        return
+    err.print(
+        "[bold red]error:[/] ALLOWED_HOSTS is '*', which lets any web site call this API from "
+        "its visitors' browsers, and this server asks no operator token; list the origins of "
+        "the pages that may call it (e.g. ALLOWED_HOSTS=https://orchestrator.example.com), or "
+        "set AUTH_REQUIRED=true.",
+        markup=True,
+        highlight=False,
+    )
+    raise typer.Exit(2)
+
+
 def refuse_unsafe_public_bind(settings: Settings, host: str) -> None:
     """On an address others can reach, the browser-facing defaults are not safe."""
     if is_loopback(host):
         return
     problems = []
-    if "*" in settings.allowed_origins:
-        problems.append(
-            "ALLOWED_HOSTS is '*', which lets any web site call this API from its visitors' "
-            "browsers; set it to the dashboard's own origins, e.g. "
-            "ALLOWED_HOSTS=https://orchestrator.example.com"
-        )
     if "secret_key" not in settings.model_fields_set:
-        problems.append(
-            "SECRET_KEY is not set, so every start would sign with a new random key (agents' "
-            "tokens and the dashboard's CSRF tokens would not survive it); set SECRET_KEY to a "
-            "random secret of 32 characters or more, e.g. `python3 -c 'import secrets; "
-            "print(secrets.token_urlsafe(48))'`"
-        )
+        # The key kept in ORCHESTRATOR_HOME serves one server well (SQLite allows no other),
+        # but replicas of one PostgreSQL database on other machines would each make their
+        # own, and refuse the agents' and the dashboard's tokens the others signed.
+        if settings.database.get_backend_name() != "sqlite":
+            problems.append(
+                "SECRET_KEY is not set: on PostgreSQL, replicas on other machines would each "
+                "sign with a key of their own (kept in their ORCHESTRATOR_HOME); set "
+                "SECRET_KEY, the same on every replica, to a random secret of 32 characters "
+                "or more, e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
     elif _placeholder(settings.secret_key):
         problems.append(
             "SECRET_KEY is still the change-me placeholder of .env.example; set it to a random "
@@ -176,15 +208,18 @@ def serve(
     configure_logging(settings.log_level)
     refuse_open_registration(settings, host)
     refuse_unsafe_public_bind(settings, host)
+    require_auth = settings.auth_required or not is_loopback(host)
+    refuse_open_cors(settings, require_auth)
     if settings.database.get_backend_name() == "sqlite" and settings.database.database:
         _claim_sqlite(Path(settings.database.database))
+    settings = signing_settings_or_exit(settings)
     migrate_or_exit(settings)
     shown_host = f"[{host}]" if ":" in host else host
-    require_auth = settings.auth_required or not is_loopback(host)
     err.print(
         f"{settings.app_name} {__version__} serving on http://{shown_host}:{port} "
         f"(dashboard /, API /api/v1, docs /docs) - database {settings.database_display}"
-        + (" - operator tokens required" if require_auth else ""),
+        + (" - operator tokens required" if require_auth else "")
+        + f" - {_model_phrase(settings)}",
         highlight=False,
     )
     if require_auth and not asyncio.run(_any_operator_token(settings)):
@@ -208,6 +243,12 @@ def serve(
         server_header=False,
         ws_max_size=MAX_WEBSOCKET_FRAME_BYTES,
     )
+
+
+def _model_phrase(settings: Settings) -> str:
+    from ..executors.opencode.model_setting import model_setting
+
+    return model_setting(settings).summary
 
 
 async def _any_operator_token(settings: Settings) -> bool:

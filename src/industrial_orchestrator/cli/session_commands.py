@@ -25,7 +25,7 @@ from ..domain.session_states import SessionState
 from .api_client import DEFAULT_URL, MAX_PAGE_SIZE, ApiClient, Reply
 from .badges import is_final
 from .errors import CliError, reported_errors
-from .event_printer import EventPrinter, HumanEventPrinter, JsonLinesPrinter
+from .event_printer import EventPrinter, HumanEventPrinter, JsonLinesPrinter, ServerDirectory
 from .session_views import session_view, sessions_table, summary
 from .watch import Watch
 
@@ -311,22 +311,25 @@ def watch(
     event per line (JSON Lines).
     """
     err = _err()
-    printer: EventPrinter = JsonLinesPrinter(sys.stdout) if as_json else HumanEventPrinter(_out())
+    printer: EventPrinter = JsonLinesPrinter(sys.stdout)
     try:
-        with reported_errors(err):
+        with reported_errors(err), ApiClient(url) as api:
+            watched = _uuid(session_id)
+            if not as_json:
+                # Kept open for the watch: task events name tasks and agents it looks up.
+                printer = HumanEventPrinter(_out(), ServerDirectory(api, str(watched)))
             watcher = Watch(
                 url=url,
-                session_id=_uuid(session_id),
+                session_id=watched,
                 printer=printer,
                 notice=lambda text: err.print(text, style="dim", markup=False),
                 since=since,
                 follow=follow,
             )
-            with ApiClient(url) as api:
-                ended = is_final(api.get_session(str(watcher.session_id)).body.get("status"))
-                if ended and not follow:
-                    watcher.print_stored(api)
-                    return
+            ended = is_final(api.get_session(str(watcher.session_id)).body.get("status"))
+            if ended and not follow:
+                watcher.print_stored(api)
+                return
             watcher.run()
     except KeyboardInterrupt:
         raise typer.Exit(INTERRUPTED) from None

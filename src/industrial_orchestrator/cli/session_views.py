@@ -11,6 +11,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from ..domain.money import format_usd
 from .badges import badge
 
 Json = dict[str, Any]
@@ -98,7 +99,7 @@ def session_details(session: Json) -> Table:
         ("Finished", local_time(session.get("finished_at"))),
         ("Duration", f"{duration:.1f} s" if isinstance(duration, int | float) else "-"),
         ("Tokens", str(session.get("tokens_used"))),
-        ("Cost", f"${session.get('cost_usd', 0):.4f}"),
+        ("Cost", format_usd(float(session.get("cost_usd") or 0))),
         ("Workspace", str(session.get("workspace") or "-")),
         ("Metadata", json.dumps(session.get("metadata") or {}, ensure_ascii=False)),
         ("Actions", ", ".join(session.get("allowed_actions") or []) or "-"),

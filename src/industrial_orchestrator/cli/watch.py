@@ -26,12 +26,13 @@ from websockets.exceptions import (
 )
 from websockets.sync.client import ClientConnection, connect
 
-from .api_client import ApiClient, operator_headers, websocket_url
+from .api_client import TOKEN_VARIABLE, ApiClient, operator_headers, websocket_url
 from .badges import is_final
 from .errors import CliError, ServerUnreachable, describe
 from .event_printer import EventPrinter
 
 CLOSE_UNKNOWN_SESSION = 4404
+CLOSE_UNAUTHORIZED = 4401
 CLOSE_SLOW_CONSUMER = 4008
 # Normal, going away, abnormal (no close frame), server error, service restart, try
 # again later, bad gateway, and the server cutting off a consumer that fell behind.
@@ -177,6 +178,11 @@ class Watch:
                 reason = exc.rcvd.reason if exc.rcvd else ""
                 if code == CLOSE_UNKNOWN_SESSION:
                     raise CliError(reason or f"session {self.session_id} does not exist") from None
+                if code == CLOSE_UNAUTHORIZED:
+                    raise CliError(
+                        f"the server refused the event stream: {reason}; set {TOKEN_VARIABLE} "
+                        "to an operator or viewer token (`orchestrator token create`)"
+                    ) from None
                 if code in RECONNECT_CODES:
                     raise Dropped(f"connection closed, code {code}") from None
                 raise CliError(

@@ -19,7 +19,13 @@ also the example for agent authors (docs/external-agents.md has the protocol):
    and the usage reported: 409 ``lease_lost`` means someone else owns the task now, so
    the result is dropped.
 6. **Leave** (``DELETE``) on SIGINT or SIGTERM, after the running commands were killed
-   and reported failed; a 401 (the agent was removed or its token revoked) stops it too.
+   and reported failed.
+
+A token the server refuses (401: it restarted with another SECRET_KEY, or was down longer
+than a token lives) is not the end: the worker registers again under its name, which
+resumes the same agent, and carries on; a result in flight is sent with the new token
+(the lease's attempt number decides whether it still counts). It stops only when the
+agent was removed (401 ``agent_removed``) or registration itself is refused.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from rich.console import Console
 from rich.text import Text
 
 from .. import __version__
+from ..domain.money import format_usd
 from ..domain.task_templates import TEMPLATES
 from ..domain.tasks import TaskType
 from .api_client import API_PREFIX, DEFAULT_URL, base_url
@@ -458,6 +465,7 @@ class Worker:
         self.revoked: str | None = None
         self.stopping = asyncio.Event()
         self._beat_lock = asyncio.Lock()
+        self._register_lock = asyncio.Lock()
 
     def stop(self, signum: int) -> None:
         """Signal handler: stop pulling, end the running commands, leave."""
@@ -482,15 +490,31 @@ class Worker:
             if self.revoked is None:
                 await self.leave()
         if self.revoked is not None:
-            raise CliError(
-                f"the orchestrator stopped accepting this agent: {self.revoked}. Start the "
-                "worker again to register anew (a server restarted without a fixed SECRET_KEY "
-                "no longer knows the tokens it gave out)."
-            )
+            raise CliError(f"the orchestrator stopped accepting this agent: {self.revoked}")
 
     # -- 1. register, 6. leave --------------------------------------------------------------
 
     async def register(self) -> None:
+        response = await self._post_registration()
+        if response.status_code != 201:
+            raise CliError(f"registration refused: {_error_message(response)}")
+        self._adopt(response.json())
+        config = self.config
+        if config.any_capability:
+            taking = f"any task ({len(config.capabilities)} capabilities)"
+        else:
+            taking = "tasks needing " + ", ".join(config.capabilities)
+        slots = "1 slot" if config.concurrency == 1 else f"{config.concurrency} slots"
+        self.console.print(
+            Text.assemble(
+                ("worker ", "bold"),
+                (config.name, "bold cyan"),
+                f" is agent {self.agent_id} on {config.url}: {taking}, {slots}, "
+                f"running: {config.command}",
+            )
+        )
+
+    async def _post_registration(self) -> httpx.Response:
         config = self.config
         body = {
             "protocol_version": PROTOCOL_VERSION,
@@ -505,28 +529,47 @@ class Worker:
         if config.registration_token:
             headers["Authorization"] = f"Bearer {config.registration_token}"
         try:
-            response = await self.http.post(f"{EAP}/register", json=body, headers=headers)
+            return await self.http.post(f"{EAP}/register", json=body, headers=headers)
         except httpx.TransportError as exc:
             raise ServerUnreachable(config.url, describe(exc)) from None
-        if response.status_code != 201:
-            raise CliError(f"registration refused: {_error_message(response)}")
-        registered = response.json()
-        self.agent_id = registered["agent_id"]
+
+    def _adopt(self, registered: Json) -> None:
+        self.agent_id = str(registered["agent_id"])
         self.token = registered["auth_token"]
         self.heartbeat_seconds = float(registered["heartbeat_interval_seconds"])
-        if config.any_capability:
-            taking = f"any task ({len(config.capabilities)} capabilities)"
-        else:
-            taking = "tasks needing " + ", ".join(config.capabilities)
-        slots = "1 slot" if config.concurrency == 1 else f"{config.concurrency} slots"
+
+    async def _rejoin(self, refused: httpx.Response, sent_token: str) -> bool:
+        """After a 401 to a request sent with ``sent_token``: register again (once, however
+        many requests were refused together). True when a new token is in place, so the
+        request should be sent again; False when the worker is stopping (the agent was
+        removed, or registration was refused) or the server could not be reached (the
+        caller retries later, as after any unanswered request)."""
+        if _error_code(refused) == "agent_removed":
+            self._revoke(refused)
+            return False
+        async with self._register_lock:
+            if self.revoked is not None:
+                return False
+            if self.token != sent_token:
+                return True  # another request has registered again meanwhile
+            try:
+                response = await self._post_registration()
+            except ServerUnreachable as exc:
+                self.warn(f"token refused; registering again failed: {exc}")
+                return False
+            if response.status_code != 201:
+                self.revoked = f"registration refused: {_error_message(response)}"
+                self.stopping.set()
+                return False
+            before = self.agent_id
+            self._adopt(response.json())
+        same = "the same agent" if self.agent_id == before else "a new agent"
         self.console.print(
-            Text.assemble(
-                ("worker ", "bold"),
-                (config.name, "bold cyan"),
-                f" is agent {self.agent_id} on {config.url}: {taking}, {slots}, "
-                f"running: {config.command}",
-            )
+            f"token refused ({_error_message(refused)}): registered again, {same} {self.agent_id}",
+            style="yellow",
+            markup=False,
         )
+        return True
 
     async def leave(self) -> None:
         try:
@@ -573,6 +616,7 @@ class Worker:
                 "task_ids": sorted(self.working_on),
             }
             for _ in range(BEAT_TRIES):
+                sent_token = self.token
                 try:
                     response = await self.http.post(
                         f"{EAP}/{self.agent_id}/heartbeat", json=body, headers=self._auth()
@@ -590,7 +634,8 @@ class Worker:
                     self.reported_busy = status == "busy"
                     return
                 if response.status_code == 401:
-                    self._revoke(response)
+                    if await self._rejoin(response, sent_token):
+                        continue
                     return
                 if response.status_code != 409:
                     break
@@ -630,6 +675,7 @@ class Worker:
         return None
 
     async def _next_task(self) -> Json | None:
+        sent_token = self.token
         try:
             response = await self.http.post(
                 f"{EAP}/{self.agent_id}/tasks/next",
@@ -647,7 +693,8 @@ class Worker:
         if response.status_code == 204:
             return None
         if response.status_code == 401:
-            self._revoke(response)
+            if not await self._rejoin(response, sent_token) and not self.stopping.is_set():
+                await asyncio.sleep(RETRY_SECONDS)
             return None
         if _error_code(response) == "agent_not_accepting":
             # Counted busy or offline (missed beats): a beat puts it back in service.
@@ -772,7 +819,8 @@ class Worker:
         failure = "not sent"
         for trial in range(1, REPORT_TRIES + 1):
             if self.revoked is not None:
-                return "not recorded: the agent was revoked"
+                return f"not recorded: {self.revoked}"
+            sent_token = self.token
             try:
                 response = await self.http.post(url, json=result, headers=self._auth())
             except httpx.TransportError as exc:
@@ -783,11 +831,11 @@ class Worker:
                     return None
                 if _error_code(response) == "lease_lost":
                     return "lease lost: another agent owns the task now, result dropped"
-                if response.status_code == 401:
-                    self._revoke(response)
-                    continue
                 failure = _error_message(response)
-                if response.status_code < 500 and response.status_code != 409:
+                if response.status_code == 401:
+                    if await self._rejoin(response, sent_token):
+                        continue
+                elif response.status_code < 500 and response.status_code != 409:
                     break
             await asyncio.sleep(trial * RETRY_SECONDS)
         return f"result not recorded: {failure}"
@@ -806,7 +854,7 @@ class Worker:
         if "tokens_used" in result or "cost_usd" in result:
             spent = [f"{result['tokens_used']} tokens"] if "tokens_used" in result else []
             if "cost_usd" in result:
-                spent.append(f"${result['cost_usd']:.4f}")
+                spent.append(format_usd(float(result["cost_usd"])))
             line.append(f" [{', '.join(spent)}]")
         if recorded is not None:
             line.append(f" - {recorded}", style="yellow")

@@ -29,7 +29,8 @@ from ..domain.priorities import Priority
 from ..domain.session import Session, running_seconds
 from ..domain.session_actions import allowed_actions
 from ..domain.session_options import TEMPLATE_CHOICES
-from ..domain.session_states import RUNNING_STATES, STATE_TABLE, SessionState, StateCategory
+from ..domain.session_outcomes import Outcome, states_of
+from ..domain.session_states import RUNNING_STATES, STATE_TABLE, SessionState
 from ..domain.tasks import Task, TaskStatus, is_finished
 from ..executors.opencode.client import OpenCodeError
 from ..executors.opencode.runtime import opencode_client
@@ -127,14 +128,22 @@ async def overview(request: Request) -> HTMLResponse:
             _counter(
                 "COMPLETED",
                 stats.by_state,
-                _in_category(StateCategory.SUCCESS),
+                states_of(Outcome.SUCCEEDED),
                 f"{stats.by_state.get(S.PARTIALLY_COMPLETED, 0)} of them partially",
             ),
             _counter(
                 "FAILED",
                 stats.by_state,
-                _in_category(StateCategory.FAILURE) + _in_category(StateCategory.SYSTEM),
-                "failed, timeout, stopped, cancelled, orphaned",
+                states_of(Outcome.FAILED),
+                f"{stats.by_state.get(S.TIMEOUT, 0)} of them timed out",
+            ),
+            # Apart from FAILED: the operator ended these, so they say nothing about the
+            # work and the success rate leaves them out (domain/session_outcomes.py).
+            _counter(
+                "STOPPED",
+                stats.by_state,
+                states_of(Outcome.ENDED_BY_OPERATOR),
+                f"{stats.by_state.get(S.CANCELLED, 0)} of them cancelled",
             ),
         ],
         "fleet": fleet,
@@ -169,10 +178,6 @@ def _counter(
     note: str,
 ) -> Counter:
     return Counter(name, sum(by_state.get(state, 0) for state in states), note, states)
-
-
-def _in_category(category: StateCategory) -> tuple[SessionState, ...]:
-    return tuple(state for state, info in STATE_TABLE.items() if info.category == category)
 
 
 # -- sessions ------------------------------------------------------------------------

@@ -15,8 +15,10 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from ..domain.money import format_usd
 from ..domain.operator_tokens import Role
 from ..domain.session_states import STATE_TABLE, SessionState
+from ..executors.opencode.model_setting import model_setting
 from .graph_layout import NODE_HEIGHT, NODE_WIDTH
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -63,7 +65,9 @@ def bounded(value: float | None) -> float:
 def _templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(TEMPLATES))
     env = templates.env
-    env.filters.update(short=short_id, clock=clock, span=span, percent=percent, bounded=bounded)
+    env.filters.update(
+        short=short_id, clock=clock, span=span, percent=percent, bounded=bounded, usd=format_usd
+    )
     env.globals["states"] = STATE_TABLE
     env.globals["state_names"] = [state.value for state in SessionState]
     env.globals["node_width"] = NODE_WIDTH
@@ -72,6 +76,15 @@ def _templates() -> Jinja2Templates:
 
 
 templates = _templates()
+
+
+def _no_model(request: Request) -> bool:
+    """Internal agents run here with no model named: the banner says which setting to set."""
+    components = getattr(request.app.state, "components", None)
+    if components is None:
+        return False
+    setting = model_setting(components.settings)
+    return setting.enabled and setting.configured is False
 
 
 def page(
@@ -86,6 +99,7 @@ def page(
     operator = getattr(request.state, "operator", None)
     # Without authentication everyone may act; with it, operators may and viewers may not.
     context.setdefault("may_act", operator is None or operator.role == Role.OPERATOR)
+    context.setdefault("no_model", _no_model(request))
     fragment = request.query_params.get("fragment")
     if fragment is not None:
         if fragment not in regions:

@@ -47,6 +47,7 @@ from uuid import UUID
 
 from .agent_tiers import Tier
 from .agents import Agent, AgentStatus
+from .money import format_usd
 from .tasks import Task, TaskType
 
 WINDOW = 50
@@ -106,7 +107,7 @@ class AgentRecord:
             return f"{text} (too short to count)"
         if self.median_duration_ms is not None:
             text += f", median {self.median_duration_ms} ms"
-        return f"{text}, mean ${self.mean_cost_usd:.4f}"
+        return f"{text}, mean {format_usd(self.mean_cost_usd)}"
 
 
 def summarise(attempts: Iterable[FinishedAttempt]) -> dict[RecordKey, AgentRecord]:

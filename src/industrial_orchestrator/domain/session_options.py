@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .errors import InvalidInput
+from .money import format_usd
 from .task_templates import TEMPLATES
 
 SINGLE_TASK = "single"
@@ -115,5 +116,8 @@ def budget_exceeded(options: SessionOptions, tokens_used: int, cost_usd: float) 
     if options.max_tokens is not None and tokens_used > options.max_tokens:
         return f"budget_exceeded: {tokens_used} tokens used, budget {options.max_tokens}"
     if options.max_cost_usd is not None and cost_usd > options.max_cost_usd:
-        return f"budget_exceeded: ${cost_usd:.4f} spent, budget ${options.max_cost_usd}"
+        return (
+            f"budget_exceeded: {format_usd(cost_usd)} spent,"
+            f" budget {format_usd(options.max_cost_usd)}"
+        )
     return None

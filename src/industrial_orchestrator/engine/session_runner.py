@@ -26,6 +26,7 @@ from ..domain.errors import OrchestratorError, WorkspaceGone, WorkspaceUnusable
 from ..domain.events import LogStream
 from ..domain.session import Actor, Session, WorktreeBinding
 from ..domain.session_states import SessionState
+from ..domain.storable_text import storable
 from ..services.events import EventLog
 from ..services.ports import Planner, ProposedPlan, TreeBinding, WorkingTrees
 from ..services.session_engine import PlanDue, ReviewDue, SessionEngine
@@ -362,7 +363,9 @@ class SessionRunner:
         while True:
             line = await process.stdout.readline()
             if line:
-                text = line.decode(errors="replace")
+                # The verify command's output is stored as log events and feedback:
+                # undecodable bytes are already U+FFFD, a NUL becomes one too.
+                text = storable(line.decode(errors="replace"))
                 output.append(text)
                 pending.append(text)
                 size += len(line)

@@ -19,6 +19,7 @@ import structlog
 
 from ..coordination.event_bus import EventBus
 from ..coordination.locks import Lock, LockUnavailable
+from ..domain.storable_text import storable
 from ..services.event_feed import Doorbell
 from ..services.webhooks import SendResult, WebhookService
 
@@ -47,7 +48,8 @@ class HttpWebhookSender:
         except TimeoutError:
             return SendResult(error=f"no answer within {self._timeout:g} s")
         except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, ValueError, OSError) as exc:
-            return SendResult(error=f"{type(exc).__name__}: {exc}"[:500])
+            # Stored as the delivery's last error; the text may quote the receiver.
+            return SendResult(error=storable(f"{type(exc).__name__}: {exc}"[:500]))
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -33,6 +33,7 @@ from ..domain.artifacts import Artifact
 from ..domain.errors import OrchestratorError
 from ..domain.events import LogStream
 from ..domain.loop_guard import LoopStop
+from ..domain.storable_text import storable, storable_json
 from ..domain.task_attempts import AttemptOutcome
 from ..services.task_leases import Assignment, Report, TaskLeases
 
@@ -55,6 +56,9 @@ class Outcome:
     write_artifacts: bool = True
     loop_stop: LoopStop | None = None
     """The loop guard stopped the task (``domain.loop_guard``)."""
+    final: bool = False
+    """A failure another attempt would only repeat (a provider outage past its budget,
+    ``domain.provider_outage``): the task fails without being tried again."""
 
 
 class Executor(Protocol):
@@ -125,7 +129,9 @@ class BackgroundExecutor:
             if task.session_id is None:
                 return
             with contextlib.suppress(OrchestratorError):  # output is best effort
-                await self._leases.log(agent.id, task.id, stream, text)
+                # An agent's output is untrusted text that no client can be refused
+                # for: what the database cannot keep becomes U+FFFD here, where it enters.
+                await self._leases.log(agent.id, task.id, stream, storable(text))
 
         try:
             try:
@@ -150,13 +156,14 @@ class BackgroundExecutor:
                         ),
                         attempt=assignment.attempt.attempt,
                         artifacts=outcome.artifacts,
-                        output=output,
-                        error=outcome.error,
+                        output=storable_json(output),
+                        error=storable(outcome.error) if outcome.error else outcome.error,
                         execution_time_ms=int((time.monotonic() - started) * 1000),
                         tokens_used=outcome.tokens_used,
                         cost_usd=outcome.cost_usd,
                         write_artifacts=outcome.write_artifacts,
                         loop_stop=outcome.loop_stop,
+                        final=outcome.final,
                     ),
                 )
             except OrchestratorError as exc:  # e.g. lease_lost: the task moved on

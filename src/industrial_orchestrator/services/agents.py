@@ -118,6 +118,53 @@ class AgentService:
         """Register one of our own agents, or bring its record (found by name, its
         history kept) in line with ``draft``. With ``offline_reason`` it is OFFLINE and
         says why; without, it is HEALTHY and beating from now on."""
+        metadata = {**(draft.metadata or {}), "offline_reason": offline_reason}
+        status = AgentStatus.OFFLINE if offline_reason else AgentStatus.HEALTHY
+        refreshed = await self._renew(draft, metadata=metadata, status=status)
+        if refreshed is not None:
+            return refreshed
+        agent = await self.register(
+            NewAgent(
+                name=draft.name,
+                agent_type=draft.agent_type,
+                capabilities=draft.capabilities,
+                kind=draft.kind,
+                max_concurrent_tasks=draft.max_concurrent_tasks,
+                metadata=metadata,
+            )
+        )
+        if offline_reason:
+            return await self.enlist(draft, offline_reason=offline_reason)
+        return agent
+
+    async def rejoin(self, draft: NewAgent) -> Agent:
+        """Register an external agent, or resume the one registered under its name: the
+        same record (id, history, records per task type, leases) described anew by
+        ``draft`` and HEALTHY. A worker whose token the server no longer accepts (a new
+        SECRET_KEY, an outage longer than the token's life) comes back as itself; the
+        caller has shown what registration asks (AGENT_REGISTRATION_TOKEN). An internal
+        agent's name stays a conflict."""
+        for _ in range(_BEAT_ROUNDS):
+            resumed = await self._renew(
+                draft, metadata=dict(draft.metadata or {}), status=AgentStatus.HEALTHY
+            )
+            if resumed is not None:
+                log.info("agent_rejoined", agent_id=str(resumed.id), name=resumed.name)
+                return resumed
+            try:
+                return await self.register(draft)
+            except Conflict:
+                continue  # registered under this name meanwhile: resume that one
+        raise VersionConflict(
+            f"Agent {draft.name!r} is changing too fast to register it; retry",
+            {"name": draft.name},
+        )
+
+    async def _renew(
+        self, draft: NewAgent, *, metadata: dict[str, Any], status: AgentStatus
+    ) -> Agent | None:
+        """The agent named ``draft.name``, described anew by ``draft`` with ``status``
+        and a heartbeat now, its id and history kept; None when no agent has that name."""
         now = self._clock()
         for _ in range(_BEAT_ROUNDS):
             async with self._uow() as uow:
@@ -125,7 +172,7 @@ class AgentService:
                     (a for a in await uow.agents.all() if a.name == draft.name.strip()), None
                 )
                 if existing is None:
-                    break
+                    return None
                 if existing.kind != draft.kind:
                     raise Conflict(
                         f"An {existing.kind.value} agent named {existing.name!r} is registered "
@@ -140,9 +187,8 @@ class AgentService:
                     kind=draft.kind,
                     max_concurrent_tasks=draft.max_concurrent_tasks,
                     now=now,
-                    metadata={**(draft.metadata or {}), "offline_reason": offline_reason},
+                    metadata=metadata,
                 )
-                status = AgentStatus.OFFLINE if offline_reason else AgentStatus.HEALTHY
                 refreshed = existing.evolve(
                     agent_type=fresh.agent_type,
                     capabilities=fresh.capabilities,
@@ -161,20 +207,10 @@ class AgentService:
                 await uow.commit()
             await self._forget_routable()
             return refreshed
-        metadata = {**(draft.metadata or {}), "offline_reason": offline_reason}
-        agent = await self.register(
-            NewAgent(
-                name=draft.name,
-                agent_type=draft.agent_type,
-                capabilities=draft.capabilities,
-                kind=draft.kind,
-                max_concurrent_tasks=draft.max_concurrent_tasks,
-                metadata=metadata,
-            )
+        raise VersionConflict(
+            f"Agent {draft.name!r} is changing too fast to update it; retry",
+            {"name": draft.name},
         )
-        if offline_reason:
-            return await self.enlist(draft, offline_reason=offline_reason)
-        return agent
 
     async def mark_offline(self, agent_id: UUID, reason: str) -> Agent:
         """One of our own agents cannot work (its executor is down): OFFLINE, saying why."""
@@ -251,6 +287,15 @@ class AgentService:
             and (not query.tiers or agent.tier in query.tiers)
             and (not query.kinds or agent.kind in query.kinds)
         ]
+
+    async def search_page(
+        self, query: AgentFilter, *, offset: int, limit: int
+    ) -> tuple[list[Agent], int]:
+        """One page of ``search`` (by name), and how many agents match in all. A fleet is
+        small enough to filter whole: capabilities are JSON sets that only some dialects
+        can query."""
+        found = await self.search(query)
+        return found[offset : offset + limit], len(found)
 
     async def heartbeat(
         self,

@@ -14,7 +14,8 @@ from .ports import Clock, DuplicateKeyError, UnitOfWorkFactory
 
 log = structlog.get_logger("industrial_orchestrator.services.operator_tokens")
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# Matched whole (fullmatch): "$" would also match before a trailing newline.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +31,7 @@ class OperatorTokens:
         self._clock = clock
 
     async def create(self, name: str, role: Role) -> IssuedToken:
-        if not NAME.match(name):
+        if not NAME.fullmatch(name):
             raise InvalidInput(
                 f"token name {name!r}: use 1-100 letters, digits, '.', '_' or '-', "
                 "starting with a letter or digit",

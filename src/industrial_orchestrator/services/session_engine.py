@@ -60,6 +60,7 @@ _ENDED = frozenset(
 # and the record of its failure stays for the operator (cancelling it would hide it).
 _LIVE_TASKS = (TaskStatus.PENDING, TaskStatus.READY, TaskStatus.RUNNING)
 MAX_FEEDBACK_CHARS = 4000
+MAX_GIVE_UP_CHARS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,6 +410,11 @@ class SessionEngine:
         await self._checkpoint_finished(session.id, progress)
         if opened or progress.closable:
             return None  # the plan moved: look again next round
+        if progress.state == PlanState.STUCK and not progress.finished:
+            # Straight to FAILED (DEGRADED may go there): a detour through RUNNING, for
+            # a task that failed while its provider was down, would only be noise.
+            await self._give_up(session, progress)
+            return None
         await self._check_health(session, tasks)
         if progress.state == PlanState.DONE:
             return await self._finish_plan(session, progress)
@@ -479,6 +485,9 @@ class SessionEngine:
         return self._review_due(reviewing)
 
     async def _give_up(self, session: Session, progress: Progress) -> None:
+        # The first failure's own words (e.g. the provider's error and the setting to fix)
+        # say more to the operator than the list of what failed.
+        why = next((t.result_summary for t in progress.failed if t.result_summary), None)
         names = ", ".join(f"'{t.title}' ({t.status.value})" for t in progress.failed[:5])
         if progress.finished:
             target = SessionState.PARTIALLY_COMPLETED
@@ -486,6 +495,8 @@ class SessionEngine:
         else:
             target = SessionState.FAILED
             reason = f"no task could be done: {names} failed"
+        if why:
+            reason += f"; {why[:MAX_GIVE_UP_CHARS]}"
         await self._sessions.move(session.id, target, reason=reason, actor=Actor.SYSTEM)
 
     async def _check_limits(self, session: Session) -> bool:

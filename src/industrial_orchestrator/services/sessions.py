@@ -40,12 +40,11 @@ from ..domain.session import (
 )
 from ..domain.session_actions import SessionAction, needs_slot, resolve_action
 from ..domain.session_options import SessionOptions, session_options
+from ..domain.session_outcomes import OutcomeTally, tally
 from ..domain.session_states import (
     RETRYABLE_STATES,
     RUNNING_STATES,
-    STATE_TABLE,
     SessionState,
-    StateCategory,
 )
 from .ports import (
     Clock,
@@ -102,6 +101,7 @@ class SessionStats:
     by_state: dict[SessionState, int]
     total: int
     running: int
+    outcomes: OutcomeTally
     success_rate: float | None
     average_duration_seconds: float | None
     tokens_used: int
@@ -219,19 +219,13 @@ class SessionService:
     async def stats(self) -> SessionStats:
         async with self._uow.reader() as uow:
             totals: SessionTotals = await uow.sessions.totals()
-        by_category: dict[StateCategory, int] = {category: 0 for category in StateCategory}
-        for state, count in totals.by_state.items():
-            by_category[STATE_TABLE[state].category] += count
-        finished = (
-            by_category[StateCategory.SUCCESS]
-            + by_category[StateCategory.FAILURE]
-            + by_category[StateCategory.SYSTEM]
-        )
+        outcomes = tally(totals.by_state)
         return SessionStats(
             by_state=totals.by_state,
             total=sum(totals.by_state.values()),
             running=sum(totals.by_state[state] for state in RUNNING_STATES),
-            success_rate=by_category[StateCategory.SUCCESS] / finished if finished else None,
+            outcomes=outcomes,
+            success_rate=outcomes.success_rate,
             average_duration_seconds=totals.average_duration_seconds,
             tokens_used=totals.tokens_used,
             cost_usd=totals.cost_usd,

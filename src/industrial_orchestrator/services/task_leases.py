@@ -105,6 +105,9 @@ class Report:
     """False when the files are in the workspace already (the artifacts are a record)."""
     loop_stop: LoopStop | None = None
     """The loop guard stopped the attempt (a FAILED one): recorded as ``task.loop_stopped``."""
+    final: bool = False
+    """A FAILED attempt another would only repeat (set by this process's executors, never
+    from an agent's HTTP report): the task fails without being tried again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,7 +305,7 @@ class TaskLeases:
                     "the result was not recorded",
                     {"task_id": str(task.id), "attempt": held.attempt},
                 )
-            states = self._after_result(task, closed, now)
+            states = self._after_result(task, closed, now, final=report.final)
             await _save_steps(uow, task, states)
             await uow.attempts.add_artifacts(closed, report.artifacts, now)
             agent = await _agent(uow, agent_id)
@@ -484,14 +487,16 @@ class TaskLeases:
             started_at=self._policy.started_at,
         )
 
-    def _after_result(self, task: Task, closed: TaskAttempt, now: datetime) -> list[Task]:
+    def _after_result(
+        self, task: Task, closed: TaskAttempt, now: datetime, *, final: bool = False
+    ) -> list[Task]:
         if closed.outcome == AttemptOutcome.COMPLETED:
             return [task_transition(task, TaskStatus.COMPLETED, now=now, summary=_summary(closed))]
         reason = closed.error or "the agent reported a failure"
         failed = task_transition(
             task, TaskStatus.FAILED, now=now, summary=f"attempt {task.attempt} failed: {reason}"
         )
-        if task.attempt < self._policy.max_attempts:
+        if task.attempt < self._policy.max_attempts and not final:
             return [failed, task_transition(failed, TaskStatus.READY, now=now)]
         return [failed]
 

@@ -7,6 +7,7 @@ SQLITE_BUSY when it upgrades a read snapshot; read-only units of work stay defer
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from ..domain.storable_text import storable_json
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WRITE_OPTION = "orchestrator_write"
@@ -25,12 +28,34 @@ def create_engine(url: URL, *, pool_size: int = 10, echo: bool = False) -> Async
     return create_async_engine(
         url,
         echo=echo,
+        json_serializer=storable_json_text,
         pool_size=pool_size,
         max_overflow=pool_size,
         # No pre-ping: it costs three round trips per checkout. A connection found dead
         # is invalidated with the whole pool, and that one request is answered 503.
         pool_recycle=1800,
     )
+
+
+def storable_json_text(value: Any) -> str:
+    """JSON column values as text, never holding what the database cannot keep or a
+    reader cannot serve (``domain.storable_text``).
+
+    The API refuses such text at the edge and internal writers clean what they take in;
+    this is the net under both for JSON, where the harm is worst: PostgreSQL refuses
+    ``\\u0000`` in jsonb, and SQLite keeps ``\\ud800``, which then breaks every read
+    of the row. Text columns need no net to stay servable: a lone surrogate cannot even
+    be encoded and PostgreSQL refuses a NUL, so such a write fails whole; SQLite keeps a
+    NUL in text, which serves.
+    """
+    text = json.dumps(value)
+    # Cheap test first: an escape is the only way either can appear in ASCII JSON text
+    # (a surrogate pair is escaped too, hence the closer look).
+    if "\\u0000" in text or "\\ud" in text:
+        cleaned = storable_json(value)
+        if cleaned is not value:
+            text = json.dumps(cleaned)
+    return text
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
@@ -41,7 +66,10 @@ def _sqlite_engine(url: URL, *, echo: bool) -> AsyncEngine:
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(
-        url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        url,
+        echo=echo,
+        json_serializer=storable_json_text,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
     )
 
     @event.listens_for(engine.sync_engine, "connect")

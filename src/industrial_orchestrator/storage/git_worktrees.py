@@ -73,6 +73,7 @@ from uuid import UUID
 
 from ..domain.errors import WorkspaceGone as TreeGone
 from ..domain.errors import WorkspaceUnusable
+from ..domain.storable_text import storable
 from ..domain.workspace_roots import BRANCH_PREFIX, branch_name
 
 GIT_TIMEOUT_SECONDS = 120.0
@@ -306,15 +307,16 @@ class GitWorktrees:
                 max_output=max_bytes,
             )
         if not output.truncated:
-            return output.stdout.decode("utf-8", "replace")
+            return _shown(output.stdout)
         kept = output.stdout[: output.stdout.rfind(b"\n") + 1]
         return (
-            kept.decode("utf-8", "replace")
+            _shown(kept)
             + f"[diff cut: it is longer than {max_bytes} bytes; the rest is not shown]\n"
         )
 
     async def changed_files(self, path: Path, base: str) -> list[str]:
-        """Paths added, modified or deleted since ``base``, untracked files included."""
+        """Paths added, modified or deleted since ``base``, untracked files included. A
+        name that is not UTF-8 has U+FFFD for its bad bytes: for showing, not opening."""
         tree = self._owned(path)
         async with self._lock(f"tree:{tree}"):
             sha = await self._commit_sha(tree, base)
@@ -322,7 +324,7 @@ class GitWorktrees:
             output = await self._git(
                 tree, "diff", "--cached", "--name-only", "-z", "--no-renames", sha, "--"
             )
-        return [os.fsdecode(name) for name in output.stdout.split(b"\x00") if name]
+        return [_shown(name) for name in output.stdout.split(b"\x00") if name]
 
     # Snapshots of a task's attempt (the loop guard): never a ref, the index or HEAD moved.
 
@@ -350,7 +352,7 @@ class GitWorktrees:
         restored, new ones deleted. Only those paths are touched, so a task running
         beside in the same tree keeps its files unless they changed too (which the
         file-conflict scheduling avoids). Ignored files are left as they are. Returns
-        the paths put back."""
+        the paths put back, shown as ``changed_files`` shows them."""
         tree = self._owned(path)
         async with self._lock(f"tree:{tree}"):
             sha = await self._commit_sha(tree, snapshot)
@@ -359,21 +361,23 @@ class GitWorktrees:
                 tree, "diff-tree", "-r", "-z", "--no-renames", "--name-status", sha, files
             )
             fields = output.stdout.split(b"\x00")
+            # The real names (undecodable bytes kept as surrogates, which ``os`` and the
+            # git command line turn back into the same bytes) to act on; shown ones to return.
             changes = [
-                (status.decode(), os.fsdecode(name))
+                (status.decode(), os.fsdecode(name), _shown(name))
                 for status, name in zip(fields[0::2], fields[1::2], strict=False)
                 if name
             ]
             # New paths first: one may stand where a restored file's directory goes.
-            await asyncio.to_thread(_delete_paths, tree, [n for s, n in changes if s == "A"])
-            restored = [name for status, name in changes if status != "A"]
+            await asyncio.to_thread(_delete_paths, tree, [n for s, n, _ in changes if s == "A"])
+            restored = [name for status, name, _ in changes if status != "A"]
             if restored:
                 async with self._scratch_index(tree, seeded=False) as index:
                     await self._git(tree, "read-tree", sha, env=index)
                     for start in range(0, len(restored), _PATHS_PER_CALL):
                         chunk = restored[start : start + _PATHS_PER_CALL]
                         await self._git(tree, "checkout-index", "-f", "-q", "--", *chunk, env=index)
-        return sorted(name for _, name in changes)
+        return sorted(shown for _, _, shown in changes)
 
     async def _files_tree(self, tree: Path) -> str:
         """The tree id of the files on disk, staged through a scratch index."""
@@ -863,7 +867,18 @@ def _failed(cwd: Path, args: list[str] | tuple[str, ...], output: _Output) -> Wo
 
 
 def _shown_command(args: list[str] | tuple[str, ...]) -> str:
-    return " ".join(["git", *args])[:200]
+    # The arguments may be file names an agent made, undecodable bytes and all.
+    return storable(" ".join(["git", *args])[:200])
+
+
+def _shown(raw: bytes) -> str:
+    """Git's output about a tree (file names, diff text) as text anyone can be served and
+    any database can keep: an agent's shell can name a file with bytes that are not UTF-8
+    (and write a NUL past where git looks for one to call a file binary). Each such byte
+    becomes U+FFFD, by the rule the rest of an agent's output follows
+    (``domain.storable_text``); git's own C-style quoting would instead show every
+    non-ASCII name escaped, and ``-z`` output is never quoted."""
+    return storable(raw.decode("utf-8", "replace"))
 
 
 # Files.

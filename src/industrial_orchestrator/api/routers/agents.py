@@ -14,6 +14,7 @@ from ..dependencies import Agents
 from ..paths import API_PREFIX
 from ..schemas.agents import (
     AgentDetail,
+    AgentPage,
     AgentRead,
     AgentRegister,
     AgentStatsRead,
@@ -22,6 +23,7 @@ from ..schemas.agents import (
     RouteResult,
 )
 from ..schemas.common import error_responses
+from .sessions import Page, PageSize
 
 router = APIRouter(prefix=f"{API_PREFIX}/agents", tags=["agents"])
 
@@ -34,6 +36,14 @@ AgentId = Annotated[UUID, Path(description="The agent's id (a UUID)")]
     response_model=AgentDetail,
     summary="Register an agent",
     responses=error_responses(409, 422),
+)
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=AgentDetail,
+    summary="Register an agent (the user guide's form of POST /agents)",
+    responses=error_responses(409, 422),
+    operation_id="agents_register_alias",
 )
 async def register_agent(body: AgentRegister, agents: Agents) -> AgentDetail:
     """A HEALTHY agent, rated COMPETENT until it has finished 10 tasks, with no records
@@ -51,7 +61,7 @@ async def register_agent(body: AgentRegister, agents: Agents) -> AgentDetail:
     return AgentDetail.with_records(agent, [])
 
 
-@router.get("", response_model=list[AgentRead], summary="List agents")
+@router.get("", response_model=AgentPage, summary="List agents", responses=error_responses(422))
 async def list_agents(
     agents: Agents,
     capability: Annotated[
@@ -60,16 +70,27 @@ async def list_agents(
     status_filter: Annotated[list[AgentStatus] | None, Query(alias="status")] = None,
     tier: Annotated[list[Tier] | None, Query()] = None,
     kind: Annotated[list[AgentKind] | None, Query()] = None,
-) -> list[AgentRead]:
-    found = await agents.search(
+    page: Page = 1,
+    page_size: PageSize = 20,
+) -> AgentPage:
+    """Agents by name, filtered by capabilities (all of them), status(es), tier(s) and
+    kind(s); one page of them, with the total that match, like every other list."""
+    found, total = await agents.search_page(
         AgentFilter(
             capabilities=capability or (),
             statuses=status_filter or (),
             tiers=tier or (),
             kinds=kind or (),
-        )
+        ),
+        offset=(page - 1) * page_size,
+        limit=page_size,
     )
-    return [AgentRead.of(agent) for agent in found]
+    return AgentPage(
+        items=[AgentRead.of(agent) for agent in found],
+        total=total,
+        page=page,
+        page_size=page_size,
+    )
 
 
 @router.get("/stats", response_model=AgentStatsRead, summary="Fleet statistics")
@@ -84,7 +105,7 @@ async def agent_stats(agents: Agents) -> AgentStatsRead:
     summary="Choose the best agent for some work",
     responses=error_responses(409, 422),
 )
-async def route_work(body: RouteRequest, agents: Agents) -> RouteResult:
+async def route(body: RouteRequest, agents: Agents) -> RouteResult:
     """Candidates hold every required capability and are healthy or degraded, not busy,
     offline or at capacity; DEGRADED-tier agents only when nobody else qualifies. Ranked
     by tier, then lowest load, then best success rate, then least recently assigned. With
@@ -118,6 +139,14 @@ async def get_agent(agent_id: AgentId, agents: Agents) -> AgentDetail:
     response_class=Response,
     summary="Deregister an agent",
     responses=error_responses(404),
+)
+@router.post(
+    "/{agent_id}/deregister",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Deregister an agent (the user guide's form of DELETE /agents/{agent_id})",
+    responses=error_responses(404),
+    operation_id="agents_deregister_alias",
 )
 async def deregister_agent(agent_id: AgentId, agents: Agents) -> Response:
     await agents.deregister(agent_id)

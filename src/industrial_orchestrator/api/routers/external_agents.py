@@ -53,6 +53,14 @@ class UnsupportedProtocol(OrchestratorError):
     code = "unsupported_protocol_version"
 
 
+class AgentRemoved(Unauthorized):
+    """A valid token of an agent that was deregistered: unlike a token the server cannot
+    verify (a new SECRET_KEY, expired), registering again would undo the removal, so it
+    has a code of its own that tells a worker to stop."""
+
+    code = "agent_removed"
+
+
 async def agent_tokens(request: Request) -> AgentTokens:
     tokens: AgentTokens = request.app.state.agent_tokens
     return tokens
@@ -83,7 +91,7 @@ async def authenticated_agent(
     try:
         return await agents.get(holder)
     except NotFound:
-        raise Unauthorized(
+        raise AgentRemoved(
             "The agent is no longer registered (its tokens are revoked); register again"
         ) from None
 
@@ -107,7 +115,11 @@ async def register_external(
 ) -> Registered:
     """Answers the agent's id and its `auth_token` (a JWT, valid for
     `ACCESS_TOKEN_EXPIRE_MINUTES`; every heartbeat answers a fresh one). When
-    `AGENT_REGISTRATION_TOKEN` is set, the request must carry it as a bearer token."""
+    `AGENT_REGISTRATION_TOKEN` is set, the request must carry it as a bearer token.
+
+    A name an external agent already has resumes that agent: the same id, its history
+    and leases kept (how an agent whose token is refused after a restart comes back).
+    The name of one of the orchestrator's own agents is a 409."""
     required = components.settings.agent_registration_token
     if required is not None:
         presented = credentials.credentials if credentials else ""
@@ -127,7 +139,7 @@ async def register_external(
         "agent_version": body.version,
         "endpoint_url": body.endpoint_url,
     }
-    agent = await agents.register(
+    agent = await agents.rejoin(
         NewAgent(
             name=body.name,
             agent_type=body.agent_type,

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from ...executors.opencode.model_setting import model_setting
 from ...storage.migrate import current_revision, head_revision
 from ..dependencies import AppComponents, AppMetrics
 
@@ -28,7 +29,10 @@ async def health() -> dict[str, str]:
 )
 async def ready(components: AppComponents) -> JSONResponse:
     """200 when the database answers and its schema is at the newest migration; 503
-    (with what failed) otherwise."""
+    (with what failed) otherwise. ``details.model`` says which model the internal agents
+    will ask, as far as the settings tell (``configured``: true, false when none is and
+    OpenCode's own default applies, null when an external OpenCode server decides); it
+    never makes the server unready: a provider is only checked by using it."""
     checks: dict[str, Any] = {}
     try:
         async with components.engine.connect() as connection:
@@ -41,8 +45,9 @@ async def ready(components: AppComponents) -> JSONResponse:
     except Exception as exc:  # the point of the probe is to report any failure
         checks["database"] = f"unreachable: {type(exc).__name__}"
     ok = all(value == "ok" for value in checks.values()) and "migrations" in checks
+    details = {"model": model_setting(components.settings).details()}
     return JSONResponse(
-        {"status": "ready" if ok else "not_ready", "checks": checks},
+        {"status": "ready" if ok else "not_ready", "checks": checks, "details": details},
         status_code=200 if ok else 503,
     )
 

@@ -4,14 +4,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Request
 
 from ...domain.errors import ExecutorUnavailable, NotFound
 from ...domain.events import LogStream
 from ...domain.session import Session
-from ...executors.opencode.client import OpenCodeClient, OpenCodeError
+from ...executors.opencode.client import OpenCodeError
 from ...executors.opencode.runtime import opencode_client
+from ...executors.opencode.server import MissingServer
 from ...services.worktree_conflicts import worktree_conflicts
 from ..dependencies import AppComponents, Sessions
 from ..paths import API_PREFIX, SessionId
@@ -28,10 +30,21 @@ from ..schemas.workspaces import (
 router = APIRouter(prefix=f"{API_PREFIX}/sessions", tags=["sessions"])
 
 
-def _opencode(request: Request) -> OpenCodeClient:
-    """The OpenCode client, asked for only once the session is known to have a tree (a
-    request about a session that does not exist is a 404 whatever OpenCode's state)."""
-    return opencode_client(getattr(request.app.state, "opencode", None))
+async def _pending(request: Request, session: Session) -> tuple[list[dict[str, Any]], str]:
+    """The permission requests waiting in the session's tree, and why there are none when
+    there can be none. Only an OpenCode that is configured but cannot be asked is a 503:
+    then requests may be waiting and nobody can tell."""
+    if session.worktree is None:
+        return [], "the session has no working tree yet"
+    runtime = getattr(request.app.state, "opencode", None)
+    if runtime is None or isinstance(runtime.server, MissingServer):
+        return [], "no OpenCode is configured here, so no agent waits through it"
+    opencode = opencode_client(runtime)
+    try:
+        pending = await opencode.permissions(session.worktree.path)
+    except OpenCodeError as exc:
+        raise ExecutorUnavailable(str(exc)) from exc
+    return [item for item in pending if isinstance(item, dict)], "nothing is pending"
 
 
 def _tree(session: Session) -> str:
@@ -106,13 +119,10 @@ async def session_conflicts(
 async def list_permissions(
     session_id: SessionId, sessions: Sessions, request: Request
 ) -> list[PermissionRead]:
-    """Requests the permission policy left to the operator; the agent waits for them."""
-    tree = _tree(await sessions.get(session_id))
-    opencode = _opencode(request)
-    try:
-        pending = await opencode.permissions(tree)
-    except OpenCodeError as exc:
-        raise ExecutorUnavailable(str(exc)) from exc
+    """Requests the permission policy left to the operator; the agent waits for them.
+    Empty when none wait, including when the session has no working tree yet or no
+    OpenCode is configured; 503 only when a configured OpenCode cannot be reached."""
+    pending, _ = await _pending(request, await sessions.get(session_id))
     return [
         PermissionRead(
             id=str(item.get("id")),
@@ -122,7 +132,6 @@ async def list_permissions(
             metadata=dict(item.get("metadata") or {}),
         )
         for item in pending
-        if isinstance(item, dict)
     ]
 
 
@@ -140,17 +149,21 @@ async def reply_permission(
     request: Request,
 ) -> PermissionReplied:
     """Allow (`once`, `always`) or refuse (`reject`) one pending request; the answer is
-    written to the session's terminal."""
-    tree = _tree(await sessions.get(session_id))
-    opencode = _opencode(request)
+    written to the session's terminal. 404 when the session does not exist or the request
+    is not pending in it; 503 only when a configured OpenCode cannot be reached."""
+    session = await sessions.get(session_id)
+    pending, none_because = await _pending(request, session)
+    if not any(item.get("id") == body.request_id for item in pending):
+        raise NotFound(
+            f"No pending permission request {body.request_id!r} in session {session_id}: "
+            + (none_because if not pending else "it was answered already, or never asked"),
+            {"request_id": body.request_id, "session_id": str(session_id)},
+        )
+    assert session.worktree is not None  # requests are only ever found in a tree
     try:
-        pending = await opencode.permissions(tree)
-        if not any(isinstance(p, dict) and p.get("id") == body.request_id for p in pending):
-            raise NotFound(
-                f"No pending permission request {body.request_id!r} in session {session_id}",
-                {"request_id": body.request_id},
-            )
-        await opencode.reply_permission(body.request_id, tree, body.reply, body.message)
+        await opencode_client(request.app.state.opencode).reply_permission(
+            body.request_id, session.worktree.path, body.reply, body.message
+        )
     except OpenCodeError as exc:
         raise ExecutorUnavailable(str(exc)) from exc
     await built.events.append_log(

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Response, status
 from fastapi.responses import JSONResponse
+from pydantic import AfterValidator
 
 from ...domain.errors import InvalidInput
 from ...domain.priorities import Priority
@@ -18,7 +19,7 @@ from ...services.sessions import Fork, NewSession
 from ..dependencies import AppComponents, Sessions
 from ..paths import API_PREFIX, SessionId
 from ..schemas.checkpoints import CheckpointCreate, CheckpointPage, CheckpointRead
-from ..schemas.common import error_responses
+from ..schemas.common import error_responses, storable_text
 from ..schemas.effects import EffectPage, EffectRead
 from ..schemas.sessions import (
     ActionRequest,
@@ -45,6 +46,8 @@ _IF_MATCH = re.compile(IF_MATCH_PATTERN)
 
 IdempotencyKey = Annotated[
     str | None,
+    # Stored with the session, so it obeys the rule bodies do (schemas.common).
+    AfterValidator(storable_text),
     Header(
         alias="Idempotency-Key",
         min_length=1,
@@ -137,7 +140,10 @@ async def list_sessions(
 
 @router.get("/stats", response_model=SessionStatsRead, summary="Aggregate statistics")
 async def session_stats(sessions: Sessions) -> SessionStatsRead:
-    """Count per state, success rate, average duration, and token and cost totals."""
+    """Count per state and per outcome, success rate, average duration, and token and cost
+    totals. The success rate is succeeded (COMPLETED, PARTIALLY_COMPLETED) over succeeded +
+    failed (FAILED, TIMEOUT): a session the operator stopped or cancelled, or one the
+    system orphaned, is counted apart and does not lower it."""
     return SessionStatsRead.of(await sessions.stats())
 
 

@@ -10,9 +10,10 @@ saw misses nothing.
 Protocol, client to server: ``{"since": n}`` rewinds (or skips) the stream to ``n``;
 ``{"type": "ping"}`` is answered with ``{"type": "pong"}``. Server to client: events, a
 ``{"type": "ping"}`` after ``WS_HEARTBEAT_SECONDS`` of silence, ``{"type": "error"}`` for
-a message it cannot read. Close codes: 4404 unknown session; 4008 the client accepted no
-data for ``WS_SEND_TIMEOUT_SECONDS`` (reconnect with ``since``); 1011 the database is
-unavailable (reconnect with ``since``).
+a message it cannot read. Close codes: 4400 a malformed id or cursor (``api.errors``);
+4401 no operator token and 4403 a page of another origin (``api.operator_auth``); 4404
+unknown session; 4008 the client accepted no data for ``WS_SEND_TIMEOUT_SECONDS``
+(reconnect with ``since``); 1011 the database is unavailable (reconnect with ``since``).
 
 A client that reads more slowly than events arrive is not cut off: once more than
 ``WS_QUEUE_SIZE`` events wait for it, it is served from the log instead, at its own pace.

@@ -85,6 +85,13 @@ class AgentRead(BaseModel):
         )
 
 
+class AgentPage(BaseModel):
+    items: list[AgentRead]
+    total: int
+    page: int
+    page_size: int
+
+
 class AgentRecordRead(BaseModel):
     """How the agent has done one task type: its most recent finished attempts at tasks
     of that type (completed, failed or expired; released ones are not held against it)."""

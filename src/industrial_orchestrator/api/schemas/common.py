@@ -1,10 +1,14 @@
-"""Shapes shared by every resource."""
+"""Shapes shared by every resource, and the one rule every request body obeys: text the
+database cannot keep (``domain.storable_text``) is refused here, before anything is stored."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from ...domain.storable_text import describe, find_unstorable, first_unstorable
 
 
 class ErrorBody(BaseModel):
@@ -16,9 +20,38 @@ class ErrorBody(BaseModel):
 
 
 class StrictModel(BaseModel):
-    """Request bodies refuse unknown fields, so a typo is an error and not a no-op."""
+    """Request bodies refuse unknown fields, so a typo is an error and not a no-op, and
+    text that cannot be stored (a NUL, a lone surrogate) in any value or key, at any
+    depth of free-form JSON."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable_text(cls, data: Any) -> Any:
+        # On the raw input, before any field is validated: the path is the client's own,
+        # and no other error message (an unknown key, an enum's) can echo the bad text.
+        problem = find_unstorable(data)
+        if problem is None:
+            return data
+        raise ValidationError.from_exception_data(
+            cls.__name__,
+            [
+                InitErrorDetails(
+                    type=PydanticCustomError("unstorable_text", problem.message),
+                    loc=problem.path,
+                    input=None,
+                )
+            ],
+        )
+
+
+def storable_text(value: str) -> str:
+    """The same rule for a lone string outside a body (e.g. a header that is stored)."""
+    char = first_unstorable(value)
+    if char is not None:
+        raise ValueError(f"contains {describe(char)}, which cannot be stored")
+    return value
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, PlainSerializer
 
 from ...domain.agents import AgentStatus
 from ...domain.tasks import TaskType
@@ -34,12 +34,28 @@ class ExternalRegister(StrictModel):
     metadata: Metadata = Field(default_factory=dict)
 
 
+def _whole_when_integral(seconds: float) -> int | float:
+    return int(seconds) if seconds.is_integer() else seconds
+
+
+IntervalSeconds = Annotated[
+    float,
+    PlainSerializer(_whole_when_integral, return_type=int | float),
+    Field(
+        description="Seconds between heartbeats: an integer (the default `30`), a fraction "
+        "only when AGENT_HEARTBEAT_SECONDS is set to one"
+    ),
+]
+"""The guide shows ``30``; a client that decodes it strictly as an integer must not be
+handed ``30.0``."""
+
+
 class Registered(BaseModel):
     agent_id: UUID
     status: Literal["registered"] = "registered"
     auth_token: str = Field(description="Send as `Authorization: Bearer` with `X-Agent-ID`")
     token_expires_at: datetime
-    heartbeat_interval_seconds: float
+    heartbeat_interval_seconds: IntervalSeconds
 
 
 class ExternalHeartbeat(StrictModel):
@@ -69,7 +85,7 @@ class HeartbeatAck(BaseModel):
     status: AgentStatus
     auth_token: str = Field(description="A fresh token: use it from now on")
     token_expires_at: datetime
-    heartbeat_interval_seconds: float
+    heartbeat_interval_seconds: IntervalSeconds
     leases: list[LeaseRead] = Field(description="The leases this heartbeat renewed")
     abort: list[UUID] = Field(
         default_factory=list,

@@ -360,8 +360,14 @@ class SessionStatsRead(BaseModel):
     by_state: dict[SessionState, int] = Field(description="Count of sessions in each state")
     total: int
     running: int = Field(description="Sessions holding a running slot (RUNNING or DEGRADED)")
+    succeeded: int = Field(description="COMPLETED + PARTIALLY_COMPLETED")
+    failed: int = Field(description="FAILED + TIMEOUT")
+    ended_by_operator: int = Field(
+        description="STOPPED + CANCELLED: not a verdict on the work, not in the success rate"
+    )
+    orphaned: int = Field(description="ORPHANED (lost by the system): not in the success rate")
     success_rate: float | None = Field(
-        description="Finished with success / all finished (success, failure or system states)"
+        description="succeeded / (succeeded + failed); null before any session got there"
     )
     average_duration_seconds: float | None = Field(
         description="Mean time from first start to finish over finished sessions"
@@ -375,6 +381,10 @@ class SessionStatsRead(BaseModel):
             by_state=stats.by_state,
             total=stats.total,
             running=stats.running,
+            succeeded=stats.outcomes.succeeded,
+            failed=stats.outcomes.failed,
+            ended_by_operator=stats.outcomes.ended_by_operator,
+            orphaned=stats.outcomes.lost,
             success_rate=stats.success_rate,
             average_duration_seconds=stats.average_duration_seconds,
             tokens_used=stats.tokens_used,

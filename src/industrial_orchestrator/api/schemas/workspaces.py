@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from ...domain.session_states import SessionState
+from .common import StrictModel
 
 
 class SharedFilesRead(BaseModel):
@@ -45,9 +46,7 @@ class PermissionRead(BaseModel):
     metadata: dict[str, Any]
 
 
-class PermissionReplyBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PermissionReplyBody(StrictModel):
     request_id: str = Field(min_length=1, max_length=200)
     reply: Literal["once", "always", "reject"] = Field(
         description="`once`: allow this request; `always`: allow it and the same again; "

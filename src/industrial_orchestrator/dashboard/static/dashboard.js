@@ -205,8 +205,10 @@
       clearTimeout(watchdog);
       if (socket === ws) socket = null;
       if (leaving) return;
-      if (closed.code === 4404) {
-        uplinkFailed(closed.reason || "this stream does not exist");
+      // 4400-4499: the server refused this stream (4400 malformed, 4401 no token, 4403
+      // another site, 4404 unknown session); trying again would be refused again.
+      if (closed.code >= 4400 && closed.code < 4500) {
+        uplinkFailed(closed.reason || "the server refused this stream");
         linkDown = true;
         showLink();
         return;
@@ -289,8 +291,26 @@
     if (first) first.focus();
   }
 
+  // Dollars for people, the rule of domain/money.py's format_usd: cents, four decimals
+  // below a cent, "<$0.0001" above zero below that. toFixed rounds the double's exact
+  // value half up, as the Python side does.
+  function usd(amount) {
+    const value = Number(amount);
+    if (!Number.isFinite(value)) return "$?";
+    const sign = value < 0 ? "-" : "";
+    const size = Math.abs(value);
+    if (size === 0) return "$0.00";
+    const fine = size.toFixed(4);
+    if (Number(fine) >= 0.01) {
+      return sign + "$" + size.toFixed(2).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+    }
+    if (Number(fine) === 0) return "<$0.0001";
+    return sign + "$" + fine;
+  }
+
   window.Orchestrator = {
     api,
+    usd,
     formBody,
     clearErrors,
     showErrors,

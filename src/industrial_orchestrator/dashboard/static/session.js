@@ -31,7 +31,7 @@
       case "session.phase":
         return ["phase", "phase " + (p.from || "∅") + " → " + (p.to || "∅") + (p.reason ? " · " + p.reason : "")];
       case "session.telemetry":
-        return ["usage", "task used " + p.task_tokens + " tokens ($" + p.task_cost_usd + "); session total " + p.tokens_used + " tokens ($" + p.cost_usd + ")"];
+        return ["usage", "task used " + p.task_tokens + " tokens (" + Orchestrator.usd(p.task_cost_usd) + "); session total " + p.tokens_used + " tokens (" + Orchestrator.usd(p.cost_usd) + ")"];
       case "checkpoint.created":
         return ["checkpoint", "checkpoint #" + p.checkpoint_seq + " " + p.label + (p.reason ? " · " + p.reason : "")];
       case "task.created":

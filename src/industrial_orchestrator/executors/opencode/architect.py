@@ -6,6 +6,7 @@ from __future__ import annotations
 from ...domain.agents import AgentKind, AgentStatus
 from ...domain.events import LogStream
 from ...domain.session import Session
+from ...domain.storable_text import storable
 from ...services.agents import AgentFilter, AgentService
 from ...services.events import EventLog
 from ...services.ports import ProposedPlan
@@ -37,9 +38,12 @@ class ArchitectPlanner:
         architect = architects[0]
 
         async def emit(stream: LogStream, text: str) -> None:
-            await self._events.append_log(session.id, stream, f"[{architect.name}] {text}")
+            await self._events.append_log(
+                session.id, stream, storable(f"[{architect.name}] {text}")
+            )
 
         answer, tokens, cost = await self._executor.ask(
             architect, session.worktree.path, request, emit
         )
-        return ProposedPlan(answer, tokens, cost)
+        # The plan's titles and descriptions are stored: the agent's text enters here.
+        return ProposedPlan(storable(answer), tokens, cost)

@@ -23,6 +23,8 @@ from tenacity import (
     wait_exponential,
 )
 
+from ...domain.storable_text import storable_json
+
 log = structlog.get_logger("industrial_orchestrator.executors.opencode")
 
 USERNAME = "opencode"
@@ -152,8 +154,10 @@ class OpenCodeClient:
     async def diff(
         self, session_id: str, directory: str, message_id: str | None = None
     ) -> list[dict[str, Any]]:
+        """The files the session changed, each with its ``patch``: text an agent wrote, so
+        made storable (``domain.storable_text``) like the rest of its output."""
         params = {"messageID": message_id} if message_id else None
-        return list(
+        return _storable_list(
             await self._call(
                 "GET", f"/session/{session_id}/diff", directory=directory, params=params
             )
@@ -169,7 +173,10 @@ class OpenCodeClient:
     # -- permissions ----------------------------------------------------------
 
     async def permissions(self, directory: str) -> list[dict[str, Any]]:
-        return list(await self._call("GET", "/permission", directory=directory))
+        """The pending permission requests. Their patterns and metadata are the agent's
+        tool input (paths, commands), so they are made storable here, where they come in:
+        a lone surrogate in them would break every page and response that shows them."""
+        return _storable_list(await self._call("GET", "/permission", directory=directory))
 
     async def reply_permission(
         self,
@@ -276,6 +283,11 @@ class OpenCodeClient:
             "Start one (`opencode serve`) and set OPENCODE_HOST/OPENCODE_PORT, or install "
             "opencode (OPENCODE_BIN or PATH) so the orchestrator starts its own."
         )
+
+
+def _storable_list(answer: Any) -> list[Any]:
+    # JSON can carry a lone surrogate (``\ud800``) or a NUL into Python; U+FFFD for each.
+    return list(storable_json(list(answer)))
 
 
 def _check(response: httpx.Response, method: str = "GET", path: str = "/event") -> None:

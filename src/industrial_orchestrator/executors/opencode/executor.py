@@ -12,9 +12,12 @@ orchestrator session's working tree.
    task's artifact (stored, not written: the files are in the tree already).
 5. Permission requests follow the policy: inside the working tree they are allowed,
    anything else waits for the operator (``/sessions/{id}/permissions``).
-6. The deadline is the executor's own: OpenCode retries a failing provider forever, so
-   past the deadline the turn is aborted and the task fails. While the provider is being
-   retried, the attempt is marked troubled, which the engine shows as DEGRADED.
+6. The deadline is the executor's own: OpenCode retries a failing provider at length, so
+   past the deadline the turn is aborted and the task fails. A provider outage
+   (``domain.provider_outage``) marks the attempt troubled once, which the engine shows
+   as DEGRADED, until the provider answers again; an outage past
+   ``PROVIDER_RETRY_BUDGET_SECONDS``, or one OpenCode stops retrying, ends the attempt
+   for good (``Outcome.final``) with the provider's error and the setting to fix.
 7. The loop guard (``domain.loop_guard``) watches the turn: every tool call, and at the
    end of every step the tokens used and a fingerprint of the files. When it trips, the
    turn is aborted, the files changed since the attempt's snapshot are put back, and the
@@ -38,6 +41,7 @@ from ...domain.artifacts import Artifact, new_artifact
 from ...domain.errors import WorkspaceUnusable
 from ...domain.events import LogStream
 from ...domain.loop_guard import GuardPolicy, GuardTrip, LoopGuard, LoopStop
+from ...domain.provider_outage import Outage, Signal, Step, exhausted_reason, next_step
 from ...domain.webhooks import permission_needed_line
 from ...services.contexts import ContextService
 from ...services.ports import TreeSnapshots
@@ -65,6 +69,8 @@ _SHOWN_ROLLED_BACK = 10
 PATH_PERMISSIONS = frozenset(
     {"read", "edit", "write", "list", "glob", "grep", "external_directory"}
 )
+# Parts that only the provider's answer makes: a new try (``busy``) is no answer.
+ANSWER_PARTS = frozenset({"text", "reasoning", "tool", "step-finish"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +82,10 @@ class OpenCodePolicy:
     every request waits for the operator."""
     default_model: str | None = None
     guard: GuardPolicy = field(default_factory=GuardPolicy)
+    provider_retry_budget_seconds: float = 180.0
+    unconfigured_fix: str = "set OPENCODE_MODEL=provider/model and that provider's key"
+    """What to set when the provider keeps failing and no model is named (the runtime
+    says it from the settings: ``model_setting``)."""
 
 
 @dataclass(slots=True)
@@ -88,7 +98,13 @@ class _Turn:
     busy_seen: bool = False
     idle: bool = False
     error: str | None = None
-    retrying: str | None = None
+    outage: Outage | None = None
+    """The provider failing since, until it answers (``domain.provider_outage``)."""
+    model: str | None = None
+    """The model asked for (None: OpenCode's default), named when the provider fails."""
+    final: bool = False
+    """The attempt ended for good: trying again would meet the same outage."""
+    deadline_passed: bool = False
     tool_states: dict[str, str] = field(default_factory=dict)
     text: dict[str, str] = field(default_factory=dict)
     """Text not yet emitted, by part id."""
@@ -155,7 +171,7 @@ class OpenCodeExecutor(BackgroundExecutor):
             f"{agent.name}: OpenCode session {session_id} ({opencode_agent}"
             f"{', ' + str(model) if model else ''})",
         )
-        turn = _Turn(session_id, directory, _by_line(emit))
+        turn = _Turn(session_id, directory, _by_line(emit), model=model_name)
         await self._watch(
             turn,
             f"Loop guard: task {task.id} attempt {assignment.attempt.attempt} starts",
@@ -171,10 +187,8 @@ class OpenCodeExecutor(BackgroundExecutor):
             with contextlib.suppress(Exception):
                 await asyncio.shield(client.abort(session_id, directory))
             raise
-        finally:
-            if turn.retrying is not None:
-                with contextlib.suppress(Exception):
-                    await self._leases.trouble(agent.id, task.id, None)
+        # A trouble left on the attempt is left on purpose: the report closes the attempt,
+        # and clearing it first would show the session RUNNING for a moment before it fails.
         return await self._outcome(client, turn, loop_stop)
 
     async def _watch(self, turn: _Turn, snapshot_message: str, max_tokens: int | None) -> None:
@@ -260,17 +274,23 @@ class OpenCodeExecutor(BackgroundExecutor):
             while not turn.idle:
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    turn.deadline_passed = True
                     await client.abort(turn.session_id, turn.directory)
                     turn.error = (
                         f"deadline of {self._policy.task_timeout_seconds:.0f} s passed"
                         + (
-                            f" while the provider was being retried ({turn.retrying})"
-                            if turn.retrying
+                            f" while the provider was being retried ({turn.outage.error})"
+                            if turn.outage
                             else ""
                         )
                         + "; the OpenCode session was aborted"
                     )
                     await turn.emit(LogStream.SYSTEM, turn.error)
+                    return
+                if turn.outage is not None:
+                    await self._outage(turn, Signal.TICK, task_id)
+                if turn.final:
+                    await client.abort(turn.session_id, turn.directory)
                     return
                 try:
                     event = await asyncio.wait_for(
@@ -284,6 +304,9 @@ class OpenCodeExecutor(BackgroundExecutor):
                     await asyncio.sleep(min(left, self._policy.poll_seconds))
                     continue
                 await self._on_event(client, turn, event, task_id)
+                if turn.final:
+                    await client.abort(turn.session_id, turn.directory)
+                    return
                 if turn.trip is not None:
                     await _flush(turn)
                     turn.error = turn.trip.error
@@ -323,11 +346,14 @@ class OpenCodeExecutor(BackgroundExecutor):
         ):
             return
         if kind == "message.part.delta":
+            await self._outage(turn, Signal.ANSWERED, task_id)
             if props.get("field") == "text":
                 await _text(turn, str(props.get("partID")), str(props.get("delta") or ""))
         elif kind == "message.part.updated":
             part = props.get("part") or {}
             if isinstance(part, dict) and part.get("sessionID") == turn.session_id:
+                if part.get("type") in ANSWER_PARTS and not part.get("synthetic"):
+                    await self._outage(turn, Signal.ANSWERED, task_id)
                 await self._on_part(turn, part)
         elif kind == "session.status":
             status = props.get("status") or {}
@@ -348,27 +374,61 @@ class OpenCodeExecutor(BackgroundExecutor):
                 turn.idle = True
             return
         turn.busy_seen = True
-        agent_id = self._holder(task_id)
         if kind == "retry":
-            message = str(status.get("message") or "provider error")[:300]
-            if turn.retrying is None:
-                await turn.emit(
-                    LogStream.SYSTEM,
-                    f"provider failing, OpenCode retrying (attempt {status.get('attempt')}): "
-                    f"{message}",
-                )
-                if agent_id is not None:
-                    with contextlib.suppress(Exception):
-                        await self._leases.trouble(
-                            agent_id, task_id, f"provider retrying: {message}"
-                        )
-            turn.retrying = message
-        elif kind == "busy" and turn.retrying is not None:
-            turn.retrying = None
+            message = str(status.get("message") or "provider error")
+            await self._outage(turn, Signal.RETRYING, task_id, message, status.get("attempt"))
+        elif kind == "busy":
+            # A new try, not an answer: the outage goes on until the provider answers.
+            await self._outage(turn, Signal.TRYING, task_id)
+
+    async def _outage(
+        self,
+        turn: _Turn,
+        signal: Signal,
+        task_id: Any,
+        error: str | None = None,
+        attempt: Any = None,
+    ) -> None:
+        """Follow the provider's outage: DEGRADED once when it begins, RUNNING again only
+        once the provider answered, and the attempt's end when it outlives the budget."""
+        if turn.final or (turn.outage is None and signal != Signal.RETRYING):
+            return
+        now = time.monotonic()
+        budget = self._policy.provider_retry_budget_seconds
+        step = next_step(turn.outage, signal, now=now, budget_seconds=budget, error=error)
+        turn.outage = step.outage
+        agent_id = self._holder(task_id)
+        if step.step == Step.BEGAN:
+            assert step.outage is not None
+            await turn.emit(
+                LogStream.SYSTEM,
+                f"provider failing, OpenCode retrying (attempt {attempt}): {step.outage.error}",
+            )
+            if agent_id is not None:
+                with contextlib.suppress(Exception):
+                    await self._leases.trouble(
+                        agent_id, task_id, f"provider retrying: {step.outage.error}"
+                    )
+        elif step.step == Step.ENDED:
             await turn.emit(LogStream.SYSTEM, "provider answering again")
             if agent_id is not None:
                 with contextlib.suppress(Exception):
                     await self._leases.trouble(agent_id, task_id, None)
+        elif step.step == Step.EXHAUSTED:
+            assert step.outage is not None
+            turn.final = True
+            turn.error = exhausted_reason(
+                step.outage, now=now, budget_seconds=budget, fix=self._fix(turn)
+            )
+            await turn.emit(LogStream.SYSTEM, f"{turn.error}; the attempt ends FAILED")
+
+    def _fix(self, turn: _Turn) -> str:
+        if turn.model is None:
+            return self._policy.unconfigured_fix
+        return (
+            f"check the model {turn.model} (OPENCODE_MODEL, or the agent's model) and its "
+            "provider's key in OpenCode's environment"
+        )
 
     async def _on_part(self, turn: _Turn, part: dict[str, Any]) -> None:
         kind = part.get("type")
@@ -432,6 +492,11 @@ class OpenCodeExecutor(BackgroundExecutor):
     ) -> Outcome:
         messages = await _settled(client, turn)
         tokens, cost, summary, error = _usage(messages)
+        failed = turn.error or error
+        if failed and turn.outage is not None and not turn.final and not turn.deadline_passed:
+            # OpenCode stopped retrying before our budget ran out: trying the task again
+            # would only begin the same outage again.
+            await self._outage(turn, Signal.GAVE_UP, None, failed)
         error = turn.error or error
         artifacts: list[Artifact] = []
         user_ids = [m["info"]["id"] for m in messages if m.get("info", {}).get("role") == "user"]
@@ -452,6 +517,7 @@ class OpenCodeExecutor(BackgroundExecutor):
                 tokens_used=tokens,
                 cost_usd=cost,
                 loop_stop=loop_stop,
+                final=turn.final,
             )
         return Outcome(
             True,

@@ -18,6 +18,7 @@ from ...services.task_leases import TaskLeases
 from .client import OpenCodeClient
 from .executor import OpenCodeExecutor, OpenCodePolicy
 from .fleet import FleetAgent, load_fleet
+from .model_setting import model_setting
 from .server import (
     HOW_TO_CONFIGURE,
     ExternalServer,
@@ -122,6 +123,8 @@ async def start_opencode(
                 stall_steps=settings.guard_stall_steps,
                 token_share=settings.guard_task_token_share,
             ),
+            provider_retry_budget_seconds=settings.provider_retry_budget_seconds,
+            unconfigured_fix=model_setting(settings).fix,
         ),
         trees,
     )
