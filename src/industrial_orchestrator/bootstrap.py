@@ -24,6 +24,7 @@ from .services.effects import EffectLedger, EffectRecovery
 from .services.events import EventLog
 from .services.operator_tokens import OperatorTokens
 from .services.session_engine import SessionEngine
+from .services.session_schedule import SessionSchedule
 from .services.sessions import SessionService, utc_now
 from .services.task_leases import LeasePolicy, TaskLeases
 from .services.tasks import TaskService
@@ -54,6 +55,7 @@ class Components:
     webhooks: WebhookService
     ledger: EffectLedger
     recovery: EffectRecovery
+    schedule: SessionSchedule
 
     async def close(self) -> None:
         try:
@@ -173,6 +175,12 @@ async def build(
                 EffectKind.WORKSPACE_WRITE: leases.finish_write,
                 EffectKind.CHECKPOINT_COMMIT: session_engine.finish_checkpoint,
             },
+        ),
+        SessionSchedule(
+            uow,
+            clock=clock,
+            session_timeout_seconds=settings.session_timeout_seconds,
+            checkpoint_interval_seconds=settings.checkpoint_interval_seconds,
         ),
     )
 

@@ -147,6 +147,7 @@ def create_app(
         await notifier.start()
         runner = SessionRunner(
             components.session_engine,
+            components.schedule,
             components.sessions,
             components.events,
             components.bus,

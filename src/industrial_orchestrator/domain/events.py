@@ -37,6 +37,7 @@ class EventType(StrEnum):
     TASK_LEASED = "task.leased"
     TASK_ATTEMPT_ENDED = "task.attempt_ended"
     TASK_LOOP_STOPPED = "task.loop_stopped"
+    TASK_HELD_UP = "task.held_up"
     CONTEXT_CREATED = "context.created"
     CONTEXT_UPDATED = "context.updated"
     CONTEXT_CONFLICT = "context.conflict"

@@ -108,6 +108,18 @@ def task_attempt_ended(task: Task, attempt: TaskAttempt, artifacts: int = 0) -> 
     )
 
 
+def task_held_up(task: Task, attempt: int, trouble: str | None, now: datetime) -> NewEvent:
+    """What holds up the agent's attempt (its provider being retried), or, with
+    ``trouble`` None, that nothing does any more: the engine shows the session DEGRADED
+    meanwhile, and learns of it from this event."""
+    return NewEvent(
+        EventType.TASK_HELD_UP,
+        now,
+        task.session_id,
+        {"task_id": str(task.id), "attempt": attempt, "trouble": trouble},
+    )
+
+
 def task_loop_stopped(
     task: Task, attempt: TaskAttempt, stop: LoopStop, *, requeued: bool
 ) -> NewEvent:

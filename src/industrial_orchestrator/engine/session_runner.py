@@ -1,10 +1,18 @@
-"""The session runner: the loop inside ``orchestrator serve`` that moves every RUNNING
-session on (``SessionEngine.step``) and runs verification commands.
+"""The session runner: the loop inside ``orchestrator serve`` that moves RUNNING sessions
+on (``SessionEngine.step``) and runs verification commands.
 
-It wakes on every commit (a task finished, a session started) and at least every
-``ENGINE_TICK_SECONDS``. The steps themselves are database transactions and idempotent,
-so every replica may run this loop; a verification command, the one step with effects
-outside the database, runs under a lock so that only one replica runs it at a time.
+Stepping is work-driven (``services.session_schedule``): a round steps only the sessions
+that something happened to since the last round (read from the event log from a cursor,
+so another replica's commits count as much as this one's), those whose timer is due
+(time limit, periodic checkpoint), those whose last step was deferred, and those no live
+process owns. A session nobody touches costs nothing until its timer; the first round
+after a start looks at every session that may need the engine. Rounds run on every
+wake-up of the event bus and at least every ``ENGINE_TICK_SECONDS``.
+
+The steps themselves are database transactions and idempotent, and a session is stepped
+only by the process that holds its ownership lease (renewed for all of a process's
+sessions in one statement); a verification command, the one step with effects outside
+the database, runs under a lock so that only one replica runs it at a time.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from ..domain.storable_text import storable
 from ..services.events import EventLog
 from ..services.ports import Planner, ProposedPlan, TreeBinding, WorkingTrees
 from ..services.session_engine import PlanDue, ReviewDue, SessionEngine
+from ..services.session_schedule import SessionSchedule
 from ..services.sessions import SessionService
 from ..services.task_leases import session_workspace
 from .dispatcher import Dispatcher
@@ -40,6 +49,11 @@ _LOG_FLUSH_SECONDS = 0.5
 _LOG_FLUSH_BYTES = 64 * 1024
 _OUTPUT_KEPT_CHARS = 64 * 1024
 _PARALLEL_STEPS = 8
+# After a step that failed unexpectedly, the session is looked at again this much later.
+_FAILED_STEP_RETRY_SECONDS = 5.0
+# A timer is acted on this much after it is due, so that the limit it stands for (a
+# deadline) has passed when the step compares.
+_TIMER_SLACK_SECONDS = 0.05
 _STOP_SECONDS = 10.0
 # Rounds in a row a session's tree may fail to be made before the session is given up.
 _TREE_TRIES = 5
@@ -49,6 +63,7 @@ class SessionRunner:
     def __init__(
         self,
         engine: SessionEngine,
+        schedule: SessionSchedule,
         sessions: SessionService,
         events: EventLog,
         bus: EventBus,
@@ -69,6 +84,7 @@ class SessionRunner:
         self._bound: set[UUID] = set()
         self._tree_failures: dict[UUID, int] = {}
         self._engine = engine
+        self._schedule = schedule
         self._sessions = sessions
         self._events = events
         self._bus = bus
@@ -82,7 +98,12 @@ class SessionRunner:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
         self._loop: asyncio.Task[None] | None = None
         self._reviews: dict[UUID, asyncio.Task[None]] = {}
-        self._held: dict[UUID, float] = {}  # session -> when to renew its ownership
+        self._held: dict[UUID, float] = {}  # session -> until when this process owns it
+        self._cursor: int | None = None  # the last event looked at; None: not yet
+        self._timers: dict[UUID, float] = {}  # session -> when to step it (monotonic)
+        self._again: set[UUID] = set()  # sessions to look at in the next round
+        self._foreign: set[UUID] = set()  # held by another process when last tried
+        self._next_renewal = 0.0
         self._stopping = asyncio.Event()
 
     async def start(self) -> None:
@@ -127,9 +148,7 @@ class SessionRunner:
             await self._dispatcher.run_once()
 
     async def _step_sessions(self) -> None:
-        visiting = await self._engine.to_visit()
-        for gone in set(self._held) - set(visiting):
-            del self._held[gone]
+        due = await self._due()
         # Sessions are independent: step several at once, so that one session's round
         # trips to the database do not hold up all the others.
         gate = asyncio.Semaphore(_PARALLEL_STEPS)
@@ -142,17 +161,49 @@ class SessionRunner:
                     raise
                 except Exception:  # one session's trouble is not the others'
                     log.exception("engine_step_failed", session_id=str(session_id))
+                    self._timers[session_id] = time.monotonic() + _FAILED_STEP_RETRY_SECONDS
 
-        await asyncio.gather(*(one(session_id) for session_id in visiting))
+        await asyncio.gather(*(one(session_id) for session_id in due))
+
+    async def _due(self) -> set[UUID]:
+        """The sessions this round must look at (module docstring)."""
+        now = time.monotonic()
+        if self._cursor is None:
+            # First round: whatever may need the engine (after a restart, a takeover).
+            self._cursor = await self._schedule.log_position()
+            due = set(await self._engine.to_visit())
+        else:
+            touched, self._cursor = await self._schedule.touched(self._cursor)
+            due = set(touched.sessions)
+            if touched.fleet_changed:
+                due.update(await self._schedule.waiting_on_agents())
+        due |= self._again
+        self._again = set()
+        for session_id, at in list(self._timers.items()):
+            if at <= now:
+                due.add(session_id)
+                del self._timers[session_id]
+        if now >= self._next_renewal:
+            # Every lease this process holds, renewed in one statement; and the running
+            # sessions nobody holds (new, or their owner died) are taken up.
+            self._next_renewal = now + self._lease / 3
+            held = await self._schedule.renew_owned(self.owner, self._lease)
+            self._held = {session_id: now + self._lease / 2 for session_id in held}
+            due.update(await self._schedule.unowned())
+        return due
 
     async def _step(self, session_id: UUID) -> None:
         try:
             if not await self._owns(session_id):
-                return  # another live process runs it
+                self._held_elsewhere(session_id)
+                return
+            self._foreign.discard(session_id)
             await self._prepare_workspace(session_id)
             due = await self._engine.step(session_id)
+            await self._set_timer(session_id)
         except OrchestratorError as exc:  # a race lost: the next round looks again
             log.info("engine_step_deferred", session_id=str(session_id), reason=exc.message)
+            self._again.add(session_id)
             return
         if isinstance(due, PlanDue):
             if session_id not in self._plans:
@@ -164,9 +215,28 @@ class SessionRunner:
                 self._review(due), name=f"review-{session_id}"
             )
 
+    def _held_elsewhere(self, session_id: UUID) -> None:
+        """Another live process runs the session. Tried once more when that lease would
+        have run out (a step it owes, e.g. closing the tasks of a session that ended, is
+        not lost if it died); after that, a running session left ownerless is found by
+        the renewal round's look for unowned sessions."""
+        self._timers.pop(session_id, None)
+        if session_id in self._foreign:
+            self._foreign.discard(session_id)
+            return
+        self._foreign.add(session_id)
+        self._timers[session_id] = time.monotonic() + self._lease + _TIMER_SLACK_SECONDS
+
+    async def _set_timer(self, session_id: UUID) -> None:
+        wait = await self._schedule.seconds_to_due(session_id)
+        if wait is None:
+            self._timers.pop(session_id, None)
+            return
+        self._timers[session_id] = time.monotonic() + max(0.0, wait) + _TIMER_SLACK_SECONDS
+
     async def _owns(self, session_id: UUID) -> bool:
-        """Whether this process runs the session; the lease is renewed once half of it
-        is gone, not on every round."""
+        """Whether this process runs the session. Held leases are renewed together each
+        renewal round (``_due``), not one by one."""
         now = time.monotonic()
         if self._held.get(session_id, 0.0) > now:
             return True
@@ -286,6 +356,7 @@ class SessionRunner:
             log.exception("planning_failed", session_id=str(due.session_id))
         finally:
             self._plans.pop(due.session_id, None)
+            self._again.add(due.session_id)  # whatever came of it, look again
 
     async def _review(self, due: ReviewDue) -> None:
         try:
@@ -313,6 +384,7 @@ class SessionRunner:
             log.exception("review_failed", session_id=str(due.session_id))
         finally:
             self._reviews.pop(due.session_id, None)
+            self._again.add(due.session_id)  # whatever came of it, look again
 
     async def _verify(self, due: ReviewDue) -> tuple[bool, str]:
         """Run the verification command in the workspace, its output streamed to the

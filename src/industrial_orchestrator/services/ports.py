@@ -99,6 +99,16 @@ class SessionRepository(Protocol):
 
     async def disown(self, owner: str, session_id: UUID | None = None) -> int: ...
 
+    async def renew_owned(
+        self, owner: str, states: Sequence[SessionState], until: datetime
+    ) -> list[UUID]:
+        """Extend to ``until`` every lease ``owner`` holds on a session in ``states``, in
+        one statement; the sessions it holds."""
+
+    async def unowned_in(self, states: Sequence[SessionState], now: datetime) -> list[UUID]:
+        """Sessions in ``states`` that no live process owns (no owner, or its lease ran
+        out before ``now``)."""
+
     async def forget_owners(self) -> int: ...
 
     async def bind_worktree(self, session_id: UUID, binding: WorktreeBinding) -> bool:
@@ -188,6 +198,12 @@ class EventRepository(Protocol):
         """The newest events of the log (of ``types`` if given), newest first."""
 
     async def last_id(self) -> int: ...
+
+    async def touched(
+        self, after_id: int, upto_id: int, types: Sequence[EventType]
+    ) -> list[tuple[UUID | None, EventType]]:
+        """The distinct (session, type) pairs of the events of ``types`` with an id in
+        (``after_id``, ``upto_id``]."""
 
 
 class TaskRepository(Protocol):

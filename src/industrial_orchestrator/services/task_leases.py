@@ -411,6 +411,10 @@ class TaskLeases:
             if current is None or current.agent_id != agent_id:
                 return False
             changed = await uow.attempts.set_trouble(task.id, task.attempt, trouble)
+            if changed and current.trouble != trouble and task.session_id is not None:
+                await uow.events.append(
+                    [task_events.task_held_up(task, task.attempt, trouble, self._clock())]
+                )
             await uow.commit()
         return changed
 

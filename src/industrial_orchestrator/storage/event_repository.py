@@ -128,6 +128,22 @@ class SqlEventRepository:
         result = await self._db.execute(query)
         return [_event(row) for row in result.mappings()]
 
+    async def touched(
+        self, after_id: int, upto_id: int, types: Sequence[EventType]
+    ) -> list[tuple[UUID | None, EventType]]:
+        # Two narrow columns over the id range: what happened since the last look, never
+        # the payloads (log lines are most of the log).
+        result = await self._db.execute(
+            sa.select(events.c.session_id, events.c.type)
+            .where(
+                events.c.id > after_id,
+                events.c.id <= upto_id,
+                events.c.type.in_([t.value for t in types]),
+            )
+            .distinct()
+        )
+        return [(row[0], EventType(row[1])) for row in result]
+
     async def last_id(self) -> int:
         last = await self._db.scalar(sa.select(sa.func.max(events.c.id)))
         return int(last or 0)

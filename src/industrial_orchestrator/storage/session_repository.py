@@ -137,6 +137,26 @@ class SqlSessionRepository:
         )
         return int(result.rowcount or 0)
 
+    async def renew_owned(
+        self, owner: str, states: Sequence[SessionState], until: datetime
+    ) -> list[UUID]:
+        result = await self._db.execute(
+            sa.update(sessions)
+            .where(sessions.c.owner == owner, sessions.c.status.in_([s.value for s in states]))
+            .values(owner_expires_at=until)
+            .returning(sessions.c.id)
+        )
+        return [row[0] for row in result]
+
+    async def unowned_in(self, states: Sequence[SessionState], now: datetime) -> list[UUID]:
+        result = await self._db.execute(
+            sa.select(sessions.c.id).where(
+                sessions.c.status.in_([s.value for s in states]),
+                sa.or_(sessions.c.owner.is_(None), sessions.c.owner_expires_at < now),
+            )
+        )
+        return [row[0] for row in result]
+
     async def forget_owners(self) -> int:
         """Clear every ownership lease (a single-process database after a restart)."""
         result = await self._db.execute(

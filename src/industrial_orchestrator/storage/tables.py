@@ -62,6 +62,7 @@ sessions = sa.Table(
     sa.Column("base_commit", sa.String(64)),
     sa.Index("ix_sessions_status_priority_created", "status", "priority_rank", "created_at"),
     sa.Index("ix_sessions_created_at", "created_at"),
+    sa.Index("ix_sessions_owner", "owner"),
 )
 
 session_transitions = sa.Table(

@@ -1,0 +1,91 @@
+"""What the runtime must step, and when: work-driven stepping's reads.
+
+A round of the runtime looks only at the sessions that need it: those the event log
+says something happened to since its last look (``domain.stepping``), those whose timer
+is due (time limit, periodic checkpoint), and those that no live process owns any more
+(their owner died). None of these reads every running session; a session nobody touches
+costs nothing until its next timer. Ownership leases are renewed for all of a process's
+sessions in one statement, not one transaction per session.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import UUID
+
+from ..domain.session import running_seconds
+from ..domain.session_states import SessionState
+from ..domain.stepping import WATCHED, Touched, touched_by
+from ..domain.tasks import TaskStatus
+from .ports import Clock, UnitOfWorkFactory
+
+RUNNING_STATES = (SessionState.RUNNING, SessionState.DEGRADED)
+# A process keeps owning the sessions it steps while they are not over.
+HELD_STATES = (SessionState.RUNNING, SessionState.DEGRADED, SessionState.PAUSED)
+
+
+class SessionSchedule:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        *,
+        clock: Clock,
+        session_timeout_seconds: int,
+        checkpoint_interval_seconds: float,
+    ) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._timeout = session_timeout_seconds
+        self._checkpoint_every = timedelta(seconds=checkpoint_interval_seconds)
+
+    async def log_position(self) -> int:
+        """The newest event's id: where the next look at the log starts."""
+        async with self._uow.reader() as uow:
+            return await uow.events.last_id()
+
+    async def touched(self, after_id: int) -> tuple[Touched, int]:
+        """What happened since event ``after_id``, and the id to look after next time.
+        Ids are given out in commit order, so nothing committed later has a smaller one."""
+        async with self._uow.reader() as uow:
+            upto = await uow.events.last_id()
+            if upto <= after_id:
+                return Touched(frozenset(), False), after_id
+            pairs = await uow.events.touched(after_id, upto, sorted(WATCHED))
+        return touched_by(pairs), upto
+
+    async def waiting_on_agents(self) -> list[UUID]:
+        """Sessions whose health depends on who is online: DEGRADED ones, and running
+        ones with a task waiting for an agent."""
+        async with self._uow.reader() as uow:
+            degraded = await uow.sessions.ids_in([SessionState.DEGRADED])
+            waiting = await uow.tasks.sessions_with_tasks_in([TaskStatus.READY])
+        return list(dict.fromkeys([*degraded, *waiting]))
+
+    async def renew_owned(self, owner: str, lease_seconds: float) -> list[UUID]:
+        """Extend every lease ``owner`` holds on a session not over yet; those sessions."""
+        until = self._clock() + timedelta(seconds=lease_seconds)
+        async with self._uow() as uow:
+            held = await uow.sessions.renew_owned(owner, HELD_STATES, until)
+            await uow.commit()
+        return held
+
+    async def unowned(self) -> list[UUID]:
+        """Running sessions no live process owns: new ones, or a dead owner's."""
+        async with self._uow.reader() as uow:
+            return await uow.sessions.unowned_in(RUNNING_STATES, self._clock())
+
+    async def seconds_to_due(self, session_id: UUID) -> float | None:
+        """How soon the session needs a step though nothing happens to it: its time
+        limit (time spent running, pauses not counted) or its next periodic checkpoint.
+        None when it is not running: an operator's resume is an event."""
+        now = self._clock()
+        async with self._uow.reader() as uow:
+            session = await uow.sessions.get(session_id)
+            if session is None or session.status not in RUNNING_STATES:
+                return None
+            ran = running_seconds(await uow.sessions.transitions(session_id), now)
+            latest = await uow.checkpoints.latest(session_id)
+        timeout = session.options.timeout_seconds or self._timeout
+        deadline = now + timedelta(seconds=max(0.0, timeout - ran))
+        since = latest.created_at if latest else (session.started_at or now)
+        return (min(deadline, since + self._checkpoint_every) - now).total_seconds()

@@ -1,0 +1,148 @@
+"""Work-driven stepping (both backends; two replicas on PostgreSQL): the engine steps a
+session when something happened to it or its timer is due, never because other sessions
+are busy; a due timer is acted on once, by the one process that owns the session."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from industrial_orchestrator.api.app import create_app
+from industrial_orchestrator.config import Settings
+
+from .helpers import API, create
+from .test_engine import ENGINE, session_of, tasks_of, until
+from .test_external_agents import Agent, register
+
+
+class Watch:
+    """Counts, without changing them, the engine's steps per session and the runner's
+    rounds of one app."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.steps: Counter[UUID] = Counter()
+        self.rounds = 0
+        runner = app.state.runner
+        engine = runner._engine
+        step, run_once = engine.step, runner.run_once
+
+        async def counted_step(session_id: UUID) -> Any:
+            self.steps[session_id] += 1
+            return await step(session_id)
+
+        async def counted_round() -> None:
+            await run_once()
+            self.rounds += 1
+
+        engine.step = counted_step
+        runner.run_once = counted_round
+
+    async def settled(self) -> None:
+        """Let the runner take in what happened before the watch began, then count from
+        zero."""
+        await self.rounds_pass(3)
+        self.steps.clear()
+
+    async def rounds_pass(self, count: int) -> None:
+        target = self.rounds + count
+        await until(lambda: _true(self.rounds >= target))
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def held_session(client: httpx.AsyncClient, agent: Agent, **options: Any) -> str:
+    """A RUNNING session whose one task the agent holds (and sits on)."""
+    session = await create(client, template="single", auto_start=True, **options)
+    assignment = await agent.pull(wait=5)
+    assert assignment is not None
+    assert assignment["session_id"] == session["id"]
+
+    async def settled() -> bool:
+        tasks = await tasks_of(client, session["id"])
+        return (await session_of(client, session["id"]))["status"] == "RUNNING" and any(
+            t["status"] == "RUNNING" for t in tasks
+        )
+
+    await until(settled)
+    return str(session["id"])
+
+
+@pytest.mark.settings(**ENGINE)
+async def test_a_session_nobody_touches_is_not_stepped(client: httpx.AsyncClient, app: FastAPI):
+    agent = await register(client, capabilities=["code_generation"], max_concurrent_tasks=2)
+    quiet = await held_session(client, agent)
+    touched = await held_session(client, agent)
+    watch = Watch(app)
+    await watch.settled()
+    await watch.rounds_pass(20)
+    # Its log lines are not something the engine decides on either.
+    logged = await client.post(
+        f"{API}/sessions/{quiet}/logs", json={"stream": "agent", "text": "thinking"}
+    )
+    assert logged.status_code == 201, logged.text
+    await watch.rounds_pass(20)
+    assert watch.steps[UUID(quiet)] == 0
+    assert watch.steps[UUID(touched)] == 0
+    # An operator's move is: that session, and only it, is stepped.
+    paused = await client.post(f"{API}/sessions/{touched}/pause")
+    assert paused.status_code == 200, paused.text
+    await until(lambda: _true(watch.steps[UUID(touched)] >= 1))
+    await watch.rounds_pass(20)
+    assert watch.steps[UUID(quiet)] == 0
+    # The pause took the task back from the agent: the step did its work.
+    tasks = await tasks_of(client, touched)
+    assert [t["status"] for t in tasks if t["task_type"] != "root"] != ["RUNNING"]
+
+
+@pytest.mark.settings(**ENGINE, checkpoint_interval_seconds=1.0)
+async def test_a_due_timer_is_acted_on_once(client: httpx.AsyncClient, app: FastAPI):
+    agent = await register(client, capabilities=["code_generation"])
+    watch = Watch(app)
+    session_id = await held_session(client, agent, timeout_seconds=3)
+    await watch.settled()
+    # Nothing touches it: its timers alone move it, a periodic checkpoint each second
+    # and the end at its time limit.
+    ended = await until(lambda: _status(client, session_id, "TIMEOUT"), within=30)
+    assert ended["status_reason"] == "ran longer than 3 s"
+    checkpoints = (await client.get(f"{API}/sessions/{session_id}/checkpoints")).json()
+    periodic = [c for c in checkpoints["items"] if c["label"].startswith("periodic")]
+    assert 1 <= len(periodic) <= 3
+    # One step per timer, one for the end's own transition, nothing in between.
+    assert watch.steps[UUID(session_id)] <= len(periodic) + 2
+
+
+async def _status(client: httpx.AsyncClient, session_id: str, status: str) -> Any:
+    shown = await session_of(client, session_id)
+    return shown if shown["status"] == status else None
+
+
+@pytest.fixture
+async def second_replica(settings_for: Settings) -> AsyncIterator[FastAPI]:
+    replica = create_app(settings_for)
+    async with replica.router.lifespan_context(replica):
+        yield replica
+
+
+# SQLite serves one process: replicas share PostgreSQL.
+@pytest.mark.parametrize("backend", ["postgresql"])
+@pytest.mark.settings(**ENGINE, checkpoint_interval_seconds=1.0)
+async def test_with_two_replicas_one_owner_acts_on_the_timer(
+    client: httpx.AsyncClient, app: FastAPI, second_replica: FastAPI
+):
+    agent = await register(client, capabilities=["code_generation"])
+    first, second = Watch(app), Watch(second_replica)
+    session_id = await held_session(client, agent, timeout_seconds=3)
+    await until(lambda: _status(client, session_id, "TIMEOUT"), within=30)
+    sid = UUID(session_id)
+    stepped_by = [name for name, watch in (("a", first), ("b", second)) if watch.steps[sid]]
+    assert len(stepped_by) == 1, (first.steps[sid], second.steps[sid])
+    history = (await client.get(f"{API}/sessions/{session_id}/transitions")).json()
+    assert [t["to_state"] for t in history].count("TIMEOUT") == 1
