@@ -28,7 +28,7 @@ class Watch:
     def __init__(self, app: FastAPI) -> None:
         self.steps: Counter[UUID] = Counter()
         self.rounds = 0
-        runner = app.state.runner
+        runner = self._runner = app.state.runner
         engine = runner._engine
         step, run_once = engine.step, runner.run_once
 
@@ -47,7 +47,11 @@ class Watch:
         """Let the runner take in what happened before the watch began, then count from
         zero."""
         await self.rounds_pass(3)
+        await until(lambda: _true(self.idle()))
         self.steps.clear()
+
+    def idle(self) -> bool:
+        return self._runner._queue.empty() and not self._runner._stepping
 
     async def rounds_pass(self, count: int) -> None:
         target = self.rounds + count

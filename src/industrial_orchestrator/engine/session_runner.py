@@ -7,7 +7,9 @@ so another replica's commits count as much as this one's), those whose timer is 
 (time limit, periodic checkpoint), those whose last step was deferred, and those no live
 process owns. A session nobody touches costs nothing until its timer; the first round
 after a start looks at every session that may need the engine. Rounds run on every
-wake-up of the event bus and at least every ``ENGINE_TICK_SECONDS``.
+wake-up of the event bus and at least every ``ENGINE_TICK_SECONDS``, and hand what they
+find to step workers that step sessions as they come (no round waits for its slowest
+step; one session is never stepped by two workers at once).
 
 The steps themselves are database transactions and idempotent, and a session is stepped
 only by the process that holds its ownership lease (renewed for all of a process's
@@ -49,6 +51,8 @@ _LOG_FLUSH_SECONDS = 0.5
 _LOG_FLUSH_BYTES = 64 * 1024
 _OUTPUT_KEPT_CHARS = 64 * 1024
 _PARALLEL_STEPS = 8
+_STOP = UUID(int=0)
+"""Tells a step worker to stop."""
 # After a step that failed unexpectedly, the session is looked at again this much later.
 _FAILED_STEP_RETRY_SECONDS = 5.0
 # A timer is acted on this much after it is due, so that the limit it stands for (a
@@ -104,26 +108,41 @@ class SessionRunner:
         self._again: set[UUID] = set()  # sessions to look at in the next round
         self._foreign: set[UUID] = set()  # held by another process when last tried
         self._next_renewal = 0.0
+        # Sessions waiting for a step worker, being stepped, and touched again while
+        # being stepped (stepped once more right after).
+        self._queue: asyncio.Queue[UUID] = asyncio.Queue()
+        self._queued: set[UUID] = set()
+        self._stepping: set[UUID] = set()
+        self._redo: set[UUID] = set()
+        self._workers: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
 
     async def start(self) -> None:
         if self._single_process:
             # Nobody else can serve this database: whatever ran before is gone.
             await self._engine.forget_owners()
+        self._workers = [
+            asyncio.create_task(self._step_worker(), name=f"session-step-{n}")
+            for n in range(_PARALLEL_STEPS)
+        ]
         self._loop = asyncio.create_task(self._run(), name="session-runner")
 
     async def close(self) -> None:
-        """Stop after the round in progress (a round cut off mid-transaction could leave
+        """Stop after the steps in progress (a step cut off mid-transaction could leave
         a connection holding the database's write lock), then give the sessions up."""
         self._stopping.set()
         if self._loop is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._loop), _STOP_SECONDS)
-            except TimeoutError:
-                self._loop.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._loop
-            self._loop = None
+            await _finish([self._loop])
+        # What waits is not stepped (the next start looks at every session); a step
+        # under way finishes, then its worker takes the sentinel and stops.
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queued.clear()
+        for _ in self._workers:
+            self._queue.put_nowait(_STOP)
+        await _finish(self._workers)
+        self._loop = None
+        self._workers = []
         reviews = [*self._reviews.values(), *self._plans.values()]
         for review in reviews:
             review.cancel()
@@ -141,29 +160,42 @@ class SessionRunner:
                 await self._engine.disown(self.owner)
 
     async def run_once(self) -> None:
-        """One round over every session that needs the engine, then the internal agents'
-        dispatch."""
-        await self._step_sessions()
+        """One round: hand every session that needs the engine to the step workers, then
+        the internal agents' dispatch."""
+        for session_id in await self._due():
+            self._enqueue(session_id)
         if self._dispatcher is not None:
             await self._dispatcher.run_once()
 
-    async def _step_sessions(self) -> None:
-        due = await self._due()
-        # Sessions are independent: step several at once, so that one session's round
-        # trips to the database do not hold up all the others.
-        gate = asyncio.Semaphore(_PARALLEL_STEPS)
+    def _enqueue(self, session_id: UUID) -> None:
+        if session_id in self._stepping:
+            self._redo.add(session_id)  # what it is being stepped for may be too late
+        elif session_id not in self._queued:
+            self._queued.add(session_id)
+            self._queue.put_nowait(session_id)
 
-        async def one(session_id: UUID) -> None:
-            async with gate:
-                try:
-                    await self._step(session_id)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # one session's trouble is not the others'
-                    log.exception("engine_step_failed", session_id=str(session_id))
-                    self._timers[session_id] = time.monotonic() + _FAILED_STEP_RETRY_SECONDS
-
-        await asyncio.gather(*(one(session_id) for session_id in due))
+    async def _step_worker(self) -> None:
+        """Steps sessions as they come, several workers side by side: a session is not
+        held up by a round of others (no round waits for its slowest step), and one
+        session is never stepped by two workers at once."""
+        while True:
+            session_id = await self._queue.get()
+            if session_id == _STOP:
+                return
+            self._queued.discard(session_id)
+            self._stepping.add(session_id)
+            try:
+                await self._step(session_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one session's trouble is not the others'
+                log.exception("engine_step_failed", session_id=str(session_id))
+                self._timers[session_id] = time.monotonic() + _FAILED_STEP_RETRY_SECONDS
+            finally:
+                self._stepping.discard(session_id)
+            if session_id in self._redo:
+                self._redo.discard(session_id)
+                self._enqueue(session_id)
 
     async def _due(self) -> set[UUID]:
         """The sessions this round must look at (module docstring)."""
@@ -456,6 +488,18 @@ class SessionRunner:
             await self._events.append_log(session_id, stream, text)
         except OrchestratorError:
             log.warning("verify_log_lost", session_id=str(session_id))
+
+
+async def _finish(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait for ``tasks`` to end by themselves, ``_STOP_SECONDS`` at most, then cancel."""
+    if not tasks:
+        return
+    _done, late = await asyncio.wait(tasks, timeout=_STOP_SECONDS)
+    for task in late:
+        task.cancel()
+    for task in late:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _kill_group(process: asyncio.subprocess.Process) -> None:

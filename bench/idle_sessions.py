@@ -1,0 +1,253 @@
+"""What a fleet of waiting sessions costs the server while nothing happens to them.
+
+What it measures
+----------------
+For each size of ``--sessions`` (``50,200``: one server per size), the script starts a
+real ``orchestrator serve`` on PostgreSQL + Redis (a fresh ``io_bench_idle_<random>``
+database and a ``REDIS_PREFIX`` of its own) with the session engine on and every other
+setting at its default. One external agent registers over the External Agent Protocol
+with room for every task; the sessions are created with ``auto_start`` and the
+``single`` plan (one agent task each), and the agent takes every task and sits on it,
+beating every ``heartbeat_interval_seconds`` the server asks for with the tasks it
+holds, as a busy agent does. Once every session is RUNNING with its task leased (and
+a few seconds more, for the last plans' checkpoints), the CPU of the server process and
+of the machine is measured over ``--seconds`` (60), in % of one core.
+
+Nothing happens to the sessions during the window but the agent's heartbeats: the
+figure is what the runtime spends on a fleet that waits, which should not grow with
+the fleet. Checked at the end (exit 1 otherwise): every session still RUNNING with its
+task RUNNING.
+
+Run with ``.venv/bin/python bench/idle_sessions.py [--sessions 50,200] [--seconds 60]
+[--json]``. Exits 1 when a check failed, 2 when the benchmark could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import sys
+import tempfile
+import time
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+# The sibling scripts' helpers: run as a script, bench/ is on sys.path.
+from engine_sessions import EAP, check_redis, http_client
+from transitions import (
+    LOOPBACK,
+    SESSIONS_PATH,
+    BenchError,
+    CpuSnapshot,
+    CpuUse,
+    Postgres,
+    bench_main,
+    cpu_model,
+    fmt_pct,
+    progress,
+    running_server,
+    server_env,
+    temporary_database,
+)
+
+SETTLE_SECONDS = 5.0
+CREATE_CONCURRENCY = 8
+PULL_WAIT_SECONDS = 5.0
+
+
+@dataclass
+class SizeResult:
+    sessions: int
+    setup_seconds: float = 0.0
+    cpu: CpuUse | None = None
+    not_running: int = 0
+
+
+@dataclass
+class Report:
+    cpu_model: str
+    cores: int
+    seconds: float
+    sizes: list[SizeResult] = field(default_factory=list)
+
+    @property
+    def problems(self) -> int:
+        return sum(size.not_running for size in self.sizes)
+
+
+async def _created(http: httpx.AsyncClient, count: int) -> list[str]:
+    gate = asyncio.Semaphore(CREATE_CONCURRENCY)
+
+    async def one(n: int) -> str:
+        async with gate:
+            response = await http.post(
+                SESSIONS_PATH,
+                json={
+                    "title": f"idle {n}",
+                    "initial_prompt": "Wait for the agent",
+                    "template": "single",
+                    "auto_start": True,
+                },
+            )
+            if response.status_code != 201:
+                raise BenchError(f"create: {response.status_code} {response.text[:200]}")
+            return str(response.json()["id"])
+
+    return list(await asyncio.gather(*(one(n) for n in range(count))))
+
+
+async def _measure(base_url: str, pid: int, size: SizeResult, seconds: float) -> None:
+    started = time.monotonic()
+    async with http_client(base_url) as http:
+        registered = await http.post(
+            f"{EAP}/register",
+            json={
+                "protocol_version": "1.0",
+                "name": "sitter",
+                "version": "1",
+                "agent_type": "implementer",
+                "capabilities": ["code_generation"],
+                "max_concurrent_tasks": size.sessions,
+            },
+        )
+        if registered.status_code != 201:
+            raise BenchError(f"register: {registered.status_code} {registered.text[:200]}")
+        agent: dict[str, Any] = registered.json()
+        headers = {
+            "Authorization": f"Bearer {agent['auth_token']}",
+            "X-Agent-ID": agent["agent_id"],
+        }
+        held: list[str] = []
+        await _created(http, size.sessions)
+        while len(held) < size.sessions:
+            pulled = await http.post(
+                f"{EAP}/{agent['agent_id']}/tasks/next",
+                params={"wait_seconds": PULL_WAIT_SECONDS},
+                headers=headers,
+            )
+            if pulled.status_code == 200:
+                held.append(pulled.json()["task_id"])
+            elif pulled.status_code != 204:
+                raise BenchError(f"pull: {pulled.status_code} {pulled.text[:200]}")
+        progress.print(f"{size.sessions} sessions: every task held; settling")
+        stop = asyncio.Event()
+
+        async def beat() -> None:
+            while not stop.is_set():
+                ack = await http.post(
+                    f"{EAP}/{agent['agent_id']}/heartbeat",
+                    json={"status": "busy", "task_ids": held},
+                    headers=headers,
+                )
+                if ack.status_code == 200:
+                    headers["Authorization"] = f"Bearer {ack.json()['auth_token']}"
+                    interval = float(ack.json()["heartbeat_interval_seconds"])
+                else:
+                    interval = 1.0
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), interval)
+
+        beating = asyncio.create_task(beat())
+        await asyncio.sleep(SETTLE_SECONDS)
+        size.setup_seconds = round(time.monotonic() - started, 1)
+        progress.print(f"{size.sessions} sessions: measuring {seconds:g} s")
+        before, window = CpuSnapshot.take(pid), time.monotonic()
+        await asyncio.sleep(seconds)
+        after = CpuSnapshot.take(pid)
+        size.cpu = CpuUse.between(before, after, time.monotonic() - window)
+        stop.set()
+        await beating
+        stats = (await http.get(f"{SESSIONS_PATH}/stats")).json()
+        size.not_running = size.sessions - int(stats["by_state"].get("RUNNING", 0))
+
+
+def _bench_size(count: int, args: argparse.Namespace) -> SizeResult:
+    size = SizeResult(count)
+    with ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="io_bench_")))
+        check_redis(args.redis_port)
+        pg = Postgres(port=args.pg_port, user=args.pg_user, admin_db=args.pg_admin_db)
+        database = stack.enter_context(temporary_database(pg, "idle"))
+        env = server_env(
+            workdir / "home",
+            DATABASE_URL=pg.url(database),
+            REDIS_HOST=LOOPBACK,
+            REDIS_PORT=str(args.redis_port),
+            REDIS_PREFIX=f"io_bench_{secrets.token_hex(4)}",
+            ENGINE_ENABLED="true",
+        )
+        base_url, pid = stack.enter_context(running_server(env, workdir))
+        asyncio.run(_measure(base_url, pid, size, args.seconds))
+    return size
+
+
+def run(args: argparse.Namespace) -> Report:
+    report = Report(cpu_model(), os.cpu_count() or 0, args.seconds)
+    for count in args.sessions:
+        report.sizes.append(_bench_size(count, args))
+    return report
+
+
+def print_tables(report: Report) -> None:
+    out = Console()
+    table = Table(
+        title=f"Idle running sessions, PostgreSQL + Redis ({report.cpu_model}, "
+        f"{report.cores} cores): CPU over {report.seconds:g} s, % of one core"
+    )
+    for column in ("sessions", "setup", "server CPU", "machine CPU", "not RUNNING"):
+        table.add_column(column, justify="right")
+    for size in report.sizes:
+        table.add_row(
+            str(size.sessions),
+            f"{size.setup_seconds:g} s",
+            fmt_pct(size.cpu.server if size.cpu else None),
+            fmt_pct(size.cpu.machine if size.cpu else None),
+            str(size.not_running),
+        )
+    out.print(table)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0] if __doc__ else "")
+    parser.add_argument(
+        "--sessions",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[50, 200],
+        help="sizes, comma-separated, one server each (50,200)",
+    )
+    parser.add_argument("--seconds", type=float, default=60.0, help="measured window (60)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--pg-port", type=int, default=5432, help="PostgreSQL port on 127.0.0.1")
+    parser.add_argument("--pg-user", default="postgres", help="PostgreSQL role (trust auth)")
+    parser.add_argument(
+        "--pg-admin-db", default="test", help="existing database to connect to for CREATE DATABASE"
+    )
+    parser.add_argument("--redis-port", type=int, default=6379, help="Redis port on 127.0.0.1")
+    args = parser.parse_args(argv)
+    if min(args.sessions) < 1 or args.seconds <= 0:
+        parser.error("--sessions must be at least 1 and --seconds positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return bench_main(
+        lambda: run(args),
+        as_json=args.json,
+        print_tables=print_tables,
+        failures=lambda report: report.problems,
+        failures_key="problems",
+        cleaned_up="servers stopped, databases dropped",
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
