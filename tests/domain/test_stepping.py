@@ -32,7 +32,7 @@ A, B = uuid4(), uuid4()
     ],
 )
 def test_each_kind_of_event(kind: EventType, steps: bool, fleet: bool) -> None:
-    touched = touched_by([(A, kind)])
+    touched = touched_by([(A, kind, None)])
     assert touched.sessions == (frozenset({A}) if steps else frozenset())
     assert touched.fleet_changed is fleet
 
@@ -40,11 +40,11 @@ def test_each_kind_of_event(kind: EventType, steps: bool, fleet: bool) -> None:
 def test_many_events_name_each_session_once_and_skip_global_ones() -> None:
     touched = touched_by(
         [
-            (A, EventType.TASK_TRANSITION),
-            (A, EventType.TASK_LEASED),
-            (B, EventType.SESSION_LOG),
-            (None, EventType.TASK_TRANSITION),  # a task of no session
-            (B, EventType.SESSION_TRANSITION),
+            (A, EventType.TASK_TRANSITION, "COMPLETED"),
+            (A, EventType.TASK_LEASED, None),
+            (B, EventType.SESSION_LOG, None),
+            (None, EventType.TASK_TRANSITION, "COMPLETED"),  # a task of no session
+            (B, EventType.SESSION_TRANSITION, "PAUSED"),
         ]
     )
     assert touched.sessions == frozenset({A, B})
@@ -53,3 +53,20 @@ def test_many_events_name_each_session_once_and_skip_global_ones() -> None:
 
 def test_no_event_kind_is_both() -> None:
     assert not SESSION_EVENTS & FLEET_EVENTS
+
+
+@pytest.mark.parametrize(
+    ("to", "steps"),
+    [
+        ("READY", True),
+        ("COMPLETED", True),
+        ("FAILED", True),
+        ("CANCELLED", True),
+        ("RUNNING", False),
+    ],
+)
+def test_a_lease_alone_calls_for_no_step(to: str, steps: bool) -> None:
+    # READY -> RUNNING is an agent taking the task: its result will be the next event.
+    assert bool(touched_by([(A, EventType.TASK_TRANSITION, to)]).sessions) is steps
+    # A session whose state is RUNNING again (resumed) is stepped all the same.
+    assert touched_by([(A, EventType.SESSION_TRANSITION, "RUNNING")]).sessions == {A}

@@ -56,14 +56,23 @@ class Touched:
     fleet_changed: bool
 
 
-def touched_by(events: Iterable[tuple[UUID | None, EventType]]) -> Touched:
-    """From (session, type) pairs of the log: the sessions to step, and whether the
-    fleet changed."""
+LEASED = "RUNNING"
+"""A task's move to RUNNING is an agent taking it: nothing the engine decides on changes
+(the agent's result, or its lease running out, will be another event)."""
+
+
+def calls_for_a_step(kind: EventType, to: str | None) -> bool:
+    return kind in SESSION_EVENTS and not (kind == EventType.TASK_TRANSITION and to == LEASED)
+
+
+def touched_by(events: Iterable[tuple[UUID | None, EventType, str | None]]) -> Touched:
+    """From (session, type, state a transition went to) of the log: the sessions to
+    step, and whether the fleet changed."""
     sessions: set[UUID] = set()
     fleet_changed = False
-    for session_id, kind in events:
+    for session_id, kind, to in events:
         if kind in FLEET_EVENTS:
             fleet_changed = True
-        elif kind in SESSION_EVENTS and session_id is not None:
+        elif session_id is not None and calls_for_a_step(kind, to):
             sessions.add(session_id)
     return Touched(frozenset(sessions), fleet_changed)

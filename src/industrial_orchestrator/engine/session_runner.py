@@ -198,30 +198,32 @@ class SessionRunner:
                 self._enqueue(session_id)
 
     async def _due(self) -> set[UUID]:
-        """The sessions this round must look at (module docstring)."""
+        """The sessions this round must look at (module docstring). The database is read
+        first: a round cut short by it (an outage) forgets nothing for the next one."""
         now = time.monotonic()
         if self._cursor is None:
             # First round: whatever may need the engine (after a restart, a takeover).
-            self._cursor = await self._schedule.log_position()
+            cursor = await self._schedule.log_position()
             due = set(await self._engine.to_visit())
         else:
-            touched, self._cursor = await self._schedule.touched(self._cursor)
+            touched, cursor = await self._schedule.touched(self._cursor)
             due = set(touched.sessions)
             if touched.fleet_changed:
                 due.update(await self._schedule.waiting_on_agents())
+        if now >= self._next_renewal:
+            # Every lease this process holds, renewed in one statement; and the running
+            # sessions nobody holds (new, or their owner died) are taken up.
+            held = await self._schedule.renew_owned(self.owner, self._lease)
+            due.update(await self._schedule.unowned())
+            self._held = {session_id: now + self._lease / 2 for session_id in held}
+            self._next_renewal = now + self._lease / 3
+        self._cursor = cursor
         due |= self._again
         self._again = set()
         for session_id, at in list(self._timers.items()):
             if at <= now:
                 due.add(session_id)
                 del self._timers[session_id]
-        if now >= self._next_renewal:
-            # Every lease this process holds, renewed in one statement; and the running
-            # sessions nobody holds (new, or their owner died) are taken up.
-            self._next_renewal = now + self._lease / 3
-            held = await self._schedule.renew_owned(self.owner, self._lease)
-            self._held = {session_id: now + self._lease / 2 for session_id in held}
-            due.update(await self._schedule.unowned())
         return due
 
     async def _step(self, session_id: UUID) -> None:
@@ -260,6 +262,12 @@ class SessionRunner:
         self._timers[session_id] = time.monotonic() + self._lease + _TIMER_SLACK_SECONDS
 
     async def _set_timer(self, session_id: UUID) -> None:
+        """When to step the session next if nothing happens to it. A timer already set
+        is kept: a step at a time when nothing is due costs one step and sets the next,
+        while reading the time limit and the last checkpoint after every step would cost
+        three reads each time."""
+        if session_id in self._timers:
+            return
         wait = await self._schedule.seconds_to_due(session_id)
         if wait is None:
             self._timers.pop(session_id, None)

@@ -201,9 +201,9 @@ class EventRepository(Protocol):
 
     async def touched(
         self, after_id: int, upto_id: int, types: Sequence[EventType]
-    ) -> list[tuple[UUID | None, EventType]]:
-        """The distinct (session, type) pairs of the events of ``types`` with an id in
-        (``after_id``, ``upto_id``]."""
+    ) -> list[tuple[UUID | None, EventType, str | None]]:
+        """The distinct (session, type, the state a transition went to) of the events of
+        ``types`` with an id in (``after_id``, ``upto_id``]."""
 
 
 class TaskRepository(Protocol):

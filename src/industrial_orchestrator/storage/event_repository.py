@@ -130,11 +130,11 @@ class SqlEventRepository:
 
     async def touched(
         self, after_id: int, upto_id: int, types: Sequence[EventType]
-    ) -> list[tuple[UUID | None, EventType]]:
-        # Two narrow columns over the id range: what happened since the last look, never
-        # the payloads (log lines are most of the log).
+    ) -> list[tuple[UUID | None, EventType, str | None]]:
+        # Narrow columns over the id range: what happened since the last look, never the
+        # payloads (log lines are most of the log), only the state a transition went to.
         result = await self._db.execute(
-            sa.select(events.c.session_id, events.c.type)
+            sa.select(events.c.session_id, events.c.type, events.c.payload["to"].as_string())
             .where(
                 events.c.id > after_id,
                 events.c.id <= upto_id,
@@ -142,7 +142,7 @@ class SqlEventRepository:
             )
             .distinct()
         )
-        return [(row[0], EventType(row[1])) for row in result]
+        return [(row[0], EventType(row[1]), row[2]) for row in result]
 
     async def last_id(self) -> int:
         last = await self._db.scalar(sa.select(sa.func.max(events.c.id)))
