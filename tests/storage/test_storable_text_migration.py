@@ -18,13 +18,21 @@ from fastapi import FastAPI
 from industrial_orchestrator.api.app import create_app
 from industrial_orchestrator.config import Settings
 from industrial_orchestrator.storage.database import create_engine
-from industrial_orchestrator.storage.migrate import current_revision, head_revision, upgrade_to_head
+from industrial_orchestrator.storage.migrate import (
+    current_revision,
+    downgrade_to,
+    head_revision,
+    upgrade_to_head,
+)
 
 from ..api.helpers import API
 
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
 EXTERNAL = f"{API}/agents/external"
 MARK = "MARK"
+BEFORE_REPAIR = "0013"
+"""The revision before the repair (0014): an older version's schema, taken back to with the
+migrations' own downgrades."""
 
 pytestmark = pytest.mark.settings(secret_key=SECRET)
 
@@ -115,13 +123,13 @@ async def test_a_sqlite_database_poisoned_by_an_older_version_serves_after_the_u
         )
         raw.execute("UPDATE agents SET metadata = replace(metadata, ?, ?)", (MARK, "\\udfff"))
         raw.execute("UPDATE events SET payload = replace(payload, ?, ?)", (MARK, "\\u0000"))
-        raw.execute("UPDATE alembic_version SET version_num = '0013'")
     with sqlite3.connect(database) as raw:
         stored = json.loads(raw.execute("SELECT metadata FROM sessions").fetchone()[0])
     assert stored["k"] == "\ud800x"  # the poison is in place: this is what broke reads
 
     engine = create_engine(settings_for.database)
     try:
+        await downgrade_to(engine, BEFORE_REPAIR)
         await upgrade_to_head(engine)
         assert await current_revision(engine) == head_revision()
     finally:
@@ -151,10 +159,10 @@ async def test_the_repair_leaves_good_rows_and_valid_surrogate_pairs_alone(
     database = settings_for.database.database
     assert database is not None
     with sqlite3.connect(database) as raw:
-        raw.execute("UPDATE alembic_version SET version_num = '0013'")
         before = raw.execute("SELECT * FROM sessions").fetchall()
     engine = create_engine(settings_for.database)
     try:
+        await downgrade_to(engine, BEFORE_REPAIR)
         await upgrade_to_head(engine)
     finally:
         await engine.dispose()
@@ -190,8 +198,7 @@ async def test_postgresql_cannot_hold_such_rows_so_its_upgrade_has_nothing_to_re
                 with pytest.raises(sa.exc.DBAPIError):
                     async with connection.begin():
                         await connection.execute(sa.text(statement), {"v": value})
-            async with connection.begin():
-                await connection.execute(sa.text("UPDATE alembic_version SET version_num='0013'"))
+        await downgrade_to(engine, BEFORE_REPAIR)
         await upgrade_to_head(engine)
         assert await current_revision(engine) == head_revision()
     finally:

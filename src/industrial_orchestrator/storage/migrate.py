@@ -45,6 +45,19 @@ async def upgrade_to_head(engine: AsyncEngine, revision: str = "head") -> None:
             await connection.run_sync(_upgrade)
 
 
+async def downgrade_to(engine: AsyncEngine, revision: str) -> None:
+    """Take the schema back to ``revision`` (the older migrations' ``downgrade``): what a
+    database an older version left looks like, for the tests of the upgrade."""
+
+    def _downgrade(connection: Connection) -> None:
+        command.downgrade(_config(connection), revision)
+
+    async with engine.connect() as connection:
+        await connection.execution_options(**{WRITE_OPTION: True})
+        async with connection.begin():
+            await connection.run_sync(_downgrade)
+
+
 async def current_revision(engine: AsyncEngine) -> str | None:
     def _current(connection: Connection) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
