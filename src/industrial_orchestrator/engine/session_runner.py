@@ -115,6 +115,8 @@ class SessionRunner:
         self._stepping: set[UUID] = set()
         self._redo: set[UUID] = set()
         self._workers: list[asyncio.Task[None]] = []
+        self._idle = asyncio.Event()  # nothing queued or being stepped
+        self._idle.set()
         self._stopping = asyncio.Event()
 
     async def start(self) -> None:
@@ -165,9 +167,14 @@ class SessionRunner:
         for session_id in await self._due():
             self._enqueue(session_id)
         if self._dispatcher is not None:
+            # Dispatch what these steps made READY, as one round did before the steps ran
+            # on workers; a tick at most, so that a stream of steps cannot starve it.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), self._tick)
             await self._dispatcher.run_once()
 
     def _enqueue(self, session_id: UUID) -> None:
+        self._idle.clear()
         if session_id in self._stepping:
             self._redo.add(session_id)  # what it is being stepped for may be too late
         elif session_id not in self._queued:
@@ -196,6 +203,8 @@ class SessionRunner:
             if session_id in self._redo:
                 self._redo.discard(session_id)
                 self._enqueue(session_id)
+            elif not self._queued and not self._stepping:
+                self._idle.set()
 
     async def _due(self) -> set[UUID]:
         """The sessions this round must look at (module docstring). The database is read
