@@ -115,6 +115,7 @@ class SessionRunner:
         self._stepping: set[UUID] = set()
         self._redo: set[UUID] = set()
         self._workers: list[asyncio.Task[None]] = []
+        self._dispatching: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()  # nothing queued or being stepped
         self._idle.set()
         self._stopping = asyncio.Event()
@@ -135,6 +136,9 @@ class SessionRunner:
         self._stopping.set()
         if self._loop is not None:
             await _finish([self._loop])
+        if self._dispatching is not None:
+            await _finish([self._dispatching])
+            self._dispatching = None
         # What waits is not stepped (the next start looks at every session); a step
         # under way finishes, then its worker takes the sentinel and stops.
         while not self._queue.empty():
@@ -166,12 +170,25 @@ class SessionRunner:
         the internal agents' dispatch."""
         for session_id in await self._due():
             self._enqueue(session_id)
-        if self._dispatcher is not None:
-            # Dispatch what these steps made READY, as one round did before the steps ran
-            # on workers; a tick at most, so that a stream of steps cannot starve it.
+        if self._dispatcher is not None and (
+            self._dispatching is None or self._dispatching.done()
+        ):
+            self._dispatching = asyncio.create_task(self._dispatch(), name="dispatch")
+
+    async def _dispatch(self) -> None:
+        """The internal agents' dispatch, beside the rounds (a round never waits for it).
+        It first lets the steps handed out settle (a tick at most, so that a stream of
+        steps cannot starve it): what they made READY is then offered to the agents in
+        the dispatcher's order, as when a round stepped before it dispatched."""
+        assert self._dispatcher is not None
+        try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), self._tick)
             await self._dispatcher.run_once()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the next round dispatches again
+            log.exception("dispatch_failed")
 
     def _enqueue(self, session_id: UUID) -> None:
         self._idle.clear()
