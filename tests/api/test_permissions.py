@@ -115,11 +115,7 @@ async def test_pending_requests_are_listed_and_answered(app, client, workspace):
             return httpx.Response(200, json=True)
         return httpx.Response(404, json={"name": "NotFound"})
 
-    server = ExternalServer("http://opencode.test", "pw", timeout_seconds=1)
-    server.client = OpenCodeClient(
-        "http://opencode.test", "pw", transport=httpx.MockTransport(opencode)
-    )
-    app.state.opencode = SimpleNamespace(server=server)
+    server = _answering(app, opencode)
     try:
         listed = await client.get(f"{API}/sessions/{session_id}/permissions")
         assert listed.status_code == 200, listed.text
@@ -165,11 +161,7 @@ async def test_what_the_agent_put_in_a_request_is_shown_with_u_fffd(app, client,
             return httpx.Response(200, content=answer, headers={"content-type": "application/json"})
         return httpx.Response(404, json={"name": "NotFound"})
 
-    server = ExternalServer("http://opencode.test", "pw", timeout_seconds=1)
-    server.client = OpenCodeClient(
-        "http://opencode.test", "pw", transport=httpx.MockTransport(opencode)
-    )
-    app.state.opencode = SimpleNamespace(server=server)
+    server = _answering(app, opencode)
     try:
         listed = await client.get(f"{API}/sessions/{session_id}/permissions")
         assert listed.status_code == 200, listed.text
@@ -181,3 +173,13 @@ async def test_what_the_agent_put_in_a_request_is_shown_with_u_fffd(app, client,
         assert "cat bad\ufffd.py" in page.text
     finally:
         await server.close()
+
+
+def _answering(app: Any, opencode: Any) -> ExternalServer:
+    """The app's OpenCode, answered by ``opencode`` (a handler of requests) instead."""
+    server = ExternalServer("http://opencode.test", "pw", timeout_seconds=1)
+    server.client = OpenCodeClient(
+        "http://opencode.test", "pw", transport=httpx.MockTransport(opencode)
+    )
+    app.state.opencode = SimpleNamespace(server=server)
+    return server

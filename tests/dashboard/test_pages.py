@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from industrial_orchestrator.dashboard.rendering import CONTENT_SECURITY_POLICY
 from industrial_orchestrator.domain.session_states import STATE_TABLE
 from tests.api.helpers import API, act, create
+from tests.api.test_operations import NO_MODEL
 
 pytestmark = pytest.mark.usefixtures("backend")
 
@@ -209,17 +210,6 @@ async def test_the_duration_counts_running_time_and_ticks_only_while_running(
     subtasks = decomposed.json()["subtasks"]
     telemetry = (await client.get(page, params={"fragment": "telemetry"})).text
     assert f"0 of 0 finished tasks · {len(subtasks)} planned" in telemetry
-
-
-NO_MODEL = {
-    "engine_enabled": True,
-    "internal_agents": True,
-    "opencode_bin": "/nonexistent/opencode",
-    "opencode_host": None,
-    "opencode_model": None,
-    "opencode_config": None,
-    "opencode_agents": None,
-}
 
 
 @pytest.mark.settings(**NO_MODEL)
