@@ -234,9 +234,7 @@ def test_a_second_server_on_one_sqlite_file_is_refused(workdir: Path, home: Path
         again.start()  # the lock died with the killed process
 
 
-def test_serve_on_a_public_address_requires_an_agent_registration_token(
-    workdir: Path, home: Path
-):
+def test_serve_on_a_public_address_requires_an_agent_registration_token(workdir: Path, home: Path):
     env = orchestrator_env(ORCHESTRATOR_HOME=str(home))
     args = ["serve", "--host", "0.0.0.0", "--port", str(free_port())]
     result = run_cli(*args, env=env, cwd=workdir, timeout=REFUSAL_TIMEOUT)

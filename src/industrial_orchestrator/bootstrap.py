@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .config import Settings
@@ -18,6 +19,14 @@ from .domain.artifacts import ArtifactLimits
 from .domain.effects import EffectKind
 from .domain.events import NewEvent
 from .domain.webhooks import RetryPolicy
+from .executors.opencode.architect import ArchitectPlanner
+from .executors.opencode.runtime import build_opencode
+from .runtime.dispatcher import Dispatcher
+from .runtime.reaper import Reaper
+from .runtime.runtime import Runtime
+from .runtime.session_runner import SessionRunner
+from .runtime.verification import Verifier
+from .runtime.webhooks import HttpWebhookSender, WebhookDispatcher
 from .services.agents import AgentService
 from .services.contexts import ContextService
 from .services.effects import EffectLedger, EffectRecovery
@@ -32,8 +41,13 @@ from .services.webhooks import WebhookPolicy, WebhookService
 from .storage.database import create_engine
 from .storage.git_worktrees import GitWorktrees
 from .storage.migrate import upgrade_to_head
+from .storage.sqlite_owner import claim_file
 from .storage.unit_of_work import CommitListener, SqlUnitOfWorkFactory
 from .storage.workspace_files import WorkspaceFiles
+
+log = structlog.get_logger("industrial_orchestrator.bootstrap")
+
+INTERNAL_FLEET_LOCK = "internal-agents.lock"
 
 
 @dataclass(slots=True)
@@ -121,6 +135,7 @@ async def build(
                 max_bytes=settings.artifact_max_bytes, max_count=settings.artifact_max_count
             ),
             artifacts_home=settings.orchestrator_home / "artifacts",
+            max_parallel_tasks=settings.session_max_parallel_tasks,
         ),
         writer=WorkspaceFiles(),
         ledger=ledger,
@@ -182,6 +197,79 @@ async def build(
             session_timeout_seconds=settings.session_timeout_seconds,
             checkpoint_interval_seconds=settings.checkpoint_interval_seconds,
         ),
+    )
+
+
+def build_runtime(components: Components) -> Runtime:
+    """The runtime (``runtime/runtime.py``) over ``components``, not started: the
+    session engine and the internal agents only where ``ENGINE_ENABLED`` (and
+    ``INTERNAL_AGENTS``) say so; the reaper and webhook delivery always."""
+    settings = components.settings
+    opencode = None
+    fleet_claim = None
+    if settings.engine_enabled and settings.internal_agents:
+        # One process per home drives the internal fleet (its agents' names, and the
+        # managed OpenCode's state): the first to start, of `serve --workers N` say.
+        fleet_claim = claim_file(settings.orchestrator_home / INTERNAL_FLEET_LOCK)
+        if fleet_claim is None:
+            log.info("internal_agents_elsewhere", home=str(settings.orchestrator_home))
+    if fleet_claim is not None:
+        opencode = build_opencode(
+            settings,
+            leases=components.leases,
+            sessions=components.sessions,
+            contexts=components.contexts,
+            trees=components.trees,
+        )
+    artifacts = settings.orchestrator_home / "artifacts"
+    runner = None
+    if settings.engine_enabled:
+        runner = SessionRunner(
+            components.session_engine,
+            components.schedule,
+            components.sessions,
+            Verifier(
+                components.sessions,
+                components.events,
+                timeout_seconds=settings.verify_timeout_seconds,
+                artifacts_home=artifacts,
+            ),
+            components.bus,
+            components.lock,
+            tick_seconds=settings.engine_tick_seconds,
+            artifacts_home=artifacts,
+            lease_seconds=settings.session_lease_seconds,
+            single_process=settings.database.get_backend_name() == "sqlite",
+            trees=components.trees,
+            planner=(
+                ArchitectPlanner(opencode.executor, components.agents, components.events)
+                if opencode
+                else None
+            ),
+            dispatcher=Dispatcher(
+                components.agents,
+                components.leases,
+                executors={opencode.executor.name: opencode.executor} if opencode else {},
+            ),
+        )
+    return Runtime(
+        reaper=Reaper(
+            components.leases,
+            components.lock,
+            every_seconds=settings.reaper_seconds,
+            recovery=components.recovery,
+        ),
+        webhooks=WebhookDispatcher(
+            components.webhooks,
+            components.bus,
+            components.lock,
+            HttpWebhookSender(timeout_seconds=settings.webhook_timeout_seconds),
+            poll_seconds=settings.webhook_poll_seconds,
+        ),
+        runner=runner,
+        opencode=opencode,
+        agents=components.agents,
+        fleet_claim=fleet_claim,
     )
 
 

@@ -265,9 +265,7 @@ class TestIdempotentCreation:
 
 
 async def test_forks_start_from_a_checkpoint_and_leave_the_source_as_it_is(client):
-    source = await create(
-        client, auto_start=True, verify_command="make check", max_tokens=1000
-    )
+    source = await create(client, auto_start=True, verify_command="make check", max_tokens=1000)
     first = await checkpoint(client, source["id"], "first", data={"step": 1})
     await checkpoint(client, source["id"], "second", data={"step": 2})
     response = await client.post(

@@ -12,8 +12,8 @@ import pytest
 from industrial_orchestrator.domain.agents import Agent, AgentKind
 from industrial_orchestrator.domain.artifacts import new_artifact
 from industrial_orchestrator.domain.events import LogStream
-from industrial_orchestrator.engine.dispatcher import EXECUTOR_KEY, Dispatcher
 from industrial_orchestrator.executors.base import BackgroundExecutor, LogLine, Outcome
+from industrial_orchestrator.runtime.dispatcher import EXECUTOR_KEY, Dispatcher
 from industrial_orchestrator.services.agents import NewAgent
 from industrial_orchestrator.services.task_leases import Assignment
 
@@ -86,9 +86,7 @@ async def test_an_executor_does_a_sessions_tasks_through_the_leases(app, client)
     artifacts = (await client.get(f"{API}/tasks/{finished['id']}/artifacts")).json()
     assert [a["path"] for a in artifacts] == [f"{finished['id']}.txt"]
     events = (await client.get(f"{API}/sessions/{session['id']}/events")).json()["items"]
-    assert any(
-        e["type"] == "session.log" and "working on" in e["payload"]["text"] for e in events
-    )
+    assert any(e["type"] == "session.log" and "working on" in e["payload"]["text"] for e in events)
     record = (await client.get(f"{API}/agents/{agent.id}")).json()
     assert (record["success_count"], record["tasks_in_progress"]) == (1, 0)
     await dispatcher.close()

@@ -51,9 +51,7 @@ async def test_a_result_s_files_are_in_the_ledger_once_written(client, tmp_path:
     assert effect["detail"]["owner"]
     assert effect["done_at"] >= effect["created_at"]
     log = (
-        await client.get(
-            f"{API}/sessions/{session['id']}/events", params={"type": "session.log"}
-        )
+        await client.get(f"{API}/sessions/{session['id']}/events", params={"type": "session.log"})
     ).json()["items"]
     assert any("wrote 1 file(s)" in e["payload"]["text"] for e in log)
 

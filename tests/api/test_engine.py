@@ -34,9 +34,7 @@ async def session_of(client: Any, session_id: str) -> dict[str, Any]:
 
 
 async def tasks_of(client: Any, session_id: str) -> list[dict[str, Any]]:
-    response = await client.get(
-        f"{API}/tasks", params={"session_id": session_id, "page_size": 100}
-    )
+    response = await client.get(f"{API}/tasks", params={"session_id": session_id, "page_size": 100})
     assert response.status_code == 200, response.text
     return list(response.json()["items"])
 
@@ -91,9 +89,7 @@ async def test_a_started_session_is_planned_and_its_tasks_done_in_dependency_ord
         template="crud",
         auto_start=True,
     )
-    planned = await until(
-        lambda: _phase_is(client, session["id"], "EXECUTING"), within=10
-    )
+    planned = await until(lambda: _phase_is(client, session["id"], "EXECUTING"), within=10)
     assert planned["options"]["template"] == "crud"
     tasks = await tasks_of(client, session["id"])
     assert len(tasks) > 2
@@ -187,7 +183,7 @@ async def test_a_verification_found_due_after_its_verdict_is_not_run_again(
     assert marker.read_text() == "run\n"
 
     stale = ReviewDue(UUID(session["id"]), f"echo run >> {marker}", None, review_round=0)
-    await app.state.runner._review(stale)
+    await app.state.runtime.runner._review(stale)
     assert marker.read_text() == "run\n"
     events = (await client.get(f"{API}/sessions/{session['id']}/events")).json()["items"]
     terminal = [e["payload"]["text"] for e in events if e["type"] == "session.log"]
@@ -363,8 +359,11 @@ async def test_only_degraded_tier_agents_degrade_the_session(client):
     for n in range(10):  # a record of failures: DEGRADED tier
         created = await client.post(
             f"{API}/tasks",
-            json={"title": f"warm-up {n}", "task_type": "code_generation",
-                  "required_capabilities": ["code_generation"]},
+            json={
+                "title": f"warm-up {n}",
+                "task_type": "code_generation",
+                "required_capabilities": ["code_generation"],
+            },
         )
         await client.patch(f"{API}/tasks/{created.json()['id']}", json={"status": "READY"})
         assignment = await weak.pull(wait=2)
@@ -427,8 +426,7 @@ async def test_a_session_works_on_at_most_max_parallel_tasks_at_once(client):
         # While one is in hand, nothing else of the session is handed out.
         assert await agent.pull(expect=204) is None
         active = [
-            t for t in await tasks_of(client, session["id"])
-            if t["status"] in ("READY", "RUNNING")
+            t for t in await tasks_of(client, session["id"]) if t["status"] in ("READY", "RUNNING")
         ]
         assert [t["id"] for t in active] == [held["task_id"]]
         await agent.report(held["task_id"])

@@ -17,7 +17,7 @@ from industrial_orchestrator.api.app import create_app
 from industrial_orchestrator.config import Settings
 
 from .helpers import API, create
-from .test_engine import ENGINE, session_of, tasks_of, until
+from .test_engine import ENGINE, every_capability, session_of, tasks_of, until
 from .test_external_agents import Agent, register
 
 
@@ -28,7 +28,7 @@ class Watch:
     def __init__(self, app: FastAPI) -> None:
         self.steps: Counter[UUID] = Counter()
         self.rounds = 0
-        runner = self._runner = app.state.runner
+        runner = self._runner = app.state.runtime.runner
         engine = runner._engine
         step, run_once = engine.step, runner.run_once
 
@@ -151,3 +151,28 @@ async def test_with_two_replicas_one_owner_acts_on_the_timer(
     assert len(stepped_by) == 1, (first.steps[sid], second.steps[sid])
     history = (await client.get(f"{API}/sessions/{session_id}/transitions")).json()
     assert [t["to_state"] for t in history].count("TIMEOUT") == 1
+
+
+@pytest.mark.settings(**ENGINE)
+async def test_a_result_opens_its_dependents_in_its_own_transaction(
+    client: httpx.AsyncClient, app: FastAPI
+):
+    """No step of the engine between a result and the READY of what waited for it: with
+    the runner stopped once the plan's first task is out, a result still opens the next."""
+    agent = await register(client, capabilities=every_capability())
+    session = await create(client, template="crud", auto_start=True)
+    first = await agent.pull(wait=5)
+    assert first is not None
+    await app.state.runtime.runner.close()  # from here on, nothing steps the session
+    tasks = {t["id"]: t for t in await tasks_of(client, session["id"])}
+    waiting = [t for t in tasks.values() if t["depends_on"] == [first["task_id"]]]
+    assert waiting
+    assert all(t["status"] == "PENDING" for t in waiting)
+    reported = await agent.report(first["task_id"], attempt=first["attempt"])
+    assert reported["task_status"] == "COMPLETED"
+    after = {t["id"]: t for t in await tasks_of(client, session["id"])}
+    assert {after[t["id"]]["status"] for t in waiting} == {"READY"}
+    # ... and an agent leases one at once.
+    second = await agent.pull(wait=1)
+    assert second is not None
+    assert second["task_id"] in {t["id"] for t in waiting}

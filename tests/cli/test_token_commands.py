@@ -103,9 +103,7 @@ def test_every_origin_without_operator_tokens_is_refused_at_start(
 ) -> None:
     home = tmp_path / "home"
     env = orchestrator_env(ORCHESTRATOR_HOME=str(home), ALLOWED_HOSTS="*")
-    result = run_cli(
-        "serve", "--port", str(free_port()), env=env, cwd=workdir, timeout=20
-    )
+    result = run_cli("serve", "--port", str(free_port()), env=env, cwd=workdir, timeout=20)
     assert result.returncode == 2
     message = _flat(result.stderr)
     assert "ALLOWED_HOSTS is '*'" in message

@@ -57,9 +57,7 @@ async def redis(prefix: str) -> AsyncIterator[Redis]:
 @pytest.fixture
 async def dead_redis() -> AsyncIterator[Redis]:
     # No retries: the default retry policy backs off for seconds before giving up.
-    client = Redis(
-        host="127.0.0.1", port=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
-    )
+    client = Redis(host="127.0.0.1", port=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
     try:
         yield client
     finally:

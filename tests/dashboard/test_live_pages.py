@@ -278,9 +278,7 @@ def test_a_checkpoint_forks_into_a_new_session_from_the_timeline(
     page: Page, server: ServerProcess, api: httpx.Client, console: Console
 ) -> None:
     session = _session(api, f"Fork me {uuid4().hex[:6]}", auto_start=True)
-    made = api.post(
-        f"/sessions/{session['id']}/checkpoints", json={"label": "before the refactor"}
-    )
+    made = api.post(f"/sessions/{session['id']}/checkpoints", json={"label": "before the refactor"})
     assert made.status_code == 201, made.text
     page.goto(f"{server.base_url}/sessions/{session['id']}")
     _live(page)

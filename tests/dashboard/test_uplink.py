@@ -101,9 +101,7 @@ def test_pause_scroll_keeps_the_view_where_the_operator_left_it(
         expect(terminal).to_contain_text("early 79")
 
         def at_bottom() -> bool:
-            return bool(
-                terminal.evaluate("t => t.scrollHeight - t.scrollTop - t.clientHeight < 2")
-            )
+            return bool(terminal.evaluate("t => t.scrollHeight - t.scrollTop - t.clientHeight < 2"))
 
         assert at_bottom()
         toggle = page.locator("#scroll-toggle")

@@ -150,9 +150,7 @@ def test_an_agent_is_overdue_after_more_than_three_missed_beats(silent_for, over
 
 def test_offline_agents_are_never_overdue_again():
     agent = _agent(last_heartbeat=T0, status=AgentStatus.OFFLINE)
-    assert not is_overdue(
-        agent, now=T0 + timedelta(days=1), heartbeat_seconds=1, started_at=T0
-    )
+    assert not is_overdue(agent, now=T0 + timedelta(days=1), heartbeat_seconds=1, started_at=T0)
 
 
 @given(

@@ -70,6 +70,9 @@ def _server(tmp_path: Path, backend_env: dict[str, str], failpoint: str) -> Serv
             **backend_env,
         },
         tmp_path / "server",
+        # The failpoint kills the process it fires in: the server is that one process
+        # (of several, the server would start the dead one again and live on).
+        command=("serve", "--workers", "1"),
     )
 
 

@@ -144,12 +144,8 @@ def test_a_plan_runs_to_completed_in_order_through_a_fixing_round(
                         COMMAND,
                     )
                 )
-            session_id = start_crud_session(
-                http, workspace, verify_command="test -f fixed.txt"
-            )
-            final = wait_for_status(
-                http, session_id, "COMPLETED", "FAILED", "PARTIALLY_COMPLETED"
-            )
+            session_id = start_crud_session(http, workspace, verify_command="test -f fixed.txt")
+            final = wait_for_status(http, session_id, "COMPLETED", "FAILED", "PARTIALLY_COMPLETED")
             assert final["status"] == "COMPLETED", (
                 final,
                 *(worker.output for worker in workers),

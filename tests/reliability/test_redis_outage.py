@@ -93,9 +93,7 @@ def test_redis_shut_down_and_flushed_under_load_loses_and_duplicates_nothing(
             for thread in threads:
                 thread.join(timeout=30)
             with httpx.Client(base_url=server.base_url + API, timeout=30.0) as http:
-                histories = {
-                    sid: http.get(f"/sessions/{sid}/transitions").json() for sid in won
-                }
+                histories = {sid: http.get(f"/sessions/{sid}/transitions").json() for sid in won}
     timeline = [per_second[second] for second in range(max(per_second) + 1)]
     print(
         f"\n[redis outage] {CLIENTS} writers; SHUTDOWN NOSAVE at {shut_at:.1f} s, started "

@@ -48,9 +48,7 @@ async def test_no_caller_gets_through_a_door_that_is_not_its_own(
     theirs = await register(client, name="agent-b")
 
     routes = _routes(app)
-    operator_routes = [
-        (m, p) for m, p in routes if p not in OPEN and not p.startswith(EAP)
-    ]
+    operator_routes = [(m, p) for m, p in routes if p not in OPEN and not p.startswith(EAP)]
     agent_routes = [(m, p) for m, p in routes if p.startswith(EAP) and p != f"{EAP}/register"]
     assert len(operator_routes) > 40
     assert len(agent_routes) >= 5

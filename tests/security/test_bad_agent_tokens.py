@@ -54,9 +54,7 @@ async def test_every_token_on_the_bad_list_is_refused(client: httpx.AsyncClient)
     bad = {
         "alg none": _unsigned({"alg": "none", "typ": "JWT"}, _claims(agent.id)),
         "alg None": _unsigned({"alg": "None", "typ": "JWT"}, _claims(agent.id)),
-        "RS256 header": _unsigned(
-            {"alg": "RS256", "typ": "JWT"}, _claims(agent.id), b"\x01" * 256
-        ),
+        "RS256 header": _unsigned({"alg": "RS256", "typ": "JWT"}, _claims(agent.id), b"\x01" * 256),
         "HS256 keyed with a public key": _hs256(
             _claims(agent.id), "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOC"
         ),

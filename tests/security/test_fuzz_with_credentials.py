@@ -107,15 +107,19 @@ def running_app() -> Iterator[None]:
     assert ready.status_code == 200, ready.text
     refused = schema["/api/v1/sessions"]["GET"].Case().call()
     assert refused.status_code == 401, "authentication is not on: the run would prove little"
-    registered = schema["/api/v1/agents/external/register"]["POST"].Case(
-        body={
-            "protocol_version": "1.0",
-            "name": "fuzzed-agent",
-            "version": "1",
-            "agent_type": "implementer",
-            "capabilities": ["code_generation"],
-        }
-    ).call()
+    registered = (
+        schema["/api/v1/agents/external/register"]["POST"]
+        .Case(
+            body={
+                "protocol_version": "1.0",
+                "name": "fuzzed-agent",
+                "version": "1",
+                "agent_type": "implementer",
+                "capabilities": ["code_generation"],
+            }
+        )
+        .call()
+    )
     assert registered.status_code == 201, registered.text
     CREDENTIALS["agent_token"] = registered.json()["auth_token"]
     CREDENTIALS["agent_id"] = registered.json()["agent_id"]

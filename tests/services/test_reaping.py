@@ -11,7 +11,7 @@ from industrial_orchestrator.coordination.locks import LocalLock
 from industrial_orchestrator.domain.agents import AgentKind, AgentStatus
 from industrial_orchestrator.domain.artifacts import ArtifactLimits
 from industrial_orchestrator.domain.tasks import TaskStatus, TaskType
-from industrial_orchestrator.engine.reaper import LOCK_NAME, Reaper
+from industrial_orchestrator.runtime.reaper import LOCK_NAME, Reaper
 from industrial_orchestrator.services.agents import AgentService, NewAgent
 from industrial_orchestrator.services.task_leases import LeasePolicy, Reaped, TaskLeases
 from industrial_orchestrator.services.tasks import NewTask, TaskService
@@ -129,17 +129,16 @@ async def test_a_reaper_round_is_skipped_while_another_replica_holds_the_lock(ap
     assert await lock.acquire(LOCK_NAME, 1) is not None
 
 
-
 async def test_replicas_on_redis_share_the_reapers_lock(app, backend):
     from industrial_orchestrator.coordination.locks import RedisLock
 
     components = app.state.components
-    await app.state.reaper.close()  # its background rounds would race for the lock here
+    await app.state.runtime.reaper.close()  # its background rounds would race for the lock here
     expected = LocalLock if backend == "sqlite" else RedisLock
     assert isinstance(components.lock, expected)
     # Another replica's round in progress: this one skips its own.
     token = await components.lock.acquire(LOCK_NAME, 5)
     assert token is not None
-    assert await app.state.reaper.run_once() is None
+    assert await app.state.runtime.reaper.run_once() is None
     assert await components.lock.release(LOCK_NAME, token)
-    assert await app.state.reaper.run_once() == Reaped(0, 0)
+    assert await app.state.runtime.reaper.run_once() == Reaped(0, 0)

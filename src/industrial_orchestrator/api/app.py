@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any
 
 import structlog
 from fastapi import FastAPI
@@ -20,14 +18,9 @@ from ..config import Settings
 from ..dashboard import pages as dashboard
 from ..dashboard import sign_in, webhook_pages
 from ..dashboard.rendering import STATIC
-from ..engine.dispatcher import Dispatcher
-from ..engine.reaper import Reaper
-from ..engine.session_runner import SessionRunner
-from ..engine.webhooks import HttpWebhookSender, WebhookDispatcher
-from ..executors.opencode.architect import ArchitectPlanner
-from ..executors.opencode.runtime import OpenCodeRuntime, start_opencode
 from ..services.event_feed import EventFeed
 from ..services.sessions import utc_now
+from ..shutdown import bounded
 from .agent_tokens import AgentTokens
 from .api_reference import install_redoc
 from .errors import install_error_handlers
@@ -59,20 +52,6 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 # send only small control messages, so a bigger frame is refused before it is buffered.
 MAX_WEBSOCKET_FRAME_BYTES = 64 * 1024
 
-SHUTDOWN_STEP_SECONDS = 30.0
-
-
-async def _bounded(step: str, closing: Coroutine[Any, Any, None]) -> None:
-    """One step of the shutdown, given ``SHUTDOWN_STEP_SECONDS``: a part that does not
-    stop (a connection the network lost, say) must not keep the process from exiting;
-    the log says which one it was."""
-    try:
-        async with asyncio.timeout(SHUTDOWN_STEP_SECONDS):
-            await closing
-    except TimeoutError:
-        log.error("shutdown_step_timed_out", step=step, seconds=SHUTDOWN_STEP_SECONDS)
-
-
 DESCRIPTION = """
 Control plane for autonomous AI coding agents.
 
@@ -94,13 +73,16 @@ def create_app(
     migrate: bool = True,
     require_auth: bool | None = None,
     trusted_hosts: list[str] | None = None,
+    with_runtime: bool = True,
 ) -> FastAPI:
     """Build the app; its lifespan connects to the database (and migrates it by default).
 
     ``require_auth``: ask every caller for an operator token (``serve`` turns it on for a
     non-loopback bind); default ``AUTH_REQUIRED``. ``trusted_hosts``: answer only requests
     whose ``Host`` is one of these (400 otherwise), which defeats DNS rebinding; ``serve``
-    always passes them, None (tests) checks nothing."""
+    always passes them, None (tests) checks nothing. ``with_runtime``: run the runtime
+    (sessions, internal agents, reaping, webhooks) in this process too; without it the
+    process serves HTTP only and another (``serve --no-http``) runs the runtime."""
 
     metrics = Metrics()
 
@@ -109,87 +91,35 @@ def create_app(
         components = await bootstrap.build(
             settings, migrate=migrate, listeners=[metrics.count_events]
         )
-        try:
-            feed = EventFeed(
-                components.events,
-                components.bus,
-                render=wire_text,
-                poll_seconds=settings.event_poll_seconds,
-            )
-            await feed.start()
-        except BaseException:
-            await components.close()
-            raise
-        opencode: OpenCodeRuntime | None = None
-        if settings.engine_enabled and settings.internal_agents:
-            opencode = await start_opencode(
-                settings,
-                agents=components.agents,
-                leases=components.leases,
-                sessions=components.sessions,
-                contexts=components.contexts,
-                trees=components.trees,
-            )
-        reaper = Reaper(
-            components.leases,
-            components.lock,
-            every_seconds=settings.reaper_seconds,
-            recovery=components.recovery,
-        )
-        await reaper.start()
-        notifier = WebhookDispatcher(
-            components.webhooks,
-            components.bus,
-            components.lock,
-            HttpWebhookSender(timeout_seconds=settings.webhook_timeout_seconds),
-            poll_seconds=settings.webhook_poll_seconds,
-        )
-        await notifier.start()
-        runner = SessionRunner(
-            components.session_engine,
-            components.schedule,
-            components.sessions,
+        runtime = bootstrap.build_runtime(components) if with_runtime else None
+        feed = EventFeed(
             components.events,
             components.bus,
-            components.lock,
-            tick_seconds=settings.engine_tick_seconds,
-            verify_timeout_seconds=settings.verify_timeout_seconds,
-            artifacts_home=settings.orchestrator_home / "artifacts",
-            lease_seconds=settings.session_lease_seconds,
-            single_process=settings.database.get_backend_name() == "sqlite",
-            trees=components.trees,
-            planner=(
-                ArchitectPlanner(opencode.executor, components.agents, components.events)
-                if opencode
-                else None
-            ),
-            dispatcher=Dispatcher(
-                components.agents,
-                components.leases,
-                executors={opencode.executor.name: opencode.executor} if opencode else {},
-            ),
+            render=wire_text,
+            poll_seconds=settings.event_poll_seconds,
         )
-        if settings.engine_enabled:
-            await runner.start()
+        try:
+            await feed.start()
+            if runtime is not None:
+                await runtime.start()
+        except BaseException:
+            await bounded("event feed", feed.close())
+            await components.close()
+            raise
         app.state.components = components
         app.state.feed = feed
-        app.state.reaper = reaper
-        app.state.webhooks = notifier
-        app.state.runner = runner
-        app.state.opencode = opencode
+        app.state.runtime = runtime
+        # Permission requests are asked of, and answered through, this process's OpenCode.
+        app.state.opencode = runtime.opencode if runtime is not None else None
         try:
             yield
         finally:
             try:
-                if settings.engine_enabled:
-                    await _bounded("engine", runner.close())
-                await _bounded("reaper", reaper.close())
-                await _bounded("webhooks", notifier.close())
-                await _bounded("event feed", feed.close())
-                if opencode is not None:
-                    await _bounded("opencode", opencode.close())
+                if runtime is not None:
+                    await runtime.close()
+                await bounded("event feed", feed.close())
             finally:
-                await _bounded("storage", components.close())
+                await bounded("storage", components.close())
 
     # The API reference's scripts and styles come from a package, not a CDN: /docs and
     # /redoc render on a machine with no internet.

@@ -11,9 +11,7 @@ from pathlib import Path
 from ..domain.workspace_roots import InvalidWorkspace, confine_workspace
 
 
-async def checked_workspace(
-    given: str | None, roots: Sequence[Path], home: Path
-) -> str | None:
+async def checked_workspace(given: str | None, roots: Sequence[Path], home: Path) -> str | None:
     """The workspace's real path, or ``InvalidWorkspace`` saying why it cannot be one."""
     if given is None:
         return None

@@ -120,6 +120,9 @@ class Replica:
                 "127.0.0.1",
                 "--port",
                 str(self.port),
+                # One process per replica: the cluster restarts each on its own.
+                "--workers",
+                "1",
             ],
             env=env,
         )

@@ -197,27 +197,70 @@ def _claim_sqlite(database: Path) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to bind")] = 8000,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Processes that serve HTTP and run the runtime side by side (PostgreSQL "
+            "only) [default: the machine's cores on PostgreSQL, 1 on SQLite]",
+            show_default=False,
+        ),
+    ] = None,
+    runtime: Annotated[
+        bool,
+        typer.Option(
+            "--runtime/--no-runtime",
+            help="Run the runtime (sessions, internal agents, reaping, webhooks) here; "
+            "--no-runtime serves HTTP only, for another process's `serve --no-http`",
+        ),
+    ] = True,
+    http: Annotated[
+        bool,
+        typer.Option(
+            "--http/--no-http",
+            help="Serve the API and dashboard; --no-http runs the runtime alone (headless)",
+        ),
+    ] = True,
 ) -> None:
-    """Apply migrations and serve the API and dashboard."""
+    """Apply migrations and serve the API and dashboard, and run the runtime."""
+    import os
+
     import uvicorn
 
     from ..api.app import MAX_WEBSOCKET_FRAME_BYTES, create_app
     from ..logs import configure_logging
+    from .serve_workers import WORKER_ENVIRONMENT
 
     settings = settings_or_exit()
     configure_logging(settings.log_level)
-    refuse_open_registration(settings, host)
-    refuse_unsafe_public_bind(settings, host)
+    sqlite = settings.database.get_backend_name() == "sqlite"
+    processes = workers or (1 if sqlite else os.cpu_count() or 1)
+    _refuse_split(sqlite=sqlite, runtime=runtime, http=http, workers=workers)
+    if http:
+        refuse_open_registration(settings, host)
+        refuse_unsafe_public_bind(settings, host)
     require_auth = settings.auth_required or not is_loopback(host)
-    refuse_open_cors(settings, require_auth)
-    if settings.database.get_backend_name() == "sqlite" and settings.database.database:
+    if http:
+        refuse_open_cors(settings, require_auth)
+    if sqlite and settings.database.database:
         _claim_sqlite(Path(settings.database.database))
     settings = signing_settings_or_exit(settings)
     migrate_or_exit(settings)
+    if not http:
+        err.print(
+            f"{settings.app_name} {__version__} running the runtime only (no HTTP) - "
+            f"database {settings.database_display} - {_model_phrase(settings)}",
+            highlight=False,
+        )
+        asyncio.run(run_headless(settings))
+        return
     shown_host = f"[{host}]" if ":" in host else host
     err.print(
         f"{settings.app_name} {__version__} serving on http://{shown_host}:{port} "
         f"(dashboard /, API /api/v1, docs /docs) - database {settings.database_display}"
+        + (f" - {processes} processes" if processes > 1 else "")
+        + ("" if runtime else " - HTTP only (no runtime)")
         + (" - operator tokens required" if require_auth else "")
         + f" - {_model_phrase(settings)}",
         highlight=False,
@@ -228,21 +271,91 @@ def serve(
             "--name NAME --role operator` (it is shown once)",
             highlight=False,
         )
-    uvicorn.run(
-        create_app(
-            settings,
-            migrate=False,
-            require_auth=require_auth,
-            trusted_hosts=trusted_hosts_for(settings, host),
-        ),
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        server_header=False,
-        ws_max_size=MAX_WEBSOCKET_FRAME_BYTES,
+    served = {
+        "host": host,
+        "port": port,
+        "log_config": None,
+        "access_log": False,
+        "lifespan": "on",
+        "server_header": False,
+        "ws_max_size": MAX_WEBSOCKET_FRAME_BYTES,
+    }
+    if processes == 1:
+        uvicorn.run(
+            create_app(
+                settings,
+                migrate=False,
+                require_auth=require_auth,
+                trusted_hosts=trusted_hosts_for(settings, host),
+                with_runtime=runtime,
+            ),
+            **served,  # type: ignore[arg-type]
+        )
+        return
+    # Each process builds its own app (uvicorn spawns them); what this command decided
+    # goes to them in the environment they inherit.
+    os.environ.update(
+        {
+            WORKER_ENVIRONMENT["host"]: host,
+            WORKER_ENVIRONMENT["require_auth"]: "1" if require_auth else "",
+            WORKER_ENVIRONMENT["runtime"]: "1" if runtime else "",
+            WORKER_ENVIRONMENT["parent"]: str(os.getpid()),
+        }
     )
+    uvicorn.run(
+        "industrial_orchestrator.cli.serve_workers:app_from_environment",
+        factory=True,
+        workers=processes,
+        **served,  # type: ignore[arg-type]
+    )
+
+
+def _refuse_split(*, sqlite: bool, runtime: bool, http: bool, workers: int | None) -> None:
+    problem: str | None = None
+    if not runtime and not http:
+        problem = "--no-runtime with --no-http leaves nothing to run"
+    elif sqlite and not (runtime and http):
+        problem = (
+            "SQLite is served by one process, which runs both HTTP and the runtime; drop "
+            "--no-runtime / --no-http, or set DB_HOST / DATABASE_URL to use PostgreSQL"
+        )
+    elif sqlite and workers is not None and workers > 1:
+        problem = (
+            "SQLite is served by one process; --workers needs PostgreSQL (set DB_HOST / "
+            "DATABASE_URL)"
+        )
+    elif not http and workers is not None and workers > 1:
+        problem = (
+            "--workers counts HTTP processes; for more runtime processes start `serve "
+            "--no-http` several times"
+        )
+    if problem is not None:
+        err.print(f"[bold red]error:[/] {problem}", markup=True, highlight=False)
+        raise typer.Exit(2)
+
+
+async def run_headless(settings: Settings) -> None:
+    """The runtime without HTTP, until SIGTERM or SIGINT: built by the composition root,
+    started, and stopped gracefully."""
+    import signal
+
+    from .. import bootstrap
+    from ..shutdown import bounded
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(number, stop.set)
+    components = await bootstrap.build(settings, migrate=False)
+    try:
+        runtime = bootstrap.build_runtime(components)
+        await runtime.start()
+        try:
+            await stop.wait()
+        finally:
+            await runtime.close()
+    finally:
+        await bounded("storage", components.close())
 
 
 def _model_phrase(settings: Settings) -> str:

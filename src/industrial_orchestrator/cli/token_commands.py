@@ -117,9 +117,11 @@ def list_tokens(
     table = Table("NAME", "ROLE", "CREATED (UTC)", "STATUS", box=None)
     for row in rows:
         created = str(row["created_at"])[:19].replace("T", " ")
-        status = f"revoked {str(row['revoked_at'])[:19].replace('T', ' ')}" if row[
-            "revoked_at"
-        ] else "active"
+        status = (
+            f"revoked {str(row['revoked_at'])[:19].replace('T', ' ')}"
+            if row["revoked_at"]
+            else "active"
+        )
         table.add_row(row["name"], row["role"], created, status)
     out.print(table)
 

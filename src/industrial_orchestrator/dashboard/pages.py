@@ -80,17 +80,13 @@ async def _lookup(raw: str, load: Callable[[UUID], Awaitable[T]]) -> T | None:
 
 
 def _missing(request: Request, what: str) -> HTMLResponse:
-    return page(
-        request, "missing.html", {"what": what}, regions={}, status_code=404
-    )
+    return page(request, "missing.html", {"what": what}, regions={}, status_code=404)
 
 
 @router.get("/dashboard/states.css")
 async def state_colours() -> Response:
     """The state colours as CSS classes, made from the state table (one copy of it)."""
-    rules = [
-        f".state-{info.state.value}{{--state:{info.color}}}" for info in STATE_TABLE.values()
-    ]
+    rules = [f".state-{info.state.value}{{--state:{info.color}}}" for info in STATE_TABLE.values()]
     return Response(
         "\n".join(rules) + "\n",
         media_type="text/css",
@@ -217,9 +213,7 @@ async def sessions_page(
         "since": await built.events.last_id(),
         "link": _link_builder(chosen, text),
     }
-    return page(
-        request, "sessions.html", context, regions={"list": "sessions_list.html"}
-    )
+    return page(request, "sessions.html", context, regions={"list": "sessions_list.html"})
 
 
 def _link_builder(chosen: Sequence[SessionState], text: str | None) -> Callable[..., str]:
@@ -310,9 +304,7 @@ async def _telemetry(built: Components, session: Session, work: list[Task]) -> d
         "duration": ran,
         "ticking": session.status in RUNNING_STATES,
         "token_share": (
-            session.tokens_used / session.options.max_tokens
-            if session.options.max_tokens
-            else None
+            session.tokens_used / session.options.max_tokens if session.options.max_tokens else None
         ),
         "time_limit": limit,
         "time_share": ran / limit,
@@ -480,4 +472,3 @@ async def _plan_context(built: Components, root_id: UUID, *, focus: UUID | None)
         "blocked": graph.blocked,
         "focus": focus,
     }
-

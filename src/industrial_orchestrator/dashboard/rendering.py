@@ -105,9 +105,7 @@ def page(
         if fragment not in regions:
             return HTMLResponse(f"no region {fragment!r} on this page", status_code=404)
         template = regions[fragment]
-    response = templates.TemplateResponse(
-        request, template, context, status_code=status_code
-    )
+    response = templates.TemplateResponse(request, template, context, status_code=status_code)
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Content-Type-Options"] = "nosniff"

@@ -39,9 +39,7 @@ async def _form(request: Request) -> dict[str, str]:
 
 @router.get("/login", response_class=HTMLResponse)
 async def sign_in_page(request: Request, next: str | None = None) -> HTMLResponse:
-    return page(
-        request, "login.html", {"next": safe_next(next), "problem": None}, regions={}
-    )
+    return page(request, "login.html", {"next": safe_next(next), "problem": None}, regions={})
 
 
 @router.post("/login", response_model=None)

@@ -20,8 +20,7 @@ async def webhooks_page(request: Request) -> HTMLResponse:
     built: Components = request.app.state.components
     hooks = await built.webhooks.all()
     deliveries = {
-        hook.id: await built.webhooks.deliveries(hook.id, limit=DELIVERIES_SHOWN)
-        for hook in hooks
+        hook.id: await built.webhooks.deliveries(hook.id, limit=DELIVERIES_SHOWN) for hook in hooks
     }
     context = {
         "webhooks": hooks,

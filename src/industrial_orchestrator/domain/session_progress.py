@@ -47,9 +47,7 @@ def progress_of(tasks: Sequence[Task]) -> Progress:
             by_id[d].status in FINISHED_STATUSES if d in by_id else True for d in task.depends_on
         )
 
-    pending_ready = [
-        t for t in tasks if t.status == TaskStatus.PENDING and deps_finished(t)
-    ]
+    pending_ready = [t for t in tasks if t.status == TaskStatus.PENDING and deps_finished(t)]
     startable = [t for t in pending_ready if t.id not in parents]
     closable = [t for t in pending_ready if t.id in parents]
     finished = sorted(
@@ -59,8 +57,10 @@ def progress_of(tasks: Sequence[Task]) -> Progress:
     failed = [t for t in tasks if t.status in (TaskStatus.FAILED, TaskStatus.CANCELLED)]
     if tasks and all(t.status in FINISHED_STATUSES for t in tasks):
         state = PlanState.DONE
-    elif startable or closable or any(
-        t.status in (TaskStatus.READY, TaskStatus.RUNNING) for t in tasks
+    elif (
+        startable
+        or closable
+        or any(t.status in (TaskStatus.READY, TaskStatus.RUNNING) for t in tasks)
     ):
         state = PlanState.WORKING
     elif not tasks:

@@ -150,9 +150,7 @@ class BackgroundExecutor:
                     Report(
                         task_id=task.id,
                         outcome=(
-                            AttemptOutcome.COMPLETED
-                            if outcome.succeeded
-                            else AttemptOutcome.FAILED
+                            AttemptOutcome.COMPLETED if outcome.succeeded else AttemptOutcome.FAILED
                         ),
                         attempt=assignment.attempt.attempt,
                         artifacts=outcome.artifacts,

@@ -91,9 +91,7 @@ class SessionRepository(Protocol):
     async def ids_in(self, states: Sequence[SessionState]) -> list[UUID]:
         """Sessions in ``states``, oldest first."""
 
-    async def own(
-        self, session_id: UUID, owner: str, now: datetime, until: datetime
-    ) -> str | None:
+    async def own(self, session_id: UUID, owner: str, now: datetime, until: datetime) -> str | None:
         """Take or renew the engine's ownership lease; the previous owner when taken over
         from another, ``owner`` when held, None when another holds it."""
 

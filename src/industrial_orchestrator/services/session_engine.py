@@ -4,7 +4,7 @@ bring its tasks in line with what the operator decided (pause, stop, cancel).
 Every step reads the database, decides, and writes in one transaction under the
 session's family lock, so steps are idempotent: a step repeated after a crash, or taken
 by two replicas at once, changes nothing the second time. The loop that calls them, and
-the verification command, live in ``engine/``.
+the verification command, live in ``runtime/``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from ..domain.session_states import STATE_TABLE, SessionState
 from ..domain.task_templates import Decomposition, decompose_task
 from ..domain.tasks import Task, TaskStatus, TaskType, new_task, task_transition
 from .effects import EffectLedger
+from .plan_advance import advance_plan, tasks_of
 from .ports import Clock, UnitOfWork, UnitOfWorkFactory, WorkingTrees
 from .sessions import SessionService
 from .task_leases import release_attempt
@@ -379,6 +380,9 @@ class SessionEngine:
             if fallback:
                 how += f" ({fallback})"
             await self._save_phase(uow, session, executing, how[:2000])
+            # The first tasks are READY when the plan commits: agents need not wait
+            # for a step of the engine to see them.
+            await advance_plan(uow, session.id, now, default_parallel=self._max_parallel)
             await uow.commit()
         log.info("session_planned", session_id=str(session.id), tasks=planned)
         await self._checkpoint(
@@ -389,33 +393,20 @@ class SessionEngine:
         now = self._clock()
         async with self._uow() as uow:
             await uow.tasks.lock_family(session.id)
-            tasks = await _tasks_of(uow, session.id)
-            # Read after the tasks: a result that finished one of them has added its
-            # usage by now, so no new task is opened on a budget already spent.
-            fresh = await uow.sessions.get(session.id)
-            if fresh is None or budget_exceeded(fresh.options, fresh.tokens_used, fresh.cost_usd):
-                return None  # the next round ends it
-            progress = progress_of(tasks)
-            limit = session.options.max_parallel_tasks or self._max_parallel
-            active = sum(t.status in (TaskStatus.READY, TaskStatus.RUNNING) for t in tasks)
-            # Independent tasks run side by side, up to the session's limit.
-            opened = progress.startable[: max(0, limit - active)]
-            for task in opened:
-                ready = task_transition(task, TaskStatus.READY, now=now)
-                if await uow.tasks.save(task, ready):
-                    await uow.events.append([task_events.task_transition(task, ready)])
-            for task in progress.closable:
-                await _close_summary(uow, task, now)
+            advanced = await advance_plan(uow, session.id, now, default_parallel=self._max_parallel)
             await uow.commit()
+        if advanced is None:
+            return None  # its budget is spent (the next step ends it), or it moved on
+        progress = advanced.progress
         await self._checkpoint_finished(session.id, progress)
-        if opened or progress.closable:
-            return None  # the plan moved: look again next round
+        if advanced.moved:
+            return None  # the plan moved: its events call for another step
         if progress.state == PlanState.STUCK and not progress.finished:
             # Straight to FAILED (DEGRADED may go there): a detour through RUNNING, for
             # a task that failed while its provider was down, would only be noise.
             await self._give_up(session, progress)
             return None
-        await self._check_health(session, tasks)
+        await self._check_health(session, advanced.tasks)
         if progress.state == PlanState.DONE:
             return await self._finish_plan(session, progress)
         if progress.state == PlanState.STUCK:
@@ -590,7 +581,7 @@ class SessionEngine:
         nor a second checkpoint."""
         async with self._uow.reader() as uow:
             session = await uow.sessions.get(session_id)
-            tasks = await _tasks_of(uow, session_id)
+            tasks = await tasks_of(uow, session_id)
             # Which agent holds which task, on which attempt: what resuming needs to
             # recognise (and fence off) work that was in flight.
             in_flight: dict[str, Any] = {}
@@ -696,7 +687,7 @@ class SessionEngine:
         now = self._clock()
         async with self._uow() as uow:
             await uow.tasks.lock_family(session.id)
-            tasks = await _tasks_of(uow, session.id)
+            tasks = await tasks_of(uow, session.id)
             for task in tasks:
                 if task.status in _LIVE_TASKS:
                     await release_attempt(uow, task, f"the session is {session.status.value}", now)
@@ -717,7 +708,7 @@ class SessionEngine:
         now = self._clock()
         async with self._uow() as uow:
             await uow.tasks.lock_family(session.id)
-            for task in await _tasks_of(uow, session.id):
+            for task in await tasks_of(uow, session.id):
                 if task.status != TaskStatus.RUNNING:
                     continue
                 await release_attempt(uow, task, reason, now)
@@ -745,7 +736,7 @@ async def _carry_over(uow: UnitOfWork, session: Session, now: datetime) -> tuple
     origin = session.continues
     if checkpoint is None or origin is None:
         return None, 0
-    old = await _tasks_of(uow, origin)
+    old = await tasks_of(uow, origin)
     if not old:
         return None, 0
     finished = checkpoint.data.get("finished_tasks") or {}
@@ -796,28 +787,3 @@ async def _why_offline(uow: UnitOfWork, capabilities: list[str] | tuple[str, ...
         if reason and wanted <= set(agent.capabilities):
             return f"{agent.name} is offline: {reason}"
     return None
-
-
-async def _tasks_of(uow: UnitOfWork, session_id: UUID) -> list[Task]:
-    found, _ = await uow.tasks.search(
-        session_id=session_id, parent_id=None, statuses=(), offset=0, limit=None
-    )
-    return found
-
-
-async def _close_summary(uow: UnitOfWork, task: Task, now: datetime) -> None:
-    """A summary task is done when its subtasks are: through READY and RUNNING to
-    COMPLETED, each step in the history."""
-    steps = [task_transition(task, TaskStatus.READY, now=now)]
-    steps.append(task_transition(steps[-1], TaskStatus.RUNNING, now=now))
-    steps.append(
-        task_transition(
-            steps[-1], TaskStatus.COMPLETED, now=now, summary="all its subtasks are finished"
-        )
-    )
-    before = task
-    for after in steps:
-        if not await uow.tasks.save(before, after):
-            return
-        await uow.events.append([task_events.task_transition(before, after)])
-        before = after

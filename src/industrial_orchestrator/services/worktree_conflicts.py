@@ -71,4 +71,3 @@ async def worktree_conflicts(
         if shared:
             found.append(SharedFiles(other, shared))
     return WorktreeConflicts(mine, found)
-

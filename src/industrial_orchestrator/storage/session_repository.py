@@ -102,9 +102,7 @@ class SqlSessionRepository:
         )
         return [row[0] for row in result]
 
-    async def own(
-        self, session_id: UUID, owner: str, now: datetime, until: datetime
-    ) -> str | None:
+    async def own(self, session_id: UUID, owner: str, now: datetime, until: datetime) -> str | None:
         """Take or renew the ownership lease of ``session_id`` for ``owner`` when it is
         free, expired or ``owner``'s already. Returns the previous owner when taken over
         from another, ``owner`` when held, None when someone else holds it."""
@@ -170,9 +168,7 @@ class SqlSessionRepository:
         result = await self._db.execute(
             sa.update(sessions)
             .where(sessions.c.id == session_id, sessions.c.worktree.is_(None))
-            .values(
-                worktree=binding.path, branch=binding.branch, base_commit=binding.base_commit
-            )
+            .values(worktree=binding.path, branch=binding.branch, base_commit=binding.base_commit)
         )
         return result.rowcount == 1
 

@@ -20,14 +20,22 @@ class AlreadyServed(Exception):
 
 def claim(database: Path) -> int:
     """Lock ``<database>.serve.lock`` for this process's lifetime; returns the descriptor."""
-    path = database.with_name(database.name + ".serve.lock")
+    descriptor = claim_file(database.with_name(database.name + ".serve.lock"))
+    if descriptor is None:
+        raise AlreadyServed(str(database))
+    return descriptor
+
+
+def claim_file(path: Path) -> int | None:
+    """An exclusive lock on ``path`` (holding this process's id) until the descriptor
+    returned is closed or the process ends; None when another holder has it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(descriptor)
-        raise AlreadyServed(str(database)) from None
+        return None
     os.ftruncate(descriptor, 0)
     os.write(descriptor, f"{os.getpid()}\n".encode())
     return descriptor

@@ -137,9 +137,7 @@ tasks = sa.Table(
 task_dependencies = sa.Table(
     "task_dependencies",
     metadata,
-    sa.Column(
-        "task_id", sa.Uuid, sa.ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
-    ),
+    sa.Column("task_id", sa.Uuid, sa.ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
     sa.Column(
         "depends_on", sa.Uuid, sa.ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
     ),
@@ -151,9 +149,7 @@ task_dependencies = sa.Table(
 task_attempts = sa.Table(
     "task_attempts",
     metadata,
-    sa.Column(
-        "task_id", sa.Uuid, sa.ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
-    ),
+    sa.Column("task_id", sa.Uuid, sa.ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("attempt", sa.Integer, primary_key=True),
     sa.Column("agent_id", sa.Uuid, nullable=False),
     sa.Column("leased_at", Timestamp, nullable=False),

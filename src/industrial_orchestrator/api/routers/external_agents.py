@@ -289,10 +289,7 @@ async def task_result(
         task_id=task_id,
         attempt=recorded.attempt.attempt,
         task_status=recorded.task.status.value,
-        artifacts=[
-            ArtifactRead.of(a)
-            for a in recorded.artifacts
-        ],
+        artifacts=[ArtifactRead.of(a) for a in recorded.artifacts],
         written=recorded.written,
     )
 

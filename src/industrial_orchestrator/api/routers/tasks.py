@@ -179,7 +179,4 @@ async def task_attempts(task_id: TaskId, leases: Leases) -> list[AttemptRead]:
     responses=error_responses(404),
 )
 async def task_artifacts(task_id: TaskId, leases: Leases) -> list[ArtifactRead]:
-    return [
-        ArtifactRead.of(a)
-        for a in await leases.artifacts(task_id)
-    ]
+    return [ArtifactRead.of(a) for a in await leases.artifacts(task_id)]

@@ -36,9 +36,7 @@ class AgentRegister(StrictModel):
     capabilities: list[Capability] = Field(min_length=1, max_length=64)
     kind: AgentKind = AgentKind.INTERNAL
     max_concurrent_tasks: int = Field(1, ge=1, le=1000)
-    metadata: Annotated[dict[str, Any], AfterValidator(metadata_size)] = Field(
-        default_factory=dict
-    )
+    metadata: Annotated[dict[str, Any], AfterValidator(metadata_size)] = Field(default_factory=dict)
 
 
 class AgentRead(BaseModel):

@@ -33,8 +33,7 @@ class ContextCreate(StrictModel):
     scope: ContextScope
     owner_id: UUID | None = Field(
         None,
-        description="Session id (SESSION), agent id (AGENT), task id (TEMPORARY); "
-        "none for GLOBAL",
+        description="Session id (SESSION), agent id (AGENT), task id (TEMPORARY); none for GLOBAL",
     )
     name: str = Field(min_length=1, max_length=200)
     data: Data = Field(default_factory=dict, description="A JSON object, up to 1 MiB")
@@ -159,9 +158,7 @@ class MergeResultRead(BaseModel):
         return cls(
             data=result.data,
             conflicts=[
-                KeyConflictRead(
-                    path=list(c.path), values={str(k): v for k, v in c.values.items()}
-                )
+                KeyConflictRead(path=list(c.path), values={str(k): v for k, v in c.values.items()})
                 for c in result.conflicts
             ],
         )

@@ -37,6 +37,25 @@ class OpenCodeRuntime:
     server: OpenCodeServer
     executor: OpenCodeExecutor
     fleet: list[FleetAgent]
+    model: str | None
+
+    async def start(self, agents: AgentService) -> None:
+        """Start (or find) the server and enlist the fleet: HEALTHY when OpenCode
+        answers, OFFLINE with the reason otherwise."""
+        await self.server.start()
+        for member in self.fleet:
+            try:
+                await agents.enlist(
+                    member.registration(self.model), offline_reason=self.server.reason
+                )
+            except Conflict as exc:  # an external agent has the name: it keeps it
+                log.error("internal_agent_not_enlisted", name=member.name, reason=exc.message)
+        log.info(
+            "opencode_fleet",
+            agents=[member.name for member in self.fleet],
+            available=self.server.available,
+            reason=self.server.reason,
+        )
 
     async def close(self) -> None:
         try:
@@ -79,35 +98,20 @@ def server_for(settings: Settings) -> OpenCodeServer:
     )
 
 
-async def start_opencode(
+def build_opencode(
     settings: Settings,
     *,
-    agents: AgentService,
     leases: TaskLeases,
     sessions: SessionService,
     contexts: ContextService,
     server: OpenCodeServer | None = None,
     trees: TreeSnapshots | None = None,
 ) -> OpenCodeRuntime:
-    """Start (or find) the server and enlist the fleet: HEALTHY when OpenCode answers,
-    OFFLINE with the reason otherwise. ``trees`` snapshots the sessions' working trees
-    for the loop guard's roll-backs (without it, nothing is rolled back)."""
+    """The server (not started yet), the fleet and the executor the dispatcher drives.
+    ``trees`` snapshots the sessions' working trees for the loop guard's roll-backs
+    (without it, nothing is rolled back)."""
     fleet = load_fleet(settings.opencode_agents)
     server = server or server_for(settings)
-    await server.start()
-    for member in fleet:
-        try:
-            await agents.enlist(
-                member.registration(settings.opencode_model), offline_reason=server.reason
-            )
-        except Conflict as exc:  # an external agent has the name: it keeps it
-            log.error("internal_agent_not_enlisted", name=member.name, reason=exc.message)
-    log.info(
-        "opencode_fleet",
-        agents=[member.name for member in fleet],
-        available=server.available,
-        reason=server.reason,
-    )
     executor = OpenCodeExecutor(
         leases,
         server,
@@ -128,4 +132,4 @@ async def start_opencode(
         ),
         trees,
     )
-    return OpenCodeRuntime(server, executor, fleet)
+    return OpenCodeRuntime(server, executor, fleet, settings.opencode_model)

@@ -22,9 +22,7 @@ Json = sa.JSON().with_variant(JSONB(), "postgresql")
 def upgrade() -> None:
     with op.batch_alter_table("sessions") as batch:
         batch.add_column(sa.Column("options", Json, nullable=False, server_default="{}"))
-        batch.add_column(
-            sa.Column("review_round", sa.Integer, nullable=False, server_default="0")
-        )
+        batch.add_column(sa.Column("review_round", sa.Integer, nullable=False, server_default="0"))
 
 
 def downgrade() -> None:

@@ -23,7 +23,7 @@ from ..domain.storable_text import storable
 from ..services.event_feed import Doorbell
 from ..services.webhooks import SendResult, WebhookService
 
-log = structlog.get_logger("industrial_orchestrator.engine.webhooks")
+log = structlog.get_logger("industrial_orchestrator.runtime.webhooks")
 
 LOCK_NAME = "webhooks"
 

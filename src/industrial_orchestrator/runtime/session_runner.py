@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import socket
 import time
 from pathlib import Path
@@ -36,20 +35,16 @@ from ..domain.errors import OrchestratorError, WorkspaceGone, WorkspaceUnusable
 from ..domain.events import LogStream
 from ..domain.session import Actor, Session, WorktreeBinding
 from ..domain.session_states import SessionState
-from ..domain.storable_text import storable
-from ..services.events import EventLog
 from ..services.ports import Planner, ProposedPlan, TreeBinding, WorkingTrees
 from ..services.session_engine import PlanDue, ReviewDue, SessionEngine
 from ..services.session_schedule import SessionSchedule
 from ..services.sessions import SessionService
 from ..services.task_leases import session_workspace
 from .dispatcher import Dispatcher
+from .verification import Verifier
 
-log = structlog.get_logger("industrial_orchestrator.engine.session_runner")
+log = structlog.get_logger("industrial_orchestrator.runtime.session_runner")
 
-_LOG_FLUSH_SECONDS = 0.5
-_LOG_FLUSH_BYTES = 64 * 1024
-_OUTPUT_KEPT_CHARS = 64 * 1024
 _PARALLEL_STEPS = 8
 _STOP = UUID(int=0)
 """Tells a step worker to stop."""
@@ -69,12 +64,11 @@ class SessionRunner:
         engine: SessionEngine,
         schedule: SessionSchedule,
         sessions: SessionService,
-        events: EventLog,
+        verifier: Verifier,
         bus: EventBus,
         lock: Lock,
         *,
         tick_seconds: float,
-        verify_timeout_seconds: float,
         artifacts_home: Path,
         lease_seconds: float,
         single_process: bool,
@@ -90,11 +84,10 @@ class SessionRunner:
         self._engine = engine
         self._schedule = schedule
         self._sessions = sessions
-        self._events = events
+        self._verifier = verifier
         self._bus = bus
         self._lock = lock
         self._tick = tick_seconds
-        self._verify_timeout = verify_timeout_seconds
         self._home = artifacts_home
         self._lease = lease_seconds
         self._single_process = single_process
@@ -170,9 +163,7 @@ class SessionRunner:
         the internal agents' dispatch."""
         for session_id in await self._due():
             self._enqueue(session_id)
-        if self._dispatcher is not None and (
-            self._dispatching is None or self._dispatching.done()
-        ):
+        if self._dispatcher is not None and (self._dispatching is None or self._dispatching.done()):
             self._dispatching = asyncio.create_task(self._dispatch(), name="dispatch")
 
     async def _dispatch(self) -> None:
@@ -363,7 +354,7 @@ class SessionRunner:
                 session_id,
                 WorktreeBinding(str(binding.path), binding.branch, binding.base_commit),
             )
-            await self._log(
+            await self._verifier.log(
                 session_id,
                 LogStream.SYSTEM,
                 f"working in {binding.path} on branch {binding.branch} "
@@ -401,7 +392,7 @@ class SessionRunner:
             else:
                 try:
                     session = await self._sessions.get(due.session_id)
-                    await self._log(
+                    await self._verifier.log(
                         due.session_id, LogStream.SYSTEM, "asking the architect for a plan\n"
                     )
                     proposed = await self._planner.propose(session, due.request)
@@ -429,7 +420,7 @@ class SessionRunner:
             name = f"review:{due.session_id}"
             token: str | None = None
             try:
-                token = await self._lock.acquire(name, self._verify_timeout + 60)
+                token = await self._lock.acquire(name, self._verifier.timeout_seconds + 60)
                 if token is None:
                     return  # another replica is verifying this session
             except LockUnavailable:
@@ -438,7 +429,7 @@ class SessionRunner:
                 # Checked under the lock: the round may have been decided since it was due.
                 if not await self._engine.review_due(due):
                     return
-                passed, output = await self._verify(due)
+                passed, output = await self._verifier.verify(due)
                 await self._engine.record_review(due.session_id, due.review_round, passed, output)
             finally:
                 if token is not None:
@@ -452,77 +443,6 @@ class SessionRunner:
             self._reviews.pop(due.session_id, None)
             self._again.add(due.session_id)  # whatever came of it, look again
 
-    async def _verify(self, due: ReviewDue) -> tuple[bool, str]:
-        """Run the verification command in the workspace, its output streamed to the
-        session's terminal; whether it passed, and its output (the end of it)."""
-        session = await self._sessions.get(due.session_id)
-        cwd = session_workspace(session, self._home)
-        await asyncio.to_thread(cwd.mkdir, parents=True, exist_ok=True)
-        await self._log(
-            due.session_id,
-            LogStream.SYSTEM,
-            f"$ {due.command}   (verification round {due.review_round + 1}, in {cwd})\n",
-        )
-        process = await asyncio.create_subprocess_shell(
-            due.command,
-            cwd=cwd,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-        )
-        output: list[str] = []
-        try:
-            async with asyncio.timeout(self._verify_timeout):
-                await self._stream(due.session_id, process, output)
-                code = await process.wait()
-        except TimeoutError:
-            _kill_group(process)
-            await process.wait()
-            text = "".join(output)[-_OUTPUT_KEPT_CHARS:]
-            message = f"verification timed out after {self._verify_timeout:g} s\n"
-            await self._log(due.session_id, LogStream.SYSTEM, message)
-            return False, text + message
-        finally:
-            if process.returncode is None:
-                _kill_group(process)
-        text = "".join(output)[-_OUTPUT_KEPT_CHARS:]
-        verdict = "passed" if code == 0 else f"failed (exit {code})"
-        await self._log(due.session_id, LogStream.SYSTEM, f"verification {verdict}\n")
-        return code == 0, text
-
-    async def _stream(
-        self, session_id: UUID, process: asyncio.subprocess.Process, output: list[str]
-    ) -> None:
-        assert process.stdout is not None
-        pending: list[str] = []
-        size = 0
-        flushed = time.monotonic()
-        while True:
-            line = await process.stdout.readline()
-            if line:
-                # The verify command's output is stored as log events and feedback:
-                # undecodable bytes are already U+FFFD, a NUL becomes one too.
-                text = storable(line.decode(errors="replace"))
-                output.append(text)
-                pending.append(text)
-                size += len(line)
-            if pending and (
-                not line
-                or size >= _LOG_FLUSH_BYTES
-                or time.monotonic() - flushed >= _LOG_FLUSH_SECONDS
-            ):
-                await self._log(session_id, LogStream.STDOUT, "".join(pending))
-                pending, size, flushed = [], 0, time.monotonic()
-            if not line:
-                return
-
-    async def _log(self, session_id: UUID, stream: LogStream, text: str) -> None:
-        try:
-            await self._events.append_log(session_id, stream, text)
-        except OrchestratorError:
-            log.warning("verify_log_lost", session_id=str(session_id))
-
 
 async def _finish(tasks: list[asyncio.Task[None]]) -> None:
     """Wait for ``tasks`` to end by themselves, ``_STOP_SECONDS`` at most, then cancel."""
@@ -534,8 +454,3 @@ async def _finish(tasks: list[asyncio.Task[None]]) -> None:
     for task in late:
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-def _kill_group(process: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)

@@ -18,7 +18,7 @@ from ..coordination.locks import Lock, LockUnavailable
 from ..services.effects import EffectRecovery
 from ..services.task_leases import Reaped, TaskLeases
 
-log = structlog.get_logger("industrial_orchestrator.engine.reaper")
+log = structlog.get_logger("industrial_orchestrator.runtime.reaper")
 
 LOCK_NAME = "reaper"
 

@@ -19,7 +19,7 @@ from ..executors.base import Executor
 from ..services.agents import AgentFilter, AgentService
 from ..services.task_leases import AgentNotAccepting, TaskLeases
 
-log = structlog.get_logger("industrial_orchestrator.engine.dispatcher")
+log = structlog.get_logger("industrial_orchestrator.runtime.dispatcher")
 
 EXECUTOR_KEY = "executor"
 """The agent metadata key naming the executor that drives an internal agent."""

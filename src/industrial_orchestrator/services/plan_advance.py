@@ -1,0 +1,118 @@
+"""Moving a session's plan on inside the transaction that made it movable.
+
+When a task finishes, the tasks that waited for it can start: they are made READY (and
+summary tasks whose subtasks are done are closed) in the transaction that recorded the
+result, not in a later step of the engine, so an agent waiting for work can lease them
+as soon as that transaction commits. The planning transaction does the same for the
+plan's first tasks. The engine's step calls it too (``SessionEngine``), for whatever an
+operator or a recovery made movable.
+
+The caller holds the session's family lock (``TaskRepository.lock_family``), taken before
+any of the session's task rows, as every writer of a family does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from ..domain import task_events
+from ..domain.session import Session, SessionPhase
+from ..domain.session_options import budget_exceeded
+from ..domain.session_progress import Progress, progress_of
+from ..domain.session_states import SessionState
+from ..domain.tasks import Task, TaskStatus, task_transition
+from .ports import UnitOfWork
+
+_MOVING = (SessionState.RUNNING, SessionState.DEGRADED)
+# Summary tasks closed open what waited for them, which may close further summaries: a
+# plan is never deeper than this many layers of summaries.
+_LAYERS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Advanced:
+    progress: Progress
+    """Where the plan stands after the moves."""
+    tasks: list[Task]
+    """The session's tasks after the moves."""
+    opened: int
+    closed: int
+
+    @property
+    def moved(self) -> bool:
+        return bool(self.opened or self.closed)
+
+
+async def advance_plan(
+    uow: UnitOfWork, session_id: UUID, now: datetime, *, default_parallel: int
+) -> Advanced | None:
+    """Open what can start, up to the session's limit of parallel tasks, and close the
+    summary tasks whose subtasks are done; None when the session is not executing a plan
+    (not RUNNING or DEGRADED, not past planning, or its budget spent: the engine's next
+    step ends it)."""
+    tasks = await tasks_of(uow, session_id)
+    # Read after the tasks: a result that finished one of them has added its usage by
+    # now, so no new task is opened on a budget already spent.
+    session = await uow.sessions.get(session_id)
+    if session is None or not _executing(session):
+        return None
+    if budget_exceeded(session.options, session.tokens_used, session.cost_usd):
+        return None
+    limit = session.options.max_parallel_tasks or default_parallel
+    opened = closed = 0
+    progress = progress_of(tasks)
+    for _ in range(_LAYERS):
+        active = sum(t.status in (TaskStatus.READY, TaskStatus.RUNNING) for t in tasks)
+        # Independent tasks run side by side, up to the session's limit.
+        starting = progress.startable[: max(0, limit - active)]
+        moved: dict[UUID, Task] = {}
+        for task in starting:
+            ready = task_transition(task, TaskStatus.READY, now=now)
+            if await uow.tasks.save(task, ready):
+                await uow.events.append([task_events.task_transition(task, ready)])
+                moved[task.id] = ready
+                opened += 1
+        summaries = 0
+        for task in progress.closable:
+            done = await _close_summary(uow, task, now)
+            if done is not None:
+                moved[task.id] = done
+                summaries += 1
+        closed += summaries
+        tasks = [moved.get(task.id, task) for task in tasks]
+        progress = progress_of(tasks)
+        if not summaries:
+            break  # only a closed summary can make more startable
+    return Advanced(progress, tasks, opened, closed)
+
+
+def _executing(session: Session) -> bool:
+    return session.status in _MOVING and session.phase == SessionPhase.EXECUTING
+
+
+async def tasks_of(uow: UnitOfWork, session_id: UUID) -> list[Task]:
+    found, _ = await uow.tasks.search(
+        session_id=session_id, parent_id=None, statuses=(), offset=0, limit=None
+    )
+    return found
+
+
+async def _close_summary(uow: UnitOfWork, task: Task, now: datetime) -> Task | None:
+    """A summary task is done when its subtasks are: through READY and RUNNING to
+    COMPLETED, each step in the history. Its last state, or None when it moved meanwhile."""
+    steps = [task_transition(task, TaskStatus.READY, now=now)]
+    steps.append(task_transition(steps[-1], TaskStatus.RUNNING, now=now))
+    steps.append(
+        task_transition(
+            steps[-1], TaskStatus.COMPLETED, now=now, summary="all its subtasks are finished"
+        )
+    )
+    before = task
+    for after in steps:
+        if not await uow.tasks.save(before, after):
+            return None
+        await uow.events.append([task_events.task_transition(before, after)])
+        before = after
+    return before
