@@ -63,12 +63,11 @@ from rich.table import Table
 from industrial_orchestrator.bootstrap import Components, build
 from industrial_orchestrator.config import ConfigurationError, load_settings
 from industrial_orchestrator.domain.agent_routing import NoAgentAvailable, route
-from industrial_orchestrator.domain.agents import Agent, AgentKind, AgentStatus, new_agent
+from industrial_orchestrator.domain.agents import Agent, AgentKind, AgentStatus, NewAgent, new_agent
 from industrial_orchestrator.domain.errors import OrchestratorError
 from industrial_orchestrator.domain.task_attempts import AttemptOutcome
 from industrial_orchestrator.domain.tasks import TaskStatus, TaskType, new_task, task_transition
 from industrial_orchestrator.logs import configure_logging
-from industrial_orchestrator.services.agents import NewAgent
 from industrial_orchestrator.services.sessions import utc_now
 from industrial_orchestrator.services.task_leases import Report as LeaseReport
 

@@ -217,7 +217,7 @@ class BackendResult:
 class Report:
     cpu_model: str
     cores: int
-    sessions: int
+    sessions: list[int]
     agents: int
     template: str
     backends: list[BackendResult] = field(default_factory=list)
@@ -743,7 +743,11 @@ def bench_backend(backend: str, args: argparse.Namespace) -> BackendResult:
             )
             if name in env
         }
-        base_url, pid = stack.enter_context(running_server(env, workdir))
+        if backend == "postgresql":
+            settings["serve --workers"] = str(args.workers)
+        base_url, pid = stack.enter_context(
+            running_server(env, workdir, workers=args.workers if backend == "postgresql" else 1)
+        )
         progress.print(
             f"{label}: server {base_url} up (pid {pid}); "
             + ", ".join(f"{name}={value}" for name, value in settings.items())
@@ -763,14 +767,17 @@ def run(args: argparse.Namespace) -> Report:
     report = Report(
         cpu_model=cpu_model(),
         cores=os.cpu_count() or 0,
-        sessions=args.sessions,
+        sessions=args.sizes,
         agents=args.agents,
         template=args.template,
     )
     started = time.monotonic()
     backends = BACKENDS if args.backend == "both" else (args.backend,)
-    for backend in backends:
-        report.backends.append(bench_backend(backend, args))
+    for size in args.sizes:  # a server of its own for each size
+        for backend in backends:
+            report.backends.append(
+                bench_backend(backend, argparse.Namespace(**{**vars(args), "sessions": size}))
+            )
     report.seconds_total = round(time.monotonic() - started, 1)
     return report
 
@@ -903,7 +910,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--backend", choices=(*BACKENDS, "both"), default="both", help="storage (both)"
     )
-    parser.add_argument("--sessions", type=int, default=50, help="sessions to run (50)")
+    parser.add_argument(
+        "--sessions",
+        type=_sizes,
+        default=[50],
+        help="sessions to run; several sizes (50,200,500) run one server each (50)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="`serve --workers` on PostgreSQL (1; SQLite is always one process)",
+    )
     parser.add_argument("--agents", type=int, default=8, help="no-op EAP agents (8)")
     parser.add_argument(
         "--template", choices=TEMPLATE_CHOICES, default="crud", help="the sessions' plan (crud)"
@@ -928,13 +946,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--redis-port", type=int, default=6379, help="Redis port on 127.0.0.1")
     args = parser.parse_args(argv)
-    if min(args.sessions, args.agents, args.create_concurrency) < 1:
-        parser.error("--sessions, --agents and --create-concurrency must be at least 1")
+    args.sizes = args.sessions
+    args.sessions = max(args.sizes)
+    if min(*args.sizes, args.agents, args.create_concurrency, args.workers) < 1:
+        parser.error("--sessions, --agents, --create-concurrency and --workers must be at least 1")
     if args.max_running is not None and args.max_running < 1:
         parser.error("--max-running must be at least 1")
     if args.tick <= 0 or args.timeout <= 0:
         parser.error("--tick and --timeout must be positive")
     return args
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated list of numbers: {text!r}"
+        ) from None
+    if not sizes:
+        raise argparse.ArgumentTypeError("no size given")
+    return sizes
 
 
 def main(argv: list[str] | None = None) -> int:

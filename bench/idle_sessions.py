@@ -184,7 +184,7 @@ def _bench_size(count: int, args: argparse.Namespace) -> SizeResult:
             REDIS_PREFIX=f"io_bench_{secrets.token_hex(4)}",
             ENGINE_ENABLED="true",
         )
-        base_url, pid = stack.enter_context(running_server(env, workdir))
+        base_url, pid = stack.enter_context(running_server(env, workdir, workers=args.workers))
         asyncio.run(_measure(base_url, pid, size, args.seconds))
     return size
 
@@ -224,6 +224,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="sizes, comma-separated, one server each (50,200)",
     )
     parser.add_argument("--seconds", type=float, default=60.0, help="measured window (60)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="`serve --workers`; CPU counts them all (1)"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--pg-port", type=int, default=5432, help="PostgreSQL port on 127.0.0.1")
     parser.add_argument("--pg-user", default="postgres", help="PostgreSQL role (trust auth)")

@@ -242,14 +242,17 @@ async def _client(base_url: str, index: int, recorder: Recorder, stop_at: float)
 
 
 def _process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process from /proc (Linux), or None elsewhere."""
+    """User + system CPU time of a process and its live descendants (the processes of
+    ``serve --workers N``) from /proc (Linux), or None elsewhere."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         return None
     fields = stat.rsplit(")", 1)[1].split()
     # After "pid (comm)": state is fields[0], so utime (14) and stime (15) are 11 and 12.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(_process_cpu_seconds(int(child)) or 0.0 for child in children)
 
 
 def _machine_busy_seconds() -> float | None:
@@ -406,8 +409,11 @@ def _wait_healthy(process: subprocess.Popen[bytes], base_url: str) -> bool:
 
 
 @contextmanager
-def running_server(env: dict[str, str], workdir: Path) -> Iterator[tuple[str, int]]:
-    """A healthy ``orchestrator serve`` on a free loopback port: yields (base URL, pid)."""
+def running_server(
+    env: dict[str, str], workdir: Path, *, workers: int = 1
+) -> Iterator[tuple[str, int]]:
+    """A healthy ``orchestrator serve --workers N`` (one process unless asked) on a free
+    loopback port: yields (base URL, pid of ``serve``; its CPU counts its processes')."""
     command = _orchestrator_executable()
     log_path = workdir / "server.log"
     for _attempt in range(SERVER_START_ATTEMPTS):
@@ -415,7 +421,16 @@ def running_server(env: dict[str, str], workdir: Path) -> Iterator[tuple[str, in
         base_url = f"http://{LOOPBACK}:{port}"
         with log_path.open("ab") as log:
             process = subprocess.Popen(
-                [command, "serve", "--host", LOOPBACK, "--port", str(port)],
+                [
+                    command,
+                    "serve",
+                    "--host",
+                    LOOPBACK,
+                    "--port",
+                    str(port),
+                    "--workers",
+                    str(workers),
+                ],
                 cwd=workdir,
                 env=env,
                 stdin=subprocess.DEVNULL,

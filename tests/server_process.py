@@ -148,6 +148,14 @@ class ServerProcess:
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=10.0)
 
+    def _command(self) -> tuple[str, ...]:
+        """``serve`` runs one process unless the test asks for more: a process per core
+        (the default on PostgreSQL) would only slow the suite's many servers down, and
+        ``tests/reliability/test_runtime_processes.py`` tests several."""
+        if self.command[:1] == ("serve",) and "--workers" not in self.command:
+            return (*self.command, "--workers", "1")
+        return self.command
+
     def start(self, timeout: float = START_TIMEOUT) -> Run:
         """Start the server and return once ``GET /health`` answers 200."""
         assert not self.running, "the server is already running"
@@ -157,7 +165,9 @@ class ServerProcess:
         stderr_path = self.workdir / f"server-{index}.stderr"
         with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
             process = subprocess.Popen(
-                orchestrator_command(*self.command, "--host", self.host, "--port", str(self.port)),
+                orchestrator_command(
+                    *self._command(), "--host", self.host, "--port", str(self.port)
+                ),
                 env=self.env,
                 cwd=self.workdir,
                 stdin=subprocess.DEVNULL,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,8 +21,8 @@ from .domain.artifacts import ArtifactLimits
 from .domain.effects import EffectKind
 from .domain.events import NewEvent
 from .domain.webhooks import RetryPolicy
-from .executors.opencode.architect import ArchitectPlanner
 from .executors.opencode.runtime import build_opencode
+from .runtime.architect_planner import ArchitectPlanner
 from .runtime.dispatcher import Dispatcher
 from .runtime.reaper import Reaper
 from .runtime.runtime import Runtime
@@ -41,7 +43,8 @@ from .services.webhooks import WebhookPolicy, WebhookService
 from .storage.database import create_engine
 from .storage.git_worktrees import GitWorktrees
 from .storage.migrate import upgrade_to_head
-from .storage.sqlite_owner import claim_file
+from .storage.sqlite_owner import AlreadyServed as AlreadyServed
+from .storage.sqlite_owner import claim, claim_file
 from .storage.unit_of_work import CommitListener, SqlUnitOfWorkFactory
 from .storage.workspace_files import WorkspaceFiles
 
@@ -135,7 +138,6 @@ async def build(
                 max_bytes=settings.artifact_max_bytes, max_count=settings.artifact_max_count
             ),
             artifacts_home=settings.orchestrator_home / "artifacts",
-            max_parallel_tasks=settings.session_max_parallel_tasks,
         ),
         writer=WorkspaceFiles(),
         ledger=ledger,
@@ -200,6 +202,32 @@ async def build(
     )
 
 
+def claim_sqlite(database: Path) -> None:
+    """Serve a SQLite database from this process alone; ``AlreadyServed`` when another
+    process does (``storage.sqlite_owner``)."""
+    claim(database)
+
+
+async def migrate(settings: Settings) -> None:
+    """Bring the database's schema to the newest revision (``orchestrator migrate``)."""
+    engine = create_engine(settings.database, pool_size=1)
+    try:
+        await upgrade_to_head(engine)
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def operator_tokens(settings: Settings) -> AsyncIterator[OperatorTokens]:
+    """The operator tokens' service alone, for the ``token`` commands on the server's
+    own database."""
+    engine = create_engine(settings.database, pool_size=1)
+    try:
+        yield OperatorTokens(SqlUnitOfWorkFactory(engine), clock=utc_now)
+    finally:
+        await engine.dispose()
+
+
 def build_runtime(components: Components) -> Runtime:
     """The runtime (``runtime/runtime.py``) over ``components``, not started: the
     session engine and the internal agents only where ``ENGINE_ENABLED`` (and
@@ -214,13 +242,7 @@ def build_runtime(components: Components) -> Runtime:
         if fleet_claim is None:
             log.info("internal_agents_elsewhere", home=str(settings.orchestrator_home))
     if fleet_claim is not None:
-        opencode = build_opencode(
-            settings,
-            leases=components.leases,
-            sessions=components.sessions,
-            contexts=components.contexts,
-            trees=components.trees,
-        )
+        opencode = build_opencode(settings, trees=components.trees)
     artifacts = settings.orchestrator_home / "artifacts"
     runner = None
     if settings.engine_enabled:
@@ -250,6 +272,8 @@ def build_runtime(components: Components) -> Runtime:
                 components.agents,
                 components.leases,
                 executors={opencode.executor.name: opencode.executor} if opencode else {},
+                sessions=components.sessions,
+                contexts=components.contexts,
             ),
         )
     return Runtime(

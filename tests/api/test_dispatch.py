@@ -9,40 +9,41 @@ from typing import Any
 
 import pytest
 
-from industrial_orchestrator.domain.agents import Agent, AgentKind
+from industrial_orchestrator.domain.agents import Agent, AgentKind, NewAgent
 from industrial_orchestrator.domain.artifacts import new_artifact
 from industrial_orchestrator.domain.events import LogStream
-from industrial_orchestrator.executors.base import BackgroundExecutor, LogLine, Outcome
+from industrial_orchestrator.executors.base import Job, Outcome
 from industrial_orchestrator.runtime.dispatcher import EXECUTOR_KEY, Dispatcher
-from industrial_orchestrator.services.agents import NewAgent
-from industrial_orchestrator.services.task_leases import Assignment
 
 from .helpers import API, act, create
 from .test_engine import ENGINE, _status_in, session_of, tasks_of, until
 
 
-class ScriptedExecutor(BackgroundExecutor):
+class ScriptedExecutor:
     """Completes each task after ``gate`` opens, writing one artifact and one log line;
     fails the tasks whose title contains ``fail_on``."""
 
     name = "scripted"
+    unavailable_reason = None
 
-    def __init__(self, leases: Any, *, fail_on: str = "\0") -> None:
-        super().__init__(leases)
+    def __init__(self, *, fail_on: str = "\0") -> None:
         self.gate = asyncio.Event()
         self.started: list[str] = []
         self.fail_on = fail_on
 
-    async def execute(self, agent: Agent, assignment: Assignment, emit: LogLine) -> Outcome:
-        self.started.append(assignment.task.title)
-        await emit(LogStream.AGENT, f"working on {assignment.task.title}\n")
+    async def close(self) -> None:
+        self.gate.set()
+
+    async def execute(self, job: Job) -> Outcome:
+        self.started.append(job.task.title)
+        await job.emit(LogStream.AGENT, f"working on {job.task.title}\n")
         await self.gate.wait()
-        if self.fail_on in assignment.task.title:
+        if self.fail_on in job.task.title:
             return Outcome(succeeded=False, error="scripted failure")
-        artifact = new_artifact(f"{assignment.task.id}.txt", b"done", None)
+        artifact = new_artifact(f"{job.task.id}.txt", b"done", None)
         return Outcome(
             succeeded=True,
-            summary=f"{agent.name} did it",
+            summary=f"{job.agent.name} did it",
             artifacts=[artifact],
             tokens_used=3,
             cost_usd=0.001,
@@ -65,19 +66,25 @@ async def _internal_agent(app: Any, name: str = "inside") -> Agent:
 
 def _dispatcher(app: Any, executor: ScriptedExecutor) -> Dispatcher:
     components = app.state.components
-    return Dispatcher(components.agents, components.leases, {"scripted": executor})
+    return Dispatcher(
+        components.agents,
+        components.leases,
+        {"scripted": executor},
+        sessions=components.sessions,
+        contexts=components.contexts,
+    )
 
 
 @pytest.mark.settings(**ENGINE)
 async def test_an_executor_does_a_sessions_tasks_through_the_leases(app, client):
-    executor = ScriptedExecutor(app.state.components.leases)
+    executor = ScriptedExecutor()
     dispatcher = _dispatcher(app, executor)
     agent = await _internal_agent(app)
     session = await create(client, template="single", auto_start=True)
     assert await until(dispatcher.run_once) == 1  # as soon as the engine made it READY
     [task] = await tasks_of(client, session["id"])
     assert task["status"] == "RUNNING"
-    assert [str(t) for t in executor.running(agent.id)] == [task["id"]]
+    assert [str(t) for t in dispatcher.running(agent.id)] == [task["id"]]
     executor.gate.set()
     done = await until(lambda: _status_in(client, session["id"], ("COMPLETED",)))
     assert done["tokens_used"] == 3
@@ -94,7 +101,7 @@ async def test_an_executor_does_a_sessions_tasks_through_the_leases(app, client)
 
 @pytest.mark.settings(**ENGINE)
 async def test_tasks_taken_back_are_aborted_on_the_executor(app, client):
-    executor = ScriptedExecutor(app.state.components.leases)
+    executor = ScriptedExecutor()
     dispatcher = _dispatcher(app, executor)
     agent = await _internal_agent(app)
     session = await create(client, template="single", auto_start=True)
@@ -103,7 +110,7 @@ async def test_tasks_taken_back_are_aborted_on_the_executor(app, client):
     [task] = await tasks_of(client, session["id"])
     await until(lambda: _task_ready(client, task["id"]))
     assert await dispatcher.run_once() == 0  # paused: nothing handed out
-    assert executor.running(agent.id) == []  # the beat told it to abort
+    assert dispatcher.running(agent.id) == []  # the beat told it to abort
     await act(client, session["id"], "resume")
     assert await until(dispatcher.run_once) == 1
     executor.gate.set()
@@ -115,7 +122,7 @@ async def test_tasks_taken_back_are_aborted_on_the_executor(app, client):
 
 @pytest.mark.settings(**ENGINE, task_max_attempts=1)
 async def test_an_executor_failure_fails_the_task(app, client):
-    executor = ScriptedExecutor(app.state.components.leases, fail_on="")
+    executor = ScriptedExecutor(fail_on="")
     dispatcher = _dispatcher(app, executor)
     await _internal_agent(app)
     session = await create(client, template="single", auto_start=True)

@@ -17,7 +17,7 @@ from industrial_orchestrator.api.app import create_app
 from industrial_orchestrator.config import Settings
 
 from .helpers import API, create
-from .test_engine import ENGINE, every_capability, session_of, tasks_of, until
+from .test_engine import ENGINE, session_of, tasks_of, until
 from .test_external_agents import Agent, register
 
 
@@ -154,25 +154,26 @@ async def test_with_two_replicas_one_owner_acts_on_the_timer(
 
 
 @pytest.mark.settings(**ENGINE)
-async def test_a_result_opens_its_dependents_in_its_own_transaction(
-    client: httpx.AsyncClient, app: FastAPI
+async def test_the_plans_first_tasks_are_ready_when_the_plan_commits(
+    client: httpx.AsyncClient,
 ):
-    """No step of the engine between a result and the READY of what waited for it: with
-    the runner stopped once the plan's first task is out, a result still opens the next."""
-    agent = await register(client, capabilities=every_capability())
+    """Decided in the planning transaction, not by a step after it: the first task's
+    READY comes before the "planned" checkpoint, which is taken once the plan committed."""
     session = await create(client, template="crud", auto_start=True)
-    first = await agent.pull(wait=5)
-    assert first is not None
-    await app.state.runtime.runner.close()  # from here on, nothing steps the session
-    tasks = {t["id"]: t for t in await tasks_of(client, session["id"])}
-    waiting = [t for t in tasks.values() if t["depends_on"] == [first["task_id"]]]
-    assert waiting
-    assert all(t["status"] == "PENDING" for t in waiting)
-    reported = await agent.report(first["task_id"], attempt=first["attempt"])
-    assert reported["task_status"] == "COMPLETED"
-    after = {t["id"]: t for t in await tasks_of(client, session["id"])}
-    assert {after[t["id"]]["status"] for t in waiting} == {"READY"}
-    # ... and an agent leases one at once.
-    second = await agent.pull(wait=1)
-    assert second is not None
-    assert second["task_id"] in {t["id"] for t in waiting}
+    await until(lambda: _phase(client, session["id"], "EXECUTING"))
+
+    async def order() -> list[str] | None:
+        events = (await client.get(f"{API}/sessions/{session['id']}/events")).json()["items"]
+        kinds = [
+            f"{e['type']}:{e['payload'].get('to') or e['payload'].get('label')}" for e in events
+        ]
+        return kinds if "checkpoint.created:planned" in kinds else None
+
+    kinds = await until(order)
+    planned = kinds.index("session.phase:EXECUTING")
+    assert kinds[planned + 1] == "task.transition:READY", kinds
+    assert kinds.index("task.transition:READY") < kinds.index("checkpoint.created:planned")
+
+
+async def _phase(client: httpx.AsyncClient, session_id: str, phase: str) -> bool:
+    return bool((await session_of(client, session_id))["phase"] == phase)

@@ -15,9 +15,9 @@ from industrial_orchestrator.coordination.snapshot_cache import (
     RedisSnapshotCache,
 )
 from industrial_orchestrator.domain.agent_routing import NoAgentAvailable
-from industrial_orchestrator.domain.agents import AgentStatus
+from industrial_orchestrator.domain.agents import AgentStatus, NewAgent
 from industrial_orchestrator.services import agent_snapshots
-from industrial_orchestrator.services.agents import AgentService, NewAgent
+from industrial_orchestrator.services.agents import AgentService
 from industrial_orchestrator.services.sessions import utc_now
 
 from ..backends import REDIS_HOST

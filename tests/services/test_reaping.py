@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from industrial_orchestrator.coordination.locks import LocalLock
-from industrial_orchestrator.domain.agents import AgentKind, AgentStatus
+from industrial_orchestrator.domain.agents import AgentKind, AgentStatus, NewAgent
 from industrial_orchestrator.domain.artifacts import ArtifactLimits
 from industrial_orchestrator.domain.tasks import TaskStatus, TaskType
 from industrial_orchestrator.runtime.reaper import LOCK_NAME, Reaper
-from industrial_orchestrator.services.agents import AgentService, NewAgent
+from industrial_orchestrator.services.agents import AgentService
 from industrial_orchestrator.services.task_leases import LeasePolicy, Reaped, TaskLeases
 from industrial_orchestrator.services.tasks import NewTask, TaskService
 from industrial_orchestrator.storage.workspace_files import WorkspaceFiles

@@ -47,22 +47,13 @@ def signing_settings_or_exit(settings: Settings) -> Settings:
         raise typer.Exit(2) from None
 
 
-async def _migrate(settings: Settings) -> None:
-    from ..storage.database import create_engine
-    from ..storage.migrate import upgrade_to_head
-
-    engine = create_engine(settings.database, pool_size=1)
-    try:
-        await upgrade_to_head(engine)
-    finally:
-        await engine.dispose()
-
-
 def migrate_or_exit(settings: Settings) -> None:
     from sqlalchemy.exc import SQLAlchemyError
 
+    from .. import bootstrap
+
     try:
-        asyncio.run(_migrate(settings))
+        asyncio.run(bootstrap.migrate(settings))
     except (OSError, SQLAlchemyError) as exc:
         # SQLAlchemy wraps the driver's error; the driver's own words say what is wrong
         # (refused connection, unknown database or role) without the SQL or the URL.
@@ -179,10 +170,10 @@ def _placeholder(secret: SecretStr) -> bool:
 
 
 def _claim_sqlite(database: Path) -> None:
-    from ..storage.sqlite_owner import AlreadyServed, claim
+    from ..bootstrap import AlreadyServed, claim_sqlite
 
     try:
-        claim(database)
+        claim_sqlite(database)
     except AlreadyServed:
         err.print(
             f"[bold red]error:[/] another orchestrator is already serving {database}; "

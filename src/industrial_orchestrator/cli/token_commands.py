@@ -30,16 +30,10 @@ err = Console(stderr=True, soft_wrap=True)
 
 @asynccontextmanager
 async def token_service(settings: Settings) -> AsyncIterator[OperatorTokens]:
-    from ..services.operator_tokens import OperatorTokens
-    from ..services.sessions import utc_now
-    from ..storage.database import create_engine
-    from ..storage.unit_of_work import SqlUnitOfWorkFactory
+    from ..bootstrap import operator_tokens
 
-    engine = create_engine(settings.database, pool_size=1)
-    try:
-        yield OperatorTokens(SqlUnitOfWorkFactory(engine), clock=utc_now)
-    finally:
-        await engine.dispose()
+    async with operator_tokens(settings) as tokens:
+        yield tokens
 
 
 def _prepared() -> Settings:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -119,3 +120,15 @@ def new_agent(
         last_heartbeat=now,
         metadata=dict(metadata or {}),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class NewAgent:
+    """An agent to register: what its registration says of it."""
+
+    name: str
+    agent_type: str
+    capabilities: Sequence[str]
+    kind: AgentKind = AgentKind.INTERNAL
+    max_concurrent_tasks: int = 1
+    metadata: dict[str, Any] | None = None

@@ -3,21 +3,32 @@
 Each round, for every internal agent whose executor runs in this process, it beats for
 the agent (renewing the leases of the tasks in flight, and learning of tasks taken back,
 which it aborts) and, while the agent has room, leases it the next task it can do and
-starts it on the executor. External agents need none of this: they pull.
+runs it on the executor as a job of its own. When the executor returns, the dispatcher
+records the outcome through ``TaskLeases.report``, exactly as an external agent's result;
+the executor itself knows no service (``executors/base.py``). External agents need none
+of this: they pull.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import Mapping
+from uuid import UUID
 
 import structlog
 
 from ..domain.agents import Agent, AgentKind
-from ..domain.errors import Conflict, NotFound
-from ..executors.base import Executor
+from ..domain.errors import Conflict, NotFound, OrchestratorError
+from ..domain.events import LogStream
+from ..domain.storable_text import storable, storable_json
+from ..domain.task_attempts import AttemptOutcome
+from ..executors.base import Executor, Job, Outcome
 from ..services.agents import AgentFilter, AgentService
-from ..services.task_leases import AgentNotAccepting, TaskLeases
+from ..services.contexts import ContextService
+from ..services.sessions import SessionService
+from ..services.task_leases import AgentNotAccepting, Assignment, Report, TaskLeases
 
 log = structlog.get_logger("industrial_orchestrator.runtime.dispatcher")
 
@@ -27,11 +38,21 @@ EXECUTOR_KEY = "executor"
 
 class Dispatcher:
     def __init__(
-        self, agents: AgentService, leases: TaskLeases, executors: Mapping[str, Executor]
+        self,
+        agents: AgentService,
+        leases: TaskLeases,
+        executors: Mapping[str, Executor],
+        *,
+        sessions: SessionService,
+        contexts: ContextService,
     ) -> None:
         self._agents = agents
         self._leases = leases
+        self._sessions = sessions
+        self._contexts = contexts
         self._executors = dict(executors)
+        self._jobs: dict[UUID, tuple[UUID, asyncio.Task[None]]] = {}
+        """Task id -> (agent id, the job's asyncio task)."""
 
     async def run_once(self) -> int:
         """One round; how many tasks were started."""
@@ -44,7 +65,24 @@ class Dispatcher:
                 started += await self._drive(agent, executor)
         return started
 
+    def running(self, agent_id: UUID) -> list[UUID]:
+        """The tasks in flight on ``agent_id``."""
+        return [task for task, (owner, _) in self._jobs.items() if owner == agent_id]
+
+    async def abort(self, task_id: UUID) -> None:
+        """Stop the task at once (it is no longer the agent's); nothing is reported."""
+        entry = self._jobs.pop(task_id, None)
+        if entry is None:
+            return
+        _, job = entry
+        job.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await job
+        log.info("task_aborted", task_id=str(task_id))
+
     async def close(self) -> None:
+        for task_id in list(self._jobs):
+            await self.abort(task_id)
         for executor in self._executors.values():
             await executor.close()
 
@@ -56,26 +94,116 @@ class Dispatcher:
                 await self._agents.mark_offline(agent.id, reason)
             return 0
         try:
-            beat = await self._agents.heartbeat(agent.id, working_on=executor.running(agent.id))
+            beat = await self._agents.heartbeat(agent.id, working_on=self.running(agent.id))
         except (NotFound, Conflict):
             return 0  # deregistered, or busy being changed: next round
         for task_id in beat.abort:
-            await executor.abort(task_id)
+            await self.abort(task_id)
         started = 0
         current = beat.agent
-        while len(executor.running(current.id)) < current.max_concurrent_tasks:
+        while len(self.running(current.id)) < current.max_concurrent_tasks:
             try:
                 assignment = await self._leases.claim(current.id)
             except AgentNotAccepting:
                 break
             if assignment is None:
                 break
-            await executor.start(current, assignment)
+            task_id = assignment.task.id
+            self._jobs[task_id] = (
+                current.id,
+                asyncio.create_task(
+                    self._perform(executor, current, assignment),
+                    name=f"{executor.name}-{task_id}",
+                ),
+            )
             started += 1
             log.info(
                 "task_dispatched",
                 executor=executor.name,
                 agent_id=str(current.id),
-                task_id=str(assignment.task.id),
+                task_id=str(task_id),
             )
         return started
+
+    async def _perform(self, executor: Executor, agent: Agent, assignment: Assignment) -> None:
+        """The job, then its outcome recorded; an executor's failure is the task's."""
+        task = assignment.task
+        started = time.monotonic()
+        try:
+            try:
+                job = await self._job(agent, assignment)
+                outcome = await executor.execute(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("executor_failed", executor=executor.name, task_id=str(task.id))
+                outcome = Outcome(succeeded=False, error=f"{type(exc).__name__}: {exc}")
+            await self._record(agent, assignment, outcome, time.monotonic() - started)
+        finally:
+            entry = self._jobs.get(task.id)
+            if entry is not None and entry[1] is asyncio.current_task():
+                del self._jobs[task.id]
+
+    async def _job(self, agent: Agent, assignment: Assignment) -> Job:
+        task = assignment.task
+        session = await self._sessions.get(task.session_id) if task.session_id else None
+        view, _ = await self._contexts.effective(
+            session_id=task.session_id, agent_id=agent.id, task_id=task.id
+        )
+
+        async def emit(stream: LogStream, text: str) -> None:
+            if task.session_id is None:
+                return
+            with contextlib.suppress(OrchestratorError):  # output is best effort
+                # An agent's output is untrusted text that no client can be refused
+                # for: what the database cannot keep becomes U+FFFD here, where it enters.
+                await self._leases.log(agent.id, task.id, stream, storable(text))
+
+        async def hold_up(trouble: str | None) -> None:
+            with contextlib.suppress(OrchestratorError):
+                await self._leases.trouble(
+                    agent.id, task.id, storable(trouble) if trouble else None
+                )
+
+        return Job(
+            agent=agent,
+            task=task,
+            attempt=assignment.attempt.attempt,
+            workspace=assignment.workspace,
+            finished_dependencies=assignment.finished_dependencies,
+            goal=session.initial_prompt if session is not None else None,
+            context=view.data,
+            max_tokens=session.options.max_tokens if session is not None else None,
+            emit=emit,
+            hold_up=hold_up,
+        )
+
+    async def _record(
+        self, agent: Agent, assignment: Assignment, outcome: Outcome, seconds: float
+    ) -> None:
+        task = assignment.task
+        output = dict(outcome.output)
+        if outcome.summary:
+            output["summary"] = outcome.summary
+        try:
+            await self._leases.report(
+                agent.id,
+                Report(
+                    task_id=task.id,
+                    outcome=(
+                        AttemptOutcome.COMPLETED if outcome.succeeded else AttemptOutcome.FAILED
+                    ),
+                    attempt=assignment.attempt.attempt,
+                    artifacts=outcome.artifacts,
+                    output=storable_json(output),
+                    error=storable(outcome.error) if outcome.error else outcome.error,
+                    execution_time_ms=int(seconds * 1000),
+                    tokens_used=outcome.tokens_used,
+                    cost_usd=outcome.cost_usd,
+                    write_artifacts=outcome.write_artifacts,
+                    loop_stop=outcome.loop_stop,
+                    final=outcome.final,
+                ),
+            )
+        except OrchestratorError as exc:  # e.g. lease_lost: the task moved on
+            log.info("result_refused", task_id=str(task.id), reason=exc.message)

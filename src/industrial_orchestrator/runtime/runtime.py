@@ -12,12 +12,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import structlog
+
+from ..domain.errors import Conflict
 from ..executors.opencode.runtime import OpenCodeRuntime
 from ..services.agents import AgentService
 from ..shutdown import bounded
 from .reaper import Reaper
 from .session_runner import SessionRunner
 from .webhooks import WebhookDispatcher
+
+log = structlog.get_logger("industrial_orchestrator.runtime")
 
 
 @dataclass(slots=True)
@@ -34,7 +39,8 @@ class Runtime:
 
     async def start(self) -> None:
         if self.opencode is not None:
-            await self.opencode.start(self.agents)
+            await self.opencode.start()
+            await self._enlist(self.opencode)
         try:
             await self.reaper.start()
             await self.webhooks.start()
@@ -43,6 +49,22 @@ class Runtime:
         except BaseException:
             await self.close()
             raise
+
+    async def _enlist(self, opencode: OpenCodeRuntime) -> None:
+        """The internal fleet, registered (or refreshed, by name): HEALTHY when OpenCode
+        answers, OFFLINE with the reason otherwise."""
+        reason = opencode.server.reason
+        for member in opencode.fleet:
+            try:
+                await self.agents.enlist(member.registration(opencode.model), offline_reason=reason)
+            except Conflict as exc:  # an external agent has the name: it keeps it
+                log.error("internal_agent_not_enlisted", name=member.name, reason=exc.message)
+        log.info(
+            "opencode_fleet",
+            agents=[member.name for member in opencode.fleet],
+            available=opencode.server.available,
+            reason=reason,
+        )
 
     async def close(self) -> None:
         """The sessions first (their steps finish, the internal agents' tasks are

@@ -17,7 +17,7 @@ from ..domain import agent_events
 from ..domain.agent_records import AgentRecord
 from ..domain.agent_routing import NoAgentAvailable, RoutingDecision, route
 from ..domain.agent_tiers import Tier
-from ..domain.agents import Agent, AgentKind, AgentStatus, new_agent
+from ..domain.agents import Agent, AgentKind, AgentStatus, NewAgent, new_agent
 from ..domain.errors import Conflict, InvalidInput, NotFound, VersionConflict
 from ..domain.task_attempts import AttemptOutcome, TaskAttempt
 from ..domain.tasks import TaskType, normalise_capabilities
@@ -30,16 +30,6 @@ log = structlog.get_logger("industrial_orchestrator.services.agents")
 
 # A heartbeat that loses the race for the agent's row re-reads it this many times.
 _BEAT_ROUNDS = 8
-
-
-@dataclass(frozen=True, slots=True)
-class NewAgent:
-    name: str
-    agent_type: str
-    capabilities: Sequence[str]
-    kind: AgentKind = AgentKind.INTERNAL
-    max_concurrent_tasks: int = 1
-    metadata: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

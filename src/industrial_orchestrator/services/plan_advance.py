@@ -1,11 +1,10 @@
-"""Moving a session's plan on inside the transaction that made it movable.
+"""Moving a session's plan on: the tasks whose dependencies are done made READY (up to
+the session's parallel limit), the summary tasks whose subtasks are done closed, layer
+after layer, in the caller's transaction.
 
-When a task finishes, the tasks that waited for it can start: they are made READY (and
-summary tasks whose subtasks are done are closed) in the transaction that recorded the
-result, not in a later step of the engine, so an agent waiting for work can lease them
-as soon as that transaction commits. The planning transaction does the same for the
-plan's first tasks. The engine's step calls it too (``SessionEngine``), for whatever an
-operator or a recovery made movable.
+The engine's step calls it after every change to the session's tasks, and the planning
+transaction calls it for the plan's first tasks, so they are READY when the plan commits
+(an agent can lease them at once, with no step of the engine in between).
 
 The caller holds the session's family lock (``TaskRepository.lock_family``), taken before
 any of the session's task rows, as every writer of a family does.

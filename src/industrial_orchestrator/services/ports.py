@@ -529,20 +529,6 @@ class WorkingTrees(Protocol):
     async def changed_files(self, path: Path, base: str) -> list[str]: ...
 
 
-class TreeSnapshots(Protocol):
-    """Snapshots of a working tree for the loop guard (``storage.git_worktrees``); none
-    of them moves a branch, ``HEAD`` or the tree's index."""
-
-    async def snapshot(self, path: Path, message: str) -> str:
-        """A commit of the files as they are now; ``roll_back`` returns to it."""
-
-    async def fingerprint(self, path: Path) -> str:
-        """A string that is the same exactly when the files are the same."""
-
-    async def roll_back(self, path: Path, snapshot: str) -> list[str]:
-        """Put the paths changed since ``snapshot`` back as they were; returns them."""
-
-
 @dataclass(frozen=True, slots=True)
 class ProposedPlan:
     answer: str

@@ -45,7 +45,6 @@ from ..domain.task_attempts import (
 from ..domain.tasks import FINISHED_STATUSES, Task, TaskStatus, task_transition
 from .agent_records import load_records
 from .effects import EffectLedger
-from .plan_advance import advance_plan
 from .ports import (
     ArtifactWriter,
     Clock,
@@ -74,9 +73,6 @@ class LeasePolicy:
     artifact_limits: ArtifactLimits
     artifacts_home: Path
     """Where the artifacts of a task without a session workspace are written."""
-    max_parallel_tasks: int = 4
-    """A session's tasks at once unless it says otherwise (``SESSION_MAX_PARALLEL_TASKS``):
-    a result opens its dependents up to it (``plan_advance``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,9 +279,6 @@ class TaskLeases:
                 raise NotFound(
                     f"Task {report.task_id} does not exist", {"task_id": str(report.task_id)}
                 )
-            if task.session_id is not None:
-                # Before any of its rows: what this result makes startable is opened here.
-                await uow.tasks.lock_family(task.session_id)
             current = await uow.attempts.get(task.id, task.attempt) if task.attempt else None
             held = check_holder(task, current, agent_id, report.attempt)
             root = await self._workspace(uow, task)
@@ -340,14 +333,6 @@ class TaskLeases:
                 )
             if final.is_terminal:
                 await uow.contexts.delete_temporary_of(final.id)
-            if final.status == TaskStatus.COMPLETED and task.session_id is not None:
-                # Its dependents are READY when this commits, not a step of the engine later.
-                await advance_plan(
-                    uow,
-                    task.session_id,
-                    now,
-                    default_parallel=self._policy.max_parallel_tasks,
-                )
             write: Effect | None = None
             if writing:
                 # In the result's transaction: the task is done only with its files

@@ -8,8 +8,8 @@ from uuid import UUID
 from fastapi import APIRouter, Path, Query, Response, status
 
 from ...domain.agent_tiers import Tier
-from ...domain.agents import AgentKind, AgentStatus
-from ...services.agents import AgentFilter, NewAgent
+from ...domain.agents import AgentKind, AgentStatus, NewAgent
+from ...services.agents import AgentFilter
 from ..dependencies import Agents
 from ..paths import API_PREFIX
 from ..schemas.agents import (

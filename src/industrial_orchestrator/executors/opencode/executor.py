@@ -43,11 +43,7 @@ from ...domain.events import LogStream
 from ...domain.loop_guard import GuardPolicy, GuardTrip, LoopGuard, LoopStop
 from ...domain.provider_outage import Outage, Signal, Step, exhausted_reason, next_step
 from ...domain.webhooks import permission_needed_line
-from ...services.contexts import ContextService
-from ...services.ports import TreeSnapshots
-from ...services.sessions import SessionService
-from ...services.task_leases import Assignment, TaskLeases
-from ..base import BackgroundExecutor, LogLine, Outcome
+from ..base import HoldUp, Job, LogLine, Outcome, TreeSnapshots
 from .client import ModelRef, OpenCodeClient, OpenCodeError
 from .prompt import task_prompt
 from .server import OpenCodeServer
@@ -95,6 +91,8 @@ class _Turn:
     session_id: str
     directory: str
     emit: LogLine
+    hold_up: HoldUp | None = None
+    """Says what holds the task's attempt up (none for a turn outside any task)."""
     busy_seen: bool = False
     idle: bool = False
     error: str | None = None
@@ -120,22 +118,16 @@ class _Turn:
     """Tokens of the steps finished so far."""
 
 
-class OpenCodeExecutor(BackgroundExecutor):
+class OpenCodeExecutor:
     name = "opencode"
 
     def __init__(
         self,
-        leases: TaskLeases,
         server: OpenCodeServer,
-        sessions: SessionService,
-        contexts: ContextService,
         policy: OpenCodePolicy,
         trees: TreeSnapshots | None = None,
     ) -> None:
-        super().__init__(leases)
         self._server = server
-        self._sessions = sessions
-        self._contexts = contexts
         self._policy = policy
         self._trees = trees
 
@@ -143,46 +135,42 @@ class OpenCodeExecutor(BackgroundExecutor):
     def unavailable_reason(self) -> str | None:
         return self._server.reason
 
-    async def execute(self, agent: Agent, assignment: Assignment, emit: LogLine) -> Outcome:
+    async def close(self) -> None:
+        """Nothing of its own to stop: the server is the runtime's."""
+
+    async def execute(self, job: Job) -> Outcome:
         client = self._server.client
         if client is None or self._server.reason:
             return Outcome(False, error=f"OpenCode is unavailable: {self._server.reason}")
-        task = assignment.task
-        directory = str(assignment.workspace)
-        session = await self._sessions.get(task.session_id) if task.session_id else None
-        goal = session.initial_prompt if session is not None else None
-        view, _ = await self._contexts.effective(
-            session_id=task.session_id, agent_id=agent.id, task_id=task.id
-        )
+        agent, task, emit = job.agent, job.task, job.emit
+        directory = str(job.workspace)
         prompt = task_prompt(
-            goal=goal,
+            goal=job.goal,
             task=task,
-            context=view.data,
-            finished_dependencies=assignment.finished_dependencies,
+            context=job.context,
+            finished_dependencies=job.finished_dependencies,
             workspace=directory,
         )
         model_name = agent.metadata.get("model") or self._policy.default_model
         model = ModelRef.parse(str(model_name)) if model_name else None
         opencode_agent = str(agent.metadata.get("opencode_agent") or "build")
-        title = f"{task.title} (task {str(task.id)[:8]}, attempt {assignment.attempt.attempt})"
+        title = f"{task.title} (task {str(task.id)[:8]}, attempt {job.attempt})"
         session_id = await client.create_session(directory, title)
         await emit(
             LogStream.SYSTEM,
             f"{agent.name}: OpenCode session {session_id} ({opencode_agent}"
             f"{', ' + str(model) if model else ''})",
         )
-        turn = _Turn(session_id, directory, _by_line(emit), model=model_name)
+        turn = _Turn(session_id, directory, _by_line(emit), model=model_name, hold_up=job.hold_up)
         await self._watch(
-            turn,
-            f"Loop guard: task {task.id} attempt {assignment.attempt.attempt} starts",
-            session.options.max_tokens if session is not None else None,
+            turn, f"Loop guard: task {task.id} attempt {job.attempt} starts", job.max_tokens
         )
         deadline = time.monotonic() + self._policy.task_timeout_seconds
         loop_stop: LoopStop | None = None
         try:
             await self._run_turn(client, turn, prompt, model, opencode_agent, deadline, task.id)
             if turn.trip is not None:
-                loop_stop = await self._stop_looping(client, turn, assignment.attempt.attempt)
+                loop_stop = await self._stop_looping(client, turn, job.attempt)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await asyncio.shield(client.abort(session_id, directory))
@@ -397,23 +385,20 @@ class OpenCodeExecutor(BackgroundExecutor):
         budget = self._policy.provider_retry_budget_seconds
         step = next_step(turn.outage, signal, now=now, budget_seconds=budget, error=error)
         turn.outage = step.outage
-        agent_id = self._holder(task_id)
         if step.step == Step.BEGAN:
             assert step.outage is not None
             await turn.emit(
                 LogStream.SYSTEM,
                 f"provider failing, OpenCode retrying (attempt {attempt}): {step.outage.error}",
             )
-            if agent_id is not None:
+            if turn.hold_up is not None:
                 with contextlib.suppress(Exception):
-                    await self._leases.trouble(
-                        agent_id, task_id, f"provider retrying: {step.outage.error}"
-                    )
+                    await turn.hold_up(f"provider retrying: {step.outage.error}")
         elif step.step == Step.ENDED:
             await turn.emit(LogStream.SYSTEM, "provider answering again")
-            if agent_id is not None:
+            if turn.hold_up is not None:
                 with contextlib.suppress(Exception):
-                    await self._leases.trouble(agent_id, task_id, None)
+                    await turn.hold_up(None)
         elif step.step == Step.EXHAUSTED:
             assert step.outage is not None
             turn.final = True
@@ -554,10 +539,6 @@ class OpenCodeExecutor(BackgroundExecutor):
         if turn.error or error:
             raise OpenCodeError(turn.error or error or "failed")
         return answer or "", tokens, cost
-
-    def _holder(self, task_id: Any) -> Any:
-        entry = self._tasks.get(task_id)
-        return entry[0] if entry else None
 
 
 def _by_line(emit: LogLine) -> LogLine:

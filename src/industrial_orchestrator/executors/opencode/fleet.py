@@ -13,8 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from ...domain.agents import AgentKind
-from ...services.agents import NewAgent
+from ...domain.agents import AgentKind, NewAgent
 
 EXECUTOR = "opencode"
 

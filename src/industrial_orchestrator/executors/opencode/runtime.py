@@ -8,13 +8,9 @@ from dataclasses import dataclass
 import structlog
 
 from ...config import Settings
-from ...domain.errors import Conflict, ExecutorUnavailable
+from ...domain.errors import ExecutorUnavailable
 from ...domain.loop_guard import GuardPolicy
-from ...services.agents import AgentService
-from ...services.contexts import ContextService
-from ...services.ports import TreeSnapshots
-from ...services.sessions import SessionService
-from ...services.task_leases import TaskLeases
+from ..base import TreeSnapshots
 from .client import OpenCodeClient
 from .executor import OpenCodeExecutor, OpenCodePolicy
 from .fleet import FleetAgent, load_fleet
@@ -39,23 +35,9 @@ class OpenCodeRuntime:
     fleet: list[FleetAgent]
     model: str | None
 
-    async def start(self, agents: AgentService) -> None:
-        """Start (or find) the server and enlist the fleet: HEALTHY when OpenCode
-        answers, OFFLINE with the reason otherwise."""
+    async def start(self) -> None:
+        """Start (or find) the server; the runtime then enlists the fleet."""
         await self.server.start()
-        for member in self.fleet:
-            try:
-                await agents.enlist(
-                    member.registration(self.model), offline_reason=self.server.reason
-                )
-            except Conflict as exc:  # an external agent has the name: it keeps it
-                log.error("internal_agent_not_enlisted", name=member.name, reason=exc.message)
-        log.info(
-            "opencode_fleet",
-            agents=[member.name for member in self.fleet],
-            available=self.server.available,
-            reason=self.server.reason,
-        )
 
     async def close(self) -> None:
         try:
@@ -101,9 +83,6 @@ def server_for(settings: Settings) -> OpenCodeServer:
 def build_opencode(
     settings: Settings,
     *,
-    leases: TaskLeases,
-    sessions: SessionService,
-    contexts: ContextService,
     server: OpenCodeServer | None = None,
     trees: TreeSnapshots | None = None,
 ) -> OpenCodeRuntime:
@@ -113,10 +92,7 @@ def build_opencode(
     fleet = load_fleet(settings.opencode_agents)
     server = server or server_for(settings)
     executor = OpenCodeExecutor(
-        leases,
         server,
-        sessions,
-        contexts,
         OpenCodePolicy(
             task_timeout_seconds=settings.task_timeout_seconds,
             poll_seconds=settings.opencode_poll_seconds,

@@ -3,14 +3,14 @@ whose answer the engine checks like any plan (``domain.agent_plans``)."""
 
 from __future__ import annotations
 
-from ...domain.agents import AgentKind, AgentStatus
-from ...domain.events import LogStream
-from ...domain.session import Session
-from ...domain.storable_text import storable
-from ...services.agents import AgentFilter, AgentService
-from ...services.events import EventLog
-from ...services.ports import ProposedPlan
-from .executor import OpenCodeExecutor
+from ..domain.agents import AgentKind, AgentStatus
+from ..domain.events import LogStream
+from ..domain.session import Session
+from ..domain.storable_text import storable
+from ..executors.opencode.executor import OpenCodeExecutor
+from ..services.agents import AgentFilter, AgentService
+from ..services.events import EventLog
+from ..services.ports import ProposedPlan
 
 ARCHITECT_TYPE = "architect"
 
