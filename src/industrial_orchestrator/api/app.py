@@ -103,6 +103,8 @@ def create_app(
             if runtime is not None:
                 await runtime.start()
         except BaseException:
+            if runtime is not None:
+                await runtime.close()
             await bounded("event feed", feed.close())
             await components.close()
             raise

@@ -340,8 +340,8 @@ async def run_headless(settings: Settings) -> None:
     components = await bootstrap.build(settings, migrate=False)
     try:
         runtime = bootstrap.build_runtime(components)
-        await runtime.start()
         try:
+            await runtime.start()
             await stop.wait()
         finally:
             await runtime.close()

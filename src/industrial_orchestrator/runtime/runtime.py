@@ -38,17 +38,15 @@ class Runtime:
     """The lock file this process holds while it drives the internal fleet."""
 
     async def start(self) -> None:
+        """Start every part. Its host closes it whatever came of the start (``close``
+        stops what started and lets go of what is held)."""
         if self.opencode is not None:
             await self.opencode.start()
             await self._enlist(self.opencode)
-        try:
-            await self.reaper.start()
-            await self.webhooks.start()
-            if self.runner is not None:
-                await self.runner.start()
-        except BaseException:
-            await self.close()
-            raise
+        await self.reaper.start()
+        await self.webhooks.start()
+        if self.runner is not None:
+            await self.runner.start()
 
     async def _enlist(self, opencode: OpenCodeRuntime) -> None:
         """The internal fleet, registered (or refreshed, by name): HEALTHY when OpenCode
