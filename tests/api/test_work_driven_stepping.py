@@ -151,29 +151,3 @@ async def test_with_two_replicas_one_owner_acts_on_the_timer(
     assert len(stepped_by) == 1, (first.steps[sid], second.steps[sid])
     history = (await client.get(f"{API}/sessions/{session_id}/transitions")).json()
     assert [t["to_state"] for t in history].count("TIMEOUT") == 1
-
-
-@pytest.mark.settings(**ENGINE)
-async def test_the_plans_first_tasks_are_ready_when_the_plan_commits(
-    client: httpx.AsyncClient,
-):
-    """Decided in the planning transaction, not by a step after it: the first task's
-    READY comes before the "planned" checkpoint, which is taken once the plan committed."""
-    session = await create(client, template="crud", auto_start=True)
-    await until(lambda: _phase(client, session["id"], "EXECUTING"))
-
-    async def order() -> list[str] | None:
-        events = (await client.get(f"{API}/sessions/{session['id']}/events")).json()["items"]
-        kinds = [
-            f"{e['type']}:{e['payload'].get('to') or e['payload'].get('label')}" for e in events
-        ]
-        return kinds if "checkpoint.created:planned" in kinds else None
-
-    kinds = await until(order)
-    planned = kinds.index("session.phase:EXECUTING")
-    assert kinds[planned + 1] == "task.transition:READY", kinds
-    assert kinds.index("task.transition:READY") < kinds.index("checkpoint.created:planned")
-
-
-async def _phase(client: httpx.AsyncClient, session_id: str, phase: str) -> bool:
-    return bool((await session_of(client, session_id))["phase"] == phase)

@@ -2,9 +2,7 @@
 the session's parallel limit), the summary tasks whose subtasks are done closed, layer
 after layer, in the caller's transaction.
 
-The engine's step calls it after every change to the session's tasks, and the planning
-transaction calls it for the plan's first tasks, so they are READY when the plan commits
-(an agent can lease them at once, with no step of the engine in between).
+The engine's step calls it after every change to the session's tasks.
 
 The caller holds the session's family lock (``TaskRepository.lock_family``), taken before
 any of the session's task rows, as every writer of a family does.

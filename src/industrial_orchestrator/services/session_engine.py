@@ -380,9 +380,6 @@ class SessionEngine:
             if fallback:
                 how += f" ({fallback})"
             await self._save_phase(uow, session, executing, how[:2000])
-            # The first tasks are READY when the plan commits: agents need not wait
-            # for a step of the engine to see them.
-            await advance_plan(uow, session.id, now, default_parallel=self._max_parallel)
             await uow.commit()
         log.info("session_planned", session_id=str(session.id), tasks=planned)
         await self._checkpoint(
