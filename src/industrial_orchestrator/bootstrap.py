@@ -274,6 +274,7 @@ def build_runtime(components: Components) -> Runtime:
                 executors={opencode.executor.name: opencode.executor} if opencode else {},
                 sessions=components.sessions,
                 contexts=components.contexts,
+                opening=components.session_engine.opening,
             ),
         )
     return Runtime(

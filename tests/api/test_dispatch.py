@@ -5,7 +5,9 @@ an external agent's, and tasks taken back are aborted on the executor."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -50,28 +52,29 @@ class ScriptedExecutor:
         )
 
 
-async def _internal_agent(app: Any, name: str = "inside") -> Agent:
+async def _internal_agent(app: Any, name: str = "inside", *, room: int = 2) -> Agent:
     agent: Agent = await app.state.components.agents.register(
         NewAgent(
             name,
             "implementer",
             ["code_generation"],
             kind=AgentKind.INTERNAL,
-            max_concurrent_tasks=2,
+            max_concurrent_tasks=room,
             metadata={EXECUTOR_KEY: "scripted"},
         )
     )
     return agent
 
 
-def _dispatcher(app: Any, executor: ScriptedExecutor) -> Dispatcher:
+def _dispatcher(app: Any, executor: ScriptedExecutor, leases: Any = None) -> Dispatcher:
     components = app.state.components
     return Dispatcher(
         components.agents,
-        components.leases,
+        leases or components.leases,
         {"scripted": executor},
         sessions=components.sessions,
         contexts=components.contexts,
+        opening=components.session_engine.opening,
     )
 
 
@@ -131,6 +134,57 @@ async def test_an_executor_failure_fails_the_task(app, client):
     failed = await until(lambda: _status_in(client, session["id"], ("FAILED",)))
     assert "no task could be done" in failed["status_reason"]
     assert (await session_of(client, session["id"]))["status"] == "FAILED"
+    await dispatcher.close()
+
+
+class StepAfterFirstClaim:
+    """The leases, but when the first agent asks and gets nothing, the engine steps the
+    session (its step makes the task READY), and the next agent asks after that step, or
+    after a second if the step is held up."""
+
+    def __init__(self, leases: Any, engine: Any, first: UUID, session_id: UUID) -> None:
+        self._leases = leases
+        self._engine = engine
+        self._first = first
+        self._session_id = session_id
+        self.stepped: asyncio.Task[Any] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._leases, name)
+
+    async def claim(self, agent_id: UUID) -> Any:
+        assignment = await self._leases.claim(agent_id)
+        if agent_id == self._first and assignment is None and self.stepped is None:
+            self.stepped = asyncio.create_task(self._engine.step(self._session_id))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.stepped), 1.0)
+        return assignment
+
+
+async def test_a_task_made_ready_while_the_agents_are_offered_work_waits_for_the_next_offer(
+    app, client
+):
+    """Offered in order: a task that turned READY after the first agent asked is not
+    given to the second one before the first could have it."""
+    components = app.state.components
+    first = await _internal_agent(app, "a-first", room=1)
+    second = await _internal_agent(app, "b-second", room=1)
+    session = await create(client, template="single", auto_start=True)
+    session_id = UUID(session["id"])
+    await components.session_engine.step(session_id)  # planned: its task waits to open
+    [task] = await tasks_of(client, session["id"])
+    assert task["status"] == "PENDING"
+    leases = StepAfterFirstClaim(components.leases, components.session_engine, first.id, session_id)
+    executor = ScriptedExecutor()
+    dispatcher = _dispatcher(app, executor, leases)
+
+    assert await dispatcher.run_once() == 0  # the step waited for the offer to end
+    assert leases.stepped is not None
+    await leases.stepped
+    assert (await client.get(f"{API}/tasks/{task['id']}")).json()["status"] == "READY"
+    assert await dispatcher.run_once() == 1
+    assert [str(t) for t in dispatcher.running(first.id)] == [task["id"]]
+    assert dispatcher.running(second.id) == []
     await dispatcher.close()
 
 

@@ -2,11 +2,11 @@
 
 Each round, for every internal agent whose executor runs in this process, it beats for
 the agent (renewing the leases of the tasks in flight, and learning of tasks taken back,
-which it aborts) and, while the agent has room, leases it the next task it can do and
-runs it on the executor as a job of its own. When the executor returns, the dispatcher
-records the outcome through ``TaskLeases.report``, exactly as an external agent's result;
-the executor itself knows no service (``executors/base.py``). External agents need none
-of this: they pull.
+which it aborts); then, agent after agent by name, while the agent has room, it leases it
+the next task it can do and runs it on the executor as a job of its own. When the
+executor returns, the dispatcher records the outcome through ``TaskLeases.report``,
+exactly as an external agent's result; the executor itself knows no service
+(``executors/base.py``). External agents need none of this: they pull.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from uuid import UUID
 
 import structlog
@@ -45,7 +46,11 @@ class Dispatcher:
         *,
         sessions: SessionService,
         contexts: ContextService,
+        opening: AbstractAsyncContextManager[object] | None = None,
     ) -> None:
+        """``opening`` is held while tasks are offered to the agents: the lock the
+        session engine holds while it makes tasks READY (``SessionEngine.opening``)."""
+        self._opening = opening if opening is not None else contextlib.nullcontext()
         self._agents = agents
         self._leases = leases
         self._sessions = sessions
@@ -55,14 +60,21 @@ class Dispatcher:
         """Task id -> (agent id, the job's asyncio task)."""
 
     async def run_once(self) -> int:
-        """One round; how many tasks were started."""
+        """One round; how many tasks were started. Every agent beats first; then the
+        READY tasks are offered to the agents in order (by name), under ``opening``."""
         if not self._executors:
             return 0
-        started = 0
+        ready: list[tuple[Agent, Executor]] = []
         for agent in await self._agents.search(AgentFilter(kinds=[AgentKind.INTERNAL])):
             executor = self._executors.get(str(agent.metadata.get(EXECUTOR_KEY, "")))
             if executor is not None:
-                started += await self._drive(agent, executor)
+                current = await self._beat(agent, executor)
+                if current is not None:
+                    ready.append((current, executor))
+        started = 0
+        async with self._opening:
+            for agent, executor in ready:
+                started += await self._fill(agent, executor)
         return started
 
     def running(self, agent_id: UUID) -> list[UUID]:
@@ -86,33 +98,38 @@ class Dispatcher:
         for executor in self._executors.values():
             await executor.close()
 
-    async def _drive(self, agent: Agent, executor: Executor) -> int:
+    async def _beat(self, agent: Agent, executor: Executor) -> Agent | None:
+        """The agent as it beat (its leases renewed, the tasks taken back aborted), or
+        None when it is not to be given work this round."""
         reason = executor.unavailable_reason
         if reason is not None:
             # Not beating lets its leases run out; saying why tells the operator.
             with contextlib.suppress(NotFound, Conflict):
                 await self._agents.mark_offline(agent.id, reason)
-            return 0
+            return None
         try:
             beat = await self._agents.heartbeat(agent.id, working_on=self.running(agent.id))
         except (NotFound, Conflict):
-            return 0  # deregistered, or busy being changed: next round
+            return None  # deregistered, or busy being changed: next round
         for task_id in beat.abort:
             await self.abort(task_id)
+        return beat.agent
+
+    async def _fill(self, agent: Agent, executor: Executor) -> int:
+        """Lease the agent tasks while it has room, each run as a job of its own."""
         started = 0
-        current = beat.agent
-        while len(self.running(current.id)) < current.max_concurrent_tasks:
+        while len(self.running(agent.id)) < agent.max_concurrent_tasks:
             try:
-                assignment = await self._leases.claim(current.id)
+                assignment = await self._leases.claim(agent.id)
             except AgentNotAccepting:
                 break
             if assignment is None:
                 break
             task_id = assignment.task.id
             self._jobs[task_id] = (
-                current.id,
+                agent.id,
                 asyncio.create_task(
-                    self._perform(executor, current, assignment),
+                    self._perform(executor, agent, assignment),
                     name=f"{executor.name}-{task_id}",
                 ),
             )
@@ -120,7 +137,7 @@ class Dispatcher:
             log.info(
                 "task_dispatched",
                 executor=executor.name,
-                agent_id=str(current.id),
+                agent_id=str(agent.id),
                 task_id=str(task_id),
             )
         return started

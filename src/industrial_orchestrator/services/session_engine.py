@@ -9,6 +9,7 @@ the verification command, live in ``runtime/``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -107,6 +108,10 @@ class SessionEngine:
         self._timeout = session_timeout_seconds
         self._checkpoint_every = timedelta(seconds=checkpoint_interval_seconds)
         self._max_parallel = max_parallel_tasks
+        self.opening = asyncio.Lock()
+        """Held while a step makes tasks READY. The dispatcher holds it while it offers
+        the READY tasks to its agents in order: a task a step opens meanwhile waits for
+        the next offer, so it never goes to a later agent before an earlier one saw it."""
 
     async def to_visit(self) -> list[UUID]:
         """RUNNING sessions, and sessions whose tasks still need bringing in line."""
@@ -387,10 +392,11 @@ class SessionEngine:
         )
 
     async def _advance(self, session: Session) -> ReviewDue | None:
-        now = self._clock()
-        async with self._uow() as uow:
+        async with self.opening, self._uow() as uow:
             await uow.tasks.lock_family(session.id)
-            advanced = await advance_plan(uow, session.id, now, default_parallel=self._max_parallel)
+            advanced = await advance_plan(
+                uow, session.id, self._clock(), default_parallel=self._max_parallel
+            )
             await uow.commit()
         if advanced is None:
             return None  # its budget is spent (the next step ends it), or it moved on
