@@ -21,6 +21,7 @@ from .domain.artifacts import ArtifactLimits
 from .domain.effects import EffectKind
 from .domain.events import NewEvent
 from .domain.webhooks import RetryPolicy
+from .domain.work_news import offers_work
 from .executors.opencode.runtime import build_opencode
 from .runtime.architect_planner import ArchitectPlanner
 from .runtime.dispatcher import Dispatcher
@@ -94,7 +95,7 @@ async def build(
         bus, lock, cache = _coordination(settings)
 
         def committed(stored: Sequence[NewEvent]) -> None:
-            bus.publish()
+            bus.publish(work=offers_work(stored))
             for listener in listeners:
                 listener(stored)
 
@@ -274,7 +275,7 @@ def build_runtime(components: Components) -> Runtime:
                 executors={opencode.executor.name: opencode.executor} if opencode else {},
                 sessions=components.sessions,
                 contexts=components.contexts,
-                opening=components.session_engine.opening,
+                gate=components.session_engine.gate,
             ),
         )
     return Runtime(

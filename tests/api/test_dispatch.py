@@ -74,7 +74,7 @@ def _dispatcher(app: Any, executor: ScriptedExecutor, leases: Any = None) -> Dis
         {"scripted": executor},
         sessions=components.sessions,
         contexts=components.contexts,
-        opening=components.session_engine.opening,
+        gate=components.session_engine.gate,
     )
 
 

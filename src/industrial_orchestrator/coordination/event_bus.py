@@ -42,10 +42,12 @@ class EventBus(Protocol):
 
     async def close(self) -> None: ...
 
-    def publish(self) -> None:
-        """Announce that events were committed."""
+    def publish(self, *, work: bool = False) -> None:
+        """Announce that events were committed; ``work``: events that may have made a
+        task claimable (``domain.work_news``)."""
 
-    def subscribe(self) -> AbstractAsyncContextManager[Wakeup]: ...
+    def subscribe(self, *, work_only: bool = False) -> AbstractAsyncContextManager[Wakeup]:
+        """A doorbell rung by every publication, or by those with ``work`` only."""
 
 
 class LocalEventBus:
@@ -53,6 +55,7 @@ class LocalEventBus:
 
     def __init__(self) -> None:
         self._subscribers: set[Wakeup] = set()
+        self._waiting_for_work: set[Wakeup] = set()
 
     async def start(self) -> None:
         return None
@@ -60,15 +63,19 @@ class LocalEventBus:
     async def close(self) -> None:
         return None
 
-    def publish(self) -> None:
+    def publish(self, *, work: bool = False) -> None:
         for wakeup in self._subscribers:
             wakeup.ring()
+        if work:
+            for wakeup in self._waiting_for_work:
+                wakeup.ring()
 
     @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[Wakeup]:
+    async def subscribe(self, *, work_only: bool = False) -> AsyncIterator[Wakeup]:
         wakeup = Wakeup()
-        self._subscribers.add(wakeup)
+        subscribers = self._waiting_for_work if work_only else self._subscribers
+        subscribers.add(wakeup)
         try:
             yield wakeup
         finally:
-            self._subscribers.discard(wakeup)
+            subscribers.discard(wakeup)

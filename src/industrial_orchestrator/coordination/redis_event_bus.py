@@ -2,7 +2,8 @@
 
 Each replica keeps its local bus for its own WebSocket readers and relays every local
 publication to a Redis channel; a listener task feeds what other replicas publish into
-the local bus. Redis carries only "replica R committed events", never the events, so
+the local bus. Redis carries only "replica R committed events" (and whether they may offer work, a
+``+work`` suffix), never the events, so
 when Redis is down or a message is lost, readers are merely woken later by their
 periodic re-read of the database log: slower, never wrong.
 """
@@ -24,6 +25,7 @@ log = structlog.get_logger(__name__)
 
 _RECONNECT_SECONDS = 1.0
 _CLOSE_SECONDS = 5.0
+_WORK = "+work"
 
 
 class RedisEventBus:
@@ -35,6 +37,7 @@ class RedisEventBus:
         self._listener: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
         self._send_queued = False
+        self._work_queued = False
 
     async def start(self) -> None:
         self._listener = asyncio.create_task(self._listen(), name="redis-event-bus")
@@ -54,22 +57,26 @@ class RedisEventBus:
         except (TimeoutError, RedisError, OSError) as exc:
             log.warning("event_bus_close_failed", error=type(exc).__name__)
 
-    def publish(self) -> None:
-        self._local.publish()
+    def publish(self, *, work: bool = False) -> None:
+        self._local.publish(work=work)
+        self._work_queued |= work
         if self._send_queued:
             return  # a message not yet sent already tells the others to read
         self._send_queued = True
-        task = asyncio.create_task(self._send(self._origin))
+        task = asyncio.create_task(self._send())
         self._sends.add(task)
         task.add_done_callback(self._sends.discard)
 
     @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[Wakeup]:
-        async with self._local.subscribe() as wakeup:
+    async def subscribe(self, *, work_only: bool = False) -> AsyncIterator[Wakeup]:
+        async with self._local.subscribe(work_only=work_only) as wakeup:
             yield wakeup
 
-    async def _send(self, message: str) -> None:
+    async def _send(self) -> None:
+        # What was published until now, in one message.
+        message = self._origin + (_WORK if self._work_queued else "")
         self._send_queued = False
+        self._work_queued = False
         try:
             await self._redis.publish(self._channel, message)
         except (RedisError, OSError) as exc:
@@ -88,6 +95,7 @@ class RedisEventBus:
                 await asyncio.sleep(_RECONNECT_SECONDS)
 
     def _relay(self, data: bytes | str) -> None:
-        origin = data.decode(errors="replace") if isinstance(data, bytes) else data
+        message = data.decode(errors="replace") if isinstance(data, bytes) else data
+        origin = message.removesuffix(_WORK)
         if origin != self._origin:  # our own readers were woken when we published
-            self._local.publish()
+            self._local.publish(work=origin != message)

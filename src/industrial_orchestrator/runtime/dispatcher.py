@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Mapping
-from contextlib import AbstractAsyncContextManager
 from uuid import UUID
 
 import structlog
@@ -28,6 +27,7 @@ from ..domain.task_attempts import AttemptOutcome
 from ..executors.base import Executor, Job, Outcome
 from ..services.agents import AgentFilter, AgentService
 from ..services.contexts import ContextService
+from ..services.offer_gate import OfferGate
 from ..services.sessions import SessionService
 from ..services.task_leases import AgentNotAccepting, Assignment, Report, TaskLeases
 
@@ -46,11 +46,11 @@ class Dispatcher:
         *,
         sessions: SessionService,
         contexts: ContextService,
-        opening: AbstractAsyncContextManager[object] | None = None,
+        gate: OfferGate | None = None,
     ) -> None:
-        """``opening`` is held while tasks are offered to the agents: the lock the
-        session engine holds while it makes tasks READY (``SessionEngine.opening``)."""
-        self._opening = opening if opening is not None else contextlib.nullcontext()
+        """``gate``: the session engine's (``SessionEngine.gate``), so that a task its
+        steps make READY is never offered to a later agent before an earlier one."""
+        self._gate = gate if gate is not None else OfferGate()
         self._agents = agents
         self._leases = leases
         self._sessions = sessions
@@ -61,7 +61,7 @@ class Dispatcher:
 
     async def run_once(self) -> int:
         """One round; how many tasks were started. Every agent beats first; then the
-        READY tasks are offered to the agents in order (by name), under ``opening``."""
+        READY tasks are offered to the agents in order (by name), through the gate."""
         if not self._executors:
             return 0
         ready: list[tuple[Agent, Executor]] = []
@@ -72,7 +72,7 @@ class Dispatcher:
                 if current is not None:
                     ready.append((current, executor))
         started = 0
-        async with self._opening:
+        async with self._gate.offering():
             for agent, executor in ready:
                 started += await self._fill(agent, executor)
         return started

@@ -9,7 +9,6 @@ the verification command, live in ``runtime/``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,6 +37,7 @@ from ..domain.session_states import STATE_TABLE, SessionState
 from ..domain.task_templates import Decomposition, decompose_task
 from ..domain.tasks import Task, TaskStatus, TaskType, new_task, task_transition
 from .effects import EffectLedger
+from .offer_gate import OfferGate
 from .plan_advance import advance_plan, tasks_of
 from .ports import Clock, UnitOfWork, UnitOfWorkFactory, WorkingTrees
 from .sessions import SessionService
@@ -108,10 +108,9 @@ class SessionEngine:
         self._timeout = session_timeout_seconds
         self._checkpoint_every = timedelta(seconds=checkpoint_interval_seconds)
         self._max_parallel = max_parallel_tasks
-        self.opening = asyncio.Lock()
-        """Held while a step makes tasks READY. The dispatcher holds it while it offers
-        the READY tasks to its agents in order: a task a step opens meanwhile waits for
-        the next offer, so it never goes to a later agent before an earlier one saw it."""
+        self.gate = OfferGate()
+        """Its steps make tasks READY through ``gate.opening``; the dispatcher offers
+        them through ``gate.offering`` (``services/offer_gate.py``)."""
 
     async def to_visit(self) -> list[UUID]:
         """RUNNING sessions, and sessions whose tasks still need bringing in line."""
@@ -392,7 +391,7 @@ class SessionEngine:
         )
 
     async def _advance(self, session: Session) -> ReviewDue | None:
-        async with self.opening, self._uow() as uow:
+        async with self.gate.opening(), self._uow() as uow:
             await uow.tasks.lock_family(session.id)
             advanced = await advance_plan(
                 uow, session.id, self._clock(), default_parallel=self._max_parallel

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -17,6 +18,48 @@ from ..services.ports import DuplicateKeyError
 from .json_sets import allows, subset_of
 from .rows import utc
 from .tables import sessions, task_dependencies, tasks
+
+
+@functools.lru_cache(maxsize=512)
+def _claimable_query(
+    capabilities: tuple[str, ...], limit: int, lock: bool, agent_name: str | None, dialect: str
+) -> sa.Select[Any]:
+    """``claimable``'s statement, built once per agent's shape of ask. Building it and its
+    cache key on every ask cost more than running it (the most frequent statement
+    there is: every waiting agent asks on every wake-up); a statement object is immutable
+    and keeps its cache key."""
+    child = tasks.alias("child")
+    within = subset_of(tasks.c.required_capabilities, list(capabilities), dialect)
+    urgency = (
+        sa.select(sessions.c.priority_rank)
+        .where(sessions.c.id == tasks.c.session_id)
+        .scalar_subquery()
+    )
+    query = (
+        sa.select(tasks)
+        .where(
+            tasks.c.status == TaskStatus.READY.value,
+            within,
+            ~sa.exists(sa.select(child.c.id).where(child.c.parent_id == tasks.c.id)),
+            sa.or_(
+                tasks.c.session_id.is_(None),
+                tasks.c.session_id.in_(
+                    sa.select(sessions.c.id).where(
+                        sessions.c.status.in_(("RUNNING", "DEGRADED")),
+                        # A session may name the agents its tasks are for (a fork's).
+                        sa.true()
+                        if agent_name is None
+                        else allows(sessions.c.options, "agents", agent_name, dialect),
+                    )
+                ),
+            ),
+        )
+        .order_by(sa.func.coalesce(urgency, -1).desc(), tasks.c.created_at, tasks.c.id)
+        .limit(limit)
+    )
+    if lock and dialect == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=tasks)
+    return query
 
 
 class SqlTaskRepository:
@@ -133,38 +176,9 @@ class SqlTaskRepository:
         session, each group oldest first. A task split into subtasks is not handed out (its subtasks
         are the work). On PostgreSQL the rows come locked, skipping rows another claimer
         holds, so two claimers never race for one task."""
-        child = tasks.alias("child")
-        dialect = self._db.dialect.name
-        within = subset_of(tasks.c.required_capabilities, capabilities, dialect)
-        urgency = (
-            sa.select(sessions.c.priority_rank)
-            .where(sessions.c.id == tasks.c.session_id)
-            .scalar_subquery()
+        query = _claimable_query(
+            tuple(capabilities), limit, lock, agent_name, self._db.dialect.name
         )
-        query = (
-            sa.select(tasks)
-            .where(
-                tasks.c.status == TaskStatus.READY.value,
-                within,
-                ~sa.exists(sa.select(child.c.id).where(child.c.parent_id == tasks.c.id)),
-                sa.or_(
-                    tasks.c.session_id.is_(None),
-                    tasks.c.session_id.in_(
-                        sa.select(sessions.c.id).where(
-                            sessions.c.status.in_(("RUNNING", "DEGRADED")),
-                            # A session may name the agents its tasks are for (a fork's).
-                            sa.true()
-                            if agent_name is None
-                            else allows(sessions.c.options, "agents", agent_name, dialect),
-                        )
-                    ),
-                ),
-            )
-            .order_by(sa.func.coalesce(urgency, -1).desc(), tasks.c.created_at, tasks.c.id)
-            .limit(limit)
-        )
-        if lock and self._db.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True, of=tasks)
         rows = list((await self._db.execute(query)).mappings())
         edges = await self._edges([row["id"] for row in rows])
         return [_task(row, edges.get(row["id"], ())) for row in rows]

@@ -227,7 +227,7 @@ async def next_task(
     that agent for up to 30 s after it became READY (learned routing). 409
     `agent_not_accepting` when the agent is offline, busy or at its `max_concurrent_tasks`."""
     deadline = time.monotonic() + wait_seconds
-    async with components.bus.subscribe() as wakeup:
+    async with components.bus.subscribe(work_only=True) as wakeup:
         while True:
             if await request.is_disconnected():
                 return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -237,9 +237,9 @@ async def next_task(
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return Response(status_code=status.HTTP_204_NO_CONTENT)
-            # Woken by any commit (a task may have become READY), else re-checked often
-            # enough that a wake-up lost between replicas costs little. A burst of
-            # commits is answered with one look, not one per commit.
+            # Woken by a commit that may offer work (domain.work_news), else re-checked
+            # often enough that a wake-up lost between replicas costs little. A burst
+            # of commits is answered with one look, not one per commit.
             if await wakeup.wait(min(remaining, _POLL_SLICE_SECONDS)):
                 await asyncio.sleep(min(_COALESCE_SECONDS, max(0.0, remaining)))
 
