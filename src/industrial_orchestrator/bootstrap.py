@@ -34,6 +34,7 @@ from .services.agents import AgentService
 from .services.contexts import ContextService
 from .services.effects import EffectLedger, EffectRecovery
 from .services.events import EventLog
+from .services.offer_gate import OfferGate
 from .services.operator_tokens import OperatorTokens
 from .services.session_engine import SessionEngine
 from .services.session_schedule import SessionSchedule
@@ -127,6 +128,7 @@ async def build(
         single_process=settings.database.get_backend_name() == "sqlite",
         failpoints=[p.strip() for p in settings.failpoints.split(",") if p.strip()],
     )
+    gate = OfferGate()
     leases = TaskLeases(
         uow,
         clock=clock,
@@ -139,9 +141,11 @@ async def build(
                 max_bytes=settings.artifact_max_bytes, max_count=settings.artifact_max_count
             ),
             artifacts_home=settings.orchestrator_home / "artifacts",
+            max_parallel_tasks=settings.session_max_parallel_tasks,
         ),
         writer=WorkspaceFiles(),
         ledger=ledger,
+        gate=gate,
     )
     session_engine = SessionEngine(
         uow,
@@ -152,6 +156,7 @@ async def build(
         max_parallel_tasks=settings.session_max_parallel_tasks,
         trees=trees,
         ledger=ledger,
+        gate=gate,
     )
     return Components(
         settings,

@@ -2,7 +2,9 @@
 the session's parallel limit), the summary tasks whose subtasks are done closed, layer
 after layer, in the caller's transaction.
 
-The engine's step calls it after every change to the session's tasks.
+A result calls it in its own transaction (the tasks that waited for it are READY when the
+result is acknowledged); the engine's step calls it after every change to the session's
+tasks.
 
 The caller holds the session's family lock (``TaskRepository.lock_family``), taken before
 any of the session's task rows, as every writer of a family does.

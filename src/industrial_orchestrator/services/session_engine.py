@@ -97,6 +97,7 @@ class SessionEngine:
         max_parallel_tasks: int = 4,
         trees: WorkingTrees | None = None,
         ledger: EffectLedger | None = None,
+        gate: OfferGate | None = None,
     ) -> None:
         if trees is not None and ledger is None:
             raise ValueError("checkpoint commits are effects: a ledger is needed with trees")
@@ -108,9 +109,9 @@ class SessionEngine:
         self._timeout = session_timeout_seconds
         self._checkpoint_every = timedelta(seconds=checkpoint_interval_seconds)
         self._max_parallel = max_parallel_tasks
-        self.gate = OfferGate()
-        """Its steps make tasks READY through ``gate.opening``; the dispatcher offers
-        them through ``gate.offering`` (``services/offer_gate.py``)."""
+        self.gate = gate if gate is not None else OfferGate()
+        """Its steps make tasks READY through ``gate.opening`` (results too, shared with
+        ``TaskLeases``); the dispatcher offers them through ``gate.offering``."""
 
     async def to_visit(self) -> list[UUID]:
         """RUNNING sessions, and sessions whose tasks still need bringing in line."""

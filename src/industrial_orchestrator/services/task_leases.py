@@ -45,6 +45,8 @@ from ..domain.task_attempts import (
 from ..domain.tasks import FINISHED_STATUSES, Task, TaskStatus, task_transition
 from .agent_records import load_records
 from .effects import EffectLedger
+from .offer_gate import OfferGate
+from .plan_advance import advance_plan
 from .ports import (
     ArtifactWriter,
     Clock,
@@ -73,6 +75,8 @@ class LeasePolicy:
     artifact_limits: ArtifactLimits
     artifacts_home: Path
     """Where the artifacts of a task without a session workspace are written."""
+    max_parallel_tasks: int = 4
+    """A session's tasks READY or RUNNING at once, unless its options say otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,12 +138,14 @@ class TaskLeases:
         policy: LeasePolicy,
         writer: ArtifactWriter,
         ledger: EffectLedger,
+        gate: OfferGate | None = None,
     ) -> None:
         self._uow = uow
         self._clock = clock
         self._policy = policy
         self._writer = writer
         self._ledger = ledger
+        self._gate = gate if gate is not None else OfferGate()
 
     async def claim(self, agent_id: UUID) -> Assignment | None:
         """Lease the most urgent READY task ``agent_id`` can do, or None when there is
@@ -268,13 +274,23 @@ class TaskLeases:
         )
 
     async def report(self, agent_id: UUID, report: Report) -> Recorded:
-        """Record the result of the agent's current attempt at ``report.task_id``."""
+        """Record the result of the agent's current attempt at ``report.task_id``.
+
+        A task of a session that ends moves its plan on in the same transaction: the
+        tasks that waited only for it are READY when the result is acknowledged, and the
+        summary tasks it finishes are closed (``plan_advance``); nothing waits for the
+        engine's next step of the session."""
         if report.outcome not in (AttemptOutcome.COMPLETED, AttemptOutcome.FAILED):
             raise ValueError(f"a result is completed or failed, not {report.outcome}")
         check_artifacts(report.artifacts, self._policy.artifact_limits)
         now = self._clock()
-        async with self._uow() as uow:
+        async with self._gate.opening(), self._uow() as uow:
             task = await uow.tasks.get(report.task_id)
+            if task is not None and task.session_id is not None:
+                # The family's lock before any of its rows, as every writer of a family
+                # takes it; then the task as it is under the lock.
+                await uow.tasks.lock_family(task.session_id)
+                task = await uow.tasks.get(report.task_id)
             if task is None:
                 raise NotFound(
                     f"Task {report.task_id} does not exist", {"task_id": str(report.task_id)}
@@ -333,6 +349,13 @@ class TaskLeases:
                 )
             if final.is_terminal:
                 await uow.contexts.delete_temporary_of(final.id)
+                if task.session_id is not None:
+                    await advance_plan(
+                        uow,
+                        task.session_id,
+                        now,
+                        default_parallel=self._policy.max_parallel_tasks,
+                    )
             write: Effect | None = None
             if writing:
                 # In the result's transaction: the task is done only with its files
