@@ -214,6 +214,31 @@ def test_runs_the_command_per_task_in_its_workspace_with_the_prompt_on_stdin(
         assert worker.terminate() == 0, worker.output
 
 
+# Longer than the few seconds a result used to be retried for.
+DOWNTIME_SECONDS = 10.0
+
+
+@pytest.mark.slow
+def test_a_result_finished_while_the_orchestrator_is_down_is_taken_when_it_is_back(
+    tmp_path: Path, start_worker: StartWorker
+):
+    with _server(tmp_path, AGENT_HEARTBEAT_SECONDS="1") as server:
+        server.start()
+        with server.client() as http:
+            task = _create_task(http, "Outlive a restart", "PROMPT")
+        worker = start_worker(server, "--any-capability", "--command", "sleep 2; echo survived")
+        _said(worker, f"task {task['id']} attempt 1")
+        server.kill()  # while the command runs: its result finds nobody to take it
+        time.sleep(DOWNTIME_SECONDS)
+        server.start()  # same port, same home
+        with server.client() as http:
+            [done] = _wait_status(http, [task["id"]], "COMPLETED", worker)
+        assert done["result_summary"] == "survived"
+        _said(worker, f"task {task['id']} completed")
+        assert "not recorded" not in worker.output
+        assert worker.terminate() == 0, worker.output
+
+
 @pytest.mark.slow
 def test_a_failing_command_fails_the_attempt_with_the_output_tail(
     eap_server: ServerProcess, start_worker: StartWorker

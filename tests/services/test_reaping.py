@@ -13,7 +13,12 @@ from industrial_orchestrator.domain.artifacts import ArtifactLimits
 from industrial_orchestrator.domain.tasks import TaskStatus, TaskType
 from industrial_orchestrator.runtime.reaper import LOCK_NAME, Reaper
 from industrial_orchestrator.services.agents import AgentService
-from industrial_orchestrator.services.task_leases import LeasePolicy, Reaped, TaskLeases
+from industrial_orchestrator.services.task_leases import (
+    UNKNOWN_LEASE_GRACE_SECONDS,
+    LeasePolicy,
+    Reaped,
+    TaskLeases,
+)
 from industrial_orchestrator.services.tasks import NewTask, TaskService
 from industrial_orchestrator.storage.workspace_files import WorkspaceFiles
 
@@ -142,3 +147,29 @@ async def test_replicas_on_redis_share_the_reapers_lock(app, backend):
     assert await app.state.runtime.reaper.run_once() is None
     assert await components.lock.release(LOCK_NAME, token)
     assert await app.state.runtime.reaper.run_once() == Reaped(0, 0)
+
+
+async def test_a_lease_the_agent_does_not_list_is_let_go_after_the_grace(app, tmp_path):
+    """The answer to its pull never reached the agent: its heartbeats list other tasks (or
+    none), and after ``UNKNOWN_LEASE_GRACE_SECONDS`` the task goes back to the queue, even
+    right after a restart, when the reaper would still wait."""
+    clock = Clock(T0)
+    agents, tasks, leases = _services(app, clock, T0, tmp_path)
+    agent, assignment = await _leased_task(agents, tasks, leases, "lost-answer")
+    task_id = assignment.task.id
+
+    # Listed, or within the grace (its answer may still be on its way): kept.
+    clock.now = T0 + timedelta(seconds=UNKNOWN_LEASE_GRACE_SECONDS + 5)
+    assert await leases.let_go_unknown(agent.id, [task_id]) == 0
+    clock.now = T0 + timedelta(seconds=UNKNOWN_LEASE_GRACE_SECONDS - 1)
+    assert await leases.let_go_unknown(agent.id, []) == 0
+    assert (await tasks.get(task_id)).status == TaskStatus.RUNNING
+
+    clock.now = T0 + timedelta(seconds=UNKNOWN_LEASE_GRACE_SECONDS + 1)
+    assert await leases.let_go_unknown(agent.id, []) == 1
+    assert (await tasks.get(task_id)).status == TaskStatus.READY
+    assert await leases.let_go_unknown(agent.id, []) == 0  # once
+    # The next pull gets it again, as a new attempt.
+    again = await leases.claim(agent.id)
+    assert again is not None
+    assert (again.task.id, again.attempt.attempt) == (task_id, 2)

@@ -69,6 +69,8 @@ LONG_POLL_SECONDS = 20.0
 REQUEST_TIMEOUT_SECONDS = 10.0
 RETRY_SECONDS = 1.0
 REPORT_TRIES = 3
+REPORT_PATIENCE_SECONDS = 300.0
+MAX_REPORT_BACKOFF_SECONDS = 5.0
 BEAT_TRIES = 3
 BEAT_RETRY_SECONDS = 0.05
 KILL_GRACE_SECONDS = 2.0  # between SIGTERM and SIGKILL
@@ -814,10 +816,17 @@ class Worker:
         return STOPPED if stop in done else f"timed out after {limit:g} s"
 
     async def _report(self, result: Json) -> str | None:
-        """Send the result; None once recorded, else what became of it."""
+        """Send the result; None once recorded, else what became of it. While the
+        orchestrator cannot be reached or answers 5xx (a restart), the result is sent
+        again for up to ``REPORT_PATIENCE_SECONDS``: the task stays in the heartbeats
+        meanwhile, so its lease holds. A refusal is tried ``REPORT_TRIES`` times."""
         url = f"{EAP}/{self.agent_id}/tasks/{result['task_id']}/result"
         failure = "not sent"
-        for trial in range(1, REPORT_TRIES + 1):
+        refusals = 0
+        give_up_at = time.monotonic() + REPORT_PATIENCE_SECONDS
+        trial = 0
+        while True:
+            trial += 1
             if self.revoked is not None:
                 return f"not recorded: {self.revoked}"
             sent_token = self.token
@@ -832,12 +841,18 @@ class Worker:
                 if _error_code(response) == "lease_lost":
                     return "lease lost: another agent owns the task now, result dropped"
                 failure = _error_message(response)
-                if response.status_code == 401:
-                    if await self._rejoin(response, sent_token):
-                        continue
-                elif response.status_code < 500 and response.status_code != 409:
-                    break
-            await asyncio.sleep(trial * RETRY_SECONDS)
+                if response.status_code < 500:
+                    refusals += 1
+                    if response.status_code == 401 and await self._rejoin(response, sent_token):
+                        if refusals < REPORT_TRIES:
+                            continue
+                    elif response.status_code not in (401, 409):
+                        break
+            if refusals >= REPORT_TRIES or time.monotonic() >= give_up_at:
+                break
+            if self.stopping.is_set() and trial >= REPORT_TRIES:
+                break  # asked to stop: no waiting for a server that may not come back
+            await asyncio.sleep(min(trial * RETRY_SECONDS, MAX_REPORT_BACKOFF_SECONDS))
         return f"result not recorded: {failure}"
 
     def _print_end(self, task_id: str, result: Json, elapsed: float, recorded: str | None) -> None:

@@ -10,7 +10,7 @@ after the commit, so an agent whose result was refused has written nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -60,6 +60,9 @@ log = structlog.get_logger("industrial_orchestrator.services.task_leases")
 # Guarded writes that lose a race are retried this many times before giving up.
 _CLAIM_ROUNDS = 8
 _REAP_BATCH = 200
+UNKNOWN_LEASE_GRACE_SECONDS = 30.0
+"""How long an agent may have a lease it does not list in its heartbeats before the lease
+is let go: longer than any answer to a pull can take to arrive."""
 # How many waiting tasks a claimer with failures on record looks at, to pass over those
 # it should leave to a clearly better idle agent.
 _LOOK_AHEAD = 8
@@ -452,6 +455,39 @@ class TaskLeases:
             if await uow.tasks.get(task_id) is None:
                 raise NotFound(f"Task {task_id} does not exist", {"task_id": str(task_id)})
             return await uow.attempts.artifacts(task_id)
+
+    async def let_go_unknown(self, agent_id: UUID, listed: Collection[UUID]) -> int:
+        """Release the leases of ``agent_id`` that a heartbeat listing its tasks
+        (``listed``) did not name, once it has had them for
+        ``UNKNOWN_LEASE_GRACE_SECONDS``: the answer to its pull never reached it (the
+        orchestrator died after committing the lease, or the connection did), so it will
+        never report, and waiting for the lease to run out would hold the task, and its
+        session, for nothing. The task goes back to the queue. How many were let go."""
+        now = self._clock()
+        cutoff = now - timedelta(seconds=UNKNOWN_LEASE_GRACE_SECONDS)
+        known = set(listed)
+        async with self._uow.reader() as uow:
+            held = await uow.attempts.open_of_agent(agent_id)
+        let_go = 0
+        for attempt in held:
+            if attempt.task_id in known or attempt.leased_at > cutoff:
+                continue
+            try:
+                async with self._uow() as uow:
+                    if await _lose(
+                        uow,
+                        attempt.task_id,
+                        attempt.attempt,
+                        AttemptOutcome.RELEASED,
+                        "the agent does not know of this task: its assignment never reached it",
+                        now,
+                        self._policy.max_attempts,
+                    ):
+                        await uow.commit()
+                        let_go += 1
+            except Conflict as exc:  # raced with a result or an operator: theirs stands
+                log.info("let_go_skipped", task_id=str(attempt.task_id), reason=exc.message)
+        return let_go
 
     async def reap(self) -> Reaped:
         """Take back the leases that ran out, and mark agents that missed

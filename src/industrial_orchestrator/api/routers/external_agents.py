@@ -167,12 +167,15 @@ async def external_heartbeat(
     body: ExternalHeartbeat,
     caller: Caller,
     agents: Agents,
+    leases: Leases,
     tokens: Tokens,
     components: AppComponents,
 ) -> HeartbeatAck:
     """Every lease the agent holds (or those of `task_ids`) is extended by
-    `TASK_LEASE_SECONDS`. The answer carries a fresh `auth_token`; the old one stays valid
-    until it expires."""
+    `TASK_LEASE_SECONDS`. With `task_ids`, a lease the agent has had for 30 s without
+    listing it is let go, its task back in the queue: the answer to the pull that leased
+    it never reached the agent. The answer carries a fresh `auth_token`; the old one stays
+    valid until it expires."""
     metrics = dict(body.metrics)
     if body.tasks_in_progress is not None:
         metrics["reported_tasks_in_progress"] = body.tasks_in_progress
@@ -185,6 +188,8 @@ async def external_heartbeat(
         metrics=metrics,
         working_on=body.task_ids,
     )
+    if body.task_ids is not None:
+        await leases.let_go_unknown(caller.id, body.task_ids)
     issued = tokens.issue(caller.id)
     return HeartbeatAck(
         agent_id=caller.id,

@@ -69,8 +69,9 @@ class ExternalHeartbeat(StrictModel):
     task_ids: list[UUID] | None = Field(
         None,
         max_length=10_000,
-        description="The tasks the agent is working on: only their leases are renewed, so a "
-        "lease it lost track of runs out and returns to the queue. Omitted: renew all.",
+        description="The tasks the agent is working on: only their leases are renewed, and a "
+        "lease it has had for 30 s without listing it (the answer to its pull never reached "
+        "it) is let go, its task back in the queue. Omitted: renew all.",
     )
 
 
