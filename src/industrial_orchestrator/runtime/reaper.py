@@ -17,6 +17,7 @@ import structlog
 from ..coordination.locks import Lock, LockUnavailable
 from ..services.effects import EffectRecovery
 from ..services.task_leases import Reaped, TaskLeases
+from .cancellation import stop_if_cancelled
 
 log = structlog.get_logger("industrial_orchestrator.runtime.reaper")
 
@@ -76,10 +77,12 @@ class Reaper:
             except Exception:
                 log.exception("effect_recovery_failed")
         while True:
+            stop_if_cancelled()
             await asyncio.sleep(self._every)
             try:
                 await self.run_once()
             except asyncio.CancelledError:
                 raise
             except Exception:  # the next round tries again; never let the loop die
+                stop_if_cancelled()
                 log.exception("reaper_round_failed")

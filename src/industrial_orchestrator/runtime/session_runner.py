@@ -40,6 +40,7 @@ from ..services.session_engine import PlanDue, ReviewDue, SessionEngine
 from ..services.session_schedule import SessionSchedule
 from ..services.sessions import SessionService
 from ..services.task_leases import session_workspace
+from .cancellation import stop_if_cancelled
 from .dispatcher import Dispatcher
 from .verification import Verifier
 
@@ -311,6 +312,7 @@ class SessionRunner:
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # never let the loop die; the next round tries again
+                    stop_if_cancelled()
                     log.exception("engine_round_failed")
                 if self._stopping.is_set():
                     return

@@ -22,6 +22,7 @@ from ..coordination.locks import Lock, LockUnavailable
 from ..domain.storable_text import storable
 from ..services.event_feed import Doorbell
 from ..services.webhooks import SendResult, WebhookService
+from .cancellation import stop_if_cancelled
 
 log = structlog.get_logger("industrial_orchestrator.runtime.webhooks")
 
@@ -124,5 +125,7 @@ class WebhookDispatcher:
             except asyncio.CancelledError:
                 raise
             except Exception:  # the next round tries again; never let the loop die
+                stop_if_cancelled()
                 log.exception("webhook_round_failed")
+            stop_if_cancelled()
             await doorbell.wait(self._poll)
