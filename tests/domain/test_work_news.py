@@ -20,6 +20,10 @@ def event(kind: EventType, **payload: Any) -> NewEvent:
     return NewEvent(kind, AT, uuid4(), payload)
 
 
+def shown(news: NewEvent) -> str:
+    return f"{news.type.value}:{news.payload.get('from')}->{news.payload.get('to')}"
+
+
 def moved(before: TaskStatus, after: TaskStatus) -> NewEvent:
     return event(EventType.TASK_TRANSITION, **{"from": before.value, "to": after.value})
 
@@ -39,7 +43,7 @@ def moved(before: TaskStatus, after: TaskStatus) -> NewEvent:
         event(EventType.AGENT_STATUS_CHANGED),
         event(EventType.AGENT_TIER_CHANGED),
     ],
-    ids=lambda e: f"{e.type.value}:{e.payload.get('from')}->{e.payload.get('to')}",
+    ids=shown,
 )
 def test_what_may_make_a_task_claimable_is_news(news: NewEvent) -> None:
     assert offers_work([news])
@@ -61,7 +65,7 @@ def test_what_may_make_a_task_claimable_is_news(news: NewEvent) -> None:
         event(EventType.CHECKPOINT_CREATED),
         event(EventType.CONTEXT_UPDATED),
     ],
-    ids=lambda e: f"{e.type.value}:{e.payload.get('from')}->{e.payload.get('to')}",
+    ids=shown,
 )
 def test_what_only_takes_work_away_or_is_unrelated_is_not(noise: NewEvent) -> None:
     assert not offers_work([noise])

@@ -468,26 +468,35 @@ class TaskLeases:
         known = set(listed)
         async with self._uow.reader() as uow:
             held = await uow.attempts.open_of_agent(agent_id)
-        let_go = 0
-        for attempt in held:
-            if attempt.task_id in known or attempt.leased_at > cutoff:
-                continue
+        return await self._take_back(
+            [a for a in held if a.task_id not in known and a.leased_at <= cutoff],
+            AttemptOutcome.RELEASED,
+            "the agent does not know of this task: its assignment never reached it",
+            now,
+        )
+
+    async def _take_back(
+        self, attempts: Sequence[TaskAttempt], outcome: AttemptOutcome, reason: str, now: datetime
+    ) -> int:
+        """End each of ``attempts`` as lost, one transaction each; how many were ended."""
+        taken_back = 0
+        for attempt in attempts:
             try:
                 async with self._uow() as uow:
                     if await _lose(
                         uow,
                         attempt.task_id,
                         attempt.attempt,
-                        AttemptOutcome.RELEASED,
-                        "the agent does not know of this task: its assignment never reached it",
+                        outcome,
+                        reason,
                         now,
                         self._policy.max_attempts,
                     ):
                         await uow.commit()
-                        let_go += 1
+                        taken_back += 1
             except Conflict as exc:  # raced with a result or an operator: theirs stands
-                log.info("let_go_skipped", task_id=str(attempt.task_id), reason=exc.message)
-        return let_go
+                log.info("take_back_skipped", task_id=str(attempt.task_id), reason=exc.message)
+        return taken_back
 
     async def reap(self) -> Reaped:
         """Take back the leases that ran out, and mark agents that missed
@@ -497,25 +506,12 @@ class TaskLeases:
         async with self._uow.reader() as uow:
             expired = await uow.attempts.expired(now, limit=_REAP_BATCH)
             everyone = await uow.agents.all()
-        taken_back = 0
-        for attempt in expired:
-            if now <= effective_expiry(attempt, grace_until=grace_until):
-                continue
-            try:
-                async with self._uow() as uow:
-                    if await _lose(
-                        uow,
-                        attempt.task_id,
-                        attempt.attempt,
-                        AttemptOutcome.EXPIRED,
-                        "the lease was not renewed in time",
-                        now,
-                        self._policy.max_attempts,
-                    ):
-                        await uow.commit()
-                        taken_back += 1
-            except Conflict as exc:  # raced with a result or an operator: theirs stands
-                log.info("reap_skipped", task_id=str(attempt.task_id), reason=exc.message)
+        taken_back = await self._take_back(
+            [a for a in expired if now > effective_expiry(a, grace_until=grace_until)],
+            AttemptOutcome.EXPIRED,
+            "the lease was not renewed in time",
+            now,
+        )
         offline = 0
         for agent in filter(self._is_overdue, everyone):
             async with self._uow() as uow:
