@@ -126,6 +126,29 @@ async def _measure(base_url: str, pid: int, size: SizeResult, seconds: float) ->
             "X-Agent-ID": agent["agent_id"],
         }
         held: list[str] = []
+        stop = asyncio.Event()
+
+        async def beat() -> None:
+            # From registration on: creating and planning a large fleet takes longer
+            # than the agent's offline threshold, and an agent found OFFLINE is given
+            # no task. Busy (taking no more) once it holds every task; the list is read
+            # at each beat, so a task just pulled is named.
+            while not stop.is_set():
+                status = "busy" if len(held) >= size.sessions else "healthy"
+                ack = await http.post(
+                    f"{EAP}/{agent['agent_id']}/heartbeat",
+                    json={"status": status, "task_ids": list(held)},
+                    headers=headers,
+                )
+                if ack.status_code == 200:
+                    headers["Authorization"] = f"Bearer {ack.json()['auth_token']}"
+                    interval = float(ack.json()["heartbeat_interval_seconds"])
+                else:
+                    interval = 1.0
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), interval)
+
+        beating = asyncio.create_task(beat())
         await _created(http, size.sessions)
         while len(held) < size.sessions:
             pulled = await http.post(
@@ -138,24 +161,6 @@ async def _measure(base_url: str, pid: int, size: SizeResult, seconds: float) ->
             elif pulled.status_code != 204:
                 raise BenchError(f"pull: {pulled.status_code} {pulled.text[:200]}")
         progress.print(f"{size.sessions} sessions: every task held; settling")
-        stop = asyncio.Event()
-
-        async def beat() -> None:
-            while not stop.is_set():
-                ack = await http.post(
-                    f"{EAP}/{agent['agent_id']}/heartbeat",
-                    json={"status": "busy", "task_ids": held},
-                    headers=headers,
-                )
-                if ack.status_code == 200:
-                    headers["Authorization"] = f"Bearer {ack.json()['auth_token']}"
-                    interval = float(ack.json()["heartbeat_interval_seconds"])
-                else:
-                    interval = 1.0
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), interval)
-
-        beating = asyncio.create_task(beat())
         await asyncio.sleep(SETTLE_SECONDS)
         size.setup_seconds = round(time.monotonic() - started, 1)
         progress.print(f"{size.sessions} sessions: measuring {seconds:g} s")

@@ -251,6 +251,7 @@ def build_runtime(components: Components) -> Runtime:
         opencode = build_opencode(settings, trees=components.trees)
     artifacts = settings.orchestrator_home / "artifacts"
     runner = None
+    dispatcher = None
     if settings.engine_enabled:
         runner = SessionRunner(
             components.session_engine,
@@ -274,15 +275,18 @@ def build_runtime(components: Components) -> Runtime:
                 if opencode
                 else None
             ),
-            dispatcher=Dispatcher(
+        )
+        if opencode is not None:
+            dispatcher = Dispatcher(
                 components.agents,
                 components.leases,
-                executors={opencode.executor.name: opencode.executor} if opencode else {},
+                executors={opencode.executor.name: opencode.executor},
                 sessions=components.sessions,
                 contexts=components.contexts,
                 gate=components.session_engine.gate,
-            ),
-        )
+                bus=components.bus,
+                beat_seconds=settings.engine_tick_seconds,
+            )
     return Runtime(
         reaper=Reaper(
             components.leases,
@@ -298,6 +302,7 @@ def build_runtime(components: Components) -> Runtime:
             poll_seconds=settings.webhook_poll_seconds,
         ),
         runner=runner,
+        dispatcher=dispatcher,
         opencode=opencode,
         agents=components.agents,
         fleet_claim=fleet_claim,

@@ -235,7 +235,13 @@ class Settings(BaseSettings):
         True, description="Run the session engine (planning, dispatch, review) in this process"
     )
     engine_tick_seconds: float = Field(
-        1.0, gt=0, le=3600, description="Longest wait between two rounds of the session engine"
+        1.0,
+        gt=0,
+        le=3600,
+        description=(
+            "Longest wait between two rounds of the session engine; how often the "
+            "internal agents beat"
+        ),
     )
     session_max_parallel_tasks: int = Field(
         4, ge=1, le=1000, description="Tasks of one session worked on at once (default)"

@@ -103,6 +103,48 @@ async def test_an_executor_does_a_sessions_tasks_through_the_leases(app, client)
 
 
 @pytest.mark.settings(**ENGINE)
+async def test_its_loop_offers_on_work_news_without_beating_again(app, client):
+    """The loop beats on its own timer (an hour here) and offers whenever a commit may
+    have work: the READY task is taken at once, with no beat in between."""
+    executor = ScriptedExecutor()
+    components = app.state.components
+    dispatcher = Dispatcher(
+        components.agents,
+        components.leases,
+        {"scripted": executor},
+        sessions=components.sessions,
+        contexts=components.contexts,
+        gate=components.session_engine.gate,
+        bus=components.bus,
+        beat_seconds=3600,
+    )
+    agent = await _internal_agent(app)
+    registered = (await client.get(f"{API}/agents/{agent.id}")).json()["last_heartbeat"]
+    await dispatcher.start()
+    try:
+
+        async def beat_once() -> str | None:
+            beat = (await client.get(f"{API}/agents/{agent.id}")).json()["last_heartbeat"]
+            return beat if beat != registered else None
+
+        first_beat = await until(beat_once)
+        session = await create(client, template="single", auto_start=True)
+        await until(lambda: _started(executor))
+        [task] = await tasks_of(client, session["id"])
+        assert task["status"] == "RUNNING"
+        assert [str(t) for t in dispatcher.running(agent.id)] == [task["id"]]
+        record = (await client.get(f"{API}/agents/{agent.id}")).json()
+        assert record["last_heartbeat"] == first_beat
+    finally:
+        await dispatcher.close()
+    assert dispatcher.running(agent.id) == []  # closing aborted the job in flight
+
+
+async def _started(executor: ScriptedExecutor) -> list[str] | None:
+    return executor.started or None
+
+
+@pytest.mark.settings(**ENGINE)
 async def test_tasks_taken_back_are_aborted_on_the_executor(app, client):
     executor = ScriptedExecutor()
     dispatcher = _dispatcher(app, executor)

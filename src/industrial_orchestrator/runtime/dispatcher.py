@@ -1,12 +1,16 @@
 """The dispatcher: drives internal agents, the way external agents drive themselves.
 
-Each round, for every internal agent whose executor runs in this process, it beats for
-the agent (renewing the leases of the tasks in flight, and learning of tasks taken back,
-which it aborts); then, agent after agent by name, while the agent has room, it leases it
-the next task it can do and runs it on the executor as a job of its own. When the
-executor returns, the dispatcher records the outcome through ``TaskLeases.report``,
-exactly as an external agent's result; the executor itself knows no service
-(``executors/base.py``). External agents need none of this: they pull.
+It runs a loop of its own (``start``/``close``). On a timer (``beat_seconds``) it beats
+for every internal agent whose executor runs in this process, renewing the leases of the
+tasks in flight and learning of tasks taken back, which it aborts. Then, and whenever a
+commit may have work for an agent (the bus's work news, ``domain.work_news``: a task
+turned READY, a running one ended, a session or an agent changed), it offers: agent
+after agent by name, while the agent has room, it leases it the next task it can do and
+runs it on the executor as a job of its own. Other commits (log lines, checkpoints,
+another agent's lease) cost it nothing. When the executor returns, the dispatcher
+records the outcome through ``TaskLeases.report``, exactly as an external agent's
+result; the executor itself knows no service (``executors/base.py``). External agents
+need none of this: they pull.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from uuid import UUID
 
 import structlog
 
+from ..coordination.event_bus import EventBus
 from ..domain.agents import Agent, AgentKind
 from ..domain.errors import Conflict, NotFound, OrchestratorError
 from ..domain.events import LogStream
@@ -30,11 +35,13 @@ from ..services.contexts import ContextService
 from ..services.offer_gate import OfferGate
 from ..services.sessions import SessionService
 from ..services.task_leases import AgentNotAccepting, Assignment, Report, TaskLeases
+from .cancellation import stop_if_cancelled
 
 log = structlog.get_logger("industrial_orchestrator.runtime.dispatcher")
 
 EXECUTOR_KEY = "executor"
 """The agent metadata key naming the executor that drives an internal agent."""
+_STOP_SECONDS = 10.0
 
 
 class Dispatcher:
@@ -47,10 +54,18 @@ class Dispatcher:
         sessions: SessionService,
         contexts: ContextService,
         gate: OfferGate | None = None,
+        bus: EventBus | None = None,
+        beat_seconds: float = 1.0,
     ) -> None:
         """``gate``: the session engine's (``SessionEngine.gate``), so that a task its
-        steps make READY is never offered to a later agent before an earlier one."""
+        steps make READY is never offered to a later agent before an earlier one.
+        ``bus``: whose work news wakes the loop (``start``); ``beat_seconds``: how often
+        the agents beat, which bounds how late a task taken back is aborted."""
         self._gate = gate if gate is not None else OfferGate()
+        self._bus = bus
+        self._beat_every = beat_seconds
+        self._loop: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._agents = agents
         self._leases = leases
         self._sessions = sessions
@@ -59,18 +74,45 @@ class Dispatcher:
         self._jobs: dict[UUID, tuple[UUID, asyncio.Task[None]]] = {}
         """Task id -> (agent id, the job's asyncio task)."""
 
-    async def run_once(self) -> int:
-        """One round; how many tasks were started. Every agent beats first; then the
-        READY tasks are offered to the agents in order (by name), through the gate."""
+    async def start(self) -> None:
+        """Run the loop (module docstring); nothing to run without an executor here."""
+        if self._bus is None or not self._executors:
+            return
+        self._stopping.clear()
+        self._loop = asyncio.create_task(self._run(self._bus), name="dispatcher")
+
+    async def _run(self, bus: EventBus) -> None:
+        next_beat = 0.0
+        async with bus.subscribe(work_only=True) as news:
+            while not self._stopping.is_set():
+                beat = time.monotonic() >= next_beat
+                if beat:
+                    next_beat = time.monotonic() + self._beat_every
+                try:
+                    await self.run_once(beat=beat)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # never let the loop die; the next round tries again
+                    stop_if_cancelled()
+                    log.exception("dispatch_failed")
+                if self._stopping.is_set():
+                    return
+                await news.wait(max(0.0, next_beat - time.monotonic()))
+
+    async def run_once(self, *, beat: bool = True) -> int:
+        """One round; how many tasks were started. With ``beat``, every agent beats
+        first; then the READY tasks are offered to the agents in order (by name),
+        through the gate."""
         if not self._executors:
             return 0
         ready: list[tuple[Agent, Executor]] = []
         for agent in await self._agents.search(AgentFilter(kinds=[AgentKind.INTERNAL])):
             executor = self._executors.get(str(agent.metadata.get(EXECUTOR_KEY, "")))
-            if executor is not None:
-                current = await self._beat(agent, executor)
-                if current is not None:
-                    ready.append((current, executor))
+            if executor is None:
+                continue
+            current = await self._beat(agent, executor) if beat else _offerable(agent, executor)
+            if current is not None:
+                ready.append((current, executor))
         started = 0
         async with self._gate.offering():
             for agent, executor in ready:
@@ -93,6 +135,18 @@ class Dispatcher:
         log.info("task_aborted", task_id=str(task_id))
 
     async def close(self) -> None:
+        """Stop the loop after its round, abort the jobs in flight (their leases run out
+        and the reaper puts their tasks back), and close the executors."""
+        self._stopping.set()
+        if self._loop is not None:
+            loop, self._loop = self._loop, None
+            try:
+                await asyncio.wait_for(loop, _STOP_SECONDS)
+            except TimeoutError:  # wait_for cancelled it
+                pass
+            except asyncio.CancelledError:
+                if not loop.cancelled():
+                    raise
         for task_id in list(self._jobs):
             await self.abort(task_id)
         for executor in self._executors.values():
@@ -224,3 +278,9 @@ class Dispatcher:
             )
         except OrchestratorError as exc:  # e.g. lease_lost: the task moved on
             log.info("result_refused", task_id=str(task.id), reason=exc.message)
+
+
+def _offerable(agent: Agent, executor: Executor) -> Agent | None:
+    """The agent as read, for an offer between two beats; None while its executor is
+    unavailable (the next beat says why)."""
+    return agent if executor.unavailable_reason is None else None

@@ -1,10 +1,11 @@
 """The runtime: everything the orchestrator does without being asked by a request.
 
 Session stepping with planning and verification (``SessionRunner``), the internal
-agents' dispatch and their executor (OpenCode), reaping of expired leases and silent
-agents with the recovery of unfinished effects (``Reaper``), and webhook delivery
-(``WebhookDispatcher``). ``bootstrap.build_runtime`` wires it; whoever hosts it (the
-HTTP server's lifespan, or ``orchestrator serve --no-http``) only starts and stops it.
+agents' dispatch (``Dispatcher``, a loop of its own) and their executor (OpenCode),
+reaping of expired leases and silent agents with the recovery of unfinished effects
+(``Reaper``), and webhook delivery (``WebhookDispatcher``). ``bootstrap.build_runtime``
+wires it; whoever hosts it (the HTTP server's lifespan, or ``orchestrator serve
+--no-http``) only starts and stops it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..domain.errors import Conflict
 from ..executors.opencode.runtime import OpenCodeRuntime
 from ..services.agents import AgentService
 from ..shutdown import bounded
+from .dispatcher import Dispatcher
 from .reaper import Reaper
 from .session_runner import SessionRunner
 from .webhooks import WebhookDispatcher
@@ -31,6 +33,8 @@ class Runtime:
     webhooks: WebhookDispatcher
     runner: SessionRunner | None
     """None when the session engine is off here (``ENGINE_ENABLED=false``)."""
+    dispatcher: Dispatcher | None
+    """The internal agents' dispatch; None when no internal agent runs here."""
     opencode: OpenCodeRuntime | None
     """The internal agents' OpenCode; None when no internal agent runs here."""
     agents: AgentService
@@ -47,6 +51,8 @@ class Runtime:
         await self.webhooks.start()
         if self.runner is not None:
             await self.runner.start()
+        if self.dispatcher is not None:
+            await self.dispatcher.start()
 
     async def _enlist(self, opencode: OpenCodeRuntime) -> None:
         """The internal fleet, registered (or refreshed, by name): HEALTHY when OpenCode
@@ -65,8 +71,11 @@ class Runtime:
         )
 
     async def close(self) -> None:
-        """The sessions first (their steps finish, the internal agents' tasks are
-        aborted), then the loops that serve them, then OpenCode."""
+        """The internal agents' dispatch first (no more offers; their tasks in flight
+        aborted), then the sessions (their steps finish), then the loops that serve
+        them, then OpenCode."""
+        if self.dispatcher is not None:
+            await bounded("dispatcher", self.dispatcher.close())
         if self.runner is not None:
             await bounded("engine", self.runner.close())
         await bounded("reaper", self.reaper.close())

@@ -41,7 +41,6 @@ from ..services.session_schedule import SessionSchedule
 from ..services.sessions import SessionService
 from ..services.task_leases import session_workspace
 from .cancellation import stop_if_cancelled
-from .dispatcher import Dispatcher
 from .verification import Verifier
 
 log = structlog.get_logger("industrial_orchestrator.runtime.session_runner")
@@ -73,7 +72,6 @@ class SessionRunner:
         artifacts_home: Path,
         lease_seconds: float,
         single_process: bool,
-        dispatcher: Dispatcher | None = None,
         trees: WorkingTrees | None = None,
         planner: Planner | None = None,
     ) -> None:
@@ -92,7 +90,6 @@ class SessionRunner:
         self._home = artifacts_home
         self._lease = lease_seconds
         self._single_process = single_process
-        self._dispatcher = dispatcher
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
         self._loop: asyncio.Task[None] | None = None
         self._reviews: dict[UUID, asyncio.Task[None]] = {}
@@ -109,9 +106,6 @@ class SessionRunner:
         self._stepping: set[UUID] = set()
         self._redo: set[UUID] = set()
         self._workers: list[asyncio.Task[None]] = []
-        self._dispatching: asyncio.Task[None] | None = None
-        self._idle = asyncio.Event()  # nothing queued or being stepped
-        self._idle.set()
         self._stopping = asyncio.Event()
 
     async def start(self) -> None:
@@ -130,9 +124,6 @@ class SessionRunner:
         self._stopping.set()
         if self._loop is not None:
             await _finish([self._loop])
-        if self._dispatching is not None:
-            await _finish([self._dispatching])
-            self._dispatching = None
         # What waits is not stepped (the next start looks at every session); a step
         # under way finishes, then its worker takes the sentinel and stops.
         while not self._queue.empty():
@@ -151,8 +142,6 @@ class SessionRunner:
                 await review
         self._reviews.clear()
         self._plans.clear()
-        if self._dispatcher is not None:
-            await self._dispatcher.close()
         if not self._single_process:
             # Let another replica take the sessions over at once, not when the leases
             # expire (a single-process database is taken over at the next start).
@@ -160,30 +149,11 @@ class SessionRunner:
                 await self._engine.disown(self.owner)
 
     async def run_once(self) -> None:
-        """One round: hand every session that needs the engine to the step workers, then
-        the internal agents' dispatch."""
+        """One round: hand every session that needs the engine to the step workers."""
         for session_id in await self._due():
             self._enqueue(session_id)
-        if self._dispatcher is not None and (self._dispatching is None or self._dispatching.done()):
-            self._dispatching = asyncio.create_task(self._dispatch(), name="dispatch")
-
-    async def _dispatch(self) -> None:
-        """The internal agents' dispatch, beside the rounds (a round never waits for it).
-        It first lets the steps handed out settle (a tick at most, so that a stream of
-        steps cannot starve it): what they made READY is then offered to the agents in
-        the dispatcher's order, as when a round stepped before it dispatched."""
-        assert self._dispatcher is not None
-        try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), self._tick)
-            await self._dispatcher.run_once()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the next round dispatches again
-            log.exception("dispatch_failed")
 
     def _enqueue(self, session_id: UUID) -> None:
-        self._idle.clear()
         if session_id in self._stepping:
             self._redo.add(session_id)  # what it is being stepped for may be too late
         elif session_id not in self._queued:
@@ -212,8 +182,6 @@ class SessionRunner:
             if session_id in self._redo:
                 self._redo.discard(session_id)
                 self._enqueue(session_id)
-            elif not self._queued and not self._stepping:
-                self._idle.set()
 
     async def _due(self) -> set[UUID]:
         """The sessions this round must look at (module docstring). The database is read
