@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -15,6 +16,7 @@ from fastapi import FastAPI
 
 from industrial_orchestrator.api.app import create_app
 from industrial_orchestrator.config import Settings
+from industrial_orchestrator.services.session_schedule import SessionSchedule
 
 from .helpers import API, create
 from .test_engine import ENGINE, session_of, tasks_of, until
@@ -151,3 +153,37 @@ async def test_with_two_replicas_one_owner_acts_on_the_timer(
     assert len(stepped_by) == 1, (first.steps[sid], second.steps[sid])
     history = (await client.get(f"{API}/sessions/{session_id}/transitions")).json()
     assert [t["to_state"] for t in history].count("TIMEOUT") == 1
+
+
+@pytest.mark.settings(**ENGINE)
+async def test_a_timer_is_kept_on_the_session_and_taken_once_by_its_owner(
+    client: httpx.AsyncClient, app: FastAPI
+):
+    """``next_due_at``: the owner's step keeps the session's next timer in the database,
+    where only the owner takes it, once."""
+    agent = await register(client, capabilities=["code_generation"])
+    session_id = UUID(await held_session(client, agent, timeout_seconds=600))
+    components = app.state.components
+    owner = app.state.runtime.runner.owner
+    # The same schedule two hours on: the session's 600 s limit is due by then.
+    later = SessionSchedule(
+        components.uow,
+        clock=lambda: datetime.now(UTC) + timedelta(hours=2),
+        session_timeout_seconds=3600,
+        checkpoint_interval_seconds=3600,
+    )
+
+    async def taken() -> list[UUID]:
+        return await later.take_due(owner)
+
+    assert await until(taken) == [session_id]  # the runner's step kept it
+    assert await later.take_due(owner) == []  # taken once
+    wait = await components.schedule.set_timer(session_id)
+    assert wait is not None
+    assert 0 < wait <= 600
+    assert await later.take_due("another process") == []
+    assert await later.take_due(owner) == [session_id]
+    assert await later.take_due(owner) == []
+    # Now the real clock: not due for minutes.
+    await components.schedule.set_timer(session_id)
+    assert await components.schedule.take_due(owner) == []

@@ -11,11 +11,17 @@ import sqlalchemy as sa
 
 from industrial_orchestrator.config import load_settings
 from industrial_orchestrator.domain.errors import Conflict, StorageUnavailable
+from industrial_orchestrator.domain.events import EventType, NewEvent
 from industrial_orchestrator.domain.priorities import Priority
 from industrial_orchestrator.domain.session import Actor, Session, creation_record
 from industrial_orchestrator.domain.session_states import SessionState
 from industrial_orchestrator.storage.database import create_engine
-from industrial_orchestrator.storage.migrate import current_revision, head_revision, upgrade_to_head
+from industrial_orchestrator.storage.migrate import (
+    current_revision,
+    downgrade_to,
+    head_revision,
+    upgrade_to_head,
+)
 from industrial_orchestrator.storage.unit_of_work import SqlUnitOfWorkFactory
 
 from ..backends import postgres_url_for, temporary_postgres_database
@@ -134,6 +140,36 @@ async def test_upgrading_a_populated_database_keeps_its_sessions(fresh_database_
         async with engine.connect() as connection:
             counters = (await connection.execute(sa.text("SELECT event_seq FROM sessions"))).all()
         assert [tuple(row) for row in counters] == [(0,)]
+    finally:
+        await engine.dispose()
+
+
+async def test_the_newest_migration_goes_down_and_up_keeping_the_events(
+    fresh_database_url, tmp_path
+):
+    """0016 (``next_due_at``) adds a column in place: on SQLite a batch copy of the
+    sessions table would drop the old one, and with it (foreign keys on) every event."""
+    settings = load_settings(
+        database_url=fresh_database_url, orchestrator_home=tmp_path, _env_file=None
+    )
+    engine = create_engine(settings.database)
+    try:
+        await upgrade_to_head(engine)
+        factory = SqlUnitOfWorkFactory(engine)
+        session = new_session()
+        async with factory() as uow:
+            await uow.sessions.add(session, None, None)
+            await uow.sessions.add_transition(creation_record(session, Actor.OPERATOR))
+            await uow.events.append(
+                [NewEvent(EventType.SESSION_LOG, session.created_at, session.id, {"text": "x"})]
+            )
+            await uow.commit()
+        await downgrade_to(engine, "0015")
+        await upgrade_to_head(engine)
+        assert await current_revision(engine) == head_revision()
+        async with factory.reader() as uow:
+            events = await uow.events.for_session(session.id, after_seq=0, limit=10)
+        assert [e.payload for e in events] == [{"text": "x"}]
     finally:
         await engine.dispose()
 

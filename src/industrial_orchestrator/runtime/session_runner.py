@@ -4,8 +4,8 @@ on (``SessionEngine.step``) and runs verification commands.
 Stepping is work-driven (``services.session_schedule``): a round steps only the sessions
 that something happened to since the last round (read from the event log from a cursor,
 so another replica's commits count as much as this one's), those whose timer is due
-(time limit, periodic checkpoint), those whose last step was deferred, and those no live
-process owns. A session nobody touches costs nothing until its timer; the first round
+(time limit, periodic checkpoint: ``next_due_at`` on the session, taken once by its
+owner), those whose last step was deferred, and those no live process owns. A session nobody touches costs nothing until its timer; the first round
 after a start looks at every session that may need the engine. Rounds run on every
 wake-up of the event bus and at least every ``ENGINE_TICK_SECONDS``, and hand what they
 find to step workers that step sessions as they come (no round waits for its slowest
@@ -95,7 +95,12 @@ class SessionRunner:
         self._reviews: dict[UUID, asyncio.Task[None]] = {}
         self._held: dict[UUID, float] = {}  # session -> until when this process owns it
         self._cursor: int | None = None  # the last event looked at; None: not yet
-        self._timers: dict[UUID, float] = {}  # session -> when to step it (monotonic)
+        # Session -> when to look at it again (monotonic): after a failed step, or when
+        # another process's lease on it would have run out. This process's own.
+        self._retries: dict[UUID, float] = {}
+        # Session -> when the timer this process kept on it (``next_due_at``) is due
+        # (monotonic): tells a round when the database has a timer to hand over.
+        self._timers: dict[UUID, float] = {}
         self._again: set[UUID] = set()  # sessions to look at in the next round
         self._foreign: set[UUID] = set()  # held by another process when last tried
         self._next_renewal = 0.0
@@ -176,7 +181,7 @@ class SessionRunner:
                 raise
             except Exception:  # one session's trouble is not the others'
                 log.exception("engine_step_failed", session_id=str(session_id))
-                self._timers[session_id] = time.monotonic() + _FAILED_STEP_RETRY_SECONDS
+                self._retries[session_id] = time.monotonic() + _FAILED_STEP_RETRY_SECONDS
             finally:
                 self._stepping.discard(session_id)
             if session_id in self._redo:
@@ -196,20 +201,25 @@ class SessionRunner:
             due = set(touched.sessions)
             if touched.fleet_changed:
                 due.update(await self._schedule.waiting_on_agents())
-        if now >= self._next_renewal:
+        renewal = now >= self._next_renewal
+        if renewal:
             # Every lease this process holds, renewed in one statement; and the running
             # sessions nobody holds (new, or their owner died) are taken up.
             held = await self._schedule.renew_owned(self.owner, self._lease)
             due.update(await self._schedule.unowned())
             self._held = {session_id: now + self._lease / 2 for session_id in held}
             self._next_renewal = now + self._lease / 3
+        if renewal or any(at <= now for at in self._timers.values()):
+            # Last of the reads: it takes the timers it returns (nothing after it fails).
+            due.update(await self._schedule.take_due(self.owner))
+            self._timers = {s: at for s, at in self._timers.items() if at > now}
         self._cursor = cursor
         due |= self._again
         self._again = set()
-        for session_id, at in list(self._timers.items()):
+        for session_id, at in list(self._retries.items()):
             if at <= now:
                 due.add(session_id)
-                del self._timers[session_id]
+                del self._retries[session_id]
         return due
 
     async def _step(self, session_id: UUID) -> None:
@@ -245,20 +255,18 @@ class SessionRunner:
             self._foreign.discard(session_id)
             return
         self._foreign.add(session_id)
-        self._timers[session_id] = time.monotonic() + self._lease + _TIMER_SLACK_SECONDS
+        self._retries[session_id] = time.monotonic() + self._lease + _TIMER_SLACK_SECONDS
 
     async def _set_timer(self, session_id: UUID) -> None:
-        """When to step the session next if nothing happens to it. A timer already set
-        is kept: a step at a time when nothing is due costs one step and sets the next,
-        while reading the time limit and the last checkpoint after every step would cost
-        three reads each time."""
+        """When to step the session next if nothing happens to it, kept on the session
+        (``next_due_at``). A timer already set is kept: a step at a time when nothing is
+        due costs one step and sets the next, while reading the time limit and the last
+        checkpoint after every step would cost three reads and a write each time."""
         if session_id in self._timers:
             return
-        wait = await self._schedule.seconds_to_due(session_id)
-        if wait is None:
-            self._timers.pop(session_id, None)
-            return
-        self._timers[session_id] = time.monotonic() + max(0.0, wait) + _TIMER_SLACK_SECONDS
+        wait = await self._schedule.set_timer(session_id, slack_seconds=_TIMER_SLACK_SECONDS)
+        if wait is not None:
+            self._timers[session_id] = time.monotonic() + max(0.0, wait) + _TIMER_SLACK_SECONDS
 
     async def _owns(self, session_id: UUID) -> bool:
         """Whether this process runs the session. Held leases are renewed together each

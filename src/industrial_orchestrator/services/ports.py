@@ -109,6 +109,16 @@ class SessionRepository(Protocol):
 
     async def forget_owners(self) -> int: ...
 
+    async def set_next_due(self, session_id: UUID, at: datetime | None) -> None:
+        """When the session's owner is to step it next though nothing happens to it
+        (None: no timer)."""
+
+    async def take_due(
+        self, owner: str, states: Sequence[SessionState], now: datetime
+    ) -> list[UUID]:
+        """The sessions in ``states`` that ``owner`` holds whose timer is due by ``now``,
+        their timers cleared in the same statement: each due timer is taken once."""
+
     async def bind_worktree(self, session_id: UUID, binding: WorktreeBinding) -> bool:
         """Record the session's working tree, unless it has one already."""
 

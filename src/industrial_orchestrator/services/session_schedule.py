@@ -2,8 +2,9 @@
 
 A round of the runtime looks only at the sessions that need it: those the event log
 says something happened to since its last look (``domain.stepping``), those whose timer
-is due (time limit, periodic checkpoint), and those that no live process owns any more
-(their owner died). None of these reads every running session; a session nobody touches
+is due (time limit, periodic checkpoint: ``next_due_at``, kept on the session and read
+through an index on its owner), and those that no live process owns any more (their
+owner died). None of these reads every running session; a session nobody touches
 costs nothing until its next timer. Ownership leases are renewed for all of a process's
 sessions in one statement, not one transaction per session.
 """
@@ -73,6 +74,28 @@ class SessionSchedule:
         """Running sessions no live process owns: new ones, or a dead owner's."""
         async with self._uow.reader() as uow:
             return await uow.sessions.unowned_in(RUNNING_STATES, self._clock())
+
+    async def set_timer(self, session_id: UUID, *, slack_seconds: float = 0.0) -> float | None:
+        """Keep on the session (``next_due_at``) when it next needs a step though nothing
+        happens to it, ``slack_seconds`` after it is due; the seconds until then. None
+        when it is not running: a timer left on it then is never taken (``take_due``
+        takes running sessions' only), and a step of it writes nothing."""
+        wait = await self.seconds_to_due(session_id)
+        if wait is None:
+            return None
+        at = self._clock() + timedelta(seconds=max(0.0, wait) + slack_seconds)
+        async with self._uow() as uow:
+            await uow.sessions.set_next_due(session_id, at)
+            await uow.commit()
+        return wait
+
+    async def take_due(self, owner: str) -> list[UUID]:
+        """The running sessions ``owner`` holds whose timer is due, each taken once: the
+        timers are cleared as they are read (the step sets the next)."""
+        async with self._uow() as uow:
+            due = await uow.sessions.take_due(owner, RUNNING_STATES, self._clock())
+            await uow.commit()
+        return due
 
     async def seconds_to_due(self, session_id: UUID) -> float | None:
         """How soon the session needs a step though nothing happens to it: its time

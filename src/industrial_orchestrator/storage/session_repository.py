@@ -155,6 +155,26 @@ class SqlSessionRepository:
         )
         return [row[0] for row in result]
 
+    async def set_next_due(self, session_id: UUID, at: datetime | None) -> None:
+        await self._db.execute(
+            sa.update(sessions).where(sessions.c.id == session_id).values(next_due_at=at)
+        )
+
+    async def take_due(
+        self, owner: str, states: Sequence[SessionState], now: datetime
+    ) -> list[UUID]:
+        result = await self._db.execute(
+            sa.update(sessions)
+            .where(
+                sessions.c.owner == owner,
+                sessions.c.next_due_at <= now,
+                sessions.c.status.in_([s.value for s in states]),
+            )
+            .values(next_due_at=None)
+            .returning(sessions.c.id)
+        )
+        return [row[0] for row in result]
+
     async def forget_owners(self) -> int:
         """Clear every ownership lease (a single-process database after a restart)."""
         result = await self._db.execute(

@@ -56,6 +56,9 @@ sessions = sa.Table(
     # renews (the engine's ownership lease; not part of the session's own state).
     sa.Column("owner", sa.String(128)),
     sa.Column("owner_expires_at", Timestamp),
+    # When the owner next steps it though nothing happens to it (its time limit, its
+    # next periodic checkpoint); cleared when the owner takes the timer.
+    sa.Column("next_due_at", Timestamp),
     # Its own git working tree (written once, by ``bind_worktree``, never by ``save``).
     sa.Column("worktree", sa.Text),
     sa.Column("branch", sa.String(255)),
@@ -63,6 +66,7 @@ sessions = sa.Table(
     sa.Index("ix_sessions_status_priority_created", "status", "priority_rank", "created_at"),
     sa.Index("ix_sessions_created_at", "created_at"),
     sa.Index("ix_sessions_owner", "owner"),
+    sa.Index("ix_sessions_owner_next_due", "owner", "next_due_at"),
 )
 
 session_transitions = sa.Table(
