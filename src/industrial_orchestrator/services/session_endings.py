@@ -1,0 +1,57 @@
+"""The engine ending a session on its own: out of time or over budget (looked at before
+each step), or its plan stuck. The rules are ``domain/session_endings.py``'s; this writes
+the move.
+"""
+
+from __future__ import annotations
+
+from ..domain.errors import Conflict
+from ..domain.session import Actor, Session, running_seconds
+from ..domain.session_endings import SessionLimits, stuck_ending
+from ..domain.session_progress import Progress
+from .ports import Clock, UnitOfWorkFactory
+from .sessions import SessionService
+
+
+class SessionEndings:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        sessions: SessionService,
+        limits: SessionLimits,
+        *,
+        clock: Clock,
+    ) -> None:
+        self._uow = uow
+        self._sessions = sessions
+        self._limits = limits
+        self._clock = clock
+
+    async def check_limits(self, session: Session) -> bool:
+        """End the session when it ran out of time or budget; whether it did."""
+        now = self._clock()
+        async with self._uow.reader() as uow:
+            ran = running_seconds(await uow.sessions.transitions(session.id), now)
+        ending = self._limits.ending(
+            session.status,
+            session.options,
+            ran_seconds=ran,
+            tokens_used=session.tokens_used,
+            cost_usd=session.cost_usd,
+        )
+        if ending is None:
+            return False
+        try:
+            await self._sessions.move(
+                session.id, ending.state, reason=ending.reason, actor=Actor.SYSTEM
+            )
+        except Conflict:
+            return True  # someone moved it first; the next round sees the new state
+        return True
+
+    async def give_up(self, session: Session, progress: Progress) -> None:
+        """End a session whose plan is stuck: PARTIALLY_COMPLETED or FAILED."""
+        ending = stuck_ending(progress)
+        await self._sessions.move(
+            session.id, ending.state, reason=ending.reason, actor=Actor.SYSTEM
+        )
