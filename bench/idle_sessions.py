@@ -16,7 +16,9 @@ of the machine is measured over ``--seconds`` (60), in % of one core.
 Nothing happens to the sessions during the window but the agent's heartbeats: the
 figure is what the runtime spends on a fleet that waits, which should not grow with
 the fleet. Checked at the end (exit 1 otherwise): every session still RUNNING with its
-task RUNNING.
+task RUNNING. The events committed during the window are counted by type: the timers that
+fell due in it (a periodic checkpoint every ``CHECKPOINT_INTERVAL_SECONDS`` per session)
+are work the fleet really asks for, and show there.
 
 Run with ``.venv/bin/python bench/idle_sessions.py [--sessions 50,200] [--seconds 60]
 [--json]``. Exits 1 when a check failed, 2 when the benchmark could not run.
@@ -69,6 +71,8 @@ class SizeResult:
     setup_seconds: float = 0.0
     cpu: CpuUse | None = None
     not_running: int = 0
+    window_events: dict[str, int] = field(default_factory=dict)
+    """The events committed during the window, by type: what the server did then."""
 
 
 @dataclass
@@ -164,14 +168,39 @@ async def _measure(base_url: str, pid: int, size: SizeResult, seconds: float) ->
         await asyncio.sleep(SETTLE_SECONDS)
         size.setup_seconds = round(time.monotonic() - started, 1)
         progress.print(f"{size.sessions} sessions: measuring {seconds:g} s")
+        log_end = await _log_end(http)
         before, window = CpuSnapshot.take(pid), time.monotonic()
         await asyncio.sleep(seconds)
         after = CpuSnapshot.take(pid)
         size.cpu = CpuUse.between(before, after, time.monotonic() - window)
+        size.window_events = await _events_after(http, log_end)
         stop.set()
         await beating
         stats = (await http.get(f"{SESSIONS_PATH}/stats")).json()
         size.not_running = size.sessions - int(stats["by_state"].get("RUNNING", 0))
+
+
+async def _log_end(http: httpx.AsyncClient) -> int:
+    """The newest event's id (read before the window: reading costs the server)."""
+    since = 0
+    while True:
+        page = (await http.get("/api/v1/events", params={"since": since, "limit": 1000})).json()
+        if not page["items"]:
+            return since
+        since = int(page["next_since"])
+
+
+async def _events_after(http: httpx.AsyncClient, since: int) -> dict[str, int]:
+    """The events after id ``since``, counted by type (the periodic checkpoints that
+    fell due in the window, say)."""
+    counted: dict[str, int] = {}
+    while True:
+        page = (await http.get("/api/v1/events", params={"since": since, "limit": 1000})).json()
+        for event in page["items"]:
+            counted[event["type"]] = counted.get(event["type"], 0) + 1
+        if not page["items"]:
+            return counted
+        since = int(page["next_since"])
 
 
 def _bench_size(count: int, args: argparse.Namespace) -> SizeResult:
@@ -209,6 +238,7 @@ def print_tables(report: Report) -> None:
     )
     for column in ("sessions", "setup", "server CPU", "machine CPU", "not RUNNING"):
         table.add_column(column, justify="right")
+    table.add_column("events in the window")
     for size in report.sizes:
         table.add_row(
             str(size.sessions),
@@ -216,6 +246,7 @@ def print_tables(report: Report) -> None:
             fmt_pct(size.cpu.server if size.cpu else None),
             fmt_pct(size.cpu.machine if size.cpu else None),
             str(size.not_running),
+            ", ".join(f"{n} {kind}" for kind, n in sorted(size.window_events.items())) or "none",
         )
     out.print(table)
 

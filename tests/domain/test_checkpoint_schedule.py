@@ -42,3 +42,21 @@ def test_due(last: datetime | None, started: datetime | None, now: datetime, due
 def test_the_interval_is_the_policys(seconds: float, due: bool) -> None:
     every_minute = PeriodicCheckpoints(timedelta(minutes=1))
     assert every_minute.due(last=at(0), started=None, now=at(seconds)) is due
+
+
+@pytest.mark.parametrize(
+    ("last", "started", "next_at"),
+    [
+        (at(0), at(-1000), at(300)),  # one interval after the last checkpoint
+        (None, at(50), at(350)),  # after the start while there is none
+        (None, None, None),  # no clock: no timer
+    ],
+)
+def test_the_next_one_is_due_when_due_says_so(
+    last: datetime | None, started: datetime | None, next_at: datetime | None
+) -> None:
+    assert EVERY.next_at(last=last, started=started) == next_at
+    if next_at is not None:
+        just_before = next_at - timedelta(microseconds=1)
+        assert not EVERY.due(last=last, started=started, now=just_before)
+        assert EVERY.due(last=last, started=started, now=next_at)

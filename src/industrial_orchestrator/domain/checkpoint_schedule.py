@@ -18,5 +18,11 @@ class PeriodicCheckpoints:
     def due(self, *, last: datetime | None, started: datetime | None, now: datetime) -> bool:
         """Whether ``every`` has passed since the session's last checkpoint (``last``), or
         since it started when it has none. A session with neither has no clock to go by."""
+        at = self.next_at(last=last, started=started)
+        return at is not None and now >= at
+
+    def next_at(self, *, last: datetime | None, started: datetime | None) -> datetime | None:
+        """When the next periodic checkpoint is due (``due`` from then on); None for a
+        session with no clock to go by."""
         since = last if last is not None else started
-        return since is not None and now - since >= self.every
+        return None if since is None else since + self.every

@@ -5,11 +5,12 @@ Stepping is work-driven (``services.session_schedule``): a round steps only the 
 that something happened to since the last round (read from the event log from a cursor,
 so another replica's commits count as much as this one's), those whose timer is due
 (time limit, periodic checkpoint: ``next_due_at`` on the session, taken once by its
-owner), those whose last step was deferred, and those no live process owns. A session nobody touches costs nothing until its timer; the first round
-after a start looks at every session that may need the engine. Rounds run on every
-wake-up of the event bus and at least every ``ENGINE_TICK_SECONDS``, and hand what they
-find to step workers that step sessions as they come (no round waits for its slowest
-step; one session is never stepped by two workers at once).
+owner), those whose last step was deferred, and those no live process owns. A session
+nobody touches costs nothing until its timer; the first round after a start looks at
+every session that may need the engine. Rounds run on every wake-up of the event bus and
+at least every ``ENGINE_TICK_SECONDS``, and hand what they find to step workers that step
+sessions as they come (no round waits for its slowest step; one session is never stepped
+by two workers at once).
 
 The steps themselves are database transactions and idempotent, and a session is stepped
 only by the process that holds its ownership lease (renewed for all of a process's

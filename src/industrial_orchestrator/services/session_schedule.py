@@ -14,7 +14,9 @@ from __future__ import annotations
 from datetime import timedelta
 from uuid import UUID
 
+from ..domain.checkpoint_schedule import PeriodicCheckpoints
 from ..domain.session import running_seconds
+from ..domain.session_endings import SessionLimits
 from ..domain.session_states import SessionState
 from ..domain.stepping import WATCHED, Touched, touched_by
 from ..domain.tasks import TaskStatus
@@ -36,8 +38,8 @@ class SessionSchedule:
     ) -> None:
         self._uow = uow
         self._clock = clock
-        self._timeout = session_timeout_seconds
-        self._checkpoint_every = timedelta(seconds=checkpoint_interval_seconds)
+        self._limits = SessionLimits(session_timeout_seconds)
+        self._checkpoints = PeriodicCheckpoints(timedelta(seconds=checkpoint_interval_seconds))
 
     async def log_position(self) -> int:
         """The newest event's id: where the next look at the log starts."""
@@ -108,7 +110,11 @@ class SessionSchedule:
                 return None
             ran = running_seconds(await uow.sessions.transitions(session_id), now)
             latest = await uow.checkpoints.latest(session_id)
-        timeout = session.options.timeout_seconds or self._timeout
-        deadline = now + timedelta(seconds=max(0.0, timeout - ran))
-        since = latest.created_at if latest else (session.started_at or now)
-        return (min(deadline, since + self._checkpoint_every) - now).total_seconds()
+        timeout = self._limits.timeout_of(session.options)
+        due = now + timedelta(seconds=max(0.0, timeout - ran))
+        checkpoint = self._checkpoints.next_at(
+            last=latest.created_at if latest else None, started=session.started_at
+        )
+        if checkpoint is not None:
+            due = min(due, checkpoint)
+        return (due - now).total_seconds()
