@@ -55,28 +55,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import random
 import re
 import shutil
-import signal
 import stat
 import tempfile
 import time
 import weakref
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 from ..domain.errors import WorkspaceGone as TreeGone
 from ..domain.errors import WorkspaceUnusable
 from ..domain.storable_text import storable
 from ..domain.workspace_roots import BRANCH_PREFIX, branch_name
+from .git_process import GitOutput, GitTimedOut, run_git
 
 GIT_TIMEOUT_SECONDS = 120.0
+# Git processes of this process at a time: the step workers' checkpoints, workspace
+# writes and diffs side by side; more wait for a thread.
+_GIT_THREADS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="git")
 DIFF_MAX_BYTES = 1 << 20
 AUTHOR_NAME = "Industrial Orchestrator"
 AUTHOR_EMAIL = "orchestrator@localhost"
@@ -101,8 +105,6 @@ _STALE = re.compile(r"missing but already registered|already checked out|already
 _LOCK_ATTEMPTS = 10
 _LOCK_BACKOFF_SECONDS = 0.05
 _LOCK_BACKOFF_MAX_SECONDS = 1.0
-_STOP_GRACE_SECONDS = 2.0
-_STDERR_KEPT = 64 * 1024
 _STDERR_SHOWN = 2000
 _COMMIT = re.compile(r"[0-9a-fA-F]{4,64}")
 # Paths per `git checkout-index` call, well within the limit of a command line.
@@ -130,14 +132,6 @@ class Binding:
 
 
 @dataclass(frozen=True, slots=True)
-class _Output:
-    returncode: int
-    stdout: bytes
-    stderr: str
-    truncated: bool
-
-
-@dataclass(frozen=True, slots=True)
 class _Record:
     binding: Binding
     complete: bool
@@ -151,7 +145,6 @@ class GitWorktrees:
         self._trees = self._home / "worktrees"
         self._timeout = timeout
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        self._background: set[asyncio.Future[None]] = set()
 
     # Sessions.
 
@@ -667,7 +660,7 @@ class GitWorktrees:
         retry: bool = True,
         env: Mapping[str, str] | None = None,
         max_output: int | None = None,
-    ) -> _Output:
+    ) -> GitOutput:
         """Run ``git -C cwd args``; raise ``WorkspaceError`` when it fails and ``check``.
 
         With ``retry``, a failure on another git process's lock is retried after a pause:
@@ -716,72 +709,35 @@ class GitWorktrees:
         args: tuple[str, ...],
         env: Mapping[str, str] | None,
         max_output: int | None,
-    ) -> _Output:
-        """One git process. A caller that gives up does not stop it: git killed half-way
-        can leave its ``index.lock`` behind, so it finishes in the background (within the
-        timeout). Only the timeout stops git, SIGTERM first, on which git cleans up.
-        """
+    ) -> GitOutput:
+        """One git process, in a thread of its own (``git_process``). A caller that gives
+        up does not stop it: it finishes in its thread, within the timeout."""
         command = ["git"]
         for setting in _CONFIG:
             command += ["-c", setting]
         command += ["-C", str(cwd), *args]
-        spawn = asyncio.ensure_future(
-            asyncio.create_subprocess_exec(
-                *command,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=self._environment(env),
-                start_new_session=True,
-            )
+        run = asyncio.get_running_loop().run_in_executor(
+            _GIT_THREADS,
+            functools.partial(
+                run_git,
+                command,
+                self._environment(env),
+                timeout=self._timeout,
+                max_output=max_output,
+            ),
         )
+        # A caller cancelled meanwhile leaves the outcome to nobody: look at it here, so
+        # that an error is not reported as never retrieved.
+        run.add_done_callback(lambda done: done.cancelled() or done.exception())
         try:
-            # Cancelled while it connects its pipes, create_subprocess_exec can wait forever
-            # for a process it never reaps (python/cpython#103847, #125502): never cancel it.
-            process = await asyncio.shield(spawn)
+            return await asyncio.shield(run)
         except FileNotFoundError as exc:
             raise WorkspaceError("git is not installed (no 'git' on PATH)") from exc
-        except asyncio.CancelledError:
-            self._in_background(self._finish_spawned(spawn))
-            raise
-        # Reads both pipes to the end: on Python 3.11 a process is only waited for once
-        # its pipes are closed, so they are drained whatever happens.
-        collect = asyncio.ensure_future(_collect(process, max_output))
-        try:
-            async with asyncio.timeout(self._timeout):
-                return await asyncio.shield(collect)
-        except TimeoutError:
-            await _stop(process, collect)
+        except GitTimedOut:
             raise WorkspaceError(
                 f"git {args[0]} in {cwd} did not finish within {self._timeout:g} s",
                 {"command": _shown_command(args), "path": str(cwd)},
             ) from None
-        except asyncio.CancelledError:
-            self._in_background(self._finish(process, collect))
-            raise
-
-    async def _finish_spawned(self, spawn: asyncio.Future[asyncio.subprocess.Process]) -> None:
-        try:
-            process = await spawn
-        except Exception:
-            return
-        await self._finish(process, asyncio.ensure_future(_collect(process, None)))
-
-    async def _finish(
-        self, process: asyncio.subprocess.Process, collect: asyncio.Future[_Output]
-    ) -> None:
-        try:
-            async with asyncio.timeout(self._timeout):
-                await asyncio.shield(collect)
-        except TimeoutError:
-            await _stop(process, collect)
-        except Exception:
-            return
-
-    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     def _environment(self, extra: Mapping[str, str] | None) -> dict[str, str]:
         environment = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
@@ -801,62 +757,7 @@ async def _back_off(attempt: int) -> None:
     await asyncio.sleep(delay * (0.5 + random.random()))
 
 
-async def _collect(process: asyncio.subprocess.Process, max_output: int | None) -> _Output:
-    assert process.stdout is not None
-    assert process.stderr is not None
-    errors = asyncio.ensure_future(_read_head(process.stderr, _STDERR_KEPT))
-    chunks: list[bytes] = []
-    size = 0
-    truncated = False
-    try:
-        while chunk := await process.stdout.read(64 * 1024):
-            if max_output is not None and size + len(chunk) > max_output:
-                chunks.append(chunk[: max_output - size])
-                truncated = True
-                _signal(process, signal.SIGTERM)
-                while await process.stdout.read(64 * 1024):
-                    pass
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        stderr = await errors
-        returncode = await process.wait()
-    finally:
-        errors.cancel()
-    return _Output(returncode, b"".join(chunks), stderr.decode("utf-8", "replace"), truncated)
-
-
-async def _read_head(stream: asyncio.StreamReader, limit: int) -> bytes:
-    """The first ``limit`` bytes of ``stream``, reading the rest away so git never blocks."""
-    kept = bytearray()
-    while chunk := await stream.read(64 * 1024):
-        kept += chunk[: max(0, limit - len(kept))]
-    return bytes(kept)
-
-
-async def _stop(process: asyncio.subprocess.Process, collect: asyncio.Future[_Output]) -> None:
-    """End git: SIGTERM first, on which git deletes its lock files, SIGKILL if it lingers.
-
-    ``collect`` keeps draining its pipes meanwhile, and is waited for.
-    """
-    _signal(process, signal.SIGTERM)
-    try:
-        async with asyncio.timeout(_STOP_GRACE_SECONDS):
-            await asyncio.shield(collect)
-            return
-    except TimeoutError:
-        _signal(process, signal.SIGKILL)
-    with contextlib.suppress(Exception):
-        await collect
-
-
-def _signal(process: asyncio.subprocess.Process, signum: int) -> None:
-    # Git may have started children of its own (a checkout filter, `gc`): signal the group.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signum)
-
-
-def _failed(cwd: Path, args: list[str] | tuple[str, ...], output: _Output) -> WorkspaceError:
+def _failed(cwd: Path, args: list[str] | tuple[str, ...], output: GitOutput) -> WorkspaceError:
     stderr = output.stderr.strip()
     if len(stderr) > _STDERR_SHOWN:
         stderr = "…" + stderr[-_STDERR_SHOWN:]
