@@ -27,6 +27,8 @@ from industrial_orchestrator.domain.webhooks import (
     WebhookEvent,
     permission_needed_line,
 )
+from industrial_orchestrator.services.sessions import utc_now
+from industrial_orchestrator.services.webhooks import WebhookService
 
 from .helpers import API, act, create
 from .test_external_agents import SECRET, ready_task, register
@@ -401,6 +403,22 @@ async def test_a_paused_webhook_hears_nothing_of_what_happens_while_paused(
     await eventually(lambda: receiver.requests(), "a notification")
     await eventually(lambda: _all_delivered(client, hook["id"], 1), "its delivery recorded")
     assert [d["data"]["session_id"] for d in receiver.signed()] == [after]
+
+
+async def test_a_webhook_another_replica_creates_is_sent_to_although_this_one_saw_none(
+    client, app: FastAPI, serve, no_secret_listed
+):
+    components = app.state.components
+    await failed(client)  # news while no webhook exists: the sender finds none
+    await eventually(lambda: components.webhooks.none_active, "the sender finding no webhook")
+    # Another replica's service on the same database: this one does not hear of it.
+    other = WebhookService(components.uow, clock=utc_now, policy=components.webhooks.policy)
+    receiver = serve()
+    await other.create("elsewhere", receiver.url, ["session.failed"], secret=HOOK_SECRET)
+    after = await failed(client)
+    [document] = await eventually(receiver.signed, "the notification")
+    assert document["data"]["session_id"] == after
+    assert not components.webhooks.none_active
 
 
 async def test_a_test_delivery_is_sent_signed(client, serve, no_secret_listed):

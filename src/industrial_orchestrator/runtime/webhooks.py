@@ -2,7 +2,10 @@
 log and sends the deliveries that are due (``WebhookService``), over HTTP.
 
 Every replica runs one; it wakes when the log has news (the event bus) and at least every
-WEBHOOK_POLL_SECONDS (retries fall due with time, not with news). A shared lock lets one
+WEBHOOK_POLL_SECONDS (retries fall due with time, not with news). While no webhook is
+active (the usual case) news costs nothing: the database is looked at again once
+WEBHOOK_POLL_SECONDS have passed since the last look (a webhook another replica creates
+is noticed then; one created here, at once). A shared lock lets one
 replica at a time do a round; it only saves duplicated work, since queueing is idempotent
 (UNIQUE per webhook and event) and each attempt is claimed by a guarded update, so when
 the lock service is unreachable the round runs anyway.
@@ -12,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import time
 from collections.abc import Mapping
 
 import httpx
@@ -76,6 +81,7 @@ class WebhookDispatcher:
         self._poll = poll_seconds
         self._task: asyncio.Task[None] | None = None
         self._exit = contextlib.AsyncExitStack()
+        self._looked_at = -math.inf
 
     async def start(self) -> None:
         # Subscribed here, not inside the task: leaving the subscription from a cancelled
@@ -101,6 +107,10 @@ class WebhookDispatcher:
     async def run_once(self) -> bool:
         """One round: queue what the log has new, then send what is due. False when
         another replica holds the round's lock."""
+        now = time.monotonic()
+        if self._webhooks.none_active and now - self._looked_at < self._poll:
+            return True  # no webhook, so nothing to queue or send (looked just now)
+        self._looked_at = now
         ttl = self._webhooks.policy.timeout_seconds * 2 + self._poll * 3
         token: str | None = None
         try:
@@ -111,7 +121,8 @@ class WebhookDispatcher:
             log.warning("webhook_lock_unavailable")
         try:
             await self._webhooks.queue_new_events()
-            await self._webhooks.send_due(self._sender)
+            if not self._webhooks.none_active:  # only active webhooks have deliveries due
+                await self._webhooks.send_due(self._sender)
             return True
         finally:
             if token is not None:

@@ -6,6 +6,10 @@ was lost) and offers every event to the subscriptions whose filter accepts it. O
 never waits: each subscription has a bounded queue, and one that is full falls back to
 reading the log itself, so a slow client costs its own reads and never slows the others.
 
+While nobody subscribes, the feed reads nothing on a wake-up: offering would reach
+nobody. It only moves its place to the end of the log, at most once per poll, so that a
+first subscriber's events are read from a recent place.
+
 The feed only carries what is new. A stream catches up on history from the log itself,
 after subscribing, and skips what it has already sent; ids and per-session sequence
 numbers are in commit order, so that boundary has no gap and no duplicate.
@@ -120,6 +124,8 @@ class EventFeed(Generic[R]):
         self._render = render
         self._poll_seconds = poll_seconds
         self._subscriptions: set[Subscription[R]] = set()
+        self._subscribed = 0
+        """How many subscriptions were ever made (to see one made during a read)."""
         self._task: asyncio.Task[None] | None = None
         self._exit = contextlib.AsyncExitStack()
         self.position = 0
@@ -141,18 +147,38 @@ class EventFeed(Generic[R]):
     def subscribe(self, accepts: Callable[[Event], bool], *, capacity: int) -> Subscription[R]:
         subscription: Subscription[R] = Subscription(accepts, capacity)
         self._subscriptions.add(subscription)
+        self._subscribed += 1
         return subscription
 
     def unsubscribe(self, subscription: Subscription[R]) -> None:
         self._subscriptions.discard(subscription)
 
     async def _run(self, doorbell: Doorbell) -> None:
+        clock = asyncio.get_running_loop().time
+        skipped_at = clock()
         while True:
             await doorbell.wait(self._poll_seconds)
             try:
-                await self._read_new()
+                if self._subscriptions:
+                    await self._read_new()
+                elif clock() - skipped_at >= self._poll_seconds:
+                    skipped_at = clock()
+                    await self._skip_to_end()
             except Exception:  # the feed must outlive any one bad page
                 log.exception("event_feed_failed")
+
+    async def _skip_to_end(self) -> None:
+        """Move the place to the end of the log without reading the events, which nobody
+        is there to be offered. Not if a subscription was made during the read: an
+        event it needs may have committed after it and before the read."""
+        subscribed = self._subscribed
+        try:
+            last = await self._events.last_id()
+        except OrchestratorError as exc:
+            log.warning("event_feed_read_failed", error=exc.message)
+            return
+        if subscribed == self._subscribed:
+            self.position = max(self.position, last)
 
     async def _read_new(self) -> None:
         while True:

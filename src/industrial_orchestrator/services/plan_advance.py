@@ -92,10 +92,7 @@ def _executing(session: Session) -> bool:
 
 
 async def tasks_of(uow: UnitOfWork, session_id: UUID) -> list[Task]:
-    found, _ = await uow.tasks.search(
-        session_id=session_id, parent_id=None, statuses=(), offset=0, limit=None
-    )
-    return found
+    return await uow.tasks.of_session(session_id)
 
 
 async def _close_summary(uow: UnitOfWork, task: Task, now: datetime) -> Task | None:

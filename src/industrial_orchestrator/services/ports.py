@@ -220,6 +220,9 @@ class TaskRepository(Protocol):
 
     async def root_of(self, task_id: UUID) -> UUID: ...
 
+    async def session_of(self, task_id: UUID) -> UUID | None:
+        """The task's session; None when it has none, or does not exist."""
+
     async def add(self, task: Task) -> None:
         """Insert the task and its dependency edges."""
 
@@ -227,6 +230,9 @@ class TaskRepository(Protocol):
         """Raises ``DuplicateKeyError`` when the edge exists."""
 
     async def get(self, task_id: UUID) -> Task | None: ...
+
+    async def get_many(self, task_ids: Sequence[UUID]) -> list[Task]:
+        """Those of the tasks that exist, in the order of ``task_ids``."""
 
     async def search(
         self,
@@ -238,6 +244,10 @@ class TaskRepository(Protocol):
         limit: int | None,
     ) -> tuple[list[Task], int]:
         """Oldest first, with the total count (``limit`` None: all)."""
+
+    async def of_session(self, session_id: UUID, statuses: Sequence[TaskStatus] = ()) -> list[Task]:
+        """Every task of the session (in ``statuses`` if given), oldest first: ``search``
+        without the page and its count."""
 
     async def sessions_with_tasks_in(self, statuses: Sequence[TaskStatus]) -> list[UUID]:
         """The sessions that have a task in one of ``statuses``."""

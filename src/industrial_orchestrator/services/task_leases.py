@@ -150,9 +150,11 @@ class TaskLeases:
         self._ledger = ledger
         self._gate = gate if gate is not None else OfferGate()
 
-    async def claim(self, agent_id: UUID) -> Assignment | None:
+    async def claim(self, agent_id: UUID, *, agent: Agent | None = None) -> Assignment | None:
         """Lease the most urgent READY task ``agent_id`` can do, or None when there is
         none. Raises ``AgentNotAccepting`` when the agent is offline, busy or full.
+        ``agent``: its record as the caller has just read it (saves reading it again; the
+        lease is written only if the record is still at that version).
 
         Learned routing applies to pulls too: a task of a type at which the agent has a
         clearly worse record than an idle, live rival is left to that rival for a while
@@ -167,7 +169,8 @@ class TaskLeases:
         # A look without locks first: most asks (a long-poll woken by an unrelated
         # commit) find nothing, and must not queue up behind the writers to say so.
         async with self._uow.reader() as uow:
-            agent = await _agent(uow, agent_id)
+            if agent is None or agent.id != agent_id:
+                agent = await _agent(uow, agent_id)
             _check_accepting(agent)
             waiting = await uow.tasks.claimable(
                 agent.capabilities, limit=_LOOK_AHEAD, lock=False, agent_name=agent.name
@@ -187,10 +190,14 @@ class TaskLeases:
             # Sessions whose tasks name files: their claims are serialised, so two
             # claimers never lease two colliding tasks at once.
             guarded = {t.session_id for t in waiting if t.session_id and predicted.get(t.id)}
+        # The first round writes from the record the look used: the guarded save of the
+        # agent refuses it if it changed since, and the next round reads it again.
+        looked: Agent | None = agent
         for _ in range(_CLAIM_ROUNDS):
             now = self._clock()
             async with self._uow() as uow:
-                agent = await _agent(uow, agent_id)
+                agent = looked if looked is not None else await _agent(uow, agent_id)
+                looked = None
                 _check_accepting(agent)
                 for session_id in sorted(guarded):  # in one order: no deadlock
                     await uow.tasks.lock_family(session_id)
@@ -233,8 +240,8 @@ class TaskLeases:
                 )
                 finished = [
                     dep
-                    for dep in [await uow.tasks.get(d) for d in running.depends_on]
-                    if dep is not None and dep.status in FINISHED_STATUSES
+                    for dep in await uow.tasks.get_many(running.depends_on)
+                    if dep.status in FINISHED_STATUSES
                 ]
                 workspace = await self._workspace(uow, running)
                 await uow.commit()
@@ -276,8 +283,12 @@ class TaskLeases:
             alive_since=now - timedelta(seconds=self._policy.heartbeat_seconds),
         )
 
-    async def report(self, agent_id: UUID, report: Report) -> Recorded:
+    async def report(
+        self, agent_id: UUID, report: Report, *, agent: Agent | None = None
+    ) -> Recorded:
         """Record the result of the agent's current attempt at ``report.task_id``.
+        ``agent``: its record as the caller has just read it (saves reading it again; it
+        is booked on only if the record is still at that version, else read afresh).
 
         A task of a session that ends moves its plan on in the same transaction: the
         tasks that waited only for it are READY when the result is acknowledged, and the
@@ -288,12 +299,12 @@ class TaskLeases:
         check_artifacts(report.artifacts, self._policy.artifact_limits)
         now = self._clock()
         async with self._gate.opening(), self._uow() as uow:
-            task = await uow.tasks.get(report.task_id)
-            if task is not None and task.session_id is not None:
+            session_id = await uow.tasks.session_of(report.task_id)
+            if session_id is not None:
                 # The family's lock before any of its rows, as every writer of a family
                 # takes it; then the task as it is under the lock.
-                await uow.tasks.lock_family(task.session_id)
-                task = await uow.tasks.get(report.task_id)
+                await uow.tasks.lock_family(session_id)
+            task = await uow.tasks.get(report.task_id)
             if task is None:
                 raise NotFound(
                     f"Task {report.task_id} does not exist", {"task_id": str(report.task_id)}
@@ -327,7 +338,8 @@ class TaskLeases:
             states = self._after_result(task, closed, now, final=report.final)
             await _save_steps(uow, task, states)
             await uow.attempts.add_artifacts(closed, report.artifacts, now)
-            agent = await _agent(uow, agent_id)
+            if agent is None or agent.id != agent_id:
+                agent = await _agent(uow, agent_id)
             await settle_agent(uow, agent, closed.outcome or report.outcome, now)
             if task.session_id is not None and (report.tokens_used or report.cost_usd):
                 await uow.sessions.add_usage(task.session_id, report.tokens_used, report.cost_usd)
@@ -374,8 +386,10 @@ class TaskLeases:
                         detail={"attempt": closed.attempt, "files": len(report.artifacts)},
                     ),
                 )
+            # Read in the transaction (no second one after the commit), and only when
+            # the attempt delivered some: nothing else stores an attempt's artifacts.
+            stored = await uow.attempts.artifacts(task.id) if report.artifacts else []
             await uow.commit()
-            stored = await uow.attempts.artifacts(task.id)
         written: list[str] = []
         if write is not None:
             self._ledger.reached("effects.recorded", EffectKind.WORKSPACE_WRITE)
@@ -835,13 +849,7 @@ async def _colliding(
             }
     sessions = {t.session_id for t in candidates if t.session_id and predicted.get(t.id)}
     for session_id in sessions:
-        running, _ = await uow.tasks.search(
-            session_id=session_id,
-            parent_id=None,
-            statuses=(TaskStatus.RUNNING,),
-            offset=0,
-            limit=None,
-        )
+        running = await uow.tasks.of_session(session_id, (TaskStatus.RUNNING,))
         busy = await _predicted_files(uow, running)
         for task in candidates:
             if task.session_id != session_id or not predicted.get(task.id):

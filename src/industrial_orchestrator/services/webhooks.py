@@ -88,6 +88,20 @@ class WebhookService:
         self._uow = uow
         self._clock = clock
         self.policy = policy
+        self._none_active = False
+        self._activations = 0
+
+    @property
+    def none_active(self) -> bool:
+        """Whether the last look at the log (``queue_new_events``) found no active webhook,
+        and none was created or resumed through this service since: a round then has
+        nothing to queue or send. A webhook another replica creates is seen at the next
+        look."""
+        return self._none_active
+
+    def _activated(self) -> None:
+        self._activations += 1
+        self._none_active = False
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -121,6 +135,8 @@ class WebhookService:
             except DuplicateKeyError:
                 raise Conflict(f"a webhook named {name!r} exists already", {"name": name}) from None
             await uow.commit()
+        if active:
+            self._activated()
         log.info(
             "webhook_created",
             webhook_id=str(webhook.id),
@@ -155,6 +171,8 @@ class WebhookService:
                 position = await uow.events.last_id() if active else None
                 await uow.webhooks.set_active(webhook_id, active, position)
                 await uow.commit()
+                if active:
+                    self._activated()
         log.info("webhook_set_active", webhook_id=str(webhook_id), active=active)
         return await self.get(webhook_id)
 
@@ -198,8 +216,11 @@ class WebhookService:
         queued = 0
         while True:
             # A read first: most rounds find nothing new, and need not queue for the writer.
+            activations = self._activations
             async with self._uow.reader() as uow:
                 hooks = await uow.webhooks.all(active_only=True)
+                # Unless one was activated here during the read (it may not show in it).
+                self._none_active = not hooks and activations == self._activations
                 if not hooks:
                     return queued
                 start = min(hook.last_event_id for hook in hooks)

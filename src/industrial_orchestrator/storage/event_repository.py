@@ -25,46 +25,77 @@ from .rows import utc
 from .tables import events, sessions
 
 _EVENT_ORDER_LOCK_KEY = 7_305_118_044
+# Five parameters a row: well within every driver's limit on a statement's parameters.
+_ROWS_PER_INSERT = 100
 
 
 class SqlEventRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._db = connection
-        self._pending: list[dict[str, Any]] = []
-        self._pending_events: list[NewEvent] = []
+        self._pending: list[NewEvent] = []
+        # Per session: how many of the pending events have numbers reserved already,
+        # and the last of those numbers.
+        self._reserved: dict[UUID, tuple[int, int]] = {}
 
     async def append(
         self, new: Sequence[NewEvent], *, reserved: Mapping[UUID, int] | None = None
     ) -> None:
-        """Number ``new`` and keep it for ``flush()``. Session events take consecutive
-        per-session sequence numbers from a counter on the session row, whose row lock
-        orders concurrent writers of one session by commit."""
+        """Keep ``new`` for ``flush()``, which numbers and inserts the transaction's events.
+        ``reserved`` maps a session to the last of the numbers ``SessionRepository.save``
+        reserved for its events in ``new`` (in the same transaction)."""
         if not new:
             return
-        by_session: dict[UUID, int] = {}
-        for event in new:
+        for session_id, last in (reserved or {}).items():
+            count = sum(1 for event in new if event.session_id == session_id)
+            before, _ = self._reserved.get(session_id, (0, 0))
+            self._reserved[session_id] = (before + count, last)
+        self._pending.extend(new)
+
+    async def flush(self) -> list[NewEvent]:
+        """Number and insert what ``append`` kept; returns those events. Call right before
+        COMMIT.
+
+        A session's events take consecutive sequence numbers in the order they were
+        appended, from a counter on the session row whose row lock orders its writers
+        by commit. The counter is bumped once per session here, for the events that have
+        no number reserved; the numbers a ``SessionRepository.save`` of this transaction
+        reserved are just below the bump's (the save took the row lock, so nobody else
+        numbered in between), and the session's events take the whole run of numbers.
+
+        Bumping here, not in ``append``, takes the session row lock at the end of the
+        transaction, after every family, task, attempt and agent lock: a transaction
+        that locks the session row earlier (a session transition, a result's usage)
+        takes none of those after it, except under the family lock that serialises the
+        writers of the family anyway. Sessions are bumped in id order, so two flushes
+        never wait for each other's rows in turn."""
+        if not self._pending:
+            return []
+        counts: dict[UUID, int] = {}
+        for event in self._pending:
             if event.session_id is not None:
-                by_session[event.session_id] = by_session.get(event.session_id, 0) + 1
+                counts[event.session_id] = counts.get(event.session_id, 0) + 1
         next_seq: dict[UUID, int] = {}
-        for session_id, count in by_session.items():
-            if reserved is not None and session_id in reserved:
-                next_seq[session_id] = reserved[session_id] - count + 1
-                continue
-            last = await self._db.scalar(
-                sa.update(sessions)
-                .where(sessions.c.id == session_id)
-                .values(event_seq=sessions.c.event_seq + count)
-                .returning(sessions.c.event_seq)
-            )
-            if last is None:
-                raise LookupError(session_id)
-            next_seq[session_id] = int(last) - count + 1
-        for event in new:
+        for session_id in sorted(counts):
+            taken, last = self._reserved.get(session_id, (0, 0))
+            fresh = counts[session_id] - taken
+            if fresh:
+                bumped = await self._db.scalar(
+                    sa.update(sessions)
+                    .where(sessions.c.id == session_id)
+                    .values(event_seq=sessions.c.event_seq + fresh)
+                    .returning(sessions.c.event_seq)
+                )
+                if bumped is None:
+                    raise LookupError(session_id)
+                last = int(bumped)
+            next_seq[session_id] = last - counts[session_id] + 1
+        rows: list[dict[str, Any]] = []
+        for event in self._pending:
             seq = None
             if event.session_id is not None:
                 seq = next_seq[event.session_id]
                 next_seq[event.session_id] = seq + 1
-            self._pending.append(
+            rows.append(
                 {
                     "session_id": event.session_id,
                     "seq": seq,
@@ -73,18 +104,15 @@ class SqlEventRepository:
                     "payload": event.payload,
                 }
             )
-        self._pending_events.extend(new)
-
-    async def flush(self) -> list[NewEvent]:
-        """Insert what ``append`` kept; returns those events. Call right before COMMIT."""
-        if not self._pending:
-            return []
         if self._db.dialect.name == "postgresql":
             await self._db.execute(
                 sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _EVENT_ORDER_LOCK_KEY}
             )
-        await self._db.execute(sa.insert(events), self._pending)
-        flushed, self._pending, self._pending_events = self._pending_events, [], []
+        # One multi-row INSERT per slice, not a statement per event; the rows take their
+        # ids in the order given.
+        for start in range(0, len(rows), _ROWS_PER_INSERT):
+            await self._db.execute(sa.insert(events).values(rows[start : start + _ROWS_PER_INSERT]))
+        flushed, self._pending, self._reserved = self._pending, [], {}
         return flushed
 
     async def for_session(

@@ -85,6 +85,13 @@ class SqlTaskRepository:
                 return root
             root = parent
 
+    async def session_of(self, task_id: UUID) -> UUID | None:
+        """One column of one row: what a writer needs to know which family to lock."""
+        session_id: UUID | None = await self._db.scalar(
+            sa.select(tasks.c.session_id).where(tasks.c.id == task_id)
+        )
+        return session_id
+
     async def add(self, task: Task) -> None:
         await self._db.execute(sa.insert(tasks).values(_values(task)))
         for dependency in task.depends_on:
@@ -102,6 +109,12 @@ class SqlTaskRepository:
         found = await self._load(tasks.c.id == task_id)
         return found[0] if found else None
 
+    async def get_many(self, task_ids: Sequence[UUID]) -> list[Task]:
+        if not task_ids:
+            return []
+        found = {task.id: task for task in await self._load(tasks.c.id.in_(list(task_ids)))}
+        return [found[task_id] for task_id in task_ids if task_id in found]
+
     async def search(
         self,
         *,
@@ -118,11 +131,19 @@ class SqlTaskRepository:
             conditions.append(tasks.c.parent_id == parent_id)
         if statuses:
             conditions.append(tasks.c.status.in_([s.value for s in statuses]))
+        page = await self._load(*conditions, offset=offset, limit=limit)
+        if (limit is None or len(page) < limit) and (page or not offset):
+            return page, offset + len(page)  # the page reaches the end: no count needed
         total = await self._db.scalar(
             sa.select(sa.func.count()).select_from(tasks).where(*conditions)
         )
-        page = await self._load(*conditions, offset=offset, limit=limit)
         return page, int(total or 0)
+
+    async def of_session(self, session_id: UUID, statuses: Sequence[TaskStatus] = ()) -> list[Task]:
+        conditions: list[Any] = [tasks.c.session_id == session_id]
+        if statuses:
+            conditions.append(tasks.c.status.in_([s.value for s in statuses]))
+        return await self._load(*conditions)
 
     async def sessions_with_tasks_in(self, statuses: Sequence[TaskStatus]) -> list[UUID]:
         result = await self._db.execute(
@@ -139,7 +160,7 @@ class SqlTaskRepository:
         """The tasks a dependency of ``task`` may point at: its session's tasks, or, for a
         task outside any session, every task of its tree."""
         if task.session_id is not None:
-            return await self._load(tasks.c.session_id == task.session_id)
+            return await self.of_session(task.session_id)
         return await self.subtree(await self.root_of(task.id))
 
     async def subtree(self, root_id: UUID) -> list[Task]:

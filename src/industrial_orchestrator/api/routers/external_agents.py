@@ -232,11 +232,15 @@ async def next_task(
     that agent for up to 30 s after it became READY (learned routing). 409
     `agent_not_accepting` when the agent is offline, busy or at its `max_concurrent_tasks`."""
     deadline = time.monotonic() + wait_seconds
+    # The first look uses the record the authentication has just read; a look after a
+    # wait reads it again (the agent may have gone busy or offline meanwhile).
+    known: Agent | None = caller
     async with components.bus.subscribe(work_only=True) as wakeup:
         while True:
             if await request.is_disconnected():
                 return Response(status_code=status.HTTP_204_NO_CONTENT)
-            assignment = await leases.claim(caller.id)
+            assignment = await leases.claim(caller.id, agent=known)
+            known = None
             if assignment is not None:
                 return _assignment(assignment, components.settings.task_timeout_seconds)
             remaining = deadline - time.monotonic()
@@ -288,6 +292,7 @@ async def task_result(
             tokens_used=body.tokens_used,
             cost_usd=body.cost_usd,
         ),
+        agent=caller,
     )
     return TaskResultAck(
         task_id=task_id,

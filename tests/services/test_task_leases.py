@@ -1,0 +1,80 @@
+"""Claims and results given the agent's record as the caller read it (the API's
+authentication): a record gone stale meanwhile never overwrites what changed since."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi import FastAPI
+
+from industrial_orchestrator.domain.agents import Agent, AgentKind, AgentStatus, NewAgent
+from industrial_orchestrator.domain.task_attempts import AttemptOutcome
+from industrial_orchestrator.domain.tasks import TaskStatus, TaskType
+from industrial_orchestrator.services.agents import AgentService
+from industrial_orchestrator.services.task_leases import AgentNotAccepting, Report, TaskLeases
+from industrial_orchestrator.services.tasks import NewTask, TaskService
+
+
+def _services(app: FastAPI) -> tuple[AgentService, TaskService, TaskLeases]:
+    components = app.state.components
+    return components.agents, components.tasks, components.leases
+
+
+async def _ready(tasks: TaskService) -> None:
+    task = await tasks.create(NewTask("work", TaskType.CODE_GENERATION, ["python"], 1.0))
+    await tasks.move(task.id, TaskStatus.READY)
+
+
+async def _agent(agents: AgentService) -> Agent:
+    return await agents.register(
+        NewAgent("worker", "implementer", ["python"], kind=AgentKind.EXTERNAL)
+    )
+
+
+async def test_a_claim_from_a_stale_record_books_the_lease_on_the_current_one(app: FastAPI):
+    agents, tasks, leases = _services(app)
+    stale = await _agent(agents)
+    await agents.heartbeat(stale.id, metrics={"beat": 1})  # the record moves on
+    await _ready(tasks)
+
+    assignment = await leases.claim(stale.id, agent=stale)
+
+    assert assignment is not None
+    now = await agents.get(stale.id)
+    assert now.tasks_in_progress == 1
+    assert now.metadata["metrics"] == {"beat": 1}  # the heartbeat's write kept
+    assert now.version == stale.version + 2
+
+
+async def test_a_claim_from_a_stale_record_still_refuses_an_agent_gone_busy(app: FastAPI):
+    agents, tasks, leases = _services(app)
+    stale = await _agent(agents)
+    await agents.heartbeat(stale.id, status=AgentStatus.BUSY)
+    await _ready(tasks)
+
+    # The look goes by the record given; the write reads the agent again, and says no.
+    with pytest.raises(AgentNotAccepting):
+        await leases.claim(stale.id, agent=stale)
+    assert (await agents.get(stale.id)).tasks_in_progress == 0
+    [task] = (await tasks.search())[0]
+    assert task.status == TaskStatus.READY
+
+
+async def test_a_result_with_a_stale_record_is_booked_on_the_current_one(app: FastAPI):
+    agents, tasks, leases = _services(app)
+    agent = await _agent(agents)
+    await _ready(tasks)
+    assignment = await leases.claim(agent.id)
+    assert assignment is not None
+    stale = await agents.get(agent.id)
+    await agents.heartbeat(agent.id, metrics={"beat": 2})
+
+    recorded = await leases.report(
+        agent.id,
+        Report(task_id=assignment.task.id, outcome=AttemptOutcome.COMPLETED),
+        agent=stale,
+    )
+
+    assert recorded.task.status == TaskStatus.COMPLETED
+    now = await agents.get(agent.id)
+    assert (now.tasks_in_progress, now.success_count) == (0, 1)
+    assert now.metadata["metrics"] == {"beat": 2}

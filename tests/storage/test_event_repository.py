@@ -1,0 +1,130 @@
+"""Per-session sequence numbers: given at commit, once per session per transaction, in the
+order the events were appended, around the numbers a session transition reserved."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
+
+import pytest
+import sqlalchemy as sa
+
+from industrial_orchestrator.domain.events import EventType, NewEvent
+from industrial_orchestrator.domain.priorities import Priority
+from industrial_orchestrator.domain.session import Session
+from industrial_orchestrator.domain.session_states import SessionState
+from industrial_orchestrator.storage.database import create_engine
+from industrial_orchestrator.storage.migrate import upgrade_to_head
+from industrial_orchestrator.storage.unit_of_work import SqlUnitOfWorkFactory
+
+NOW = datetime(2026, 12, 5, tzinfo=UTC)
+
+
+@pytest.fixture
+async def uow(settings_for) -> AsyncIterator[SqlUnitOfWorkFactory]:
+    engine = create_engine(settings_for.database)
+    await upgrade_to_head(engine)
+    try:
+        yield SqlUnitOfWorkFactory(engine)
+    finally:
+        await engine.dispose()
+
+
+def line(session_id: UUID | None, text: str) -> NewEvent:
+    return NewEvent(EventType.SESSION_LOG, NOW, session_id, {"text": text})
+
+
+async def new_session(uow: SqlUnitOfWorkFactory) -> Session:
+    session = Session(uuid4(), "t", "p", Priority.LOW, SessionState.PENDING, NOW, NOW)
+    async with uow() as unit:
+        await unit.sessions.add(session, None, None)
+        await unit.commit()
+    return session
+
+
+async def stored(uow: SqlUnitOfWorkFactory, session_id: UUID) -> list[tuple[int, str]]:
+    async with uow.reader() as unit:
+        found = await unit.events.for_session(session_id, after_seq=0, limit=100)
+    return [(event.seq or 0, event.payload["text"]) for event in found]
+
+
+async def counter(uow: SqlUnitOfWorkFactory, session_id: UUID) -> int:
+    async with uow.engine.connect() as connection:
+        value = await connection.scalar(
+            sa.text("SELECT event_seq FROM sessions WHERE id = :id"),
+            {"id": session_id.hex if uow.engine.dialect.name == "sqlite" else session_id},
+        )
+    return int(value)
+
+
+async def test_appends_of_one_transaction_take_consecutive_numbers_in_their_order(uow):
+    first, second = await new_session(uow), await new_session(uow)
+    async with uow() as unit:
+        await unit.events.append([line(first.id, "a1"), line(second.id, "b1")])
+        await unit.events.append([line(None, "global")])
+        await unit.events.append([line(first.id, "a2"), line(first.id, "a3")])
+        await unit.events.append([line(second.id, "b2")])
+        await unit.commit()
+    async with uow() as unit:
+        await unit.events.append([line(first.id, "a4")])
+        await unit.events.append([line(first.id, "a5")])
+        await unit.commit()
+
+    assert await stored(uow, first.id) == [(1, "a1"), (2, "a2"), (3, "a3"), (4, "a4"), (5, "a5")]
+    assert await stored(uow, second.id) == [(1, "b1"), (2, "b2")]
+    assert (await counter(uow, first.id), await counter(uow, second.id)) == (5, 2)
+    # Global ids follow the order of the appends too.
+    async with uow.reader() as unit:
+        texts = [event.payload["text"] for event in await unit.events.after(0, limit=100)]
+    assert texts == ["a1", "b1", "global", "a2", "a3", "b2", "a4", "a5"]
+
+
+async def test_numbers_a_transition_reserved_keep_their_place_among_the_others(uow):
+    session = await new_session(uow)
+    async with uow() as unit:
+        await unit.events.append([line(session.id, "before")])
+        running = session.evolve(status=SessionState.RUNNING, version=session.version + 1)
+        reserved = await unit.sessions.save(session, running, reserve_events=1)
+        assert reserved is not None
+        await unit.events.append([line(session.id, "transition")], reserved={session.id: reserved})
+        await unit.events.append([line(session.id, "after")])
+        await unit.commit()
+    assert await stored(uow, session.id) == [(1, "before"), (2, "transition"), (3, "after")]
+    assert await counter(uow, session.id) == 3
+
+    # Only reserved numbers: no bump of the counter at all.
+    async with uow() as unit:
+        paused = running.evolve(status=SessionState.PAUSED, version=running.version + 1)
+        reserved = await unit.sessions.save(running, paused, reserve_events=1)
+        assert reserved is not None
+        await unit.events.append([line(session.id, "paused")], reserved={session.id: reserved})
+        await unit.commit()
+    assert (await stored(uow, session.id))[-1] == (4, "paused")
+    assert await counter(uow, session.id) == 4
+
+
+async def test_a_transaction_that_does_not_commit_numbers_nothing(uow):
+    session = await new_session(uow)
+    async with uow() as unit:
+        await unit.events.append([line(session.id, "lost")])
+    async with uow() as unit:
+        await unit.events.append([line(session.id, "kept")])
+        await unit.commit()
+    assert await stored(uow, session.id) == [(1, "kept")]
+    assert await counter(uow, session.id) == 1
+
+
+async def test_a_long_burst_is_stored_whole_and_in_order(uow):
+    session = await new_session(uow)
+    async with uow() as unit:
+        await unit.events.append([line(session.id, f"l{n}") for n in range(150)])
+        await unit.events.append([line(session.id, f"l{n}") for n in range(150, 250)])
+        await unit.commit()
+    async with uow.reader() as unit:
+        found = await unit.events.for_session(session.id, after_seq=0, limit=1000)
+    assert [(event.seq, event.payload["text"]) for event in found] == [
+        (n + 1, f"l{n}") for n in range(250)
+    ]
+    assert [event.id for event in found] == sorted(event.id for event in found)
+    assert await counter(uow, session.id) == 250

@@ -1,0 +1,115 @@
+"""The task repository's reads: a session's tasks, several by id, a task's session, and
+pages whose total is counted only when the page does not show it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from uuid import UUID, uuid4
+
+import pytest
+
+from industrial_orchestrator.domain.priorities import Priority
+from industrial_orchestrator.domain.session import Session
+from industrial_orchestrator.domain.session_states import SessionState
+from industrial_orchestrator.domain.tasks import Task, TaskStatus, TaskType, new_task
+from industrial_orchestrator.storage.database import create_engine
+from industrial_orchestrator.storage.migrate import upgrade_to_head
+from industrial_orchestrator.storage.unit_of_work import SqlUnitOfWorkFactory
+
+NOW = datetime(2026, 12, 5, tzinfo=UTC)
+
+
+@pytest.fixture
+async def uow(settings_for) -> AsyncIterator[SqlUnitOfWorkFactory]:
+    engine = create_engine(settings_for.database)
+    await upgrade_to_head(engine)
+    try:
+        yield SqlUnitOfWorkFactory(engine)
+    finally:
+        await engine.dispose()
+
+
+def task(n: int, session_id: UUID | None, depends_on: tuple[UUID, ...] = ()) -> Task:
+    return new_task(
+        id=uuid4(),
+        title=f"t{n}",
+        description="d",
+        task_type=TaskType.CODE_GENERATION,
+        required_capabilities=["python"],
+        estimated_effort=1.0,
+        now=NOW + timedelta(seconds=n),
+        session_id=session_id,
+        depends_on=depends_on,
+    )
+
+
+@pytest.fixture
+async def planned(uow: SqlUnitOfWorkFactory) -> tuple[Session, list[Task], Task]:
+    """A session with five tasks (the last two depend on the first, the third is
+    RUNNING), and a task outside any session."""
+    session = Session(uuid4(), "s", "p", Priority.LOW, SessionState.PENDING, NOW, NOW)
+    first = task(0, session.id)
+    tasks = [
+        first,
+        task(1, session.id),
+        task(2, session.id),
+        task(3, session.id, (first.id,)),
+        task(4, session.id, (first.id,)),
+    ]
+    loose = task(5, None)
+    async with uow() as unit:
+        await unit.sessions.add(session, None, None)
+        for each in [*tasks, loose]:
+            await unit.tasks.add(each)
+        running = tasks[2].evolve(status=TaskStatus.RUNNING, version=tasks[2].version + 1)
+        assert await unit.tasks.save(tasks[2], running)
+        tasks[2] = running
+        await unit.commit()
+    return session, tasks, loose
+
+
+async def test_a_sessions_tasks_oldest_first_with_their_dependencies(uow, planned):
+    session, tasks, _ = planned
+    async with uow.reader() as unit:
+        assert await unit.tasks.of_session(session.id) == tasks
+        assert await unit.tasks.of_session(session.id, (TaskStatus.RUNNING,)) == [tasks[2]]
+        assert await unit.tasks.of_session(uuid4()) == []
+
+
+async def test_several_tasks_by_id_in_the_order_asked_for(uow, planned):
+    _, tasks, loose = planned
+    async with uow.reader() as unit:
+        wanted = [tasks[4].id, uuid4(), loose.id, tasks[0].id]
+        assert await unit.tasks.get_many(wanted) == [tasks[4], loose, tasks[0]]
+        assert await unit.tasks.get_many([]) == []
+
+
+async def test_a_tasks_session(uow, planned):
+    session, tasks, loose = planned
+    async with uow.reader() as unit:
+        assert await unit.tasks.session_of(tasks[1].id) == session.id
+        assert await unit.tasks.session_of(loose.id) is None
+        assert await unit.tasks.session_of(uuid4()) is None
+
+
+@pytest.mark.parametrize(
+    ("offset", "limit", "shown"),
+    [
+        (0, None, 5),  # every task: the page is the total
+        (0, 10, 5),  # a page not full
+        (0, 2, 2),  # a full page: counted
+        (4, 2, 1),  # the last, short page
+        (2, None, 3),
+        (9, 2, 0),  # past the end: counted
+        (5, 2, 0),
+    ],
+)
+async def test_a_page_comes_with_the_total(uow, planned, offset, limit, shown):
+    session, tasks, _ = planned
+    async with uow.reader() as unit:
+        page, total = await unit.tasks.search(
+            session_id=session.id, parent_id=None, statuses=(), offset=offset, limit=limit
+        )
+    assert page == tasks[offset:][:shown]
+    assert total == 5
