@@ -140,6 +140,34 @@ async def test_its_loop_offers_on_work_news_without_beating_again(app, client):
     assert dispatcher.running(agent.id) == []  # closing aborted the job in flight
 
 
+@pytest.mark.settings(**ENGINE)
+async def test_between_beats_an_executor_that_cannot_work_costs_no_read(app, client):
+    """No model, say: an offer between two beats reads nothing (every commit with work
+    news wakes the dispatcher); the beat marks the agent OFFLINE, saying why."""
+    executor = ScriptedExecutor()
+    executor.unavailable_reason = "no model is configured"  # type: ignore[assignment]
+    dispatcher = _dispatcher(app, executor)
+    agent = await _internal_agent(app)
+    await create(client, template="single", auto_start=True)
+    searches = 0
+    search = dispatcher._agents.search
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal searches
+        searches += 1
+        return await search(*args, **kwargs)
+
+    dispatcher._agents.search = counted  # type: ignore[method-assign]
+    assert await dispatcher.run_once(beat=False) == 0
+    assert searches == 0
+    assert await dispatcher.run_once() == 0
+    assert searches == 1
+    record = (await client.get(f"{API}/agents/{agent.id}")).json()
+    assert record["status"] == "offline"
+    assert record["metadata"]["offline_reason"] == "no model is configured"
+    await dispatcher.close()
+
+
 async def _started(executor: ScriptedExecutor) -> list[str] | None:
     return executor.started or None
 

@@ -105,6 +105,8 @@ class Dispatcher:
         through the gate."""
         if not self._executors:
             return 0
+        if not beat and all(e.unavailable_reason for e in self._executors.values()):
+            return 0  # nobody here can take work (no model, say): the beat says why
         ready: list[tuple[Agent, Executor]] = []
         for agent in await self._agents.search(AgentFilter(kinds=[AgentKind.INTERNAL])):
             executor = self._executors.get(str(agent.metadata.get(EXECUTOR_KEY, "")))
