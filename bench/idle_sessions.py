@@ -21,7 +21,8 @@ fell due in it (a periodic checkpoint every ``CHECKPOINT_INTERVAL_SECONDS`` per 
 are work the fleet really asks for, and show there.
 
 Run with ``.venv/bin/python bench/idle_sessions.py [--sessions 50,200] [--seconds 60]
-[--json]``. Exits 1 when a check failed, 2 when the benchmark could not run.
+[--settle 5] [--workers 1] [--json]``. Exits 1 when a check failed, 2 when the benchmark
+could not run.
 """
 
 from __future__ import annotations
@@ -108,7 +109,9 @@ async def _created(http: httpx.AsyncClient, count: int) -> list[str]:
     return list(await asyncio.gather(*(one(n) for n in range(count))))
 
 
-async def _measure(base_url: str, pid: int, size: SizeResult, seconds: float) -> None:
+async def _measure(
+    base_url: str, pid: int, size: SizeResult, seconds: float, settle: float
+) -> None:
     started = time.monotonic()
     async with http_client(base_url) as http:
         registered = await http.post(
@@ -165,7 +168,7 @@ async def _measure(base_url: str, pid: int, size: SizeResult, seconds: float) ->
             elif pulled.status_code != 204:
                 raise BenchError(f"pull: {pulled.status_code} {pulled.text[:200]}")
         progress.print(f"{size.sessions} sessions: every task held; settling")
-        await asyncio.sleep(SETTLE_SECONDS)
+        await asyncio.sleep(settle)
         size.setup_seconds = round(time.monotonic() - started, 1)
         progress.print(f"{size.sessions} sessions: measuring {seconds:g} s")
         log_end = await _log_end(http)
@@ -219,7 +222,7 @@ def _bench_size(count: int, args: argparse.Namespace) -> SizeResult:
             ENGINE_ENABLED="true",
         )
         base_url, pid = stack.enter_context(running_server(env, workdir, workers=args.workers))
-        asyncio.run(_measure(base_url, pid, size, args.seconds))
+        asyncio.run(_measure(base_url, pid, size, args.seconds, args.settle))
     return size
 
 
@@ -261,6 +264,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seconds", type=float, default=60.0, help="measured window (60)")
     parser.add_argument(
+        "--settle",
+        type=float,
+        default=SETTLE_SECONDS,
+        help=f"seconds between every task held and the window ({SETTLE_SECONDS:g}); past "
+        "CHECKPOINT_INTERVAL_SECONDS (300) the sessions' periodic checkpoints fall in it",
+    )
+    parser.add_argument(
         "--workers", type=int, default=1, help="`serve --workers`; CPU counts them all (1)"
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -271,8 +281,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--redis-port", type=int, default=6379, help="Redis port on 127.0.0.1")
     args = parser.parse_args(argv)
-    if min(args.sessions) < 1 or args.seconds <= 0:
-        parser.error("--sessions must be at least 1 and --seconds positive")
+    if min(args.sessions) < 1 or args.seconds <= 0 or args.settle < 0:
+        parser.error("--sessions must be at least 1, --seconds positive, --settle not negative")
     return args
 
 
