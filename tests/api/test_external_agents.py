@@ -594,8 +594,11 @@ async def test_deregistering_returns_held_tasks_to_the_queue(client):
 
 # Leases (1.2 s) long enough for a loaded machine to answer a live agent in time, and
 # shorter than 3 missed beats (1.8 s), so the silent agent's lease expires first.
+# The lease runs out before the silent agent misses 3 beats (3.0 s < 3 x 1.2 s). The
+# rescuer's lease must outlast any stall between its beat and its step: a CI run once
+# stalled a request 2.6 s, past a lease of 1.2 s.
 @pytest.mark.settings(
-    secret_key=SECRET, task_lease_seconds=1.2, agent_heartbeat_seconds=0.6, reaper_seconds=0.1
+    secret_key=SECRET, task_lease_seconds=3.0, agent_heartbeat_seconds=1.2, reaper_seconds=0.1
 )
 async def test_silent_agents_go_offline_and_their_tasks_go_to_someone_else(client):
     zombie = await register(client, name="zombie")
