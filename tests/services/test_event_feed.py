@@ -49,12 +49,7 @@ async def eventually(check: Callable[[], bool]) -> None:
 
 async def test_news_without_subscribers_is_not_read_and_a_late_subscriber_misses_nothing():
     bus, log = LocalEventBus(), FakeLog()
-    feed: EventFeed[int] = EventFeed(
-        log,  # type: ignore[arg-type]
-        bus,
-        render=lambda event: event.id,
-        poll_seconds=POLL,
-    )
+    feed = _feed(log, bus)
     await feed.start()
     try:
         for _ in range(20):
@@ -80,12 +75,7 @@ async def test_news_without_subscribers_is_not_read_and_a_late_subscriber_misses
 
 async def test_the_place_does_not_move_past_what_a_subscriber_made_during_the_look_needs():
     bus, log = LocalEventBus(), FakeLog()
-    feed: EventFeed[int] = EventFeed(
-        log,  # type: ignore[arg-type]
-        bus,
-        render=lambda event: event.id,
-        poll_seconds=POLL,
-    )
+    feed = _feed(log, bus)
     log.commit(bus)
     subscription = None
     ends = log.last_id
@@ -109,3 +99,13 @@ async def test_the_place_does_not_move_past_what_a_subscriber_made_during_the_lo
         assert item.rendered == 2
     finally:
         await feed.close()
+
+
+def _feed(log: FakeLog, bus: LocalEventBus) -> EventFeed[int]:
+    """A feed of ``log``'s events, each rendered as its id."""
+    return EventFeed(
+        log,  # type: ignore[arg-type]
+        bus,
+        render=lambda event: event.id,
+        poll_seconds=POLL,
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from uuid import uuid4
 
@@ -30,16 +30,6 @@ from ..backends import postgres_url_for, temporary_postgres_database
 def new_session() -> Session:
     now = datetime.now(UTC)
     return Session(uuid4(), "t", "p", Priority.LOW, SessionState.PENDING, now, now)
-
-
-@pytest.fixture
-async def uow(settings_for) -> AsyncIterator[SqlUnitOfWorkFactory]:
-    engine = create_engine(settings_for.database)
-    await upgrade_to_head(engine)
-    try:
-        yield SqlUnitOfWorkFactory(engine)
-    finally:
-        await engine.dispose()
 
 
 async def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path):

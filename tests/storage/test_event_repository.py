@@ -3,32 +3,18 @@ order the events were appended, around the numbers a session transition reserved
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
-import pytest
 import sqlalchemy as sa
 
 from industrial_orchestrator.domain.events import EventType, NewEvent
 from industrial_orchestrator.domain.priorities import Priority
 from industrial_orchestrator.domain.session import Session
 from industrial_orchestrator.domain.session_states import SessionState
-from industrial_orchestrator.storage.database import create_engine
-from industrial_orchestrator.storage.migrate import upgrade_to_head
 from industrial_orchestrator.storage.unit_of_work import SqlUnitOfWorkFactory
 
 NOW = datetime(2026, 12, 5, tzinfo=UTC)
-
-
-@pytest.fixture
-async def uow(settings_for) -> AsyncIterator[SqlUnitOfWorkFactory]:
-    engine = create_engine(settings_for.database)
-    await upgrade_to_head(engine)
-    try:
-        yield SqlUnitOfWorkFactory(engine)
-    finally:
-        await engine.dispose()
 
 
 def line(session_id: UUID | None, text: str) -> NewEvent:

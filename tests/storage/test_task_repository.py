@@ -3,7 +3,6 @@ pages whose total is counted only when the page does not show it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
@@ -13,21 +12,9 @@ from industrial_orchestrator.domain.priorities import Priority
 from industrial_orchestrator.domain.session import Session
 from industrial_orchestrator.domain.session_states import SessionState
 from industrial_orchestrator.domain.tasks import Task, TaskStatus, TaskType, new_task
-from industrial_orchestrator.storage.database import create_engine
-from industrial_orchestrator.storage.migrate import upgrade_to_head
 from industrial_orchestrator.storage.unit_of_work import SqlUnitOfWorkFactory
 
 NOW = datetime(2026, 12, 5, tzinfo=UTC)
-
-
-@pytest.fixture
-async def uow(settings_for) -> AsyncIterator[SqlUnitOfWorkFactory]:
-    engine = create_engine(settings_for.database)
-    await upgrade_to_head(engine)
-    try:
-        yield SqlUnitOfWorkFactory(engine)
-    finally:
-        await engine.dispose()
 
 
 def task(n: int, session_id: UUID | None, depends_on: tuple[UUID, ...] = ()) -> Task:

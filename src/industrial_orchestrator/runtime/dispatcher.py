@@ -35,13 +35,12 @@ from ..services.contexts import ContextService
 from ..services.offer_gate import OfferGate
 from ..services.sessions import SessionService
 from ..services.task_leases import AgentNotAccepting, Assignment, Report, TaskLeases
-from .cancellation import stop_if_cancelled
+from .cancellation import finish, stop_if_cancelled
 
 log = structlog.get_logger("industrial_orchestrator.runtime.dispatcher")
 
 EXECUTOR_KEY = "executor"
 """The agent metadata key naming the executor that drives an internal agent."""
-_STOP_SECONDS = 10.0
 
 
 class Dispatcher:
@@ -142,13 +141,7 @@ class Dispatcher:
         self._stopping.set()
         if self._loop is not None:
             loop, self._loop = self._loop, None
-            try:
-                await asyncio.wait_for(loop, _STOP_SECONDS)
-            except TimeoutError:  # wait_for cancelled it
-                pass
-            except asyncio.CancelledError:
-                if not loop.cancelled():
-                    raise
+            await finish([loop])
         for task_id in list(self._jobs):
             await self.abort(task_id)
         for executor in self._executors.values():

@@ -41,7 +41,7 @@ from ..services.session_engine import PlanDue, ReviewDue, SessionEngine
 from ..services.session_schedule import SessionSchedule
 from ..services.sessions import SessionService
 from ..services.task_leases import session_workspace
-from .cancellation import stop_if_cancelled
+from .cancellation import finish, stop_if_cancelled
 from .verification import Verifier
 
 log = structlog.get_logger("industrial_orchestrator.runtime.session_runner")
@@ -54,7 +54,6 @@ _FAILED_STEP_RETRY_SECONDS = 5.0
 # A timer is acted on this much after it is due, so that the limit it stands for (a
 # deadline) has passed when the step compares.
 _TIMER_SLACK_SECONDS = 0.05
-_STOP_SECONDS = 10.0
 # Rounds in a row a session's tree may fail to be made before the session is given up.
 _TREE_TRIES = 5
 
@@ -129,7 +128,7 @@ class SessionRunner:
         a connection holding the database's write lock), then give the sessions up."""
         self._stopping.set()
         if self._loop is not None:
-            await _finish([self._loop])
+            await finish([self._loop])
         # What waits is not stepped (the next start looks at every session); a step
         # under way finishes, then its worker takes the sentinel and stops.
         while not self._queue.empty():
@@ -137,7 +136,7 @@ class SessionRunner:
         self._queued.clear()
         for _ in self._workers:
             self._queue.put_nowait(_STOP)
-        await _finish(self._workers)
+        await finish(self._workers)
         self._loop = None
         self._workers = []
         reviews = [*self._reviews.values(), *self._plans.values()]
@@ -421,15 +420,3 @@ class SessionRunner:
         finally:
             self._reviews.pop(due.session_id, None)
             self._again.add(due.session_id)  # whatever came of it, look again
-
-
-async def _finish(tasks: list[asyncio.Task[None]]) -> None:
-    """Wait for ``tasks`` to end by themselves, ``_STOP_SECONDS`` at most, then cancel."""
-    if not tasks:
-        return
-    _done, late = await asyncio.wait(tasks, timeout=_STOP_SECONDS)
-    for task in late:
-        task.cancel()
-    for task in late:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
