@@ -82,9 +82,9 @@ from rich.table import Table
 # The sibling scripts' helpers (eap_claims, transitions): run as a script, bench/ is on
 # sys.path.
 from eap_claims import Timing
+from industrial_orchestrator.domain.planning.templates import TEMPLATES
 from industrial_orchestrator.domain.session_options import TEMPLATE_CHOICES
 from industrial_orchestrator.domain.session_states import SessionState, is_terminal
-from industrial_orchestrator.domain.task_templates import TEMPLATES
 from transitions import (
     LOOPBACK,
     SESSIONS_PATH,

@@ -11,7 +11,7 @@ from uuid import UUID
 
 import pytest
 
-from industrial_orchestrator.domain.task_templates import TEMPLATES
+from industrial_orchestrator.domain.planning.templates import TEMPLATES
 from industrial_orchestrator.services.session_engine import ReviewDue
 
 from .helpers import API, act, create

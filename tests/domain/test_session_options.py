@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from industrial_orchestrator.domain.errors import InvalidInput
+from industrial_orchestrator.domain.planning.templates import TEMPLATES
 from industrial_orchestrator.domain.session_options import (
     DEFAULT_REVIEW_ROUNDS,
     SINGLE_TASK,
@@ -15,7 +16,6 @@ from industrial_orchestrator.domain.session_options import (
     SessionOptions,
     session_options,
 )
-from industrial_orchestrator.domain.task_templates import TEMPLATES
 
 
 def test_defaults_choose_the_template_from_the_prompt_and_set_no_limits() -> None:

@@ -50,7 +50,7 @@ def test_shell_commands_are_never_the_executors_to_allow() -> None:
 
 
 def test_the_default_fleet_covers_every_capability_the_templates_ask_for() -> None:
-    from industrial_orchestrator.domain.task_templates import TEMPLATES
+    from industrial_orchestrator.domain.planning.templates import TEMPLATES
 
     wanted = {c for plan in TEMPLATES.values() for step in plan.steps for c in step.capabilities}
     held = {c for agent in DEFAULT_FLEET for c in agent.capabilities}

@@ -16,7 +16,8 @@ from typing import Any
 
 from .errors import InvalidInput
 from .file_conflicts import planned_files
-from .task_templates import Decomposition, PlannedTask, TemplateChoice, validate_plan
+from .planning.decomposition import validate_plan
+from .planning.plans import Decomposition, PlannedTask, TemplateChoice
 from .tasks import TaskType, normalise_capabilities
 
 ARCHITECT = "architect"

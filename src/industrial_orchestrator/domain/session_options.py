@@ -9,7 +9,7 @@ from typing import Any
 
 from .errors import InvalidInput
 from .money import format_usd
-from .task_templates import TEMPLATES
+from .planning.templates import TEMPLATES
 
 SINGLE_TASK = "single"
 """One task of type code_generation needing the capability ``code_generation``."""

@@ -1,6 +1,6 @@
 """The task: one unit of a session's plan, and the table that moves it from status to status.
 
-A session's prompt is decomposed into tasks (``task_templates``); the tasks form a
+A session's prompt is decomposed into tasks (``planning``); the tasks form a
 dependency graph (``task_graph``); each task is routed to an agent by its type and its
 required capabilities. Like the session, a task is a frozen record: ``task_transition``
 returns the moved task and the service stores it under a version guard.

@@ -18,6 +18,8 @@ import structlog
 
 from ..domain import task_events
 from ..domain.errors import Conflict, InvalidInput, NotFound, VersionConflict
+from ..domain.planning.decomposition import decompose_task
+from ..domain.planning.plans import Decomposition, TemplateChoice
 from ..domain.task_graph import (
     CriticalPath,
     CycleDetected,
@@ -29,7 +31,6 @@ from ..domain.task_graph import (
     topological_order,
     would_create_cycle,
 )
-from ..domain.task_templates import Decomposition, TemplateChoice, decompose_task
 from ..domain.tasks import (
     FINISHED_STATUSES,
     Task,

@@ -9,8 +9,8 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, Field, StrictInt
 
 from ...domain.file_conflicts import MAX_FILES
+from ...domain.planning.templates import TEMPLATES
 from ...domain.task_attempts import AttemptOutcome, TaskAttempt
-from ...domain.task_templates import TEMPLATES
 from ...domain.tasks import Task, TaskStatus, TaskType
 from ...services.tasks import Decomposed, DependencyGraph, TaskTree
 from .common import StrictModel

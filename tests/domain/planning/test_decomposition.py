@@ -1,4 +1,4 @@
-"""Decomposition templates: template choice, engineering order, and the shape of any tree."""
+"""Decomposition: engineering order, recursion, plan validation, and the shape of any tree."""
 
 from __future__ import annotations
 
@@ -9,19 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from industrial_orchestrator.domain.errors import InvalidInput
-from industrial_orchestrator.domain.task_graph import CycleDetected, find_cycle, topological_order
-from industrial_orchestrator.domain.task_templates import (
-    CHOOSE_THRESHOLD,
-    TEMPLATE_NAMES,
-    Decomposition,
-    PlannedTask,
-    choose_template,
+from industrial_orchestrator.domain.planning.decomposition import (
     decompose,
     decompose_task,
-    extract_subject,
-    score_templates,
     validate_plan,
 )
+from industrial_orchestrator.domain.planning.plans import Decomposition, PlannedTask
+from industrial_orchestrator.domain.planning.templates import TEMPLATE_NAMES
+from industrial_orchestrator.domain.task_graph import CycleDetected, find_cycle, topological_order
 from industrial_orchestrator.domain.tasks import TaskType
 
 CRUD = "Build a CRUD API for customer invoices with PostgreSQL"
@@ -67,86 +62,7 @@ def check_tree(plan: Decomposition) -> None:
     validate_plan(plan.tasks)
 
 
-# --- choice --------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("prompt", "template", "must_match"),
-    [
-        (CRUD, "crud", {"crud", "postgresql"}),
-        (MICRO, "microservice", {"microservice"}),
-        (SECURITY, "security", {"audit", "owasp"}),
-        (UI, "ui", {"react", "dashboard", "page"}),
-        ("Expose a gRPC service for pricing, deployed on Kubernetes", "microservice", {"grpc"}),
-        ("Harden the admin panel against XSS and CSRF", "security", {"xss", "csrf"}),
-        ("Implement rate limiting", "generic", set()),
-    ],
-)
-def test_choose_template_for_realistic_prompts(
-    prompt: str, template: str, must_match: set[str]
-) -> None:
-    choice = choose_template(prompt)
-    assert choice.template == template
-    assert not choice.explicit
-    assert must_match <= set(choice.matched)
-    if template == "generic":
-        assert choice.score == 0.0
-    else:
-        assert CHOOSE_THRESHOLD < choice.score < 1
-
-
-def test_scores_are_sorted_and_bounded() -> None:
-    scores = score_templates(CRUD)
-    assert scores[0].template == "crud"
-    assert scores[0].matched == ("crud", "api", "postgresql")
-    assert scores[0].score == pytest.approx(1 - 0.2 * 0.85 * 0.7, abs=1e-4)
-    assert [s.score for s in scores] == sorted((s.score for s in scores), reverse=True)
-    assert {s.template for s in scores} == set(TEMPLATE_NAMES) - {"generic"}
-
-
-def test_keywords_match_whole_words_case_insensitively() -> None:
-    # "ui" inside "guide"/"build" and "secure" inside "insecure" are not keywords.
-    assert choose_template("Build a guide for the build pipeline").template == "generic"
-    assert choose_template("Refactor the insecure helpers").template == "generic"
-    ui = next(s for s in score_templates("Two PAGES and a Dashboard") if s.template == "ui")
-    assert ui.matched == ("dashboard", "page")
-
-
-def test_explicit_template_wins_and_is_flagged() -> None:
-    choice = choose_template(CRUD, " Security ")
-    assert (choice.template, choice.explicit) == ("security", True)
-    assert choose_template(CRUD, "generic").score == 0.0
-
-
-def test_unknown_template_lists_known_names() -> None:
-    with pytest.raises(InvalidInput) as info:
-        choose_template(CRUD, "kanban")
-    assert info.value.details["known"] == list(TEMPLATE_NAMES)
-    assert "microservice" in info.value.message
-
-
-# --- subjects and order --------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("prompt", "template", "subject"),
-    [
-        (CRUD, "crud", "customer invoices"),
-        (MICRO, "microservice", "payments"),
-        (SECURITY, "security", "login flow"),
-        (UI, "ui", "orders"),
-        ("Build a new order processing microservice", "microservice", "order processing"),
-        ("", "generic", "the requested change"),
-    ],
-)
-def test_subject_is_read_from_the_prompt(prompt: str, template: str, subject: str) -> None:
-    assert extract_subject(prompt, template) == subject
-    assert decompose(prompt).subject == subject
-
-
-def test_subject_falls_back_to_title() -> None:
-    assert extract_subject("???", "generic", fallback="Billing  revamp") == "Billing revamp"
-    assert decompose("...", title="Billing revamp").subject == "Billing revamp"
+# --- order -------------------------------------------------------------------------------
 
 
 def test_crud_plan_order() -> None:
