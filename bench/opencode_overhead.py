@@ -2,7 +2,7 @@
 
 What it measures
 ----------------
-One scripted model (``python -m industrial_orchestrator.demo.scripted_model``: a process
+One scripted model (``python -m industrial_orchestrator.testing.scripted_model``: a process
 of its own, as a model provider is a service of its own; in this process the app's work
 would slow its answers) and one real ``opencode serve`` (HOME and XDG dirs of its own,
 the scripted model as its only provider, ``scripted/coder``) serve every run. Every run
@@ -88,14 +88,14 @@ from rich.table import Table
 from engine_sessions import check_redis
 from industrial_orchestrator.api.app import create_app
 from industrial_orchestrator.config import ConfigurationError, Settings, load_settings
-from industrial_orchestrator.demo.scripted_model import LISTENING as MODEL_LISTENING
-from industrial_orchestrator.demo.scripted_model import opencode_config
 from industrial_orchestrator.executors.opencode.client import (
     ModelRef,
     OpenCodeClient,
     OpenCodeError,
 )
 from industrial_orchestrator.logs import configure_logging
+from industrial_orchestrator.testing.scripted_model import LISTENING as MODEL_LISTENING
+from industrial_orchestrator.testing.scripted_model import opencode_config
 from transitions import (
     LOOPBACK,
     SESSIONS_PATH,
@@ -234,7 +234,7 @@ async def running_model() -> AsyncIterator[Model]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "industrial_orchestrator.demo.scripted_model",
+        "industrial_orchestrator.testing.scripted_model",
         "--port",
         "0",
         stdin=subprocess.DEVNULL,

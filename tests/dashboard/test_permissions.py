@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from industrial_orchestrator.demo.scripted_model import ScriptedModel, opencode_config
+from industrial_orchestrator.testing.scripted_model import ScriptedModel, opencode_config
 from tests.integration.conftest import (  # fixtures, used by name
     OpenCodeServer,
     git_repo,

@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import pytest
 
-from industrial_orchestrator.demo.scripted_model import ScriptedModel, opencode_config
+from industrial_orchestrator.testing.scripted_model import ScriptedModel, opencode_config
 
 from ..backends import IN_CI
 

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from industrial_orchestrator.api.app import create_app
 from industrial_orchestrator.config import Settings
-from industrial_orchestrator.demo.scripted_model import MODEL_ID, ScriptedModel, opencode_config
+from industrial_orchestrator.testing.scripted_model import MODEL_ID, ScriptedModel, opencode_config
 
 from .conftest import OpenCodeServer, running_opencode
 from .test_opencode_engine import ended, events, start_session, tasks_of, terminal, write

@@ -19,13 +19,13 @@ import pytest
 
 from industrial_orchestrator.api.app import create_app
 from industrial_orchestrator.config import Settings
-from industrial_orchestrator.demo.scripted_model import ScriptedModel, opencode_config
 from industrial_orchestrator.executors.opencode.client import (
     OpenCodeAuthRefused,
     OpenCodeClient,
     OpenCodeUnreachable,
 )
 from industrial_orchestrator.executors.opencode.server import ManagedServer
+from industrial_orchestrator.testing.scripted_model import ScriptedModel, opencode_config
 
 from ..server_process import ServerProcess
 from .conftest import OpenCodeServer, opencode_env

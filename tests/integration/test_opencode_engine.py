@@ -24,7 +24,7 @@ from pydantic import SecretStr
 
 from industrial_orchestrator.api.app import create_app
 from industrial_orchestrator.config import Settings
-from industrial_orchestrator.demo.scripted_model import LISTENING, opencode_config
+from industrial_orchestrator.testing.scripted_model import LISTENING, opencode_config
 
 from .conftest import OpenCodeServer, running_opencode
 
@@ -59,7 +59,7 @@ class Model:
 @pytest.fixture(scope="module")
 def model() -> Iterator[Model]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "industrial_orchestrator.demo.scripted_model", "--port", "0"],
+        [sys.executable, "-m", "industrial_orchestrator.testing.scripted_model", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

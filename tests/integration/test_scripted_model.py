@@ -20,17 +20,15 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from industrial_orchestrator.demo.scripted_model import (
-    LISTENING,
-    NO_DIRECTIVE_ANSWER,
-    TITLE,
+from industrial_orchestrator.testing.model_replies import NO_DIRECTIVE_ANSWER, TITLE
+from industrial_orchestrator.testing.model_script import (
     EditFile,
     Loop,
     RunCommand,
-    ScriptedModel,
     WriteFile,
     parse_script,
 )
+from industrial_orchestrator.testing.scripted_model import LISTENING, ScriptedModel
 
 from .conftest import EventStream, OpenCodeServer, session_event
 
@@ -246,7 +244,13 @@ def test_runs_in_a_thread_of_its_own() -> None:
 
 
 def test_runs_as_a_process() -> None:
-    command = [sys.executable, "-m", "industrial_orchestrator.demo.scripted_model", "--port", "0"]
+    command = [
+        sys.executable,
+        "-m",
+        "industrial_orchestrator.testing.scripted_model",
+        "--port",
+        "0",
+    ]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
         try:
             assert process.stdout is not None

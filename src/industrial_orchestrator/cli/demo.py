@@ -84,9 +84,9 @@ async def _demo(host: str, port: int, home: Path, binary: Path, exit_when_done: 
     from ..api.app import create_app
     from ..config import load_settings
     from ..demo import sample
-    from ..demo.scripted_model import ScriptedModel, opencode_config
     from ..kept_secrets import with_kept_secret_key
     from ..logs import configure_logging
+    from ..testing.scripted_model import ScriptedModel, opencode_config
 
     repository = await asyncio.to_thread(sample.make_sample_repository, home / "calc")
     # OpenCode, started by us, keeps its state in the demo's home, not the user's.

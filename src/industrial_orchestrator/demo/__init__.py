@@ -1,2 +1,2 @@
-"""Offline stand-ins for the outside world: a scripted OpenAI-compatible model server that
-lets the real OpenCode run (in the demo and in integration tests) without any API key."""
+"""The demo's own material: the sample repository and the session run on it. The scripted
+model it runs OpenCode with lives in ``testing``, shared with the tests and benchmarks."""
