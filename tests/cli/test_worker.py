@@ -20,14 +20,9 @@ import httpx
 import pytest
 import typer
 
-from industrial_orchestrator.cli.worker import (
-    USAGE_FILE_MAX_BYTES,
-    capabilities_for,
-    choose_workspace,
-    command_env,
-    known_capabilities,
-    read_usage,
-)
+from industrial_orchestrator.cli.eap_worker.settings import capabilities_for, known_capabilities
+from industrial_orchestrator.cli.eap_worker.usage import USAGE_FILE_MAX_BYTES, read_usage
+from industrial_orchestrator.cli.eap_worker.workspace import choose_workspace, command_env
 
 from ..server_process import ServerProcess, orchestrator_command, orchestrator_env, run_cli
 from .helpers import API, stored_events, wait_for

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from industrial_orchestrator.cli.worker import known_capabilities
+from industrial_orchestrator.cli.eap_worker.settings import known_capabilities
 
 from ..backends import REDIS_HOST, postgres_url_for, require_redis, temporary_postgres_database
 from ..server_process import ServerProcess
