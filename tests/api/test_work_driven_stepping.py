@@ -187,3 +187,33 @@ async def test_a_timer_is_kept_on_the_session_and_taken_once_by_its_owner(
     # Now the real clock: not due for minutes.
     await components.schedule.set_timer(session_id)
     assert await components.schedule.take_due(owner) == []
+
+
+@pytest.mark.settings(**ENGINE)
+async def test_the_step_that_plans_a_session_opens_its_first_tasks(
+    client: httpx.AsyncClient, app: FastAPI
+):
+    """Not a later step asked for by the plan's events: with many sessions starting
+    together, that step waited its turn behind all of theirs."""
+    engine = app.state.runtime.runner._engine
+    uow = app.state.components.uow
+    step = engine.step
+    ready_after: list[bool] = []
+
+    async def watched(session_id: UUID) -> Any:
+        due = await step(session_id)
+        async with uow.reader() as reader:
+            tasks = await reader.tasks.of_session(session_id)
+        ready_after.append(any(t.status.value == "READY" for t in tasks))
+        return due
+
+    engine.step = watched
+    session = await create(client, template="crud", auto_start=True)
+    await until(lambda: _true(any(ready_after)))
+    assert ready_after[0], ready_after
+    tasks = await tasks_of(client, session["id"])
+    assert [t["title"] for t in tasks if t["status"] == "READY"] == [
+        t["title"]
+        for t in tasks
+        if t["status"] != "COMPLETED" and not t["depends_on"] and t["task_type"] != "root"
+    ]

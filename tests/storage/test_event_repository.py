@@ -114,3 +114,21 @@ async def test_a_long_burst_is_stored_whole_and_in_order(uow):
     ]
     assert [event.id for event in found] == sorted(event.id for event in found)
     assert await counter(uow, session.id) == 250
+
+
+async def test_what_happened_since_a_place_in_the_log_comes_with_the_place_to_look_next(uow):
+    session = await new_session(uow)
+    async with uow.reader() as unit:
+        start = await unit.events.last_id()
+        assert await unit.events.touched(start, [EventType.TASK_TRANSITION]) == ([], start)
+    moved = NewEvent(EventType.TASK_TRANSITION, NOW, session.id, {"to": "READY"})
+    async with uow() as unit:
+        await unit.events.append([moved, moved, line(session.id, "a log line")])
+        await unit.commit()
+    async with uow.reader() as unit:
+        end = await unit.events.last_id()
+        found, place = await unit.events.touched(start, [EventType.TASK_TRANSITION])
+        # Once per kind of news; the place is past the log line too, never looked at again.
+        assert (found, place) == ([(session.id, EventType.TASK_TRANSITION, "READY")], end)
+        assert end == start + 3
+        assert await unit.events.touched(place, [EventType.TASK_TRANSITION]) == ([], place)

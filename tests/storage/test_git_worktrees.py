@@ -219,16 +219,21 @@ async def test_a_commit_made_with_a_key_is_found_by_it_and_only_by_it(
     binding = await worktrees.prepare(uuid4(), None)
     assert await worktrees.find_commit(binding.path, "checkpoint:s:after-task:1") is None
     keyed = await worktrees.commit(
-        binding.path, "checkpoint: after task", key="checkpoint:s:after-task:1"
+        binding.path, "checkpoint: after task", keys=["checkpoint:s:after-task:1"]
     )
-    longer = await worktrees.commit(binding.path, "another", key="checkpoint:s:after-task:10")
+    longer = await worktrees.commit(binding.path, "another", keys=["checkpoint:s:after-task:10"])
     await worktrees.commit(binding.path, "no key; mentions checkpoint:s:after-task:1 inline")
     assert await worktrees.find_commit(binding.path, "checkpoint:s:after-task:1") == keyed
     assert await worktrees.find_commit(binding.path, "checkpoint:s:after-task:10") == longer
     assert await worktrees.find_commit(binding.path, "checkpoint:s:after-task") is None
     assert git(binding.path, "log", "-1", "--format=%s", keyed) == "checkpoint: after task"
+    both = await worktrees.commit(
+        binding.path, "two at once", keys=["checkpoint:s:after-task:2", "checkpoint:s:after-task:3"]
+    )
+    assert await worktrees.find_commit(binding.path, "checkpoint:s:after-task:2") == both
+    assert await worktrees.find_commit(binding.path, "checkpoint:s:after-task:3") == both
     with pytest.raises(WorkspaceError):
-        await worktrees.commit(binding.path, "x", key="two\nlines")
+        await worktrees.commit(binding.path, "x", keys=["one", "two\nlines"])
 
 
 async def test_a_directory_that_is_not_a_repository_is_copied_not_modified(

@@ -7,6 +7,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from .effects import Effect
+
 DEFAULT_RETENTION = 100
 
 
@@ -19,6 +21,17 @@ class Checkpoint:
     reason: str | None
     created_at: datetime
     data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointEntry:
+    """A checkpoint to record: what it says, and the effect (its commit) it finishes."""
+
+    label: str
+    reason: str | None
+    data: dict[str, Any]
+    effect: Effect | None = None
+    """Its commit's entry in the side-effect ledger, marked DONE with it."""
 
 
 def oldest_kept_seq(newest_seq: int, retention: int) -> int:

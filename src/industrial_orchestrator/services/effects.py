@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -60,8 +60,13 @@ class EffectLedger:
         """Record ``effect`` before doing it; the entry under its key, and whether it is
         new. One that is not may be DONE already (nothing to do) or PENDING from an
         earlier try (look for the evidence before doing it)."""
+        (stored,) = await self.begin_all([effect])
+        return stored
+
+    async def begin_all(self, effects: Sequence[Effect]) -> list[tuple[Effect, bool]]:
+        """``begin`` for several effects, in one transaction."""
         async with self._uow() as uow:
-            stored = await self.record_in(uow, effect)
+            stored = [await self.record_in(uow, effect) for effect in effects]
             await uow.commit()
         return stored
 

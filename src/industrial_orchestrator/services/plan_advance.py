@@ -32,6 +32,8 @@ _LAYERS = 16
 
 @dataclass(frozen=True, slots=True)
 class Advanced:
+    session: Session
+    """The session as the moves read it."""
     progress: Progress
     """Where the plan stands after the moves."""
     tasks: list[Task]
@@ -84,7 +86,7 @@ async def advance_plan(
         progress = progress_of(tasks)
         if not summaries:
             break  # only a closed summary can make more startable
-    return Advanced(progress, tasks, opened, closed)
+    return Advanced(session, progress, tasks, opened, closed)
 
 
 def _executing(session: Session) -> bool:

@@ -208,10 +208,11 @@ class EventRepository(Protocol):
     async def last_id(self) -> int: ...
 
     async def touched(
-        self, after_id: int, upto_id: int, types: Sequence[EventType]
-    ) -> list[tuple[UUID | None, EventType, str | None]]:
+        self, after_id: int, types: Sequence[EventType]
+    ) -> tuple[list[tuple[UUID | None, EventType, str | None]], int]:
         """The distinct (session, type, the state a transition went to) of the events of
-        ``types`` with an id in (``after_id``, ``upto_id``]."""
+        ``types`` after ``after_id``, and the newest id looked at (``after_id`` when
+        there is none), in one read."""
 
 
 class TaskRepository(Protocol):
@@ -537,7 +538,9 @@ class WorkingTrees(Protocol):
         self, path_from: Path, commit: str, session_id: UUID, source: Path | None
     ) -> TreeBinding: ...
 
-    async def commit(self, path: Path, message: str, *, key: str | None = None) -> str: ...
+    async def commit(self, path: Path, message: str, *, keys: Sequence[str] = ()) -> str:
+        """Commit the whole tree; the sha. ``keys``: the effects it is, each found by
+        ``find_commit``."""
 
     async def find_commit(self, path: Path, key: str) -> str | None:
         """The commit made with ``key`` on the tree's branch, if any."""

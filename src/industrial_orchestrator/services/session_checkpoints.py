@@ -11,6 +11,8 @@ retention, is ``SessionService.add_checkpoint``'s (the operator's checkpoints us
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from uuid import UUID
 
 import structlog
 
+from ..domain.checkpoint import Checkpoint, CheckpointEntry
 from ..domain.checkpoint_schedule import PeriodicCheckpoints
 from ..domain.effects import (
     CHECKPOINT_PAYLOAD,
@@ -29,10 +32,10 @@ from ..domain.effects import (
 from ..domain.errors import Conflict, NotFound, OrchestratorError
 from ..domain.session import Session
 from ..domain.session_progress import Progress, progress_of
-from ..domain.tasks import TaskStatus
+from ..domain.tasks import Task, TaskStatus
 from .effects import EffectLedger
-from .plan_advance import tasks_of
-from .ports import Clock, UnitOfWorkFactory, WorkingTrees
+from .plan_advance import Advanced, tasks_of
+from .ports import Clock, UnitOfWork, UnitOfWorkFactory, WorkingTrees
 from .sessions import SessionService
 
 # The engine's logger, as before the engine was split: log queries go by its name.
@@ -59,35 +62,30 @@ class SessionCheckpoints:
         self._trees = trees
         self._ledger = ledger
 
-    async def periodically(self, session: Session) -> None:
-        """A checkpoint at least every ``checkpoint_interval_seconds`` while it runs."""
-        async with self._uow.reader() as uow:
-            latest = await uow.checkpoints.latest(session.id)
+    async def periodically(self, session: Session, latest: Checkpoint | None) -> None:
+        """A checkpoint at least every ``checkpoint_interval_seconds`` while it runs;
+        ``latest``: its last checkpoint, as the step read it."""
         last = latest.created_at if latest else None
         if self._periodic.due(last=last, started=session.started_at, now=self._clock()):
             seq = latest.seq if latest else 0
             await self.take(session.id, "periodic", None, moment=f"periodic-after:{seq}")
 
-    async def after_finished_tasks(self, session_id: UUID, progress: Progress) -> None:
+    async def after_finished_tasks(self, advanced: Advanced) -> None:
         """One automatic checkpoint after each finished task not yet in one, once the
-        files the tasks delivered are written (a checkpoint without them would lie)."""
+        files the tasks delivered are written (a checkpoint without them would lie).
+        Several found at once are taken together: one commit of the tree (it is the same
+        tree for all of them), the checkpoints written in one transaction. They hold the
+        session and its tasks as the step that found them read them."""
+        session = advanced.session
         async with self._uow.reader() as uow:
-            if await uow.effects.sessions_with_pending_writes([session_id]):
+            if await uow.effects.sessions_with_pending_writes([session.id]):
                 return
-            latest = await uow.checkpoints.latest(session_id)
-        recorded = set((latest.data.get("finished_tasks") or {}) if latest else {})
-        done: dict[str, Any] = {}
-        for task in progress.finished:
-            done[str(task.id)] = {"title": task.title, "summary": task.result_summary}
-            if str(task.id) in recorded:
-                continue
-            await self.take(
-                session_id,
-                f"after task: {task.title}"[:200],
-                task.result_summary,
-                finished=dict(done),
-                moment=f"after-task:{task.id}",
-            )
+            latest = await uow.checkpoints.latest(session.id)
+            moments = _unrecorded(advanced.progress, latest)
+            if not moments:
+                return
+            in_flight = await _in_flight(uow, advanced.tasks)
+        await self._record(session, advanced.tasks, in_flight, moments)
 
     async def take(
         self,
@@ -105,54 +103,74 @@ class SessionCheckpoints:
         async with self._uow.reader() as uow:
             session = await uow.sessions.get(session_id)
             tasks = await tasks_of(uow, session_id)
-            # Which agent holds which task, on which attempt: what resuming needs to
-            # recognise (and fence off) work that was in flight.
-            in_flight: dict[str, Any] = {}
-            for task in tasks:
-                if task.status == TaskStatus.RUNNING and task.attempt:
-                    attempt = await uow.attempts.get(task.id, task.attempt)
-                    if attempt is not None and attempt.is_open:
-                        in_flight[str(task.id)] = {
-                            "attempt": attempt.attempt,
-                            "agent_id": str(attempt.agent_id),
-                            "lease_expires_at": attempt.expires_at.isoformat(),
-                        }
-        if session is None:
-            return
-        if finished is None:
-            finished = {
-                str(t.id): {"title": t.title, "summary": t.result_summary}
-                for t in progress_of(tasks).finished
-            }
-        data: dict[str, Any] = {
-            "phase": session.phase.value if session.phase else None,
-            "review_round": session.review_round,
-            "finished_tasks": finished,
-            "tasks": {str(t.id): t.status.value for t in tasks},
-            "in_flight": in_flight,
-            "tokens_used": session.tokens_used,
-            "cost_usd": session.cost_usd,
+            in_flight = await _in_flight(uow, tasks)
+        if session is not None:
+            await self._record(
+                session, tasks, in_flight, [_Moment(label, reason, moment, finished)]
+            )
+
+    async def _record(
+        self,
+        session: Session,
+        tasks: list[Task],
+        in_flight: dict[str, Any],
+        moments: Sequence[_Moment],
+    ) -> None:
+        """Checkpoints of the session as given, one per moment, in order."""
+        session_id = session.id
+        finished_now = {
+            str(t.id): {"title": t.title, "summary": t.result_summary}
+            for t in progress_of(tasks).finished
         }
+
+        def data_of(moment: _Moment) -> dict[str, Any]:
+            return {
+                "phase": session.phase.value if session.phase else None,
+                "review_round": session.review_round,
+                "finished_tasks": finished_now if moment.finished is None else moment.finished,
+                "tasks": {str(t.id): t.status.value for t in tasks},
+                "in_flight": in_flight,
+                "tokens_used": session.tokens_used,
+                "cost_usd": session.cost_usd,
+            }
+
         if self._trees is None or session.worktree is None:
             # A session closed meanwhile has its checkpoints closed: nothing to add.
             with contextlib.suppress(Conflict):
-                await self._sessions.add_checkpoint(
-                    session_id, label=label, reason=reason, data=data
+                await self._sessions.add_checkpoints(
+                    session_id,
+                    [CheckpointEntry(m.label, m.reason, data_of(m)) for m in moments],
                 )
             return
         assert self._ledger is not None
-        data["branch"] = session.worktree.branch
-        effect, new = await self._ledger.begin(
-            pending_effect(
-                checkpoint_key(session_id, moment),
-                EffectKind.CHECKPOINT_COMMIT,
-                now=self._clock(),
-                session_id=session_id,
-                detail={"label": label, "reason": reason, CHECKPOINT_PAYLOAD: data},
-            )
+        branch = session.worktree.branch
+        entries = await self._ledger.begin_all(
+            [
+                pending_effect(
+                    checkpoint_key(session_id, m.moment),
+                    EffectKind.CHECKPOINT_COMMIT,
+                    now=self._clock(),
+                    session_id=session_id,
+                    detail={
+                        "label": m.label,
+                        "reason": m.reason,
+                        CHECKPOINT_PAYLOAD: {**data_of(m), "branch": branch},
+                    },
+                )
+                for m in moments
+            ]
         )
-        if not effect.is_done:
-            await self._commit(effect, Path(session.worktree.path), resumed=not new)
+        tree = Path(session.worktree.path)
+        fresh: list[Effect] = []
+        for effect, new in entries:
+            if effect.is_done:
+                continue
+            if new:
+                fresh.append(effect)
+            else:  # an earlier try's: its commit may have been made
+                await self._commit([effect], tree, resumed=True)
+        if fresh:
+            await self._commit(fresh, tree, resumed=False)
 
     async def finish(self, effect: Effect) -> None:
         """Finish a checkpoint a dead process left PENDING (``EffectRecovery``)."""
@@ -166,40 +184,112 @@ class SessionCheckpoints:
                 effect, {"outcome": "the session or its tree is gone"}, drop=[CHECKPOINT_PAYLOAD]
             )
             return
-        await self._commit(effect, Path(session.worktree.path), resumed=True)
+        await self._commit([effect], Path(session.worktree.path), resumed=True)
 
-    async def _commit(self, effect: Effect, tree: Path, *, resumed: bool) -> None:
-        """The checkpoint's commit (the one made before a crash, found by its key, or a
-        new one), then the checkpoint naming it, marked DONE with it in one transaction."""
+    async def _commit(self, effects: Sequence[Effect], tree: Path, *, resumed: bool) -> None:
+        """The checkpoints' one commit (the one made before a crash, found by the key of
+        the one effect resumed, or a new one), then the checkpoints naming it, each marked
+        DONE with it, in one transaction."""
         assert self._trees is not None
         assert self._ledger is not None
-        label = str(effect.detail.get("label") or "checkpoint")
-        reason = effect.detail.get("reason")
-        data = dict(effect.detail.get(CHECKPOINT_PAYLOAD) or {})
+        labels = [str(effect.detail.get("label") or "checkpoint") for effect in effects]
+        kind = effects[0].kind
+        commit: str | None = None
         try:
             # An earlier try may have been cut off after the commit: look for it first.
-            commit = await self._trees.find_commit(tree, effect.key) if resumed else None
+            commit = await self._trees.find_commit(tree, effects[0].key) if resumed else None
             if commit is None:
-                self._ledger.reached("effects.recorded", effect.kind)
-                commit = await self._trees.commit(tree, f"checkpoint: {label}", key=effect.key)
-                self._ledger.reached("effects.performed", effect.kind)
-            data["commit"] = commit
+                self._ledger.reached("effects.recorded", kind)
+                # The subject names the last; the body the others, taken at the same time.
+                message = "\n".join(
+                    [f"checkpoint: {labels[-1]}", *(["", *labels[:-1]] if labels[1:] else [])]
+                )
+                commit = await self._trees.commit(tree, message, keys=[e.key for e in effects])
+                self._ledger.reached("effects.performed", kind)
         except OrchestratorError as exc:
             log.warning(
-                "checkpoint_commit_failed", session_id=str(effect.session_id), error=str(exc)
+                "checkpoint_commit_failed", session_id=str(effects[0].session_id), error=str(exc)
             )
-        assert effect.session_id is not None
+        session_id = effects[0].session_id
+        assert session_id is not None
+        entries = [_entry(effect, commit) for effect in effects]
         try:
-            await self._sessions.add_checkpoint(
-                effect.session_id,
-                label=label,
-                reason=str(reason) if reason is not None else None,
-                data=data,
-                effect=effect,
-            )
+            await self._sessions.add_checkpoints(session_id, entries)
+            return
         except Conflict:
-            # The session ended meanwhile (its checkpoints are closed), or another
-            # process finished this effect first.
-            await self._ledger.finish(
-                effect, {"commit": data.get("commit"), "recorded": False}, drop=[CHECKPOINT_PAYLOAD]
+            if len(entries) == 1:
+                await self._not_recorded(effects[0], commit)
+                return
+        # One of them was finished elsewhere, or the session ended: each on its own.
+        for effect, entry in zip(effects, entries, strict=True):
+            try:
+                await self._sessions.add_checkpoints(session_id, [entry])
+            except Conflict:
+                await self._not_recorded(effect, commit)
+
+    async def _not_recorded(self, effect: Effect, commit: str | None) -> None:
+        """The session ended meanwhile (its checkpoints are closed), or another process
+        finished this effect first."""
+        assert self._ledger is not None
+        await self._ledger.finish(
+            effect, {"commit": commit, "recorded": False}, drop=[CHECKPOINT_PAYLOAD]
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Moment:
+    label: str
+    reason: str | None
+    moment: str
+    """What it is taken for, unique in the session: its effect's key."""
+    finished: dict[str, Any] | None = None
+    """The tasks it records as finished; None: those finished now."""
+
+
+def _unrecorded(progress: Progress, latest: Checkpoint | None) -> list[_Moment]:
+    """A moment for each finished task the latest checkpoint does not have, each
+    recording the tasks finished up to it."""
+    recorded = set((latest.data.get("finished_tasks") or {}) if latest else {})
+    done: dict[str, Any] = {}
+    moments: list[_Moment] = []
+    for task in progress.finished:
+        done[str(task.id)] = {"title": task.title, "summary": task.result_summary}
+        if str(task.id) not in recorded:
+            moments.append(
+                _Moment(
+                    f"after task: {task.title}"[:200],
+                    task.result_summary,
+                    f"after-task:{task.id}",
+                    dict(done),
+                )
             )
+    return moments
+
+
+async def _in_flight(uow: UnitOfWork, tasks: list[Task]) -> dict[str, Any]:
+    """Which agent holds which task, on which attempt: what resuming needs to recognise
+    (and fence off) work that was in flight."""
+    in_flight: dict[str, Any] = {}
+    for task in tasks:
+        if task.status == TaskStatus.RUNNING and task.attempt:
+            attempt = await uow.attempts.get(task.id, task.attempt)
+            if attempt is not None and attempt.is_open:
+                in_flight[str(task.id)] = {
+                    "attempt": attempt.attempt,
+                    "agent_id": str(attempt.agent_id),
+                    "lease_expires_at": attempt.expires_at.isoformat(),
+                }
+    return in_flight
+
+
+def _entry(effect: Effect, commit: str | None) -> CheckpointEntry:
+    data = dict(effect.detail.get(CHECKPOINT_PAYLOAD) or {})
+    if commit is not None:
+        data["commit"] = commit
+    reason = effect.detail.get("reason")
+    return CheckpointEntry(
+        str(effect.detail.get("label") or "checkpoint"),
+        str(reason) if reason is not None else None,
+        data,
+        effect,
+    )

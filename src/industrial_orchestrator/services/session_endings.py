@@ -6,7 +6,7 @@ the move.
 from __future__ import annotations
 
 from ..domain.errors import Conflict
-from ..domain.session import Actor, Session, running_seconds
+from ..domain.session import Actor, Session
 from ..domain.session_endings import SessionLimits, stuck_ending
 from ..domain.session_progress import Progress
 from .ports import Clock, UnitOfWorkFactory
@@ -27,11 +27,9 @@ class SessionEndings:
         self._limits = limits
         self._clock = clock
 
-    async def check_limits(self, session: Session) -> bool:
-        """End the session when it ran out of time or budget; whether it did."""
-        now = self._clock()
-        async with self._uow.reader() as uow:
-            ran = running_seconds(await uow.sessions.transitions(session.id), now)
+    async def check_limits(self, session: Session, ran: float) -> bool:
+        """End the session when it ran out of time (``ran``: seconds spent running) or
+        budget; whether it did."""
         ending = self._limits.ending(
             session.status,
             session.options,

@@ -19,7 +19,8 @@ from datetime import timedelta
 from uuid import UUID
 
 from ..domain.effects import Effect
-from ..domain.session import Session, SessionPhase
+from ..domain.errors import NotFound
+from ..domain.session import Session, SessionPhase, running_seconds
 from ..domain.session_endings import SessionLimits
 from ..domain.session_progress import PlanState
 from ..domain.session_states import SessionState
@@ -34,6 +35,7 @@ from .session_health import SessionHealth
 from .session_ownership import SessionOwnership
 from .session_planning import PlanDue, SessionPlanning
 from .session_review import ReviewDue, SessionReview
+from .session_schedule import RUNNING_STATES
 from .sessions import SessionService
 
 __all__ = ["PlanDue", "ReviewDue", "SessionEngine"]
@@ -100,21 +102,40 @@ class SessionEngine:
     async def step(self, session_id: UUID) -> ReviewDue | PlanDue | None:
         """Move the session on as far as it goes now; a ``ReviewDue`` when its
         verification is to run."""
-        session = await self._sessions.get(session_id)
+        # What the step decides on, in one read: the session, how long it ran, and its
+        # last checkpoint.
+        async with self._uow.reader() as uow:
+            found = await uow.sessions.get(session_id)
+            running = found is not None and found.status in RUNNING_STATES
+            transitions = await uow.sessions.transitions(session_id) if running else []
+            latest = await uow.checkpoints.latest(session_id) if running else None
+        if found is None:
+            raise NotFound(f"Session {session_id} does not exist", {"session_id": str(session_id)})
+        session = found
         if session.status in ENDED:
             await self._halts.cancel_tasks(session)
             return None
         if session.status == SessionState.PAUSED:
             await self._halts.release_running(session, "the session was paused")
             return None
-        if session.status not in (SessionState.RUNNING, SessionState.DEGRADED):
+        if not running:
             return None
-        ended = await self._endings.check_limits(session)
+        ended = await self._endings.check_limits(
+            session, running_seconds(transitions, self._clock())
+        )
         if ended:
             return None
         if session.phase in (None, SessionPhase.PLANNING):
-            return await self._planning.step(session)
-        await self._checkpoints.periodically(session)
+            due = await self._planning.step(session)
+            if due is not None:
+                return due
+            # Planned: its first tasks open now, not at a step the plan's events ask for
+            # (a wait in the queue of steps, when many sessions start together).
+            session = await self._sessions.get(session_id)
+            if session.phase != SessionPhase.EXECUTING:
+                return None
+            return await self._advance(session)
+        await self._checkpoints.periodically(session, latest)
         if session.phase == SessionPhase.REVIEWING:
             return self._review.due(session)
         return await self._advance(session)
@@ -159,7 +180,7 @@ class SessionEngine:
         if advanced is None:
             return None  # its budget is spent (the next step ends it), or it moved on
         progress = advanced.progress
-        await self._checkpoints.after_finished_tasks(session.id, progress)
+        await self._checkpoints.after_finished_tasks(advanced)
         if advanced.moved:
             return None  # the plan moved: its events call for another step
         if progress.state == PlanState.STUCK and not progress.finished:

@@ -50,10 +50,7 @@ class SessionSchedule:
         """What happened since event ``after_id``, and the id to look after next time.
         Ids are given out in commit order, so nothing committed later has a smaller one."""
         async with self._uow.reader() as uow:
-            upto = await uow.events.last_id()
-            if upto <= after_id:
-                return Touched(frozenset(), False), after_id
-            pairs = await uow.events.touched(after_id, upto, sorted(WATCHED))
+            pairs, upto = await uow.events.touched(after_id, sorted(WATCHED))
         return touched_by(pairs), upto
 
     async def waiting_on_agents(self) -> list[UUID]:

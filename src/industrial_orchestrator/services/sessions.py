@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +17,7 @@ from uuid import UUID, uuid4
 import structlog
 
 from ..domain import events
-from ..domain.checkpoint import Checkpoint, oldest_kept_seq
+from ..domain.checkpoint import Checkpoint, CheckpointEntry, oldest_kept_seq
 from ..domain.effects import CHECKPOINT_PAYLOAD, Effect, finished
 from ..domain.errors import (
     AlreadyRetried,
@@ -520,12 +521,24 @@ class SessionService:
         """Record a checkpoint. With ``effect`` (its commit, in the side-effect ledger),
         the entry is marked DONE in the same transaction, or nothing is recorded
         (``Conflict``) when another process finished it first."""
-        size = len(json.dumps(data, separators=(",", ":")).encode())
-        if size > MAX_CHECKPOINT_DATA_BYTES:
-            raise PayloadTooLarge(
-                f"Checkpoint data is {size} bytes; the limit is {MAX_CHECKPOINT_DATA_BYTES}",
-                {"size": size, "limit": MAX_CHECKPOINT_DATA_BYTES},
-            )
+        entry = CheckpointEntry(label, reason, data, effect)
+        (checkpoint,) = await self.add_checkpoints(session_id, [entry])
+        return checkpoint
+
+    async def add_checkpoints(
+        self, session_id: UUID, entries: Sequence[CheckpointEntry]
+    ) -> list[Checkpoint]:
+        """Record checkpoints in order, in one transaction, each marking its effect DONE;
+        none (``Conflict``) when the session's checkpoints are closed or another process
+        finished one of the effects first."""
+        for entry in entries:
+            size = len(json.dumps(entry.data, separators=(",", ":")).encode())
+            if size > MAX_CHECKPOINT_DATA_BYTES:
+                raise PayloadTooLarge(
+                    f"Checkpoint data is {size} bytes; the limit is {MAX_CHECKPOINT_DATA_BYTES}",
+                    {"size": size, "limit": MAX_CHECKPOINT_DATA_BYTES},
+                )
+        recorded: list[Checkpoint] = []
         async with self._uow() as uow:
             session = _found(await uow.sessions.get(session_id), session_id)
             if session.is_terminal and session.status != SessionState.PARTIALLY_COMPLETED:
@@ -534,29 +547,33 @@ class SessionService:
                     "checkpoints are kept for audit and cannot change",
                     {"current_state": session.status.value},
                 )
-            checkpoint = await self._write_checkpoint(
-                uow, session_id, label=label, reason=reason, data=data
-            )
-            if effect is not None and not await uow.effects.finish(
-                finished(
-                    effect,
-                    self._clock(),
-                    {"commit": data.get("commit"), "checkpoint_id": str(checkpoint.id)},
-                    drop=[CHECKPOINT_PAYLOAD],
+            for entry in entries:
+                checkpoint = await self._write_checkpoint(
+                    uow, session_id, label=entry.label, reason=entry.reason, data=entry.data
                 )
-            ):
-                raise Conflict(
-                    f"Checkpoint {effect.key} was recorded meanwhile",
-                    {"effect": effect.key},
-                )
+                recorded.append(checkpoint)
+                effect = entry.effect
+                if effect is not None and not await uow.effects.finish(
+                    finished(
+                        effect,
+                        self._clock(),
+                        {"commit": entry.data.get("commit"), "checkpoint_id": str(checkpoint.id)},
+                        drop=[CHECKPOINT_PAYLOAD],
+                    )
+                ):
+                    raise Conflict(
+                        f"Checkpoint {effect.key} was recorded meanwhile",
+                        {"effect": effect.key},
+                    )
             await uow.commit()
-        log.info(
-            "checkpoint_created",
-            session_id=str(session_id),
-            checkpoint_id=str(checkpoint.id),
-            seq=checkpoint.seq,
-        )
-        return checkpoint
+        for checkpoint in recorded:
+            log.info(
+                "checkpoint_created",
+                session_id=str(session_id),
+                checkpoint_id=str(checkpoint.id),
+                seq=checkpoint.seq,
+            )
+        return recorded
 
     async def checkpoint(self, checkpoint_id: UUID) -> Checkpoint | None:
         async with self._uow.reader() as uow:

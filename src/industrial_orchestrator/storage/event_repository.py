@@ -157,20 +157,37 @@ class SqlEventRepository:
         return [_event(row) for row in result.mappings()]
 
     async def touched(
-        self, after_id: int, upto_id: int, types: Sequence[EventType]
-    ) -> list[tuple[UUID | None, EventType, str | None]]:
+        self, after_id: int, types: Sequence[EventType]
+    ) -> tuple[list[tuple[UUID | None, EventType, str | None]], int]:
         # Narrow columns over the id range: what happened since the last look, never the
         # payloads (log lines are most of the log), only the state a transition went to.
-        result = await self._db.execute(
-            sa.select(events.c.session_id, events.c.type, events.c.payload["to"].as_string())
-            .where(
-                events.c.id > after_id,
-                events.c.id <= upto_id,
-                events.c.type.in_([t.value for t in types]),
+        # The newest id comes in the same statement, so from the same snapshot: an event
+        # committed after it is after that id, never skipped.
+        kinds = [t.value for t in types]
+        happened = (
+            sa.select(
+                events.c.session_id,
+                events.c.type,
+                events.c.payload["to"].as_string().label("to"),
+                sa.literal(None, sa.BigInteger).label("last"),
             )
+            .where(events.c.id > after_id, events.c.type.in_(kinds))
             .distinct()
         )
-        return [(row[0], EventType(row[1]), row[2]) for row in result]
+        newest = sa.select(
+            sa.literal(None, events.c.session_id.type),
+            sa.literal(None, events.c.type.type),
+            sa.literal(None, sa.String),
+            sa.func.max(events.c.id),
+        ).where(events.c.id > after_id)
+        found: list[tuple[UUID | None, EventType, str | None]] = []
+        last = after_id
+        for row in await self._db.execute(sa.union_all(happened, newest)):
+            if row[1] is None:
+                last = max(last, int(row[3] or after_id))
+            else:
+                found.append((row[0], EventType(row[1]), row[2]))
+        return found, last
 
     async def last_id(self) -> int:
         last = await self._db.scalar(sa.select(sa.func.max(events.c.id)))

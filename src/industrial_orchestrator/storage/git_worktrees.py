@@ -65,7 +65,7 @@ import stat
 import tempfile
 import time
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,16 +226,18 @@ class GitWorktrees:
 
     # Trees.
 
-    async def commit(self, path: Path, message: str, *, key: str | None = None) -> str:
+    async def commit(self, path: Path, message: str, *, keys: Sequence[str] = ()) -> str:
         """Commit everything in the tree (untracked files too, even nothing); the new sha.
 
-        ``key`` (an effect's idempotency key) goes into the message as a trailer, for
-        ``find_commit`` to recognise the commit after a crash."""
+        ``keys`` (the idempotency keys of the effects this commit is) go into the message
+        as trailers, one a line, for ``find_commit`` to recognise the commit after a crash
+        by any of them."""
         tree = self._owned(path)
-        if "\x00" in message or (key is not None and ("\x00" in key or "\n" in key)):
+        if "\x00" in message or any("\x00" in key or "\n" in key for key in keys):
             raise WorkspaceError("a commit message cannot contain a NUL character")
-        if key is not None:
-            message = f"{message}\n\n{EFFECT_TRAILER}: {key}"
+        if keys:
+            trailers = "\n".join(f"{EFFECT_TRAILER}: {key}" for key in keys)
+            message = f"{message}\n\n{trailers}"
         async with self._lock(f"tree:{tree}"):
             await self._git(tree, "add", "-A")
             await self._git(

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -36,7 +35,7 @@ def _claimable_query(
         .scalar_subquery()
     )
     query = (
-        sa.select(tasks)
+        sa.select(tasks, _depends_on(dialect))
         .where(
             tasks.c.status == TaskStatus.READY.value,
             within,
@@ -200,37 +199,20 @@ class SqlTaskRepository:
         query = _claimable_query(
             tuple(capabilities), limit, lock, agent_name, self._db.dialect.name
         )
-        rows = list((await self._db.execute(query)).mappings())
-        edges = await self._edges([row["id"] for row in rows])
-        return [_task(row, edges.get(row["id"], ())) for row in rows]
+        rows = (await self._db.execute(query)).mappings()
+        return [_task(row) for row in rows]
 
     async def _load(
         self, *conditions: Any, offset: int = 0, limit: int | None = None
     ) -> list[Task]:
         query = (
-            sa.select(tasks)
+            sa.select(tasks, _depends_on(self._db.dialect.name))
             .where(*conditions)
             .order_by(tasks.c.created_at, tasks.c.id)
             .offset(offset)
             .limit(limit)
         )
-        rows = list((await self._db.execute(query)).mappings())
-        edges = await self._edges([row["id"] for row in rows])
-        return [_task(row, edges.get(row["id"], ())) for row in rows]
-
-    async def _edges(self, ids: Iterable[UUID]) -> dict[UUID, tuple[UUID, ...]]:
-        wanted = list(ids)
-        if not wanted:
-            return {}
-        result = await self._db.execute(
-            sa.select(task_dependencies.c.task_id, task_dependencies.c.depends_on)
-            .where(task_dependencies.c.task_id.in_(wanted))
-            .order_by(task_dependencies.c.task_id, task_dependencies.c.depends_on)
-        )
-        edges: dict[UUID, list[UUID]] = defaultdict(list)
-        for task_id, depends_on in result:
-            edges[task_id].append(depends_on)
-        return {task_id: tuple(targets) for task_id, targets in edges.items()}
+        return [_task(row) for row in (await self._db.execute(query)).mappings()]
 
 
 def _values(task: Task) -> dict[str, Any]:
@@ -256,7 +238,28 @@ def _values(task: Task) -> dict[str, Any]:
     }
 
 
-def _task(row: RowMapping, depends_on: tuple[UUID, ...]) -> Task:
+@functools.cache
+def _depends_on(dialect: str) -> sa.Label[Any]:
+    """A task's dependencies as a column of its row: read with it, not by a second
+    statement (a session's tasks are read several times per finished task)."""
+    edge = sa.select(
+        sa.func.array_agg(task_dependencies.c.depends_on)
+        if dialect == "postgresql"
+        else sa.func.group_concat(task_dependencies.c.depends_on)
+    ).where(task_dependencies.c.task_id == tasks.c.id)
+    return edge.scalar_subquery().label("depends_on")
+
+
+def _edges_of(value: Any) -> tuple[UUID, ...]:
+    """``_depends_on``'s value: a list of ids (PostgreSQL), ids in hex joined by commas
+    (SQLite), or nothing; in id order, as they were always given."""
+    if not value:
+        return ()
+    ids = [UUID(text) for text in value.split(",")] if isinstance(value, str) else value
+    return tuple(sorted(ids))
+
+
+def _task(row: RowMapping) -> Task:
     created, updated = utc(row["created_at"]), utc(row["updated_at"])
     assert created is not None
     assert updated is not None
@@ -272,7 +275,7 @@ def _task(row: RowMapping, depends_on: tuple[UUID, ...]) -> Task:
         updated_at=updated,
         session_id=row["session_id"],
         parent_id=row["parent_id"],
-        depends_on=depends_on,
+        depends_on=_edges_of(row["depends_on"]),
         template=row["template"],
         result_summary=row["result_summary"],
         started_at=utc(row["started_at"]),

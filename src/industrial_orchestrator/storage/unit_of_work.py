@@ -71,6 +71,12 @@ class SqlUnitOfWork:
             try:
                 if self._write:
                     await connection.execution_options(**{WRITE_OPTION: True})
+                elif not is_sqlite(self._engine):
+                    # A PostgreSQL transaction at READ COMMITTED gives each statement its
+                    # own snapshot anyway: a reader's BEGIN and ROLLBACK would be two
+                    # round trips (a fifth of all statements) that buy nothing. (SQLite's
+                    # read transaction is one snapshot for all its statements: kept.)
+                    await connection.execution_options(isolation_level="AUTOCOMMIT")
                 await connection.begin()
             except BaseException as exc:
                 with contextlib.suppress(OSError, DBAPIError):

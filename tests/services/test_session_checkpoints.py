@@ -1,0 +1,134 @@
+"""The engine's automatic checkpoints of a session with a working tree (both backends):
+several finished tasks found by one step are checkpointed together, one commit of the
+tree for all of them, and each is still its own effect, found by its own key after a
+crash."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import UUID
+
+from fastapi import FastAPI
+
+from industrial_orchestrator.bootstrap import Components
+from industrial_orchestrator.domain.effects import EffectState
+from industrial_orchestrator.domain.session import Session, WorktreeBinding
+from industrial_orchestrator.domain.session_progress import progress_of
+from industrial_orchestrator.domain.tasks import TaskStatus, TaskType
+from industrial_orchestrator.services.plan_advance import Advanced
+from industrial_orchestrator.services.session_checkpoints import SessionCheckpoints
+from industrial_orchestrator.services.sessions import NewSession
+from industrial_orchestrator.services.tasks import NewTask
+
+
+def _git(tree: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(tree), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def _checkpoints(components: Components) -> SessionCheckpoints:
+    return SessionCheckpoints(
+        components.uow,
+        components.sessions,
+        clock=lambda: datetime.now(UTC),
+        interval=timedelta(seconds=300),
+        trees=components.trees,
+        ledger=components.ledger,
+    )
+
+
+async def _running_with_tree(components: Components) -> tuple[Session, Path]:
+    created = await components.sessions.create(NewSession("s", "build it", auto_start=True))
+    binding = await components.trees.prepare(created.session.id, None)
+    session = await components.sessions.bind_worktree(
+        created.session.id,
+        WorktreeBinding(str(binding.path), binding.branch, binding.base_commit),
+    )
+    return session, binding.path
+
+
+async def _finished(components: Components, session_id: UUID, *titles: str) -> None:
+    for title in titles:
+        task = await components.tasks.create(
+            NewTask(title, TaskType.CODE_GENERATION, ["python"], 1.0, session_id=session_id)
+        )
+        for status in (TaskStatus.READY, TaskStatus.RUNNING, TaskStatus.COMPLETED):
+            await components.tasks.move(task.id, status, summary=f"{title} done")
+
+
+async def _advanced(components: Components, session_id: UUID) -> Advanced:
+    """What the engine's step hands over once the plan moved: the session, its tasks."""
+    async with components.uow.reader() as uow:
+        session = await uow.sessions.get(session_id)
+        tasks = await uow.tasks.of_session(session_id)
+    assert session is not None
+    return Advanced(session, progress_of(tasks), tasks, opened=0, closed=0)
+
+
+async def test_tasks_finished_together_get_one_checkpoint_each_and_one_commit(app: FastAPI):
+    components: Components = app.state.components
+    session, tree = await _running_with_tree(components)
+    (tree / "result.txt").write_text("delivered\n")
+    await _finished(components, session.id, "first", "second")
+    checkpoints = _checkpoints(components)
+
+    await checkpoints.after_finished_tasks(await _advanced(components, session.id))
+
+    items, _ = await components.sessions.checkpoints(session.id, offset=0, limit=100)
+    ordered = sorted(items, key=lambda c: c.seq)
+    assert [c.label for c in ordered] == ["after task: first", "after task: second"]
+    assert [len(c.data["finished_tasks"]) for c in ordered] == [1, 2]
+    head = _git(tree, "rev-parse", "HEAD")
+    assert {c.data["commit"] for c in ordered} == {head}
+    assert session.worktree is not None
+    assert _git(tree, "rev-list", "--count", f"{session.worktree.base_commit}..HEAD") == "1"
+    assert _git(tree, "show", f"{head}:result.txt") == "delivered"
+    effects, _ = await components.ledger.of_session(session.id, offset=0, limit=100)
+    assert [e.state for e in effects] == [EffectState.DONE, EffectState.DONE]
+    for effect in effects:
+        assert await components.trees.find_commit(tree, effect.key) == head
+
+    # Taken again (a step repeated): nothing more.
+    await checkpoints.after_finished_tasks(await _advanced(components, session.id))
+    assert (await components.sessions.checkpoints(session.id, offset=0, limit=100))[1] == 2
+    assert _git(tree, "rev-parse", "HEAD") == head
+
+
+async def test_after_a_crash_past_the_shared_commit_each_checkpoint_is_found_by_its_key(
+    app: FastAPI,
+):
+    components: Components = app.state.components
+    session, tree = await _running_with_tree(components)
+    await _finished(components, session.id, "first", "second")
+    checkpoints = _checkpoints(components)
+    # What a process killed after the commit leaves: the effects PENDING, the commit made.
+    made: list[str] = []
+
+    async def killed_after(path: Path, message: str, *, keys: tuple[str, ...] = ()) -> str:
+        made.append(await commit(path, message, keys=keys))
+        raise SystemExit("killed")
+
+    commit = components.trees.commit
+    components.trees.commit = killed_after  # type: ignore[method-assign,assignment]
+    try:
+        await checkpoints.after_finished_tasks(await _advanced(components, session.id))
+    except SystemExit:
+        pass
+    finally:
+        components.trees.commit = commit  # type: ignore[method-assign]
+    pending, _ = await components.ledger.of_session(session.id, offset=0, limit=100)
+    assert [e.state for e in pending] == [EffectState.PENDING, EffectState.PENDING]
+    assert (await components.sessions.checkpoints(session.id, offset=0, limit=100))[1] == 0
+
+    for effect in pending:  # the recovery round, one effect at a time
+        await checkpoints.finish(effect)
+
+    items, _ = await components.sessions.checkpoints(session.id, offset=0, limit=100)
+    assert sorted(c.label for c in items) == ["after task: first", "after task: second"]
+    assert {c.data["commit"] for c in items} == set(made)
+    assert _git(tree, "rev-parse", "HEAD") == made[0]  # no second commit
+    done, _ = await components.ledger.of_session(session.id, offset=0, limit=100)
+    assert [e.state for e in done] == [EffectState.DONE, EffectState.DONE]
