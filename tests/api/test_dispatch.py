@@ -241,7 +241,10 @@ async def test_a_task_made_ready_while_the_agents_are_offered_work_waits_for_the
     second = await _internal_agent(app, "b-second", room=1)
     session = await create(client, template="single", auto_start=True)
     session_id = UUID(session["id"])
-    await components.session_engine.step(session_id)  # planned: its task waits to open
+    # Planned by the planning part alone (a whole step would open the task at once): its
+    # task waits for the next step to open it.
+    engine = components.session_engine
+    await engine._planning.step(await components.sessions.get(session_id))
     [task] = await tasks_of(client, session["id"])
     assert task["status"] == "PENDING"
     leases = StepAfterFirstClaim(components.leases, components.session_engine, first.id, session_id)
