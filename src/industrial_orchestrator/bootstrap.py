@@ -43,12 +43,12 @@ from .services.task_leases import LeasePolicy, TaskLeases
 from .services.tasks import TaskService
 from .services.webhooks import WebhookPolicy, WebhookService
 from .storage.database import create_engine
-from .storage.git_worktrees import GitWorktrees
 from .storage.migrate import upgrade_to_head
 from .storage.sqlite_owner import AlreadyServed as AlreadyServed
 from .storage.sqlite_owner import claim, claim_file
 from .storage.unit_of_work import CommitListener, SqlUnitOfWorkFactory
-from .storage.workspace_files import WorkspaceFiles
+from .workspaces.files import WorkspaceFiles
+from .workspaces.worktrees import GitWorktrees
 
 log = structlog.get_logger("industrial_orchestrator.bootstrap")
 

@@ -57,7 +57,7 @@ from industrial_orchestrator.services.task_leases import (
 from industrial_orchestrator.services.tasks import NewTask, TaskService
 from industrial_orchestrator.storage import tables
 from industrial_orchestrator.storage.unit_of_work import SqlUnitOfWorkFactory
-from industrial_orchestrator.storage.workspace_files import WorkspaceFiles
+from industrial_orchestrator.workspaces.files import WorkspaceFiles
 
 from .model_databases import MODEL_SETTINGS, backend_of, connect, empty
 

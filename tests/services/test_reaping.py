@@ -20,7 +20,7 @@ from industrial_orchestrator.services.task_leases import (
     TaskLeases,
 )
 from industrial_orchestrator.services.tasks import NewTask, TaskService
-from industrial_orchestrator.storage.workspace_files import WorkspaceFiles
+from industrial_orchestrator.workspaces.files import WorkspaceFiles
 
 # In the future, so the app's own reaper (on the real clock) never touches these leases.
 T0 = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)

@@ -11,7 +11,7 @@ An agent is untrusted, so everything it names is checked before it touches the d
 * Sizes and counts are bounded per report (``ArtifactLimits``); a path appears once.
 
 What this module cannot see is the disk: a symlink planted in the workspace is caught
-by ``storage.workspace_files``, which writes without following links.
+by ``workspaces.files``, which writes without following links.
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ class Outcome:
 
 
 class TreeSnapshots(Protocol):
-    """Snapshots of a working tree for the loop guard (``storage.git_worktrees``); none
+    """Snapshots of a working tree for the loop guard (``workspaces.snapshots``); none
     of them moves a branch, ``HEAD`` or the tree's index."""
 
     async def snapshot(self, path: Path, message: str) -> str:

@@ -527,7 +527,7 @@ class TreeBinding(Protocol):
 
 
 class WorkingTrees(Protocol):
-    """Sessions' own git working trees (``storage.git_worktrees``)."""
+    """Sessions' own git working trees (``workspaces.worktrees``)."""
 
     async def prepare(self, session_id: UUID, workspace: Path | None) -> TreeBinding: ...
 

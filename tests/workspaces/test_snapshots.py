@@ -10,7 +10,8 @@ from uuid import uuid4
 
 import pytest
 
-from industrial_orchestrator.storage.git_worktrees import GitWorktrees, WorkspaceError
+from industrial_orchestrator.workspaces.git_commands import WorkspaceError
+from industrial_orchestrator.workspaces.worktrees import GitWorktrees
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -1,4 +1,4 @@
-"""The git process runner (``storage/git_process.py``), with plain commands standing in for
+"""The git process runner (``workspaces/git_process.py``), with plain commands standing in for
 git: both pipes read to the end, output cut where asked, a process that overruns its
 timeout stopped with its whole group (SIGKILL when it ignores SIGTERM)."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from industrial_orchestrator.storage.git_process import (
+from industrial_orchestrator.workspaces.git_process import (
     STDERR_KEPT,
     STOP_GRACE_SECONDS,
     GitTimedOut,

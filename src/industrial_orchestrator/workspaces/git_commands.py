@@ -1,0 +1,242 @@
+"""Git as the orchestrator runs it in the working trees under its home.
+
+Git runs without a shell, with a timeout on every call, no prompt, no hooks, no commit
+signing and a fixed author, so it works with no git configuration, and with the
+inherited ``GIT_*`` variables dropped, so nothing redirects it to another repository.
+``GIT_CEILING_DIRECTORIES`` stops git from walking up out of a broken tree into a
+repository that holds the orchestrator's home.
+
+In one process, calls on one tree, and worktree changes in one repository, take turns
+(``GitCommands.lock``). Git run by someone else at the same time (another replica, an
+agent in the tree) can still hold a lock: a call that fails on one is retried with
+backoff, and an ``index.lock`` of one of our trees older than the timeout, which no live
+call of ours can hold, is deleted. A cancelled caller leaves git to finish in the
+background rather than kill it half-way, which can leave such a lock behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import random
+import re
+import time
+import weakref
+from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from ..domain.errors import WorkspaceUnusable
+from ..domain.storable_text import storable
+from .git_process import GitOutput, GitTimedOut, run_git
+
+GIT_TIMEOUT_SECONDS = 120.0
+# Git processes of this process at a time: the step workers' checkpoints, workspace
+# writes and diffs side by side; more wait for a thread.
+_GIT_THREADS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="git")
+AUTHOR_NAME = "Industrial Orchestrator"
+AUTHOR_EMAIL = "orchestrator@localhost"
+
+_CONFIG = (
+    f"user.name={AUTHOR_NAME}",
+    f"user.email={AUTHOR_EMAIL}",
+    "core.hooksPath=/dev/null",
+    "core.fsmonitor=false",
+    "commit.gpgSign=false",
+    "gc.auto=0",
+    "maintenance.auto=false",
+    "advice.detachedHead=false",
+)
+BUSY = re.compile(r"\.lock'?: File exists|could not lock config file|failed to read .*worktrees/")
+"""Another git process is changing the repository: it holds a lock (the index, a ref, the
+config), or it is half-way through registering a worktree that this one reads."""
+_LOCK_FILE = re.compile(r"Unable to create '([^']+\.lock)': File exists")
+LOCK_ATTEMPTS = 10
+_LOCK_BACKOFF_SECONDS = 0.05
+_LOCK_BACKOFF_MAX_SECONDS = 1.0
+_STDERR_SHOWN = 2000
+_COMMIT = re.compile(r"[0-9a-fA-F]{4,64}")
+
+
+class WorkspaceError(WorkspaceUnusable):
+    """A session's working tree could not be prepared, committed, restored or read."""
+
+
+class GitCommands:
+    """Git run in the trees under ``home / "worktrees"`` (and in the repositories they
+    come from), with the locks that make calls on one tree take turns."""
+
+    def __init__(self, home: Path, *, timeout: float = GIT_TIMEOUT_SECONDS) -> None:
+        self.home = home.resolve()
+        self.trees = self.home / "worktrees"
+        self.timeout = timeout
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    @contextlib.asynccontextmanager
+    async def lock(self, key: str) -> AsyncIterator[None]:
+        """One holder at a time per tree and per source repository, in this process."""
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[key] = lock
+        async with lock:
+            yield
+
+    def owned(self, path: Path) -> Path:
+        """``path`` as one of our trees; anything else is refused (``restore`` deletes files)."""
+        resolved = path.resolve()
+        if resolved.parent != self.trees or not resolved.is_dir():
+            raise WorkspaceError(
+                f"{path} is not a working tree of this orchestrator", {"path": str(path)}
+            )
+        return resolved
+
+    async def commit_sha(self, cwd: Path, commit: str) -> str:
+        """The full id of ``commit`` (a commit id, its prefix, ``HEAD`` or a branch ref)."""
+        if (
+            commit != "HEAD"
+            and not commit.startswith("refs/heads/")
+            and not _COMMIT.fullmatch(commit)
+        ):
+            raise WorkspaceError(f"{commit[:80]!r} is not a commit id", {"commit": commit[:80]})
+        output = await self.run(
+            cwd, "rev-parse", "-q", "--verify", f"{commit}^{{commit}}", check=False
+        )
+        if output.returncode != 0:
+            raise WorkspaceError(
+                f"commit {commit} is not in the repository at {cwd}",
+                {"commit": commit, "path": str(cwd)},
+            )
+        return output.stdout.decode().strip()
+
+    async def run(
+        self,
+        cwd: Path,
+        *args: str,
+        check: bool = True,
+        retry: bool = True,
+        env: Mapping[str, str] | None = None,
+        max_output: int | None = None,
+    ) -> GitOutput:
+        """Run ``git -C cwd args``; raise ``WorkspaceError`` when it fails and ``check``.
+
+        With ``retry``, a failure on another git process's lock is retried after a pause:
+        git takes its locks before it changes anything, so the retry is safe.
+        """
+        for attempt in range(LOCK_ATTEMPTS):
+            output = await self._run(cwd, args, env, max_output)
+            if output.returncode == 0 or output.truncated:
+                return output
+            if not (retry and BUSY.search(output.stderr)) or attempt == LOCK_ATTEMPTS - 1:
+                break
+            if not await self._cleared_stale_index_lock(cwd, output.stderr):
+                await back_off(attempt)
+        if check:
+            raise failed(cwd, args, output)
+        return output
+
+    async def _cleared_stale_index_lock(self, cwd: Path, stderr: str) -> bool:
+        """Delete the ``index.lock`` of one of our trees if no live git can be holding it.
+
+        Each of our git calls ends within the timeout, so a lock older than that was left
+        by a git that died (killed, or the machine went down); without this, every later
+        commit in the tree would fail on it.
+        """
+        match = _LOCK_FILE.search(stderr)
+        if match is None or cwd.parent != self.trees:
+            return False
+        lock = Path(match.group(1))
+        found = await self.run(cwd, "rev-parse", "--absolute-git-dir", check=False, retry=False)
+        git_dir = Path(os.fsdecode(found.stdout.rstrip(b"\n")))
+        if found.returncode != 0 or lock != git_dir / "index.lock":
+            return False
+        try:
+            modified = (await asyncio.to_thread(lock.stat)).st_mtime
+        except FileNotFoundError:
+            return True
+        if time.time() - modified < self.timeout:
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread(lock.unlink)
+        return True
+
+    async def _run(
+        self,
+        cwd: Path,
+        args: tuple[str, ...],
+        env: Mapping[str, str] | None,
+        max_output: int | None,
+    ) -> GitOutput:
+        """One git process, in a thread of its own (``git_process``). A caller that gives
+        up does not stop it: it finishes in its thread, within the timeout."""
+        command = ["git"]
+        for setting in _CONFIG:
+            command += ["-c", setting]
+        command += ["-C", str(cwd), *args]
+        run = asyncio.get_running_loop().run_in_executor(
+            _GIT_THREADS,
+            functools.partial(
+                run_git,
+                command,
+                self._environment(env),
+                timeout=self.timeout,
+                max_output=max_output,
+            ),
+        )
+        # A caller cancelled meanwhile leaves the outcome to nobody: look at it here, so
+        # that an error is not reported as never retrieved.
+        run.add_done_callback(lambda done: done.cancelled() or done.exception())
+        try:
+            return await asyncio.shield(run)
+        except FileNotFoundError as exc:
+            raise WorkspaceError("git is not installed (no 'git' on PATH)") from exc
+        except GitTimedOut:
+            raise WorkspaceError(
+                f"git {args[0]} in {cwd} did not finish within {self.timeout:g} s",
+                {"command": _shown_command(args), "path": str(cwd)},
+            ) from None
+
+    def _environment(self, extra: Mapping[str, str] | None) -> dict[str, str]:
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+        environment.update(
+            GIT_TERMINAL_PROMPT="0",
+            GIT_OPTIONAL_LOCKS="0",
+            GIT_CEILING_DIRECTORIES=str(self.trees),
+            LC_ALL="C",
+        )
+        environment.update(extra or {})
+        return environment
+
+
+async def back_off(attempt: int) -> None:
+    """Sleep before retrying, longer each time, jittered so racing replicas fall out of step."""
+    delay = min(_LOCK_BACKOFF_MAX_SECONDS, _LOCK_BACKOFF_SECONDS * 2**attempt)
+    await asyncio.sleep(delay * (0.5 + random.random()))
+
+
+def failed(cwd: Path, args: list[str] | tuple[str, ...], output: GitOutput) -> WorkspaceError:
+    """The error for a git call that failed, with (the end of) what git said."""
+    stderr = output.stderr.strip()
+    if len(stderr) > _STDERR_SHOWN:
+        stderr = "…" + stderr[-_STDERR_SHOWN:]
+    return WorkspaceError(
+        f"git {args[0]} failed in {cwd} (exit {output.returncode}): {stderr or 'no message'}",
+        {"command": _shown_command(args), "path": str(cwd), "stderr": stderr},
+    )
+
+
+def _shown_command(args: list[str] | tuple[str, ...]) -> str:
+    # The arguments may be file names an agent made, undecodable bytes and all.
+    return storable(" ".join(["git", *args])[:200])
+
+
+def shown(raw: bytes) -> str:
+    """Git's output about a tree (file names, diff text) as text anyone can be served and
+    any database can keep: an agent's shell can name a file with bytes that are not UTF-8
+    (and write a NUL past where git looks for one to call a file binary). Each such byte
+    becomes U+FFFD, by the rule the rest of an agent's output follows
+    (``domain.storable_text``); git's own C-style quoting would instead show every
+    non-ASCII name escaped, and ``-z`` output is never quoted."""
+    return storable(raw.decode("utf-8", "replace"))
