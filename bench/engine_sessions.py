@@ -33,7 +33,9 @@ Reported per backend, from the API's own timestamps:
   result, make the next task READY. One figure per session; p50 / p99 / max;
 * **the steps**, from each session's events (``GET /sessions/{id}/events``, the ``at``
   of ``task.transition`` and ``task.leased``): start -> first task READY (planning); a
-  task READY -> leased (waiting for an agent's claim); leased -> COMPLETED (the
+  task READY -> leased (waiting for an agent's claim), and the same for the tasks that
+  became READY while some agent was waiting for work (in a long-poll: this process's
+  clock, the same machine's); leased -> COMPLETED (the
   assignment answered, the result posted and recorded); last dependency COMPLETED ->
   the dependent task READY (the engine noticing); last task COMPLETED -> the session's
   ``finished_at`` (closing the plan). An event's ``at`` is the server's clock when its
@@ -59,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import json
 import os
 import secrets
@@ -69,7 +72,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack, ExitStack, suppress
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -195,6 +198,8 @@ class BackendResult:
     planning: Timing
     """``started_at`` -> first task READY."""
     ready_to_leased: Timing
+    ready_to_leased_waiting: Timing
+    """READY -> leased for the tasks that became READY while some agent waited for work."""
     leased_to_completed: Timing
     dependency_to_ready: Timing
     """Last dependency COMPLETED -> the dependent task READY."""
@@ -237,6 +242,8 @@ class Tally:
 
     handed_out: list[tuple[str, int]] = field(default_factory=list)
     """(task id, attempt) for every assignment received."""
+    waits: list[tuple[datetime, datetime]] = field(default_factory=list)
+    """When each ask for a task (a long-poll) was sent and answered: an agent waiting."""
     per_agent: Counter[str] = field(default_factory=Counter)
     heartbeats: int = 0
     errors: int = 0
@@ -306,12 +313,14 @@ class NoopAgent:
     async def pull(self) -> None:
         """Long-poll for a task and report it completed, until cancelled."""
         while True:
+            asked = datetime.now(UTC)
             try:
                 response = await self.http.post(
                     f"{EAP}/{self.agent_id}/tasks/next",
                     params={"wait_seconds": LONG_POLL_SECONDS},
                     headers=self.headers,
                 )
+                self.tally.waits.append((asked, datetime.now(UTC)))
             except httpx.HTTPError as exc:
                 self.tally.failure("tasks/next", f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(0.5)
@@ -456,11 +465,29 @@ def critical_path(leaves: dict[str, Json]) -> int:
     return max((depth(task_id) for task_id in leaves), default=0)
 
 
+class Waiting:
+    """Whether some agent was waiting for work (in an ask for a task) at a moment."""
+
+    def __init__(self, waits: Iterable[tuple[datetime, datetime]]) -> None:
+        ordered = sorted(waits)
+        self._starts = [start for start, _ in ordered]
+        # The latest end among the waits begun by each start: some wait covers a moment
+        # when the latest end of those begun before it is after it.
+        self._ends: list[datetime] = []
+        for _, end in ordered:
+            self._ends.append(max(end, self._ends[-1]) if self._ends else end)
+
+    def at(self, moment: datetime) -> bool:
+        index = bisect.bisect_right(self._starts, moment) - 1
+        return index >= 0 and self._ends[index] >= moment
+
+
 @dataclass
 class Steps:
     start: list[float] = field(default_factory=list)
     planning: list[float] = field(default_factory=list)
     ready_to_leased: list[float] = field(default_factory=list)
+    ready_to_leased_waiting: list[float] = field(default_factory=list)
     leased_to_completed: list[float] = field(default_factory=list)
     dependency_to_ready: list[float] = field(default_factory=list)
     closing: list[float] = field(default_factory=list)
@@ -470,6 +497,7 @@ def analyse(records: list[SessionRecord], tally: Tally, checks: Checks, steps: S
     """Fill ``checks`` and ``steps`` from what the API says about every session."""
     statuses: Counter[str] = Counter()
     sizes: set[int] = set()
+    waiting = Waiting(tally.waits)
     for record in records:
         session = record.session
         statuses[session["status"]] += 1
@@ -510,6 +538,10 @@ def analyse(records: list[SessionRecord], tally: Tally, checks: Checks, steps: S
         for task_id, task in leaves.items():
             if task_id in ready and task_id in leased:
                 steps.ready_to_leased.append(ms_between(ready[task_id], leased[task_id]))
+                if waiting.at(at(ready[task_id])):
+                    steps.ready_to_leased_waiting.append(
+                        ms_between(ready[task_id], leased[task_id])
+                    )
             if task_id in leased and completed.get(task_id):
                 steps.leased_to_completed.append(ms_between(leased[task_id], completed[task_id][0]))
             dependencies = [d for d in task["depends_on"] if d in leaves]
@@ -664,6 +696,7 @@ async def drive(
         start=Timing.of(steps.start),
         planning=Timing.of(steps.planning),
         ready_to_leased=Timing.of(steps.ready_to_leased),
+        ready_to_leased_waiting=Timing.of(steps.ready_to_leased_waiting),
         leased_to_completed=Timing.of(steps.leased_to_completed),
         dependency_to_ready=Timing.of(steps.dependency_to_ready),
         closing=Timing.of(steps.closing),
@@ -863,6 +896,10 @@ def print_tables(report: Report) -> None:
             ("  created -> started", _timing(result.start)),
             ("  started -> first task READY (planning)", _timing(result.planning)),
             ("  task READY -> leased", _timing(result.ready_to_leased)),
+            (
+                f"    READY while an agent waited ({result.ready_to_leased_waiting.count})",
+                _timing(result.ready_to_leased_waiting),
+            ),
             ("  leased -> COMPLETED (assignment + result)", _timing(result.leased_to_completed)),
             ("  dependency COMPLETED -> task READY", _timing(result.dependency_to_ready)),
             ("  last task COMPLETED -> session finished", _timing(result.closing)),
