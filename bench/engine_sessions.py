@@ -17,7 +17,9 @@ the task templates use (and ``code_generation``, which the fixing task needs), b
 every ``heartbeat_interval_seconds`` the server asks for, long-polls ``tasks/next`` and
 reports each task it gets ``completed`` at once. Then ``--sessions`` (50) sessions are
 created with ``auto_start`` and the plan ``--template`` (``crud``: seven tasks under a
-summary task), ``--create-concurrency`` (8) requests at a time, and
+summary task), ``--create-concurrency`` (8) requests at a time (or ``--rate`` a second:
+below the server's capacity the agents wait for work, so the steps show the server's
+latency rather than the queues of a fleet started at once), and
 ``GET /api/v1/sessions/stats`` is polled until every session has ended.
 
 Reported per backend, from the API's own timestamps:
@@ -565,9 +567,14 @@ def analyse(records: list[SessionRecord], tally: Tally, checks: Checks, steps: S
 
 
 async def create_sessions(
-    http: httpx.AsyncClient, count: int, template: str, concurrency: int
+    http: httpx.AsyncClient, count: int, template: str, concurrency: int, rate: float | None
 ) -> list[str]:
+    """Every session at once (``concurrency`` requests at a time), or ``rate`` a second."""
+    began = time.monotonic()
+
     async def create(index: int) -> str:
+        if rate is not None:
+            await asyncio.sleep(max(0.0, began + index / rate - time.monotonic()))
         response = await http.post(
             SESSIONS_PATH,
             json={
@@ -618,12 +625,16 @@ async def drive(
         for agent in agents:
             await agent.register()
         settings["AGENT_HEARTBEAT_SECONDS"] = f"{agents[0].heartbeat_seconds:g} (default)"
+        if args.rate is not None:
+            settings["sessions created per second (--rate)"] = f"{args.rate:g}"
         workers = [asyncio.create_task(agent.pull()) for agent in agents]
         workers += [asyncio.create_task(agent.beat()) for agent in agents]
         try:
             before = await asyncio.to_thread(CpuSnapshot.take, server_pid)
             started = time.monotonic()
-            ids = await create_sessions(http, args.sessions, args.template, args.create_concurrency)
+            ids = await create_sessions(
+                http, args.sessions, args.template, args.create_concurrency, args.rate
+            )
             create_seconds = time.monotonic() - started
             progress.print(
                 f"{label}: {len(ids)} sessions created in {create_seconds:.1f} s; waiting for them"
@@ -973,6 +984,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--create-concurrency", type=int, default=8, help="create requests at a time (8)"
     )
     parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="sessions created per second (default: all at once): below what the server can "
+        "do, agents wait for work and the steps show its latency, not its queues",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=300.0, help="seconds to wait for every session (300)"
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -989,8 +1007,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--sessions, --agents, --create-concurrency and --workers must be at least 1")
     if args.max_running is not None and args.max_running < 1:
         parser.error("--max-running must be at least 1")
-    if args.tick <= 0 or args.timeout <= 0:
-        parser.error("--tick and --timeout must be positive")
+    if args.tick <= 0 or args.timeout <= 0 or (args.rate is not None and args.rate <= 0):
+        parser.error("--tick, --timeout and --rate must be positive")
     return args
 
 
