@@ -247,7 +247,14 @@ class Settings(BaseSettings):
         4, ge=1, le=1000, description="Tasks of one session worked on at once (default)"
     )
     checkpoint_interval_seconds: float = Field(
-        300.0, gt=0, le=86400, description="A running session is checkpointed at least this often"
+        300.0,
+        gt=0,
+        le=86400,
+        description=(
+            "A running session is checkpointed this often when something changed (its "
+            "tasks, the work in flight, its usage or its files); a look that finds nothing "
+            "new records no checkpoint"
+        ),
     )
     session_lease_seconds: float = Field(
         15.0,

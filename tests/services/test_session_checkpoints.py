@@ -13,6 +13,7 @@ from uuid import UUID
 from fastapi import FastAPI
 
 from industrial_orchestrator.bootstrap import Components
+from industrial_orchestrator.domain.checkpoint_schedule import PeriodicCheckpoints
 from industrial_orchestrator.domain.effects import EffectState
 from industrial_orchestrator.domain.session import Session, WorktreeBinding
 from industrial_orchestrator.domain.session_progress import progress_of
@@ -132,3 +133,48 @@ async def test_after_a_crash_past_the_shared_commit_each_checkpoint_is_found_by_
     assert _git(tree, "rev-parse", "HEAD") == made[0]  # no second commit
     done, _ = await components.ledger.of_session(session.id, offset=0, limit=100)
     assert [e.state for e in done] == [EffectState.DONE, EffectState.DONE]
+
+
+async def test_a_periodic_checkpoint_that_would_repeat_the_last_is_only_a_look(app: FastAPI):
+    components: Components = app.state.components
+    session, tree = await _running_with_tree(components)
+    await _finished(components, session.id, "first")
+    now = [datetime.now(UTC)]
+    checkpoints = SessionCheckpoints(
+        components.uow,
+        components.sessions,
+        clock=lambda: now[0],
+        interval=timedelta(seconds=300),
+        trees=components.trees,
+        ledger=components.ledger,
+    )
+    await checkpoints.after_finished_tasks(await _advanced(components, session.id))
+
+    async def periodic_look() -> list[str]:
+        now[0] += timedelta(seconds=301)
+        async with components.uow.reader() as uow:
+            current = await uow.sessions.get(session.id)
+            latest = await uow.checkpoints.latest(session.id)
+        assert current is not None
+        await checkpoints.periodically(current, latest)
+        items, _ = await components.sessions.checkpoints(session.id, offset=0, limit=100)
+        return [c.label for c in sorted(items, key=lambda c: c.seq)]
+
+    head = _git(tree, "rev-parse", "HEAD")
+    # Nothing happened since: no checkpoint, no commit; the look is kept on the session.
+    assert await periodic_look() == ["after task: first"]
+    assert _git(tree, "rev-parse", "HEAD") == head
+    looked = (await components.sessions.get(session.id)).checkpoint_checked_at
+    assert looked == now[0]
+    # The next look is an interval later, not at once.
+    assert not PeriodicCheckpoints(timedelta(seconds=300)).due(
+        last=None, started=None, checked=looked, now=now[0] + timedelta(seconds=299)
+    )
+    # The agent's files changed in the tree: that is worth a checkpoint.
+    (tree / "work in progress.txt").write_text("half done\n")
+    assert await periodic_look() == ["after task: first", "periodic"]
+    assert _git(tree, "show", "HEAD:work in progress.txt") == "half done"
+    # So is a change of the tasks alone.
+    await _finished(components, session.id, "second")
+    labels = await periodic_look()
+    assert labels[1:] == ["periodic", "periodic"]

@@ -58,3 +58,25 @@ async def test_a_large_diff_is_cut_with_a_marker(worktrees: GitWorktrees) -> Non
     default = await worktrees.diff(binding.path, binding.base_commit)
     assert len(default.encode()) < (1 << 20) + 200
     assert "[diff cut" in default
+
+
+async def test_a_tree_has_changed_since_a_commit_when_its_files_or_its_head_moved_on(
+    worktrees: GitWorktrees, repo: Path
+) -> None:
+    binding = await worktrees.prepare(uuid4(), repo)
+    tree = binding.path
+    at = await worktrees.commit(tree, "checkpoint")
+    assert not await worktrees.changed_since(tree, at)
+    (tree / "ignored.log").write_text("ignored\n")  # .gitignore'd: not the session's work
+    assert not await worktrees.changed_since(tree, at)
+    (tree / "new dir").mkdir()
+    (tree / "new dir" / "untracked.py").write_text("x = 1\n")
+    assert await worktrees.changed_since(tree, at)
+    (tree / "new dir" / "untracked.py").unlink()
+    assert not await worktrees.changed_since(tree, at)
+    (tree / "README.md").write_text("edited\n")
+    assert await worktrees.changed_since(tree, at)
+    later = await worktrees.commit(tree, "next")
+    # Clean again, but not at that commit any more.
+    assert await worktrees.changed_since(tree, at)
+    assert not await worktrees.changed_since(tree, later)

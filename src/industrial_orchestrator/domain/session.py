@@ -80,6 +80,9 @@ class Session:
     """Verifications that failed and sent the session back to work."""
     worktree: WorktreeBinding | None = None
     """Where its agents work (set once, when it first runs)."""
+    checkpoint_checked_at: datetime | None = None
+    """When the engine last found its periodic checkpoint due with nothing new to record
+    (set by the engine alone): the next one counts from then."""
 
     def evolve(self, **changes: Any) -> Session:
         return dataclasses.replace(self, **changes)

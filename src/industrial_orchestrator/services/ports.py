@@ -113,6 +113,10 @@ class SessionRepository(Protocol):
         """When the session's owner is to step it next though nothing happens to it
         (None: no timer)."""
 
+    async def checkpoint_checked(self, session_id: UUID, at: datetime) -> None:
+        """Its periodic checkpoint was due at ``at`` and had nothing new to record
+        (``Session.checkpoint_checked_at``)."""
+
     async def take_due(
         self, owner: str, states: Sequence[SessionState], now: datetime
     ) -> list[UUID]:
@@ -544,6 +548,10 @@ class WorkingTrees(Protocol):
 
     async def find_commit(self, path: Path, key: str) -> str | None:
         """The commit made with ``key`` on the tree's branch, if any."""
+
+    async def changed_since(self, path: Path, commit: str) -> bool:
+        """Whether the tree's files (untracked ones too) or its HEAD differ from
+        ``commit``."""
 
     async def restore(self, path: Path, commit: str) -> None: ...
 

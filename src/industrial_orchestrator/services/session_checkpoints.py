@@ -21,7 +21,7 @@ from uuid import UUID
 import structlog
 
 from ..domain.checkpoint import Checkpoint, CheckpointEntry
-from ..domain.checkpoint_schedule import PeriodicCheckpoints
+from ..domain.checkpoint_schedule import PeriodicCheckpoints, repeats
 from ..domain.effects import (
     CHECKPOINT_PAYLOAD,
     Effect,
@@ -63,12 +63,43 @@ class SessionCheckpoints:
         self._ledger = ledger
 
     async def periodically(self, session: Session, latest: Checkpoint | None) -> None:
-        """A checkpoint at least every ``checkpoint_interval_seconds`` while it runs;
-        ``latest``: its last checkpoint, as the step read it."""
+        """A checkpoint every ``checkpoint_interval_seconds`` while it runs, unless it
+        would repeat the last one (``domain.checkpoint_schedule``): then only the look is
+        recorded. ``latest``: its last checkpoint, as the step read it."""
+        now = self._clock()
         last = latest.created_at if latest else None
-        if self._periodic.due(last=last, started=session.started_at, now=self._clock()):
-            seq = latest.seq if latest else 0
-            await self.take(session.id, "periodic", None, moment=f"periodic-after:{seq}")
+        if not self._periodic.due(
+            last=last, started=session.started_at, now=now, checked=session.checkpoint_checked_at
+        ):
+            return
+        async with self._uow.reader() as uow:
+            tasks = await tasks_of(uow, session.id)
+            in_flight = await _in_flight(uow, tasks)
+        if (
+            latest is not None
+            and repeats(latest.data, _data(session, tasks, in_flight))
+            and not await self._tree_changed(session, latest)
+        ):
+            async with self._uow() as uow:
+                await uow.sessions.checkpoint_checked(session.id, now)
+                await uow.commit()
+            return
+        seq = latest.seq if latest else 0
+        moment = _Moment("periodic", None, f"periodic-after:{seq}")
+        await self._record(session, tasks, in_flight, [moment])
+
+    async def _tree_changed(self, session: Session, latest: Checkpoint) -> bool:
+        """Whether the session's files moved on from its last checkpoint's commit (as
+        far as anyone can tell: a checkpoint without a commit, or git failing, says so)."""
+        if self._trees is None or session.worktree is None:
+            return False
+        commit = latest.data.get("commit")
+        if not isinstance(commit, str):
+            return True
+        try:
+            return await self._trees.changed_since(Path(session.worktree.path), commit)
+        except OrchestratorError:
+            return True
 
     async def after_finished_tasks(self, advanced: Advanced) -> None:
         """One automatic checkpoint after each finished task not yet in one, once the
@@ -118,21 +149,9 @@ class SessionCheckpoints:
     ) -> None:
         """Checkpoints of the session as given, one per moment, in order."""
         session_id = session.id
-        finished_now = {
-            str(t.id): {"title": t.title, "summary": t.result_summary}
-            for t in progress_of(tasks).finished
-        }
 
         def data_of(moment: _Moment) -> dict[str, Any]:
-            return {
-                "phase": session.phase.value if session.phase else None,
-                "review_round": session.review_round,
-                "finished_tasks": finished_now if moment.finished is None else moment.finished,
-                "tasks": {str(t.id): t.status.value for t in tasks},
-                "in_flight": in_flight,
-                "tokens_used": session.tokens_used,
-                "cost_usd": session.cost_usd,
-            }
+            return _data(session, tasks, in_flight, moment.finished)
 
         if self._trees is None or session.worktree is None:
             # A session closed meanwhile has its checkpoints closed: nothing to add.
@@ -244,6 +263,30 @@ class _Moment:
     """What it is taken for, unique in the session: its effect's key."""
     finished: dict[str, Any] | None = None
     """The tasks it records as finished; None: those finished now."""
+
+
+def _data(
+    session: Session,
+    tasks: list[Task],
+    in_flight: dict[str, Any],
+    finished: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a checkpoint holds: the session's phase and usage, its tasks, the work in
+    flight, and the tasks it records as finished (None: those finished now)."""
+    if finished is None:
+        finished = {
+            str(t.id): {"title": t.title, "summary": t.result_summary}
+            for t in progress_of(tasks).finished
+        }
+    return {
+        "phase": session.phase.value if session.phase else None,
+        "review_round": session.review_round,
+        "finished_tasks": finished,
+        "tasks": {str(t.id): t.status.value for t in tasks},
+        "in_flight": in_flight,
+        "tokens_used": session.tokens_used,
+        "cost_usd": session.cost_usd,
+    }
 
 
 def _unrecorded(progress: Progress, latest: Checkpoint | None) -> list[_Moment]:

@@ -110,7 +110,9 @@ class SessionSchedule:
         timeout = self._limits.timeout_of(session.options)
         due = now + timedelta(seconds=max(0.0, timeout - ran))
         checkpoint = self._checkpoints.next_at(
-            last=latest.created_at if latest else None, started=session.started_at
+            last=latest.created_at if latest else None,
+            started=session.started_at,
+            checked=session.checkpoint_checked_at,
         )
         if checkpoint is not None:
             due = min(due, checkpoint)

@@ -87,6 +87,7 @@ def session_from_row(row: RowMapping) -> Session:
             if row["worktree"]
             else None
         ),
+        checkpoint_checked_at=utc(row["checkpoint_checked_at"]),
     )
 
 

@@ -160,6 +160,11 @@ class SqlSessionRepository:
             sa.update(sessions).where(sessions.c.id == session_id).values(next_due_at=at)
         )
 
+    async def checkpoint_checked(self, session_id: UUID, at: datetime) -> None:
+        await self._db.execute(
+            sa.update(sessions).where(sessions.c.id == session_id).values(checkpoint_checked_at=at)
+        )
+
     async def take_due(
         self, owner: str, states: Sequence[SessionState], now: datetime
     ) -> list[UUID]:

@@ -59,6 +59,7 @@ sessions = sa.Table(
     # When the owner next steps it though nothing happens to it (its time limit, its
     # next periodic checkpoint); cleared when the owner takes the timer.
     sa.Column("next_due_at", Timestamp),
+    sa.Column("checkpoint_checked_at", Timestamp),
     # Its own git working tree (written once, by ``bind_worktree``, never by ``save``).
     sa.Column("worktree", sa.Text),
     sa.Column("branch", sa.String(255)),

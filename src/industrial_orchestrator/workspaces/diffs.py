@@ -1,6 +1,7 @@
-"""What a session changed in its tree since a commit: the unified diff and the paths.
+"""What a session changed in its tree since a commit: the unified diff, the paths, and
+whether anything did at all.
 
-Both stage the whole tree first (``git add -A`` into the tree's own index, as a
+The diff and the paths stage the whole tree first (``git add -A`` into the tree's own index, as a
 checkpoint would), so uncommitted and untracked work counts; ignored files do not.
 """
 
@@ -50,3 +51,21 @@ async def changed_files(git: GitCommands, path: Path, base: str) -> list[str]:
             tree, "diff", "--cached", "--name-only", "-z", "--no-renames", sha, "--"
         )
     return [shown(name) for name in output.stdout.split(b"\x00") if name]
+
+
+async def changed_since(git: GitCommands, path: Path, commit: str) -> bool:
+    """Whether the tree's HEAD is not ``commit`` or its files differ from HEAD (untracked
+    ones too; ignored ones not). One ``git status``, which stages nothing: the cheap
+    question a periodic checkpoint asks before it commits."""
+    tree = git.owned(path)
+    async with git.lock(f"tree:{tree}"):
+        output = await git.run(
+            tree, "status", "--porcelain=v2", "--branch", "--untracked-files=all", "-z"
+        )
+    head = ""
+    for entry in output.stdout.split(b"\x00"):
+        if entry.startswith(b"# branch.oid "):
+            head = entry.removeprefix(b"# branch.oid ").decode("ascii", "replace")
+        elif entry and not entry.startswith(b"# "):
+            return True  # a changed, staged, unmerged or untracked path
+    return head != commit

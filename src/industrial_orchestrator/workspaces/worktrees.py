@@ -167,6 +167,10 @@ class GitWorktrees:
         """Unified diff of the whole tree against ``base``, cut past ``max_bytes``."""
         return await diffs.diff(self._git, path, base, max_bytes=max_bytes)
 
+    async def changed_since(self, path: Path, commit: str) -> bool:
+        """Whether HEAD or the files moved on from ``commit`` (``diffs.changed_since``)."""
+        return await diffs.changed_since(self._git, path, commit)
+
     async def changed_files(self, path: Path, base: str) -> list[str]:
         """Paths added, modified or deleted since ``base`` (``diffs.changed_files``)."""
         return await diffs.changed_files(self._git, path, base)
