@@ -21,8 +21,8 @@ fell due in it (a periodic checkpoint every ``CHECKPOINT_INTERVAL_SECONDS`` per 
 are work the fleet really asks for, and show there.
 
 Run with ``.venv/bin/python bench/idle_sessions.py [--sessions 50,200] [--seconds 60]
-[--settle 5] [--workers 1] [--json]``. Exits 1 when a check failed, 2 when the benchmark
-could not run.
+[--settle 5] [--checkpoint-interval 300] [--workers 1] [--json]``. Exits 1 when a check
+failed, 2 when the benchmark could not run.
 """
 
 from __future__ import annotations
@@ -220,6 +220,11 @@ def _bench_size(count: int, args: argparse.Namespace) -> SizeResult:
             REDIS_PORT=str(args.redis_port),
             REDIS_PREFIX=f"io_bench_{secrets.token_hex(4)}",
             ENGINE_ENABLED="true",
+            **(
+                {"CHECKPOINT_INTERVAL_SECONDS": f"{args.checkpoint_interval:g}"}
+                if args.checkpoint_interval is not None
+                else {}
+            ),
         )
         base_url, pid = stack.enter_context(running_server(env, workdir, workers=args.workers))
         asyncio.run(_measure(base_url, pid, size, args.seconds, args.settle))
@@ -271,6 +276,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "CHECKPOINT_INTERVAL_SECONDS (300) the sessions' periodic checkpoints fall in it",
     )
     parser.add_argument(
+        "--checkpoint-interval",
+        type=float,
+        default=None,
+        help="CHECKPOINT_INTERVAL_SECONDS for the server (its default, 300): shorter, the "
+        "periodic checkpoints' cost shows in a shorter run",
+    )
+    parser.add_argument(
         "--workers", type=int, default=1, help="`serve --workers`; CPU counts them all (1)"
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -283,6 +295,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.sessions) < 1 or args.seconds <= 0 or args.settle < 0:
         parser.error("--sessions must be at least 1, --seconds positive, --settle not negative")
+    if args.checkpoint_interval is not None and args.checkpoint_interval <= 0:
+        parser.error("--checkpoint-interval must be positive")
     return args
 
 

@@ -137,8 +137,9 @@ async def test_upgrading_a_populated_database_keeps_its_sessions(fresh_database_
 async def test_the_newest_migration_goes_down_and_up_keeping_the_events(
     fresh_database_url, tmp_path
 ):
-    """0016 (``next_due_at``) adds a column in place: on SQLite a batch copy of the
-    sessions table would drop the old one, and with it (foreign keys on) every event."""
+    """0016 (``next_due_at``) and 0017 (``checkpoint_checked_at``) add a column in place:
+    on SQLite a batch copy of the sessions table would drop the old one, and with it
+    (foreign keys on) every event."""
     settings = load_settings(
         database_url=fresh_database_url, orchestrator_home=tmp_path, _env_file=None
     )
