@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run demo test lint typecheck pytest services system-packages bench reliability-report chaos clean
+.PHONY: run demo test test-fast lint typecheck pytest services system-packages bench reliability-report chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,16 @@ pytest: $(VENV)/.dev services system-packages $(OPENCODE)
 	$(BIN)/pytest -m exclusive
 
 test: lint typecheck pytest
+
+# The fast tier: the pure domain rules and the contract suite on the in-memory unit of
+# work (tests/contracts, its memory variants). No database, Redis or server process;
+# prints how long it took.
+test-fast: $(VENV)/.dev
+	@start=$$(date +%s.%N); \
+	$(BIN)/pytest -q tests/domain tests/contracts -k "memory or not contracts"; \
+	status=$$?; \
+	echo "test-fast took $$(awk "BEGIN { printf \"%.1f\", $$(date +%s.%N) - $$start }") s"; \
+	exit $$status
 
 bench: $(VENV)/.dev services $(OPENCODE)
 	$(BIN)/python bench/transitions.py

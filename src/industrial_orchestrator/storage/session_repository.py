@@ -82,6 +82,8 @@ class SqlSessionRepository:
         }
         if reserve_events:
             changes["event_seq"] = sessions.c.event_seq + reserve_events
+        # Nothing changed: still the guarded check (an UPDATE with no SET is not SQL).
+        changes = changes or {"version": sessions.c.version}
         last = await self._db.scalar(
             sa.update(sessions)
             .where(

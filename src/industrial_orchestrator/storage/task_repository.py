@@ -171,7 +171,9 @@ class SqlTaskRepository:
     async def save(self, before: Task, after: Task) -> bool:
         """Write ``after`` if the row is still ``before`` (same version and status)."""
         old, new = _values(before), _values(after)
-        changed = {key: value for key, value in new.items() if old[key] != value}
+        changed: dict[str, Any] = {key: value for key, value in new.items() if old[key] != value}
+        # Nothing changed: still the guarded check (an UPDATE with no SET is not SQL).
+        changed = changed or {"version": tasks.c.version}
         result = await self._db.execute(
             sa.update(tasks)
             .where(

@@ -1,0 +1,72 @@
+"""The side-effect ledger: recorded once under its key, finished once, the pending ones
+oldest first."""
+
+from __future__ import annotations
+
+from industrial_orchestrator.domain.effects import EffectKind, EffectState, finished, pending_effect
+from industrial_orchestrator.services.ports import UnitOfWorkFactory
+
+from .builders import at, committed, session
+
+
+async def test_record_once_finish_once(uow: UnitOfWorkFactory):
+    owner = session(0)
+    await committed(uow, owner)
+    push = pending_effect("push:1", EffectKind.WORKSPACE_WRITE, now=at(1), session_id=owner.id)
+    async with uow() as unit:
+        assert await unit.effects.record(push) == (push, True)
+        again = pending_effect("push:1", EffectKind.WORKSPACE_WRITE, now=at(9), detail={"x": 1})
+        assert await unit.effects.record(again) == (push, False)
+        await unit.commit()
+    done = finished(push, at(2), {"sha": "abc"})
+    async with uow() as unit:
+        assert await unit.effects.finish(done)
+        assert not await unit.effects.finish(done)
+        assert not await unit.effects.finish(
+            pending_effect("never", EffectKind.WORKSPACE_WRITE, now=at(0))
+        )
+        await unit.commit()
+    async with uow.reader() as unit:
+        stored = await unit.effects.get("push:1")
+    assert stored == done
+    assert stored is not None
+    assert (stored.state, stored.detail) == (EffectState.DONE, {"sha": "abc"})
+
+
+async def test_pending_oldest_first_and_by_session(uow: UnitOfWorkFactory):
+    first, second = session(0), session(1)
+    await committed(uow, first, second)
+    write = EffectKind.WORKSPACE_WRITE
+    made = [
+        pending_effect("b", write, now=at(2), session_id=first.id),
+        pending_effect("a", write, now=at(2), session_id=first.id),
+        pending_effect("c", write, now=at(1), session_id=second.id),
+        pending_effect("d", write, now=at(3)),
+        pending_effect("e", write, now=at(4), session_id=first.id),
+    ]
+    other_kinds = [kind for kind in EffectKind if kind is not write]
+    not_a_write = pending_effect("f", other_kinds[0], now=at(5), session_id=second.id)
+    async with uow() as unit:
+        for effect in [*made, not_a_write]:
+            await unit.effects.record(effect)
+        assert await unit.effects.finish(finished(made[4], at(6)))
+        await unit.commit()
+    async with uow.reader() as unit:
+        effects = unit.effects
+        assert [e.key for e in await effects.pending()] == ["c", "a", "b", "d", "f"]
+        assert [e.key for e in await effects.pending(created_before=at(2))] == ["c", "a", "b"]
+        pages = await effects.of_session(first.id, offset=1, limit=5)
+        assert ([e.key for e in pages[0]], pages[1]) == (["b", "e"], 3)
+        assert await effects.sessions_with_pending_writes([first.id, second.id]) == {
+            first.id,
+            second.id,
+        }
+        assert await effects.sessions_with_pending_writes([]) == set()
+    async with uow() as unit:
+        for key in ("a", "b"):
+            stored = await unit.effects.get(key)
+            assert stored is not None
+            assert await unit.effects.finish(finished(stored, at(7)))
+        await unit.commit()
+    async with uow.reader() as unit:
+        assert await unit.effects.sessions_with_pending_writes([first.id, second.id]) == {second.id}

@@ -1,0 +1,225 @@
+"""Tasks: guarded saves, dependency edges, pages in their order with the total, trees,
+and the claimable ones, most urgent first, for what an agent can do."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+import pytest
+
+from industrial_orchestrator.domain.priorities import Priority
+from industrial_orchestrator.domain.session_options import SessionOptions
+from industrial_orchestrator.domain.session_states import SessionState
+from industrial_orchestrator.domain.tasks import Task, TaskStatus
+from industrial_orchestrator.services.ports import DuplicateKeyError, UnitOfWorkFactory
+
+from .builders import at, committed, session, task
+
+T = TaskStatus
+
+
+async def test_a_guarded_save_refuses_a_stale_version_or_status(uow: UnitOfWorkFactory):
+    stored = task(0, None)
+    await committed(uow, tasks=(stored,))
+    ready = stored.evolve(status=T.READY, version=2, updated_at=at(5))
+    async with uow() as unit:
+        assert not await unit.tasks.save(stored.evolve(version=3), ready)
+        assert not await unit.tasks.save(stored.evolve(status=T.READY), ready)
+        assert not await unit.tasks.save(task(1, None), ready)  # no such row
+        assert await unit.tasks.save(stored, ready)
+        assert not await unit.tasks.save(stored, ready)  # it moved on
+        await unit.commit()
+    async with uow.reader() as unit:
+        assert await unit.tasks.get(stored.id) == ready
+
+
+async def test_a_save_that_changes_nothing_is_still_guarded(uow: UnitOfWorkFactory):
+    stored = task(0, None)
+    await committed(uow, tasks=(stored,))
+    async with uow() as unit:
+        assert await unit.tasks.save(stored, stored)
+        assert not await unit.tasks.save(stored.evolve(version=3), stored)
+        await unit.commit()
+
+
+async def test_dependencies_are_edges_read_back_in_id_order(uow: UnitOfWorkFactory):
+    owner = session(0)
+    first, second = task(0, owner.id), task(1, owner.id)
+    third = task(2, owner.id, depends_on=(second.id, first.id))
+    await committed(uow, owner, tasks=(first, second, third))
+    later = task(3, owner.id)
+    async with uow() as unit:
+        with pytest.raises(DuplicateKeyError):
+            await unit.tasks.add_dependency(third.id, first.id)
+    async with uow() as unit:
+        await unit.tasks.add(later)
+        await unit.tasks.add_dependency(later.id, third.id)
+        await unit.tasks.add_dependency(later.id, first.id)
+        # A save changes no edge, whatever ``after`` says.
+        assert await unit.tasks.save(second, second.evolve(depends_on=(first.id,), version=2))
+        await unit.commit()
+    async with uow.reader() as unit:
+        found = await unit.tasks.get(third.id)
+        assert found is not None
+        assert found.depends_on == tuple(sorted((first.id, second.id)))
+        assert found == third
+        found_later = await unit.tasks.get(later.id)
+        assert found_later is not None
+        assert found_later.depends_on == tuple(sorted((first.id, third.id)))
+        found_second = await unit.tasks.get(second.id)
+        assert found_second is not None
+        assert found_second.depends_on == ()
+
+
+@pytest.fixture
+async def planned(uow: UnitOfWorkFactory) -> tuple[list[Task], list[Task]]:
+    """Five tasks of a session (the third RUNNING, the last two under the first) and two
+    of another session, added out of order."""
+    owner, other = session(0), session(1)
+    mine = [task(n, owner.id) for n in range(3)]
+    mine += [task(n, owner.id, parent_id=mine[0].id) for n in (3, 4)]
+    mine[2] = mine[2].evolve(status=T.RUNNING)
+    theirs = [task(n, other.id, status=T.READY) for n in (0, 5)]
+    await committed(
+        uow,
+        owner,
+        other,
+        tasks=(mine[0], theirs[1], mine[4], mine[1], mine[3], mine[2], *theirs[:1]),
+    )
+    return mine, theirs
+
+
+@pytest.mark.parametrize(
+    ("offset", "limit", "shown"),
+    [(0, None, 5), (0, 10, 5), (0, 2, 2), (4, 2, 1), (2, None, 3), (9, 2, 0), (5, 2, 0)],
+)
+async def test_a_page_oldest_first_with_the_total(
+    uow: UnitOfWorkFactory, planned: tuple[list[Task], list[Task]], offset, limit, shown
+):
+    mine, _ = planned
+    session_id = mine[0].session_id
+    async with uow.reader() as unit:
+        page, total = await unit.tasks.search(
+            session_id=session_id, parent_id=None, statuses=(), offset=offset, limit=limit
+        )
+    assert (page, total) == (mine[offset:][:shown], 5)
+
+
+async def test_filters_and_lookups(uow: UnitOfWorkFactory, planned):
+    mine, theirs = planned
+    owner, other = mine[0].session_id, theirs[0].session_id
+    assert owner is not None
+    assert other is not None
+    async with uow.reader() as unit:
+        tasks = unit.tasks
+        everything, total = await tasks.search(
+            session_id=None, parent_id=None, statuses=(), offset=0, limit=None
+        )
+        assert total == 7
+        assert everything == sorted([*mine, *theirs], key=lambda t: (t.created_at, t.id))
+        assert await tasks.search(
+            session_id=None, parent_id=None, statuses=[T.READY, T.RUNNING], offset=1, limit=1
+        ) == ([mine[2]], 3)
+        assert await tasks.search(
+            session_id=owner, parent_id=mine[0].id, statuses=(), offset=0, limit=None
+        ) == (mine[3:], 2)
+        assert await tasks.of_session(owner) == mine
+        assert await tasks.of_session(owner, [T.RUNNING, T.READY]) == [mine[2]]
+        assert await tasks.of_session(uuid4()) == []
+        assert set(await tasks.sessions_with_tasks_in([T.READY])) == {other}
+        assert set(await tasks.sessions_with_tasks_in([T.READY, T.RUNNING])) == {owner, other}
+        assert await tasks.sessions_with_tasks_in([T.FAILED]) == []
+        wanted = [mine[4].id, uuid4(), theirs[0].id, mine[0].id]
+        assert await tasks.get_many(wanted) == [mine[4], theirs[0], mine[0]]
+        assert await tasks.get_many([]) == []
+        assert await tasks.session_of(mine[1].id) == owner
+        assert await tasks.session_of(uuid4()) is None
+        assert await tasks.family(mine[3]) == mine
+
+
+async def test_trees_outside_any_session(uow: UnitOfWorkFactory):
+    root = task(0, None)
+    child = task(1, None, parent_id=root.id)
+    grandchild = task(2, None, parent_id=child.id)
+    sibling = task(3, None, parent_id=root.id)
+    elsewhere = task(4, None)
+    await committed(uow, tasks=(root, child, grandchild, sibling, elsewhere))
+    async with uow.reader() as unit:
+        tasks = unit.tasks
+        assert await tasks.root_of(grandchild.id) == root.id
+        assert await tasks.root_of(root.id) == root.id
+        assert await tasks.subtree(root.id) == [root, child, grandchild, sibling]
+        assert await tasks.subtree(child.id) == [child, grandchild]
+        assert await tasks.subtree(uuid4()) == []
+        assert await tasks.family(grandchild) == [root, child, grandchild, sibling]
+        assert await tasks.session_of(child.id) is None
+
+
+async def test_claimable_most_urgent_first_for_what_the_agent_can_do(uow: UnitOfWorkFactory):
+    low = session(0, status=SessionState.RUNNING)
+    high = session(1, status=SessionState.DEGRADED, priority=Priority.HIGH)
+    paused = session(2, status=SessionState.PAUSED, priority=Priority.CRITICAL)
+    named = session(
+        3,
+        status=SessionState.RUNNING,
+        priority=Priority.MEDIUM,
+        options=SessionOptions(agents=("ada", "bob")),
+    )
+    ready = T.READY
+    low_old = task(0, low.id, status=ready)
+    low_new = task(5, low.id, status=ready)
+    high_new = task(6, high.id, status=ready)
+    high_old = task(1, high.id, status=ready)
+    loose = task(2, None, status=ready)
+    needs_more = task(3, low.id, capabilities=("python", "rust"), status=ready)
+    needs_nothing = task(7, None, capabilities=(), status=ready)
+    in_paused = task(0, paused.id, status=ready)
+    not_ready = task(0, low.id)
+    split = task(4, low.id, status=ready)  # has a subtask: its subtasks are the work
+    subtask = task(8, low.id, parent_id=split.id, status=ready)
+    for_named = task(9, named.id, status=ready)
+    await committed(
+        uow,
+        low,
+        high,
+        paused,
+        named,
+        tasks=(
+            low_new,
+            high_new,
+            loose,
+            low_old,
+            high_old,
+            needs_more,
+            needs_nothing,
+            in_paused,
+            not_ready,
+            split,
+            subtask,
+            for_named,
+        ),
+    )
+    async with uow() as unit:
+        claimable = unit.tasks.claimable
+        assert await claimable(["python", "go"], limit=20) == [
+            high_old,
+            high_new,
+            for_named,
+            low_old,
+            low_new,
+            subtask,
+            loose,
+            needs_nothing,
+        ]
+        assert await claimable(["python", "rust"], limit=5, lock=False) == [
+            high_old,
+            high_new,
+            for_named,
+            low_old,
+            needs_more,
+        ]
+        assert await claimable([], limit=20) == [needs_nothing]
+        for_ada = await claimable(["python"], limit=20, agent_name="ada")
+        assert for_named in for_ada
+        for_eve = await claimable(["python"], limit=20, agent_name="eve")
+        assert for_eve == [high_old, high_new, low_old, low_new, subtask, loose, needs_nothing]
