@@ -827,7 +827,9 @@ async def _predicted_files(uow: UnitOfWork, candidates: Sequence[Task]) -> dict[
     """The files each task of a session is expected to edit: its plan's, and those its
     earlier attempts delivered."""
     in_sessions = [task for task in candidates if task.session_id is not None]
-    touched = await uow.attempts.touched([task.id for task in in_sessions])
+    # Only a task leased before has attempts that delivered files: the rest cost no query.
+    tried = [task.id for task in in_sessions if task.attempt > 0]
+    touched = await uow.attempts.touched(tried) if tried else {}
     return {task.id: {*task.files, *touched.get(task.id, ())} for task in in_sessions}
 
 
