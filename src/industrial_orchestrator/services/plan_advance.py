@@ -46,6 +46,22 @@ class Advanced:
         return bool(self.opened or self.closed)
 
 
+async def plan_now(
+    uow: UnitOfWork, session_id: UUID, *, default_parallel: int
+) -> tuple[Advanced, bool] | None:
+    """Where the session's plan stands, read without moving it, and whether
+    ``advance_plan`` would move it now; None when it would not look at it (see there).
+    A step that finds nothing to move needs no write, nor the family's lock."""
+    tasks = await tasks_of(uow, session_id)
+    session = await uow.sessions.get(session_id)
+    if session is None or not _movable(session):
+        return None
+    progress = progress_of(tasks)
+    limit = session.options.max_parallel_tasks or default_parallel
+    movable = bool(_starting(progress, tasks, limit) or progress.closable)
+    return Advanced(session, progress, tasks, 0, 0), movable
+
+
 async def advance_plan(
     uow: UnitOfWork, session_id: UUID, now: datetime, *, default_parallel: int
 ) -> Advanced | None:
@@ -57,17 +73,13 @@ async def advance_plan(
     # Read after the tasks: a result that finished one of them has added its usage by
     # now, so no new task is opened on a budget already spent.
     session = await uow.sessions.get(session_id)
-    if session is None or not _executing(session):
-        return None
-    if budget_exceeded(session.options, session.tokens_used, session.cost_usd):
+    if session is None or not _movable(session):
         return None
     limit = session.options.max_parallel_tasks or default_parallel
     opened = closed = 0
     progress = progress_of(tasks)
     for _ in range(_LAYERS):
-        active = sum(t.status in (TaskStatus.READY, TaskStatus.RUNNING) for t in tasks)
-        # Independent tasks run side by side, up to the session's limit.
-        starting = progress.startable[: max(0, limit - active)]
+        starting = _starting(progress, tasks, limit)
         moved: dict[UUID, Task] = {}
         for task in starting:
             ready = task_transition(task, TaskStatus.READY, now=now)
@@ -89,8 +101,17 @@ async def advance_plan(
     return Advanced(session, progress, tasks, opened, closed)
 
 
-def _executing(session: Session) -> bool:
-    return session.status in _MOVING and session.phase == SessionPhase.EXECUTING
+def _movable(session: Session) -> bool:
+    """Executing its plan, with budget left."""
+    if session.status not in _MOVING or session.phase != SessionPhase.EXECUTING:
+        return False
+    return not budget_exceeded(session.options, session.tokens_used, session.cost_usd)
+
+
+def _starting(progress: Progress, tasks: list[Task], limit: int) -> list[Task]:
+    """What opens now: independent tasks run side by side, up to the session's limit."""
+    active = sum(t.status in (TaskStatus.READY, TaskStatus.RUNNING) for t in tasks)
+    return progress.startable[: max(0, limit - active)]
 
 
 async def tasks_of(uow: UnitOfWork, session_id: UUID) -> list[Task]:

@@ -26,7 +26,7 @@ from ..domain.session_progress import PlanState
 from ..domain.session_states import SessionState
 from .effects import EffectLedger
 from .offer_gate import OfferGate
-from .plan_advance import advance_plan
+from .plan_advance import advance_plan, plan_now
 from .ports import Clock, UnitOfWorkFactory, WorkingTrees
 from .session_checkpoints import SessionCheckpoints
 from .session_endings import SessionEndings
@@ -171,12 +171,18 @@ class SessionEngine:
         await self._checkpoints.finish(effect)
 
     async def _advance(self, session: Session) -> ReviewDue | None:
-        async with self.gate.opening(), self._uow() as uow:
-            await uow.tasks.lock_family(session.id)
-            advanced = await advance_plan(
-                uow, session.id, self._clock(), default_parallel=self._max_parallel
-            )
-            await uow.commit()
+        # A look first: after a result (which moved the plan in its own transaction) there
+        # is mostly nothing to move, and then no write, nor the family's lock, is needed.
+        async with self._uow.reader() as uow:
+            now = await plan_now(uow, session.id, default_parallel=self._max_parallel)
+        advanced = now[0] if now is not None else None
+        if now is not None and now[1]:
+            async with self.gate.opening(), self._uow() as uow:
+                await uow.tasks.lock_family(session.id)
+                advanced = await advance_plan(
+                    uow, session.id, self._clock(), default_parallel=self._max_parallel
+                )
+                await uow.commit()
         if advanced is None:
             return None  # its budget is spent (the next step ends it), or it moved on
         progress = advanced.progress
