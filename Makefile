@@ -71,12 +71,12 @@ pytest: $(VENV)/.dev services system-packages $(OPENCODE)
 
 test: lint typecheck pytest
 
-# The fast tier: the pure domain rules and the contract suite on the in-memory unit of
-# work (tests/contracts, its memory variants). No database, Redis or server process;
-# prints how long it took.
+# The fast tier (tests marked `fast`): the pure domain rules, the contract suite on the
+# in-memory unit of work, and the services tests that run on it with a fake clock. No
+# database, Redis or server process; prints how long it took.
 test-fast: $(VENV)/.dev
 	@start=$$(date +%s.%N); \
-	$(BIN)/pytest -q tests/domain tests/contracts -k "memory or not contracts"; \
+	$(BIN)/pytest -q -m fast tests/domain tests/contracts tests/services; \
 	status=$$?; \
 	echo "test-fast took $$(awk "BEGIN { printf \"%.1f\", $$(date +%s.%N) - $$start }") s"; \
 	exit $$status

@@ -5,6 +5,7 @@ in-memory one, SQLite and PostgreSQL, so every case runs the same assertions on 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,14 @@ from industrial_orchestrator.config import Settings
 from industrial_orchestrator.domain.events import NewEvent
 from industrial_orchestrator.services.ports import UnitOfWorkFactory
 from industrial_orchestrator.testing.memory_unit_of_work import MemoryUnitOfWorkFactory
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The memory variants are part of the fast tier."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents and "[memory" in item.name:
+            item.add_marker(pytest.mark.fast)
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgresql"])
