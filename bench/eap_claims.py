@@ -41,9 +41,7 @@ import argparse
 import asyncio
 import os
 import random
-import secrets
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -60,6 +58,12 @@ from redis.exceptions import RedisError
 from rich.console import Console
 from rich.table import Table
 
+from harness.main import BenchError, bench_main, bench_parser
+from harness.postgres import Postgres, add_postgres_args, temporary_database
+from harness.redis import add_redis_arg, redis_settings
+from harness.report import add_columns, fmt_ms, fmt_pct, fmt_timing, measure_table, progress, red_if
+from harness.server import temporary_workdir
+from harness.stats import Errors, Timing, cpu_model
 from industrial_orchestrator.bootstrap import Components, build
 from industrial_orchestrator.config import ConfigurationError, load_settings
 from industrial_orchestrator.domain.agent_routing import NoAgentAvailable, route
@@ -70,20 +74,6 @@ from industrial_orchestrator.domain.tasks import TaskStatus, TaskType, new_task,
 from industrial_orchestrator.logs import configure_logging
 from industrial_orchestrator.services.sessions import utc_now
 from industrial_orchestrator.services.task_leases import Report as LeaseReport
-
-# The sibling script's helpers: run as a script, bench/ is on sys.path.
-from transitions import (
-    LOOPBACK,
-    BenchError,
-    Postgres,
-    bench_main,
-    cpu_model,
-    fmt_ms,
-    fmt_pct,
-    percentile,
-    progress,
-    temporary_database,
-)
 
 SEED = 20_240_203
 CAPABILITIES = (
@@ -122,30 +112,11 @@ ROUTE_QUERIES: tuple[tuple[tuple[str, ...], TaskType | None], ...] = (
 )
 INSERT_BATCH = 1000
 WORKER_CAPABILITIES = ("python", "testing")
-ERROR_SAMPLES = 5
 
 T = TypeVar("T")
 
 
 # -- results ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Timing:
-    count: int
-    p50_ms: float | None
-    p99_ms: float | None
-    max_ms: float | None
-
-    @classmethod
-    def of(cls, values_ms: list[float]) -> Timing:
-        ordered = sorted(values_ms)
-        return cls(
-            len(ordered),
-            percentile(ordered, 0.50),
-            percentile(ordered, 0.99),
-            round(ordered[-1], 3) if ordered else None,
-        )
 
 
 @dataclass
@@ -337,13 +308,10 @@ class Tally:
     report_ms: list[float] = field(default_factory=list)
     claimed: list[UUID] = field(default_factory=list)
     per_worker: Counter[int] = field(default_factory=Counter)
-    errors: int = 0
-    error_samples: list[str] = field(default_factory=list)
+    errors: Errors = field(default_factory=Errors)
 
     def failure(self, what: str, exc: BaseException) -> None:
-        self.errors += 1
-        if len(self.error_samples) < ERROR_SAMPLES:
-            self.error_samples.append(f"{what}: {type(exc).__name__}: {exc}")
+        self.errors.add(f"{what}: {type(exc).__name__}: {exc}")
 
 
 async def pull(components: Components, index: int, agent_id: UUID, tally: Tally) -> None:
@@ -354,7 +322,7 @@ async def pull(components: Components, index: int, agent_id: UUID, tally: Tally)
             assignment = await timed(partial(leases.claim, agent_id), tally.claim_ms)
         except OrchestratorError as exc:
             tally.failure("claim", exc)
-            if tally.errors >= 100:
+            if tally.errors.count >= 100:
                 return
             continue
         if assignment is None:
@@ -371,7 +339,7 @@ async def pull(components: Components, index: int, agent_id: UUID, tally: Tally)
             await timed(partial(leases.report, agent_id, report), tally.report_ms)
         except OrchestratorError as exc:
             tally.failure("report", exc)
-            if tally.errors >= 100:
+            if tally.errors.count >= 100:
                 return
 
 
@@ -472,8 +440,8 @@ async def bench_claims(
         per_worker_min=min(counts),
         per_worker_max=max(counts),
         cpu_percent=cpu_percent,
-        errors=tally.errors,
-        error_samples=tally.error_samples,
+        errors=tally.errors.count,
+        error_samples=tally.errors.samples,
         completed=completed,
         attempts=attempts,
         tasks_not_once=not_once,
@@ -512,11 +480,7 @@ async def run_async(
             ranking_only=ranking,
         )
         if not args.no_redis:
-            redis = {
-                "redis_host": LOOPBACK,
-                "redis_port": args.redis_port,
-                "redis_prefix": f"io_bench_{secrets.token_hex(4)}",
-            }
+            redis = redis_settings(args.redis_port)
             components = await open_components(urls["route"], home / "route", **redis)
             progress.print(f"routing: {args.routes} routes through the Redis snapshot")
             try:
@@ -535,7 +499,7 @@ async def run_async(
 def run(args: argparse.Namespace) -> Report:
     configure_logging("WARNING")  # the services log every lease at INFO
     report = Report(cpu_model=cpu_model(), cores=os.cpu_count() or 0)
-    pg = Postgres(port=args.pg_port, user=args.pg_user, admin_db=args.pg_admin_db)
+    pg = Postgres.from_args(args)
     started = time.monotonic()
     with ExitStack() as stack:
         # Created and dropped outside the event loop (the helper runs a loop of its own).
@@ -545,7 +509,7 @@ def run(args: argparse.Namespace) -> Report:
             for purpose, size in wanted
             if size
         }
-        home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="io_bench_")))
+        home = stack.enter_context(temporary_workdir())
         asyncio.run(run_async(args, report, urls, home))
     report.seconds_total = round(time.monotonic() - started, 1)
     return report
@@ -566,8 +530,7 @@ def print_tables(report: Report) -> None:
             ),
             caption=caption,
         )
-        for column in ("call", "count", "p50 ms", "p99 ms", "max ms"):
-            table.add_column(column, justify="left" if column == "call" else "right")
+        add_columns(table, "call", "count", "p50 ms", "p99 ms", "max ms")
         timings = [
             ("route, no Redis (database-filtered candidates)", routing.from_database),
             ("ranking alone (agents in memory)", routing.ranking_only),
@@ -596,15 +559,6 @@ def print_tables(report: Report) -> None:
 
     claims = report.claims
     if claims is not None:
-        table = Table(
-            title=(
-                f"Claims on PostgreSQL: {claims.workers} pulling agents, {claims.tasks:,} tasks "
-                f"(claim + report each), {claims.seconds:g} s"
-            ),
-            caption=caption,
-        )
-        for column in ("measure", "value"):
-            table.add_column(column, justify="left" if column == "measure" else "right")
         exactly_once = (
             claims.completed == claims.tasks
             and claims.attempts == claims.tasks
@@ -614,37 +568,31 @@ def print_tables(report: Report) -> None:
         )
         rows = [
             ("tasks claimed and completed / s", f"{claims.tasks_per_s:,.1f}"),
-            ("claim p50 / p99 / max ms", _triple(claims.claim)),
-            ("report p50 / p99 / max ms", _triple(claims.report)),
+            ("claim p50 / p99 / max ms", fmt_timing(claims.claim)),
+            ("report p50 / p99 / max ms", fmt_timing(claims.report)),
             ("tasks per agent (min - max)", f"{claims.per_worker_min} - {claims.per_worker_max}"),
             ("CPU of this process (% of one core)", fmt_pct(claims.cpu_percent)),
             ("tasks COMPLETED", f"{claims.completed:,} of {claims.tasks:,}"),
             ("attempts (should equal tasks)", f"{claims.attempts:,}"),
-            ("tasks without exactly one attempt", _red_if(claims.tasks_not_once)),
-            ("attempts not completed", _red_if(claims.attempts_not_completed)),
-            ("tasks handed out twice", _red_if(claims.handed_out_twice)),
+            ("tasks without exactly one attempt", red_if(claims.tasks_not_once)),
+            ("attempts not completed", red_if(claims.attempts_not_completed)),
+            ("tasks handed out twice", red_if(claims.handed_out_twice)),
             ("agents' success counts, summed", f"{claims.success_count_total:,}"),
-            ("errors", _red_if(claims.errors)),
+            ("errors", red_if(claims.errors)),
             ("claimed exactly once", "yes" if exactly_once else "[red]NO[/]"),
             ("set-up (register agents, store tasks)", f"{claims.setup_s:g} s"),
         ]
-        for row in rows:
-            table.add_row(*row)
-        out.print(table)
+        title = (
+            f"Claims on PostgreSQL: {claims.workers} pulling agents, {claims.tasks:,} tasks "
+            f"(claim + report each), {claims.seconds:g} s"
+        )
+        out.print(measure_table(title, rows, caption))
         for sample in claims.error_samples:
             out.print(f"[red]error[/] {sample}", markup=True, highlight=False)
 
 
-def _triple(timing: Timing) -> str:
-    return f"{fmt_ms(timing.p50_ms)} / {fmt_ms(timing.p99_ms)} / {fmt_ms(timing.max_ms)}"
-
-
-def _red_if(value: int) -> str:
-    return f"[red]{value}[/]" if value else "0"
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0] if __doc__ else "")
+    parser = bench_parser(__doc__)
     parser.add_argument(
         "--agents", type=int, default=10_000, help="agents to route among (10000; 0 skips)"
     )
@@ -656,13 +604,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-redis", action="store_true", help="skip routing through the Redis snapshot"
     )
-    parser.add_argument("--redis-port", type=int, default=6379, help="Redis port on 127.0.0.1")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--pg-port", type=int, default=5432, help="PostgreSQL port on 127.0.0.1")
-    parser.add_argument("--pg-user", default="postgres", help="PostgreSQL role (trust auth)")
-    parser.add_argument(
-        "--pg-admin-db", default="test", help="existing database to connect to for CREATE DATABASE"
-    )
+    add_redis_arg(parser)
+    add_postgres_args(parser)
     args = parser.parse_args(argv)
     if args.agents < 0 or args.tasks < 0 or args.routes < 1 or args.workers < 1:
         parser.error("--routes and --workers must be at least 1, --agents and --tasks at least 0")
@@ -670,14 +613,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
     return bench_main(
-        lambda: run(args),
-        as_json=args.json,
-        print_tables=print_tables,
-        failures=lambda report: report.problems,
-        failures_key="problems",
-        cleaned_up="databases dropped",
+        run, parse_args(argv), print_tables, failures="problems", cleaned_up="databases dropped"
     )
 
 

@@ -64,11 +64,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
-import json
 import os
 import secrets
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
@@ -80,36 +78,30 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-import redis
 from rich.console import Console
-from rich.table import Table
 
-# The sibling scripts' helpers (eap_claims, transitions): run as a script, bench/ is on
-# sys.path.
-from eap_claims import Timing
+from harness.main import BenchError, bench_main, bench_parser
+from harness.postgres import Postgres, add_postgres_args, temporary_database
+from harness.redis import add_redis_arg, redis_env
+from harness.report import cpu_cells, fmt_timing, measure_table, progress, red_if
+from harness.server import (
+    EAP,
+    SESSIONS_PATH,
+    http_client,
+    last_exception_line,
+    log_record,
+    running_server,
+    server_env,
+    server_output,
+    temporary_workdir,
+)
+from harness.stats import CpuSnapshot, CpuUse, Errors, Timing, cpu_model
 from industrial_orchestrator.domain.planning.templates import TEMPLATES
 from industrial_orchestrator.domain.session_options import TEMPLATE_CHOICES
 from industrial_orchestrator.domain.session_states import SessionState, is_terminal
-from transitions import (
-    LOOPBACK,
-    SESSIONS_PATH,
-    BenchError,
-    CpuSnapshot,
-    CpuUse,
-    Postgres,
-    bench_main,
-    cpu_model,
-    fmt_ms,
-    fmt_pct,
-    progress,
-    running_server,
-    server_env,
-    temporary_database,
-)
 
 BACKENDS = ("sqlite", "postgresql")
 LABELS = {"sqlite": "SQLite", "postgresql": "PostgreSQL + Redis"}
-EAP = "/api/v1/agents/external"
 PROMPT = "Build a CRUD REST API for todo items with a database"
 LONG_POLL_SECONDS = 20.0
 REQUEST_TIMEOUT_S = LONG_POLL_SECONDS + 30.0
@@ -117,7 +109,6 @@ STATS_POLL_SECONDS = 0.25
 FETCH_CONCURRENCY = 8
 PAGE_SIZE = 100
 EVENT_PAGE = 1000
-ERROR_SAMPLES = 5
 SERVER_LOG_SAMPLES = 10
 # Every capability a plan can ask for; the fixing task of a failed verification needs
 # code_generation, which the templates happen to use too.
@@ -248,13 +239,10 @@ class Tally:
     """When each ask for a task (a long-poll) was sent and answered: an agent waiting."""
     per_agent: Counter[str] = field(default_factory=Counter)
     heartbeats: int = 0
-    errors: int = 0
-    error_samples: list[str] = field(default_factory=list)
+    errors: Errors = field(default_factory=Errors)
 
     def failure(self, what: str, detail: str) -> None:
-        self.errors += 1
-        if len(self.error_samples) < ERROR_SAMPLES:
-            self.error_samples.append(f"{what}: {detail}")
+        self.errors.add(f"{what}: {detail}")
 
 
 class NoopAgent:
@@ -559,8 +547,8 @@ def analyse(records: list[SessionRecord], tally: Tally, checks: Checks, steps: S
     handed = Counter(tally.handed_out)
     checks.handed_out_twice = sum(count - 1 for count in handed.values())
     checks.handed_out_vs_tasks = len({task for task, _ in handed}) - checks.agent_tasks
-    checks.agent_errors = tally.errors
-    checks.agent_error_samples = tally.error_samples
+    checks.agent_errors = tally.errors.count
+    checks.agent_error_samples = tally.errors.samples
 
 
 # -- one backend -----------------------------------------------------------------------------
@@ -612,11 +600,11 @@ async def drive(
 ) -> BackendResult:
     tally = Tally()
     async with AsyncExitStack() as stack:
-        http = await stack.enter_async_context(http_client(base_url))
+        http = await stack.enter_async_context(http_client(base_url, REQUEST_TIMEOUT_S))
         run_tag = secrets.token_hex(3)
         agents = [
             NoopAgent(
-                await stack.enter_async_context(http_client(base_url)),
+                await stack.enter_async_context(http_client(base_url, REQUEST_TIMEOUT_S)),
                 f"bench-noop-{run_tag}-{index:02d}",
                 tally,
             )
@@ -719,56 +707,32 @@ async def drive(
     )
 
 
-def http_client(base_url: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=base_url, timeout=REQUEST_TIMEOUT_S, trust_env=False)
-
-
-def check_redis(port: int) -> None:
-    try:
-        redis.Redis(host=LOOPBACK, port=port, socket_connect_timeout=3).ping()
-    except redis.RedisError as exc:
-        raise BenchError(f"Redis unreachable at {LOOPBACK}:{port}: {exc}") from exc
-
-
 def read_server_log(workdir: Path, result: BackendResult) -> None:
     """The server's warnings and errors (its first line is the start-up banner)."""
-    try:
-        lines = (workdir / "server.log").read_text(errors="replace").splitlines()[1:]
-    except OSError:
-        return
-    output = [line for line in lines if line.strip()]
+    output = server_output(workdir)
     result.server_log_lines = len(output)
     result.server_log_samples = [summarise(line) for line in output[:SERVER_LOG_SAMPLES]]
 
 
 def summarise(line: str) -> str:
-    try:
-        record = json.loads(line)
-    except ValueError:
+    record = log_record(line)
+    if record is None:
         return line[:300]
-    if not isinstance(record, dict):
-        return line[:300]
-    exception = str(record.get("exception") or "").strip().splitlines()
     parts = [str(record.get(key, "")) for key in ("level", "logger", "event")]
-    parts += [exception[-1]] if exception else []
+    parts.append(last_exception_line(record) or "")
     return " ".join(part for part in parts if part)[:300]
 
 
 def bench_backend(backend: str, args: argparse.Namespace) -> BackendResult:
     label = LABELS[backend]
     with ExitStack() as stack:
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="io_bench_")))
+        workdir = stack.enter_context(temporary_workdir())
         overrides: dict[str, str] = {}
         if backend == "postgresql":
-            check_redis(args.redis_port)
-            pg = Postgres(port=args.pg_port, user=args.pg_user, admin_db=args.pg_admin_db)
+            redis = redis_env(args.redis_port)
+            pg = Postgres.from_args(args)
             database = stack.enter_context(temporary_database(pg, "engine"))
-            overrides.update(
-                DATABASE_URL=pg.url(database),
-                REDIS_HOST=LOOPBACK,
-                REDIS_PORT=str(args.redis_port),
-                REDIS_PREFIX=f"io_bench_{secrets.token_hex(4)}",
-            )
+            overrides.update(DATABASE_URL=pg.url(database), **redis)
         overrides.update(
             ENGINE_ENABLED="true",
             ENGINE_TICK_SECONDS=f"{args.tick:g}",
@@ -829,14 +793,6 @@ def run(args: argparse.Namespace) -> Report:
 # -- output ----------------------------------------------------------------------------------
 
 
-def _red_if(value: int) -> str:
-    return f"[red]{value}[/]" if value else "0"
-
-
-def _timing(timing: Timing) -> str:
-    return f"{fmt_ms(timing.p50_ms)} / {fmt_ms(timing.p99_ms)} / {fmt_ms(timing.max_ms)}"
-
-
 def _seconds(timing: Timing) -> str:
     values = (timing.p50_ms, timing.p99_ms, timing.max_ms)
     return " / ".join("-" if v is None else f"{v / 1000:.2f}" for v in values)
@@ -873,18 +829,6 @@ def print_tables(report: Report) -> None:
         settings = ", ".join(
             f"{name}={value}" for name, value in result.settings.items() if name != "DATABASE_URL"
         )
-        table = Table(
-            title=(
-                f"{result.backend}: {result.sessions} '{result.template}' sessions, "
-                f"{result.agents} no-op EAP agents"
-            ),
-            caption=(
-                f"{settings}; other settings default. {report.cpu_model}, {report.cores} cores; "
-                f"the whole run took {report.seconds_total:g} s"
-            ),
-        )
-        table.add_column("measure")
-        table.add_column("value", justify="right")
         completed = checks.sessions_by_status.get(SessionState.COMPLETED.value, 0)
         others = {s: n for s, n in checks.sessions_by_status.items() if s != "COMPLETED" and n}
         rows = [
@@ -901,24 +845,23 @@ def print_tables(report: Report) -> None:
             ("session lifecycle p50 / p99 / max (s)", _seconds(result.lifecycle)),
             (
                 "overhead per task: lifecycle ÷ critical path (ms)",
-                _timing(result.overhead_per_task),
+                fmt_timing(result.overhead_per_task),
             ),
             ("steps, p50 / p99 / max ms:", ""),
-            ("  created -> started", _timing(result.start)),
-            ("  started -> first task READY (planning)", _timing(result.planning)),
-            ("  task READY -> leased", _timing(result.ready_to_leased)),
+            ("  created -> started", fmt_timing(result.start)),
+            ("  started -> first task READY (planning)", fmt_timing(result.planning)),
+            ("  task READY -> leased", fmt_timing(result.ready_to_leased)),
             (
                 f"    READY while an agent waited ({result.ready_to_leased_waiting.count})",
-                _timing(result.ready_to_leased_waiting),
+                fmt_timing(result.ready_to_leased_waiting),
             ),
-            ("  leased -> COMPLETED (assignment + result)", _timing(result.leased_to_completed)),
-            ("  dependency COMPLETED -> task READY", _timing(result.dependency_to_ready)),
-            ("  last task COMPLETED -> session finished", _timing(result.closing)),
+            ("  leased -> COMPLETED (assignment + result)", fmt_timing(result.leased_to_completed)),
+            ("  dependency COMPLETED -> task READY", fmt_timing(result.dependency_to_ready)),
+            ("  last task COMPLETED -> session finished", fmt_timing(result.closing)),
             ("  sum of the p50s along the critical path (s)", _number(along_path(result), ".2f")),
             (
                 "CPU % of one core: server / this process / machine",
-                f"{fmt_pct(result.cpu_percent.server)} / {fmt_pct(result.cpu_percent.loadgen)}"
-                f" / {fmt_pct(result.cpu_percent.machine)}",
+                " / ".join(cpu_cells(result.cpu_percent)),
             ),
             (
                 "tasks per agent (min - max); heartbeats",
@@ -929,24 +872,30 @@ def print_tables(report: Report) -> None:
                 f"{completed} of {result.sessions}" + (f" [red]{others}[/]" if others else ""),
             ),
             ("tasks (agent tasks)", f"{checks.tasks} ({checks.agent_tasks})"),
-            ("tasks not COMPLETED", _red_if(checks.tasks_not_completed)),
+            ("tasks not COMPLETED", red_if(checks.tasks_not_completed)),
             (
                 "agent tasks without exactly one completed attempt",
-                _red_if(checks.agent_tasks_not_once),
+                red_if(checks.agent_tasks_not_once),
             ),
             (
                 "tasks without exactly one COMPLETED event",
-                _red_if(checks.completed_transitions_not_once),
+                red_if(checks.completed_transitions_not_once),
             ),
-            ("summary tasks leased", _red_if(checks.summary_tasks_leased)),
-            ("tasks handed out twice", _red_if(checks.handed_out_twice)),
-            ("tasks handed out - agent tasks", _red_if(checks.handed_out_vs_tasks)),
-            ("agent call errors", _red_if(checks.agent_errors)),
+            ("summary tasks leased", red_if(checks.summary_tasks_leased)),
+            ("tasks handed out twice", red_if(checks.handed_out_twice)),
+            ("tasks handed out - agent tasks", red_if(checks.handed_out_vs_tasks)),
+            ("agent call errors", red_if(checks.agent_errors)),
             ("server log lines (warnings and errors)", str(result.server_log_lines)),
         ]
-        for row in rows:
-            table.add_row(*row)
-        out.print(table)
+        title = (
+            f"{result.backend}: {result.sessions} '{result.template}' sessions, "
+            f"{result.agents} no-op EAP agents"
+        )
+        caption = (
+            f"{settings}; other settings default. {report.cpu_model}, {report.cores} cores; "
+            f"the whole run took {report.seconds_total:g} s"
+        )
+        out.print(measure_table(title, rows, caption))
         for sample in checks.agent_error_samples:
             out.print(f"  [red]agent error[/] {sample}", markup=True, highlight=False)
         for line in result.server_log_samples:
@@ -954,7 +903,7 @@ def print_tables(report: Report) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0] if __doc__ else "")
+    parser = bench_parser(__doc__)
     parser.add_argument(
         "--backend", choices=(*BACKENDS, "both"), default="both", help="storage (both)"
     )
@@ -993,13 +942,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--timeout", type=float, default=300.0, help="seconds to wait for every session (300)"
     )
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--pg-port", type=int, default=5432, help="PostgreSQL port on 127.0.0.1")
-    parser.add_argument("--pg-user", default="postgres", help="PostgreSQL role (trust auth)")
-    parser.add_argument(
-        "--pg-admin-db", default="test", help="existing database to connect to for CREATE DATABASE"
-    )
-    parser.add_argument("--redis-port", type=int, default=6379, help="Redis port on 127.0.0.1")
+    add_postgres_args(parser)
+    add_redis_arg(parser)
     args = parser.parse_args(argv)
     args.sizes = args.sessions
     args.sessions = max(args.sizes)
@@ -1025,13 +969,11 @@ def _sizes(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
     return bench_main(
-        lambda: run(args),
-        as_json=args.json,
-        print_tables=print_tables,
-        failures=lambda report: report.problems,
-        failures_key="problems",
+        run,
+        parse_args(argv),
+        print_tables,
+        failures="problems",
         cleaned_up="servers stopped, databases dropped",
     )
 

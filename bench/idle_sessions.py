@@ -30,36 +30,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import secrets
 import sys
-import tempfile
 import time
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 from rich.console import Console
 from rich.table import Table
 
-# The sibling scripts' helpers: run as a script, bench/ is on sys.path.
-from engine_sessions import EAP, check_redis, http_client
-from transitions import (
-    LOOPBACK,
+from harness.main import BenchError, bench_main, bench_parser
+from harness.postgres import Postgres, add_postgres_args, temporary_database
+from harness.redis import add_redis_arg, redis_env
+from harness.report import fmt_pct, progress
+from harness.server import (
+    EAP,
+    REQUEST_TIMEOUT_S,
     SESSIONS_PATH,
-    BenchError,
-    CpuSnapshot,
-    CpuUse,
-    Postgres,
-    bench_main,
-    cpu_model,
-    fmt_pct,
-    progress,
+    http_client,
     running_server,
     server_env,
-    temporary_database,
+    temporary_workdir,
 )
+from harness.stats import CpuSnapshot, CpuUse, cpu_model
 
 SETTLE_SECONDS = 5.0
 CREATE_CONCURRENCY = 8
@@ -113,7 +107,7 @@ async def _measure(
     base_url: str, pid: int, size: SizeResult, seconds: float, settle: float
 ) -> None:
     started = time.monotonic()
-    async with http_client(base_url) as http:
+    async with http_client(base_url, PULL_WAIT_SECONDS + REQUEST_TIMEOUT_S) as http:
         registered = await http.post(
             f"{EAP}/register",
             json={
@@ -209,16 +203,14 @@ async def _events_after(http: httpx.AsyncClient, since: int) -> dict[str, int]:
 def _bench_size(count: int, args: argparse.Namespace) -> SizeResult:
     size = SizeResult(count)
     with ExitStack() as stack:
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="io_bench_")))
-        check_redis(args.redis_port)
-        pg = Postgres(port=args.pg_port, user=args.pg_user, admin_db=args.pg_admin_db)
+        workdir = stack.enter_context(temporary_workdir())
+        redis = redis_env(args.redis_port)
+        pg = Postgres.from_args(args)
         database = stack.enter_context(temporary_database(pg, "idle"))
         env = server_env(
             workdir / "home",
             DATABASE_URL=pg.url(database),
-            REDIS_HOST=LOOPBACK,
-            REDIS_PORT=str(args.redis_port),
-            REDIS_PREFIX=f"io_bench_{secrets.token_hex(4)}",
+            **redis,
             ENGINE_ENABLED="true",
             **(
                 {"CHECKPOINT_INTERVAL_SECONDS": f"{args.checkpoint_interval:g}"}
@@ -260,7 +252,7 @@ def print_tables(report: Report) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0] if __doc__ else "")
+    parser = bench_parser(__doc__)
     parser.add_argument(
         "--sessions",
         type=lambda text: [int(n) for n in text.split(",")],
@@ -285,13 +277,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--workers", type=int, default=1, help="`serve --workers`; CPU counts them all (1)"
     )
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--pg-port", type=int, default=5432, help="PostgreSQL port on 127.0.0.1")
-    parser.add_argument("--pg-user", default="postgres", help="PostgreSQL role (trust auth)")
-    parser.add_argument(
-        "--pg-admin-db", default="test", help="existing database to connect to for CREATE DATABASE"
-    )
-    parser.add_argument("--redis-port", type=int, default=6379, help="Redis port on 127.0.0.1")
+    add_postgres_args(parser)
+    add_redis_arg(parser)
     args = parser.parse_args(argv)
     if min(args.sessions) < 1 or args.seconds <= 0 or args.settle < 0:
         parser.error("--sessions must be at least 1, --seconds positive, --settle not negative")
@@ -301,13 +288,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
     return bench_main(
-        lambda: run(args),
-        as_json=args.json,
-        print_tables=print_tables,
-        failures=lambda report: report.problems,
-        failures_key="problems",
+        run,
+        parse_args(argv),
+        print_tables,
+        failures="problems",
         cleaned_up="servers stopped, databases dropped",
     )
 

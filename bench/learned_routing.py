@@ -33,8 +33,6 @@ Run with ``.venv/bin/python bench/learned_routing.py [--tasks 4000] [--seed 7] [
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
 import statistics
 import sys
@@ -43,6 +41,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
+from harness.main import bench_parser
+from harness.report import print_json
 from industrial_orchestrator.domain.agent_records import (
     WINDOW,
     AgentRecord,
@@ -228,10 +228,9 @@ def replay(policy: str, mix: list[TaskType], seed: int) -> Outcome:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--tasks", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     if args.tasks < 1:
         parser.error("--tasks must be at least 1")
@@ -239,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     results = [replay(policy, mix, args.seed) for policy in ("tier-only", "learned")]
     if args.json:
         figures = [r.figures() for r in results]
-        print(json.dumps({"tasks": args.tasks, "seed": args.seed, "results": figures}, indent=2))
+        print_json({"tasks": args.tasks, "seed": args.seed, "results": figures})
         return 0
     counts = Counter(mix)
     print(

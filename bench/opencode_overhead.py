@@ -70,7 +70,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import AsyncExitStack, ExitStack
@@ -84,8 +83,12 @@ from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
-# The sibling scripts' helpers: run as a script, bench/ is on sys.path.
-from engine_sessions import check_redis
+from harness.main import BenchError, bench_main, bench_parser
+from harness.postgres import Postgres, add_postgres_args, temporary_database
+from harness.redis import add_redis_arg, check_redis, redis_settings
+from harness.report import add_columns, fmt_ms, progress
+from harness.server import LOOPBACK, SESSIONS_PATH, temporary_workdir
+from harness.stats import cpu_model, percentile
 from industrial_orchestrator.api.app import create_app
 from industrial_orchestrator.config import ConfigurationError, Settings, load_settings
 from industrial_orchestrator.executors.opencode.client import (
@@ -96,18 +99,6 @@ from industrial_orchestrator.executors.opencode.client import (
 from industrial_orchestrator.logs import configure_logging
 from industrial_orchestrator.testing.scripted_model import LISTENING as MODEL_LISTENING
 from industrial_orchestrator.testing.scripted_model import opencode_config
-from transitions import (
-    LOOPBACK,
-    SESSIONS_PATH,
-    BenchError,
-    Postgres,
-    bench_main,
-    cpu_model,
-    fmt_ms,
-    percentile,
-    progress,
-    temporary_database,
-)
 
 BACKENDS = ("sqlite", "postgresql")
 LABELS = {"sqlite": "SQLite", "postgresql": "PostgreSQL + Redis"}
@@ -453,12 +444,7 @@ def app_settings(
 ) -> Settings:
     overrides: dict[str, Any] = {}
     if database_url is not None:
-        overrides.update(
-            database_url=database_url,
-            redis_host=LOOPBACK,
-            redis_port=redis_port,
-            redis_prefix=f"io_bench_{secrets.token_hex(4)}",
-        )
+        overrides.update(database_url=database_url, **redis_settings(redis_port))
     try:
         return load_settings(
             _env_file=None,
@@ -676,9 +662,9 @@ def run(args: argparse.Namespace) -> Report:
         database_url = None
         if args.backend == "postgresql":
             check_redis(args.redis_port)
-            pg = Postgres(port=args.pg_port, user=args.pg_user, admin_db=args.pg_admin_db)
+            pg = Postgres.from_args(args)
             database_url = pg.url(stack.enter_context(temporary_database(pg, "opencode")))
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="io_bench_")))
+        workdir = stack.enter_context(temporary_workdir())
         asyncio.run(run_async(args, report, workdir, database_url))
     report.seconds_total = round(time.monotonic() - started, 1)
     report.load_after = round(os.getloadavg()[0], 2)
@@ -726,8 +712,7 @@ def print_tables(report: Report) -> None:
             f"{report.load_after:g} after; the run took {report.seconds_total:g} s"
         ),
     )
-    for column in ("mode", "runs", "median ms", "p90 ms", "min ms", "max ms", "model req"):
-        table.add_column(column, justify="left" if column == "mode" else "right")
+    add_columns(table, "mode", "runs", "median ms", "p90 ms", "min ms", "max ms", "model req")
     for result in report.modes:
         figures = result.figures
         failed = f" [red]+{len(result.failures)} failed[/]" if result.failures else ""
@@ -757,8 +742,7 @@ def print_tables(report: Report) -> None:
             "the last row is the measured time minus created_at -> finished_at"
         ),
     )
-    for column in ("step", "median ms", "p90 ms"):
-        steps.add_column(column, justify="left" if column == "step" else "right")
+    add_columns(steps, "step", "median ms", "p90 ms")
     for label, name in STEPS:
         figures = report.steps.get(name, Figures.of([]))
         steps.add_row(label, fmt_ms(figures.median_ms), fmt_ms(figures.p90_ms))
@@ -771,7 +755,7 @@ def print_tables(report: Report) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0] if __doc__ else "")
+    parser = bench_parser(__doc__)
     parser.add_argument("--tasks", type=int, default=10, help="measured runs per mode (10)")
     parser.add_argument("--warmup", type=int, default=2, help="uncounted runs per mode first (2)")
     parser.add_argument("--backend", choices=BACKENDS, default="sqlite", help="storage (sqlite)")
@@ -781,13 +765,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--opencode-bin", help=f"the opencode binary (OPENCODE_BIN, else {DEFAULT_OPENCODE})"
     )
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--pg-port", type=int, default=5432, help="PostgreSQL port on 127.0.0.1")
-    parser.add_argument("--pg-user", default="postgres", help="PostgreSQL role (trust auth)")
-    parser.add_argument(
-        "--pg-admin-db", default="test", help="existing database to connect to for CREATE DATABASE"
-    )
-    parser.add_argument("--redis-port", type=int, default=6379, help="Redis port on 127.0.0.1")
+    add_postgres_args(parser)
+    add_redis_arg(parser)
     args = parser.parse_args(argv)
     if args.tasks < 1 or args.warmup < 0 or args.timeout <= 0:
         parser.error("--tasks must be at least 1, --warmup at least 0, --timeout positive")
@@ -795,13 +774,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
     return bench_main(
-        lambda: run(args),
-        as_json=args.json,
-        print_tables=print_tables,
-        failures=lambda report: report.failures,
-        failures_key="failures",
+        run,
+        parse_args(argv),
+        print_tables,
+        failures="failures",
         cleaned_up="OpenCode stopped, database dropped",
     )
 

@@ -41,33 +41,33 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import math
 import os
 import re
-import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
 
-import asyncpg
 import httpx
 from rich.console import Console
 from rich.table import Table
 
-from industrial_orchestrator.config import Settings
+from harness.main import BenchError, bench_main, bench_parser
+from harness.postgres import Postgres, add_postgres_args, temporary_database
+from harness.report import add_columns, cpu_cells, fmt_ms, progress
+from harness.server import (
+    REQUEST_TIMEOUT_S,
+    SESSIONS_PATH,
+    http_client,
+    running_server,
+    server_env,
+    temporary_workdir,
+)
+from harness.stats import CpuSnapshot, CpuUse, Errors, cpu_model, percentile
 
-LOOPBACK = "127.0.0.1"
-SESSIONS_PATH = "/api/v1/sessions"
 VERBS = ("start", "pause", "resume", "complete")
 KINDS = ("create", *VERBS)
 # The state each request must leave the session in.
@@ -80,23 +80,10 @@ EXPECTED_STATUS = {
 }
 PROMPT = "Benchmark session: no agent is attached; only the lifecycle is exercised."
 
-REQUEST_TIMEOUT_S = 30.0
-HEALTH_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 10.0
-SERVER_START_ATTEMPTS = 3
 MAX_ERRORS = 1000
-ERROR_SAMPLES = 5
-DB_PREFIX = "io_bench_"
 
 PGBENCH_TPS = re.compile(r"tps = ([0-9.]+) \(without initial connection time\)")
 PGBENCH_LATENCY = re.compile(r"latency average = ([0-9.]+) ms")
-
-progress = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-class BenchError(Exception):
-    """The benchmark could not run (server did not start, database unreachable, ...)."""
-
 
 # -- results ---------------------------------------------------------------------------------
 
@@ -150,14 +137,6 @@ class Report:
         return sum(result.errors for result in self.backends)
 
 
-def percentile(sorted_values: list[float], fraction: float) -> float | None:
-    """Nearest-rank percentile of an already sorted list, in 0.001 ms steps."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(fraction * len(sorted_values)))
-    return round(sorted_values[rank - 1], 3)
-
-
 def latency_of(values: list[float]) -> Latency:
     ordered = sorted(values)
     return Latency(len(ordered), percentile(ordered, 0.50), percentile(ordered, 0.99))
@@ -178,21 +157,18 @@ class Recorder:
     def __init__(self, window: Window) -> None:
         self.window = window
         self.latencies_ms: dict[str, list[float]] = {kind: [] for kind in KINDS}
-        self.errors = 0
-        self.error_samples: list[str] = []
+        self.errors = Errors()
 
     @property
     def exhausted(self) -> bool:
-        return self.errors >= MAX_ERRORS
+        return self.errors.count >= MAX_ERRORS
 
     def success(self, kind: str, started: float, finished: float) -> None:
         if self.window.start <= finished <= self.window.end:
             self.latencies_ms[kind].append((finished - started) * 1000.0)
 
     def failure(self, kind: str, detail: str) -> None:
-        self.errors += 1
-        if len(self.error_samples) < ERROR_SAMPLES:
-            self.error_samples.append(f"{kind}: {detail}")
+        self.errors.add(f"{kind}: {detail}")
 
 
 async def _post(
@@ -223,9 +199,7 @@ async def _post(
 
 async def _client(base_url: str, index: int, recorder: Recorder, stop_at: float) -> None:
     """Create -> start -> pause -> resume -> complete, over and over until ``stop_at``."""
-    async with httpx.AsyncClient(
-        base_url=base_url, timeout=REQUEST_TIMEOUT_S, trust_env=False
-    ) as client:
+    async with http_client(base_url) as client:
         cycle = 0
         while time.monotonic() < stop_at and not recorder.exhausted:
             cycle += 1
@@ -239,63 +213,6 @@ async def _client(base_url: str, index: int, recorder: Recorder, stop_at: float)
                 path = f"{SESSIONS_PATH}/{session['id']}/{verb}"
                 if await _post(client, recorder, verb, path, None) is None:
                     break
-
-
-def _process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process and its live descendants (the processes of
-    ``serve --workers N``) from /proc (Linux), or None elsewhere."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    # After "pid (comm)": state is fields[0], so utime (14) and stime (15) are 11 and 12.
-    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return own + sum(_process_cpu_seconds(int(child)) or 0.0 for child in children)
-
-
-def _machine_busy_seconds() -> float | None:
-    """CPU time all cores spent on anything but idle and iowait since boot, or None."""
-    try:
-        first = Path("/proc/stat").read_text().splitlines()[0]
-    except OSError:
-        return None
-    ticks = [int(value) for value in first.split()[1:]]
-    idle = ticks[3] + ticks[4]
-    # guest and guest_nice (9, 10) are already counted in user and nice.
-    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-@dataclass(frozen=True)
-class CpuSnapshot:
-    server: float | None
-    loadgen: float
-    machine: float | None
-
-    @classmethod
-    def take(cls, server_pid: int) -> CpuSnapshot:
-        return cls(_process_cpu_seconds(server_pid), time.process_time(), _machine_busy_seconds())
-
-
-@dataclass(frozen=True)
-class CpuUse:
-    """CPU used during the window, in % of one core (the machine's can reach cores x 100)."""
-
-    server: float | None
-    loadgen: float
-    machine: float | None
-
-    @classmethod
-    def between(cls, before: CpuSnapshot, after: CpuSnapshot, seconds: float) -> CpuUse:
-        def percent(start: float | None, end: float | None) -> float | None:
-            return None if start is None or end is None else round(100 * (end - start) / seconds, 1)
-
-        return cls(
-            percent(before.server, after.server),
-            round(100 * (after.loadgen - before.loadgen) / seconds, 1),
-            percent(before.machine, after.machine),
-        )
 
 
 async def _cpu_over(window: Window, server_pid: int) -> CpuUse:
@@ -334,166 +251,11 @@ async def drive(
         creations_per_s=round(creations / seconds, 2),
         p50_ms=everything.p50_ms,
         p99_ms=everything.p99_ms,
-        errors=recorder.errors,
-        error_samples=recorder.error_samples,
+        errors=recorder.errors.count,
+        error_samples=recorder.errors.samples,
         cpu_percent=cpu_use,
         per_request=per_request,
     )
-
-
-# -- the server ------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _orchestrator_executable() -> str:
-    beside = Path(sys.executable).with_name("orchestrator")
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("orchestrator")
-    if found is None:
-        raise BenchError("no `orchestrator` command; install the project (make .venv/.dev)")
-    return found
-
-
-def server_env(home: Path, **overrides: str) -> dict[str, str]:
-    """The caller's environment without any orchestrator setting, plus the bench's own."""
-    ours = {name.upper() for name in Settings.model_fields}
-    env = {name: value for name, value in os.environ.items() if name.upper() not in ours}
-    env.update(
-        ORCHESTRATOR_HOME=str(home),
-        LOG_LEVEL="WARNING",
-        MAX_CONCURRENT_SESSIONS="100000",
-        **overrides,
-    )
-    return env
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(STOP_TIMEOUT_S)
-
-
-def _wait_healthy(process: subprocess.Popen[bytes], base_url: str) -> bool:
-    """True once /health answers 200; False if the process exited first."""
-    deadline = time.monotonic() + HEALTH_TIMEOUT_S
-    with httpx.Client(base_url=base_url, timeout=2.0, trust_env=False) as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                return False
-            try:
-                if client.get("/health").status_code == 200:
-                    return True
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-    raise BenchError(f"{base_url}/health did not answer 200 within {HEALTH_TIMEOUT_S:.0f} s")
-
-
-@contextmanager
-def running_server(
-    env: dict[str, str], workdir: Path, *, workers: int = 1
-) -> Iterator[tuple[str, int]]:
-    """A healthy ``orchestrator serve --workers N`` (one process unless asked) on a free
-    loopback port: yields (base URL, pid of ``serve``; its CPU counts its processes')."""
-    command = _orchestrator_executable()
-    log_path = workdir / "server.log"
-    for _attempt in range(SERVER_START_ATTEMPTS):
-        port = _free_port()
-        base_url = f"http://{LOOPBACK}:{port}"
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(
-                [
-                    command,
-                    "serve",
-                    "--host",
-                    LOOPBACK,
-                    "--port",
-                    str(port),
-                    "--workers",
-                    str(workers),
-                ],
-                cwd=workdir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            if _wait_healthy(process, base_url):
-                yield base_url, process.pid
-                return
-        finally:
-            _stop(process)
-        # Exited before answering: most likely the port was taken meanwhile; try another.
-    raise BenchError(f"the server did not start; its output ends with:\n{_tail(log_path)}")
-
-
-# -- PostgreSQL ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Postgres:
-    port: int
-    user: str
-    admin_db: str
-
-    def url(self, database: str) -> str:
-        return f"postgresql://{self.user}@{LOOPBACK}:{self.port}/{database}"
-
-    def cli_args(self) -> list[str]:
-        return ["-h", LOOPBACK, "-p", str(self.port), "-U", self.user]
-
-
-async def _admin(pg: Postgres, *statements: str) -> None:
-    connection = await asyncpg.connect(pg.url(pg.admin_db), timeout=10)
-    try:
-        for statement in statements:
-            await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
-@contextmanager
-def temporary_database(pg: Postgres, purpose: str) -> Iterator[str]:
-    """A new empty database, dropped (with any connection to it) on the way out."""
-    name = f"{DB_PREFIX}{purpose}_{secrets.token_hex(4)}"
-    try:
-        asyncio.run(_admin(pg, f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise BenchError(f"cannot create database {name} at {pg.url(pg.admin_db)}: {exc}") from exc
-    try:
-        yield name
-    finally:
-        try:
-            asyncio.run(
-                _admin(
-                    pg,
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    f"WHERE datname = '{name}' AND pid <> pg_backend_pid()",
-                    f'DROP DATABASE IF EXISTS "{name}"',
-                )
-            )
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise BenchError(f"could not drop database {name}; drop it by hand: {exc}") from exc
 
 
 def run_pgbench(pg: Postgres, clients: int, seconds: int) -> PgbenchResult:
@@ -551,7 +313,7 @@ def bench_backend(
     backend: str, args: argparse.Namespace, pg: Postgres | None = None
 ) -> BackendResult:
     with ExitStack() as stack:
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="io_bench_")))
+        workdir = stack.enter_context(temporary_workdir())
         overrides = {}
         if pg is not None:
             database = stack.enter_context(temporary_database(pg, "server"))
@@ -568,16 +330,6 @@ def bench_backend(
     return result
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
-
-
 def run(args: argparse.Namespace) -> Report:
     report = Report(
         cpu_model=cpu_model(),
@@ -586,7 +338,7 @@ def run(args: argparse.Namespace) -> Report:
         seconds=args.seconds,
         warmup=args.warmup,
     )
-    pg = Postgres(port=args.pg_port, user=args.pg_user, admin_db=args.pg_admin_db)
+    pg = Postgres.from_args(args)
     report.backends.append(bench_backend("SQLite", args))
     report.backends.append(bench_backend("PostgreSQL", args, pg))
     progress.print(f"pgbench: simple-update, {args.clients} clients, {args.seconds} s")
@@ -597,14 +349,6 @@ def run(args: argparse.Namespace) -> Report:
 
 
 # -- output ----------------------------------------------------------------------------------
-
-
-def fmt_ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
-
-
-def fmt_pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}%"
 
 
 def print_tables(report: Report) -> None:
@@ -621,8 +365,7 @@ def print_tables(report: Report) -> None:
             "its p50 column is the average latency"
         ),
     )
-    for column in ("backend", "transitions/s", "p50 ms", "p99 ms", "errors", "÷ pgbench tps"):
-        summary.add_column(column, justify="left" if column == "backend" else "right")
+    add_columns(summary, "backend", "transitions/s", "p50 ms", "p99 ms", "errors", "÷ pgbench tps")
     for result in report.backends:
         summary.add_row(
             result.backend,
@@ -645,8 +388,7 @@ def print_tables(report: Report) -> None:
     out.print(summary)
 
     detail = Table(title="Per request (inside the window)")
-    for column in ("backend", "request", "count", "p50 ms", "p99 ms"):
-        detail.add_column(column, justify="left" if column in {"backend", "request"} else "right")
+    add_columns(detail, "backend", "request", "count", "p50 ms", "p99 ms", left=2)
     for result in report.backends:
         for kind, latency in result.per_request.items():
             detail.add_row(
@@ -662,15 +404,10 @@ def print_tables(report: Report) -> None:
     usage = Table(
         title=f"CPU during the window (% of one core; the machine has {report.cores * 100}%)"
     )
-    for column in ("backend", "creations/s", "server", "load generator", "whole machine"):
-        usage.add_column(column, justify="left" if column == "backend" else "right")
+    add_columns(usage, "backend", "creations/s", "server", "load generator", "whole machine")
     for result in report.backends:
         usage.add_row(
-            result.backend,
-            f"{result.creations_per_s:.1f}",
-            fmt_pct(result.cpu_percent.server),
-            fmt_pct(result.cpu_percent.loadgen),
-            fmt_pct(result.cpu_percent.machine),
+            result.backend, f"{result.creations_per_s:.1f}", *cpu_cells(result.cpu_percent)
         )
     out.print(usage)
 
@@ -680,66 +417,23 @@ def print_tables(report: Report) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0] if __doc__ else "")
+    parser = bench_parser(__doc__)
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients (16)")
     parser.add_argument("--seconds", type=int, default=10, help="measured seconds (10)")
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds (2)")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--pg-port", type=int, default=5432, help="PostgreSQL port on 127.0.0.1")
-    parser.add_argument("--pg-user", default="postgres", help="PostgreSQL role (trust auth)")
-    parser.add_argument(
-        "--pg-admin-db", default="test", help="existing database to connect to for CREATE DATABASE"
-    )
+    add_postgres_args(parser)
     args = parser.parse_args(argv)
     if args.clients < 1 or args.seconds < 1 or args.warmup < 0:
         parser.error("--clients and --seconds must be at least 1, --warmup at least 0")
     return args
 
 
-R = TypeVar("R")
-
-
-def _as_ctrl_c(_signum: int, _frame: object) -> None:
-    signal.raise_signal(signal.SIGINT)
-
-
-def bench_main(
-    run: Callable[[], R],
-    *,
-    as_json: bool,
-    print_tables: Callable[[R], None],
-    failures: Callable[[R], int],
-    failures_key: str,
-    cleaned_up: str,
-) -> int:
-    """Run a benchmark the way every script here does: Ctrl-C and SIGTERM unwind (also
-    where a shell ignored SIGINT), so servers are stopped and databases dropped; exit 2
-    when it could not run, 1 when it ran with failures, else 0."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _as_ctrl_c)
-    try:
-        report = run()
-    except BenchError as exc:
-        progress.print(f"[bold red]bench failed:[/] {exc}", markup=True)
-        return 2
-    except KeyboardInterrupt:
-        progress.print(f"[bold red]interrupted[/]: {cleaned_up}", markup=True)
-        return 130
-    if as_json:
-        print(json.dumps(asdict(report) | {failures_key: failures(report)}, indent=2))  # type: ignore[call-overload]
-    else:
-        print_tables(report)
-    return 1 if failures(report) else 0
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
     return bench_main(
-        lambda: run(args),
-        as_json=args.json,
-        print_tables=print_tables,
-        failures=lambda report: report.errors,
-        failures_key="errors",
+        run,
+        parse_args(argv),
+        print_tables,
+        failures="errors",
         cleaned_up="servers stopped, databases dropped",
     )
 

@@ -5,7 +5,7 @@ What it measures
 One storage backend per run (``--backend``): SQLite in a fresh ``ORCHESTRATOR_HOME``
 (default), or PostgreSQL in a fresh ``io_bench_server_<random>`` database with the Redis
 event bus (``REDIS_HOST=127.0.0.1``, a ``REDIS_PREFIX`` of its own). The server is started
-as in ``bench/transitions.py`` (free 127.0.0.1 port, ``MAX_CONCURRENT_SESSIONS=100000``,
+by ``bench/harness/server.py`` (free 127.0.0.1 port, ``MAX_CONCURRENT_SESSIONS=100000``,
 ``LOG_LEVEL=WARNING``, temporary working directory, orchestrator variables of the calling
 shell removed). The script creates one session, starts it, and opens ``--clients``
 WebSocket connections (``--connect-concurrency`` handshakes at a time) that all watch it,
@@ -52,10 +52,8 @@ import asyncio
 import json
 import os
 import resource
-import secrets
 import shutil
 import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
@@ -65,33 +63,28 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
 import uvloop
 from rich.console import Console
 from rich.table import Table
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-# The sibling script's server, database and CPU helpers: run as a script, bench/ is on
-# sys.path (mypy finds it the same way).
-from transitions import (
-    LOOPBACK,
-    PROMPT,
+from harness.main import BenchError, bench_main, bench_parser
+from harness.postgres import Postgres, add_postgres_args, temporary_database
+from harness.redis import add_redis_arg, redis_env
+from harness.report import add_columns, cpu_cells, fmt_ms, measure_table, progress, red_if
+from harness.server import (
+    SERVER_LOG,
     SESSIONS_PATH,
-    BenchError,
-    CpuSnapshot,
-    CpuUse,
-    Postgres,
-    bench_main,
-    cpu_model,
-    fmt_ms,
-    fmt_pct,
-    percentile,
-    progress,
+    http_client,
+    last_exception_line,
+    log_record,
     running_server,
     server_env,
-    temporary_database,
+    server_output,
+    temporary_workdir,
 )
+from harness.stats import ERROR_SAMPLES, CpuSnapshot, CpuUse, Errors, cpu_model, percentile
 
 # Each stream from just after the session's last event: ``since`` is a seq on the session's
 # stream, a global event id on the global one.
@@ -104,17 +97,15 @@ TRANSITION = "session.transition"
 # Each request's expected outcome: the session status it must leave.
 VERBS = (("pause", "PAUSED"), ("resume", "RUNNING"))
 LOG_LINE_BYTES = 100
+PROMPT = "Benchmark session: no agent is attached; only the lifecycle is exercised."
 
-REQUEST_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 30.0
 CLOSE_TIMEOUT_S = 5.0
 EVENTS_PAGE = 1000
-ERROR_SAMPLES = 5
 MAX_ERRORS = 1000
 # File descriptors beyond one per client: the server's database and Redis connections,
 # the producers, logs, and the interpreter's own.
 SPARE_FDS = 200
-SERVER_LOG = "server.log"  # where running_server (bench/transitions.py) writes the output
 SERVER_LOG_PROBLEMS = ("error", "exception", "traceback", "critical")
 
 
@@ -232,19 +223,6 @@ class Report:
         if self.sustained is not None:
             count += self.sustained.errors + self.sustained.clients_incomplete
         return count
-
-
-class Errors:
-    """A count and the first few descriptions."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.samples: list[str] = []
-
-    def add(self, detail: str) -> None:
-        self.count += 1
-        if len(self.samples) < ERROR_SAMPLES:
-            self.samples.append(detail)
 
 
 # -- the watchers ----------------------------------------------------------------------------
@@ -591,9 +569,7 @@ async def _producer(
     """Append lines until ``stop_at``; returns how many requests were answered 201."""
     requests = 0
     pad = "x" * LOG_LINE_BYTES
-    async with httpx.AsyncClient(
-        base_url=base_url, timeout=REQUEST_TIMEOUT_S, trust_env=False
-    ) as http:
+    async with http_client(base_url) as http:
         line = 0
         while time.monotonic() < stop_at and errors.count < MAX_ERRORS:
             line += 1
@@ -706,17 +682,8 @@ def raise_fd_limit(clients: int) -> None:
     progress.print(f"raised the open-file limit from {soft} to {hard}")
 
 
-def check_redis(port: int) -> None:
-    try:
-        redis.Redis(host=LOOPBACK, port=port, socket_connect_timeout=3).ping()
-    except redis.RedisError as exc:
-        raise BenchError(f"Redis unreachable at {LOOPBACK}:{port}: {exc}") from exc
-
-
 async def drive(args: argparse.Namespace, report: Report, base_url: str, server_pid: int) -> None:
-    async with httpx.AsyncClient(
-        base_url=base_url, timeout=REQUEST_TIMEOUT_S, trust_env=False
-    ) as http:
+    async with http_client(base_url) as http:
         session_id = await running_session(http)
         start = await last_event(http, session_id)
         path = STREAM_PATHS[args.stream].format(session_id=session_id, seq=start.seq, id=start.id)
@@ -772,12 +739,7 @@ def _read_server_log(workdir: Path, keep: Path | None, report: Report) -> None:
     log = workdir / SERVER_LOG
     if keep is not None and log.exists():
         shutil.copyfile(log, keep)
-    try:
-        lines = log.read_text(errors="replace").splitlines()
-    except OSError:
-        return
-    # The first line is the start-up banner (printed whatever LOG_LEVEL).
-    output = [line for line in lines[1:] if line.strip()]
+    output = server_output(workdir)
     report.server_log_lines = len(output)
     problems = [line for line in output if any(w in line.lower() for w in SERVER_LOG_PROBLEMS)]
     report.server_problems = [_log_summary(line) for line in problems[: ERROR_SAMPLES * 4]]
@@ -786,13 +748,10 @@ def _read_server_log(workdir: Path, keep: Path | None, report: Report) -> None:
 def _log_summary(line: str) -> str:
     """One line of the server's output, shortened: a JSON record becomes its level, logger,
     event and the last line of its traceback."""
-    try:
-        record = json.loads(line)
-    except ValueError:
+    record = log_record(line)
+    if record is None:
         return line[:300]
-    if not isinstance(record, dict):
-        return line[:300]
-    exception = str(record.get("exception") or "").strip().splitlines()
+    exception = last_exception_line(record)
     parts = [
         str(record.get("timestamp", "")),
         str(record.get("level", "")),
@@ -800,7 +759,7 @@ def _log_summary(line: str) -> str:
         str(record.get("event", "")),
     ]
     if exception:
-        parts.append(f"({exception[-1]})")
+        parts.append(f"({exception})")
     return " ".join(part for part in parts if part)[:300]
 
 
@@ -818,19 +777,15 @@ def run(args: argparse.Namespace) -> Report:
         deflate=args.deflate,
     )
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="io_bench_") as tmp:
-        workdir = Path(tmp)
+    with temporary_workdir() as workdir:
         try:
             with ExitStack() as stack:
-                overrides = {}
+                overrides: dict[str, str] = {}
                 if args.backend == "postgresql":
-                    check_redis(args.redis_port)
-                    pg = Postgres(port=args.pg_port, user=args.pg_user, admin_db=args.pg_admin_db)
+                    redis = redis_env(args.redis_port)
+                    pg = Postgres.from_args(args)
                     database = stack.enter_context(temporary_database(pg, "server"))
-                    overrides["DATABASE_URL"] = pg.url(database)
-                    overrides["REDIS_HOST"] = LOOPBACK
-                    overrides["REDIS_PORT"] = str(args.redis_port)
-                    overrides["REDIS_PREFIX"] = f"io_bench_{secrets.token_hex(4)}"
+                    overrides.update(DATABASE_URL=pg.url(database), **redis)
                 env = server_env(workdir / "home", **overrides)
                 base_url, pid = stack.enter_context(running_server(env, workdir))
                 progress.print(f"{args.backend}: server {base_url} up (pid {pid})")
@@ -843,10 +798,6 @@ def run(args: argparse.Namespace) -> Report:
 
 
 # -- output ----------------------------------------------------------------------------------
-
-
-def _red_if(value: int) -> str:
-    return f"[red]{value}[/]" if value else "0"
 
 
 def print_tables(report: Report) -> None:
@@ -868,8 +819,7 @@ def print_tables(report: Report) -> None:
             ),
             caption=caption,
         )
-        for column in ("from", "count", "p50", "p95", "p99", "max"):
-            latency.add_column(column, justify="left" if column == "from" else "right")
+        add_columns(latency, "from", "count", "p50", "p95", "p99", "max")
         for label, values in (
             ("request sent -> last client", fanout.from_request),
             ("response received -> last client", fanout.from_response),
@@ -886,11 +836,6 @@ def print_tables(report: Report) -> None:
         out.print(latency)
 
     if sustained is not None:
-        rate = Table(
-            title=f"Sustained: {sustained.producers} producers for {sustained.seconds:g} s"
-        )
-        rate.add_column("measure")
-        rate.add_column("value", justify="right")
         rows = [
             ("log requests answered 201", str(sustained.requests)),
             ("events committed", str(sustained.events_committed)),
@@ -903,18 +848,16 @@ def print_tables(report: Report) -> None:
                 "[red]not drained[/]" if not sustained.drained else f"{sustained.drain_s} s",
             ),
             ("clients with every event", f"{sustained.clients_complete}"),
-            ("clients missing events", _red_if(sustained.clients_incomplete)),
-            ("events missed (all clients)", _red_if(sustained.events_missed)),
+            ("clients missing events", red_if(sustained.clients_incomplete)),
+            ("events missed (all clients)", red_if(sustained.events_missed)),
             ("seq gaps / repeats", f"{sustained.gaps} / {sustained.repeats}"),
-            ("request errors", _red_if(sustained.errors)),
+            ("request errors", red_if(sustained.errors)),
         ]
-        for row in rows:
-            rate.add_row(*row)
-        out.print(rate)
+        title = f"Sustained: {sustained.producers} producers for {sustained.seconds:g} s"
+        out.print(measure_table(title, rows))
 
     usage = Table(title=f"CPU (% of one core; the machine has {report.cores * 100}%)")
-    for column in ("phase", "seconds", "server", "load generator", "whole machine"):
-        usage.add_column(column, justify="left" if column == "phase" else "right")
+    add_columns(usage, "phase", "seconds", "server", "load generator", "whole machine")
     for phase, seconds, cpu in (
         ("fan-out", fanout.seconds if fanout else None, fanout.cpu_percent if fanout else None),
         (
@@ -927,9 +870,7 @@ def print_tables(report: Report) -> None:
             usage.add_row(
                 phase,
                 f"{seconds:g}" if seconds is not None else "-",
-                fmt_pct(cpu.server),
-                fmt_pct(cpu.loadgen),
-                fmt_pct(cpu.machine),
+                *cpu_cells(cpu),
             )
     out.print(usage)
 
@@ -962,7 +903,7 @@ def print_tables(report: Report) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0] if __doc__ else "")
+    parser = bench_parser(__doc__)
     parser.add_argument("--clients", type=int, default=1000, help="WebSocket clients (1000)")
     parser.add_argument(
         "--transitions", type=int, default=50, help="pause/resume requests timed (50)"
@@ -985,14 +926,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--timeout", type=float, default=60.0, help="seconds to wait for a fan-out or drain (60)"
     )
     parser.add_argument("--deflate", action="store_true", help="offer permessage-deflate")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--server-log", type=Path, help="copy the server's output to this file")
-    parser.add_argument("--pg-port", type=int, default=5432, help="PostgreSQL port on 127.0.0.1")
-    parser.add_argument("--pg-user", default="postgres", help="PostgreSQL role (trust auth)")
-    parser.add_argument(
-        "--pg-admin-db", default="test", help="existing database to connect to for CREATE DATABASE"
-    )
-    parser.add_argument("--redis-port", type=int, default=6379, help="Redis port on 127.0.0.1")
+    add_postgres_args(parser)
+    add_redis_arg(parser)
     args = parser.parse_args(argv)
     if min(args.clients, args.producers, args.connect_concurrency) < 1 or args.transitions < 0:
         parser.error("--clients, --producers and --connect-concurrency must be at least 1")
@@ -1002,13 +938,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
     return bench_main(
-        lambda: run(args),
-        as_json=args.json,
-        print_tables=print_tables,
-        failures=lambda report: report.problems,
-        failures_key="problems",
+        run,
+        parse_args(argv),
+        print_tables,
+        failures="problems",
         cleaned_up="server stopped, database dropped",
     )
 
