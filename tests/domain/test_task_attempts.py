@@ -1,26 +1,19 @@
-"""Leases as pure rules: taking one, fencing results, losing one, liveness and grace."""
+"""How an attempt ends, case by case: what a result and a lost lease do to the task."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from uuid import uuid4
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from industrial_orchestrator.domain.agent_liveness import MISSED_BEATS, is_overdue
-from industrial_orchestrator.domain.agents import AgentKind, AgentStatus, new_agent
-from industrial_orchestrator.domain.errors import Conflict
+from industrial_orchestrator.domain.agents import AgentKind, new_agent
+from industrial_orchestrator.domain.lease_rules import lease_task
 from industrial_orchestrator.domain.task_attempts import (
     AttemptOutcome,
-    LeaseLost,
-    agent_after_attempt,
-    agent_with_lease,
-    check_holder,
-    effective_expiry,
+    after_result,
     end_lost_attempt,
-    lease_task,
+    result_summary,
 )
 from industrial_orchestrator.domain.tasks import TaskStatus, TaskType, new_task, task_transition
 
@@ -53,32 +46,62 @@ def _ready():
     return task_transition(task, TaskStatus.READY, now=T0)
 
 
-def test_leasing_starts_the_next_attempt_and_runs_the_task():
-    agent = _agent()
+def _on_attempt(number):
+    """A RUNNING task on attempt ``number``, with its open attempt."""
     task = _ready()
-    running, attempt = lease_task(task, agent, now=T0, lease_seconds=90)
-    assert (running.status, running.attempt, running.version) == ("RUNNING", 1, task.version + 1)
-    assert (attempt.attempt, attempt.agent_id, attempt.is_open) == (1, agent.id, True)
-    assert attempt.expires_at == T0 + timedelta(seconds=90)
-    with pytest.raises(Conflict):
-        lease_task(running, agent, now=T0, lease_seconds=90)
+    for _ in range(number - 1):
+        running, _ = lease_task(task, _agent(), now=T0, lease_seconds=1)
+        failed = task_transition(running, TaskStatus.FAILED, now=T0, summary="x")
+        task = task_transition(failed, TaskStatus.READY, now=T0)
+    return lease_task(task, _agent(), now=T0, lease_seconds=1)
 
 
-def test_only_the_holder_of_the_current_open_attempt_may_report():
-    holder, other = _agent(), _agent()
-    running, attempt = lease_task(_ready(), holder, now=T0, lease_seconds=90)
-    assert check_holder(running, attempt, holder.id, None) is attempt
-    assert check_holder(running, attempt, holder.id, 1) is attempt
-    refusals = [
-        (running, attempt, other.id, None),  # someone else's lease
-        (running, attempt, holder.id, 2),  # an attempt that does not exist yet
-        (running, attempt.evolve(outcome=AttemptOutcome.EXPIRED), holder.id, 1),  # over
-        (running, None, holder.id, None),  # never leased
-        (task_transition(running, TaskStatus.CANCELLED, now=T0), attempt, holder.id, 1),
-    ]
-    for task, current, agent_id, claimed in refusals:
-        with pytest.raises(LeaseLost):
-            check_holder(task, current, agent_id, claimed)
+@pytest.mark.parametrize(
+    ("number", "max_attempts", "final", "error", "statuses", "summary"),
+    [
+        (1, 3, False, "boom", ["FAILED", "READY"], "attempt 1 failed: boom"),
+        (1, 3, False, None, ["FAILED", "READY"], "attempt 1 failed: the agent reported a failure"),
+        (2, 3, False, "boom", ["FAILED", "READY"], "attempt 2 failed: boom"),
+        (3, 3, False, "boom", ["FAILED"], "attempt 3 failed: boom"),
+        (1, 3, True, "looping", ["FAILED"], "attempt 1 failed: looping"),
+    ],
+)
+def test_a_failed_result_requeues_until_attempts_run_out_unless_final(
+    number, max_attempts, final, error, statuses, summary
+):
+    running, attempt = _on_attempt(number)
+    closed = attempt.evolve(outcome=AttemptOutcome.FAILED, finished_at=T0, error=error)
+    states = after_result(running, closed, now=T0, max_attempts=max_attempts, final=final)
+    assert [s.status for s in states] == statuses
+    assert states[0].result_summary == summary
+
+
+@pytest.mark.parametrize("final", [False, True])
+def test_a_completed_result_completes_the_task(final):
+    running, attempt = _on_attempt(3)
+    closed = attempt.evolve(
+        outcome=AttemptOutcome.COMPLETED, finished_at=T0, output={"summary": " done "}
+    )
+    states = after_result(running, closed, now=T0, max_attempts=3, final=final)
+    assert [(s.status, s.result_summary) for s in states] == [(TaskStatus.COMPLETED, "done")]
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ({"summary": "  added the parser\n"}, "added the parser"),
+        ({"summary": "x" * 3000}, "x" * 2000),
+        ({"summary": "   "}, None),
+        ({"summary": 42}, None),
+        ({"other": "y"}, None),
+        ({}, None),
+    ],
+)
+def test_a_completed_attempt_is_summed_up_by_its_own_summary_or_by_who_did_it(output, expected):
+    _, attempt = _on_attempt(2)
+    done = attempt.evolve(outcome=AttemptOutcome.COMPLETED, output=output)
+    fallback = f"completed by agent {attempt.agent_id} on attempt 2"
+    assert result_summary(done) == (expected if expected is not None else fallback)
 
 
 def test_a_lost_attempt_requeues_until_attempts_run_out():
@@ -111,59 +134,3 @@ def test_a_lost_attempt_of_a_task_moved_on_changes_nothing_but_the_attempt():
         end_lost_attempt(
             running, attempt, AttemptOutcome.COMPLETED, reason="x", now=T0, max_attempts=3
         )
-
-
-def test_leases_never_expire_within_the_grace_after_a_restart():
-    _, attempt = lease_task(_ready(), _agent(), now=T0, lease_seconds=90)
-    restarted = T0 + timedelta(hours=1)
-    assert effective_expiry(attempt, grace_until=T0) == attempt.expires_at
-    assert effective_expiry(attempt, grace_until=restarted) == restarted
-
-
-def test_agent_bookkeeping_of_leases_and_outcomes():
-    agent = _agent()
-    busy = agent_with_lease(agent, now=T0)
-    assert (busy.tasks_in_progress, busy.current_load, busy.last_assigned_at) == (1, 0.5, T0)
-    done = agent_after_attempt(busy, AttemptOutcome.COMPLETED)
-    assert (done.tasks_in_progress, done.success_count, done.failure_count) == (0, 1, 0)
-    for lost in (AttemptOutcome.FAILED, AttemptOutcome.EXPIRED, AttemptOutcome.RELEASED):
-        after = agent_after_attempt(busy, lost)
-        assert (after.success_count, after.failure_count) == (0, 1)
-    spared = agent_after_attempt(busy, AttemptOutcome.EXPIRED, on_record=False)
-    assert (spared.success_count, spared.failure_count, spared.tasks_in_progress) == (0, 0, 0)
-    assert agent_after_attempt(agent, AttemptOutcome.COMPLETED).tasks_in_progress == 0
-    assert done.version == busy.version + 1
-
-
-@pytest.mark.parametrize(
-    ("silent_for", "overdue"),
-    [(0.0, False), (89.999, False), (90.0, False), (90.001, True), (500.0, True)],
-)
-def test_an_agent_is_overdue_after_more_than_three_missed_beats(silent_for, overdue):
-    agent = _agent(last_heartbeat=T0)
-    now = T0 + timedelta(seconds=silent_for)
-    assert MISSED_BEATS == 3
-    assert is_overdue(agent, now=now, heartbeat_seconds=30, started_at=T0 - timedelta(days=1)) is (
-        overdue
-    )
-
-
-def test_offline_agents_are_never_overdue_again():
-    agent = _agent(last_heartbeat=T0, status=AgentStatus.OFFLINE)
-    assert not is_overdue(agent, now=T0 + timedelta(days=1), heartbeat_seconds=1, started_at=T0)
-
-
-@given(
-    down_for=st.floats(min_value=0, max_value=10_000),
-    since_start=st.floats(min_value=0, max_value=200),
-)
-def test_the_orchestrators_start_counts_as_a_sighting(down_for, since_start):
-    """However long the orchestrator was down, nobody is reaped within three beats of its
-    start; after that, the silent ones are."""
-    agent = _agent(last_heartbeat=T0)
-    started = T0 + timedelta(seconds=down_for)
-    now = started + timedelta(seconds=since_start)
-    expected = (now - max(T0, started)).total_seconds() > 90
-    assert is_overdue(agent, now=now, heartbeat_seconds=30, started_at=started) is expected
-    if since_start <= 90:
-        assert not is_overdue(agent, now=now, heartbeat_seconds=30, started_at=started)

@@ -44,16 +44,12 @@ from hypothesis.stateful import (
 from industrial_orchestrator.domain.agents import AgentKind, AgentStatus, NewAgent
 from industrial_orchestrator.domain.artifacts import ArtifactLimits, new_artifact
 from industrial_orchestrator.domain.errors import Conflict
+from industrial_orchestrator.domain.lease_rules import AgentNotAccepting
 from industrial_orchestrator.domain.task_attempts import AttemptOutcome, LeaseLost
 from industrial_orchestrator.domain.tasks import TaskStatus, TaskType
 from industrial_orchestrator.services.agents import AgentService
 from industrial_orchestrator.services.effects import EffectLedger
-from industrial_orchestrator.services.task_leases import (
-    AgentNotAccepting,
-    LeasePolicy,
-    Report,
-    TaskLeases,
-)
+from industrial_orchestrator.services.task_leases import LeasePolicy, Report, TaskLeases
 from industrial_orchestrator.services.tasks import NewTask, TaskService
 from industrial_orchestrator.storage import tables
 from industrial_orchestrator.storage.unit_of_work import SqlUnitOfWorkFactory

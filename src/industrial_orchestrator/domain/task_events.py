@@ -8,6 +8,7 @@ from datetime import datetime
 
 from .events import EventType, NewEvent
 from .loop_guard import LoopStop
+from .session import Session
 from .task_attempts import TaskAttempt
 from .tasks import Task
 
@@ -140,6 +141,23 @@ def task_loop_stopped(
             "rollback_error": stop.rollback_error,
             "tokens_used": attempt.tokens_used,
             "requeued": requeued,
+        },
+    )
+
+
+def session_telemetry(session: Session, attempt: TaskAttempt, now: datetime) -> NewEvent:
+    """The session's running totals after ``attempt``'s result, for the live gauges."""
+    return NewEvent(
+        EventType.SESSION_TELEMETRY,
+        now,
+        session.id,
+        {
+            "tokens_used": session.tokens_used,
+            "cost_usd": session.cost_usd,
+            "task_id": str(attempt.task_id),
+            "attempt": attempt.attempt,
+            "task_tokens": attempt.tokens_used,
+            "task_cost_usd": attempt.cost_usd,
         },
     )
 

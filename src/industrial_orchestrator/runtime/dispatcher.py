@@ -27,6 +27,7 @@ from ..coordination.event_bus import EventBus
 from ..domain.agents import Agent, AgentKind
 from ..domain.errors import Conflict, NotFound, OrchestratorError
 from ..domain.events import LogStream
+from ..domain.lease_rules import AgentNotAccepting
 from ..domain.storable_text import storable, storable_json
 from ..domain.task_attempts import AttemptOutcome
 from ..executors.base import Executor, Job, Outcome
@@ -34,7 +35,7 @@ from ..services.agents import AgentFilter, AgentService
 from ..services.contexts import ContextService
 from ..services.offer_gate import OfferGate
 from ..services.sessions import SessionService
-from ..services.task_leases import AgentNotAccepting, Assignment, Report, TaskLeases
+from ..services.task_leases import Assignment, Report, TaskLeases
 from .cancellation import finish, stop_if_cancelled
 
 log = structlog.get_logger("industrial_orchestrator.runtime.dispatcher")

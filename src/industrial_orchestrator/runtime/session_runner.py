@@ -36,11 +36,11 @@ from ..domain.errors import OrchestratorError, WorkspaceGone, WorkspaceUnusable
 from ..domain.events import LogStream
 from ..domain.session import Actor, Session, WorktreeBinding
 from ..domain.session_states import SessionState
+from ..domain.task_workspaces import session_workspace
 from ..services.ports import Planner, ProposedPlan, TreeBinding, WorkingTrees
 from ..services.session_engine import PlanDue, ReviewDue, SessionEngine
 from ..services.session_schedule import SessionSchedule
 from ..services.sessions import SessionService
-from ..services.task_leases import session_workspace
 from .cancellation import finish, stop_if_cancelled
 from .verification import Verifier
 

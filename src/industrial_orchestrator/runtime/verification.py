@@ -17,10 +17,10 @@ import structlog
 from ..domain.errors import OrchestratorError
 from ..domain.events import LogStream
 from ..domain.storable_text import storable
+from ..domain.task_workspaces import session_workspace
 from ..services.events import EventLog
 from ..services.session_engine import ReviewDue
 from ..services.sessions import SessionService
-from ..services.task_leases import session_workspace
 
 log = structlog.get_logger("industrial_orchestrator.runtime.verification")
 

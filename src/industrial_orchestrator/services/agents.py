@@ -23,8 +23,8 @@ from ..domain.task_attempts import AttemptOutcome, TaskAttempt
 from ..domain.tasks import TaskType, normalise_capabilities
 from . import agent_snapshots
 from .agent_records import load_records
+from .lease_endings import release_leases
 from .ports import Clock, DuplicateKeyError, UnitOfWork, UnitOfWorkFactory
-from .task_leases import release_leases
 
 log = structlog.get_logger("industrial_orchestrator.services.agents")
 

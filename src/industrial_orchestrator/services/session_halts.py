@@ -9,9 +9,9 @@ from ..domain import task_events
 from ..domain.session import Session
 from ..domain.session_states import SessionState
 from ..domain.tasks import TaskStatus, task_transition
+from .lease_endings import release_attempt
 from .plan_advance import tasks_of
 from .ports import Clock, UnitOfWorkFactory
-from .task_leases import release_attempt
 
 # Tasks of sessions in these states must not be worked on.
 ENDED = frozenset(

@@ -39,8 +39,8 @@ from ..domain.tasks import (
     new_task,
     task_transition,
 )
+from .lease_endings import release_attempt
 from .ports import Clock, UnitOfWork, UnitOfWorkFactory
-from .task_leases import release_attempt
 
 log = structlog.get_logger("industrial_orchestrator.services.tasks")
 

@@ -1,0 +1,271 @@
+"""Claims: leasing a READY task to the agent that asks for work.
+
+A claim first looks without locks (most asks find nothing), then leases in a guarded
+transaction: the task row moves only from the status and version it was read at, and
+the agent's record only from the version the look used, so two agents racing for one
+task, or one agent claiming twice at once, have exactly one winner.
+
+Some waiting tasks are passed over for this agent: those learned routing leaves to a
+clearly better idle rival (``domain.agent_records``), those the loop guard stopped this
+agent on (``domain.loop_reroute``), and those that would edit files a running task of
+their session edits, or start before their session's delivered files are written
+(``domain.file_conflicts``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import structlog
+
+from ..domain import task_events
+from ..domain.agent_records import may_leave, tasks_to_leave
+from ..domain.agents import Agent
+from ..domain.errors import Conflict
+from ..domain.file_conflicts import overlap
+from ..domain.lease_rules import agent_with_lease, check_accepting, lease_task
+from ..domain.loop_reroute import barred_agents
+from ..domain.task_attempts import TaskAttempt
+from ..domain.tasks import FINISHED_STATUSES, Task, TaskStatus
+from .agent_records import load_records
+from .lease_endings import RETRY_ROUNDS, registered_agent
+from .lease_policy import LeasePolicy
+from .ports import Clock, UnitOfWork, UnitOfWorkFactory
+from .result_files import task_workspace
+
+log = structlog.get_logger("industrial_orchestrator.services.task_leases")
+
+# How many waiting tasks a claimer with failures on record looks at, to pass over those
+# it should leave to a clearly better idle agent.
+_LOOK_AHEAD = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    task: Task
+    attempt: TaskAttempt
+    finished_dependencies: list[Task]
+    workspace: Path
+
+
+class TaskClaims:
+    def __init__(self, uow: UnitOfWorkFactory, *, clock: Clock, policy: LeasePolicy) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._policy = policy
+
+    async def claim(self, agent_id: UUID, *, agent: Agent | None = None) -> Assignment | None:
+        """Lease the most urgent READY task ``agent_id`` can do, or None when there is
+        none. Raises ``AgentNotAccepting`` when the agent is offline, busy or full.
+        ``agent``: its record as the caller has just read it (saves reading it again; the
+        lease is written only if the record is still at that version).
+
+        Learned routing applies to pulls too: a task of a type at which the agent has a
+        clearly worse record than an idle, live rival is left to that rival for a while
+        (``domain.agent_records.tasks_to_leave``); the agent gets the next task, or none.
+
+        A task of a session that would edit files a RUNNING task of that session edits
+        (its plan's ``files``, or what its earlier attempts delivered) waits until that
+        one is done (``domain.file_conflicts``): the agent gets the next task, or none.
+
+        A task the loop guard stopped this agent on goes to another capable agent
+        (``domain.loop_reroute``): this one gets the next task, or none."""
+        # A look without locks first: most asks (a long-poll woken by an unrelated
+        # commit) find nothing, and must not queue up behind the writers to say so.
+        async with self._uow.reader() as uow:
+            if agent is None or agent.id != agent_id:
+                agent = await registered_agent(uow, agent_id)
+            check_accepting(agent)
+            waiting = await uow.tasks.claimable(
+                agent.capabilities, limit=_LOOK_AHEAD, lock=False, agent_name=agent.name
+            )
+            if not waiting:
+                return None
+            # An agent that never failed cannot be clearly worse than anyone.
+            leave = (
+                await self._left_to_others(uow, agent, waiting) if agent.failure_count else set()
+            )
+            barred = await _barred(uow, agent, waiting)
+            predicted = await _predicted_files(uow, waiting)
+            held = await _colliding(uow, waiting, predicted)
+            if len(leave | barred | held.keys()) == len(waiting):
+                _log_held(held)
+                return None
+            # Sessions whose tasks name files: their claims are serialised, so two
+            # claimers never lease two colliding tasks at once.
+            guarded = {t.session_id for t in waiting if t.session_id and predicted.get(t.id)}
+        # The first round writes from the record the look used: the guarded save of the
+        # agent refuses it if it changed since, and the next round reads it again.
+        looked: Agent | None = agent
+        for _ in range(RETRY_ROUNDS):
+            now = self._clock()
+            async with self._uow() as uow:
+                agent = looked if looked is not None else await registered_agent(uow, agent_id)
+                looked = None
+                check_accepting(agent)
+                for session_id in sorted(guarded):  # in one order: no deadlock
+                    await uow.tasks.lock_family(session_id)
+                wide = bool(leave or guarded or barred or held)
+                found = await uow.tasks.claimable(
+                    agent.capabilities, limit=_LOOK_AHEAD if wide else 1, agent_name=agent.name
+                )
+                # Again under the locks: an attempt may have been stopped since the look.
+                barred = await _barred(uow, agent, found)
+                if barred and not wide:
+                    continue  # the one task looked at is barred: look further
+                predicted = await _predicted_files(uow, found)
+                unguarded = {
+                    t.session_id
+                    for t in found
+                    if t.session_id and predicted.get(t.id) and t.session_id not in guarded
+                }
+                if unguarded:
+                    guarded |= unguarded  # new since the look: lock them too, and look again
+                    continue
+                held = await _colliding(uow, found, predicted)
+                candidates = [t for t in found if t.id not in leave | barred and t.id not in held]
+                if not candidates:
+                    _log_held(held)
+                    return None
+                task = candidates[0]
+                running, attempt = lease_task(
+                    task, agent, now=now, lease_seconds=self._policy.lease_seconds
+                )
+                if not await uow.tasks.save(task, running):
+                    continue  # another claimer took it first; look again
+                if not await uow.agents.save(agent, agent_with_lease(agent, now=now)):
+                    continue  # the agent claimed in parallel; recount
+                await uow.attempts.add(attempt)
+                await uow.events.append(
+                    [
+                        task_events.task_transition(task, running),
+                        task_events.task_leased(running, attempt),
+                    ]
+                )
+                finished = [
+                    dep
+                    for dep in await uow.tasks.get_many(running.depends_on)
+                    if dep.status in FINISHED_STATUSES
+                ]
+                workspace = await task_workspace(uow, running, self._policy.artifacts_home)
+                await uow.commit()
+            log.info(
+                "task_leased",
+                task_id=str(task.id),
+                agent_id=str(agent_id),
+                attempt=attempt.attempt,
+            )
+            return Assignment(running, attempt, finished, workspace)
+        raise Conflict("Too many concurrent claims; ask again", {"agent_id": str(agent_id)})
+
+    async def _left_to_others(
+        self, uow: UnitOfWork, agent: Agent, waiting: Sequence[Task]
+    ) -> set[UUID]:
+        """The waiting tasks ``agent`` should leave to a clearly better idle agent."""
+        now = self._clock()
+        types = sorted({task.task_type for task in waiting})
+        mine = await load_records(uow, agent_ids=[agent.id], task_types=types, now=now)
+        if not any(may_leave(record) for record in mine.values()):
+            return set()
+        rivals = [
+            a
+            for a in await uow.agents.candidates(())
+            if a.id != agent.id and a.tasks_in_progress == 0
+        ]
+        if not rivals:
+            return set()
+        records = {
+            **mine,
+            **await load_records(uow, agent_ids=[a.id for a in rivals], task_types=types, now=now),
+        }
+        return tasks_to_leave(
+            agent,
+            waiting,
+            rivals,
+            records,
+            now=now,
+            alive_since=now - timedelta(seconds=self._policy.heartbeat_seconds),
+        )
+
+
+async def _predicted_files(uow: UnitOfWork, candidates: Sequence[Task]) -> dict[UUID, set[str]]:
+    """The files each task of a session is expected to edit: its plan's, and those its
+    earlier attempts delivered."""
+    in_sessions = [task for task in candidates if task.session_id is not None]
+    # Only a task leased before has attempts that delivered files: the rest cost no query.
+    tried = [task.id for task in in_sessions if task.attempt > 0]
+    touched = await uow.attempts.touched(tried) if tried else {}
+    return {task.id: {*task.files, *touched.get(task.id, ())} for task in in_sessions}
+
+
+async def _colliding(
+    uow: UnitOfWork, candidates: Sequence[Task], predicted: dict[UUID, set[str]]
+) -> dict[UUID, dict[str, Any]]:
+    """The candidates to hold back, each with why (for the log): those that would edit
+    files a RUNNING task of their session edits, and those whose session has files still
+    to be written (a finished task's, ``finish_write``): they would start without them."""
+    held: dict[UUID, dict[str, Any]] = {}
+    unwritten = await uow.effects.sessions_with_pending_writes(
+        sorted({t.session_id for t in candidates if t.session_id})
+    )
+    for task in candidates:
+        if task.session_id in unwritten:
+            held[task.id] = {
+                "session_id": str(task.session_id),
+                "reason": "files a finished task of its session delivered are still to be written",
+            }
+    sessions = {t.session_id for t in candidates if t.session_id and predicted.get(t.id)}
+    for session_id in sessions:
+        running = await uow.tasks.of_session(session_id, (TaskStatus.RUNNING,))
+        busy = await _predicted_files(uow, running)
+        for task in candidates:
+            if task.session_id != session_id or not predicted.get(task.id):
+                continue
+            for other in running:
+                shared = overlap(predicted[task.id], busy.get(other.id, ()))
+                if shared:
+                    held[task.id] = {
+                        "running_task_id": str(other.id),
+                        "files": shared[:20],
+                        "reason": "it would edit files a running task of its session edits",
+                    }
+                    break
+    return held
+
+
+async def _barred(uow: UnitOfWork, agent: Agent, candidates: Sequence[Task]) -> set[UUID]:
+    """The candidates the loop guard stopped ``agent`` on, while another capable agent
+    may still do them (``domain.loop_reroute``)."""
+    # Only a task that failed before can have been stopped: the rest cost no query.
+    retried = [task for task in candidates if task.attempt > 0]
+    stopped = await uow.attempts.stopped_by_guard([task.id for task in retried])
+    barred: set[UUID] = set()
+    for task in retried:
+        if agent.id not in stopped.get(task.id, ()):
+            continue
+        session = await uow.sessions.get(task.session_id) if task.session_id else None
+        named = set(session.options.agents) if session is not None else set()
+        capable = [
+            holder.id
+            for holder in await uow.agents.holders(task.required_capabilities)
+            if not named or holder.name in named
+        ]
+        if agent.id in barred_agents(stopped[task.id], capable):
+            barred.add(task.id)
+            log.debug(
+                "task_left_to_another_agent",
+                task_id=str(task.id),
+                agent_id=str(agent.id),
+                reason="the loop guard stopped this agent on it",
+            )
+    return barred
+
+
+def _log_held(held: dict[UUID, dict[str, Any]]) -> None:
+    for task_id, why in held.items():
+        log.info("task_held_back", task_id=str(task_id), **why)
