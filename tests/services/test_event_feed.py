@@ -8,9 +8,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from industrial_orchestrator.coordination.event_bus import LocalEventBus
 from industrial_orchestrator.domain.events import Event, EventType
 from industrial_orchestrator.services.event_feed import Delivery, EventFeed
+
+pytestmark = pytest.mark.fast
 
 POLL = 0.2
 NOW = datetime(2026, 12, 5, tzinfo=UTC)

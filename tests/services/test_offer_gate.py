@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from industrial_orchestrator.services.offer_gate import OfferGate
+
+pytestmark = pytest.mark.fast
 
 
 async def _settle() -> None:
