@@ -10,12 +10,12 @@ from uuid import uuid4
 import pytest
 
 from industrial_orchestrator.domain.tasks import TaskType, new_task
-from industrial_orchestrator.executors.opencode.executor import PATH_PERMISSIONS, inside_tree
 from industrial_orchestrator.executors.opencode.fleet import (
     DEFAULT_FLEET,
     FleetConfigError,
     load_fleet,
 )
+from industrial_orchestrator.executors.opencode.permissions import PATH_PERMISSIONS, inside_tree
 from industrial_orchestrator.executors.opencode.prompt import MAX_CONTEXT_CHARS, task_prompt
 
 

@@ -12,9 +12,10 @@ from ...domain.errors import ExecutorUnavailable
 from ...domain.loop_guard import GuardPolicy
 from ..base import TreeSnapshots
 from .client import OpenCodeClient
-from .executor import OpenCodeExecutor, OpenCodePolicy
+from .executor import OpenCodeExecutor
 from .fleet import FleetAgent, load_fleet
 from .model_setting import model_setting
+from .policy import OpenCodePolicy
 from .server import (
     HOW_TO_CONFIGURE,
     ExternalServer,
