@@ -25,7 +25,7 @@ from industrial_orchestrator.api.routers.streams import MAX_CONTROL_BYTES
 from industrial_orchestrator.api.schemas.agents import MAX_METADATA_BYTES as AGENT_METADATA
 from industrial_orchestrator.api.schemas.events import MAX_LOG_REQUEST_BYTES
 from industrial_orchestrator.api.schemas.sessions import MAX_PROMPT_BYTES
-from industrial_orchestrator.services.sessions import MAX_CHECKPOINT_DATA_BYTES
+from industrial_orchestrator.services.checkpoint_records import MAX_CHECKPOINT_DATA_BYTES
 from tests.api.helpers import API
 from tests.server_process import ServerProcess, run_cli
 

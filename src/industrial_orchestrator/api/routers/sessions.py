@@ -15,7 +15,8 @@ from ...domain.priorities import Priority
 from ...domain.session_actions import SessionAction
 from ...domain.session_states import STATE_TABLE, SessionState
 from ...services.ports import SessionQuery
-from ...services.sessions import Fork, NewSession
+from ...services.session_lineage import Fork
+from ...services.sessions import NewSession
 from ..dependencies import AppComponents, Sessions
 from ..paths import API_PREFIX, SessionId
 from ..schemas.checkpoints import CheckpointCreate, CheckpointPage, CheckpointRead

@@ -1,0 +1,139 @@
+"""Recording a session's checkpoints, keeping only the newest ``retention`` of them.
+
+A checkpoint gets the session's next sequence number and, in the same transaction, the
+oldest ones beyond the retention are pruned and a ``checkpoint_created`` event is appended.
+When the checkpoint stands for a commit in the side-effect ledger, that effect is marked
+DONE in the same transaction too, so the ledger and the checkpoints never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID, uuid4
+
+import structlog
+
+from ..domain import events
+from ..domain.checkpoint import Checkpoint, CheckpointEntry, oldest_kept_seq
+from ..domain.effects import CHECKPOINT_PAYLOAD, Effect, finished
+from ..domain.errors import Conflict, PayloadTooLarge
+from ..domain.session_states import SessionState
+from .ports import Clock, UnitOfWork, UnitOfWorkFactory
+from .session_transitions import found
+
+log = structlog.get_logger("industrial_orchestrator.services.session")
+
+MAX_CHECKPOINT_DATA_BYTES = 1024 * 1024
+
+
+class CheckpointRecords:
+    def __init__(self, uow: UnitOfWorkFactory, *, retention: int, clock: Clock) -> None:
+        self._uow = uow
+        self.retention = retention
+        self._clock = clock
+
+    async def add_checkpoint(
+        self,
+        session_id: UUID,
+        *,
+        label: str,
+        reason: str | None,
+        data: dict[str, Any],
+        effect: Effect | None = None,
+    ) -> Checkpoint:
+        """Record a checkpoint. With ``effect`` (its commit, in the side-effect ledger),
+        the entry is marked DONE in the same transaction, or nothing is recorded
+        (``Conflict``) when another process finished it first."""
+        entry = CheckpointEntry(label, reason, data, effect)
+        (checkpoint,) = await self.add_checkpoints(session_id, [entry])
+        return checkpoint
+
+    async def add_checkpoints(
+        self, session_id: UUID, entries: Sequence[CheckpointEntry]
+    ) -> list[Checkpoint]:
+        """Record checkpoints in order, in one transaction, each marking its effect DONE;
+        none (``Conflict``) when the session's checkpoints are closed or another process
+        finished one of the effects first."""
+        for entry in entries:
+            size = len(json.dumps(entry.data, separators=(",", ":")).encode())
+            if size > MAX_CHECKPOINT_DATA_BYTES:
+                raise PayloadTooLarge(
+                    f"Checkpoint data is {size} bytes; the limit is {MAX_CHECKPOINT_DATA_BYTES}",
+                    {"size": size, "limit": MAX_CHECKPOINT_DATA_BYTES},
+                )
+        recorded: list[Checkpoint] = []
+        async with self._uow() as uow:
+            session = found(await uow.sessions.get(session_id), session_id)
+            if session.is_terminal and session.status != SessionState.PARTIALLY_COMPLETED:
+                raise Conflict(
+                    f"Session {session_id} is {session.status.value}: a finished session's "
+                    "checkpoints are kept for audit and cannot change",
+                    {"current_state": session.status.value},
+                )
+            for entry in entries:
+                checkpoint = await self.write(
+                    uow, session_id, label=entry.label, reason=entry.reason, data=entry.data
+                )
+                recorded.append(checkpoint)
+                effect = entry.effect
+                if effect is not None and not await uow.effects.finish(
+                    finished(
+                        effect,
+                        self._clock(),
+                        {"commit": entry.data.get("commit"), "checkpoint_id": str(checkpoint.id)},
+                        drop=[CHECKPOINT_PAYLOAD],
+                    )
+                ):
+                    raise Conflict(
+                        f"Checkpoint {effect.key} was recorded meanwhile",
+                        {"effect": effect.key},
+                    )
+            await uow.commit()
+        for checkpoint in recorded:
+            log.info(
+                "checkpoint_created",
+                session_id=str(session_id),
+                checkpoint_id=str(checkpoint.id),
+                seq=checkpoint.seq,
+            )
+        return recorded
+
+    async def get(self, checkpoint_id: UUID) -> Checkpoint | None:
+        async with self._uow.reader() as uow:
+            return await uow.checkpoints.get(checkpoint_id)
+
+    async def of_session(
+        self, session_id: UUID, *, offset: int, limit: int
+    ) -> tuple[list[Checkpoint], int]:
+        """A page of the session's kept checkpoints and how many there are."""
+        async with self._uow.reader() as uow:
+            found(await uow.sessions.get(session_id), session_id)
+            return await uow.checkpoints.list(session_id, offset, limit)
+
+    async def write(
+        self,
+        uow: UnitOfWork,
+        session_id: UUID,
+        *,
+        label: str,
+        reason: str | None,
+        data: dict[str, Any],
+    ) -> Checkpoint:
+        """Add the session's next checkpoint inside the caller's transaction, pruning those
+        beyond the retention."""
+        seq = await uow.sessions.next_checkpoint_seq(session_id)
+        checkpoint = Checkpoint(
+            id=uuid4(),
+            session_id=session_id,
+            seq=seq,
+            label=label,
+            reason=reason,
+            data=data,
+            created_at=self._clock(),
+        )
+        await uow.checkpoints.add(checkpoint)
+        await uow.checkpoints.prune(session_id, oldest_kept_seq(seq, self.retention))
+        await uow.events.append([events.checkpoint_created(checkpoint)])
+        return checkpoint

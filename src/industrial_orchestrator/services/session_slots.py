@@ -1,0 +1,95 @@
+"""Running slots: whether one is free, the verb that may need one, and the queue's promotion.
+
+At most ``max_running`` sessions hold a running slot (MAX_CONCURRENT_SESSIONS); a session
+that wants one when none is free waits QUEUED. The slot count is read under the slot lock,
+so two transactions never both see the last free slot, and every commit that queues a
+session or frees a slot looks at the queue afterwards, so free slots and a waiting queue
+never coexist for long.
+"""
+
+from __future__ import annotations
+
+from ..domain.session import Actor, Session, Transition, transition
+from ..domain.session_actions import SessionAction, needs_slot, resolve_action
+from ..domain.session_states import SessionState
+from .ports import Clock, UnitOfWork, UnitOfWorkFactory
+from .session_transitions import log_transition, record_transition
+
+
+class RunningSlots:
+    def __init__(self, uow: UnitOfWorkFactory, *, max_running: int, clock: Clock) -> None:
+        self._uow = uow
+        self._max_running = max_running
+        self._clock = clock
+
+    async def free(self, uow: UnitOfWork) -> bool:
+        """Whether a running slot is free; holds the slot lock until the transaction ends."""
+        await uow.sessions.lock_running_slots()
+        return await uow.sessions.count_running() < self._max_running
+
+    async def apply(
+        self,
+        uow: UnitOfWork,
+        session: Session,
+        action: SessionAction,
+        reason: str | None,
+        actor: Actor = Actor.OPERATOR,
+    ) -> tuple[Session, Transition]:
+        """Apply an operator verb inside the caller's transaction, queueing the session
+        when it needs a slot and none is free."""
+        target = resolve_action(session, action, slot_free=True)
+        if needs_slot(session, target):
+            free = await self.free(uow)
+            if free and session.status == SessionState.PENDING:
+                # A slot that just came free belongs to the queue (by priority, then age),
+                # not to whoever starts at that moment: join the queue behind them.
+                free = await uow.sessions.next_queued() is None
+            target = resolve_action(session, action, slot_free=free)
+        if target == SessionState.QUEUED and reason is None:
+            reason = "all running slots taken (MAX_CONCURRENT_SESSIONS)"
+        moved, record = transition(session, target, now=self._clock(), actor=actor, reason=reason)
+        await record_transition(uow, session, moved, record)
+        return moved, record
+
+    async def rebalance(self, before: Session | None, after: Session) -> None:
+        """Keep free slots and the queue from coexisting, after a commit.
+
+        Two rules close every race between a session that queues and one that frees its
+        slot at the same moment: whoever frees a slot looks at the queue after its own
+        commit; whoever queues tries a promotion after its own commit. Whichever of the
+        two commits last sees the other's commit.
+        """
+        queued_now = after.status == SessionState.QUEUED and (
+            before is None or before.status != SessionState.QUEUED
+        )
+        freed = before is not None and before.holds_running_slot and not after.holds_running_slot
+        if queued_now:
+            await self.promote_queued()
+        elif freed:
+            async with self._uow.reader() as uow:
+                if await uow.sessions.next_queued() is None:
+                    return
+            await self.promote_queued()
+
+    async def promote_queued(self) -> list[Session]:
+        """Start QUEUED sessions while running slots are free: CRITICAL first, then oldest."""
+        promoted: list[Session] = []
+        while True:
+            async with self._uow() as uow:
+                if not await self.free(uow):
+                    break
+                queued = await uow.sessions.next_queued()
+                if queued is None:
+                    break
+                moved, record = transition(
+                    queued,
+                    SessionState.RUNNING,
+                    now=self._clock(),
+                    actor=Actor.SCHEDULER,
+                    reason="promoted from queue",
+                )
+                await record_transition(uow, queued, moved, record)
+                await uow.commit()
+            log_transition(record)
+            promoted.append(moved)
+        return promoted
