@@ -174,9 +174,9 @@ class SessionEngine:
         # A look first: after a result (which moved the plan in its own transaction) there
         # is mostly nothing to move, and then no write, nor the family's lock, is needed.
         async with self._uow.reader() as uow:
-            now = await plan_now(uow, session.id, default_parallel=self._max_parallel)
-        advanced = now[0] if now is not None else None
-        if now is not None and now[1]:
+            look = await plan_now(uow, session.id, default_parallel=self._max_parallel)
+        advanced = look[0] if look is not None else None
+        if look is not None and look[1]:
             async with self.gate.opening(), self._uow() as uow:
                 await uow.tasks.lock_family(session.id)
                 advanced = await advance_plan(
