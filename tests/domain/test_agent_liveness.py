@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from uuid import uuid4
+from datetime import timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from industrial_orchestrator.domain.agent_liveness import MISSED_BEATS, is_overdue
-from industrial_orchestrator.domain.agents import AgentKind, AgentStatus, new_agent
+from industrial_orchestrator.domain.agents import AgentStatus
 
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-
-
-def _agent(**changes):
-    agent = new_agent(
-        id=uuid4(),
-        name="a",
-        agent_type="implementer",
-        capabilities=["python"],
-        kind=AgentKind.EXTERNAL,
-        max_concurrent_tasks=2,
-        now=T0,
-    )
-    return agent.evolve(**changes)
+from .lease_builders import T0
+from .lease_builders import agent as _agent
 
 
 @pytest.mark.parametrize(

@@ -3,12 +3,12 @@ on the agent, who holds it, and how long it lasts."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from uuid import uuid4
 
 import pytest
 
-from industrial_orchestrator.domain.agents import AgentKind, AgentStatus, new_agent
+from industrial_orchestrator.domain.agents import AgentStatus
 from industrial_orchestrator.domain.errors import Conflict
 from industrial_orchestrator.domain.lease_rules import (
     UNKNOWN_LEASE_GRACE_SECONDS,
@@ -23,35 +23,11 @@ from industrial_orchestrator.domain.lease_rules import (
     unknown_leases,
 )
 from industrial_orchestrator.domain.task_attempts import AttemptOutcome, LeaseLost
-from industrial_orchestrator.domain.tasks import TaskStatus, TaskType, new_task, task_transition
+from industrial_orchestrator.domain.tasks import TaskStatus, task_transition
 
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-
-
-def _agent(**changes):
-    agent = new_agent(
-        id=uuid4(),
-        name="a",
-        agent_type="implementer",
-        capabilities=["python"],
-        kind=AgentKind.EXTERNAL,
-        max_concurrent_tasks=2,
-        now=T0,
-    )
-    return agent.evolve(**changes)
-
-
-def _ready():
-    task = new_task(
-        id=uuid4(),
-        title="t",
-        description="",
-        task_type=TaskType.CODE_GENERATION,
-        required_capabilities=["python"],
-        estimated_effort=1,
-        now=T0,
-    )
-    return task_transition(task, TaskStatus.READY, now=T0)
+from .lease_builders import T0
+from .lease_builders import agent as _agent
+from .lease_builders import ready_task as _ready
 
 
 @pytest.mark.parametrize(

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from uuid import uuid4
-
 import pytest
 
-from industrial_orchestrator.domain.agents import AgentKind, new_agent
 from industrial_orchestrator.domain.lease_rules import lease_task
 from industrial_orchestrator.domain.task_attempts import (
     AttemptOutcome,
@@ -15,35 +11,11 @@ from industrial_orchestrator.domain.task_attempts import (
     end_lost_attempt,
     result_summary,
 )
-from industrial_orchestrator.domain.tasks import TaskStatus, TaskType, new_task, task_transition
+from industrial_orchestrator.domain.tasks import TaskStatus, task_transition
 
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-
-
-def _agent(**changes):
-    agent = new_agent(
-        id=uuid4(),
-        name="a",
-        agent_type="implementer",
-        capabilities=["python"],
-        kind=AgentKind.EXTERNAL,
-        max_concurrent_tasks=2,
-        now=T0,
-    )
-    return agent.evolve(**changes)
-
-
-def _ready():
-    task = new_task(
-        id=uuid4(),
-        title="t",
-        description="",
-        task_type=TaskType.CODE_GENERATION,
-        required_capabilities=["python"],
-        estimated_effort=1,
-        now=T0,
-    )
-    return task_transition(task, TaskStatus.READY, now=T0)
+from .lease_builders import T0
+from .lease_builders import agent as _agent
+from .lease_builders import ready_task as _ready
 
 
 def _on_attempt(number):
