@@ -7,6 +7,7 @@ from uuid import uuid4
 
 import pytest
 
+from industrial_orchestrator.domain.effects import EffectKind, finished, pending_effect
 from industrial_orchestrator.domain.priorities import Priority
 from industrial_orchestrator.domain.session_options import SessionOptions
 from industrial_orchestrator.domain.session_states import SessionState
@@ -223,3 +224,29 @@ async def test_claimable_most_urgent_first_for_what_the_agent_can_do(uow: UnitOf
         assert for_named in for_ada
         for_eve = await claimable(["python"], limit=20, agent_name="eve")
         assert for_eve == [high_old, high_new, low_old, low_new, subtask, loose, needs_nothing]
+
+
+async def test_a_session_with_files_still_to_be_written_offers_no_task(uow: UnitOfWorkFactory):
+    writing, other = (
+        session(0, status=SessionState.RUNNING),
+        session(1, status=SessionState.RUNNING),
+    )
+    waiting, free = task(0, writing.id, status=T.READY), task(1, other.id, status=T.READY)
+    await committed(uow, writing, other, tasks=(waiting, free))
+    write = pending_effect("w", EffectKind.WORKSPACE_WRITE, now=at(2), session_id=writing.id)
+    not_a_write = pending_effect(
+        "x",
+        next(k for k in EffectKind if k is not EffectKind.WORKSPACE_WRITE),
+        now=at(2),
+        session_id=other.id,
+    )
+    async with uow() as unit:
+        await unit.effects.record(write)
+        await unit.effects.record(not_a_write)
+        await unit.commit()
+    async with uow() as unit:
+        assert await unit.tasks.claimable(["python"], limit=5) == [free]
+        assert await unit.effects.finish(finished(write, at(3)))
+        await unit.commit()
+    async with uow.reader() as unit:
+        assert await unit.tasks.claimable(["python"], limit=5, lock=False) == [waiting, free]

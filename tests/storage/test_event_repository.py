@@ -3,6 +3,7 @@ order the events were appended, around the numbers a session transition reserved
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
@@ -132,3 +133,27 @@ async def test_what_happened_since_a_place_in_the_log_comes_with_the_place_to_lo
         assert (found, place) == ([(session.id, EventType.TASK_TRANSITION, "READY")], end)
         assert end == start + 3
         assert await unit.events.touched(place, [EventType.TASK_TRANSITION]) == ([], place)
+
+
+async def test_a_writer_whose_events_are_numbered_holds_back_the_next_until_it_commits(uow):
+    """Ids follow commit order: a transaction that numbered its events first commits
+    them first, so a second writer cannot commit a larger id before it."""
+    first, second = await new_session(uow), await new_session(uow)
+    async with uow() as early:
+        await early.events.append([line(first.id, "early")])
+        await early.events.flush()
+
+        async def late() -> None:
+            async with uow() as unit:
+                await unit.events.append([line(second.id, "late")])
+                await unit.commit()
+
+        writing = asyncio.create_task(late())
+        await asyncio.sleep(0.3)
+        assert not writing.done()  # waiting for the numbered transaction to end
+        await early.commit()
+    await asyncio.wait_for(writing, 30)
+    async with uow.reader() as unit:
+        found = await unit.events.after(0, limit=100)
+    assert [event.payload["text"] for event in found] == ["early", "late"]
+    assert found[0].id < found[1].id

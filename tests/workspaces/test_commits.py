@@ -62,6 +62,20 @@ async def test_commit_with_nothing_changed_still_records_a_checkpoint(
     second = await worktrees.commit(binding.path, "")
     assert len({binding.base_commit, first, second}) == 3
     assert git(binding.path, "rev-parse", "HEAD~2") == binding.base_commit
+    assert git(binding.path, "rev-parse", "HEAD~1") == first
+
+
+async def test_a_commit_names_the_commit_it_made_whatever_its_message_says(
+    worktrees: GitWorktrees,
+) -> None:
+    binding = await worktrees.prepare(uuid4(), None)
+    decoy = "f" * 40
+    (binding.path / "a.txt").write_text("a\n")
+    made = await worktrees.commit(binding.path, f"[main {decoy}] looks like a summary")
+    assert made == git(binding.path, "rev-parse", "HEAD") != decoy
+    git(binding.path, "checkout", "-q", "--detach")
+    detached = await worktrees.commit(binding.path, "on a detached head")
+    assert detached == git(binding.path, "rev-parse", "HEAD") != made
 
 
 async def test_a_commit_made_with_a_key_is_found_by_it_and_only_by_it(

@@ -134,6 +134,8 @@ class CheckpointRecords:
             created_at=self._clock(),
         )
         await uow.checkpoints.add(checkpoint)
-        await uow.checkpoints.prune(session_id, oldest_kept_seq(seq, self.retention))
+        keep_from = oldest_kept_seq(seq, self.retention)
+        if keep_from > 1:  # below 1 there is nothing to prune: no statement for it
+            await uow.checkpoints.prune(session_id, keep_from)
         await uow.events.append([events.checkpoint_created(checkpoint)])
         return checkpoint

@@ -275,8 +275,10 @@ class TaskRepository(Protocol):
     ) -> list[Task]:
         """READY leaf tasks (of RUNNING sessions or of none) whose required capabilities
         are all in ``capabilities``, most urgent first; with ``agent_name``, only of
-        sessions that name no agents or name that one; with ``lock``, locked for this
-        transaction where the database can (skipping rows other claimers hold)."""
+        sessions that name no agents or name that one; not of a session with files still
+        to be written (a pending workspace write: its next tasks would start without
+        them); with ``lock``, locked for this transaction where the database can
+        (skipping rows other claimers hold)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -207,18 +207,9 @@ async def _colliding(
     uow: UnitOfWork, candidates: Sequence[Task], predicted: dict[UUID, set[str]]
 ) -> dict[UUID, dict[str, Any]]:
     """The candidates to hold back, each with why (for the log): those that would edit
-    files a RUNNING task of their session edits, and those whose session has files still
-    to be written (a finished task's, ``finish_write``): they would start without them."""
+    files a RUNNING task of their session edits. (A session with files still to be
+    written offers no task at all: ``claimable``.)"""
     held: dict[UUID, dict[str, Any]] = {}
-    unwritten = await uow.effects.sessions_with_pending_writes(
-        sorted({t.session_id for t in candidates if t.session_id})
-    )
-    for task in candidates:
-        if task.session_id in unwritten:
-            held[task.id] = {
-                "session_id": str(task.session_id),
-                "reason": "files a finished task of its session delivered are still to be written",
-            }
     sessions = {t.session_id for t in candidates if t.session_id and predicted.get(t.id)}
     for session_id in sessions:
         running = await uow.tasks.of_session(session_id, (TaskStatus.RUNNING,))

@@ -18,6 +18,9 @@ from .json_sets import superset_of
 from .rows import utc
 from .tables import agents
 
+# Built once (read on every agent request): a built statement keeps its cache key.
+_BY_ID = sa.select(agents).where(agents.c.id == sa.bindparam("agent_id"))
+
 
 class SqlAgentRepository:
     def __init__(self, connection: AsyncConnection) -> None:
@@ -30,7 +33,7 @@ class SqlAgentRepository:
             raise DuplicateKeyError(str(exc.orig)) from exc
 
     async def get(self, agent_id: UUID) -> Agent | None:
-        result = await self._db.execute(sa.select(agents).where(agents.c.id == agent_id))
+        result = await self._db.execute(_BY_ID, {"agent_id": agent_id})
         row = result.mappings().first()
         return _agent(row) if row else None
 

@@ -26,6 +26,11 @@ from .tables import task_artifacts, task_attempts, tasks
 _RECORDED = (AttemptOutcome.COMPLETED, AttemptOutcome.FAILED, AttemptOutcome.EXPIRED)
 # Beyond this many agents the filter is applied here rather than as an IN list.
 _MAX_LISTED_AGENTS = 1000
+# Built once (read with every result): a built statement keeps its cache key.
+_BY_KEY = sa.select(task_attempts).where(
+    task_attempts.c.task_id == sa.bindparam("task_id"),
+    task_attempts.c.attempt == sa.bindparam("attempt"),
+)
 
 
 class SqlAttemptRepository:
@@ -36,11 +41,7 @@ class SqlAttemptRepository:
         await self._db.execute(sa.insert(task_attempts).values(_values(attempt)))
 
     async def get(self, task_id: UUID, attempt: int) -> TaskAttempt | None:
-        result = await self._db.execute(
-            sa.select(task_attempts).where(
-                task_attempts.c.task_id == task_id, task_attempts.c.attempt == attempt
-            )
-        )
+        result = await self._db.execute(_BY_KEY, {"task_id": task_id, "attempt": attempt})
         row = result.mappings().first()
         return _attempt(row) if row else None
 

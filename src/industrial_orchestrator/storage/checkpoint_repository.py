@@ -11,6 +11,14 @@ from ..domain.checkpoint import Checkpoint
 from .rows import checkpoint_from_row, checkpoint_values
 from .tables import checkpoints
 
+# Built once (read on every engine step): a built statement keeps its cache key.
+_LATEST = (
+    sa.select(checkpoints)
+    .where(checkpoints.c.session_id == sa.bindparam("session_id"))
+    .order_by(checkpoints.c.seq.desc())
+    .limit(1)
+)
+
 
 class SqlCheckpointRepository:
     def __init__(self, connection: AsyncConnection) -> None:
@@ -35,12 +43,7 @@ class SqlCheckpointRepository:
         return checkpoint_from_row(row) if row else None
 
     async def latest(self, session_id: UUID) -> Checkpoint | None:
-        result = await self._db.execute(
-            sa.select(checkpoints)
-            .where(checkpoints.c.session_id == session_id)
-            .order_by(checkpoints.c.seq.desc())
-            .limit(1)
-        )
+        result = await self._db.execute(_LATEST, {"session_id": session_id})
         row = result.mappings().first()
         return checkpoint_from_row(row) if row else None
 

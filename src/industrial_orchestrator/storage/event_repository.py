@@ -4,10 +4,11 @@ Global ids are handed out in commit order, so a reader that has seen id N can as
 ``id > N`` and never miss an event that commits later with a smaller id. SQLite gives
 this for free (one writer at a time). PostgreSQL hands out sequence values at INSERT
 time, and two transactions may commit in the other order, so there every writer takes a
-transaction-scoped advisory lock just before inserting its events and keeps it until it
-commits; ``flush()`` is called by the unit of work as the very last statement before
-COMMIT, which keeps the lock short and makes it the last lock any transaction takes (no
-deadlock with the row and slot locks taken earlier).
+transaction-scoped advisory lock in the statement that inserts its events (before the
+first row takes its id) and keeps it until it commits; ``flush()`` is called by the unit
+of work as the very last statement before COMMIT, which keeps the lock short and makes
+it the last lock any transaction takes (no deadlock with the row and slot locks taken
+earlier).
 """
 
 from __future__ import annotations
@@ -18,15 +19,15 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy import RowMapping
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.events import Event, EventType, NewEvent
+from .database import storable_json_text
 from .rows import utc
 from .tables import events, sessions
 
 _EVENT_ORDER_LOCK_KEY = 7_305_118_044
-# Five parameters a row: well within every driver's limit on a statement's parameters.
-_ROWS_PER_INSERT = 100
 
 
 class SqlEventRepository:
@@ -105,13 +106,11 @@ class SqlEventRepository:
                 }
             )
         if self._db.dialect.name == "postgresql":
-            await self._db.execute(
-                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _EVENT_ORDER_LOCK_KEY}
-            )
-        # One multi-row INSERT per slice, not a statement per event; the rows take their
-        # ids in the order given.
-        for start in range(0, len(rows), _ROWS_PER_INSERT):
-            await self._db.execute(sa.insert(events).values(rows[start : start + _ROWS_PER_INSERT]))
+            await self._db.execute(_ordered_insert(rows))
+        else:
+            # One statement, compiled once, run for each row in the order given (one
+            # writer at a time: the rows take their ids in that order).
+            await self._db.execute(sa.insert(events), rows)
         flushed, self._pending, self._reserved = self._pending, [], {}
         return flushed
 
@@ -192,6 +191,39 @@ class SqlEventRepository:
     async def last_id(self) -> int:
         last = await self._db.scalar(sa.select(sa.func.max(events.c.id)))
         return int(last or 0)
+
+
+def _ordered_insert(rows: Sequence[Mapping[str, Any]]) -> sa.TextClause:
+    """PostgreSQL: the event-order lock and the INSERT in one statement (one round trip,
+    not two). The rows are produced by a join with the lock's one-row subquery, so the
+    lock is held before the first row takes its id; ``ORDER BY`` keeps the ids in the
+    order given. The rows come as arrays, so the statement's text is the same whatever
+    their number: compiled once and prepared once per connection, where a multi-row
+    VALUES is compiled afresh every time."""
+    return _ORDERED_INSERT.bindparams(
+        session_ids=[row["session_id"] for row in rows],
+        seqs=[row["seq"] for row in rows],
+        types=[row["type"] for row in rows],
+        ats=[row["at"] for row in rows],
+        payloads=[storable_json_text(row["payload"]) for row in rows],
+    )
+
+
+_ORDERED_INSERT = sa.text(
+    "INSERT INTO events (session_id, seq, type, at, payload) "
+    "SELECT new.session_id, new.seq, new.type, new.at, CAST(new.payload AS JSONB) "
+    "FROM (SELECT pg_advisory_xact_lock(:key)) AS ordered, "
+    "unnest(:session_ids, :seqs, :types, :ats, :payloads) "
+    "WITH ORDINALITY AS new(session_id, seq, type, at, payload, n) "
+    "ORDER BY new.n"
+).bindparams(
+    sa.bindparam("key", _EVENT_ORDER_LOCK_KEY, type_=sa.BigInteger),
+    sa.bindparam("session_ids", type_=ARRAY(sa.Uuid)),
+    sa.bindparam("seqs", type_=ARRAY(sa.Integer)),
+    sa.bindparam("types", type_=ARRAY(sa.Text)),
+    sa.bindparam("ats", type_=ARRAY(sa.DateTime(timezone=True))),
+    sa.bindparam("payloads", type_=ARRAY(sa.Text)),
+)
 
 
 def _event(row: RowMapping) -> Event:

@@ -20,6 +20,8 @@ from .tables import session_transitions, sessions
 # Any 64-bit constant works; it only has to be the same in every replica.
 _RUNNING_SLOTS_LOCK_KEY = 7_305_118_043
 _RUNNING = [state.value for state in RUNNING_STATES]
+# Built once (the most frequent read): a built statement keeps its cache key.
+_BY_ID = sa.select(sessions).where(sessions.c.id == sa.bindparam("session_id"))
 
 
 class SqlSessionRepository:
@@ -37,7 +39,7 @@ class SqlSessionRepository:
             raise DuplicateKeyError(str(exc.orig)) from exc
 
     async def get(self, session_id: UUID) -> Session | None:
-        result = await self._db.execute(sa.select(sessions).where(sessions.c.id == session_id))
+        result = await self._db.execute(_BY_ID, {"session_id": session_id})
         row = result.mappings().first()
         return session_from_row(row) if row else None
 

@@ -12,11 +12,12 @@ from sqlalchemy import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..domain.effects import EffectKind, EffectState
 from ..domain.tasks import Task, TaskStatus, TaskType
 from ..services.ports import DuplicateKeyError
 from .json_sets import allows, subset_of
 from .rows import utc
-from .tables import sessions, task_dependencies, tasks
+from .tables import effects, sessions, task_dependencies, tasks
 
 
 @functools.lru_cache(maxsize=512)
@@ -51,6 +52,15 @@ def _claimable_query(
                         else allows(sessions.c.options, "agents", agent_name, dialect),
                     )
                 ),
+            ),
+            # Files a finished task of the session delivered are still to be written:
+            # its next tasks would start without them.
+            ~sa.exists(
+                sa.select(effects.c.key).where(
+                    effects.c.state == EffectState.PENDING.value,
+                    effects.c.session_id == tasks.c.session_id,
+                    effects.c.kind == EffectKind.WORKSPACE_WRITE.value,
+                )
             ),
         )
         .order_by(sa.func.coalesce(urgency, -1).desc(), tasks.c.created_at, tasks.c.id)
@@ -105,7 +115,10 @@ class SqlTaskRepository:
             raise DuplicateKeyError(str(exc.orig)) from exc
 
     async def get(self, task_id: UUID) -> Task | None:
-        found = await self._load(tasks.c.id == task_id)
+        query = _by_id(self._db.dialect.name)
+        found = [
+            _task(row) for row in (await self._db.execute(query, {"task_id": task_id})).mappings()
+        ]
         return found[0] if found else None
 
     async def get_many(self, task_ids: Sequence[UUID]) -> list[Task]:
@@ -139,10 +152,13 @@ class SqlTaskRepository:
         return page, int(total or 0)
 
     async def of_session(self, session_id: UUID, statuses: Sequence[TaskStatus] = ()) -> list[Task]:
-        conditions: list[Any] = [tasks.c.session_id == session_id]
-        if statuses:
-            conditions.append(tasks.c.status.in_([s.value for s in statuses]))
-        return await self._load(*conditions)
+        if not statuses:
+            query = _of_session(self._db.dialect.name)
+            rows = (await self._db.execute(query, {"session_id": session_id})).mappings()
+            return [_task(row) for row in rows]
+        return await self._load(
+            tasks.c.session_id == session_id, tasks.c.status.in_([s.value for s in statuses])
+        )
 
     async def sessions_with_tasks_in(self, statuses: Sequence[TaskStatus]) -> list[UUID]:
         result = await self._db.execute(
@@ -195,9 +211,10 @@ class SqlTaskRepository:
     ) -> list[Task]:
         """READY tasks an agent holding ``capabilities`` can do, most urgent first: tasks
         of RUNNING (or DEGRADED) sessions by the session's priority, and tasks outside any
-        session, each group oldest first. A task split into subtasks is not handed out (its subtasks
-        are the work). On PostgreSQL the rows come locked, skipping rows another claimer
-        holds, so two claimers never race for one task."""
+        session, each group oldest first. A task split into subtasks is not handed out
+        (its subtasks are the work), nor one of a session with files still to be
+        written. On PostgreSQL the rows come locked, skipping rows another claimer holds,
+        so two claimers never race for one task."""
         query = _claimable_query(
             tuple(capabilities), limit, lock, agent_name, self._db.dialect.name
         )
@@ -238,6 +255,22 @@ def _values(task: Task) -> dict[str, Any]:
         "finished_at": task.finished_at,
         "attempt": task.attempt,
     }
+
+
+# The most frequent reads, built once: building a statement and its cache key costs more
+# than a small read's round trip; a built statement keeps its cache key.
+@functools.cache
+def _by_id(dialect: str) -> sa.Select[Any]:
+    return sa.select(tasks, _depends_on(dialect)).where(tasks.c.id == sa.bindparam("task_id"))
+
+
+@functools.cache
+def _of_session(dialect: str) -> sa.Select[Any]:
+    return (
+        sa.select(tasks, _depends_on(dialect))
+        .where(tasks.c.session_id == sa.bindparam("session_id"))
+        .order_by(tasks.c.created_at, tasks.c.id)
+    )
 
 
 @functools.cache

@@ -8,12 +8,15 @@ record, ``find_commit`` tells whether the commit was made.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from .git_commands import GitCommands, WorkspaceError
 
 EFFECT_TRAILER = "Orchestrator-Effect"
+# ``[branch sha] subject``, ``[branch (root-commit) sha]`` or ``[detached HEAD sha]``.
+_SUMMARY = re.compile(r"\[[^\n]*? ([0-9a-f]{40}|[0-9a-f]{64})\]")
 
 
 async def commit(git: GitCommands, path: Path, message: str, *, keys: Sequence[str] = ()) -> str:
@@ -30,17 +33,20 @@ async def commit(git: GitCommands, path: Path, message: str, *, keys: Sequence[s
         message = f"{message}\n\n{trailers}"
     async with git.lock(f"tree:{tree}"):
         await git.run(tree, "add", "-A")
-        await git.run(
+        made = await git.run(
             tree,
+            # The summary line names the commit in full: no third git to ask for it.
+            "-c",
+            "core.abbrev=no",
             "commit",
-            "-q",
             "--allow-empty",
             "--allow-empty-message",
             "--no-verify",
             "-m",
             message,
         )
-        return await git.commit_sha(tree, "HEAD")
+        named = _SUMMARY.match(made.stdout.decode("utf-8", "replace"))
+        return named.group(1) if named else await git.commit_sha(tree, "HEAD")
 
 
 async def find_commit(git: GitCommands, path: Path, key: str) -> str | None:

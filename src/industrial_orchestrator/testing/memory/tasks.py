@@ -11,10 +11,12 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from uuid import UUID
 
+from ...domain.effects import EffectKind, EffectState
 from ...domain.session_options import SessionOptions
 from ...domain.session_states import RUNNING_STATES
 from ...domain.tasks import Task, TaskStatus
 from ...services.ports import DuplicateKeyError
+from .effects import EFFECTS
 from .sessions import SESSIONS, SessionRow
 from .store import IntegrityViolation, Transaction
 
@@ -176,6 +178,11 @@ class MemoryTaskRepository:
         held = set(capabilities)
         parents = {task.parent_id for task in self._tx.rows(TASKS) if task.parent_id is not None}
         urgency: dict[UUID | None, int] = {None: -1}
+        unwritten = {
+            effect.session_id
+            for effect in self._tx.rows(EFFECTS)
+            if effect.state is EffectState.PENDING and effect.kind is EffectKind.WORKSPACE_WRITE
+        }
 
         def open_to(session_id: UUID | None) -> bool:
             if session_id is None:
@@ -196,6 +203,7 @@ class MemoryTaskRepository:
             and set(task.required_capabilities) <= held
             and task.id not in parents
             and open_to(task.session_id)
+            and (task.session_id is None or task.session_id not in unwritten)
         ]
         ready.sort(key=lambda task: (-urgency[task.session_id], task.created_at, task.id))
         return [self._read(task) for task in ready[:limit]]
