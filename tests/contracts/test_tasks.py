@@ -72,6 +72,28 @@ async def test_dependencies_are_edges_read_back_in_id_order(uow: UnitOfWorkFacto
         assert found_second.depends_on == ()
 
 
+async def test_a_plan_is_added_rows_first_then_every_edge(uow: UnitOfWorkFactory):
+    owner = session(0)
+    await committed(uow, owner)
+    summary = task(0, owner.id)
+    # The summary waits for its own children, which come after it (their parent).
+    child = task(1, owner.id, parent_id=summary.id)
+    later = task(2, owner.id, parent_id=summary.id, depends_on=(child.id,))
+    summary = summary.evolve(depends_on=(child.id, later.id))
+    async with uow() as unit:
+        await unit.tasks.add_all([summary, child, later])
+        await unit.commit()
+    async with uow.reader() as unit:
+        assert await unit.tasks.get_many([summary.id, child.id, later.id]) == [
+            summary.evolve(depends_on=tuple(sorted((child.id, later.id)))),
+            child,
+            later,
+        ]
+    async with uow() as unit:
+        with pytest.raises(DuplicateKeyError):
+            await unit.tasks.add_all([task(3, owner.id, depends_on=(uuid4(),))])
+
+
 @pytest.fixture
 async def planned(uow: UnitOfWorkFactory) -> tuple[list[Task], list[Task]]:
     """Five tasks of a session (the third RUNNING, the last two under the first) and two

@@ -56,6 +56,9 @@ _FAILED_STEP_RETRY_SECONDS = 5.0
 _TIMER_SLACK_SECONDS = 0.05
 # Rounds in a row a session's tree may fail to be made before the session is given up.
 _TREE_TRIES = 5
+# A round woken by a commit waits this long first, so that a burst of commits (a busy
+# fleet commits every few milliseconds) is read in one look at the log, not one each.
+_COALESCE_SECONDS = 0.02
 
 
 class SessionRunner:
@@ -292,7 +295,8 @@ class SessionRunner:
                     log.exception("engine_round_failed")
                 if self._stopping.is_set():
                     return
-                await wakeup.wait(self._tick)
+                if await wakeup.wait(self._tick):
+                    await asyncio.sleep(_COALESCE_SECONDS)
 
     async def _prepare_workspace(self, session_id: UUID) -> None:
         """Give a session that is about to run its own working tree (once per process)."""

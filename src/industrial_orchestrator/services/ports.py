@@ -231,6 +231,11 @@ class TaskRepository(Protocol):
     async def add(self, task: Task) -> None:
         """Insert the task and its dependency edges."""
 
+    async def add_all(self, tasks: Sequence[Task]) -> None:
+        """Insert the tasks in the order given (a parent before its children), then all
+        their dependency edges (so a task may depend on one given after it): a plan in
+        two statements, not one per row. ``DuplicateKeyError`` as ``add_dependency``."""
+
     async def add_dependency(self, task_id: UUID, depends_on: UUID) -> None:
         """Raises ``DuplicateKeyError`` when the edge exists."""
 

@@ -341,11 +341,7 @@ async def store_plan(
     # Rows first, parents before children (foreign key), then the edges: a summary
     # subtask depends on its own children, so no order of whole tasks would do.
     by_id = {subtask.id: subtask for subtask in subtasks}
-    for subtask in sorted(subtasks, key=lambda t: depth_in(t, by_id)):
-        await uow.tasks.add(subtask.evolve(depends_on=()))
-    for subtask in subtasks:
-        for dependency in subtask.depends_on:
-            await uow.tasks.add_dependency(subtask.id, dependency)
+    await uow.tasks.add_all(sorted(subtasks, key=lambda t: depth_in(t, by_id)))
     # The task is done when its plan is: it now waits for its direct subtasks.
     direct = [sub.id for sub in subtasks if sub.parent_id == task.id]
     for subtask_id in direct:

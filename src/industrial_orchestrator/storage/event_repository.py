@@ -13,6 +13,7 @@ earlier).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
@@ -162,26 +163,10 @@ class SqlEventRepository:
         # payloads (log lines are most of the log), only the state a transition went to.
         # The newest id comes in the same statement, so from the same snapshot: an event
         # committed after it is after that id, never skipped.
-        kinds = [t.value for t in types]
-        happened = (
-            sa.select(
-                events.c.session_id,
-                events.c.type,
-                events.c.payload["to"].as_string().label("to"),
-                sa.literal(None, sa.BigInteger).label("last"),
-            )
-            .where(events.c.id > after_id, events.c.type.in_(kinds))
-            .distinct()
-        )
-        newest = sa.select(
-            sa.literal(None, events.c.session_id.type),
-            sa.literal(None, events.c.type.type),
-            sa.literal(None, sa.String),
-            sa.func.max(events.c.id),
-        ).where(events.c.id > after_id)
         found: list[tuple[UUID | None, EventType, str | None]] = []
         last = after_id
-        for row in await self._db.execute(sa.union_all(happened, newest)):
+        query = _touched_query(tuple(sorted(t.value for t in types)))
+        for row in await self._db.execute(query, {"after_id": after_id}):
             if row[1] is None:
                 last = max(last, int(row[3] or after_id))
             else:
@@ -191,6 +176,40 @@ class SqlEventRepository:
     async def last_id(self) -> int:
         last = await self._db.scalar(sa.select(sa.func.max(events.c.id)))
         return int(last or 0)
+
+
+@functools.lru_cache(maxsize=8)
+def _touched_query(kinds: tuple[str, ...]) -> sa.CompoundSelect[Any]:
+    """``touched``'s statement, built once per set of types (there is one): the types are
+    written into its text, not sent as an expanding IN, which would render the statement
+    again on every look (the runner looks after every burst of commits)."""
+    after_id = sa.bindparam("after_id", type_=sa.BigInteger)
+    happened = (
+        sa.select(
+            events.c.session_id,
+            events.c.type,
+            events.c.payload["to"].as_string().label("to"),
+            sa.literal(None, sa.BigInteger).label("last"),
+        )
+        .where(
+            events.c.id > after_id,
+            events.c.type.in_([sa.literal_column(_quoted(kind)) for kind in kinds]),
+        )
+        .distinct()
+    )
+    newest = sa.select(
+        sa.literal(None, events.c.session_id.type),
+        sa.literal(None, events.c.type.type),
+        sa.literal(None, sa.String),
+        sa.func.max(events.c.id),
+    ).where(events.c.id > after_id)
+    return sa.union_all(happened, newest)
+
+
+def _quoted(kind: str) -> str:
+    if not kind.replace(".", "").replace("_", "").isalnum():
+        raise ValueError(f"not an event type: {kind!r}")
+    return f"'{kind}'"
 
 
 def _ordered_insert(rows: Sequence[Mapping[str, Any]]) -> sa.TextClause:

@@ -106,6 +106,18 @@ class SqlTaskRepository:
         for dependency in task.depends_on:
             await self.add_dependency(task.id, dependency)
 
+    async def add_all(self, new: Sequence[Task]) -> None:
+        if not new:
+            return
+        await self._db.execute(sa.insert(tasks), [_values(task) for task in new])
+        edges = [{"task_id": t.id, "depends_on": d} for t in new for d in t.depends_on]
+        if not edges:
+            return
+        try:
+            await self._db.execute(sa.insert(task_dependencies), edges)
+        except IntegrityError as exc:
+            raise DuplicateKeyError(str(exc.orig)) from exc
+
     async def add_dependency(self, task_id: UUID, depends_on: UUID) -> None:
         try:
             await self._db.execute(
@@ -116,10 +128,8 @@ class SqlTaskRepository:
 
     async def get(self, task_id: UUID) -> Task | None:
         query = _by_id(self._db.dialect.name)
-        found = [
-            _task(row) for row in (await self._db.execute(query, {"task_id": task_id})).mappings()
-        ]
-        return found[0] if found else None
+        row = (await self._db.execute(query, {"task_id": task_id})).mappings().first()
+        return _task(row) if row else None
 
     async def get_many(self, task_ids: Sequence[UUID]) -> list[Task]:
         if not task_ids:

@@ -77,6 +77,13 @@ class MemoryTaskRepository:
         for dependency in task.depends_on:
             await self.add_dependency(task.id, dependency)
 
+    async def add_all(self, tasks: Sequence[Task]) -> None:
+        for task in tasks:
+            await self.add(task.evolve(depends_on=()))
+        for task in tasks:
+            for dependency in task.depends_on:
+                await self.add_dependency(task.id, dependency)
+
     async def add_dependency(self, task_id: UUID, depends_on: UUID) -> None:
         # As the SQL one: any integrity error of the edge (it exists, or either end does
         # not) is a DuplicateKeyError.
