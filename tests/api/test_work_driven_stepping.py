@@ -220,3 +220,34 @@ async def test_the_step_that_plans_a_session_opens_its_first_tasks(
         for t in tasks
         if t["status"] != "COMPLETED" and not t["depends_on"] and t["task_type"] != "root"
     ]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+@pytest.mark.settings(**ENGINE, session_lease_seconds=60.0)
+async def test_a_replica_leaves_a_session_another_holds_to_it(
+    client: httpx.AsyncClient, app: FastAPI, second_replica: FastAPI
+):
+    """What happens to a session another replica runs is that replica's to step: the
+    other tries to take it once, not at every event (a write that fails each time)."""
+    agent = await register(client, capabilities=["code_generation"])
+    session_id = await held_session(client, agent)
+    sid = UUID(session_id)
+    runners = [app.state.runtime.runner, second_replica.state.runtime.runner]
+    await until(lambda: _true(any(sid in runner._held for runner in runners)))
+    other = next(runner for runner in runners if sid not in runner._held)
+    tries: list[UUID] = []
+    own = other._engine.own
+
+    async def counted(session: UUID, owner: str, lease: float) -> bool:
+        tries.append(session)
+        return await own(session, owner, lease)
+
+    other._engine.own = counted
+    for _ in range(3):
+        for verb, state in (("pause", "PAUSED"), ("resume", "RUNNING")):
+            moved = await client.post(f"{API}/sessions/{session_id}/{verb}")
+            assert moved.status_code == 200, moved.text
+            await until(lambda s=state: _status(client, session_id, s))
+            await until(lambda: _true(sid not in other._queued and sid not in other._stepping))
+    assert tries.count(sid) <= 1, tries
+    assert sid not in other._held

@@ -14,7 +14,9 @@ by two workers at once).
 
 The steps themselves are database transactions and idempotent, and a session is stepped
 only by the process that holds its ownership lease (renewed for all of a process's
-sessions in one statement); a verification command, the one step with effects outside
+sessions in one statement); what happens to a session another process was found to hold
+is left to that process until its lease would have run out (or the renewal round finds
+the session without an owner). A verification command, the one step with effects outside
 the database, runs under a lock so that only one replica runs it at a time.
 """
 
@@ -106,6 +108,11 @@ class SessionRunner:
         self._timers: dict[UUID, float] = {}
         self._again: set[UUID] = set()  # sessions to look at in the next round
         self._foreign: set[UUID] = set()  # held by another process when last tried
+        # Session -> until when (monotonic) another process's lease on it holds, as far
+        # as this one knows: what happens to it is that process's to step. (The event
+        # log is everybody's: without this, every event of a session another process
+        # runs would cost this one a write that fails to take it.)
+        self._elsewhere: dict[UUID, float] = {}
         self._next_renewal = 0.0
         # Sessions waiting for a step worker, being stepped, and touched again while
         # being stepped (stepped once more right after).
@@ -201,7 +208,7 @@ class SessionRunner:
             due = set(await self._engine.to_visit())
         else:
             touched, cursor = await self._schedule.touched(self._cursor)
-            due = set(touched.sessions)
+            due = {s for s in touched.sessions if self._elsewhere.get(s, 0.0) <= now}
             if touched.fleet_changed:
                 due.update(await self._schedule.waiting_on_agents())
         renewal = now >= self._next_renewal
@@ -209,7 +216,11 @@ class SessionRunner:
             # Every lease this process holds, renewed in one statement; and the running
             # sessions nobody holds (new, or their owner died) are taken up.
             held = await self._schedule.renew_owned(self.owner, self._lease)
-            due.update(await self._schedule.unowned())
+            unowned = await self._schedule.unowned()
+            due.update(unowned)
+            self._elsewhere = {
+                s: at for s, at in self._elsewhere.items() if at > now and s not in unowned
+            }
             self._held = {session_id: now + self._lease / 2 for session_id in held}
             self._next_renewal = now + self._lease / 3
         if renewal or any(at <= now for at in self._timers.values()):
@@ -279,7 +290,9 @@ class SessionRunner:
             return True
         if not await self._engine.own(session_id, self.owner, self._lease):
             self._held.pop(session_id, None)
+            self._elsewhere[session_id] = now + self._lease
             return False
+        self._elsewhere.pop(session_id, None)
         self._held[session_id] = now + self._lease / 2
         return True
 
