@@ -1,0 +1,51 @@
+"""The event log."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+from uuid import UUID
+
+from ...domain.events import Event, EventType, NewEvent
+
+
+class EventRepository(Protocol):
+    async def append(
+        self, new: Sequence[NewEvent], *, reserved: Mapping[UUID, int] | None = None
+    ) -> None:
+        """Store events in order (written when the unit of work commits), numbering
+        session events consecutively per session. ``reserved`` maps a session to the
+        last of the numbers already reserved for its events in ``new`` (by
+        ``SessionRepository.save``)."""
+
+    async def for_session(
+        self,
+        session_id: UUID,
+        *,
+        after_seq: int,
+        limit: int,
+        types: Sequence[EventType] = (),
+    ) -> list[Event]: ...
+
+    async def after(
+        self,
+        after_id: int,
+        *,
+        limit: int,
+        types: Sequence[EventType] = (),
+        sessions_only: bool = False,
+    ) -> list[Event]:
+        """The whole log after a global id, in commit order (ids are given out in the
+        order their transactions commit, so ``id > last seen`` never skips one)."""
+
+    async def latest(self, *, limit: int, types: Sequence[EventType] = ()) -> list[Event]:
+        """The newest events of the log (of ``types`` if given), newest first."""
+
+    async def last_id(self) -> int: ...
+
+    async def touched(
+        self, after_id: int, types: Sequence[EventType]
+    ) -> tuple[list[tuple[UUID | None, EventType, str | None]], int]:
+        """The distinct (session, type, the state a transition went to) of the events of
+        ``types`` after ``after_id``, and the newest id looked at (``after_id`` when
+        there is none), in one read."""

@@ -1,0 +1,139 @@
+"""What the services need of the sessions' rows, their transitions and checkpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+from ...domain.checkpoint import Checkpoint
+from ...domain.priorities import Priority
+from ...domain.session import Session, Transition, WorktreeBinding
+from ...domain.session_states import SessionState
+
+
+@dataclass(frozen=True, slots=True)
+class SessionQuery:
+    statuses: Sequence[SessionState] = ()
+    priorities: Sequence[Priority] = ()
+    text: str | None = None
+    offset: int = 0
+    limit: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTotals:
+    """Aggregates computed by the database over every session."""
+
+    by_state: dict[SessionState, int]
+    average_duration_seconds: float | None
+    tokens_used: int
+    cost_usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentCreation:
+    session: Session
+    request_hash: str
+
+
+class SessionRepository(Protocol):
+    async def add(
+        self, session: Session, idempotency_key: str | None, request_hash: str | None
+    ) -> None:
+        """Insert a new session; raises ``DuplicateKeyError`` if the idempotency key is taken."""
+
+    async def get(self, session_id: UUID) -> Session | None: ...
+
+    async def forks_of(self, session_id: UUID) -> list[UUID]:
+        """The sessions forked from this one's checkpoints, oldest first."""
+
+    async def on_workspace(self, workspace: str, *, limit: int) -> list[Session]:
+        """Sessions with a working tree made from ``workspace``, newest first."""
+
+    async def find_retry(self, session_id: UUID) -> Session | None:
+        """The session created by retrying ``session_id``, if any."""
+
+    async def get_by_idempotency_key(self, key: str) -> IdempotentCreation | None: ...
+
+    async def save(self, before: Session, after: Session, *, reserve_events: int = 0) -> int | None:
+        """Write the fields that differ from ``before`` if the row is still at
+        ``before``'s version and state, reserving ``reserve_events`` event sequence numbers
+        in the same statement. Returns the last reserved number (the counter's value when
+        none are reserved), or None when the guard failed and nothing was written."""
+
+    async def add_transition(self, record: Transition) -> None: ...
+
+    async def transitions(self, session_id: UUID) -> list[Transition]: ...
+
+    async def search(self, query: SessionQuery) -> tuple[list[Session], int]: ...
+
+    async def count_running(self) -> int: ...
+
+    async def ids_in(self, states: Sequence[SessionState]) -> list[UUID]:
+        """Sessions in ``states``, oldest first."""
+
+    async def own(self, session_id: UUID, owner: str, now: datetime, until: datetime) -> str | None:
+        """Take or renew the engine's ownership lease; the previous owner when taken over
+        from another, ``owner`` when held, None when another holds it."""
+
+    async def disown(self, owner: str, session_id: UUID | None = None) -> int: ...
+
+    async def renew_owned(
+        self, owner: str, states: Sequence[SessionState], until: datetime
+    ) -> list[UUID]:
+        """Extend to ``until`` every lease ``owner`` holds on a session in ``states``, in
+        one statement; the sessions it holds."""
+
+    async def unowned_in(self, states: Sequence[SessionState], now: datetime) -> list[UUID]:
+        """Sessions in ``states`` that no live process owns (no owner, or its lease ran
+        out before ``now``)."""
+
+    async def forget_owners(self) -> int: ...
+
+    async def set_next_due(self, session_id: UUID, at: datetime | None) -> None:
+        """When the session's owner is to step it next though nothing happens to it
+        (None: no timer)."""
+
+    async def checkpoint_checked(self, session_id: UUID, at: datetime) -> None:
+        """Its periodic checkpoint was due at ``at`` and had nothing new to record
+        (``Session.checkpoint_checked_at``)."""
+
+    async def take_due(
+        self, owner: str, states: Sequence[SessionState], now: datetime
+    ) -> list[UUID]:
+        """The sessions in ``states`` that ``owner`` holds whose timer is due by ``now``,
+        their timers cleared in the same statement: each due timer is taken once."""
+
+    async def bind_worktree(self, session_id: UUID, binding: WorktreeBinding) -> bool:
+        """Record the session's working tree, unless it has one already."""
+
+    async def lock_running_slots(self) -> None:
+        """Serialise slot accounting between transactions until this one ends."""
+
+    async def next_queued(self) -> Session | None:
+        """The QUEUED session to promote first: highest priority, then oldest."""
+
+    async def totals(self) -> SessionTotals: ...
+
+    async def next_checkpoint_seq(self, session_id: UUID) -> int: ...
+
+    async def add_usage(self, session_id: UUID, tokens: int, cost_usd: float) -> None:
+        """Add to the session's running totals (an increment: no version check needed,
+        and transitions never write these columns unless they change them)."""
+
+
+class CheckpointRepository(Protocol):
+    async def add(self, checkpoint: Checkpoint) -> None: ...
+
+    async def prune(self, session_id: UUID, keep_from_seq: int) -> int:
+        """Delete checkpoints older than ``keep_from_seq``; returns how many."""
+
+    async def get(self, checkpoint_id: UUID) -> Checkpoint | None: ...
+
+    async def latest(self, session_id: UUID) -> Checkpoint | None: ...
+
+    async def list(self, session_id: UUID, offset: int, limit: int) -> tuple[list[Checkpoint], int]:
+        """Newest first, with the total count."""

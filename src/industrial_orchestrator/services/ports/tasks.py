@@ -1,0 +1,143 @@
+"""Tasks, their dependency edges, their attempts and the artifacts those delivered."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+from ...domain.agent_records import FinishedAttempt
+from ...domain.artifacts import Artifact
+from ...domain.task_attempts import TaskAttempt
+from ...domain.tasks import Task, TaskStatus, TaskType
+
+
+class TaskRepository(Protocol):
+    async def lock_family(self, key: UUID) -> None:
+        """Hold the family's write lock (key: session id, or root task id) until commit."""
+
+    async def root_of(self, task_id: UUID) -> UUID: ...
+
+    async def session_of(self, task_id: UUID) -> UUID | None:
+        """The task's session; None when it has none, or does not exist."""
+
+    async def add(self, task: Task) -> None:
+        """Insert the task and its dependency edges."""
+
+    async def add_all(self, tasks: Sequence[Task]) -> None:
+        """Insert the tasks in the order given (a parent before its children), then all
+        their dependency edges (so a task may depend on one given after it): a plan in
+        two statements, not one per row. ``DuplicateKeyError`` as ``add_dependency``."""
+
+    async def add_dependency(self, task_id: UUID, depends_on: UUID) -> None:
+        """Raises ``DuplicateKeyError`` when the edge exists."""
+
+    async def get(self, task_id: UUID) -> Task | None: ...
+
+    async def get_many(self, task_ids: Sequence[UUID]) -> list[Task]:
+        """Those of the tasks that exist, in the order of ``task_ids``."""
+
+    async def search(
+        self,
+        *,
+        session_id: UUID | None,
+        parent_id: UUID | None,
+        statuses: Sequence[TaskStatus],
+        offset: int,
+        limit: int | None,
+    ) -> tuple[list[Task], int]:
+        """Oldest first, with the total count (``limit`` None: all)."""
+
+    async def of_session(self, session_id: UUID, statuses: Sequence[TaskStatus] = ()) -> list[Task]:
+        """Every task of the session (in ``statuses`` if given), oldest first: ``search``
+        without the page and its count."""
+
+    async def sessions_with_tasks_in(self, statuses: Sequence[TaskStatus]) -> list[UUID]:
+        """The sessions that have a task in one of ``statuses``."""
+
+    async def family(self, task: Task) -> list[Task]:
+        """The tasks ``task`` may depend on: its session's, or its tree's without one."""
+
+    async def subtree(self, root_id: UUID) -> list[Task]: ...
+
+    async def save(self, before: Task, after: Task) -> bool:
+        """Guarded write: False when the row is no longer ``before``."""
+
+    async def claimable(
+        self,
+        capabilities: Sequence[str],
+        *,
+        limit: int,
+        lock: bool = True,
+        agent_name: str | None = None,
+    ) -> list[Task]:
+        """READY leaf tasks (of RUNNING sessions or of none) whose required capabilities
+        are all in ``capabilities``, most urgent first; with ``agent_name``, only of
+        sessions that name no agents or name that one; not of a session with files still
+        to be written (a pending workspace write: its next tasks would start without
+        them); with ``lock``, locked for this transaction where the database can
+        (skipping rows other claimers hold)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredArtifact:
+    attempt: int
+    path: str
+    mime_type: str
+    size_bytes: int
+    sha256: str
+    created_at: datetime
+
+
+class AttemptRepository(Protocol):
+    async def add(self, attempt: TaskAttempt) -> None: ...
+
+    async def get(self, task_id: UUID, attempt: int) -> TaskAttempt | None: ...
+
+    async def of_task(self, task_id: UUID) -> list[TaskAttempt]: ...
+
+    async def open_of_agent(self, agent_id: UUID) -> list[TaskAttempt]: ...
+
+    async def expired(self, before: datetime, *, limit: int) -> list[TaskAttempt]:
+        """Open attempts whose lease ran out before ``before``, oldest expiry first."""
+
+    async def renew(
+        self, agent_id: UUID, expires_at: datetime, *, only: Sequence[UUID] | None = None
+    ) -> list[TaskAttempt]:
+        """Extend the agent's open attempts (of the tasks ``only``, when given); returns
+        the renewed ones."""
+
+    async def close(self, closed: TaskAttempt) -> bool:
+        """Record the outcome; False when the attempt was closed already."""
+
+    async def set_trouble(self, task_id: UUID, attempt: int, trouble: str | None) -> bool:
+        """Note (or clear) what holds the open attempt up; False when it is not open."""
+
+    async def add_artifacts(
+        self, attempt: TaskAttempt, artifacts: Sequence[Artifact], at: datetime
+    ) -> None: ...
+
+    async def artifacts(self, task_id: UUID) -> list[StoredArtifact]: ...
+
+    async def delivered(self, task_id: UUID, attempt: int) -> list[Artifact]:
+        """One attempt's artifacts with their content, by path."""
+
+    async def touched(self, task_ids: Sequence[UUID]) -> dict[UUID, set[str]]:
+        """The paths of the artifacts each task's attempts delivered, by task."""
+
+    async def stopped_by_guard(self, task_ids: Sequence[UUID]) -> dict[UUID, set[UUID]]:
+        """The agents whose attempts at each task the loop guard stopped, by task."""
+
+    async def recent_results(
+        self,
+        *,
+        agent_ids: Sequence[UUID] | None,
+        task_types: Sequence[TaskType] | None,
+        since: datetime,
+        per_pair: int,
+    ) -> list[FinishedAttempt]:
+        """The latest ``per_pair`` attempts finished since ``since`` (completed, failed
+        or expired) per (agent, task type), of ``agent_ids`` and ``task_types`` (None:
+        all); the raw material of ``domain.agent_records``."""
