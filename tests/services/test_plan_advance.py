@@ -4,6 +4,7 @@ would."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
@@ -130,3 +131,19 @@ async def test_a_plan_that_is_not_executing_is_not_moved(session: Session):
     async with uow() as unit:
         assert await advance_plan(unit, session.id, NOW, default_parallel=4) is None
     assert await _statuses(uow, session.id) == [S.PENDING]
+
+
+async def test_the_look_judges_by_the_session_its_caller_read():
+    """The engine's step hands over the session it has just read: the look reads only
+    the tasks (the write re-reads the session under the family's lock)."""
+    session = _session()
+    first = _task(session, 0)
+    uow = await _stored(session, first)
+    paused_meanwhile = dataclasses.replace(session, status=SessionState.PAUSED)
+    async with uow.reader() as unit:
+        told = await plan_now(unit, session.id, default_parallel=4, session=paused_meanwhile)
+        assert told is None
+        look = await plan_now(unit, session.id, default_parallel=4)
+    assert look is not None
+    assert look[1] is True
+    assert await _advance(uow, session.id) == (1, 0)

@@ -8,20 +8,23 @@ from __future__ import annotations
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from fastapi import FastAPI
 
 from industrial_orchestrator.bootstrap import Components
+from industrial_orchestrator.domain.checkpoint import Checkpoint
 from industrial_orchestrator.domain.checkpoint_schedule import PeriodicCheckpoints
 from industrial_orchestrator.domain.effects import EffectState
 from industrial_orchestrator.domain.session import Session, WorktreeBinding
 from industrial_orchestrator.domain.session_progress import progress_of
 from industrial_orchestrator.domain.tasks import TaskStatus, TaskType
 from industrial_orchestrator.services.plan_advance import Advanced
-from industrial_orchestrator.services.session_checkpoints import SessionCheckpoints
+from industrial_orchestrator.services.session_checkpoints import LastCheckpoint, SessionCheckpoints
 from industrial_orchestrator.services.sessions import NewSession
 from industrial_orchestrator.services.tasks import NewTask
+
+NOW = datetime(2026, 12, 6, tzinfo=UTC)
 
 
 def _git(tree: Path, *args: str) -> str:
@@ -178,3 +181,23 @@ async def test_a_periodic_checkpoint_that_would_repeat_the_last_is_only_a_look(a
     await _finished(components, session.id, "second")
     labels = await periodic_look()
     assert labels[1:] == ["periodic", "periodic"]
+
+
+async def test_the_last_checkpoint_the_step_read_is_not_read_again(app: FastAPI):
+    """Handed the last checkpoint as the step read it, the after-task checkpoints go by
+    it; without it, they read it."""
+    components: Components = app.state.components
+    session, _ = await _running_with_tree(components)
+    await _finished(components, session.id, "first", "second")
+    advanced = await _advanced(components, session.id)
+    both = {str(task.id): {} for task in advanced.progress.finished}
+    checkpoints = _checkpoints(components)
+
+    # What the step read says both are recorded (as if a checkpoint was taken meanwhile):
+    # it is believed, and nothing is read or taken.
+    said = Checkpoint(uuid4(), session.id, 1, "said", None, NOW, {"finished_tasks": both})
+    await checkpoints.after_finished_tasks(advanced, LastCheckpoint(said))
+    assert (await components.sessions.checkpoints(session.id, offset=0, limit=100))[1] == 0
+    # Nothing handed over: the last checkpoint is read (there is none), both are taken.
+    await checkpoints.after_finished_tasks(advanced)
+    assert (await components.sessions.checkpoints(session.id, offset=0, limit=100))[1] == 2

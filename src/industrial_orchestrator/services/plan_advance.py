@@ -47,13 +47,15 @@ class Advanced:
 
 
 async def plan_now(
-    uow: UnitOfWork, session_id: UUID, *, default_parallel: int
+    uow: UnitOfWork, session_id: UUID, *, default_parallel: int, session: Session | None = None
 ) -> tuple[Advanced, bool] | None:
     """Where the session's plan stands, read without moving it, and whether
     ``advance_plan`` would move it now; None when it would not look at it (see there).
-    A step that finds nothing to move needs no write, nor the family's lock."""
+    A step that finds nothing to move needs no write, nor the family's lock. ``session``:
+    as the caller has just read it (else it is read after the tasks)."""
     tasks = await tasks_of(uow, session_id)
-    session = await uow.sessions.get(session_id)
+    if session is None:
+        session = await uow.sessions.get(session_id)
     if session is None or not _movable(session):
         return None
     progress = progress_of(tasks)

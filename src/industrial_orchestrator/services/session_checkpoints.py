@@ -42,6 +42,14 @@ from .sessions import SessionService
 log = structlog.get_logger("industrial_orchestrator.services.session_engine")
 
 
+@dataclass(frozen=True, slots=True)
+class LastCheckpoint:
+    """The session's last checkpoint as the step read it (None: it has none yet), handed
+    on so that the step's checkpoints need not read it again."""
+
+    checkpoint: Checkpoint | None
+
+
 class SessionCheckpoints:
     def __init__(
         self,
@@ -62,16 +70,17 @@ class SessionCheckpoints:
         self._trees = trees
         self._ledger = ledger
 
-    async def periodically(self, session: Session, latest: Checkpoint | None) -> None:
+    async def periodically(self, session: Session, latest: Checkpoint | None) -> bool:
         """A checkpoint every ``checkpoint_interval_seconds`` while it runs, unless it
         would repeat the last one (``domain.checkpoint_schedule``): then only the look is
-        recorded. ``latest``: its last checkpoint, as the step read it."""
+        recorded. ``latest``: its last checkpoint, as the step read it. Whether it was
+        time for one (``latest`` may be out of date since)."""
         now = self._clock()
         last = latest.created_at if latest else None
         if not self._periodic.due(
             last=last, started=session.started_at, now=now, checked=session.checkpoint_checked_at
         ):
-            return
+            return False
         async with self._uow.reader() as uow:
             tasks = await tasks_of(uow, session.id)
             in_flight = await _in_flight(uow, tasks)
@@ -83,10 +92,11 @@ class SessionCheckpoints:
             async with self._uow() as uow:
                 await uow.sessions.checkpoint_checked(session.id, now)
                 await uow.commit()
-            return
+            return True
         seq = latest.seq if latest else 0
         moment = _Moment("periodic", None, f"periodic-after:{seq}")
         await self._record(session, tasks, in_flight, [moment])
+        return True
 
     async def _tree_changed(self, session: Session, latest: Checkpoint) -> bool:
         """Whether the session's files moved on from its last checkpoint's commit (as
@@ -101,17 +111,23 @@ class SessionCheckpoints:
         except OrchestratorError:
             return True
 
-    async def after_finished_tasks(self, advanced: Advanced) -> None:
+    async def after_finished_tasks(
+        self, advanced: Advanced, last: LastCheckpoint | None = None
+    ) -> None:
         """One automatic checkpoint after each finished task not yet in one, once the
         files the tasks delivered are written (a checkpoint without them would lie).
         Several found at once are taken together: one commit of the tree (it is the same
         tree for all of them), the checkpoints written in one transaction. They hold the
-        session and its tasks as the step that found them read them."""
+        session and its tasks as the step that found them read them; ``last``: the last
+        checkpoint as the step read it, if nothing took one since (else it is read)."""
         session = advanced.session
         async with self._uow.reader() as uow:
             if await uow.effects.sessions_with_pending_writes([session.id]):
                 return
-            latest = await uow.checkpoints.latest(session.id)
+            if last is not None:
+                latest = last.checkpoint
+            else:
+                latest = await uow.checkpoints.latest(session.id)
             moments = _unrecorded(advanced.progress, latest)
             if not moments:
                 return

@@ -28,7 +28,7 @@ from .effects import EffectLedger
 from .offer_gate import OfferGate
 from .plan_advance import advance_plan, plan_now
 from .ports import Clock, UnitOfWorkFactory, WorkingTrees
-from .session_checkpoints import SessionCheckpoints
+from .session_checkpoints import LastCheckpoint, SessionCheckpoints
 from .session_endings import SessionEndings
 from .session_halts import ENDED, LIVE_TASKS, SessionHalts
 from .session_health import SessionHealth
@@ -135,10 +135,10 @@ class SessionEngine:
             if session.phase != SessionPhase.EXECUTING:
                 return None
             return await self._advance(session)
-        await self._checkpoints.periodically(session, latest)
+        took = await self._checkpoints.periodically(session, latest)
         if session.phase == SessionPhase.REVIEWING:
             return self._review.due(session)
-        return await self._advance(session)
+        return await self._advance(session, None if took else LastCheckpoint(latest))
 
     async def review_due(self, due: ReviewDue) -> bool:
         """Whether the verification ``due`` asked for is still to be run: a round found
@@ -170,11 +170,19 @@ class SessionEngine:
         """Finish a checkpoint a dead process left PENDING (``EffectRecovery``)."""
         await self._checkpoints.finish(effect)
 
-    async def _advance(self, session: Session) -> ReviewDue | None:
+    async def _advance(
+        self, session: Session, last: LastCheckpoint | None = None
+    ) -> ReviewDue | None:
+        """``last``: the session's last checkpoint as the step read it, if nothing took
+        one since."""
         # A look first: after a result (which moved the plan in its own transaction) there
         # is mostly nothing to move, and then no write, nor the family's lock, is needed.
+        # It judges by the session as the step read it: the write re-reads it under the
+        # family's lock.
         async with self._uow.reader() as uow:
-            look = await plan_now(uow, session.id, default_parallel=self._max_parallel)
+            look = await plan_now(
+                uow, session.id, default_parallel=self._max_parallel, session=session
+            )
         advanced = look[0] if look is not None else None
         if look is not None and look[1]:
             async with self.gate.opening(), self._uow() as uow:
@@ -186,7 +194,7 @@ class SessionEngine:
         if advanced is None:
             return None  # its budget is spent (the next step ends it), or it moved on
         progress = advanced.progress
-        await self._checkpoints.after_finished_tasks(advanced)
+        await self._checkpoints.after_finished_tasks(advanced, last)
         if advanced.moved:
             return None  # the plan moved: its events call for another step
         if progress.state == PlanState.STUCK and not progress.finished:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -116,13 +117,15 @@ class TaskResults:
                 )
             current = await uow.attempts.get(task.id, task.attempt) if task.attempt else None
             held = check_holder(task, current, agent_id, report.attempt)
-            root = await task_workspace(uow, task, self._policy.artifacts_home)
             writing = (
                 report.outcome == AttemptOutcome.COMPLETED
                 and report.write_artifacts
                 and bool(report.artifacts)
             )
+            # Where the files go: only a result that writes some needs to know.
+            root: Path | None = None
             if writing:
+                root = await task_workspace(uow, task, self._policy.artifacts_home)
                 self._files.check(root, report.artifacts)
             closed = held.evolve(
                 outcome=report.outcome,
@@ -198,6 +201,7 @@ class TaskResults:
             await uow.commit()
         written: list[str] = []
         if write is not None:
+            assert root is not None
             self._ledger.reached("effects.recorded", EffectKind.WORKSPACE_WRITE)
             written = self._files.write(root, report.task_id, report.artifacts)
             self._ledger.reached("effects.performed", EffectKind.WORKSPACE_WRITE)
