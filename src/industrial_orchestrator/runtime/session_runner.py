@@ -242,6 +242,7 @@ class SessionRunner:
                 self._held_elsewhere(session_id)
                 return
             self._foreign.discard(session_id)
+            self._elsewhere.pop(session_id, None)
             await self._prepare_workspace(session_id)
             due = await self._engine.step(session_id)
             await self._set_timer(session_id)
@@ -260,11 +261,13 @@ class SessionRunner:
             )
 
     def _held_elsewhere(self, session_id: UUID) -> None:
-        """Another live process runs the session. Tried once more when that lease would
-        have run out (a step it owes, e.g. closing the tasks of a session that ended, is
-        not lost if it died); after that, a running session left ownerless is found by
-        the renewal round's look for unowned sessions."""
+        """Another live process runs the session: what happens to it is left to that
+        process until its lease would have run out. Tried once more then (a step it
+        owes, e.g. closing the tasks of a session that ended, is not lost if it died);
+        after that, a running session left ownerless is found by the renewal round's
+        look for unowned sessions."""
         self._timers.pop(session_id, None)
+        self._elsewhere[session_id] = time.monotonic() + self._lease
         if session_id in self._foreign:
             self._foreign.discard(session_id)
             return
@@ -290,9 +293,7 @@ class SessionRunner:
             return True
         if not await self._engine.own(session_id, self.owner, self._lease):
             self._held.pop(session_id, None)
-            self._elsewhere[session_id] = now + self._lease
             return False
-        self._elsewhere.pop(session_id, None)
         self._held[session_id] = now + self._lease / 2
         return True
 

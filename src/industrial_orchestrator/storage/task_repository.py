@@ -102,9 +102,7 @@ class SqlTaskRepository:
         return session_id
 
     async def add(self, task: Task) -> None:
-        await self._db.execute(sa.insert(tasks).values(_values(task)))
-        for dependency in task.depends_on:
-            await self.add_dependency(task.id, dependency)
+        await self.add_all([task])
 
     async def add_all(self, new: Sequence[Task]) -> None:
         if not new:
