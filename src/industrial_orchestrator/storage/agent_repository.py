@@ -20,6 +20,11 @@ from .tables import agents
 
 # Built once (read on every agent request): a built statement keeps its cache key.
 _BY_ID = sa.select(agents).where(agents.c.id == sa.bindparam("agent_id"))
+_INSERT = sa.insert(agents)
+# The SET clause is the execution's own columns (besides the w_ guards).
+_GUARDED_UPDATE = sa.update(agents).where(
+    agents.c.id == sa.bindparam("w_id"), agents.c.version == sa.bindparam("w_version")
+)
 
 
 class SqlAgentRepository:
@@ -28,7 +33,7 @@ class SqlAgentRepository:
 
     async def add(self, agent: Agent) -> None:
         try:
-            await self._db.execute(sa.insert(agents).values(_values(agent)))
+            await self._db.execute(_INSERT, _values(agent))
         except IntegrityError as exc:
             raise DuplicateKeyError(str(exc.orig)) from exc
 
@@ -68,10 +73,13 @@ class SqlAgentRepository:
         return [_agent(row) for row in result.mappings()]
 
     async def save(self, before: Agent, after: Agent) -> bool:
+        old, new = _values(before), _values(after)
+        changed: dict[str, Any] = {key: value for key, value in new.items() if old[key] != value}
+        # Nothing changed: still the guarded check (an UPDATE with no SET is not SQL); the
+        # guard has just said the version is this one.
+        changed = changed or {"version": before.version}
         result = await self._db.execute(
-            sa.update(agents)
-            .where(agents.c.id == before.id, agents.c.version == before.version)
-            .values(_values(after))
+            _GUARDED_UPDATE, {**changed, "w_id": before.id, "w_version": before.version}
         )
         return result.rowcount == 1
 

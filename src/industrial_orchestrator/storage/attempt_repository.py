@@ -31,6 +31,22 @@ _BY_KEY = sa.select(task_attempts).where(
     task_attempts.c.task_id == sa.bindparam("task_id"),
     task_attempts.c.attempt == sa.bindparam("attempt"),
 )
+_INSERT = sa.insert(task_attempts)
+_CLOSED = (
+    "outcome",
+    "finished_at",
+    "error",
+    "output",
+    "execution_time_ms",
+    "tokens_used",
+    "cost_usd",
+)
+# The SET clause is the execution's own columns (besides the w_ guards).
+_CLOSE = sa.update(task_attempts).where(
+    task_attempts.c.task_id == sa.bindparam("w_task_id"),
+    task_attempts.c.attempt == sa.bindparam("w_attempt"),
+    task_attempts.c.outcome.is_(None),
+)
 
 
 class SqlAttemptRepository:
@@ -38,7 +54,7 @@ class SqlAttemptRepository:
         self._db = connection
 
     async def add(self, attempt: TaskAttempt) -> None:
-        await self._db.execute(sa.insert(task_attempts).values(_values(attempt)))
+        await self._db.execute(_INSERT, _values(attempt))
 
     async def get(self, task_id: UUID, attempt: int) -> TaskAttempt | None:
         result = await self._db.execute(_BY_KEY, {"task_id": task_id, "attempt": attempt})
@@ -104,26 +120,12 @@ class SqlAttemptRepository:
         """Record how the attempt ended, if it is still open."""
         values = _values(closed)
         result = await self._db.execute(
-            sa.update(task_attempts)
-            .where(
-                task_attempts.c.task_id == closed.task_id,
-                task_attempts.c.attempt == closed.attempt,
-                task_attempts.c.outcome.is_(None),
-            )
-            .values(
-                {
-                    key: values[key]
-                    for key in (
-                        "outcome",
-                        "finished_at",
-                        "error",
-                        "output",
-                        "execution_time_ms",
-                        "tokens_used",
-                        "cost_usd",
-                    )
-                }
-            )
+            _CLOSE,
+            {
+                **{key: values[key] for key in _CLOSED},
+                "w_task_id": closed.task_id,
+                "w_attempt": closed.attempt,
+            },
         )
         return result.rowcount == 1
 

@@ -18,6 +18,7 @@ _LATEST = (
     .order_by(checkpoints.c.seq.desc())
     .limit(1)
 )
+_INSERT = sa.insert(checkpoints)
 
 
 class SqlCheckpointRepository:
@@ -25,7 +26,7 @@ class SqlCheckpointRepository:
         self._db = connection
 
     async def add(self, checkpoint: Checkpoint) -> None:
-        await self._db.execute(sa.insert(checkpoints).values(checkpoint_values(checkpoint)))
+        await self._db.execute(_INSERT, checkpoint_values(checkpoint))
 
     async def prune(self, session_id: UUID, keep_from_seq: int) -> int:
         result = await self._db.execute(

@@ -17,6 +17,12 @@ from ..domain.version_vectors import VersionVector
 from .rows import utc
 from .tables import context_conflicts, contexts
 
+# Built once (run with every result): a built statement keeps its cache key.
+_DELETE_TEMPORARY_OF = sa.delete(contexts).where(
+    contexts.c.scope == ContextScope.TEMPORARY.value,
+    contexts.c.owner_id == sa.bindparam("task_id"),
+)
+
 
 class SqlContextRepository:
     def __init__(self, connection: AsyncConnection) -> None:
@@ -60,11 +66,7 @@ class SqlContextRepository:
         return int(result.rowcount or 0)
 
     async def delete_temporary_of(self, task_id: UUID) -> int:
-        result = await self._db.execute(
-            sa.delete(contexts).where(
-                contexts.c.scope == ContextScope.TEMPORARY.value, contexts.c.owner_id == task_id
-            )
-        )
+        result = await self._db.execute(_DELETE_TEMPORARY_OF, {"task_id": task_id})
         return int(result.rowcount or 0)
 
     async def add_conflict(self, record: ConflictRecord) -> None:

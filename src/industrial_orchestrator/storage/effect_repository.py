@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -16,6 +17,17 @@ from ..domain.effects import Effect, EffectKind, EffectState
 from .rows import utc
 from .tables import effects
 
+# The hot writes, built once: a built statement keeps its cache key.
+_FINISH = sa.update(effects).where(
+    effects.c.key == sa.bindparam("w_key"), effects.c.state == EffectState.PENDING.value
+)
+
+
+@functools.cache
+def _insert_new(dialect: str) -> Any:
+    insert = postgresql.insert(effects) if dialect == "postgresql" else sqlite.insert(effects)
+    return insert.on_conflict_do_nothing(index_elements=["key"]).returning(effects.c.key)
+
 
 class SqlEffectRepository:
     def __init__(self, connection: AsyncConnection) -> None:
@@ -24,24 +36,18 @@ class SqlEffectRepository:
     async def record(self, effect: Effect) -> tuple[Effect, bool]:
         """Insert ``effect`` unless its key is taken; the entry stored under the key, and
         whether it is the one just inserted."""
-        insert = (
-            postgresql.insert(effects)
-            if self._db.dialect.name == "postgresql"
-            else sqlite.insert(effects)
-        )
         inserted = await self._db.scalar(
-            insert.values(
-                key=effect.key,
-                kind=effect.kind.value,
-                session_id=effect.session_id,
-                task_id=effect.task_id,
-                state=effect.state.value,
-                detail=effect.detail,
-                created_at=effect.created_at,
-                done_at=effect.done_at,
-            )
-            .on_conflict_do_nothing(index_elements=["key"])
-            .returning(effects.c.key)
+            _insert_new(self._db.dialect.name),
+            {
+                "key": effect.key,
+                "kind": effect.kind.value,
+                "session_id": effect.session_id,
+                "task_id": effect.task_id,
+                "state": effect.state.value,
+                "detail": effect.detail,
+                "created_at": effect.created_at,
+                "done_at": effect.done_at,
+            },
         )
         if inserted is not None:
             return effect, True
@@ -58,9 +64,13 @@ class SqlEffectRepository:
         """Mark a PENDING entry DONE with ``effect``'s detail; False when it was not
         PENDING (someone else finished it)."""
         result = await self._db.execute(
-            sa.update(effects)
-            .where(effects.c.key == effect.key, effects.c.state == EffectState.PENDING.value)
-            .values(state=EffectState.DONE.value, detail=effect.detail, done_at=effect.done_at)
+            _FINISH,
+            {
+                "w_key": effect.key,
+                "state": EffectState.DONE.value,
+                "detail": effect.detail,
+                "done_at": effect.done_at,
+            },
         )
         return result.rowcount == 1
 

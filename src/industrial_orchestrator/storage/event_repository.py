@@ -29,6 +29,15 @@ from .rows import utc
 from .tables import events, sessions
 
 _EVENT_ORDER_LOCK_KEY = 7_305_118_044
+# Built once (run by every transaction that stores events): a built statement keeps its
+# cache key.
+_BUMP = (
+    sa.update(sessions)
+    .where(sessions.c.id == sa.bindparam("session_id"))
+    .values(event_seq=sessions.c.event_seq + sa.bindparam("fresh", type_=sa.Integer))
+    .returning(sessions.c.event_seq)
+)
+_INSERT = sa.insert(events)
 
 
 class SqlEventRepository:
@@ -81,12 +90,7 @@ class SqlEventRepository:
             taken, last = self._reserved.get(session_id, (0, 0))
             fresh = counts[session_id] - taken
             if fresh:
-                bumped = await self._db.scalar(
-                    sa.update(sessions)
-                    .where(sessions.c.id == session_id)
-                    .values(event_seq=sessions.c.event_seq + fresh)
-                    .returning(sessions.c.event_seq)
-                )
+                bumped = await self._db.scalar(_BUMP, {"session_id": session_id, "fresh": fresh})
                 if bumped is None:
                     raise LookupError(session_id)
                 last = int(bumped)
@@ -111,7 +115,7 @@ class SqlEventRepository:
         else:
             # One statement, compiled once, run for each row in the order given (one
             # writer at a time: the rows take their ids in that order).
-            await self._db.execute(sa.insert(events), rows)
+            await self._db.execute(_INSERT, rows)
         flushed, self._pending, self._reserved = self._pending, [], {}
         return flushed
 

@@ -22,6 +22,41 @@ _RUNNING_SLOTS_LOCK_KEY = 7_305_118_043
 _RUNNING = [state.value for state in RUNNING_STATES]
 # Built once (the most frequent read): a built statement keeps its cache key.
 _BY_ID = sa.select(sessions).where(sessions.c.id == sa.bindparam("session_id"))
+# The hot writes, built once too: the SET clause is the execution's own columns (besides
+# the w_ guards), compiled once per set of columns.
+_GUARDED = (
+    sessions.c.id == sa.bindparam("w_id"),
+    sessions.c.version == sa.bindparam("w_version"),
+    sessions.c.status == sa.bindparam("w_status"),
+)
+_GUARDED_UPDATE = sa.update(sessions).where(*_GUARDED).returning(sessions.c.event_seq)
+_GUARDED_UPDATE_RESERVING = (
+    sa.update(sessions)
+    .where(*_GUARDED)
+    .values(event_seq=sessions.c.event_seq + sa.bindparam("w_reserve", type_=sa.Integer))
+    .returning(sessions.c.event_seq)
+)
+_OWNER = sa.select(sessions.c.owner).where(sessions.c.id == sa.bindparam("session_id"))
+_OWN = (
+    sa.update(sessions)
+    .where(
+        sessions.c.id == sa.bindparam("session_id"),
+        sa.or_(
+            sessions.c.owner.is_(None),
+            sessions.c.owner == sa.bindparam("owner"),
+            sessions.c.owner_expires_at < sa.bindparam("now"),
+        ),
+    )
+    .values(owner=sa.bindparam("owner"), owner_expires_at=sa.bindparam("until"))
+)
+_SET_NEXT_DUE = sa.update(sessions).where(sessions.c.id == sa.bindparam("session_id"))
+_NEXT_CHECKPOINT_SEQ = (
+    sa.update(sessions)
+    .where(sessions.c.id == sa.bindparam("session_id"))
+    .values(checkpoint_seq=sessions.c.checkpoint_seq + 1)
+    .returning(sessions.c.checkpoint_seq)
+)
+_INSERT_TRANSITION = sa.insert(session_transitions)
 
 
 class SqlSessionRepository:
@@ -82,20 +117,16 @@ class SqlSessionRepository:
         changes: dict[str, Any] = {
             column: value for column, value in new.items() if old[column] != value
         }
+        guards = {"w_id": before.id, "w_version": before.version, "w_status": old["status"]}
         if reserve_events:
-            changes["event_seq"] = sessions.c.event_seq + reserve_events
-        # Nothing changed: still the guarded check (an UPDATE with no SET is not SQL).
-        changes = changes or {"version": sessions.c.version}
-        last = await self._db.scalar(
-            sa.update(sessions)
-            .where(
-                sessions.c.id == before.id,
-                sessions.c.version == before.version,
-                sessions.c.status == before.status.value,
+            last = await self._db.scalar(
+                _GUARDED_UPDATE_RESERVING, {**changes, **guards, "w_reserve": reserve_events}
             )
-            .values(changes)
-            .returning(sessions.c.event_seq)
-        )
+        else:
+            # Nothing changed: still the guarded check (an UPDATE with no SET is not SQL);
+            # the guard has just said the version is this one.
+            changes = changes or {"version": before.version}
+            last = await self._db.scalar(_GUARDED_UPDATE, {**changes, **guards})
         return None if last is None else int(last)
 
     async def ids_in(self, states: Sequence[SessionState]) -> list[UUID]:
@@ -110,20 +141,9 @@ class SqlSessionRepository:
         """Take or renew the ownership lease of ``session_id`` for ``owner`` when it is
         free, expired or ``owner``'s already. Returns the previous owner when taken over
         from another, ``owner`` when held, None when someone else holds it."""
-        previous = await self._db.scalar(
-            sa.select(sessions.c.owner).where(sessions.c.id == session_id)
-        )
+        previous = await self._db.scalar(_OWNER, {"session_id": session_id})
         result = await self._db.execute(
-            sa.update(sessions)
-            .where(
-                sessions.c.id == session_id,
-                sa.or_(
-                    sessions.c.owner.is_(None),
-                    sessions.c.owner == owner,
-                    sessions.c.owner_expires_at < now,
-                ),
-            )
-            .values(owner=owner, owner_expires_at=until)
+            _OWN, {"session_id": session_id, "owner": owner, "now": now, "until": until}
         )
         if result.rowcount != 1:
             return None
@@ -160,9 +180,7 @@ class SqlSessionRepository:
         return [row[0] for row in result]
 
     async def set_next_due(self, session_id: UUID, at: datetime | None) -> None:
-        await self._db.execute(
-            sa.update(sessions).where(sessions.c.id == session_id).values(next_due_at=at)
-        )
+        await self._db.execute(_SET_NEXT_DUE, {"session_id": session_id, "next_due_at": at})
 
     async def checkpoint_checked(self, session_id: UUID, at: datetime) -> None:
         await self._db.execute(
@@ -212,7 +230,7 @@ class SqlSessionRepository:
         )
 
     async def add_transition(self, record: Transition) -> None:
-        await self._db.execute(sa.insert(session_transitions).values(transition_values(record)))
+        await self._db.execute(_INSERT_TRANSITION, transition_values(record))
 
     async def transitions(self, session_id: UUID) -> list[Transition]:
         result = await self._db.execute(
@@ -291,12 +309,7 @@ class SqlSessionRepository:
         return SessionTotals(by_state, average, int(sums[1]), float(sums[2]))
 
     async def next_checkpoint_seq(self, session_id: UUID) -> int:
-        seq = await self._db.scalar(
-            sa.update(sessions)
-            .where(sessions.c.id == session_id)
-            .values(checkpoint_seq=sessions.c.checkpoint_seq + 1)
-            .returning(sessions.c.checkpoint_seq)
-        )
+        seq = await self._db.scalar(_NEXT_CHECKPOINT_SEQ, {"session_id": session_id})
         if seq is None:
             raise LookupError(session_id)
         return int(seq)

@@ -19,6 +19,19 @@ from .json_sets import allows, subset_of
 from .rows import utc
 from .tables import effects, sessions, task_dependencies, tasks
 
+_INSERT = sa.insert(tasks)
+_INSERT_EDGE = sa.insert(task_dependencies)
+_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
+_SESSION_OF = sa.select(tasks.c.session_id).where(tasks.c.id == sa.bindparam("task_id"))
+# Built once: the SET clause is the execution's own columns (besides the w_ guards), and
+# SQLAlchemy compiles each set of columns once. Built per call, the statement and its
+# cache key cost more CPU than the database spends running it.
+_GUARDED_UPDATE = sa.update(tasks).where(
+    tasks.c.id == sa.bindparam("w_id"),
+    tasks.c.version == sa.bindparam("w_version"),
+    tasks.c.status == sa.bindparam("w_status"),
+)
+
 
 @functools.lru_cache(maxsize=512)
 def _claimable_query(
@@ -83,7 +96,7 @@ class SqlTaskRepository:
             return
         folded = (key.int >> 64) ^ (key.int & 0xFFFF_FFFF_FFFF_FFFF)
         signed = folded - (1 << 64) if folded >= 1 << 63 else folded
-        await self._db.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": signed})
+        await self._db.execute(_LOCK, {"key": signed})
 
     async def root_of(self, task_id: UUID) -> UUID:
         """The top of ``task_id``'s tree (parents never change, so no lock is needed)."""
@@ -96,9 +109,7 @@ class SqlTaskRepository:
 
     async def session_of(self, task_id: UUID) -> UUID | None:
         """One column of one row: what a writer needs to know which family to lock."""
-        session_id: UUID | None = await self._db.scalar(
-            sa.select(tasks.c.session_id).where(tasks.c.id == task_id)
-        )
+        session_id: UUID | None = await self._db.scalar(_SESSION_OF, {"task_id": task_id})
         return session_id
 
     async def add(self, task: Task) -> None:
@@ -107,12 +118,12 @@ class SqlTaskRepository:
     async def add_all(self, new: Sequence[Task]) -> None:
         if not new:
             return
-        await self._db.execute(sa.insert(tasks), [_values(task) for task in new])
+        await self._db.execute(_INSERT, [_values(task) for task in new])
         edges = [{"task_id": t.id, "depends_on": d} for t in new for d in t.depends_on]
         if not edges:
             return
         try:
-            await self._db.execute(sa.insert(task_dependencies), edges)
+            await self._db.execute(_INSERT_EDGE, edges)
         except IntegrityError as exc:
             raise DuplicateKeyError(str(exc.orig)) from exc
 
@@ -132,7 +143,8 @@ class SqlTaskRepository:
     async def get_many(self, task_ids: Sequence[UUID]) -> list[Task]:
         if not task_ids:
             return []
-        found = {task.id: task for task in await self._load(tasks.c.id.in_(list(task_ids)))}
+        result = await self._db.execute(_many(self._db.dialect.name), {"ids": list(task_ids)})
+        found = {task.id: task for task in (_task(row) for row in result.mappings())}
         return [found[task_id] for task_id in task_ids if task_id in found]
 
     async def search(
@@ -196,16 +208,12 @@ class SqlTaskRepository:
         """Write ``after`` if the row is still ``before`` (same version and status)."""
         old, new = _values(before), _values(after)
         changed: dict[str, Any] = {key: value for key, value in new.items() if old[key] != value}
-        # Nothing changed: still the guarded check (an UPDATE with no SET is not SQL).
-        changed = changed or {"version": tasks.c.version}
+        # Nothing changed: still the guarded check (an UPDATE with no SET is not SQL); the
+        # guard has just said the version is this one.
+        changed = changed or {"version": before.version}
         result = await self._db.execute(
-            sa.update(tasks)
-            .where(
-                tasks.c.id == before.id,
-                tasks.c.version == before.version,
-                tasks.c.status == before.status.value,
-            )
-            .values(changed)
+            _GUARDED_UPDATE,
+            {**changed, "w_id": before.id, "w_version": before.version, "w_status": old["status"]},
         )
         return result.rowcount == 1
 
@@ -270,6 +278,13 @@ def _values(task: Task) -> dict[str, Any]:
 @functools.cache
 def _by_id(dialect: str) -> sa.Select[Any]:
     return sa.select(tasks, _depends_on(dialect)).where(tasks.c.id == sa.bindparam("task_id"))
+
+
+@functools.cache
+def _many(dialect: str) -> sa.Select[Any]:
+    return sa.select(tasks, _depends_on(dialect)).where(
+        tasks.c.id.in_(sa.bindparam("ids", expanding=True))
+    )
 
 
 @functools.cache
