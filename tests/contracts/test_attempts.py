@@ -50,6 +50,10 @@ async def test_open_then_closed_once(uow: UnitOfWorkFactory):
         await unit.commit()
     async with uow.reader() as unit:
         stored = await unit.attempts.get(first.id, 1)
+        # Open ones only, by task then attempt, in one read.
+        both = await unit.attempts.open_of_tasks([second.id, first.id, uuid4()])
+        assert both == sorted([made[1], made[2]], key=lambda a: (a.task_id, a.attempt))
+        assert await unit.attempts.open_of_tasks([]) == []
     assert stored == closed.evolve(output={"files": ["a"]}, trouble="provider retrying")
 
 

@@ -251,6 +251,20 @@ async def test_history_forks_and_counters(uow: UnitOfWorkFactory):
         assert await unit.sessions.forks_of(late_fork.id) == []
 
 
+async def test_a_checkpoint_number_is_taken_only_outside_the_states_named(uow: UnitOfWorkFactory):
+    open_, ended = session(0, status=S.RUNNING), session(1, status=S.FAILED)
+    await committed(uow, open_, ended)
+    closed = [S.FAILED, S.CANCELLED]
+    async with uow() as unit:
+        assert await unit.sessions.next_checkpoint_seq(open_.id, unless_in=closed) == 1
+        assert await unit.sessions.next_checkpoint_seq(ended.id, unless_in=closed) is None
+        # Nothing was taken: without the condition the ended one's first number is 1.
+        assert await unit.sessions.next_checkpoint_seq(ended.id) == 1
+        with pytest.raises(LookupError):
+            await unit.sessions.next_checkpoint_seq(uuid4(), unless_in=closed)
+        await unit.commit()
+
+
 async def test_the_checkpoint_check_is_written_by_its_own_method_alone(uow: UnitOfWorkFactory):
     current = session(0, checkpoint_checked_at=at(1))
     await committed(uow, current)

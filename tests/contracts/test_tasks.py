@@ -155,8 +155,6 @@ async def test_filters_and_lookups(uow: UnitOfWorkFactory, planned):
         wanted = [mine[4].id, uuid4(), theirs[0].id, mine[0].id]
         assert await tasks.get_many(wanted) == [mine[4], theirs[0], mine[0]]
         assert await tasks.get_many([]) == []
-        assert await tasks.session_of(mine[1].id) == owner
-        assert await tasks.session_of(uuid4()) is None
         assert await tasks.family(mine[3]) == mine
 
 
@@ -175,7 +173,16 @@ async def test_trees_outside_any_session(uow: UnitOfWorkFactory):
         assert await tasks.subtree(child.id) == [child, grandchild]
         assert await tasks.subtree(uuid4()) == []
         assert await tasks.family(grandchild) == [root, child, grandchild, sibling]
-        assert await tasks.session_of(child.id) is None
+
+
+async def test_a_writer_learns_a_tasks_session_as_it_locks_its_family(uow: UnitOfWorkFactory):
+    owner = session(0)
+    inside, outside = task(0, owner.id), task(1, None)
+    await committed(uow, owner, tasks=(inside, outside))
+    async with uow() as unit:
+        assert await unit.tasks.lock_session_family(inside.id) == owner.id
+        assert await unit.tasks.lock_session_family(outside.id) is None
+        assert await unit.tasks.lock_session_family(uuid4()) is None
 
 
 async def test_claimable_most_urgent_first_for_what_the_agent_can_do(uow: UnitOfWorkFactory):

@@ -7,6 +7,7 @@ import asyncio
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
+import pytest
 import sqlalchemy as sa
 
 from industrial_orchestrator.domain.events import EventType, NewEvent
@@ -157,3 +158,36 @@ async def test_a_writer_whose_events_are_numbered_holds_back_the_next_until_it_c
         found = await unit.events.after(0, limit=100)
     assert [event.payload["text"] for event in found] == ["early", "late"]
     assert found[0].id < found[1].id
+
+
+async def test_a_writer_holding_the_session_row_is_not_stuck_behind_one_numbering_events(uow):
+    """Every writer takes the session's row before the event-order lock (PostgreSQL's
+    single statement too): one that holds the row since a transition and numbers its
+    events last is not deadlocked by one that took the order lock and waits for the row."""
+    session = await new_session(uow)
+    async with uow() as holder:
+        running = session.evolve(status=SessionState.RUNNING, version=session.version + 1)
+        assert await holder.sessions.save(session, running) is not None
+
+        async def other() -> None:
+            async with uow() as unit:
+                await unit.events.append([line(session.id, "other")])
+                await unit.commit()
+
+        writing = asyncio.create_task(other())
+        await asyncio.sleep(0.3)
+        assert not writing.done()  # waiting for the row
+        await holder.events.append([line(session.id, "holder")])
+        await holder.commit()
+    await asyncio.wait_for(writing, 30)
+    assert await stored(uow, session.id) == [(1, "holder"), (2, "other")]
+
+
+async def test_events_of_a_session_that_is_not_stored_are_refused_whole(uow):
+    stranger = uuid4()
+    async with uow() as unit:
+        await unit.events.append([line(stranger, "a"), line(stranger, "b")])
+        with pytest.raises(LookupError):
+            await unit.commit()
+    async with uow.reader() as unit:
+        assert await unit.events.after(0, limit=10) == []

@@ -1,8 +1,10 @@
-"""The task repository's reads: a session's tasks, several by id, a task's session, and
-pages whose total is counted only when the page does not show it."""
+"""The task repository's reads: a session's tasks, several by id, a task's session (with
+its family's lock), and pages whose total is counted only when the page does not show
+it."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
@@ -72,12 +74,25 @@ async def test_several_tasks_by_id_in_the_order_asked_for(uow, planned):
         assert await unit.tasks.get_many([]) == []
 
 
-async def test_a_tasks_session(uow, planned):
+async def test_a_writer_that_learns_a_tasks_session_holds_the_family_lock(uow, planned):
+    """The lock taken with the task's session (one statement on PostgreSQL) is the one
+    every writer of the family takes by the session's id: the next waits for the first."""
     session, tasks, loose = planned
-    async with uow.reader() as unit:
-        assert await unit.tasks.session_of(tasks[1].id) == session.id
-        assert await unit.tasks.session_of(loose.id) is None
-        assert await unit.tasks.session_of(uuid4()) is None
+    async with uow() as first:
+        assert await first.tasks.lock_session_family(tasks[1].id) == session.id
+
+        async def second() -> None:
+            async with uow() as unit:
+                await unit.tasks.lock_family(session.id)
+
+        waiting = asyncio.create_task(second())
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        await first.commit()
+    await asyncio.wait_for(waiting, 30)
+    async with uow() as unit:
+        assert await unit.tasks.lock_session_family(loose.id) is None
+        assert await unit.tasks.lock_session_family(uuid4()) is None
 
 
 @pytest.mark.parametrize(

@@ -19,10 +19,17 @@ from ..domain import events
 from ..domain.checkpoint import Checkpoint, CheckpointEntry, oldest_kept_seq
 from ..domain.effects import CHECKPOINT_PAYLOAD, Effect, finished
 from ..domain.errors import Conflict, PayloadTooLarge
-from ..domain.session_states import SessionState
+from ..domain.session_states import SessionState, is_terminal
 from .ports import Clock, UnitOfWork, UnitOfWorkFactory
 from .session_transitions import found
 
+# A finished session's checkpoints are closed, except a partly completed one's (its retry
+# starts from them).
+_CLOSED = [
+    state
+    for state in SessionState
+    if is_terminal(state) and state != SessionState.PARTIALLY_COMPLETED
+]
 log = structlog.get_logger("industrial_orchestrator.services.session")
 
 MAX_CHECKPOINT_DATA_BYTES = 1024 * 1024
@@ -65,16 +72,28 @@ class CheckpointRecords:
                 )
         recorded: list[Checkpoint] = []
         async with self._uow() as uow:
-            session = found(await uow.sessions.get(session_id), session_id)
-            if session.is_terminal and session.status != SessionState.PARTIALLY_COMPLETED:
+            # The first number is taken only while the session is open, under its row's
+            # lock: a session ending meanwhile gets no checkpoint.
+            try:
+                first = await uow.sessions.next_checkpoint_seq(session_id, unless_in=_CLOSED)
+            except LookupError:
+                found(None, session_id)
+                raise
+            if first is None:
+                session = found(await uow.sessions.get(session_id), session_id)
                 raise Conflict(
                     f"Session {session_id} is {session.status.value}: a finished session's "
                     "checkpoints are kept for audit and cannot change",
                     {"current_state": session.status.value},
                 )
-            for entry in entries:
+            for index, entry in enumerate(entries):
                 checkpoint = await self.write(
-                    uow, session_id, label=entry.label, reason=entry.reason, data=entry.data
+                    uow,
+                    session_id,
+                    label=entry.label,
+                    reason=entry.reason,
+                    data=entry.data,
+                    seq=first if index == 0 else None,
                 )
                 recorded.append(checkpoint)
                 effect = entry.effect
@@ -120,10 +139,13 @@ class CheckpointRecords:
         label: str,
         reason: str | None,
         data: dict[str, Any],
+        seq: int | None = None,
     ) -> Checkpoint:
         """Add the session's next checkpoint inside the caller's transaction, pruning those
-        beyond the retention."""
-        seq = await uow.sessions.next_checkpoint_seq(session_id)
+        beyond the retention. ``seq``: its number, if the caller has taken it."""
+        if seq is None:
+            seq = await uow.sessions.next_checkpoint_seq(session_id)
+            assert seq is not None  # taken whatever the state
         checkpoint = Checkpoint(
             id=uuid4(),
             session_id=session_id,

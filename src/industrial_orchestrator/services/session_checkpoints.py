@@ -32,10 +32,11 @@ from ..domain.effects import (
 from ..domain.errors import Conflict, NotFound, OrchestratorError
 from ..domain.session import Session
 from ..domain.session_progress import Progress, progress_of
-from ..domain.tasks import Task, TaskStatus
+from ..domain.tasks import Task
 from .effects import EffectLedger
 from .plan_advance import Advanced, tasks_of
 from .ports import Clock, UnitOfWork, UnitOfWorkFactory, WorkingTrees
+from .running_attempts import running_attempts
 from .sessions import SessionService
 
 # The engine's logger, as before the engine was split: log queries go by its name.
@@ -328,17 +329,14 @@ def _unrecorded(progress: Progress, latest: Checkpoint | None) -> list[_Moment]:
 async def _in_flight(uow: UnitOfWork, tasks: list[Task]) -> dict[str, Any]:
     """Which agent holds which task, on which attempt: what resuming needs to recognise
     (and fence off) work that was in flight."""
-    in_flight: dict[str, Any] = {}
-    for task in tasks:
-        if task.status == TaskStatus.RUNNING and task.attempt:
-            attempt = await uow.attempts.get(task.id, task.attempt)
-            if attempt is not None and attempt.is_open:
-                in_flight[str(task.id)] = {
-                    "attempt": attempt.attempt,
-                    "agent_id": str(attempt.agent_id),
-                    "lease_expires_at": attempt.expires_at.isoformat(),
-                }
-    return in_flight
+    return {
+        str(task_id): {
+            "attempt": attempt.attempt,
+            "agent_id": str(attempt.agent_id),
+            "lease_expires_at": attempt.expires_at.isoformat(),
+        }
+        for task_id, attempt in (await running_attempts(uow, tasks)).items()
+    }
 
 
 def _entry(effect: Effect, commit: str | None) -> CheckpointEntry:

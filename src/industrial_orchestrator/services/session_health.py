@@ -15,6 +15,7 @@ from ..domain.session import Actor, Session
 from ..domain.session_health import health_move, unserved
 from ..domain.tasks import Task, TaskStatus
 from .ports import UnitOfWork, UnitOfWorkFactory
+from .running_attempts import running_attempts
 from .sessions import SessionService
 
 # The engine's logger, as before the engine was split: log queries go by its name.
@@ -33,12 +34,12 @@ class SessionHealth:
         waiting = [t for t in tasks if t.status == TaskStatus.READY]
         trouble: str | None = None
         async with self._uow.reader() as uow:
+            running = await running_attempts(uow, tasks)
             for task in tasks:
-                if task.status == TaskStatus.RUNNING and task.attempt:
-                    attempt = await uow.attempts.get(task.id, task.attempt)
-                    if attempt is not None and attempt.is_open and attempt.trouble:
-                        trouble = f"'{task.title}': {attempt.trouble}"
-                        break
+                attempt = running.get(task.id)
+                if attempt is not None and attempt.trouble:
+                    trouble = f"'{task.title}': {attempt.trouble}"
+                    break
             for task in [] if trouble else waiting:
                 holders = await uow.agents.holders(task.required_capabilities)
                 trouble = unserved(task, holders, session.options.agents)

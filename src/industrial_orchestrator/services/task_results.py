@@ -105,11 +105,9 @@ class TaskResults:
         check_artifacts(report.artifacts, self._policy.artifact_limits)
         now = self._clock()
         async with self._gate.opening(), self._uow() as uow:
-            session_id = await uow.tasks.session_of(report.task_id)
-            if session_id is not None:
-                # The family's lock before any of its rows, as every writer of a family
-                # takes it; then the task as it is under the lock.
-                await uow.tasks.lock_family(session_id)
+            # The family's lock before any of its rows, as every writer of a family takes
+            # it; then the task as it is under the lock.
+            await uow.tasks.lock_session_family(report.task_id)
             task = await uow.tasks.get(report.task_id)
             if task is None:
                 raise NotFound(

@@ -32,6 +32,14 @@ _BY_KEY = sa.select(task_attempts).where(
     task_attempts.c.attempt == sa.bindparam("attempt"),
 )
 _INSERT = sa.insert(task_attempts)
+_OPEN_OF_TASKS = (
+    sa.select(task_attempts)
+    .where(
+        task_attempts.c.task_id.in_(sa.bindparam("task_ids", expanding=True)),
+        task_attempts.c.outcome.is_(None),
+    )
+    .order_by(task_attempts.c.task_id, task_attempts.c.attempt)
+)
 _CLOSED = (
     "outcome",
     "finished_at",
@@ -75,6 +83,12 @@ class SqlAttemptRepository:
             .where(task_attempts.c.agent_id == agent_id, task_attempts.c.outcome.is_(None))
             .order_by(task_attempts.c.leased_at, task_attempts.c.task_id)
         )
+        return [_attempt(row) for row in result.mappings()]
+
+    async def open_of_tasks(self, task_ids: Sequence[UUID]) -> list[TaskAttempt]:
+        if not task_ids:
+            return []
+        result = await self._db.execute(_OPEN_OF_TASKS, {"task_ids": list(task_ids)})
         return [_attempt(row) for row in result.mappings()]
 
     async def expired(self, before: datetime, *, limit: int) -> list[TaskAttempt]:

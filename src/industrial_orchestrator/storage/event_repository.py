@@ -85,6 +85,13 @@ class SqlEventRepository:
         for event in self._pending:
             if event.session_id is not None:
                 counts[event.session_id] = counts.get(event.session_id, 0) + 1
+        if self._db.dialect.name == "postgresql" and len(counts) == 1:
+            [(session_id, count)] = counts.items()
+            fresh = count - self._reserved.get(session_id, (0, 0))[0]
+            if fresh and count == len(self._pending):
+                await self._bump_and_insert(session_id, count, fresh)
+                flushed, self._pending, self._reserved = self._pending, [], {}
+                return flushed
         next_seq: dict[UUID, int] = {}
         for session_id in sorted(counts):
             taken, last = self._reserved.get(session_id, (0, 0))
@@ -111,13 +118,33 @@ class SqlEventRepository:
                 }
             )
         if self._db.dialect.name == "postgresql":
-            await self._db.execute(_ordered_insert(rows))
+            await self._db.execute(_ORDERED_INSERT, _arrays(rows))
         else:
             # One statement, compiled once, run for each row in the order given (one
             # writer at a time: the rows take their ids in that order).
             await self._db.execute(_INSERT, rows)
         flushed, self._pending, self._reserved = self._pending, [], {}
         return flushed
+
+    async def _bump_and_insert(self, session_id: UUID, count: int, fresh: int) -> None:
+        """PostgreSQL, the usual case (one session's events, some not numbered yet): the
+        counter's bump, the event-order lock and the INSERT in one statement."""
+        rows = [
+            {
+                "session_id": session_id,
+                "seq": None,
+                "type": e.type.value,
+                "at": e.at,
+                "payload": e.payload,
+            }
+            for e in self._pending
+        ]
+        result = await self._db.execute(
+            _BUMPED_INSERT,
+            {"session_id": session_id, "count": count, "fresh": fresh, **_arrays(rows)},
+        )
+        if result.rowcount != count:
+            raise LookupError(session_id)
 
     async def for_session(
         self,
@@ -216,22 +243,23 @@ def _quoted(kind: str) -> str:
     return f"'{kind}'"
 
 
-def _ordered_insert(rows: Sequence[Mapping[str, Any]]) -> sa.TextClause:
-    """PostgreSQL: the event-order lock and the INSERT in one statement (one round trip,
-    not two). The rows are produced by a join with the lock's one-row subquery, so the
-    lock is held before the first row takes its id; ``ORDER BY`` keeps the ids in the
-    order given. The rows come as arrays, so the statement's text is the same whatever
-    their number: compiled once and prepared once per connection, where a multi-row
-    VALUES is compiled afresh every time."""
-    return _ORDERED_INSERT.bindparams(
-        session_ids=[row["session_id"] for row in rows],
-        seqs=[row["seq"] for row in rows],
-        types=[row["type"] for row in rows],
-        ats=[row["at"] for row in rows],
-        payloads=[storable_json_text(row["payload"]) for row in rows],
-    )
+def _arrays(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """The rows as the arrays ``_ORDERED_INSERT`` and ``_BUMPED_INSERT`` take."""
+    return {
+        "session_ids": [row["session_id"] for row in rows],
+        "seqs": [row["seq"] for row in rows],
+        "types": [row["type"] for row in rows],
+        "ats": [row["at"] for row in rows],
+        "payloads": [storable_json_text(row["payload"]) for row in rows],
+    }
 
 
+# PostgreSQL: the event-order lock and the INSERT in one statement (one round trip, not
+# two). The rows are produced by a join with the lock's one-row subquery, so the lock is
+# held before the first row takes its id; ``ORDER BY`` keeps the ids in the order given.
+# The rows come as arrays, so the statement's text is the same whatever their number:
+# compiled once and prepared once per connection, where a multi-row VALUES is compiled
+# afresh every time.
 _ORDERED_INSERT = sa.text(
     "INSERT INTO events (session_id, seq, type, at, payload) "
     "SELECT new.session_id, new.seq, new.type, new.at, CAST(new.payload AS JSONB) "
@@ -241,6 +269,33 @@ _ORDERED_INSERT = sa.text(
     "ORDER BY new.n"
 ).bindparams(
     sa.bindparam("key", _EVENT_ORDER_LOCK_KEY, type_=sa.BigInteger),
+    sa.bindparam("session_ids", type_=ARRAY(sa.Uuid)),
+    sa.bindparam("seqs", type_=ARRAY(sa.Integer)),
+    sa.bindparam("types", type_=ARRAY(sa.Text)),
+    sa.bindparam("ats", type_=ARRAY(sa.DateTime(timezone=True))),
+    sa.bindparam("payloads", type_=ARRAY(sa.Text)),
+)
+# The same with the session's counter bumped first, in the same statement: the lock
+# subquery reads the bumped row, so the session's row lock is taken before the event-order
+# lock, as when they are two statements (``flush``); the numbers are the bumped counter's
+# last ``count``.
+_BUMPED_INSERT = sa.text(
+    "WITH bumped AS ("
+    "UPDATE sessions SET event_seq = event_seq + :fresh WHERE id = :session_id "
+    "RETURNING event_seq) "
+    "INSERT INTO events (session_id, seq, type, at, payload) "
+    "SELECT new.session_id, ordered.last - :count + new.n, new.type, new.at, "
+    "CAST(new.payload AS JSONB) "
+    "FROM (SELECT pg_advisory_xact_lock(:key), bumped.event_seq AS last FROM bumped) "
+    "AS ordered, "
+    "unnest(:session_ids, :seqs, :types, :ats, :payloads) "
+    "WITH ORDINALITY AS new(session_id, seq, type, at, payload, n) "
+    "ORDER BY new.n"
+).bindparams(
+    sa.bindparam("key", _EVENT_ORDER_LOCK_KEY, type_=sa.BigInteger),
+    sa.bindparam("session_id", type_=sa.Uuid),
+    sa.bindparam("count", type_=sa.Integer),
+    sa.bindparam("fresh", type_=sa.Integer),
     sa.bindparam("session_ids", type_=ARRAY(sa.Uuid)),
     sa.bindparam("seqs", type_=ARRAY(sa.Integer)),
     sa.bindparam("types", type_=ARRAY(sa.Text)),

@@ -52,11 +52,15 @@ _OWN = (
 _SET_NEXT_DUE = sa.update(sessions).where(sessions.c.id == sa.bindparam("session_id"))
 _NEXT_CHECKPOINT_SEQ = (
     sa.update(sessions)
-    .where(sessions.c.id == sa.bindparam("session_id"))
+    .where(
+        sessions.c.id == sa.bindparam("session_id"),
+        sessions.c.status.not_in(sa.bindparam("unless_in", expanding=True)),
+    )
     .values(checkpoint_seq=sessions.c.checkpoint_seq + 1)
     .returning(sessions.c.checkpoint_seq)
 )
 _INSERT_TRANSITION = sa.insert(session_transitions)
+_EXISTS = sa.select(sa.literal(True)).where(sessions.c.id == sa.bindparam("session_id"))
 
 
 class SqlSessionRepository:
@@ -308,8 +312,15 @@ class SqlSessionRepository:
         average = float(sums[0]) if sums[0] is not None else None
         return SessionTotals(by_state, average, int(sums[1]), float(sums[2]))
 
-    async def next_checkpoint_seq(self, session_id: UUID) -> int:
-        seq = await self._db.scalar(_NEXT_CHECKPOINT_SEQ, {"session_id": session_id})
-        if seq is None:
-            raise LookupError(session_id)
-        return int(seq)
+    async def next_checkpoint_seq(
+        self, session_id: UUID, *, unless_in: Sequence[SessionState] = ()
+    ) -> int | None:
+        seq = await self._db.scalar(
+            _NEXT_CHECKPOINT_SEQ,
+            {"session_id": session_id, "unless_in": [state.value for state in unless_in]},
+        )
+        if seq is not None:
+            return int(seq)
+        if unless_in and await self._db.scalar(_EXISTS, {"session_id": session_id}):
+            return None
+        raise LookupError(session_id)

@@ -23,6 +23,14 @@ _INSERT = sa.insert(tasks)
 _INSERT_EDGE = sa.insert(task_dependencies)
 _LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
 _SESSION_OF = sa.select(tasks.c.session_id).where(tasks.c.id == sa.bindparam("task_id"))
+# ``lock_family`` of the task's session in the statement that reads it (the lock function
+# is strict: no session, no lock). The uuid's two 64-bit halves are XORed, as there.
+_LOCK_SESSION_OF = sa.text(
+    "SELECT session_id, pg_advisory_xact_lock("
+    "('x' || substr(replace(session_id::text, '-', ''), 1, 16))::bit(64)::bigint "
+    "# ('x' || substr(replace(session_id::text, '-', ''), 17, 16))::bit(64)::bigint"
+    ") AS locked FROM tasks WHERE id = :task_id"
+).columns(sa.column("session_id", sa.Uuid), sa.column("locked"))
 # Built once: the SET clause is the execution's own columns (besides the w_ guards), and
 # SQLAlchemy compiles each set of columns once. Built per call, the statement and its
 # cache key cost more CPU than the database spends running it.
@@ -94,6 +102,7 @@ class SqlTaskRepository:
         family. SQLite writers hold the database lock already."""
         if self._db.dialect.name != "postgresql":
             return
+        # The key's two halves XORed, as _LOCK_SESSION_OF folds it in SQL.
         folded = (key.int >> 64) ^ (key.int & 0xFFFF_FFFF_FFFF_FFFF)
         signed = folded - (1 << 64) if folded >= 1 << 63 else folded
         await self._db.execute(_LOCK, {"key": signed})
@@ -107,9 +116,10 @@ class SqlTaskRepository:
                 return root
             root = parent
 
-    async def session_of(self, task_id: UUID) -> UUID | None:
-        """One column of one row: what a writer needs to know which family to lock."""
-        session_id: UUID | None = await self._db.scalar(_SESSION_OF, {"task_id": task_id})
+    async def lock_session_family(self, task_id: UUID) -> UUID | None:
+        """One statement on PostgreSQL: the session's id and its family's lock."""
+        query = _LOCK_SESSION_OF if self._db.dialect.name == "postgresql" else _SESSION_OF
+        session_id: UUID | None = await self._db.scalar(query, {"task_id": task_id})
         return session_id
 
     async def add(self, task: Task) -> None:

@@ -20,8 +20,9 @@ class TaskRepository(Protocol):
 
     async def root_of(self, task_id: UUID) -> UUID: ...
 
-    async def session_of(self, task_id: UUID) -> UUID | None:
-        """The task's session; None when it has none, or does not exist."""
+    async def lock_session_family(self, task_id: UUID) -> UUID | None:
+        """The task's session, with its family's lock taken (``lock_family``); None (and
+        no lock) when it has none, or does not exist."""
 
     async def add(self, task: Task) -> None:
         """Insert the task and its dependency edges."""
@@ -99,6 +100,9 @@ class AttemptRepository(Protocol):
     async def of_task(self, task_id: UUID) -> list[TaskAttempt]: ...
 
     async def open_of_agent(self, agent_id: UUID) -> list[TaskAttempt]: ...
+
+    async def open_of_tasks(self, task_ids: Sequence[UUID]) -> list[TaskAttempt]:
+        """The open attempts of the tasks, by task then attempt: one read for many."""
 
     async def expired(self, before: datetime, *, limit: int) -> list[TaskAttempt]:
         """Open attempts whose lease ran out before ``before``, oldest expiry first."""

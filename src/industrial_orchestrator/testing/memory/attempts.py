@@ -65,6 +65,14 @@ class MemoryAttemptRepository:
     async def open_of_agent(self, agent_id: UUID) -> list[TaskAttempt]:
         return [_copied(each) for each in self._open_of(agent_id)]
 
+    async def open_of_tasks(self, task_ids: Sequence[UUID]) -> list[TaskAttempt]:
+        wanted = set(task_ids)
+        found: list[TaskAttempt] = self._tx.select(
+            ATTEMPTS, lambda each: each.outcome is None and each.task_id in wanted
+        )
+        found.sort(key=lambda each: (each.task_id, each.attempt))
+        return [_copied(each) for each in found]
+
     async def expired(self, before: datetime, *, limit: int) -> list[TaskAttempt]:
         found: list[TaskAttempt] = self._tx.select(
             ATTEMPTS, lambda each: each.outcome is None and each.expires_at < before

@@ -310,10 +310,14 @@ class MemorySessionRepository:
         average = sum(durations) / len(durations) if durations else None
         return SessionTotals(by_state, average, tokens, cost)
 
-    async def next_checkpoint_seq(self, session_id: UUID) -> int:
+    async def next_checkpoint_seq(
+        self, session_id: UUID, *, unless_in: Sequence[SessionState] = ()
+    ) -> int | None:
         row = self.row(session_id)
         if row is None:
             raise LookupError(session_id)
+        if row.session.status in unless_in:
+            return None
         self.put(row.evolve(checkpoint_seq=row.checkpoint_seq + 1))
         return row.checkpoint_seq + 1
 

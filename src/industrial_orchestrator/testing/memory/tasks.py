@@ -53,7 +53,7 @@ class MemoryTaskRepository:
                 return root
             root = task.parent_id
 
-    async def session_of(self, task_id: UUID) -> UUID | None:
+    async def lock_session_family(self, task_id: UUID) -> UUID | None:
         task: Task | None = self._tx.get(TASKS, task_id)
         return task.session_id if task else None
 
