@@ -135,6 +135,8 @@ async def test_its_loop_offers_on_work_news_without_beating_again(app, client):
         assert [str(t) for t in dispatcher.running(agent.id)] == [task["id"]]
         record = (await client.get(f"{API}/agents/{agent.id}")).json()
         assert record["last_heartbeat"] == first_beat
+        # Closing does not wait for the loop's next beat (an hour away) to stop it.
+        await asyncio.wait_for(dispatcher.close(), timeout=5)
     finally:
         await dispatcher.close()
     assert dispatcher.running(agent.id) == []  # closing aborted the job in flight

@@ -1,49 +1,15 @@
 """The routable-agent snapshot replicas share keeps every field of an agent: a field
-added to ``Agent`` and forgotten in the snapshot's mapping would route on a default."""
+added to ``Agent`` and forgotten in its mapping would route on a default."""
 
 from __future__ import annotations
 
-import dataclasses
-from datetime import UTC, datetime
-from uuid import uuid4
-
 import pytest
 
-from industrial_orchestrator.domain.agents import Agent, AgentKind, AgentStatus
 from industrial_orchestrator.services import agent_snapshots
 
+from ..domain.agent_builders import every_field_set
+
 pytestmark = pytest.mark.fast
-
-
-def every_field_set() -> Agent:
-    """An agent with no field at its default."""
-    values = {
-        "id": uuid4(),
-        "name": "ada",
-        "agent_type": "coder",
-        "capabilities": ("python", "review"),
-        "kind": AgentKind.EXTERNAL,
-        "status": AgentStatus.DEGRADED,
-        "max_concurrent_tasks": 3,
-        "registered_at": datetime(2026, 12, 6, 1, 2, 3, 456789, tzinfo=UTC),
-        "last_heartbeat": datetime(2026, 12, 6, 4, 5, 6, tzinfo=UTC),
-        "tasks_in_progress": 2,
-        "current_load": 0.5,
-        "success_count": 7,
-        "failure_count": 1,
-        "last_assigned_at": datetime(2026, 12, 6, 4, 0, tzinfo=UTC),
-        "metadata": {"team": "blue", "limits": [1, 2]},
-        "version": 9,
-    }
-    # A new field of Agent belongs here too, and in the snapshot's mapping.
-    assert set(values) == {f.name for f in dataclasses.fields(Agent)}
-    agent = Agent(**values)  # type: ignore[arg-type]
-    for f in dataclasses.fields(Agent):
-        if f.default is not dataclasses.MISSING:
-            assert getattr(agent, f.name) != f.default, f.name
-        if f.default_factory is not dataclasses.MISSING:
-            assert getattr(agent, f.name) != f.default_factory(), f.name
-    return agent
 
 
 def test_an_agent_comes_back_from_the_snapshot_whole():

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
@@ -79,6 +79,63 @@ class Agent:
 
     def evolve(self, **changes: Any) -> Agent:
         return dataclasses.replace(self, **changes)
+
+
+def agent_fields(agent: Agent) -> dict[str, Any]:
+    """The agent as plain values, one per field and named after it (enums as their
+    values, the capabilities as a list, ids and times as they are): the one mapping the
+    database rows, the replicas' snapshot and the API's schema are made from, so a field
+    added to ``Agent`` reaches all of them."""
+    return {
+        "id": agent.id,
+        "name": agent.name,
+        "agent_type": agent.agent_type,
+        "capabilities": list(agent.capabilities),
+        "kind": agent.kind.value,
+        "status": agent.status.value,
+        "max_concurrent_tasks": agent.max_concurrent_tasks,
+        "registered_at": agent.registered_at,
+        "last_heartbeat": agent.last_heartbeat,
+        "tasks_in_progress": agent.tasks_in_progress,
+        "current_load": agent.current_load,
+        "success_count": agent.success_count,
+        "failure_count": agent.failure_count,
+        "last_assigned_at": agent.last_assigned_at,
+        "metadata": agent.metadata,
+        "version": agent.version,
+    }
+
+
+def agent_from_fields(fields: Mapping[str, Any]) -> Agent:
+    """``agent_fields`` read back, from a row or from JSON: ids and times may come as
+    text, and a time without a zone is UTC (SQLite gives them back so)."""
+    registered = _moment(fields["registered_at"])
+    assert registered is not None
+    return Agent(
+        id=fields["id"] if isinstance(fields["id"], UUID) else UUID(str(fields["id"])),
+        name=fields["name"],
+        agent_type=fields["agent_type"],
+        capabilities=tuple(fields["capabilities"]),
+        kind=AgentKind(fields["kind"]),
+        status=AgentStatus(fields["status"]),
+        max_concurrent_tasks=int(fields["max_concurrent_tasks"]),
+        registered_at=registered,
+        last_heartbeat=_moment(fields["last_heartbeat"]),
+        tasks_in_progress=int(fields["tasks_in_progress"]),
+        current_load=float(fields["current_load"]),
+        success_count=int(fields["success_count"]),
+        failure_count=int(fields["failure_count"]),
+        last_assigned_at=_moment(fields["last_assigned_at"]),
+        metadata=dict(fields["metadata"] or {}),
+        version=int(fields["version"]),
+    )
+
+
+def _moment(value: datetime | str | None) -> datetime | None:
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def new_agent(

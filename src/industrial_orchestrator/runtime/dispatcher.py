@@ -65,6 +65,8 @@ class Dispatcher:
         self._bus = bus
         self._beat_every = beat_seconds
         self._loop: asyncio.Task[None] | None = None
+        self._waiting = False
+        """The loop is between rounds (waiting for news or its beat)."""
         self._stopping = asyncio.Event()
         self._agents = agents
         self._leases = leases
@@ -97,7 +99,11 @@ class Dispatcher:
                     log.exception("dispatch_failed")
                 if self._stopping.is_set():
                     return
-                await news.wait(max(0.0, next_beat - time.monotonic()))
+                self._waiting = True
+                try:
+                    await news.wait(max(0.0, next_beat - time.monotonic()))
+                finally:
+                    self._waiting = False
 
     async def run_once(self, *, beat: bool = True) -> int:
         """One round; how many tasks were started. With ``beat``, every agent beats
@@ -142,6 +148,8 @@ class Dispatcher:
         self._stopping.set()
         if self._loop is not None:
             loop, self._loop = self._loop, None
+            if self._waiting:
+                loop.cancel()  # no round to let finish: not a wait for the next beat
             await finish([loop])
         for task_id in list(self._jobs):
             await self.abort(task_id)

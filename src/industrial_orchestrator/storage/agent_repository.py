@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -12,10 +12,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.agent_routing import ROUTABLE_STATUSES
-from ..domain.agents import Agent, AgentKind, AgentStatus
+from ..domain.agents import Agent, AgentStatus, agent_fields, agent_from_fields
 from ..services.ports import DuplicateKeyError
 from .json_sets import superset_of
-from .rows import utc
 from .tables import agents
 
 # Built once (read on every agent request): a built statement keeps its cache key.
@@ -97,44 +96,9 @@ class SqlAgentRepository:
 
 
 def _values(agent: Agent) -> dict[str, Any]:
-    return {
-        "id": agent.id,
-        "name": agent.name,
-        "agent_type": agent.agent_type,
-        "capabilities": list(agent.capabilities),
-        "kind": agent.kind.value,
-        "status": agent.status.value,
-        "max_concurrent_tasks": agent.max_concurrent_tasks,
-        "tasks_in_progress": agent.tasks_in_progress,
-        "current_load": agent.current_load,
-        "success_count": agent.success_count,
-        "failure_count": agent.failure_count,
-        "registered_at": agent.registered_at,
-        "last_heartbeat": agent.last_heartbeat,
-        "last_assigned_at": agent.last_assigned_at,
-        "metadata": agent.metadata,
-        "version": agent.version,
-    }
+    # The columns are the record's fields.
+    return agent_fields(agent)
 
 
 def _agent(row: RowMapping) -> Agent:
-    registered = utc(row["registered_at"])
-    assert registered is not None
-    return Agent(
-        id=row["id"],
-        name=row["name"],
-        agent_type=row["agent_type"],
-        capabilities=tuple(row["capabilities"]),
-        kind=AgentKind(row["kind"]),
-        status=AgentStatus(row["status"]),
-        max_concurrent_tasks=int(row["max_concurrent_tasks"]),
-        registered_at=registered,
-        last_heartbeat=utc(row["last_heartbeat"]),
-        tasks_in_progress=int(row["tasks_in_progress"]),
-        current_load=float(row["current_load"]),
-        success_count=int(row["success_count"]),
-        failure_count=int(row["failure_count"]),
-        last_assigned_at=utc(row["last_assigned_at"]),
-        metadata=dict(row["metadata"] or {}),
-        version=int(row["version"]),
-    )
+    return agent_from_fields(cast("Mapping[str, Any]", row))

@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BaseModel, Field
 from ...domain.agent_records import MIN_SAMPLES, WINDOW, AgentRecord
 from ...domain.agent_routing import RoutingDecision, ScoreBreakdown
 from ...domain.agent_tiers import Tier
-from ...domain.agents import Agent, AgentKind, AgentStatus
+from ...domain.agents import Agent, AgentKind, AgentStatus, agent_fields
 from ...domain.tasks import TaskType
 from ...services.agents import AgentStats
 from .common import StrictModel
@@ -61,26 +61,7 @@ class AgentRead(BaseModel):
 
     @classmethod
     def of(cls, agent: Agent) -> AgentRead:
-        return cls(
-            id=agent.id,
-            name=agent.name,
-            agent_type=agent.agent_type,
-            capabilities=list(agent.capabilities),
-            kind=agent.kind,
-            status=agent.status,
-            tier=agent.tier,
-            success_rate=agent.success_rate,
-            success_count=agent.success_count,
-            failure_count=agent.failure_count,
-            current_load=agent.current_load,
-            tasks_in_progress=agent.tasks_in_progress,
-            max_concurrent_tasks=agent.max_concurrent_tasks,
-            last_heartbeat=agent.last_heartbeat,
-            last_assigned_at=agent.last_assigned_at,
-            registered_at=agent.registered_at,
-            metadata=agent.metadata,
-            version=agent.version,
-        )
+        return cls(**agent_fields(agent), tier=agent.tier, success_rate=agent.success_rate)
 
 
 class AgentPage(BaseModel):
