@@ -29,8 +29,10 @@ class Clock:
         return self.now
 
 
-async def _session(uow: MemoryUnitOfWorkFactory) -> UUID:
-    session = Session(uuid4(), "s", "p", Priority.LOW, SessionState.RUNNING, T0, T0)
+async def _session(
+    uow: MemoryUnitOfWorkFactory, status: SessionState = SessionState.RUNNING
+) -> UUID:
+    session = Session(uuid4(), "s", "p", Priority.LOW, status, T0, T0)
     async with uow() as unit:
         await unit.sessions.add(session, None, None)
         await unit.commit()
@@ -59,6 +61,18 @@ async def test_one_owner_at_a_time_until_its_lease_runs_out():
     assert not await ownership.own(session_id, "a", lease_seconds=10)
     [taken] = await _taken_over(uow, session_id)
     assert (taken["from"], taken["to"]) == ("a", "b")
+
+
+async def test_a_session_that_ended_changes_hands_without_a_takeover():
+    """Its owner stopped renewing it when it ended, alive or not: another process that
+    steps it later (to close what it left open) takes it without an event."""
+    uow, clock = MemoryUnitOfWorkFactory(), Clock()
+    ownership = SessionOwnership(uow, clock=clock)
+    ended = await _session(uow, SessionState.COMPLETED)
+    assert await ownership.own(ended, "a", lease_seconds=10)
+    clock.now += timedelta(seconds=11)
+    assert await ownership.own(ended, "b", lease_seconds=10)
+    assert await _taken_over(uow, ended) == []
 
 
 async def test_a_lease_given_up_is_free_at_once_and_takes_no_event():

@@ -11,7 +11,7 @@ from uuid import UUID
 import structlog
 
 from ..domain.events import EventType, NewEvent
-from .ports import Clock, UnitOfWorkFactory
+from .ports import Clock, UnitOfWork, UnitOfWorkFactory
 
 # The engine's logger, as before the engine was split: log queries go by its name.
 log = structlog.get_logger("industrial_orchestrator.services.session_engine")
@@ -30,7 +30,7 @@ class SessionOwnership:
             held = await uow.sessions.own(
                 session_id, owner, now, now + timedelta(seconds=lease_seconds)
             )
-            if held is not None and held != owner:
+            if held is not None and held != owner and await _not_over(uow, session_id):
                 await uow.events.append(
                     [
                         NewEvent(
@@ -57,3 +57,11 @@ class SessionOwnership:
         async with self._uow() as uow:
             await uow.sessions.forget_owners()
             await uow.commit()
+
+
+async def _not_over(uow: UnitOfWork, session_id: UUID) -> bool:
+    """A session that ended is no longer renewed by its owner, alive or not: whoever
+    steps it afterwards (to close what it left open) takes over nothing worth an event.
+    Read only when a lease changed hands."""
+    session = await uow.sessions.get(session_id)
+    return session is not None and not session.is_terminal
