@@ -18,7 +18,7 @@ below the API.
    every agent and ranks them; and with ``REDIS_HOST`` set (a ``REDIS_PREFIX`` of its
    own), when calls rank the routable set from the shared snapshot, rebuilt from the
    database each time it expires (``AGENT_CACHE_SECONDS``). The ranking alone
-   (``domain.agent_routing.route`` on agents already in memory) is timed as often.
+   (``domain.agents.routing.route`` on agents already in memory) is timed as often.
 2. **Claims/s.** ``--workers`` (16) agents are registered through ``AgentService``, and
    ``--tasks`` (2,000) READY tasks, needing ``python`` or ``python`` + ``testing`` (every
    agent holds both), are stored through the task repository, 1,000 per transaction.
@@ -66,11 +66,22 @@ from harness.server import temporary_workdir
 from harness.stats import Errors, Timing, cpu_model
 from industrial_orchestrator.bootstrap import Components, build
 from industrial_orchestrator.config import ConfigurationError, load_settings
-from industrial_orchestrator.domain.agent_routing import NoAgentAvailable, route
-from industrial_orchestrator.domain.agents import Agent, AgentKind, AgentStatus, NewAgent, new_agent
+from industrial_orchestrator.domain.agents.agent import (
+    Agent,
+    AgentKind,
+    AgentStatus,
+    NewAgent,
+    new_agent,
+)
+from industrial_orchestrator.domain.agents.routing import NoAgentAvailable, route
 from industrial_orchestrator.domain.errors import OrchestratorError
-from industrial_orchestrator.domain.task_attempts import AttemptOutcome
-from industrial_orchestrator.domain.tasks import TaskStatus, TaskType, new_task, task_transition
+from industrial_orchestrator.domain.tasks.attempts import AttemptOutcome
+from industrial_orchestrator.domain.tasks.task import (
+    TaskStatus,
+    TaskType,
+    new_task,
+    task_transition,
+)
 from industrial_orchestrator.logs import configure_logging
 from industrial_orchestrator.services.sessions import utc_now
 from industrial_orchestrator.services.task_leases import Report as LeaseReport
@@ -130,7 +141,7 @@ class RoutingResult:
     from_database: Timing
     """``AgentService.route`` without Redis: read every agent, then rank."""
     ranking_only: Timing
-    """``domain.agent_routing.route`` on agents already in memory."""
+    """``domain.agents.routing.route`` on agents already in memory."""
     from_snapshot: Timing | None = None
     """``AgentService.route`` with REDIS_HOST set: the routable set from the shared
     snapshot (rebuilt from the database when it expires, every AGENT_CACHE_SECONDS)."""

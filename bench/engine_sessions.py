@@ -97,8 +97,8 @@ from harness.server import (
 )
 from harness.stats import CpuSnapshot, CpuUse, Errors, Timing, cpu_model
 from industrial_orchestrator.domain.planning.templates import TEMPLATES
-from industrial_orchestrator.domain.session_options import TEMPLATE_CHOICES
-from industrial_orchestrator.domain.session_states import SessionState, is_terminal
+from industrial_orchestrator.domain.sessions.options import TEMPLATE_CHOICES
+from industrial_orchestrator.domain.sessions.states import SessionState, is_terminal
 
 BACKENDS = ("sqlite", "postgresql")
 LABELS = {"sqlite": "SQLite", "postgresql": "PostgreSQL + Redis"}

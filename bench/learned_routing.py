@@ -3,9 +3,9 @@
 What it measures
 ----------------
 A deterministic synthetic record (fixed seed) is replayed through the pure routing
-functions twice: ``domain.agent_routing.route`` as it ranks without records (tier, load,
+functions twice: ``domain.agents.routing.route`` as it ranks without records (tier, load,
 success rate, last assignment: *tier-only*), and with each agent's record for the task's
-type built by ``domain.agent_records.summarise`` from the attempts finished so far
+type built by ``domain.agents.records.summarise`` from the attempts finished so far
 (*learned*). No database, no HTTP: this measures the decisions, not their cost.
 
 - **Fleet.** Six agents holding the same capability, all of one agent type (so the
@@ -43,15 +43,15 @@ from uuid import UUID
 
 from harness.main import bench_parser
 from harness.report import print_json
-from industrial_orchestrator.domain.agent_records import (
+from industrial_orchestrator.domain.agents.agent import AgentKind, new_agent
+from industrial_orchestrator.domain.agents.records import (
     WINDOW,
     AgentRecord,
     FinishedAttempt,
     summarise,
 )
-from industrial_orchestrator.domain.agent_routing import NoAgentAvailable, route
-from industrial_orchestrator.domain.agents import AgentKind, new_agent
-from industrial_orchestrator.domain.tasks import TaskType
+from industrial_orchestrator.domain.agents.routing import NoAgentAvailable, route
+from industrial_orchestrator.domain.tasks.task import TaskType
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CAPABILITY = "python"

@@ -17,9 +17,9 @@ from .config import Settings
 from .coordination.event_bus import EventBus, LocalEventBus
 from .coordination.locks import LocalLock, Lock
 from .coordination.snapshot_cache import SnapshotCache
-from .domain.artifacts import ArtifactLimits
 from .domain.effects import EffectKind
 from .domain.events import NewEvent
+from .domain.tasks.artifacts import ArtifactLimits
 from .domain.webhooks import RetryPolicy
 from .domain.work_news import offers_work
 from .executors.opencode.runtime import build_opencode

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from industrial_orchestrator.domain.session_states import SessionState
+from industrial_orchestrator.domain.sessions.states import SessionState
 
 from .helpers import API, act, create, history
 

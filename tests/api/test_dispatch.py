@@ -11,9 +11,9 @@ from uuid import UUID
 
 import pytest
 
-from industrial_orchestrator.domain.agents import Agent, AgentKind, NewAgent
-from industrial_orchestrator.domain.artifacts import new_artifact
+from industrial_orchestrator.domain.agents.agent import Agent, AgentKind, NewAgent
 from industrial_orchestrator.domain.events import LogStream
+from industrial_orchestrator.domain.tasks.artifacts import new_artifact
 from industrial_orchestrator.executors.base import Job, Outcome
 from industrial_orchestrator.runtime.dispatcher import EXECUTOR_KEY, Dispatcher
 

@@ -11,8 +11,8 @@ from uuid import UUID
 import pytest
 from fastapi import FastAPI
 
-from industrial_orchestrator.domain.loop_guard import GuardTrip, LoopStop, TripKind
-from industrial_orchestrator.domain.task_attempts import AttemptOutcome
+from industrial_orchestrator.domain.tasks.attempts import AttemptOutcome
+from industrial_orchestrator.domain.tasks.loop_guard import GuardTrip, LoopStop, TripKind
 from industrial_orchestrator.services.task_leases import Report, TaskLeases
 
 from .helpers import API

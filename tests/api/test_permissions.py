@@ -16,7 +16,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from industrial_orchestrator.domain.session import WorktreeBinding
+from industrial_orchestrator.domain.sessions.session import WorktreeBinding
 from industrial_orchestrator.executors.opencode.client import OpenCodeClient
 from industrial_orchestrator.executors.opencode.server import ExternalServer, MissingServer
 from tests.server_process import free_port

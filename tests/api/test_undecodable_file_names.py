@@ -14,8 +14,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from industrial_orchestrator.domain.loop_guard import LoopStop
-from industrial_orchestrator.domain.task_attempts import AttemptOutcome
+from industrial_orchestrator.domain.tasks.attempts import AttemptOutcome
+from industrial_orchestrator.domain.tasks.loop_guard import LoopStop
 from industrial_orchestrator.services.task_leases import Report, TaskLeases
 
 from .helpers import API

@@ -11,7 +11,7 @@ from uuid import UUID
 import httpx
 from fastapi import FastAPI
 
-from industrial_orchestrator.domain.session import WorktreeBinding
+from industrial_orchestrator.domain.sessions.session import WorktreeBinding
 
 from .helpers import API, act, create
 

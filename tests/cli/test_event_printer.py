@@ -13,7 +13,7 @@ from rich.console import Console
 from industrial_orchestrator.cli.badges import FINAL_STATES, badge, is_final
 from industrial_orchestrator.cli.errors import CliError
 from industrial_orchestrator.cli.event_printer import HumanEventPrinter, JsonLinesPrinter
-from industrial_orchestrator.domain.session_states import SessionState
+from industrial_orchestrator.domain.sessions.states import SessionState
 
 AT = "2026-01-02T03:04:05Z"
 

@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from industrial_orchestrator.domain.agents import Agent, AgentKind, new_agent
+from industrial_orchestrator.domain.agents.agent import Agent, AgentKind, new_agent
 from industrial_orchestrator.domain.events import EventType, NewEvent
 from industrial_orchestrator.domain.priorities import Priority
-from industrial_orchestrator.domain.session import Session
-from industrial_orchestrator.domain.session_states import SessionState
-from industrial_orchestrator.domain.tasks import Task, TaskStatus, TaskType, new_task
+from industrial_orchestrator.domain.sessions.session import Session
+from industrial_orchestrator.domain.sessions.states import SessionState
+from industrial_orchestrator.domain.tasks.task import Task, TaskStatus, TaskType, new_task
 from industrial_orchestrator.services.ports import UnitOfWorkFactory
 
 NOW = datetime(2026, 12, 5, tzinfo=UTC)

@@ -8,7 +8,7 @@ from uuid import uuid4
 
 import pytest
 
-from industrial_orchestrator.domain.agents import AgentStatus
+from industrial_orchestrator.domain.agents.agent import AgentStatus
 from industrial_orchestrator.domain.operator_tokens import OperatorToken, Role
 from industrial_orchestrator.services.ports import DuplicateKeyError, UnitOfWorkFactory
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from uuid import uuid4
 
-from industrial_orchestrator.domain.agent_records import FinishedAttempt
-from industrial_orchestrator.domain.artifacts import Artifact
-from industrial_orchestrator.domain.loop_guard import GUARD_ERROR_PREFIX
-from industrial_orchestrator.domain.task_attempts import AttemptOutcome, TaskAttempt
-from industrial_orchestrator.domain.tasks import TaskType
+from industrial_orchestrator.domain.agents.records import FinishedAttempt
+from industrial_orchestrator.domain.tasks.artifacts import Artifact
+from industrial_orchestrator.domain.tasks.attempts import AttemptOutcome, TaskAttempt
+from industrial_orchestrator.domain.tasks.loop_guard import GUARD_ERROR_PREFIX
+from industrial_orchestrator.domain.tasks.task import TaskType
 from industrial_orchestrator.services.ports import StoredArtifact, UnitOfWorkFactory
 
 from .builders import at, committed, task

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from uuid import uuid4
 
-from industrial_orchestrator.domain.checkpoint import Checkpoint
+from industrial_orchestrator.domain.sessions.checkpoint import Checkpoint
 from industrial_orchestrator.services.ports import UnitOfWorkFactory
 
 from .builders import at, committed, session

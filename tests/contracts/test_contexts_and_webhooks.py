@@ -9,8 +9,8 @@ from uuid import uuid4
 
 import pytest
 
-from industrial_orchestrator.domain.context_conflicts import ConflictRecord, ConflictStatus
-from industrial_orchestrator.domain.contexts import ContextScope, Resolution, new_context
+from industrial_orchestrator.domain.contexts.conflicts import ConflictRecord, ConflictStatus
+from industrial_orchestrator.domain.contexts.context import ContextScope, Resolution, new_context
 from industrial_orchestrator.domain.webhooks import Delivery, DeliveryStatus, Webhook, WebhookEvent
 from industrial_orchestrator.services.ports import DuplicateKeyError, UnitOfWorkFactory
 

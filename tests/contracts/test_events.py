@@ -7,8 +7,8 @@ from __future__ import annotations
 from uuid import UUID
 
 from industrial_orchestrator.domain.events import EventType, NewEvent
-from industrial_orchestrator.domain.session import Session
-from industrial_orchestrator.domain.session_states import SessionState
+from industrial_orchestrator.domain.sessions.session import Session
+from industrial_orchestrator.domain.sessions.states import SessionState
 from industrial_orchestrator.services.ports import UnitOfWorkFactory
 
 from .builders import NOW, committed, line, session

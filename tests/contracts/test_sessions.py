@@ -8,8 +8,8 @@ from uuid import uuid4
 import pytest
 
 from industrial_orchestrator.domain.priorities import Priority
-from industrial_orchestrator.domain.session import Actor, Transition, WorktreeBinding
-from industrial_orchestrator.domain.session_states import SessionState
+from industrial_orchestrator.domain.sessions.session import Actor, Transition, WorktreeBinding
+from industrial_orchestrator.domain.sessions.states import SessionState
 from industrial_orchestrator.services.ports import (
     DuplicateKeyError,
     SessionQuery,

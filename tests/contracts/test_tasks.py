@@ -9,9 +9,9 @@ import pytest
 
 from industrial_orchestrator.domain.effects import EffectKind, finished, pending_effect
 from industrial_orchestrator.domain.priorities import Priority
-from industrial_orchestrator.domain.session_options import SessionOptions
-from industrial_orchestrator.domain.session_states import SessionState
-from industrial_orchestrator.domain.tasks import Task, TaskStatus
+from industrial_orchestrator.domain.sessions.options import SessionOptions
+from industrial_orchestrator.domain.sessions.states import SessionState
+from industrial_orchestrator.domain.tasks.task import Task, TaskStatus
 from industrial_orchestrator.services.ports import DuplicateKeyError, UnitOfWorkFactory
 
 from .builders import at, committed, session, task

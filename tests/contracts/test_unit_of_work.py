@@ -8,7 +8,7 @@ from uuid import uuid4
 import pytest
 
 from industrial_orchestrator.domain.events import NewEvent
-from industrial_orchestrator.domain.session_states import SessionState
+from industrial_orchestrator.domain.sessions.states import SessionState
 from industrial_orchestrator.services.ports import UnitOfWorkFactory
 
 from .builders import committed, line, session, task

@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from industrial_orchestrator.dashboard.rendering import CONTENT_SECURITY_POLICY
-from industrial_orchestrator.domain.session_states import STATE_TABLE
+from industrial_orchestrator.domain.sessions.states import STATE_TABLE
 from tests.api.helpers import API, act, create
 from tests.api.test_operations import NO_MODEL
 

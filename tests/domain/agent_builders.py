@@ -6,7 +6,7 @@ import dataclasses
 from datetime import UTC, datetime
 from uuid import uuid4
 
-from industrial_orchestrator.domain.agents import Agent, AgentKind, AgentStatus
+from industrial_orchestrator.domain.agents.agent import Agent, AgentKind, AgentStatus
 
 
 def every_field_set() -> Agent:

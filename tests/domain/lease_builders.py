@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
-from industrial_orchestrator.domain.agents import Agent, AgentKind, new_agent
-from industrial_orchestrator.domain.tasks import (
+from industrial_orchestrator.domain.agents.agent import Agent, AgentKind, new_agent
+from industrial_orchestrator.domain.tasks.task import (
     Task,
     TaskStatus,
     TaskType,

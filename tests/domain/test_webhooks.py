@@ -15,11 +15,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from industrial_orchestrator.domain.agent_tiers import Tier
-from industrial_orchestrator.domain.agents import AgentStatus
+from industrial_orchestrator.domain.agents.agent import AgentStatus
+from industrial_orchestrator.domain.agents.tiers import Tier
 from industrial_orchestrator.domain.errors import InvalidInput
 from industrial_orchestrator.domain.events import Event, EventType, LogStream
-from industrial_orchestrator.domain.session_states import STATE_TABLE, SessionState
+from industrial_orchestrator.domain.sessions.states import STATE_TABLE, SessionState
 from industrial_orchestrator.domain.webhooks import (
     DELIVERY_HEADER,
     EVENT_HEADER,

@@ -10,7 +10,7 @@ from uuid import uuid4
 import pytest
 
 from industrial_orchestrator.domain.events import EventType, NewEvent
-from industrial_orchestrator.domain.tasks import TaskStatus
+from industrial_orchestrator.domain.tasks.task import TaskStatus
 from industrial_orchestrator.domain.work_news import offers_work
 
 AT = datetime(2026, 12, 4, tzinfo=UTC)

@@ -9,7 +9,7 @@ from uuid import uuid4
 
 import pytest
 
-from industrial_orchestrator.domain.tasks import TaskType, new_task
+from industrial_orchestrator.domain.tasks.task import TaskType, new_task
 from industrial_orchestrator.executors.opencode.fleet import (
     DEFAULT_FLEET,
     FleetConfigError,

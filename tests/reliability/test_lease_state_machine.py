@@ -41,12 +41,12 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from industrial_orchestrator.domain.agents import AgentKind, AgentStatus, NewAgent
-from industrial_orchestrator.domain.artifacts import ArtifactLimits, new_artifact
+from industrial_orchestrator.domain.agents.agent import AgentKind, AgentStatus, NewAgent
 from industrial_orchestrator.domain.errors import Conflict
-from industrial_orchestrator.domain.lease_rules import AgentNotAccepting
-from industrial_orchestrator.domain.task_attempts import AttemptOutcome, LeaseLost
-from industrial_orchestrator.domain.tasks import TaskStatus, TaskType
+from industrial_orchestrator.domain.tasks.artifacts import ArtifactLimits, new_artifact
+from industrial_orchestrator.domain.tasks.attempts import AttemptOutcome, LeaseLost
+from industrial_orchestrator.domain.tasks.lease_rules import AgentNotAccepting
+from industrial_orchestrator.domain.tasks.task import TaskStatus, TaskType
 from industrial_orchestrator.services.agents import AgentService
 from industrial_orchestrator.services.effects import EffectLedger
 from industrial_orchestrator.services.task_leases import LeasePolicy, Report, TaskLeases

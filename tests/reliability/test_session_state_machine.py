@@ -27,9 +27,9 @@ from hypothesis.stateful import (
 
 from industrial_orchestrator.domain.errors import Conflict
 from industrial_orchestrator.domain.priorities import Priority
-from industrial_orchestrator.domain.session import Actor
-from industrial_orchestrator.domain.session_actions import SessionAction
-from industrial_orchestrator.domain.session_states import SessionState
+from industrial_orchestrator.domain.sessions.actions import SessionAction
+from industrial_orchestrator.domain.sessions.session import Actor
+from industrial_orchestrator.domain.sessions.states import SessionState
 from industrial_orchestrator.services.sessions import NewSession, SessionService, utc_now
 from industrial_orchestrator.storage.unit_of_work import SqlUnitOfWorkFactory
 

@@ -14,8 +14,8 @@ from industrial_orchestrator.coordination.snapshot_cache import (
     LocalSnapshotCache,
     RedisSnapshotCache,
 )
-from industrial_orchestrator.domain.agent_routing import NoAgentAvailable
-from industrial_orchestrator.domain.agents import AgentStatus, NewAgent
+from industrial_orchestrator.domain.agents.agent import AgentStatus, NewAgent
+from industrial_orchestrator.domain.agents.routing import NoAgentAvailable
 from industrial_orchestrator.services import agent_snapshots
 from industrial_orchestrator.services.agents import AgentService
 from industrial_orchestrator.services.sessions import utc_now
@@ -117,7 +117,7 @@ async def test_routing_never_depends_on_the_cache(app):
 async def test_the_databases_candidate_filter_agrees_with_the_routing_rules(app):
     """Without a cache, routing reads only the candidates the database finds; they must
     be exactly the agents the pure rules would let through (both dialects' JSON)."""
-    from industrial_orchestrator.domain.agent_routing import route
+    from industrial_orchestrator.domain.agents.routing import route
 
     uow = app.state.components.uow
     service = AgentService(uow, clock=utc_now)

@@ -11,10 +11,10 @@ from uuid import UUID, uuid4
 import pytest
 
 from industrial_orchestrator.domain.priorities import Priority
-from industrial_orchestrator.domain.session import Session, SessionPhase
-from industrial_orchestrator.domain.session_options import SessionOptions
-from industrial_orchestrator.domain.session_states import SessionState
-from industrial_orchestrator.domain.tasks import Task, TaskStatus, TaskType, new_task
+from industrial_orchestrator.domain.sessions.options import SessionOptions
+from industrial_orchestrator.domain.sessions.session import Session, SessionPhase
+from industrial_orchestrator.domain.sessions.states import SessionState
+from industrial_orchestrator.domain.tasks.task import Task, TaskStatus, TaskType, new_task
 from industrial_orchestrator.services.plan_advance import advance_plan, plan_now
 from industrial_orchestrator.testing.memory_unit_of_work import MemoryUnitOfWorkFactory
 

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from industrial_orchestrator.coordination.locks import LocalLock
-from industrial_orchestrator.domain.agents import AgentKind, AgentStatus, NewAgent
-from industrial_orchestrator.domain.artifacts import ArtifactLimits
-from industrial_orchestrator.domain.lease_rules import UNKNOWN_LEASE_GRACE_SECONDS
-from industrial_orchestrator.domain.tasks import TaskStatus, TaskType
+from industrial_orchestrator.domain.agents.agent import AgentKind, AgentStatus, NewAgent
+from industrial_orchestrator.domain.tasks.artifacts import ArtifactLimits
+from industrial_orchestrator.domain.tasks.lease_rules import UNKNOWN_LEASE_GRACE_SECONDS
+from industrial_orchestrator.domain.tasks.task import TaskStatus, TaskType
 from industrial_orchestrator.runtime.reaper import LOCK_NAME, Reaper
 from industrial_orchestrator.services.agents import AgentService
 from industrial_orchestrator.services.task_leases import LeasePolicy, Reaped, TaskLeases

@@ -13,12 +13,12 @@ from uuid import UUID, uuid4
 from fastapi import FastAPI
 
 from industrial_orchestrator.bootstrap import Components
-from industrial_orchestrator.domain.checkpoint import Checkpoint
-from industrial_orchestrator.domain.checkpoint_schedule import PeriodicCheckpoints
 from industrial_orchestrator.domain.effects import EffectState
-from industrial_orchestrator.domain.session import Session, WorktreeBinding
-from industrial_orchestrator.domain.session_progress import progress_of
-from industrial_orchestrator.domain.tasks import TaskStatus, TaskType
+from industrial_orchestrator.domain.sessions.checkpoint import Checkpoint
+from industrial_orchestrator.domain.sessions.checkpoint_schedule import PeriodicCheckpoints
+from industrial_orchestrator.domain.sessions.progress import progress_of
+from industrial_orchestrator.domain.sessions.session import Session, WorktreeBinding
+from industrial_orchestrator.domain.tasks.task import TaskStatus, TaskType
 from industrial_orchestrator.services.plan_advance import Advanced
 from industrial_orchestrator.services.session_checkpoints import LastCheckpoint, SessionCheckpoints
 from industrial_orchestrator.services.sessions import NewSession

@@ -1,5 +1,5 @@
 """The engine ending a session on its own (``services/session_endings.py``) on the
-in-memory unit of work: the rules are the domain's (``domain/session_endings.py``, tested
+in-memory unit of work: the rules are the domain's (``domain/sessions/endings.py``, tested
 case by case there); this checks the move each one writes, and its reason."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from uuid import uuid4
 import pytest
 
 from industrial_orchestrator.domain.errors import IllegalTransition
-from industrial_orchestrator.domain.session import Session
-from industrial_orchestrator.domain.session_actions import SessionAction
-from industrial_orchestrator.domain.session_endings import SessionLimits
-from industrial_orchestrator.domain.session_options import SessionOptions
-from industrial_orchestrator.domain.session_progress import progress_of
-from industrial_orchestrator.domain.session_states import SessionState
-from industrial_orchestrator.domain.tasks import TaskStatus, TaskType, new_task
+from industrial_orchestrator.domain.sessions.actions import SessionAction
+from industrial_orchestrator.domain.sessions.endings import SessionLimits
+from industrial_orchestrator.domain.sessions.options import SessionOptions
+from industrial_orchestrator.domain.sessions.progress import progress_of
+from industrial_orchestrator.domain.sessions.session import Session
+from industrial_orchestrator.domain.sessions.states import SessionState
+from industrial_orchestrator.domain.tasks.task import TaskStatus, TaskType, new_task
 from industrial_orchestrator.services.session_endings import SessionEndings
 from industrial_orchestrator.services.sessions import NewSession, SessionService, utc_now
 from industrial_orchestrator.testing.memory_unit_of_work import MemoryUnitOfWorkFactory

@@ -8,8 +8,8 @@ import pytest
 from fastapi import FastAPI
 
 from industrial_orchestrator.bootstrap import Components
-from industrial_orchestrator.domain.session_options import SessionOptions
-from industrial_orchestrator.domain.tasks import TaskStatus
+from industrial_orchestrator.domain.sessions.options import SessionOptions
+from industrial_orchestrator.domain.tasks.task import TaskStatus
 from industrial_orchestrator.services.sessions import NewSession
 
 

@@ -10,13 +10,13 @@ from uuid import uuid4
 
 import pytest
 
-from industrial_orchestrator.domain.agents import Agent, AgentKind, new_agent
-from industrial_orchestrator.domain.lease_rules import agent_with_lease, lease_task
+from industrial_orchestrator.domain.agents.agent import Agent, AgentKind, new_agent
 from industrial_orchestrator.domain.priorities import Priority
-from industrial_orchestrator.domain.session import Session
-from industrial_orchestrator.domain.session_states import SessionState
-from industrial_orchestrator.domain.task_attempts import AttemptOutcome
-from industrial_orchestrator.domain.tasks import Task, TaskStatus, TaskType, new_task
+from industrial_orchestrator.domain.sessions.session import Session
+from industrial_orchestrator.domain.sessions.states import SessionState
+from industrial_orchestrator.domain.tasks.attempts import AttemptOutcome
+from industrial_orchestrator.domain.tasks.lease_rules import agent_with_lease, lease_task
+from industrial_orchestrator.domain.tasks.task import Task, TaskStatus, TaskType, new_task
 from industrial_orchestrator.services.session_halts import SessionHalts
 from industrial_orchestrator.testing.memory_unit_of_work import MemoryUnitOfWorkFactory
 

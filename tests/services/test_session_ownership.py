@@ -11,8 +11,8 @@ import pytest
 
 from industrial_orchestrator.domain.events import EventType
 from industrial_orchestrator.domain.priorities import Priority
-from industrial_orchestrator.domain.session import Session
-from industrial_orchestrator.domain.session_states import SessionState
+from industrial_orchestrator.domain.sessions.session import Session
+from industrial_orchestrator.domain.sessions.states import SessionState
 from industrial_orchestrator.services.session_ownership import SessionOwnership
 from industrial_orchestrator.testing.memory_unit_of_work import MemoryUnitOfWorkFactory
 

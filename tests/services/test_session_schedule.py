@@ -9,15 +9,15 @@ from uuid import uuid4
 import pytest
 
 from industrial_orchestrator.domain.priorities import Priority
-from industrial_orchestrator.domain.session import (
+from industrial_orchestrator.domain.sessions.options import SessionOptions
+from industrial_orchestrator.domain.sessions.session import (
     Actor,
     Session,
     SessionPhase,
     creation_record,
     transition,
 )
-from industrial_orchestrator.domain.session_options import SessionOptions
-from industrial_orchestrator.domain.session_states import SessionState
+from industrial_orchestrator.domain.sessions.states import SessionState
 from industrial_orchestrator.services.session_schedule import SessionSchedule
 from industrial_orchestrator.testing.memory_unit_of_work import MemoryUnitOfWorkFactory
 

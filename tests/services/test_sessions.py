@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from industrial_orchestrator.domain.errors import AlreadyRetried, Conflict, IllegalTransition
-from industrial_orchestrator.domain.session_actions import SessionAction
-from industrial_orchestrator.domain.session_states import SessionState
+from industrial_orchestrator.domain.sessions.actions import SessionAction
+from industrial_orchestrator.domain.sessions.states import SessionState
 from industrial_orchestrator.services.sessions import NewSession, SessionService
 from industrial_orchestrator.testing.memory_unit_of_work import MemoryUnitOfWorkFactory
 

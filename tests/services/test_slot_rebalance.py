@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from industrial_orchestrator.domain.session_actions import SessionAction
-from industrial_orchestrator.domain.session_states import SessionState
+from industrial_orchestrator.domain.sessions.actions import SessionAction
+from industrial_orchestrator.domain.sessions.states import SessionState
 from industrial_orchestrator.services.sessions import NewSession
 from industrial_orchestrator.storage.session_repository import SqlSessionRepository
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from fastapi import FastAPI
 
-from industrial_orchestrator.domain.agents import Agent, AgentKind, AgentStatus, NewAgent
-from industrial_orchestrator.domain.lease_rules import AgentNotAccepting
-from industrial_orchestrator.domain.task_attempts import AttemptOutcome
-from industrial_orchestrator.domain.tasks import TaskStatus, TaskType
+from industrial_orchestrator.domain.agents.agent import Agent, AgentKind, AgentStatus, NewAgent
+from industrial_orchestrator.domain.tasks.attempts import AttemptOutcome
+from industrial_orchestrator.domain.tasks.lease_rules import AgentNotAccepting
+from industrial_orchestrator.domain.tasks.task import TaskStatus, TaskType
 from industrial_orchestrator.services.agents import AgentService
 from industrial_orchestrator.services.task_leases import Report, TaskLeases
 from industrial_orchestrator.services.tasks import NewTask, TaskService

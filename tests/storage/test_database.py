@@ -13,8 +13,8 @@ from industrial_orchestrator.config import load_settings
 from industrial_orchestrator.domain.errors import Conflict, StorageUnavailable
 from industrial_orchestrator.domain.events import EventType, NewEvent
 from industrial_orchestrator.domain.priorities import Priority
-from industrial_orchestrator.domain.session import Actor, Session, creation_record
-from industrial_orchestrator.domain.session_states import SessionState
+from industrial_orchestrator.domain.sessions.session import Actor, Session, creation_record
+from industrial_orchestrator.domain.sessions.states import SessionState
 from industrial_orchestrator.storage.database import create_engine
 from industrial_orchestrator.storage.migrate import (
     current_revision,

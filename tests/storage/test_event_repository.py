@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 from industrial_orchestrator.domain.events import EventType, NewEvent
 from industrial_orchestrator.domain.priorities import Priority
-from industrial_orchestrator.domain.session import Session
-from industrial_orchestrator.domain.session_states import SessionState
+from industrial_orchestrator.domain.sessions.session import Session
+from industrial_orchestrator.domain.sessions.states import SessionState
 from industrial_orchestrator.storage.unit_of_work import SqlUnitOfWorkFactory
 
 NOW = datetime(2026, 12, 5, tzinfo=UTC)

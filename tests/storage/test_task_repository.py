@@ -11,9 +11,9 @@ from uuid import UUID, uuid4
 import pytest
 
 from industrial_orchestrator.domain.priorities import Priority
-from industrial_orchestrator.domain.session import Session
-from industrial_orchestrator.domain.session_states import SessionState
-from industrial_orchestrator.domain.tasks import Task, TaskStatus, TaskType, new_task
+from industrial_orchestrator.domain.sessions.session import Session
+from industrial_orchestrator.domain.sessions.states import SessionState
+from industrial_orchestrator.domain.tasks.task import Task, TaskStatus, TaskType, new_task
 from industrial_orchestrator.storage.unit_of_work import SqlUnitOfWorkFactory
 
 NOW = datetime(2026, 12, 5, tzinfo=UTC)

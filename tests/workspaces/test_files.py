@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from industrial_orchestrator.domain.artifacts import validate_artifact_path
 from industrial_orchestrator.domain.errors import ArtifactPathRefused, InvalidInput
+from industrial_orchestrator.domain.tasks.artifacts import validate_artifact_path
 from industrial_orchestrator.workspaces.files import check_confined, write_confined
 
 SECRET = b"outside, must not change\n"

@@ -13,7 +13,7 @@ from prometheus_client import (
 )
 
 from ..domain.events import EventType, NewEvent
-from ..domain.loop_guard import TripKind
+from ..domain.tasks.loop_guard import TripKind
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 

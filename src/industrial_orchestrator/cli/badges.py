@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from ..domain.session_states import STATE_TABLE, SessionState, allowed_targets
+from ..domain.sessions.states import STATE_TABLE, SessionState, allowed_targets
 
 # States a session never leaves. PARTIALLY_COMPLETED is terminal in the reference table
 # but may still be resumed or accepted, so a watcher keeps watching it.

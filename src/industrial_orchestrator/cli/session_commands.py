@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ..domain.priorities import Priority
-from ..domain.session_states import SessionState
+from ..domain.sessions.states import SessionState
 from .api_client import DEFAULT_URL, MAX_PAGE_SIZE, ApiClient, Reply
 from .badges import is_final
 from .errors import CliError, reported_errors

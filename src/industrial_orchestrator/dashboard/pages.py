@@ -21,17 +21,17 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from ..bootstrap import Components
-from ..domain.agent_tiers import Tier
-from ..domain.agents import AgentStatus
+from ..domain.agents.agent import AgentStatus
+from ..domain.agents.tiers import Tier
 from ..domain.errors import ExecutorUnavailable, NotFound
 from ..domain.events import EventType
 from ..domain.priorities import Priority
-from ..domain.session import Session, running_seconds
-from ..domain.session_actions import allowed_actions
-from ..domain.session_options import TEMPLATE_CHOICES
-from ..domain.session_outcomes import Outcome, states_of
-from ..domain.session_states import RUNNING_STATES, STATE_TABLE, SessionState
-from ..domain.tasks import Task, TaskStatus, is_finished
+from ..domain.sessions.actions import allowed_actions
+from ..domain.sessions.options import TEMPLATE_CHOICES
+from ..domain.sessions.outcomes import Outcome, states_of
+from ..domain.sessions.session import Session, running_seconds
+from ..domain.sessions.states import RUNNING_STATES, STATE_TABLE, SessionState
+from ..domain.tasks.task import Task, TaskStatus, is_finished
 from ..executors.opencode.client import OpenCodeError
 from ..executors.opencode.runtime import opencode_client
 from ..services.agents import AgentFilter
@@ -134,7 +134,7 @@ async def overview(request: Request) -> HTMLResponse:
                 f"{stats.by_state.get(S.TIMEOUT, 0)} of them timed out",
             ),
             # Apart from FAILED: the operator ended these, so they say nothing about the
-            # work and the success rate leaves them out (domain/session_outcomes.py).
+            # work and the success rate leaves them out (domain/sessions/outcomes.py).
             _counter(
                 "STOPPED",
                 stats.by_state,

@@ -17,7 +17,7 @@ from fastapi.templating import Jinja2Templates
 
 from ..domain.money import format_usd
 from ..domain.operator_tokens import Role
-from ..domain.session_states import STATE_TABLE, SessionState
+from ..domain.sessions.states import STATE_TABLE, SessionState
 from ..executors.opencode.model_setting import model_setting
 from .graph_layout import NODE_HEIGHT, NODE_WIDTH
 

@@ -14,8 +14,8 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from .checkpoint import Checkpoint
-from .session import Session, Transition
+from .sessions.checkpoint import Checkpoint
+from .sessions.session import Session, Transition
 
 # One event's payload, as JSON. Log text above this is split over several events.
 MAX_PAYLOAD_BYTES = 16 * 1024

@@ -30,11 +30,11 @@ from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from .agent_tiers import Tier
-from .agents import AgentStatus
+from .agents.agent import AgentStatus
+from .agents.tiers import Tier
 from .errors import InvalidInput
 from .events import Event, EventType, LogStream
-from .session_states import STATE_TABLE, SessionState, StateCategory
+from .sessions.states import STATE_TABLE, SessionState, StateCategory
 
 
 class WebhookEvent(StrEnum):

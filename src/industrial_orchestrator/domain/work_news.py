@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .events import EventType, NewEvent
-from .tasks import TaskStatus
+from .tasks.task import TaskStatus
 
 _ALWAYS = frozenset(
     {

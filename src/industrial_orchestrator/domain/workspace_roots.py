@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path, PurePath, PurePosixPath
 from uuid import UUID
 
-from .artifacts import shown_path
 from .errors import InvalidInput
+from .tasks.artifacts import shown_path
 
 MAX_WORKSPACE_CHARS = 4096
 BRANCH_PREFIX = "orchestrator/"

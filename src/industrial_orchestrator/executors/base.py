@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..domain.agents import Agent
-from ..domain.artifacts import Artifact
+from ..domain.agents.agent import Agent
 from ..domain.events import LogStream
-from ..domain.loop_guard import LoopStop
-from ..domain.tasks import Task
+from ..domain.tasks.artifacts import Artifact
+from ..domain.tasks.loop_guard import LoopStop
+from ..domain.tasks.task import Task
 
 LogLine = Callable[[LogStream, str], Awaitable[None]]
 """A line of the task's output for its session's terminal (best effort)."""
@@ -70,7 +70,7 @@ class Outcome:
     cost_usd: float = 0.0
     write_artifacts: bool = True
     loop_stop: LoopStop | None = None
-    """The loop guard stopped the task (``domain.loop_guard``)."""
+    """The loop guard stopped the task (``domain.tasks.loop_guard``)."""
     final: bool = False
     """A failure another attempt would only repeat (a provider outage past its budget,
     ``domain.provider_outage``): the task fails without being tried again."""

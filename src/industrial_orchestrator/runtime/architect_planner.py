@@ -1,11 +1,11 @@
 """The architect agent as the engine's planner: one OpenCode turn in the session's tree,
-whose answer the engine checks like any plan (``domain.agent_plans``)."""
+whose answer the engine checks like any plan (``domain.agents.plans``)."""
 
 from __future__ import annotations
 
-from ..domain.agents import AgentKind, AgentStatus
+from ..domain.agents.agent import AgentKind, AgentStatus
 from ..domain.events import LogStream
-from ..domain.session import Session
+from ..domain.sessions.session import Session
 from ..domain.storable_text import storable
 from ..executors.opencode.executor import OpenCodeExecutor
 from ..services.agents import AgentFilter, AgentService

@@ -24,12 +24,12 @@ from uuid import UUID
 import structlog
 
 from ..coordination.event_bus import EventBus
-from ..domain.agents import Agent, AgentKind
+from ..domain.agents.agent import Agent, AgentKind
 from ..domain.errors import Conflict, NotFound, OrchestratorError
 from ..domain.events import LogStream
-from ..domain.lease_rules import AgentNotAccepting
 from ..domain.storable_text import storable, storable_json
-from ..domain.task_attempts import AttemptOutcome
+from ..domain.tasks.attempts import AttemptOutcome
+from ..domain.tasks.lease_rules import AgentNotAccepting
 from ..executors.base import Executor, Job, Outcome
 from ..services.agents import AgentFilter, AgentService
 from ..services.contexts import ContextService

@@ -36,9 +36,9 @@ from ..coordination.event_bus import EventBus
 from ..coordination.locks import Lock, LockUnavailable
 from ..domain.errors import OrchestratorError, WorkspaceGone, WorkspaceUnusable
 from ..domain.events import LogStream
-from ..domain.session import Actor, Session, WorktreeBinding
-from ..domain.session_states import SessionState
-from ..domain.task_workspaces import session_workspace
+from ..domain.sessions.session import Actor, Session, WorktreeBinding
+from ..domain.sessions.states import SessionState
+from ..domain.tasks.workspaces import session_workspace
 from ..services.ports import Planner, ProposedPlan, TreeBinding, WorkingTrees
 from ..services.session_engine import PlanDue, ReviewDue, SessionEngine
 from ..services.session_schedule import SessionSchedule

@@ -17,7 +17,7 @@ import structlog
 from ..domain.errors import OrchestratorError
 from ..domain.events import LogStream
 from ..domain.storable_text import storable
-from ..domain.task_workspaces import session_workspace
+from ..domain.tasks.workspaces import session_workspace
 from ..services.events import EventLog
 from ..services.session_engine import ReviewDue
 from ..services.sessions import SessionService

@@ -1,4 +1,4 @@
-"""Reading agents' records per task type (``domain.agent_records``) inside a use case.
+"""Reading agents' records per task type (``domain.agents.records``) inside a use case.
 
 Records are read fresh from the attempts each time a decision needs them (one query over
 the agents in question): they change with every result, and the routable-agent snapshot
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
-from ..domain.agent_records import HORIZON, WINDOW, AgentRecord, RecordKey, summarise
-from ..domain.tasks import TaskType
+from ..domain.agents.records import HORIZON, WINDOW, AgentRecord, RecordKey, summarise
+from ..domain.tasks.task import TaskType
 from .ports import UnitOfWork
 
 

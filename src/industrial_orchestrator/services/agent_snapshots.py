@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
-from ..domain.agent_routing import ROUTABLE_STATUSES
-from ..domain.agents import Agent, agent_fields, agent_from_fields
+from ..domain.agents.agent import Agent, agent_fields, agent_from_fields
+from ..domain.agents.routing import ROUTABLE_STATUSES
 
 ROUTABLE_KEY = "agents:routable"
 

@@ -13,14 +13,14 @@ from uuid import UUID, uuid4
 import structlog
 
 from ..coordination.snapshot_cache import CacheUnavailable, SnapshotCache
-from ..domain import agent_events
-from ..domain.agent_records import AgentRecord
-from ..domain.agent_routing import NoAgentAvailable, RoutingDecision, route
-from ..domain.agent_tiers import Tier
-from ..domain.agents import Agent, AgentKind, AgentStatus, NewAgent, new_agent
+from ..domain.agents import events as agent_events
+from ..domain.agents.agent import Agent, AgentKind, AgentStatus, NewAgent, new_agent
+from ..domain.agents.records import AgentRecord
+from ..domain.agents.routing import NoAgentAvailable, RoutingDecision, route
+from ..domain.agents.tiers import Tier
 from ..domain.errors import Conflict, InvalidInput, NotFound, VersionConflict
-from ..domain.task_attempts import AttemptOutcome, TaskAttempt
-from ..domain.tasks import TaskType, normalise_capabilities
+from ..domain.tasks.attempts import AttemptOutcome, TaskAttempt
+from ..domain.tasks.task import TaskType, normalise_capabilities
 from . import agent_snapshots
 from .agent_records import load_records
 from .lease_endings import release_leases
@@ -257,7 +257,7 @@ class AgentService:
             return await _found(uow, agent_id)
 
     async def profile(self, agent_id: UUID) -> tuple[Agent, list[AgentRecord]]:
-        """The agent and its records per task type (``domain.agent_records``), by type."""
+        """The agent and its records per task type (``domain.agents.records``), by type."""
         async with self._uow.reader() as uow:
             agent = await _found(uow, agent_id)
             records = await load_records(
@@ -370,7 +370,7 @@ class AgentService:
     ) -> RoutingDecision:
         """The best agent for the work now (nothing is reserved: leases come with tasks).
         With a ``task_type``, the candidates' records for it rank them first (learned
-        routing, ``domain.agent_records``); the records are read fresh, never cached."""
+        routing, ``domain.agents.records``); the records are read fresh, never cached."""
         if not required_capabilities and task_type is None:
             raise InvalidInput(
                 "name the required_capabilities (or at least a task_type) to route",

@@ -16,10 +16,10 @@ from uuid import UUID, uuid4
 import structlog
 
 from ..domain import events
-from ..domain.checkpoint import Checkpoint, CheckpointEntry, oldest_kept_seq
 from ..domain.effects import CHECKPOINT_PAYLOAD, Effect, finished
 from ..domain.errors import Conflict, PayloadTooLarge
-from ..domain.session_states import SessionState, is_terminal
+from ..domain.sessions.checkpoint import Checkpoint, CheckpointEntry, oldest_kept_seq
+from ..domain.sessions.states import SessionState, is_terminal
 from .ports import Clock, UnitOfWork, UnitOfWorkFactory
 from .session_transitions import found
 

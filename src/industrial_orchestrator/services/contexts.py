@@ -1,7 +1,7 @@
 """Context use cases: scoped shared memory that several agents write without losing work.
 
 How a write is applied (replace, deep merge, last write wins, or a stored conflict) is
-the domain's rule (``domain/contexts.py``). This service makes it safe under concurrency:
+the domain's rule (``domain/contexts/context.py``). This service makes it safe under concurrency:
 the rule is applied to the row as it is in the database and written back guarded by the
 version it read; when another write committed in between, the rule is applied again to
 the new row. So concurrent writers are serialised by the database, and each one's
@@ -18,10 +18,9 @@ from uuid import UUID, uuid4
 
 import structlog
 
-from ..domain import context_events
-from ..domain.context_conflicts import ConflictRecord, ConflictStatus, conflict_record
-from ..domain.context_merge import LayeredView, MergeResult, layered_view, merge_contexts
-from ..domain.contexts import (
+from ..domain.contexts import events as context_events
+from ..domain.contexts.conflicts import ConflictRecord, ConflictStatus, conflict_record
+from ..domain.contexts.context import (
     Applied,
     Context,
     ContextScope,
@@ -32,6 +31,7 @@ from ..domain.contexts import (
     new_context,
     resolve_conflict,
 )
+from ..domain.contexts.merge import LayeredView, MergeResult, layered_view, merge_contexts
 from ..domain.errors import Conflict, InvalidInput, NotFound
 from .ports import Clock, UnitOfWork, UnitOfWorkFactory
 

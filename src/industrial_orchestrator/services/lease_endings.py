@@ -15,12 +15,13 @@ from uuid import UUID
 
 import structlog
 
-from ..domain import agent_events, task_events
-from ..domain.agents import Agent
+from ..domain.agents import events as agent_events
+from ..domain.agents.agent import Agent
 from ..domain.errors import Conflict, NotFound
-from ..domain.lease_rules import agent_after_attempt
-from ..domain.task_attempts import AttemptOutcome, LeaseLost, end_lost_attempt
-from ..domain.tasks import Task
+from ..domain.tasks import events as task_events
+from ..domain.tasks.attempts import AttemptOutcome, LeaseLost, end_lost_attempt
+from ..domain.tasks.lease_rules import agent_after_attempt
+from ..domain.tasks.task import Task
 from .ports import UnitOfWork
 
 log = structlog.get_logger("industrial_orchestrator.services.task_leases")

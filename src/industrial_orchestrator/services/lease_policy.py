@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from ..domain.artifacts import ArtifactLimits
+from ..domain.tasks.artifacts import ArtifactLimits
 
 
 @dataclass(frozen=True, slots=True)

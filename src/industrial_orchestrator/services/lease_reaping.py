@@ -1,6 +1,6 @@
 """Reaping: taking leases back from agents that will not report.
 
-A lease whose time ran out (``domain.lease_rules``: never within the grace after this
+A lease whose time ran out (``domain.tasks.lease_rules``: never within the grace after this
 process started), every lease of an agent that missed ``MISSED_BEATS`` heartbeats (it is
 marked OFFLINE), and a lease its agent does not know of (its heartbeat does not list it:
 the answer to its pull never arrived) is ended as lost, one transaction each, and its
@@ -17,16 +17,16 @@ from uuid import UUID
 
 import structlog
 
-from ..domain import agent_events
-from ..domain.agent_liveness import MISSED_BEATS, is_overdue
-from ..domain.agents import Agent, AgentStatus
+from ..domain.agents import events as agent_events
+from ..domain.agents.agent import Agent, AgentStatus
+from ..domain.agents.liveness import MISSED_BEATS, is_overdue
 from ..domain.errors import Conflict
-from ..domain.lease_rules import (
+from ..domain.tasks.attempts import AttemptOutcome, TaskAttempt
+from ..domain.tasks.lease_rules import (
     effective_expiry,
     restart_grace_until,
     unknown_leases,
 )
-from ..domain.task_attempts import AttemptOutcome, TaskAttempt
 from .lease_endings import lose, release_leases
 from .lease_policy import LeasePolicy
 from .ports import Clock, UnitOfWorkFactory

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from ..domain import task_events
-from ..domain.session import Session, SessionPhase
-from ..domain.session_options import budget_exceeded
-from ..domain.session_progress import Progress, progress_of
-from ..domain.session_states import SessionState
-from ..domain.tasks import Task, TaskStatus, task_transition
+from ..domain.sessions.options import budget_exceeded
+from ..domain.sessions.progress import Progress, progress_of
+from ..domain.sessions.session import Session, SessionPhase
+from ..domain.sessions.states import SessionState
+from ..domain.tasks import events as task_events
+from ..domain.tasks.task import Task, TaskStatus, task_transition
 from .ports import UnitOfWork
 
 _MOVING = (SessionState.RUNNING, SessionState.DEGRADED)

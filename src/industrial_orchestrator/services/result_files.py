@@ -15,12 +15,12 @@ from uuid import UUID
 
 import structlog
 
-from ..domain.artifacts import Artifact
 from ..domain.effects import Effect
 from ..domain.errors import OrchestratorError
 from ..domain.events import LogStream, log_lines
-from ..domain.task_workspaces import workspace_of
-from ..domain.tasks import Task
+from ..domain.tasks.artifacts import Artifact
+from ..domain.tasks.task import Task
+from ..domain.tasks.workspaces import workspace_of
 from .effects import EffectLedger
 from .ports import ArtifactWriter, Clock, UnitOfWork, UnitOfWorkFactory
 
@@ -28,7 +28,7 @@ log = structlog.get_logger("industrial_orchestrator.services.task_leases")
 
 
 async def task_workspace(uow: UnitOfWork, task: Task, artifacts_home: Path) -> Path:
-    """Where ``task``'s work lands (``domain.task_workspaces``), read in ``uow``."""
+    """Where ``task``'s work lands (``domain.tasks.workspaces``), read in ``uow``."""
     session = await uow.sessions.get(task.session_id) if task.session_id else None
     return workspace_of(task, session, artifacts_home)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import UUID
 
-from ..domain.task_attempts import TaskAttempt
-from ..domain.tasks import Task, TaskStatus
+from ..domain.tasks.attempts import TaskAttempt
+from ..domain.tasks.task import Task, TaskStatus
 from .ports import UnitOfWork
 
 

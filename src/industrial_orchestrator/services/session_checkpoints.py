@@ -20,8 +20,6 @@ from uuid import UUID
 
 import structlog
 
-from ..domain.checkpoint import Checkpoint, CheckpointEntry
-from ..domain.checkpoint_schedule import PeriodicCheckpoints, repeats
 from ..domain.effects import (
     CHECKPOINT_PAYLOAD,
     Effect,
@@ -30,9 +28,11 @@ from ..domain.effects import (
     pending_effect,
 )
 from ..domain.errors import Conflict, NotFound, OrchestratorError
-from ..domain.session import Session
-from ..domain.session_progress import Progress, progress_of
-from ..domain.tasks import Task
+from ..domain.sessions.checkpoint import Checkpoint, CheckpointEntry
+from ..domain.sessions.checkpoint_schedule import PeriodicCheckpoints, repeats
+from ..domain.sessions.progress import Progress, progress_of
+from ..domain.sessions.session import Session
+from ..domain.tasks.task import Task
 from .effects import EffectLedger
 from .plan_advance import Advanced, tasks_of
 from .ports import Clock, UnitOfWork, UnitOfWorkFactory, WorkingTrees
@@ -73,7 +73,7 @@ class SessionCheckpoints:
 
     async def periodically(self, session: Session, latest: Checkpoint | None) -> bool:
         """A checkpoint every ``checkpoint_interval_seconds`` while it runs, unless it
-        would repeat the last one (``domain.checkpoint_schedule``): then only the look is
+        would repeat the last one (``domain.sessions.checkpoint_schedule``): then only the look is
         recorded. ``latest``: its last checkpoint, as the step read it. Whether it was
         time for one (``latest`` may be out of date since)."""
         now = self._clock()

@@ -1,14 +1,14 @@
 """The engine ending a session on its own: out of time or over budget (looked at before
-each step), or its plan stuck. The rules are ``domain/session_endings.py``'s; this writes
+each step), or its plan stuck. The rules are ``domain/sessions/endings.py``'s; this writes
 the move.
 """
 
 from __future__ import annotations
 
 from ..domain.errors import Conflict
-from ..domain.session import Actor, Session
-from ..domain.session_endings import SessionLimits, stuck_ending
-from ..domain.session_progress import Progress
+from ..domain.sessions.endings import SessionLimits, stuck_ending
+from ..domain.sessions.progress import Progress
+from ..domain.sessions.session import Actor, Session
 from .ports import Clock, UnitOfWorkFactory
 from .sessions import SessionService
 

@@ -20,10 +20,10 @@ from uuid import UUID
 
 from ..domain.effects import Effect
 from ..domain.errors import NotFound
-from ..domain.session import Session, SessionPhase, running_seconds
-from ..domain.session_endings import SessionLimits
-from ..domain.session_progress import PlanState
-from ..domain.session_states import SessionState
+from ..domain.sessions.endings import SessionLimits
+from ..domain.sessions.progress import PlanState
+from ..domain.sessions.session import Session, SessionPhase, running_seconds
+from ..domain.sessions.states import SessionState
 from .effects import EffectLedger
 from .offer_gate import OfferGate
 from .plan_advance import advance_plan, plan_now

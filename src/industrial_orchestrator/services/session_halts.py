@@ -5,10 +5,10 @@ their agents to wait, READY, for it to resume.
 
 from __future__ import annotations
 
-from ..domain import task_events
-from ..domain.session import Session
-from ..domain.session_states import SessionState
-from ..domain.tasks import TaskStatus, task_transition
+from ..domain.sessions.session import Session
+from ..domain.sessions.states import SessionState
+from ..domain.tasks import events as task_events
+from ..domain.tasks.task import TaskStatus, task_transition
 from .lease_endings import release_attempt
 from .plan_advance import tasks_of
 from .ports import Clock, UnitOfWorkFactory

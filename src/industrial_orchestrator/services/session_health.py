@@ -1,6 +1,6 @@
 """Keeping a running session's health in step with its work: DEGRADED while a READY task
 has nobody to do it but DEGRADED-tier agents (or nobody at all), or a task in flight is
-held up; RUNNING again once that is over. The rules are ``domain/session_health.py``'s;
+held up; RUNNING again once that is over. The rules are ``domain/sessions/health.py``'s;
 this reads the attempts and the fleet, and writes the move.
 """
 
@@ -11,9 +11,9 @@ import contextlib
 import structlog
 
 from ..domain.errors import Conflict
-from ..domain.session import Actor, Session
-from ..domain.session_health import health_move, unserved
-from ..domain.tasks import Task, TaskStatus
+from ..domain.sessions.health import health_move, unserved
+from ..domain.sessions.session import Actor, Session
+from ..domain.tasks.task import Task, TaskStatus
 from .ports import UnitOfWork, UnitOfWorkFactory
 from .running_attempts import running_attempts
 from .sessions import SessionService

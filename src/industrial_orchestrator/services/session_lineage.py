@@ -16,10 +16,10 @@ import structlog
 
 from ..domain import events
 from ..domain.errors import AlreadyRetried, IllegalTransition, InvalidInput, NotFound
-from ..domain.session import Actor, Session, creation_record
-from ..domain.session_actions import SessionAction
-from ..domain.session_options import session_options
-from ..domain.session_states import RETRYABLE_STATES, SessionState
+from ..domain.sessions.actions import SessionAction
+from ..domain.sessions.options import session_options
+from ..domain.sessions.session import Actor, Session, creation_record
+from ..domain.sessions.states import RETRYABLE_STATES, SessionState
 from .checkpoint_records import CheckpointRecords
 from .ports import Clock, DuplicateKeyError, UnitOfWorkFactory
 from .session_slots import RunningSlots

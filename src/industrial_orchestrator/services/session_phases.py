@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..domain.errors import Conflict
 from ..domain.events import EventType, NewEvent
-from ..domain.session import Session
+from ..domain.sessions.session import Session
 from .ports import Clock, UnitOfWork, UnitOfWorkFactory
 from .session_checkpoints import SessionCheckpoints
 from .sessions import SessionService

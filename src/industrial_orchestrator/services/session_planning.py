@@ -14,15 +14,15 @@ from uuid import UUID, uuid4
 
 import structlog
 
-from ..domain import task_events
-from ..domain.agent_plans import ARCHITECT, parse_agent_plan, plan_request
+from ..domain.agents.plans import ARCHITECT, parse_agent_plan, plan_request
 from ..domain.errors import InvalidInput
 from ..domain.planning.decomposition import decompose_task
 from ..domain.planning.plans import Decomposition
-from ..domain.session import Session, SessionPhase
-from ..domain.session_options import AGENT_PLANNER, SINGLE_TASK
-from ..domain.session_states import SessionState
-from ..domain.tasks import Task, TaskStatus, TaskType, new_task
+from ..domain.sessions.options import AGENT_PLANNER, SINGLE_TASK
+from ..domain.sessions.session import Session, SessionPhase
+from ..domain.sessions.states import SessionState
+from ..domain.tasks import events as task_events
+from ..domain.tasks.task import Task, TaskStatus, TaskType, new_task
 from .plan_advance import tasks_of
 from .ports import UnitOfWork
 from .session_phases import PhaseSteps, save_phase

@@ -2,7 +2,7 @@
 REVIEWING and asks for its ``verify_command`` to be run (``ReviewDue``); the runtime runs
 it and ``record_review`` takes the verdict: COMPLETED, another round of work (a task to
 fix what the command found), or PARTIALLY_COMPLETED when no round is left
-(``domain/review_rounds.py``).
+(``domain/sessions/review_rounds.py``).
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID, uuid4
 
-from ..domain import task_events
-from ..domain.review_rounds import Verdict, awaits_verdict, verdict
-from ..domain.session import Actor, Session, SessionPhase
-from ..domain.session_progress import Progress
-from ..domain.session_states import STATE_TABLE, SessionState
-from ..domain.tasks import TaskStatus, TaskType, new_task, task_transition
+from ..domain.sessions.progress import Progress
+from ..domain.sessions.review_rounds import Verdict, awaits_verdict, verdict
+from ..domain.sessions.session import Actor, Session, SessionPhase
+from ..domain.sessions.states import STATE_TABLE, SessionState
+from ..domain.tasks import events as task_events
+from ..domain.tasks.task import TaskStatus, TaskType, new_task, task_transition
 from .session_phases import PhaseSteps, save_phase
 
 MAX_FEEDBACK_CHARS = 4000

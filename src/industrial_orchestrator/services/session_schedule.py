@@ -1,7 +1,7 @@
 """What the runtime must step, and when: work-driven stepping's reads.
 
 A round of the runtime looks only at the sessions that need it: those the event log
-says something happened to since its last look (``domain.stepping``), those whose timer
+says something happened to since its last look (``domain.sessions.stepping``), those whose timer
 is due (time limit, periodic checkpoint: ``next_due_at``, kept on the session and read
 through an index on its owner), and those that no live process owns any more (their
 owner died). None of these reads every running session; a session nobody touches
@@ -14,12 +14,12 @@ from __future__ import annotations
 from datetime import timedelta
 from uuid import UUID
 
-from ..domain.checkpoint_schedule import PeriodicCheckpoints
-from ..domain.session import running_seconds
-from ..domain.session_endings import SessionLimits
-from ..domain.session_states import SessionState
-from ..domain.stepping import WATCHED, Touched, touched_by
-from ..domain.tasks import TaskStatus
+from ..domain.sessions.checkpoint_schedule import PeriodicCheckpoints
+from ..domain.sessions.endings import SessionLimits
+from ..domain.sessions.session import running_seconds
+from ..domain.sessions.states import SessionState
+from ..domain.sessions.stepping import WATCHED, Touched, touched_by
+from ..domain.tasks.task import TaskStatus
 from .ports import Clock, UnitOfWorkFactory
 
 RUNNING_STATES = (SessionState.RUNNING, SessionState.DEGRADED)

@@ -9,9 +9,9 @@ never coexist for long.
 
 from __future__ import annotations
 
-from ..domain.session import Actor, Session, Transition, transition
-from ..domain.session_actions import SessionAction, needs_slot, resolve_action
-from ..domain.session_states import SessionState
+from ..domain.sessions.actions import SessionAction, needs_slot, resolve_action
+from ..domain.sessions.session import Actor, Session, Transition, transition
+from ..domain.sessions.states import SessionState
 from .ports import Clock, UnitOfWork, UnitOfWorkFactory
 from .session_transitions import log_transition, record_transition
 

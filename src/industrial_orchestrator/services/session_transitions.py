@@ -13,8 +13,8 @@ import structlog
 
 from ..domain import events
 from ..domain.errors import NotFound, VersionConflict
-from ..domain.session import Session, Transition
-from ..domain.session_states import SessionState
+from ..domain.sessions.session import Session, Transition
+from ..domain.sessions.states import SessionState
 from .ports import UnitOfWork
 
 # The logger the session use cases have always logged under (operators filter on it).

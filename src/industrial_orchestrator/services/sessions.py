@@ -21,7 +21,6 @@ from uuid import UUID, uuid4
 import structlog
 
 from ..domain import events
-from ..domain.checkpoint import Checkpoint, CheckpointEntry
 from ..domain.effects import Effect
 from ..domain.errors import (
     CapacityExhausted,
@@ -30,7 +29,11 @@ from ..domain.errors import (
     VersionConflict,
 )
 from ..domain.priorities import Priority
-from ..domain.session import (
+from ..domain.sessions.actions import SessionAction, needs_slot
+from ..domain.sessions.checkpoint import Checkpoint, CheckpointEntry
+from ..domain.sessions.options import SessionOptions
+from ..domain.sessions.outcomes import OutcomeTally, tally
+from ..domain.sessions.session import (
     Actor,
     Session,
     Transition,
@@ -38,10 +41,7 @@ from ..domain.session import (
     creation_record,
     transition,
 )
-from ..domain.session_actions import SessionAction, needs_slot
-from ..domain.session_options import SessionOptions
-from ..domain.session_outcomes import OutcomeTally, tally
-from ..domain.session_states import (
+from ..domain.sessions.states import (
     RETRYABLE_STATES,
     RUNNING_STATES,
     SessionState,

@@ -6,10 +6,10 @@ the agent's record only from the version the look used, so two agents racing for
 task, or one agent claiming twice at once, have exactly one winner.
 
 Some waiting tasks are passed over for this agent: those learned routing leaves to a
-clearly better idle rival (``domain.agent_records``), those the loop guard stopped this
-agent on (``domain.loop_reroute``), and those that would edit files a running task of
+clearly better idle rival (``domain.agents.records``), those the loop guard stopped this
+agent on (``domain.tasks.loop_reroute``), and those that would edit files a running task of
 their session edits, or start before their session's delivered files are written
-(``domain.file_conflicts``).
+(``domain.tasks.file_conflicts``).
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ from uuid import UUID
 
 import structlog
 
-from ..domain import task_events
-from ..domain.agent_records import may_leave, tasks_to_leave
-from ..domain.agents import Agent
+from ..domain.agents.agent import Agent
+from ..domain.agents.records import may_leave, tasks_to_leave
 from ..domain.errors import Conflict
-from ..domain.file_conflicts import overlap
-from ..domain.lease_rules import agent_with_lease, check_accepting, lease_task
-from ..domain.loop_reroute import barred_agents
-from ..domain.task_attempts import TaskAttempt
-from ..domain.tasks import FINISHED_STATUSES, Task, TaskStatus
+from ..domain.tasks import events as task_events
+from ..domain.tasks.attempts import TaskAttempt
+from ..domain.tasks.file_conflicts import overlap
+from ..domain.tasks.lease_rules import agent_with_lease, check_accepting, lease_task
+from ..domain.tasks.loop_reroute import barred_agents
+from ..domain.tasks.task import FINISHED_STATUSES, Task, TaskStatus
 from .agent_records import load_records
 from .lease_endings import RETRY_ROUNDS, registered_agent
 from .lease_policy import LeasePolicy
@@ -67,14 +67,14 @@ class TaskClaims:
 
         Learned routing applies to pulls too: a task of a type at which the agent has a
         clearly worse record than an idle, live rival is left to that rival for a while
-        (``domain.agent_records.tasks_to_leave``); the agent gets the next task, or none.
+        (``domain.agents.records.tasks_to_leave``); the agent gets the next task, or none.
 
         A task of a session that would edit files a RUNNING task of that session edits
         (its plan's ``files``, or what its earlier attempts delivered) waits until that
-        one is done (``domain.file_conflicts``): the agent gets the next task, or none.
+        one is done (``domain.tasks.file_conflicts``): the agent gets the next task, or none.
 
         A task the loop guard stopped this agent on goes to another capable agent
-        (``domain.loop_reroute``): this one gets the next task, or none."""
+        (``domain.tasks.loop_reroute``): this one gets the next task, or none."""
         # A look without locks first: most asks (a long-poll woken by an unrelated
         # commit) find nothing, and must not queue up behind the writers to say so.
         async with self._uow.reader() as uow:
@@ -231,7 +231,7 @@ async def _colliding(
 
 async def _barred(uow: UnitOfWork, agent: Agent, candidates: Sequence[Task]) -> set[UUID]:
     """The candidates the loop guard stopped ``agent`` on, while another capable agent
-    may still do them (``domain.loop_reroute``)."""
+    may still do them (``domain.tasks.loop_reroute``)."""
     # Only a task that failed before can have been stopped: the rest cost no query.
     retried = [task for task in candidates if task.attempt > 0]
     stopped = await uow.attempts.stopped_by_guard([task.id for task in retried])

@@ -4,7 +4,7 @@ from agents that went silent.
 ``TaskLeases`` is the one object the edges and the runtime hold; it composes the parts,
 one concept each: claims (``task_claims``), results (``task_results``), the workspace
 writes of their artifacts (``result_files``) and reaping (``lease_reaping``). The pure
-rules they follow are in ``domain.lease_rules`` and ``domain.task_attempts``; the steps
+rules they follow are in ``domain.tasks.lease_rules`` and ``domain.tasks.attempts``; the steps
 other use cases take within their own transaction are in ``lease_endings``.
 """
 
@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Collection
 from uuid import UUID
 
-from ..domain.agents import Agent
+from ..domain.agents.agent import Agent
 from ..domain.effects import Effect
 from ..domain.events import LogStream
-from ..domain.task_attempts import TaskAttempt
+from ..domain.tasks.attempts import TaskAttempt
 from .effects import EffectLedger
 from .lease_policy import LeasePolicy
 from .lease_reaping import LeaseReaping, Reaped

@@ -2,7 +2,7 @@
 what holds it up) and at the end (the result), and the record of its attempts.
 
 A result is taken only from the holder of the task's current, open attempt (the
-attempt number is the fencing token, ``domain.lease_rules.check_holder``), and in one
+attempt number is the fencing token, ``domain.tasks.lease_rules.check_holder``), and in one
 transaction with guarded writes: the attempt closes only while still open, so a result
 racing the reaper has exactly one winner. The task moves on, the agent is booked, the
 session's plan advances and the artifacts are stored in that transaction; they are
@@ -20,16 +20,16 @@ from uuid import UUID
 
 import structlog
 
-from ..domain import task_events
-from ..domain.agents import Agent
-from ..domain.artifacts import Artifact, check_artifacts
+from ..domain.agents.agent import Agent
 from ..domain.effects import Effect, EffectKind, pending_effect, workspace_write_key
 from ..domain.errors import InvalidInput, NotFound
 from ..domain.events import LogStream, log_lines
-from ..domain.lease_rules import check_holder
-from ..domain.loop_guard import LoopStop
-from ..domain.task_attempts import AttemptOutcome, LeaseLost, TaskAttempt, after_result
-from ..domain.tasks import Task, TaskStatus
+from ..domain.tasks import events as task_events
+from ..domain.tasks.artifacts import Artifact, check_artifacts
+from ..domain.tasks.attempts import AttemptOutcome, LeaseLost, TaskAttempt, after_result
+from ..domain.tasks.lease_rules import check_holder
+from ..domain.tasks.loop_guard import LoopStop
+from ..domain.tasks.task import Task, TaskStatus
 from .effects import EffectLedger
 from .lease_endings import registered_agent, save_steps, settle_agent
 from .lease_policy import LeasePolicy

@@ -16,11 +16,11 @@ from uuid import UUID, uuid4
 
 import structlog
 
-from ..domain import task_events
 from ..domain.errors import Conflict, InvalidInput, NotFound, VersionConflict
 from ..domain.planning.decomposition import decompose_task
 from ..domain.planning.plans import Decomposition, TemplateChoice
-from ..domain.task_graph import (
+from ..domain.tasks import events as task_events
+from ..domain.tasks.graph import (
     CriticalPath,
     CycleDetected,
     TaskNode,
@@ -31,7 +31,7 @@ from ..domain.task_graph import (
     topological_order,
     would_create_cycle,
 )
-from ..domain.tasks import (
+from ..domain.tasks.task import (
     FINISHED_STATUSES,
     Task,
     TaskStatus,

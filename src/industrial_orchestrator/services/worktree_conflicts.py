@@ -14,9 +14,9 @@ from pathlib import Path
 import structlog
 
 from ..domain.errors import OrchestratorError
-from ..domain.file_conflicts import overlap
-from ..domain.session import Session
-from ..domain.session_states import SessionState
+from ..domain.sessions.session import Session
+from ..domain.sessions.states import SessionState
+from ..domain.tasks.file_conflicts import overlap
 from .ports import UnitOfWorkFactory, WorkingTrees
 
 log = structlog.get_logger("industrial_orchestrator.services.worktree_conflicts")

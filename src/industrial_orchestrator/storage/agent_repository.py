@@ -11,8 +11,8 @@ from sqlalchemy import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..domain.agent_routing import ROUTABLE_STATUSES
-from ..domain.agents import Agent, AgentStatus, agent_fields, agent_from_fields
+from ..domain.agents.agent import Agent, AgentStatus, agent_fields, agent_from_fields
+from ..domain.agents.routing import ROUTABLE_STATUSES
 from ..services.ports import DuplicateKeyError
 from .json_sets import superset_of
 from .tables import agents

@@ -13,16 +13,16 @@ import sqlalchemy as sa
 from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..domain.agent_records import FinishedAttempt, duration_ms
-from ..domain.artifacts import Artifact
-from ..domain.loop_guard import GUARD_ERROR_PREFIX
-from ..domain.task_attempts import AttemptOutcome, TaskAttempt
-from ..domain.tasks import TaskType
+from ..domain.agents.records import FinishedAttempt, duration_ms
+from ..domain.tasks.artifacts import Artifact
+from ..domain.tasks.attempts import AttemptOutcome, TaskAttempt
+from ..domain.tasks.loop_guard import GUARD_ERROR_PREFIX
+from ..domain.tasks.task import TaskType
 from ..services.ports import StoredArtifact
 from .rows import utc
 from .tables import task_artifacts, task_attempts, tasks
 
-# The outcomes a record counts (RELEASED does not: see ``domain.agent_records``).
+# The outcomes a record counts (RELEASED does not: see ``domain.agents.records``).
 _RECORDED = (AttemptOutcome.COMPLETED, AttemptOutcome.FAILED, AttemptOutcome.EXPIRED)
 # Beyond this many agents the filter is applied here rather than as an IN list.
 _MAX_LISTED_AGENTS = 1000

@@ -7,7 +7,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..domain.checkpoint import Checkpoint
+from ..domain.sessions.checkpoint import Checkpoint
 from .rows import checkpoint_from_row, checkpoint_values
 from .tables import checkpoints
 

@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..domain.context_conflicts import ConflictRecord, ConflictStatus
-from ..domain.contexts import Context, ContextScope, Resolution
-from ..domain.version_vectors import VersionVector
+from ..domain.contexts.conflicts import ConflictRecord, ConflictStatus
+from ..domain.contexts.context import Context, ContextScope, Resolution
+from ..domain.contexts.version_vectors import VersionVector
 from .rows import utc
 from .tables import context_conflicts, contexts
 

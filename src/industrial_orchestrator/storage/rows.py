@@ -7,11 +7,11 @@ from typing import Any
 
 from sqlalchemy import RowMapping
 
-from ..domain.checkpoint import Checkpoint
 from ..domain.priorities import Priority
-from ..domain.session import Actor, Session, SessionPhase, Transition, WorktreeBinding
-from ..domain.session_options import SessionOptions
-from ..domain.session_states import SessionState
+from ..domain.sessions.checkpoint import Checkpoint
+from ..domain.sessions.options import SessionOptions
+from ..domain.sessions.session import Actor, Session, SessionPhase, Transition, WorktreeBinding
+from ..domain.sessions.states import SessionState
 
 
 def utc(moment: datetime | None) -> datetime | None:

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..domain.session import Session, Transition, WorktreeBinding
-from ..domain.session_states import RUNNING_STATES, SessionState
+from ..domain.sessions.session import Session, Transition, WorktreeBinding
+from ..domain.sessions.states import RUNNING_STATES, SessionState
 from ..services.ports import DuplicateKeyError, IdempotentCreation, SessionQuery, SessionTotals
 from .rows import session_from_row, session_values, transition_from_row, transition_values
 from .tables import session_transitions, sessions

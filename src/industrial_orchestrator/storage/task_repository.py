@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.effects import EffectKind, EffectState
-from ..domain.tasks import Task, TaskStatus, TaskType
+from ..domain.tasks.task import Task, TaskStatus, TaskType
 from ..services.ports import DuplicateKeyError
 from .json_sets import allows, subset_of
 from .rows import utc

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from ..domain.agent_plans import PLAN_REQUEST_OPENING
+from ..domain.agents.plans import PLAN_REQUEST_OPENING
 from .model_script import Action, EditFile, RunCommand, Script, WriteFile, parse_script
 from .openai_wire import ToolCall, chat_messages, system_text, text_of, token_usage
 

@@ -21,7 +21,7 @@
                                  stuck in a loop, for the loop guard)
     @loop model=looper ls        …only when the request is for the model ``looper``
                                  (``opencode_config(models=...)``); other models ignore it
-    @plan                        asked for a plan as the architect (``domain.agent_plans``),
+    @plan                        asked for a plan as the architect (``domain.agents.plans``),
     ~~~json                      answer with the next fenced block, verbatim; ignored in
     {"tasks": [...]}             any other request
     ~~~

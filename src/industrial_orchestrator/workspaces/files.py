@@ -20,8 +20,8 @@ import secrets
 import stat
 from pathlib import Path, PurePosixPath
 
-from ..domain.artifacts import shown_path, validate_artifact_path
 from ..domain.errors import ArtifactPathRefused
+from ..domain.tasks.artifacts import shown_path, validate_artifact_path
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC

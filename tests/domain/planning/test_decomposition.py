@@ -16,8 +16,8 @@ from industrial_orchestrator.domain.planning.decomposition import (
 )
 from industrial_orchestrator.domain.planning.plans import Decomposition, PlannedTask
 from industrial_orchestrator.domain.planning.templates import TEMPLATE_NAMES
-from industrial_orchestrator.domain.task_graph import CycleDetected, find_cycle, topological_order
-from industrial_orchestrator.domain.tasks import TaskType
+from industrial_orchestrator.domain.tasks.graph import CycleDetected, find_cycle, topological_order
+from industrial_orchestrator.domain.tasks.task import TaskType
 
 CRUD = "Build a CRUD API for customer invoices with PostgreSQL"
 MICRO = "Create a payments microservice that handles charges and refunds"

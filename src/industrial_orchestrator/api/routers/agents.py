@@ -7,8 +7,8 @@ from uuid import UUID
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from ...domain.agent_tiers import Tier
-from ...domain.agents import AgentKind, AgentStatus, NewAgent
+from ...domain.agents.agent import AgentKind, AgentStatus, NewAgent
+from ...domain.agents.tiers import Tier
 from ...services.agents import AgentFilter
 from ..dependencies import Agents
 from ..paths import API_PREFIX

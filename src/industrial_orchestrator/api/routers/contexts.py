@@ -7,9 +7,9 @@ from uuid import UUID
 
 from fastapi import APIRouter, Path, Query, status
 
-from ...domain.context_conflicts import ConflictStatus
-from ...domain.contexts import ContextScope, ContextUpdate
-from ...domain.version_vectors import VersionVector
+from ...domain.contexts.conflicts import ConflictStatus
+from ...domain.contexts.context import ContextScope, ContextUpdate
+from ...domain.contexts.version_vectors import VersionVector
 from ...services.contexts import NewContext
 from ..dependencies import Contexts
 from ..paths import API_PREFIX

@@ -17,11 +17,11 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ...domain.agents import Agent, AgentKind, NewAgent
-from ...domain.artifacts import decode_content, new_artifact
+from ...domain.agents.agent import Agent, AgentKind, NewAgent
 from ...domain.errors import Forbidden, InvalidInput, NotFound, OrchestratorError, Unauthorized
 from ...domain.events import LogStream
-from ...domain.task_attempts import AttemptOutcome
+from ...domain.tasks.artifacts import decode_content, new_artifact
+from ...domain.tasks.attempts import AttemptOutcome
 from ...services.task_leases import Assignment, Report
 from ..agent_tokens import AgentTokens
 from ..dependencies import Agents, AppComponents, Leases

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 
 from ...domain.errors import ExecutorUnavailable, NotFound
 from ...domain.events import LogStream
-from ...domain.session import Session
+from ...domain.sessions.session import Session
 from ...executors.opencode.client import OpenCodeError
 from ...executors.opencode.runtime import opencode_client
 from ...executors.opencode.server import MissingServer

@@ -12,8 +12,8 @@ from pydantic import AfterValidator
 
 from ...domain.errors import InvalidInput
 from ...domain.priorities import Priority
-from ...domain.session_actions import SessionAction
-from ...domain.session_states import STATE_TABLE, SessionState
+from ...domain.sessions.actions import SessionAction
+from ...domain.sessions.states import STATE_TABLE, SessionState
 from ...services.ports import SessionQuery
 from ...services.session_lineage import Fork
 from ...services.sessions import NewSession

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, status
 
-from ...domain.tasks import TaskStatus
+from ...domain.tasks.task import TaskStatus
 from ...services.tasks import NewTask
 from ..dependencies import Leases, Tasks
 from ..paths import API_PREFIX, TaskId

@@ -9,11 +9,11 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from ...domain.agent_records import MIN_SAMPLES, WINDOW, AgentRecord
-from ...domain.agent_routing import RoutingDecision, ScoreBreakdown
-from ...domain.agent_tiers import Tier
-from ...domain.agents import Agent, AgentKind, AgentStatus, agent_fields
-from ...domain.tasks import TaskType
+from ...domain.agents.agent import Agent, AgentKind, AgentStatus, agent_fields
+from ...domain.agents.records import MIN_SAMPLES, WINDOW, AgentRecord
+from ...domain.agents.routing import RoutingDecision, ScoreBreakdown
+from ...domain.agents.tiers import Tier
+from ...domain.tasks.task import TaskType
 from ...services.agents import AgentStats
 from .common import StrictModel
 from .tasks import Capability

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from ...domain.checkpoint import Checkpoint
+from ...domain.sessions.checkpoint import Checkpoint
 from .common import StrictModel
 
 

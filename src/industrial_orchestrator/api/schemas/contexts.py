@@ -9,9 +9,9 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, Field, StrictInt
 
-from ...domain.context_conflicts import ConflictRecord, ConflictStatus
-from ...domain.context_merge import LayeredView, MergeResult
-from ...domain.contexts import Context, ContextScope, MergeStrategy, Resolution
+from ...domain.contexts.conflicts import ConflictRecord, ConflictStatus
+from ...domain.contexts.context import Context, ContextScope, MergeStrategy, Resolution
+from ...domain.contexts.merge import LayeredView, MergeResult
 from .common import StrictModel
 
 MAX_DATA_BYTES = 1024 * 1024

@@ -9,8 +9,8 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, Field, PlainSerializer
 
-from ...domain.agents import AgentStatus
-from ...domain.tasks import TaskType
+from ...domain.agents.agent import AgentStatus
+from ...domain.tasks.task import TaskType
 from ...services.ports import StoredArtifact
 from .agents import metadata_size
 from .common import StrictModel

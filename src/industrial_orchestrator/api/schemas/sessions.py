@@ -10,15 +10,15 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, Field, StrictBool, StrictInt
 
 from ...domain.priorities import Priority
-from ...domain.session import Actor, Session, SessionPhase, Transition
-from ...domain.session_actions import allowed_actions
-from ...domain.session_options import (
+from ...domain.sessions.actions import allowed_actions
+from ...domain.sessions.options import (
     DEFAULT_REVIEW_ROUNDS,
     TEMPLATE_CHOICES,
     SessionOptions,
     session_options,
 )
-from ...domain.session_states import (
+from ...domain.sessions.session import Actor, Session, SessionPhase, Transition
+from ...domain.sessions.states import (
     STATE_TABLE,
     SessionState,
     StateCategory,

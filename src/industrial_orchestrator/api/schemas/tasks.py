@@ -8,10 +8,10 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, Field, StrictInt
 
-from ...domain.file_conflicts import MAX_FILES
 from ...domain.planning.templates import TEMPLATES
-from ...domain.task_attempts import AttemptOutcome, TaskAttempt
-from ...domain.tasks import Task, TaskStatus, TaskType
+from ...domain.tasks.attempts import AttemptOutcome, TaskAttempt
+from ...domain.tasks.file_conflicts import MAX_FILES
+from ...domain.tasks.task import Task, TaskStatus, TaskType
 from ...services.tasks import Decomposed, DependencyGraph, TaskTree
 from .common import StrictModel
 from .sessions import Title

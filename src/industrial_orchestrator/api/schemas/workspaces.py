@@ -7,7 +7,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from ...domain.session_states import SessionState
+from ...domain.sessions.states import SessionState
 from .common import StrictModel
 
 

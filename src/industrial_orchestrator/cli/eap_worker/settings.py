@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 from ...domain.planning.templates import TEMPLATES
-from ...domain.tasks import TaskType
+from ...domain.tasks.task import TaskType
 
 MAX_CAPABILITIES = 64  # what registration accepts
 

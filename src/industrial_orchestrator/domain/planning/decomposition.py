@@ -24,8 +24,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from ..errors import InvalidInput
-from ..task_graph import CycleDetected, check_known, find_cycle
-from ..tasks import TaskType, normalise_capabilities
+from ..tasks.graph import CycleDetected, check_known, find_cycle
+from ..tasks.task import TaskType, normalise_capabilities
 from .plans import Decomposition, PlannedTask, Step, TemplateChoice
 from .subjects import clip, extract_subject, subject_of_title
 from .template_choice import choose_template

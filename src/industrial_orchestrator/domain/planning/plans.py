@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..tasks import TaskType
+from ..tasks.task import TaskType
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ weights feed ``template_choice``; the step texts hold ``{subject}``, filled in b
 
 from __future__ import annotations
 
-from ..tasks import TaskType
+from ..tasks.task import TaskType
 from .plans import Step, Template
 
 GENERIC = "generic"

@@ -18,7 +18,7 @@ orchestrator session's working tree.
    as DEGRADED, until the provider answers again; an outage past
    ``PROVIDER_RETRY_BUDGET_SECONDS``, or one OpenCode stops retrying, ends the attempt
    for good (``Outcome.final``) with the provider's error and the setting to fix.
-7. The loop guard (``domain.loop_guard``) watches the turn: every tool call, and at the
+7. The loop guard (``domain.tasks.loop_guard``) watches the turn: every tool call, and at the
    end of every step the tokens used and a fingerprint of the files. When it trips, the
    turn is aborted, the files changed since the attempt's snapshot are put back, and the
    task fails with the guard's reason, for the leases to hand it to another agent.
@@ -35,11 +35,11 @@ import contextlib
 import time
 from typing import Any
 
-from ...domain.agents import Agent
-from ...domain.artifacts import Artifact, new_artifact
+from ...domain.agents.agent import Agent
 from ...domain.events import LogStream
-from ...domain.loop_guard import LoopStop
 from ...domain.provider_outage import Signal
+from ...domain.tasks.artifacts import Artifact, new_artifact
+from ...domain.tasks.loop_guard import LoopStop
 from ..base import Job, LogLine, Outcome, TreeSnapshots
 from .client import ModelRef, OpenCodeClient, OpenCodeError
 from .events import TurnEvents, pump

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from ...domain.agents import AgentKind, NewAgent
+from ...domain.agents.agent import AgentKind, NewAgent
 
 EXECUTOR = "opencode"
 

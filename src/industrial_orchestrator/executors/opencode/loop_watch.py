@@ -1,4 +1,4 @@
-"""The loop guard on a task's turn (``domain.loop_guard`` decides, this acts): the files
+"""The loop guard on a task's turn (``domain.tasks.loop_guard`` decides, this acts): the files
 are snapshotted when the attempt starts and fingerprinted at the end of every step, for
 the guard to see a stall; when the guard trips and the turn is aborted, the files changed
 since the snapshot are put back once OpenCode has gone idle, and the terminal says so."""
@@ -13,7 +13,7 @@ import structlog
 
 from ...domain.errors import WorkspaceUnusable
 from ...domain.events import LogStream
-from ...domain.loop_guard import GuardPolicy, LoopGuard, LoopStop
+from ...domain.tasks.loop_guard import GuardPolicy, LoopGuard, LoopStop
 from ..base import TreeSnapshots
 from .client import OpenCodeClient, OpenCodeError
 from .turn import Turn

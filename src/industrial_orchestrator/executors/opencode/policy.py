@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...domain.loop_guard import GuardPolicy
+from ...domain.tasks.loop_guard import GuardPolicy
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ...domain.tasks import Task
+from ...domain.tasks.task import Task
 
 # Context is the operator's; a runaway one must not crowd the task out of the window.
 MAX_CONTEXT_CHARS = 20_000

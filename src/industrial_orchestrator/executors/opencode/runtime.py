@@ -9,7 +9,7 @@ import structlog
 
 from ...config import Settings
 from ...domain.errors import ExecutorUnavailable
-from ...domain.loop_guard import GuardPolicy
+from ...domain.tasks.loop_guard import GuardPolicy
 from ..base import TreeSnapshots
 from .client import OpenCodeClient
 from .executor import OpenCodeExecutor

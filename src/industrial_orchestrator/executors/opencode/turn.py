@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...domain.loop_guard import GuardTrip, LoopGuard
 from ...domain.provider_outage import Outage
+from ...domain.tasks.loop_guard import GuardTrip, LoopGuard
 from ..base import HoldUp, LogLine
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Protocol
 from uuid import UUID
 
-from ...domain.agents import Agent
+from ...domain.agents.agent import Agent
 
 
 class AgentRepository(Protocol):

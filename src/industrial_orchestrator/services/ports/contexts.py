@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
-from ...domain.context_conflicts import ConflictRecord, ConflictStatus
-from ...domain.contexts import Context, ContextScope
+from ...domain.contexts.conflicts import ConflictRecord, ConflictStatus
+from ...domain.contexts.context import Context, ContextScope
 
 
 class ContextRepository(Protocol):

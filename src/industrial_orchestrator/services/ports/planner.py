@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from ...domain.session import Session
+from ...domain.sessions.session import Session
 
 
 @dataclass(frozen=True, slots=True)
 class ProposedPlan:
     answer: str
-    """The architect's answer, untrusted (``domain.agent_plans`` checks it)."""
+    """The architect's answer, untrusted (``domain.agents.plans`` checks it)."""
     tokens_used: int = 0
     cost_usd: float = 0.0
 

@@ -8,10 +8,10 @@ from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
-from ...domain.checkpoint import Checkpoint
 from ...domain.priorities import Priority
-from ...domain.session import Session, Transition, WorktreeBinding
-from ...domain.session_states import SessionState
+from ...domain.sessions.checkpoint import Checkpoint
+from ...domain.sessions.session import Session, Transition, WorktreeBinding
+from ...domain.sessions.states import SessionState
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,10 +8,10 @@ from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
-from ...domain.agent_records import FinishedAttempt
-from ...domain.artifacts import Artifact
-from ...domain.task_attempts import TaskAttempt
-from ...domain.tasks import Task, TaskStatus, TaskType
+from ...domain.agents.records import FinishedAttempt
+from ...domain.tasks.artifacts import Artifact
+from ...domain.tasks.attempts import TaskAttempt
+from ...domain.tasks.task import Task, TaskStatus, TaskType
 
 
 class TaskRepository(Protocol):
@@ -144,4 +144,4 @@ class AttemptRepository(Protocol):
     ) -> list[FinishedAttempt]:
         """The latest ``per_pair`` attempts finished since ``since`` (completed, failed
         or expired) per (agent, task type), of ``agent_ids`` and ``task_types`` (None:
-        all); the raw material of ``domain.agent_records``."""
+        all); the raw material of ``domain.agents.records``."""

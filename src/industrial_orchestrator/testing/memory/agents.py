@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from uuid import UUID
 
-from ...domain.agent_routing import ROUTABLE_STATUSES
-from ...domain.agents import Agent, AgentStatus
+from ...domain.agents.agent import Agent, AgentStatus
+from ...domain.agents.routing import ROUTABLE_STATUSES
 from ...services.ports import DuplicateKeyError
 from .store import IntegrityViolation, Transaction, json_copy
 

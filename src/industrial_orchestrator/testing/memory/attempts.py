@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from ...domain.agent_records import FinishedAttempt, duration_ms
-from ...domain.artifacts import Artifact
-from ...domain.loop_guard import GUARD_ERROR_PREFIX
-from ...domain.task_attempts import AttemptOutcome, TaskAttempt
-from ...domain.tasks import Task, TaskType
+from ...domain.agents.records import FinishedAttempt, duration_ms
+from ...domain.tasks.artifacts import Artifact
+from ...domain.tasks.attempts import AttemptOutcome, TaskAttempt
+from ...domain.tasks.loop_guard import GUARD_ERROR_PREFIX
+from ...domain.tasks.task import Task, TaskType
 from ...services.ports import StoredArtifact
 from .store import IntegrityViolation, Transaction, json_copy
 from .tasks import TASKS

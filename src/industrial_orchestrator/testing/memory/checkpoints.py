@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from ...domain.checkpoint import Checkpoint
+from ...domain.sessions.checkpoint import Checkpoint
 from .sessions import SESSIONS
 from .store import IntegrityViolation, Transaction, json_copy
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
-from ...domain.context_conflicts import ConflictRecord, ConflictStatus
-from ...domain.contexts import Context, ContextScope
+from ...domain.contexts.conflicts import ConflictRecord, ConflictStatus
+from ...domain.contexts.context import Context, ContextScope
 from .store import IntegrityViolation, Transaction, json_copy
 
 CONTEXTS = "contexts"

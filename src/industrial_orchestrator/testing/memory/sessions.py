@@ -14,9 +14,9 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from ...domain.session import Session, Transition, WorktreeBinding
-from ...domain.session_options import SessionOptions
-from ...domain.session_states import RUNNING_STATES, SessionState
+from ...domain.sessions.options import SessionOptions
+from ...domain.sessions.session import Session, Transition, WorktreeBinding
+from ...domain.sessions.states import RUNNING_STATES, SessionState
 from ...services.ports import DuplicateKeyError, IdempotentCreation, SessionQuery, SessionTotals
 from .store import IntegrityViolation, Transaction, json_copy
 

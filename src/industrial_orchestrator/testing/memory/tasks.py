@@ -12,9 +12,9 @@ from datetime import datetime
 from uuid import UUID
 
 from ...domain.effects import EffectKind, EffectState
-from ...domain.session_options import SessionOptions
-from ...domain.session_states import RUNNING_STATES
-from ...domain.tasks import Task, TaskStatus
+from ...domain.sessions.options import SessionOptions
+from ...domain.sessions.states import RUNNING_STATES
+from ...domain.tasks.task import Task, TaskStatus
 from ...services.ports import DuplicateKeyError
 from .effects import EFFECTS
 from .sessions import SESSIONS, SessionRow

@@ -1,0 +1,2 @@
+"""The shared context aggregate: the record (``context``), its version vectors, merges,
+conflicts and events."""

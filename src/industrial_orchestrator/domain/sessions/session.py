@@ -1,0 +1,203 @@
+"""The session aggregate: a frozen record, and the rule that moves it from state to state.
+
+The domain decides and records; it does not act. ``transition`` returns the new session
+and the history row to store; the service writes both in one guarded transaction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from ..errors import IllegalTransition
+from ..priorities import Priority
+from .options import SessionOptions
+from .states import (
+    RUNNING_STATES,
+    SessionState,
+    allowed_targets,
+    can_transition,
+    is_terminal,
+)
+
+
+class SessionPhase(StrEnum):
+    """Where a RUNNING session is in its work (user guide §4)."""
+
+    PLANNING = "PLANNING"
+    EXECUTING = "EXECUTING"
+    REVIEWING = "REVIEWING"
+
+
+class Actor(StrEnum):
+    """Who asked for a transition, recorded in the history for audit."""
+
+    OPERATOR = "operator"
+    SYSTEM = "system"
+    SCHEDULER = "scheduler"
+
+
+@dataclass(frozen=True, slots=True)
+class WorktreeBinding:
+    """The session's own git working tree: its agents' files, on its own branch."""
+
+    path: str
+    branch: str
+    base_commit: str
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: UUID
+    title: str
+    initial_prompt: str
+    priority: Priority
+    status: SessionState
+    created_at: datetime
+    updated_at: datetime
+    version: int = 1
+    transition_seq: int = 1
+    phase: SessionPhase | None = None
+    workspace: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    status_reason: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    retry_of: UUID | None = None
+    attempt: int = 1
+    restored_from_checkpoint: UUID | None = None
+    forked_from: UUID | None = None
+    """The session whose checkpoint ``restored_from_checkpoint`` this one was forked from."""
+    tokens_used: int = 0
+    cost_usd: float = 0.0
+    options: SessionOptions = field(default_factory=SessionOptions)
+    review_round: int = 0
+    """Verifications that failed and sent the session back to work."""
+    worktree: WorktreeBinding | None = None
+    """Where its agents work (set once, when it first runs)."""
+    checkpoint_checked_at: datetime | None = None
+    """When the engine last found its periodic checkpoint due with nothing new to record
+    (set by the engine alone): the next one counts from then."""
+
+    def evolve(self, **changes: Any) -> Session:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def is_terminal(self) -> bool:
+        return is_terminal(self.status)
+
+    @property
+    def continues(self) -> UUID | None:
+        """The session whose files and finished tasks this one starts from (at
+        ``restored_from_checkpoint``): the one it retries or was forked from."""
+        return self.retry_of or self.forked_from
+
+    @property
+    def holds_running_slot(self) -> bool:
+        return self.status in RUNNING_STATES
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """Wall time from first start to finish; None until the session has both."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One row of a session's append-only history; ``seq`` is gap-free per session."""
+
+    session_id: UUID
+    seq: int
+    from_state: SessionState | None
+    to_state: SessionState
+    reason: str | None
+    actor: Actor
+    at: datetime
+
+
+def creation_record(session: Session, actor: Actor) -> Transition:
+    """The first history row of a new session (seq 1, from nothing to its initial state)."""
+    return Transition(
+        session_id=session.id,
+        seq=session.transition_seq,
+        from_state=None,
+        to_state=session.status,
+        reason="created",
+        actor=actor,
+        at=session.created_at,
+    )
+
+
+def running_seconds(history: Sequence[Transition], now: datetime) -> float:
+    """Time spent RUNNING (or DEGRADED) according to the history (in ``seq`` order): the
+    clock a session's timeout is measured on; pauses and queueing do not count."""
+    total = 0.0
+    since: datetime | None = None
+    for record in history:
+        if since is not None:
+            total += (record.at - since).total_seconds()
+            since = None
+        if record.to_state in RUNNING_STATES:
+            since = record.at
+    if since is not None:
+        total += (now - since).total_seconds()
+    return total
+
+
+def transition(
+    session: Session,
+    target: SessionState,
+    *,
+    now: datetime,
+    actor: Actor,
+    reason: str | None = None,
+) -> tuple[Session, Transition]:
+    """Move ``session`` to ``target`` or raise ``IllegalTransition``.
+
+    Returns the new session (version and sequence advanced) and its history row.
+    """
+    if not can_transition(session.status, target):
+        raise illegal(session, target)
+    phase = session.phase
+    if target == SessionState.RUNNING and session.status in (
+        SessionState.PENDING,
+        SessionState.QUEUED,
+    ):
+        phase = SessionPhase.PLANNING
+    elif is_terminal(target):
+        phase = None
+    seq = session.transition_seq + 1
+    moved = session.evolve(
+        status=target,
+        phase=phase,
+        version=session.version + 1,
+        transition_seq=seq,
+        updated_at=now,
+        status_reason=reason,
+        started_at=session.started_at or (now if target in RUNNING_STATES else None),
+        finished_at=now if is_terminal(target) else None,
+    )
+    record = Transition(session.id, seq, session.status, target, reason, actor, now)
+    return moved, record
+
+
+def illegal(session: Session, target: SessionState, action: str | None = None) -> IllegalTransition:
+    allowed = [s.value for s in allowed_targets(session.status)]
+    verb = f"'{action}' " if action else ""
+    return IllegalTransition(
+        f"Cannot {verb}session {session.id}: {session.status.value} -> {target.value} is not "
+        f"allowed (allowed from {session.status.value}: {', '.join(allowed) or 'none'})",
+        {
+            "current_state": session.status.value,
+            "requested_state": target.value,
+            "allowed_states": allowed,
+            **({"action": action} if action else {}),
+        },
+    )

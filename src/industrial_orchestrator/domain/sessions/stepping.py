@@ -1,0 +1,78 @@
+"""When the engine must look at a session: work-driven stepping's rules.
+
+A session is stepped when something happened to it, read from the event log, or when one
+of its timers is due; a session nobody touches costs nothing between its timers. These
+are the rules for the first: which events of a session call for a step, and which events
+of the fleet call for a look at the sessions that wait on agents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from uuid import UUID
+
+from ..events import EventType
+
+SESSION_EVENTS = frozenset(
+    {
+        # An operator acted, the engine or a verification moved it, a plan came back.
+        EventType.SESSION_TRANSITION,
+        EventType.SESSION_PHASE,
+        # Its tasks changed: a result, a lease, a lease taken back, a plan stored.
+        EventType.TASK_CREATED,
+        EventType.TASK_TRANSITION,
+        EventType.TASK_DECOMPOSED,
+        EventType.TASK_DEPENDENCY_ADDED,
+        EventType.TASK_ATTEMPT_ENDED,
+        EventType.TASK_LOOP_STOPPED,
+        # An attempt is held up (its provider retried) or free again: DEGRADED or not.
+        EventType.TASK_HELD_UP,
+    }
+)
+"""Events of a session after which it is stepped. Not its log lines, telemetry or
+checkpoints: they change nothing the engine decides on."""
+
+FLEET_EVENTS = frozenset(
+    {
+        EventType.AGENT_REGISTERED,
+        EventType.AGENT_DEREGISTERED,
+        EventType.AGENT_STATUS_CHANGED,
+        EventType.AGENT_TIER_CHANGED,
+    }
+)
+"""Events after which the sessions whose health depends on who is online are looked at:
+a DEGRADED session may have a capable agent again, a RUNNING one with work waiting may
+have lost its last one."""
+
+WATCHED = frozenset(SESSION_EVENTS | FLEET_EVENTS)
+
+
+@dataclass(frozen=True, slots=True)
+class Touched:
+    """What a stretch of the event log calls for."""
+
+    sessions: frozenset[UUID]
+    fleet_changed: bool
+
+
+LEASED = "RUNNING"
+"""A task's move to RUNNING is an agent taking it: nothing the engine decides on changes
+(the agent's result, or its lease running out, will be another event)."""
+
+
+def calls_for_a_step(kind: EventType, to: str | None) -> bool:
+    return kind in SESSION_EVENTS and not (kind == EventType.TASK_TRANSITION and to == LEASED)
+
+
+def touched_by(events: Iterable[tuple[UUID | None, EventType, str | None]]) -> Touched:
+    """From (session, type, state a transition went to) of the log: the sessions to
+    step, and whether the fleet changed."""
+    sessions: set[UUID] = set()
+    fleet_changed = False
+    for session_id, kind, to in events:
+        if kind in FLEET_EVENTS:
+            fleet_changed = True
+        elif session_id is not None and calls_for_a_step(kind, to):
+            sessions.add(session_id)
+    return Touched(frozenset(sessions), fleet_changed)

@@ -1,0 +1,76 @@
+"""Which events of the log call for a step of their session, or a look at the sessions
+that wait for agents."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+import pytest
+
+from industrial_orchestrator.domain.events import EventType
+from industrial_orchestrator.domain.sessions.stepping import (
+    FLEET_EVENTS,
+    SESSION_EVENTS,
+    touched_by,
+)
+
+A, B = uuid4(), uuid4()
+
+
+@pytest.mark.parametrize(
+    ("kind", "steps", "fleet"),
+    [
+        (EventType.SESSION_TRANSITION, True, False),
+        (EventType.SESSION_PHASE, True, False),
+        (EventType.TASK_TRANSITION, True, False),
+        (EventType.TASK_CREATED, True, False),
+        (EventType.TASK_ATTEMPT_ENDED, True, False),
+        (EventType.TASK_LOOP_STOPPED, True, False),
+        (EventType.TASK_HELD_UP, True, False),
+        (EventType.SESSION_LOG, False, False),
+        (EventType.SESSION_TELEMETRY, False, False),
+        (EventType.CHECKPOINT_CREATED, False, False),
+        (EventType.CONTEXT_UPDATED, False, False),
+        (EventType.AGENT_STATUS_CHANGED, False, True),
+        (EventType.AGENT_REGISTERED, False, True),
+    ],
+)
+def test_each_kind_of_event(kind: EventType, steps: bool, fleet: bool) -> None:
+    touched = touched_by([(A, kind, None)])
+    assert touched.sessions == (frozenset({A}) if steps else frozenset())
+    assert touched.fleet_changed is fleet
+
+
+def test_many_events_name_each_session_once_and_skip_global_ones() -> None:
+    touched = touched_by(
+        [
+            (A, EventType.TASK_TRANSITION, "COMPLETED"),
+            (A, EventType.TASK_LEASED, None),
+            (B, EventType.SESSION_LOG, None),
+            (None, EventType.TASK_TRANSITION, "COMPLETED"),  # a task of no session
+            (B, EventType.SESSION_TRANSITION, "PAUSED"),
+        ]
+    )
+    assert touched.sessions == frozenset({A, B})
+    assert not touched.fleet_changed
+
+
+def test_no_event_kind_is_both() -> None:
+    assert not SESSION_EVENTS & FLEET_EVENTS
+
+
+@pytest.mark.parametrize(
+    ("to", "steps"),
+    [
+        ("READY", True),
+        ("COMPLETED", True),
+        ("FAILED", True),
+        ("CANCELLED", True),
+        ("RUNNING", False),
+    ],
+)
+def test_a_lease_alone_calls_for_no_step(to: str, steps: bool) -> None:
+    # READY -> RUNNING is an agent taking the task: its result will be the next event.
+    assert bool(touched_by([(A, EventType.TASK_TRANSITION, to)]).sessions) is steps
+    # A session whose state is RUNNING again (resumed) is stepped all the same.
+    assert touched_by([(A, EventType.SESSION_TRANSITION, "RUNNING")]).sessions == {A}
