@@ -86,6 +86,12 @@ class TestCheckpoints:
         response = await client.post(f"{API}/sessions/{session['id']}/checkpoints", json=body)
         assert response.status_code == 422
 
+    async def test_a_checkpoint_of_an_unknown_session_is_a_404(self, client):
+        missing = uuid.uuid4()
+        response = await client.post(f"{API}/sessions/{missing}/checkpoints", json={"label": "x"})
+        assert response.status_code == 404
+        assert str(missing) in response.json()["message"]
+
     async def test_finished_sessions_refuse_new_checkpoints(self, client):
         session = await create(client, auto_start=True)
         await act(client, session["id"], "complete")

@@ -77,8 +77,7 @@ class CheckpointRecords:
             try:
                 first = await uow.sessions.next_checkpoint_seq(session_id, unless_in=_CLOSED)
             except LookupError:
-                found(None, session_id)
-                raise
+                first = None  # no such session: ``found`` says so below
             if first is None:
                 session = found(await uow.sessions.get(session_id), session_id)
                 raise Conflict(
