@@ -9,6 +9,7 @@ date and the machine. A failing test is reported and nothing is written.
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import re
@@ -25,7 +26,13 @@ TEST_ID = re.compile(r"^tests/\S+::\S+?(?:\[(?P<param>[^\]]+)\])?(?:\s|$)")
 SUITES = ["tests/reliability", "tests/security"]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    # It stops and empties PostgreSQL and Redis on the way (the outage suites): `--help`
+    # and any argument it does not take say so and run nothing.
+    argparse.ArgumentParser(
+        description=(__doc__ or "").split("\n\n", 1)[0],
+        epilog="The suites stop and empty PostgreSQL and Redis while they run: run it alone.",
+    ).parse_args(argv)
     command = [sys.executable, "-m", "pytest", *SUITES, "-v", "-s", "-p", "no:cacheprovider"]
     print("running:", " ".join(command), flush=True)
     run = subprocess.run(
