@@ -15,6 +15,7 @@ from ..domain.agents.agent import Agent, AgentStatus, agent_fields, agent_from_f
 from ..domain.agents.routing import ROUTABLE_STATUSES
 from ..services.ports import DuplicateKeyError
 from .json_sets import superset_of
+from .rows import changed_columns
 from .tables import agents
 
 # Built once (read on every agent request): a built statement keeps its cache key.
@@ -73,10 +74,7 @@ class SqlAgentRepository:
 
     async def save(self, before: Agent, after: Agent) -> bool:
         old, new = _values(before), _values(after)
-        changed: dict[str, Any] = {key: value for key, value in new.items() if old[key] != value}
-        # Nothing changed: still the guarded check (an UPDATE with no SET is not SQL); the
-        # guard has just said the version is this one.
-        changed = changed or {"version": before.version}
+        changed = changed_columns(old, new, version=before.version)
         result = await self._db.execute(
             _GUARDED_UPDATE, {**changed, "w_id": before.id, "w_version": before.version}
         )

@@ -21,6 +21,19 @@ def utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC)
 
 
+def changed_columns(
+    old: dict[str, Any], new: dict[str, Any], *, version: int | None
+) -> dict[str, Any]:
+    """The columns of ``new`` that differ from ``old``: the SET of a guarded UPDATE built
+    once (its SET is the execution's own columns). With none changed, ``version`` (the
+    guard has just said the row is at it), as an UPDATE with no SET is not SQL; None when
+    the statement sets a column of its own."""
+    changed = {key: value for key, value in new.items() if old[key] != value}
+    if not changed and version is not None:
+        return {"version": version}
+    return changed
+
+
 def _required_utc(moment: datetime) -> datetime:
     result = utc(moment)
     assert result is not None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -14,7 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..domain.sessions.session import Session, Transition, WorktreeBinding
 from ..domain.sessions.states import RUNNING_STATES, SessionState
 from ..services.ports import DuplicateKeyError, IdempotentCreation, SessionQuery, SessionTotals
-from .rows import session_from_row, session_values, transition_from_row, transition_values
+from .rows import (
+    changed_columns,
+    session_from_row,
+    session_values,
+    transition_from_row,
+    transition_values,
+)
 from .tables import session_transitions, sessions
 
 # Any 64-bit constant works; it only has to be the same in every replica.
@@ -118,18 +123,13 @@ class SqlSessionRepository:
     async def save(self, before: Session, after: Session, *, reserve_events: int = 0) -> int | None:
         old, new = session_values(before), session_values(after)
         # Only what changed: a transition touches a handful of the row's columns.
-        changes: dict[str, Any] = {
-            column: value for column, value in new.items() if old[column] != value
-        }
+        changes = changed_columns(old, new, version=None if reserve_events else before.version)
         guards = {"w_id": before.id, "w_version": before.version, "w_status": old["status"]}
         if reserve_events:
             last = await self._db.scalar(
                 _GUARDED_UPDATE_RESERVING, {**changes, **guards, "w_reserve": reserve_events}
             )
         else:
-            # Nothing changed: still the guarded check (an UPDATE with no SET is not SQL);
-            # the guard has just said the version is this one.
-            changes = changes or {"version": before.version}
             last = await self._db.scalar(_GUARDED_UPDATE, {**changes, **guards})
         return None if last is None else int(last)
 

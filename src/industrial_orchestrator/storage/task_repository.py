@@ -16,7 +16,7 @@ from ..domain.effects import EffectKind, EffectState
 from ..domain.tasks.task import Task, TaskStatus, TaskType
 from ..services.ports import DuplicateKeyError
 from .json_sets import allows, subset_of
-from .rows import utc
+from .rows import changed_columns, utc
 from .tables import effects, sessions, task_dependencies, tasks
 
 _INSERT = sa.insert(tasks)
@@ -217,10 +217,7 @@ class SqlTaskRepository:
     async def save(self, before: Task, after: Task) -> bool:
         """Write ``after`` if the row is still ``before`` (same version and status)."""
         old, new = _values(before), _values(after)
-        changed: dict[str, Any] = {key: value for key, value in new.items() if old[key] != value}
-        # Nothing changed: still the guarded check (an UPDATE with no SET is not SQL); the
-        # guard has just said the version is this one.
-        changed = changed or {"version": before.version}
+        changed = changed_columns(old, new, version=before.version)
         result = await self._db.execute(
             _GUARDED_UPDATE,
             {**changed, "w_id": before.id, "w_version": before.version, "w_status": old["status"]},
