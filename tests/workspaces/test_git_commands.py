@@ -14,7 +14,11 @@ from uuid import uuid4
 
 import pytest
 
-from industrial_orchestrator.workspaces.git_commands import AUTHOR_NAME, WorkspaceError
+from industrial_orchestrator.workspaces.git_commands import (
+    AUTHOR_NAME,
+    GitCommands,
+    WorkspaceError,
+)
 from industrial_orchestrator.workspaces.worktrees import GitWorktrees
 
 from .operator_git import files, git, operator_state
@@ -58,6 +62,29 @@ async def test_cancelled_git_calls_never_leave_the_tree_locked(worktrees: GitWor
     assert git(binding.path, "show", f"{sha}:f.txt") == "last"
     await worktrees.restore(binding.path, binding.base_commit)
     assert files(binding.path) == {}
+
+
+async def test_a_cancelled_callers_turn_passes_on_only_when_its_git_has_ended(
+    tmp_path: Path,
+) -> None:
+    # Else the next commit in the tree races the cancelled one on HEAD, and one fails.
+    git_commands = GitCommands(tmp_path / "home")
+    ended = tmp_path / "ended"
+
+    async def slow_git() -> None:
+        async with git_commands.lock("tree:t"):
+            await git_commands.run(
+                tmp_path, "-c", f"alias.slow=!sleep 0.5 && touch {ended}", "slow"
+            )
+
+    call = asyncio.ensure_future(slow_git())
+    await asyncio.sleep(0.2)
+    call.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await call
+    assert not ended.exists()
+    async with git_commands.lock("tree:t"):
+        assert ended.exists()
 
 
 async def test_only_trees_of_this_orchestrator_are_touched(

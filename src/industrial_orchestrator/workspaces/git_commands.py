@@ -11,7 +11,9 @@ In one process, calls on one tree, and worktree changes in one repository, take 
 agent in the tree) can still hold a lock: a call that fails on one is retried with
 backoff, and an ``index.lock`` of one of our trees older than the timeout, which no live
 call of ours can hold, is deleted. A cancelled caller leaves git to finish in the
-background rather than kill it half-way, which can leave such a lock behind.
+background rather than kill it half-way, which can leave such a lock behind; the turn it
+held passes on only when that git has finished (two commits at once in one tree race on
+``HEAD``, and the loser fails).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from pathlib import Path
 
 from ..domain.errors import WorkspaceUnusable
@@ -58,6 +61,10 @@ _LOCK_BACKOFF_SECONDS = 0.05
 _LOCK_BACKOFF_MAX_SECONDS = 1.0
 _STDERR_SHOWN = 2000
 _COMMIT = re.compile(r"[0-9a-fA-F]{4,64}")
+# The git calls started under each turn (``GitCommands.lock``) the caller holds.
+_TURNS: ContextVar[tuple[list[asyncio.Future[GitOutput]], ...]] = ContextVar(
+    "git_turns", default=()
+)
 
 
 class WorkspaceError(WorkspaceUnusable):
@@ -76,13 +83,26 @@ class GitCommands:
 
     @contextlib.asynccontextmanager
     async def lock(self, key: str) -> AsyncIterator[None]:
-        """One holder at a time per tree and per source repository, in this process."""
+        """One holder at a time per tree and per source repository, in this process.
+
+        A holder cancelled while its git runs gives the turn up only when that git ends."""
         lock = self._locks.get(key)
         if lock is None:
             lock = asyncio.Lock()
             self._locks[key] = lock
-        async with lock:
+        await lock.acquire()
+        started: list[asyncio.Future[GitOutput]] = []
+        turns = _TURNS.set((*_TURNS.get(), started))
+        try:
             yield
+        finally:
+            _TURNS.reset(turns)
+            running = [call for call in started if not call.done()]
+            if running:
+                ended = asyncio.gather(*running, return_exceptions=True)
+                ended.add_done_callback(lambda _: lock.release())
+            else:
+                lock.release()
 
     def owned(self, path: Path) -> Path:
         """``path`` as one of our trees; anything else is refused (``restore`` deletes files)."""
@@ -188,6 +208,8 @@ class GitCommands:
         # A caller cancelled meanwhile leaves the outcome to nobody: look at it here, so
         # that an error is not reported as never retrieved.
         run.add_done_callback(lambda done: done.cancelled() or done.exception())
+        for started in _TURNS.get():
+            started.append(run)
         try:
             return await asyncio.shield(run)
         except FileNotFoundError as exc:
