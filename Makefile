@@ -77,7 +77,7 @@ test: lint typecheck pytest
 # database, Redis or server process; prints how long it took.
 test-fast: $(VENV)/.dev
 	@start=$$(date +%s.%N); \
-	$(BIN)/pytest -q -m fast tests/domain tests/contracts tests/services; \
+	$(BIN)/pytest -q -m fast tests/domain tests/contracts tests/services tests/runtime; \
 	status=$$?; \
 	echo "test-fast took $$(awk "BEGIN { printf \"%.1f\", $$(date +%s.%N) - $$start }") s"; \
 	exit $$status

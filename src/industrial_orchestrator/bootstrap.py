@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
+import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import structlog
@@ -36,6 +39,7 @@ from .services.effects import EffectLedger, EffectRecovery
 from .services.events import EventLog
 from .services.offer_gate import OfferGate
 from .services.operator_tokens import OperatorTokens
+from .services.ports import UnitOfWorkFactory
 from .services.session_engine import SessionEngine
 from .services.session_schedule import SessionSchedule
 from .services.sessions import SessionService, utc_now
@@ -56,10 +60,11 @@ INTERNAL_FLEET_LOCK = "internal-agents.lock"
 
 
 @dataclass(slots=True)
-class Components:
+class Services:
+    """The service graph over one unit of work and one clock (``wire``)."""
+
     settings: Settings
-    engine: AsyncEngine
-    uow: SqlUnitOfWorkFactory
+    uow: UnitOfWorkFactory
     sessions: SessionService
     events: EventLog
     bus: EventBus
@@ -76,11 +81,30 @@ class Components:
     recovery: EffectRecovery
     schedule: SessionSchedule
 
+
+@dataclass(slots=True)
+class Components(Services):
+    """The services over the database, as ``build`` connects them."""
+
+    engine: AsyncEngine
+
     async def close(self) -> None:
         try:
             await self.bus.close()
         finally:
             await self.engine.dispose()
+
+
+def announcing(bus: EventBus, listeners: Sequence[CommitListener] = ()) -> CommitListener:
+    """What a unit of work calls after a commit that stored events: the bus wakes whoever
+    waits for work, then each listener hears of them."""
+
+    def committed(stored: Sequence[NewEvent]) -> None:
+        bus.publish(work=offers_work(stored))
+        for listener in listeners:
+            listener(stored)
+
+    return committed
 
 
 async def build(
@@ -94,30 +118,39 @@ async def build(
         if migrate:
             await upgrade_to_head(engine)
         bus, lock, cache = _coordination(settings)
-
-        def committed(stored: Sequence[NewEvent]) -> None:
-            bus.publish(work=offers_work(stored))
-            for listener in listeners:
-                listener(stored)
-
-        uow = SqlUnitOfWorkFactory(engine, on_commit=committed)
-        clock = utc_now
+        uow = SqlUnitOfWorkFactory(engine, on_commit=announcing(bus, listeners))
+        services = wire(settings, uow, bus=bus, lock=lock, cache=cache)
         await bus.start()
         bus_started = True
-        sessions = SessionService(
-            uow,
-            max_running=settings.max_concurrent_sessions,
-            checkpoint_retention=settings.checkpoint_retention,
-            default_priority=settings.default_session_priority,
-            clock=clock,
-        )
         # A session queued before a restart, or a limit raised since, may start now.
-        await sessions.promote_queued()
+        await services.sessions.promote_queued()
     except BaseException:
         if bus_started:
             await bus.close()
         await engine.dispose()
         raise
+    parts = {part.name: getattr(services, part.name) for part in dataclasses.fields(services)}
+    return Components(**parts, engine=engine)
+
+
+def wire(
+    settings: Settings,
+    uow: UnitOfWorkFactory,
+    *,
+    bus: EventBus,
+    lock: Lock,
+    cache: SnapshotCache | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> Services:
+    """Every service, over ``uow`` and ``clock``: the SQL unit of work and the wall
+    clock in ``build``; the in-memory one and a fake clock in the fast tests. No I/O."""
+    sessions = SessionService(
+        uow,
+        max_running=settings.max_concurrent_sessions,
+        checkpoint_retention=settings.checkpoint_retention,
+        default_priority=settings.default_session_priority,
+        clock=clock,
+    )
     trees = GitWorktrees(settings.orchestrator_home)
     ledger = EffectLedger(
         uow,
@@ -158,9 +191,8 @@ async def build(
         ledger=ledger,
         gate=gate,
     )
-    return Components(
+    return Services(
         settings,
-        engine,
         uow,
         sessions,
         EventLog(uow, clock=clock),
@@ -234,7 +266,9 @@ async def operator_tokens(settings: Settings) -> AsyncIterator[OperatorTokens]:
         await engine.dispose()
 
 
-def build_runtime(components: Components) -> Runtime:
+def build_runtime(
+    components: Services, *, monotonic: Callable[[], float] = time.monotonic
+) -> Runtime:
     """The runtime (``runtime/runtime.py``) over ``components``, not started: the
     session engine and the internal agents only where ``ENGINE_ENABLED`` (and
     ``INTERNAL_AGENTS``) say so; the reaper and webhook delivery always."""
@@ -270,6 +304,7 @@ def build_runtime(components: Components) -> Runtime:
             lease_seconds=settings.session_lease_seconds,
             single_process=settings.database.get_backend_name() == "sqlite",
             trees=components.trees,
+            monotonic=monotonic,
             planner=(
                 ArchitectPlanner(opencode.executor, components.agents, components.events)
                 if opencode

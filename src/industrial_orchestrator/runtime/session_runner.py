@@ -27,6 +27,7 @@ import contextlib
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from uuid import UUID, uuid4
 
@@ -79,8 +80,10 @@ class SessionRunner:
         single_process: bool,
         trees: WorkingTrees | None = None,
         planner: Planner | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._planner = planner
+        self._monotonic = monotonic
         self._plans: dict[UUID, asyncio.Task[None]] = {}
         self._trees = trees
         self._bound: set[UUID] = set()
@@ -123,7 +126,9 @@ class SessionRunner:
         self._workers: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
 
-    async def start(self) -> None:
+    async def start(self, *, rounds: bool = True) -> None:
+        """Start the step workers and the loop of rounds; without ``rounds``, the workers
+        only, and rounds are ``run_once`` calls (the fast tests run them on a fake clock)."""
         if self._single_process:
             # Nobody else can serve this database: whatever ran before is gone.
             await self._engine.forget_owners()
@@ -131,7 +136,13 @@ class SessionRunner:
             asyncio.create_task(self._step_worker(), name=f"session-step-{n}")
             for n in range(_PARALLEL_STEPS)
         ]
-        self._loop = asyncio.create_task(self._run(), name="session-runner")
+        if rounds:
+            self._loop = asyncio.create_task(self._run(), name="session-runner")
+
+    @property
+    def idle(self) -> bool:
+        """No session waits for a step or is being stepped, planned or verified."""
+        return not (self._queued or self._stepping or self._redo or self._plans or self._reviews)
 
     async def close(self) -> None:
         """Stop after the steps in progress (a step cut off mid-transaction could leave
@@ -191,7 +202,7 @@ class SessionRunner:
                 raise
             except Exception:  # one session's trouble is not the others'
                 log.exception("engine_step_failed", session_id=str(session_id))
-                self._retries[session_id] = time.monotonic() + _FAILED_STEP_RETRY_SECONDS
+                self._retries[session_id] = self._monotonic() + _FAILED_STEP_RETRY_SECONDS
             finally:
                 self._stepping.discard(session_id)
             if session_id in self._redo:
@@ -201,7 +212,7 @@ class SessionRunner:
     async def _due(self) -> set[UUID]:
         """The sessions this round must look at (module docstring). The database is read
         first: a round cut short by it (an outage) forgets nothing for the next one."""
-        now = time.monotonic()
+        now = self._monotonic()
         if self._cursor is None:
             # First round: whatever may need the engine (after a restart, a takeover).
             cursor = await self._schedule.log_position()
@@ -267,12 +278,12 @@ class SessionRunner:
         after that, a running session left ownerless is found by the renewal round's
         look for unowned sessions."""
         self._timers.pop(session_id, None)
-        self._elsewhere[session_id] = time.monotonic() + self._lease
+        self._elsewhere[session_id] = self._monotonic() + self._lease
         if session_id in self._foreign:
             self._foreign.discard(session_id)
             return
         self._foreign.add(session_id)
-        self._retries[session_id] = time.monotonic() + self._lease + _TIMER_SLACK_SECONDS
+        self._retries[session_id] = self._monotonic() + self._lease + _TIMER_SLACK_SECONDS
 
     async def _set_timer(self, session_id: UUID) -> None:
         """When to step the session next if nothing happens to it, kept on the session
@@ -283,12 +294,12 @@ class SessionRunner:
             return
         wait = await self._schedule.set_timer(session_id, slack_seconds=_TIMER_SLACK_SECONDS)
         if wait is not None:
-            self._timers[session_id] = time.monotonic() + max(0.0, wait) + _TIMER_SLACK_SECONDS
+            self._timers[session_id] = self._monotonic() + max(0.0, wait) + _TIMER_SLACK_SECONDS
 
     async def _owns(self, session_id: UUID) -> bool:
         """Whether this process runs the session. Held leases are renewed together each
         renewal round (``_due``), not one by one."""
-        now = time.monotonic()
+        now = self._monotonic()
         if self._held.get(session_id, 0.0) > now:
             return True
         if not await self._engine.own(session_id, self.owner, self._lease):

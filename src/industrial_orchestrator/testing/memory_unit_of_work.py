@@ -118,11 +118,14 @@ class MemoryUnitOfWork:
 
 
 class MemoryUnitOfWorkFactory:
-    """Units of work on one in-memory database of their own; ``reader()`` gives one that
-    takes no writer's turn and sees what is committed at each call."""
+    """Units of work on one in-memory database of their own, or on ``store``, another
+    factory's (as two processes share one database); ``reader()`` gives one that takes no
+    writer's turn and sees what is committed at each call."""
 
-    def __init__(self, *, on_commit: CommitListener | None = None) -> None:
-        self.store = Store()
+    def __init__(
+        self, *, on_commit: CommitListener | None = None, store: Store | None = None
+    ) -> None:
+        self.store = Store() if store is None else store
         self._on_commit = on_commit
 
     def __call__(self) -> MemoryUnitOfWork:

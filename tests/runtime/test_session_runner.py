@@ -1,0 +1,242 @@
+"""The session runner (``runtime/session_runner.py``) on the in-memory unit of work and
+a fake clock: the whole service graph as ``bootstrap.wire`` builds it, one or two
+"processes" sharing one store, rounds run by hand. What the API suites show with real
+databases and the wall clock (``tests/api/test_work_driven_stepping.py``), here in
+milliseconds: a session nobody touches is not stepped until its timer, a due timer is
+acted on once, a dead process's sessions are taken over when its lease runs out, a
+failed step is tried again after a pause."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from industrial_orchestrator.bootstrap import Services, announcing, build_runtime, wire
+from industrial_orchestrator.config import Settings, load_settings
+from industrial_orchestrator.coordination.event_bus import LocalEventBus
+from industrial_orchestrator.coordination.locks import LocalLock
+from industrial_orchestrator.domain.agents.agent import AgentKind, NewAgent
+from industrial_orchestrator.domain.events import EventType
+from industrial_orchestrator.domain.sessions.options import SessionOptions
+from industrial_orchestrator.domain.sessions.states import SessionState
+from industrial_orchestrator.domain.tasks.task import TaskStatus
+from industrial_orchestrator.runtime.session_runner import SessionRunner
+from industrial_orchestrator.services.sessions import NewSession
+from industrial_orchestrator.testing.clock import FakeClock
+from industrial_orchestrator.testing.memory.store import Store
+from industrial_orchestrator.testing.memory_unit_of_work import MemoryUnitOfWorkFactory
+
+pytestmark = pytest.mark.fast
+
+CHECKPOINT_EVERY = 300.0
+LEASE = 30.0
+
+
+class Process:
+    """One orchestrator process: its services over the shared store and the shared fake
+    clock, its session runner's step workers started, and a count of its steps."""
+
+    def __init__(self, settings: Settings, store: Store, clock: FakeClock) -> None:
+        bus = LocalEventBus()
+        uow = MemoryUnitOfWorkFactory(on_commit=announcing(bus), store=store)
+        self.services: Services = wire(settings, uow, bus=bus, lock=LocalLock(), clock=clock)
+        runner = build_runtime(self.services, monotonic=clock.monotonic).runner
+        assert runner is not None
+        self.runner: SessionRunner = runner
+        self.steps: Counter[UUID] = Counter()
+        engine = self.services.session_engine
+        step = engine.step
+
+        async def counted(session_id: UUID) -> Any:
+            self.steps[session_id] += 1
+            return await step(session_id)
+
+        engine.step = counted  # type: ignore[method-assign]
+
+    async def round(self) -> None:
+        """One round, and every step, plan and verification it started, done."""
+        await self.runner.run_once()
+        for _ in range(2000):
+            if self.runner.idle:
+                return
+            await asyncio.sleep(0.001)
+        raise AssertionError("the round's steps did not finish")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(
+        _env_file=None,
+        # As on PostgreSQL: several processes share the sessions, each stepping those it
+        # holds a lease on. Nothing connects to it: the store is the database.
+        database_url="postgresql+asyncpg://nobody@127.0.0.1/none",
+        orchestrator_home=tmp_path / "home",
+        engine_enabled=True,
+        internal_agents=False,
+        checkpoint_interval_seconds=CHECKPOINT_EVERY,
+        session_lease_seconds=LEASE,
+        session_timeout_seconds=3600,
+    )
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def processes(settings: Settings, clock: FakeClock) -> AsyncIterator[Callable[[], Process]]:
+    """Makes processes on one store; each is closed at the end (the ones a test let die
+    too: their workers are only tasks of this event loop)."""
+    store = Store()
+    made: list[Process] = []
+
+    def make() -> Process:
+        process = Process(settings, store, clock)
+        made.append(process)
+        return process
+
+    yield make
+    for process in made:
+        await process.runner.close()
+
+
+async def started(process: Process) -> Process:
+    await process.runner.start(rounds=False)
+    return process
+
+
+async def held_session(process: Process, clock: FakeClock) -> UUID:
+    """A RUNNING session whose one task an external agent holds (and sits on)."""
+    services = process.services
+    agent = await services.agents.register(
+        NewAgent("worker", "implementer", ["code_generation"], kind=AgentKind.EXTERNAL)
+    )
+    created = await services.sessions.create(
+        NewSession("s", "build it", auto_start=True, options=SessionOptions(template="single"))
+    )
+    session_id = created.session.id
+    await process.round()  # planned: the plan comes back in a task of the runner's
+    await process.round()  # its task opened
+    assignment = await services.leases.claim(agent.id)
+    assert assignment is not None
+    assert assignment.task.session_id == session_id
+    await settled(process, session_id)
+    assert (await services.sessions.get(session_id)).status == SessionState.RUNNING
+    async with services.uow.reader() as unit:
+        [task] = await unit.tasks.of_session(session_id)
+    assert task.status == TaskStatus.RUNNING
+    process.steps.clear()
+    return session_id
+
+
+async def settled(process: Process, session_id: UUID) -> None:
+    """Rounds until one steps the session no more: what happened to it is taken in."""
+    for _ in range(10):
+        before = process.steps[session_id]
+        await process.round()
+        if process.steps[session_id] == before:
+            return
+    raise AssertionError("the session is stepped round after round")
+
+
+async def periodic_checkpoints(services: Services, session_id: UUID) -> int:
+    checkpoints, _ = await services.sessions.checkpoints(session_id, offset=0, limit=100)
+    return sum(1 for c in checkpoints if c.label == "periodic")
+
+
+async def test_a_session_nobody_touches_is_not_stepped_until_its_timer_is_due(
+    processes: Callable[[], Process], clock: FakeClock
+) -> None:
+    process = await started(processes())
+    session_id = await held_session(process, clock)
+    for _ in range(5):
+        clock.advance(CHECKPOINT_EVERY / 10)
+        await process.round()
+    assert process.steps[session_id] == 0
+    clock.advance(CHECKPOINT_EVERY / 2 + 1)  # past the periodic checkpoint's timer
+    await process.round()
+    assert process.steps[session_id] == 1
+    assert await periodic_checkpoints(process.services, session_id) == 1
+    for _ in range(3):
+        await process.round()
+    assert process.steps[session_id] == 1  # acted on once
+
+
+async def test_with_two_processes_one_owner_acts_on_a_due_timer_once(
+    processes: Callable[[], Process], clock: FakeClock
+) -> None:
+    first, second = await started(processes()), await started(processes())
+    session_id = await held_session(first, clock)
+    await second.round()  # it finds the session held by the first, and leaves it
+    # Both live on (renewing what they hold as they go) past the periodic timer, the
+    # second looking first each time.
+    rounds = int(CHECKPOINT_EVERY / (LEASE / 3)) + 1
+    for n in range(rounds):
+        if n == rounds - 1:
+            assert first.steps[session_id] == second.steps[session_id] == 0
+        clock.advance(LEASE / 3)
+        await second.round()
+        await first.round()
+    await second.round()
+    assert (first.steps[session_id], second.steps[session_id]) == (1, 0)
+    assert await periodic_checkpoints(first.services, session_id) == 1
+
+
+async def test_a_dead_processs_sessions_are_taken_over_when_its_lease_runs_out(
+    processes: Callable[[], Process], clock: FakeClock
+) -> None:
+    dead, alive = await started(processes()), await started(processes())
+    session_id = await held_session(dead, clock)
+    # From here the first process runs no round: it died without giving anything up.
+    await alive.round()
+    clock.advance(LEASE / 2)
+    await alive.round()
+    assert alive.steps[session_id] == 0
+    clock.advance(LEASE / 2 + 1)  # the dead one's lease ran out
+    await alive.round()
+    assert alive.steps[session_id] == 1
+    events = await alive.services.events.for_session(session_id, after_seq=0, limit=500)
+    [taken] = [e for e in events if e.type == EventType.SESSION_TAKEN_OVER]
+    assert taken.payload["from"] == dead.runner.owner
+    assert taken.payload["to"] == alive.runner.owner
+    # Its timer is the new owner's now.
+    clock.advance(CHECKPOINT_EVERY)
+    await alive.round()
+    assert alive.steps[session_id] == 2
+    assert await periodic_checkpoints(alive.services, session_id) == 1
+
+
+async def test_a_step_that_failed_is_tried_again_after_a_pause_not_at_once(
+    processes: Callable[[], Process], clock: FakeClock
+) -> None:
+    process = await started(processes())
+    session_id = await held_session(process, clock)
+    engine = process.services.session_engine
+    step = engine.step
+    failures = [RuntimeError("the database had a bad moment")]
+
+    async def failing_once(session_id: UUID) -> Any:
+        if failures:
+            process.steps[session_id] += 1
+            raise failures.pop()
+        return await step(session_id)
+
+    engine.step = failing_once  # type: ignore[method-assign]
+    clock.advance(CHECKPOINT_EVERY + 1)
+    await process.round()
+    assert process.steps[session_id] == 1
+    assert not failures
+    clock.advance(1)
+    await process.round()
+    assert process.steps[session_id] == 1  # not hammered
+    clock.advance(5)
+    await process.round()
+    assert process.steps[session_id] == 2
+    assert await periodic_checkpoints(process.services, session_id) == 1
