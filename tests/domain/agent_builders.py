@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime
 from uuid import uuid4
 
 from industrial_orchestrator.domain.agents.agent import Agent, AgentKind, AgentStatus
+
+from .record_builders import no_field_at_default
 
 
 def every_field_set() -> Agent:
@@ -29,12 +30,4 @@ def every_field_set() -> Agent:
         "metadata": {"team": "blue", "limits": [1, 2]},
         "version": 9,
     }
-    # A new field of Agent belongs here too (and in ``agent_fields``).
-    assert set(values) == {f.name for f in dataclasses.fields(Agent)}
-    agent = Agent(**values)  # type: ignore[arg-type]
-    for f in dataclasses.fields(Agent):
-        if f.default is not dataclasses.MISSING:
-            assert getattr(agent, f.name) != f.default, f.name
-        if f.default_factory is not dataclasses.MISSING:
-            assert getattr(agent, f.name) != f.default_factory(), f.name
-    return agent
+    return no_field_at_default(Agent, values)

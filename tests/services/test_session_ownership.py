@@ -4,7 +4,7 @@ unit of work and a fake clock: one owner at a time, a lease that runs out is tak
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 import pytest
@@ -14,19 +14,12 @@ from industrial_orchestrator.domain.priorities import Priority
 from industrial_orchestrator.domain.sessions.session import Session
 from industrial_orchestrator.domain.sessions.states import SessionState
 from industrial_orchestrator.services.session_ownership import SessionOwnership
+from industrial_orchestrator.testing.clock import FakeClock
 from industrial_orchestrator.testing.memory_unit_of_work import MemoryUnitOfWorkFactory
 
 pytestmark = pytest.mark.fast
 
 T0 = datetime(2026, 12, 6, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 async def _session(
@@ -46,17 +39,17 @@ async def _taken_over(uow: MemoryUnitOfWorkFactory, session_id: UUID) -> list[di
 
 
 async def test_one_owner_at_a_time_until_its_lease_runs_out():
-    uow, clock = MemoryUnitOfWorkFactory(), Clock()
+    uow, clock = MemoryUnitOfWorkFactory(), FakeClock(T0)
     ownership = SessionOwnership(uow, clock=clock)
     session_id = await _session(uow)
     assert await ownership.own(session_id, "a", lease_seconds=10)
     assert not await ownership.own(session_id, "b", lease_seconds=10)
-    clock.now += timedelta(seconds=5)
+    clock.advance(5)
     assert await ownership.own(session_id, "a", lease_seconds=10)  # renewed to 15 s
-    clock.now += timedelta(seconds=9)
+    clock.advance(9)
     assert not await ownership.own(session_id, "b", lease_seconds=10)
     assert await _taken_over(uow, session_id) == []
-    clock.now += timedelta(seconds=2)  # 16 s: a's lease ran out
+    clock.advance(2)  # 16 s: a's lease ran out
     assert await ownership.own(session_id, "b", lease_seconds=10)
     assert not await ownership.own(session_id, "a", lease_seconds=10)
     [taken] = await _taken_over(uow, session_id)
@@ -66,17 +59,17 @@ async def test_one_owner_at_a_time_until_its_lease_runs_out():
 async def test_a_session_that_ended_changes_hands_without_a_takeover():
     """Its owner stopped renewing it when it ended, alive or not: another process that
     steps it later (to close what it left open) takes it without an event."""
-    uow, clock = MemoryUnitOfWorkFactory(), Clock()
+    uow, clock = MemoryUnitOfWorkFactory(), FakeClock(T0)
     ownership = SessionOwnership(uow, clock=clock)
     ended = await _session(uow, SessionState.COMPLETED)
     assert await ownership.own(ended, "a", lease_seconds=10)
-    clock.now += timedelta(seconds=11)
+    clock.advance(11)
     assert await ownership.own(ended, "b", lease_seconds=10)
     assert await _taken_over(uow, ended) == []
 
 
 async def test_a_lease_given_up_is_free_at_once_and_takes_no_event():
-    uow, clock = MemoryUnitOfWorkFactory(), Clock()
+    uow, clock = MemoryUnitOfWorkFactory(), FakeClock(T0)
     ownership = SessionOwnership(uow, clock=clock)
     first, second = await _session(uow), await _session(uow)
     assert await ownership.own(first, "a", lease_seconds=60)
@@ -90,7 +83,7 @@ async def test_a_lease_given_up_is_free_at_once_and_takes_no_event():
 
 
 async def test_after_a_restart_of_the_only_process_every_session_is_free():
-    uow, clock = MemoryUnitOfWorkFactory(), Clock()
+    uow, clock = MemoryUnitOfWorkFactory(), FakeClock(T0)
     ownership = SessionOwnership(uow, clock=clock)
     session_id = await _session(uow)
     assert await ownership.own(session_id, "before", lease_seconds=3600)

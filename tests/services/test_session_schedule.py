@@ -19,6 +19,7 @@ from industrial_orchestrator.domain.sessions.session import (
 )
 from industrial_orchestrator.domain.sessions.states import SessionState
 from industrial_orchestrator.services.session_schedule import SessionSchedule
+from industrial_orchestrator.testing.clock import FakeClock
 from industrial_orchestrator.testing.memory_unit_of_work import MemoryUnitOfWorkFactory
 
 pytestmark = pytest.mark.fast
@@ -26,18 +27,7 @@ pytestmark = pytest.mark.fast
 T0 = datetime(2026, 12, 6, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-async def _running(uow: MemoryUnitOfWorkFactory, clock: Clock, limit: int) -> Session:
+async def _running(uow: MemoryUnitOfWorkFactory, clock: FakeClock, limit: int) -> Session:
     """A session started at the clock's time, with a time limit of ``limit`` seconds."""
     new = Session(
         id=uuid4(),
@@ -59,14 +49,14 @@ async def _running(uow: MemoryUnitOfWorkFactory, clock: Clock, limit: int) -> Se
     return started
 
 
-def _schedule(uow: MemoryUnitOfWorkFactory, clock: Clock) -> SessionSchedule:
+def _schedule(uow: MemoryUnitOfWorkFactory, clock: FakeClock) -> SessionSchedule:
     return SessionSchedule(
         uow, clock=clock, session_timeout_seconds=3600, checkpoint_interval_seconds=300
     )
 
 
 async def test_the_next_timer_is_the_sooner_of_the_time_limit_and_the_periodic_look():
-    uow, clock = MemoryUnitOfWorkFactory(), Clock()
+    uow, clock = MemoryUnitOfWorkFactory(), FakeClock(T0)
     schedule = _schedule(uow, clock)
     short = await _running(uow, clock, limit=120)
     long = await _running(uow, clock, limit=7200)
@@ -76,7 +66,7 @@ async def test_the_next_timer_is_the_sooner_of_the_time_limit_and_the_periodic_l
 
 
 async def test_a_look_that_found_nothing_moves_the_periodic_timer_on():
-    uow, clock = MemoryUnitOfWorkFactory(), Clock()
+    uow, clock = MemoryUnitOfWorkFactory(), FakeClock(T0)
     schedule = _schedule(uow, clock)
     session = await _running(uow, clock, limit=7200)
     clock.advance(300)
@@ -88,7 +78,7 @@ async def test_a_look_that_found_nothing_moves_the_periodic_timer_on():
 
 
 async def test_a_timer_is_taken_once_and_only_by_the_sessions_owner():
-    uow, clock = MemoryUnitOfWorkFactory(), Clock()
+    uow, clock = MemoryUnitOfWorkFactory(), FakeClock(T0)
     schedule = _schedule(uow, clock)
     session = await _running(uow, clock, limit=60)
     async with uow() as unit:
@@ -104,7 +94,7 @@ async def test_a_timer_is_taken_once_and_only_by_the_sessions_owner():
 
 
 async def test_a_session_that_is_not_running_has_no_timer():
-    uow, clock = MemoryUnitOfWorkFactory(), Clock()
+    uow, clock = MemoryUnitOfWorkFactory(), FakeClock(T0)
     schedule = _schedule(uow, clock)
     session = await _running(uow, clock, limit=60)
     paused, record = transition(session, SessionState.PAUSED, now=clock(), actor=Actor.OPERATOR)

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..domain.contexts.conflicts import ConflictRecord, ConflictStatus
-from ..domain.contexts.context import Context, ContextScope, Resolution
-from ..domain.contexts.version_vectors import VersionVector
-from .rows import utc
+from ..domain.contexts.conflicts import (
+    ConflictRecord,
+    ConflictStatus,
+    conflict_fields,
+    conflict_from_fields,
+)
+from ..domain.contexts.context import Context, ContextScope, context_fields, context_from_fields
 from .tables import context_conflicts, contexts
 
 # Built once (run with every result): a built statement keeps its cache key.
@@ -111,76 +114,18 @@ class SqlContextRepository:
 
 
 def _values(context: Context) -> dict[str, Any]:
-    return {
-        "id": context.id,
-        "scope": context.scope.value,
-        "owner_id": context.owner_id,
-        "name": context.name,
-        "data": context.data,
-        "version": context.version,
-        "vector": context.vector.to_json(),
-        "critical": context.critical,
-        "expires_at": context.expires_at,
-        "last_writer": context.last_writer,
-        "created_at": context.created_at,
-        "updated_at": context.updated_at,
-    }
+    # The columns are the record's fields.
+    return context_fields(context)
 
 
 def _context(row: RowMapping) -> Context:
-    created, updated = utc(row["created_at"]), utc(row["updated_at"])
-    assert created is not None
-    assert updated is not None
-    return Context(
-        id=row["id"],
-        scope=ContextScope(row["scope"]),
-        owner_id=row["owner_id"],
-        name=row["name"],
-        data=dict(row["data"]),
-        created_at=created,
-        updated_at=updated,
-        version=int(row["version"]),
-        vector=VersionVector.from_json(row["vector"]),
-        critical=bool(row["critical"]),
-        expires_at=utc(row["expires_at"]),
-        last_writer=row["last_writer"],
-    )
+    return context_from_fields(cast("Mapping[str, Any]", row))
 
 
 def _conflict_values(record: ConflictRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "context_id": record.context_id,
-        "writer": record.writer,
-        "reason": record.reason,
-        "incoming": record.incoming,
-        "incoming_vector": record.incoming_vector.to_json() if record.incoming_vector else None,
-        "current_version": record.current_version,
-        "current_data": record.current_data,
-        "status": record.status.value,
-        "resolution": record.resolution.value if record.resolution else None,
-        "resolved_by": record.resolved_by,
-        "created_at": record.created_at,
-        "resolved_at": record.resolved_at,
-    }
+    # The columns are the record's fields.
+    return conflict_fields(record)
 
 
 def _conflict(row: RowMapping) -> ConflictRecord:
-    created = utc(row["created_at"])
-    assert created is not None
-    vector = row["incoming_vector"]
-    return ConflictRecord(
-        id=row["id"],
-        context_id=row["context_id"],
-        writer=row["writer"],
-        reason=row["reason"],
-        incoming=dict(row["incoming"]),
-        incoming_vector=VersionVector.from_json(vector) if vector is not None else None,
-        current_version=int(row["current_version"]),
-        current_data=dict(row["current_data"]),
-        created_at=created,
-        status=ConflictStatus(row["status"]),
-        resolution=Resolution(row["resolution"]) if row["resolution"] else None,
-        resolved_by=row["resolved_by"],
-        resolved_at=utc(row["resolved_at"]),
-    )
+    return conflict_from_fields(cast("Mapping[str, Any]", row))

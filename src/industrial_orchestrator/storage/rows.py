@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import RowMapping
 
-from ..domain.priorities import Priority
 from ..domain.sessions.checkpoint import Checkpoint
-from ..domain.sessions.options import SessionOptions
-from ..domain.sessions.session import Actor, Session, SessionPhase, Transition, WorktreeBinding
+from ..domain.sessions.session import (
+    Actor,
+    Session,
+    Transition,
+    session_fields,
+    session_from_fields,
+)
 from ..domain.sessions.states import SessionState
 
 
@@ -40,68 +45,27 @@ def _required_utc(moment: datetime) -> datetime:
     return result
 
 
+# Columns of a session's row ``add`` and ``save`` never write: its working tree
+# (``bind_worktree`` writes it once) and the engine's checkpoint clock
+# (``checkpoint_checked``).
+_WRITTEN_APART = ("worktree", "branch", "base_commit", "checkpoint_checked_at")
+
+
 def session_values(session: Session) -> dict[str, Any]:
-    return {
-        "id": session.id,
-        "title": session.title,
-        "initial_prompt": session.initial_prompt,
-        "priority": session.priority.value,
-        "priority_rank": session.priority.rank,
-        "status": session.status.value,
-        "phase": session.phase.value if session.phase else None,
-        "status_reason": session.status_reason,
-        "workspace": session.workspace,
-        "metadata": session.metadata,
-        "version": session.version,
-        "transition_seq": session.transition_seq,
-        "created_at": session.created_at,
-        "updated_at": session.updated_at,
-        "started_at": session.started_at,
-        "finished_at": session.finished_at,
-        "duration_seconds": session.duration_seconds,
-        "retry_of": session.retry_of,
-        "attempt": session.attempt,
-        "restored_from_checkpoint": session.restored_from_checkpoint,
-        "forked_from": session.forked_from,
-        "tokens_used": session.tokens_used,
-        "cost_usd": session.cost_usd,
-        "options": session.options.to_json(),
-        "review_round": session.review_round,
-    }
+    """The columns ``add`` and ``save`` write: the session's fields (``session_fields``)
+    but those written apart, and the row's own: the priority's rank (the queue's order)
+    and the duration (the stats' average)."""
+    values = session_fields(session)
+    for column in _WRITTEN_APART:
+        del values[column]
+    values["priority_rank"] = session.priority.rank
+    values["duration_seconds"] = session.duration_seconds
+    return values
 
 
 def session_from_row(row: RowMapping) -> Session:
-    return Session(
-        id=row["id"],
-        title=row["title"],
-        initial_prompt=row["initial_prompt"],
-        priority=Priority(row["priority"]),
-        status=SessionState(row["status"]),
-        phase=SessionPhase(row["phase"]) if row["phase"] else None,
-        status_reason=row["status_reason"],
-        workspace=row["workspace"],
-        metadata=dict(row["metadata"] or {}),
-        version=row["version"],
-        transition_seq=row["transition_seq"],
-        created_at=_required_utc(row["created_at"]),
-        updated_at=_required_utc(row["updated_at"]),
-        started_at=utc(row["started_at"]),
-        finished_at=utc(row["finished_at"]),
-        retry_of=row["retry_of"],
-        attempt=row["attempt"],
-        restored_from_checkpoint=row["restored_from_checkpoint"],
-        forked_from=row["forked_from"],
-        tokens_used=row["tokens_used"],
-        cost_usd=row["cost_usd"],
-        options=SessionOptions.from_json(row["options"]),
-        review_round=int(row["review_round"]),
-        worktree=(
-            WorktreeBinding(row["worktree"], row["branch"] or "", row["base_commit"] or "")
-            if row["worktree"]
-            else None
-        ),
-        checkpoint_checked_at=utc(row["checkpoint_checked_at"]),
-    )
+    # The columns are the session's fields (its working tree flattened alike).
+    return session_from_fields(cast("Mapping[str, Any]", row))
 
 
 def transition_values(record: Transition) -> dict[str, Any]:

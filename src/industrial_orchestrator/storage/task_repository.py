@@ -13,10 +13,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.effects import EffectKind, EffectState
-from ..domain.tasks.task import Task, TaskStatus, TaskType
+from ..domain.tasks.task import Task, TaskStatus, task_fields, task_from_fields
 from ..services.ports import DuplicateKeyError
 from .json_sets import allows, subset_of
-from .rows import changed_columns, utc
+from .rows import changed_columns
 from .tables import effects, sessions, task_dependencies, tasks
 
 _INSERT = sa.insert(tasks)
@@ -258,26 +258,10 @@ class SqlTaskRepository:
 
 
 def _values(task: Task) -> dict[str, Any]:
-    return {
-        "id": task.id,
-        "session_id": task.session_id,
-        "parent_id": task.parent_id,
-        "title": task.title,
-        "description": task.description,
-        "task_type": task.task_type.value,
-        "required_capabilities": list(task.required_capabilities),
-        "files": list(task.files),
-        "estimated_effort": task.estimated_effort,
-        "status": task.status.value,
-        "template": task.template,
-        "result_summary": task.result_summary,
-        "version": task.version,
-        "created_at": task.created_at,
-        "updated_at": task.updated_at,
-        "started_at": task.started_at,
-        "finished_at": task.finished_at,
-        "attempt": task.attempt,
-    }
+    # The columns are the record's fields but its dependencies (rows of task_dependencies).
+    values = task_fields(task)
+    del values["depends_on"]
+    return values
 
 
 # The most frequent reads, built once: building a statement and its cache key costs more
@@ -325,27 +309,4 @@ def _edges_of(value: Any) -> tuple[UUID, ...]:
 
 
 def _task(row: RowMapping) -> Task:
-    created, updated = utc(row["created_at"]), utc(row["updated_at"])
-    assert created is not None
-    assert updated is not None
-    return Task(
-        id=row["id"],
-        title=row["title"],
-        description=row["description"],
-        task_type=TaskType(row["task_type"]),
-        required_capabilities=tuple(row["required_capabilities"]),
-        estimated_effort=float(row["estimated_effort"]),
-        status=TaskStatus(row["status"]),
-        created_at=created,
-        updated_at=updated,
-        session_id=row["session_id"],
-        parent_id=row["parent_id"],
-        depends_on=_edges_of(row["depends_on"]),
-        template=row["template"],
-        result_summary=row["result_summary"],
-        started_at=utc(row["started_at"]),
-        finished_at=utc(row["finished_at"]),
-        attempt=int(row["attempt"]),
-        version=int(row["version"]),
-        files=tuple(row["files"] or ()),
-    )
+    return task_from_fields({**row, "depends_on": _edges_of(row["depends_on"])})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -21,12 +23,16 @@ from industrial_orchestrator.domain.contexts.context import (
     UpdateOutcome,
     WriteStamp,
     apply_update,
+    context_fields,
+    context_from_fields,
     lww_winner,
     new_context,
     resolve_conflict,
 )
 from industrial_orchestrator.domain.contexts.version_vectors import Ordering, VersionVector, compare
 from industrial_orchestrator.domain.errors import InvalidInput
+
+from ..context_builders import every_context_field_set
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 Scope = ContextScope
@@ -426,3 +432,34 @@ def test_apply_does_not_mutate_its_inputs() -> None:
     new = applied(apply_update(c, update("w", data, read=c)))
     data["n"]["b"] = 3
     assert new.data == {"n": {"b": 2}}
+
+
+# The one mapping to plain values (``context_fields``) and back: every field, from a
+# database row or from JSON text.
+
+
+def test_every_field_is_mapped_and_read_back() -> None:
+    context = every_context_field_set()
+    fields = context_fields(context)
+    assert set(fields) == {f.name for f in dataclasses.fields(Context)}
+    assert context_from_fields(fields) == context
+
+
+def test_plain_values_only_the_scope_as_its_value_and_the_vector_as_an_object() -> None:
+    fields = context_fields(every_context_field_set())
+    assert fields["scope"] == "TEMPORARY"
+    assert type(fields["scope"]) is str
+    assert fields["vector"] == {"ada": 2, "operator": 1}
+    assert type(fields["vector"]) is dict
+
+
+def test_read_back_from_json_text_and_from_zoneless_times() -> None:
+    context = every_context_field_set()
+    text = json.dumps(context_fields(context), default=str)
+    assert context_from_fields(json.loads(text)) == context
+    # SQLite gives times back without their zone: they are UTC.
+    naive = {
+        name: getattr(context, name).replace(tzinfo=None)
+        for name in ("created_at", "updated_at", "expires_at")
+    }
+    assert context_from_fields(context_fields(context) | naive) == context

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
@@ -23,9 +25,13 @@ from industrial_orchestrator.domain.sessions.session import (
     Session,
     SessionPhase,
     creation_record,
+    session_fields,
+    session_from_fields,
     transition,
 )
 from industrial_orchestrator.domain.sessions.states import SessionState, can_transition
+
+from ..session_builders import every_field_set
 
 S = SessionState
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -195,3 +201,58 @@ def test_running_time_leaves_out_pauses_and_the_queue():
     assert running_seconds(history, t0 + timedelta(seconds=133)) == 10 + 5 + 5 + 3
     assert running_seconds(history[:4], t0 + timedelta(seconds=500)) == 10
     assert running_seconds([], t0) == 0
+
+
+# The one mapping to plain values (``session_fields``) and back: every field, from a
+# database row or from JSON text.
+
+# The working tree is flattened as the row and the API have it: its path under the
+# field's name, and these two.
+WORKTREE_PARTS = {"branch", "base_commit"}
+
+
+def test_every_field_is_mapped_and_read_back():
+    session = every_field_set()
+    fields = session_fields(session)
+    assert set(fields) == {f.name for f in dataclasses.fields(Session)} | WORKTREE_PARTS
+    assert session_from_fields(fields) == session
+
+
+def test_plain_values_only_enums_as_their_values_options_as_their_dict_a_flat_worktree():
+    session = every_field_set()
+    fields = session_fields(session)
+    assert (fields["priority"], fields["status"], fields["phase"]) == (
+        "HIGH",
+        "RUNNING",
+        "REVIEWING",
+    )
+    assert {type(fields[name]) for name in ("priority", "status", "phase")} == {str}
+    assert fields["options"] == session.options.to_json()
+    assert fields["options"]["agents"] == ["ada", "grace"]
+    assert (fields["worktree"], fields["branch"], fields["base_commit"]) == (
+        "/srv/trees/thing",
+        "orchestrator/thing",
+        "a" * 40,
+    )
+
+
+def test_no_worktree_no_phase_and_default_options_read_back():
+    session = make()
+    fields = session_fields(session)
+    assert (fields["worktree"], fields["branch"], fields["base_commit"]) == (None, None, None)
+    assert fields["phase"] is None
+    assert session_from_fields(fields) == session
+
+
+def test_read_back_from_json_text_and_from_zoneless_times():
+    session = every_field_set()
+    text = json.dumps(session_fields(session), default=str)
+    assert session_from_fields(json.loads(text)) == session
+    # SQLite gives times back without their zone: they are UTC.
+    naive = {
+        name: value.replace(tzinfo=None)
+        for name, value in session_fields(session).items()
+        if isinstance(value, datetime)
+    }
+    assert len(naive) == 5
+    assert session_from_fields(session_fields(session) | naive) == session

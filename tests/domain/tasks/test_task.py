@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
@@ -23,8 +25,12 @@ from industrial_orchestrator.domain.tasks.task import (
     is_terminal,
     new_task,
     normalise_capabilities,
+    task_fields,
+    task_from_fields,
     task_transition,
 )
+
+from ..task_builders import every_field_set
 
 S = TaskStatus
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -199,3 +205,40 @@ def test_any_walk_follows_the_table(targets: list[TaskStatus]) -> None:
         else:
             with pytest.raises(IllegalTransition):
                 task_transition(task, target, now=now)
+
+
+# The one mapping to plain values (``task_fields``) and back: every field, from a database
+# row or from JSON text.
+
+
+def test_every_field_is_mapped_and_read_back() -> None:
+    task = every_field_set()
+    fields = task_fields(task)
+    assert set(fields) == {f.name for f in dataclasses.fields(Task)}
+    assert task_from_fields(fields) == task
+
+
+def test_plain_values_only_enums_as_their_values_and_tuples_as_lists() -> None:
+    task = every_field_set()
+    fields = task_fields(task)
+    assert (fields["task_type"], fields["status"]) == ("testing", "FAILED")
+    assert {type(fields["task_type"]), type(fields["status"])} == {str}
+    assert fields["required_capabilities"] == ["python", "testing"]
+    assert fields["depends_on"] == list(task.depends_on)
+    assert fields["files"] == ["src/invoices/", "tests/test_invoices.py"]
+
+
+def test_read_back_from_json_text_and_from_zoneless_times() -> None:
+    task = every_field_set()
+    text = json.dumps(task_fields(task), default=str)
+    assert task_from_fields(json.loads(text)) == task
+    bare = make_task()  # its optional fields at their defaults (None, empty)
+    assert task_from_fields(json.loads(json.dumps(task_fields(bare), default=str))) == bare
+    # SQLite gives times back without their zone: they are UTC.
+    naive = {
+        name: value.replace(tzinfo=None)
+        for name, value in task_fields(task).items()
+        if isinstance(value, datetime)
+    }
+    assert len(naive) == 4
+    assert task_from_fields(task_fields(task) | naive) == task

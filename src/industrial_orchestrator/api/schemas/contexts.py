@@ -9,8 +9,14 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, Field, StrictInt
 
-from ...domain.contexts.conflicts import ConflictRecord, ConflictStatus
-from ...domain.contexts.context import Context, ContextScope, MergeStrategy, Resolution
+from ...domain.contexts.conflicts import ConflictRecord, ConflictStatus, conflict_fields
+from ...domain.contexts.context import (
+    Context,
+    ContextScope,
+    MergeStrategy,
+    Resolution,
+    context_fields,
+)
 from ...domain.contexts.merge import LayeredView, MergeResult
 from .common import StrictModel
 
@@ -61,21 +67,7 @@ class ContextRead(BaseModel):
 
     @classmethod
     def of(cls, context: Context) -> ContextRead:
-        return cls(
-            id=context.id,
-            scope=context.scope,
-            owner_id=context.owner_id,
-            name=context.name,
-            data=context.data,
-            version=context.version,
-            vector=context.vector.to_json(),
-            critical=context.critical,
-            default_strategy=context.default_strategy,
-            expires_at=context.expires_at,
-            last_writer=context.last_writer,
-            created_at=context.created_at,
-            updated_at=context.updated_at,
-        )
+        return cls(**context_fields(context), default_strategy=context.default_strategy)
 
 
 class ContextPatch(StrictModel):
@@ -116,21 +108,7 @@ class ConflictRead(BaseModel):
 
     @classmethod
     def of(cls, record: ConflictRecord) -> ConflictRead:
-        return cls(
-            id=record.id,
-            context_id=record.context_id,
-            writer=record.writer,
-            reason=record.reason,
-            incoming=record.incoming,
-            incoming_vector=record.incoming_vector.to_json() if record.incoming_vector else None,
-            current_version=record.current_version,
-            current_data=record.current_data,
-            status=record.status,
-            resolution=record.resolution,
-            resolved_by=record.resolved_by,
-            created_at=record.created_at,
-            resolved_at=record.resolved_at,
-        )
+        return cls(**conflict_fields(record))
 
 
 class ConflictResolve(StrictModel):

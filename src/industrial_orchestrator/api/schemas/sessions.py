@@ -17,7 +17,13 @@ from ...domain.sessions.options import (
     SessionOptions,
     session_options,
 )
-from ...domain.sessions.session import Actor, Session, SessionPhase, Transition
+from ...domain.sessions.session import (
+    Actor,
+    Session,
+    SessionPhase,
+    Transition,
+    session_fields,
+)
 from ...domain.sessions.states import (
     STATE_TABLE,
     SessionState,
@@ -153,10 +159,6 @@ class OptionsRead(BaseModel):
         default_factory=list,
         description="The agents its tasks are for, by name; empty: any capable agent",
     )
-
-    @classmethod
-    def of(cls, options: SessionOptions) -> OptionsRead:
-        return cls(**options.to_json())
 
 
 class ActionRequest(StrictModel):
@@ -294,37 +296,16 @@ class SessionRead(BaseModel):
 
     @classmethod
     def of(cls, session: Session) -> SessionRead:
+        fields = session_fields(session)
+        # The history's sequence and the engine's checkpoint clock are not the API's.
+        del fields["transition_seq"], fields["checkpoint_checked_at"]
         info = STATE_TABLE[session.status]
         return cls(
-            id=session.id,
-            title=session.title,
-            initial_prompt=session.initial_prompt,
-            priority=session.priority,
-            status=session.status,
+            **fields,
             status_emoji=info.emoji,
             status_color=info.color,
             terminal=info.terminal,
-            phase=session.phase,
-            status_reason=session.status_reason,
-            workspace=session.workspace,
-            metadata=session.metadata,
-            version=session.version,
-            created_at=session.created_at,
-            updated_at=session.updated_at,
-            started_at=session.started_at,
-            finished_at=session.finished_at,
             duration_seconds=session.duration_seconds,
-            retry_of=session.retry_of,
-            forked_from=session.forked_from,
-            attempt=session.attempt,
-            restored_from_checkpoint=session.restored_from_checkpoint,
-            tokens_used=session.tokens_used,
-            cost_usd=session.cost_usd,
-            worktree=session.worktree.path if session.worktree else None,
-            branch=session.worktree.branch if session.worktree else None,
-            base_commit=session.worktree.base_commit if session.worktree else None,
-            options=OptionsRead.of(session.options),
-            review_round=session.review_round,
             allowed_actions=allowed_actions(session.status),
         )
 

@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, Field, StrictInt
 from ...domain.planning.templates import TEMPLATES
 from ...domain.tasks.attempts import AttemptOutcome, TaskAttempt
 from ...domain.tasks.file_conflicts import MAX_FILES
-from ...domain.tasks.task import Task, TaskStatus, TaskType
+from ...domain.tasks.task import Task, TaskStatus, TaskType, task_fields
 from ...services.tasks import Decomposed, DependencyGraph, TaskTree
 from .common import StrictModel
 from .sessions import Title
@@ -78,27 +78,7 @@ class TaskRead(BaseModel):
 
     @classmethod
     def of(cls, task: Task) -> TaskRead:
-        return cls(
-            id=task.id,
-            session_id=task.session_id,
-            parent_id=task.parent_id,
-            title=task.title,
-            description=task.description,
-            task_type=task.task_type,
-            required_capabilities=list(task.required_capabilities),
-            files=list(task.files),
-            estimated_effort=task.estimated_effort,
-            status=task.status,
-            depends_on=list(task.depends_on),
-            template=task.template,
-            result_summary=task.result_summary,
-            attempt=task.attempt,
-            version=task.version,
-            created_at=task.created_at,
-            updated_at=task.updated_at,
-            started_at=task.started_at,
-            finished_at=task.finished_at,
-        )
+        return cls(**task_fields(task))
 
 
 class TaskPage(BaseModel):

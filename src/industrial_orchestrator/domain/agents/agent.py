@@ -6,12 +6,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
 from ..errors import InvalidInput
+from ..plain_values import identifier, moment, required_moment
 from ..tasks.task import normalise_capabilities
 from .tiers import Tier, tier_for
 
@@ -109,33 +110,24 @@ def agent_fields(agent: Agent) -> dict[str, Any]:
 def agent_from_fields(fields: Mapping[str, Any]) -> Agent:
     """``agent_fields`` read back, from a row or from JSON: ids and times may come as
     text, and a time without a zone is UTC (SQLite gives them back so)."""
-    registered = _moment(fields["registered_at"])
-    assert registered is not None
     return Agent(
-        id=fields["id"] if isinstance(fields["id"], UUID) else UUID(str(fields["id"])),
+        id=identifier(fields["id"]),
         name=fields["name"],
         agent_type=fields["agent_type"],
         capabilities=tuple(fields["capabilities"]),
         kind=AgentKind(fields["kind"]),
         status=AgentStatus(fields["status"]),
         max_concurrent_tasks=int(fields["max_concurrent_tasks"]),
-        registered_at=registered,
-        last_heartbeat=_moment(fields["last_heartbeat"]),
+        registered_at=required_moment(fields["registered_at"]),
+        last_heartbeat=moment(fields["last_heartbeat"]),
         tasks_in_progress=int(fields["tasks_in_progress"]),
         current_load=float(fields["current_load"]),
         success_count=int(fields["success_count"]),
         failure_count=int(fields["failure_count"]),
-        last_assigned_at=_moment(fields["last_assigned_at"]),
+        last_assigned_at=moment(fields["last_assigned_at"]),
         metadata=dict(fields["metadata"] or {}),
         version=int(fields["version"]),
     )
-
-
-def _moment(value: datetime | str | None) -> datetime | None:
-    if value is None:
-        return None
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def new_agent(

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -40,6 +41,7 @@ from typing import Any
 from uuid import UUID
 
 from ..errors import InvalidInput
+from ..plain_values import identifier, moment, optional_identifier, required_moment
 from .merge import MergeStrategy as MergeStrategy
 from .merge import deep_merge, ensure_json_object
 from .version_vectors import VersionVector, merge
@@ -119,6 +121,46 @@ class Context:
 
     def is_expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at
+
+
+def context_fields(context: Context) -> dict[str, Any]:
+    """The context as plain values, one per field and named after it (the scope as its
+    value, the vector as a JSON object of writer -> counter, the data as it is, ids and
+    times as they are): the one mapping its database row and the API's schema are made
+    from, so a field added to ``Context`` reaches both."""
+    return {
+        "id": context.id,
+        "scope": context.scope.value,
+        "owner_id": context.owner_id,
+        "name": context.name,
+        "data": context.data,
+        "created_at": context.created_at,
+        "updated_at": context.updated_at,
+        "version": context.version,
+        "vector": context.vector.to_json(),
+        "critical": context.critical,
+        "expires_at": context.expires_at,
+        "last_writer": context.last_writer,
+    }
+
+
+def context_from_fields(fields: Mapping[str, Any]) -> Context:
+    """``context_fields`` read back, from a row or from JSON: ids and times may come as
+    text, and a time without a zone is UTC (SQLite gives them back so)."""
+    return Context(
+        id=identifier(fields["id"]),
+        scope=ContextScope(fields["scope"]),
+        owner_id=optional_identifier(fields["owner_id"]),
+        name=fields["name"],
+        data=dict(fields["data"]),
+        created_at=required_moment(fields["created_at"]),
+        updated_at=required_moment(fields["updated_at"]),
+        version=int(fields["version"]),
+        vector=VersionVector.from_json(fields["vector"]),
+        critical=bool(fields["critical"]),
+        expires_at=moment(fields["expires_at"]),
+        last_writer=fields["last_writer"],
+    )
 
 
 def new_context(

@@ -7,7 +7,7 @@ and the history row to store; the service writes both in one guarded transaction
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -15,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from ..errors import IllegalTransition
+from ..plain_values import identifier, moment, optional_identifier, required_moment
 from ..priorities import Priority
 from .options import SessionOptions
 from .states import (
@@ -107,6 +108,81 @@ class Session:
         if self.started_at is None or self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()
+
+
+def session_fields(session: Session) -> dict[str, Any]:
+    """The session as plain values, one per field and named after it (enums as their
+    values, the options as the dict ``SessionOptions.to_json`` gives, ids and times as
+    they are), its working tree flattened as the row and the API have it: ``worktree``
+    (the path), ``branch`` and ``base_commit``, all None when it has none. The one mapping
+    the database row and the API's schema are made from, so a field added to ``Session``
+    reaches both."""
+    tree = session.worktree
+    return {
+        "id": session.id,
+        "title": session.title,
+        "initial_prompt": session.initial_prompt,
+        "priority": session.priority.value,
+        "status": session.status.value,
+        "created_at": session.created_at,
+        "updated_at": session.updated_at,
+        "version": session.version,
+        "transition_seq": session.transition_seq,
+        "phase": session.phase.value if session.phase is not None else None,
+        "workspace": session.workspace,
+        "metadata": session.metadata,
+        "status_reason": session.status_reason,
+        "started_at": session.started_at,
+        "finished_at": session.finished_at,
+        "retry_of": session.retry_of,
+        "attempt": session.attempt,
+        "restored_from_checkpoint": session.restored_from_checkpoint,
+        "forked_from": session.forked_from,
+        "tokens_used": session.tokens_used,
+        "cost_usd": session.cost_usd,
+        "options": session.options.to_json(),
+        "review_round": session.review_round,
+        "worktree": tree.path if tree is not None else None,
+        "branch": tree.branch if tree is not None else None,
+        "base_commit": tree.base_commit if tree is not None else None,
+        "checkpoint_checked_at": session.checkpoint_checked_at,
+    }
+
+
+def session_from_fields(fields: Mapping[str, Any]) -> Session:
+    """``session_fields`` read back, from a row or from JSON: ids and times may come as
+    text, and a time without a zone is UTC (SQLite gives them back so)."""
+    return Session(
+        id=identifier(fields["id"]),
+        title=fields["title"],
+        initial_prompt=fields["initial_prompt"],
+        priority=Priority(fields["priority"]),
+        status=SessionState(fields["status"]),
+        created_at=required_moment(fields["created_at"]),
+        updated_at=required_moment(fields["updated_at"]),
+        version=int(fields["version"]),
+        transition_seq=int(fields["transition_seq"]),
+        phase=SessionPhase(fields["phase"]) if fields["phase"] else None,
+        workspace=fields["workspace"],
+        metadata=dict(fields["metadata"] or {}),
+        status_reason=fields["status_reason"],
+        started_at=moment(fields["started_at"]),
+        finished_at=moment(fields["finished_at"]),
+        retry_of=optional_identifier(fields["retry_of"]),
+        attempt=int(fields["attempt"]),
+        restored_from_checkpoint=optional_identifier(fields["restored_from_checkpoint"]),
+        forked_from=optional_identifier(fields["forked_from"]),
+        tokens_used=int(fields["tokens_used"]),
+        cost_usd=float(fields["cost_usd"]),
+        options=SessionOptions.from_json(fields["options"]),
+        review_round=int(fields["review_round"]),
+        worktree=(
+            WorktreeBinding(fields["worktree"], fields["branch"] or "", fields["base_commit"] or "")
+            if fields["worktree"]
+            else None
+        ),
+        checkpoint_checked_at=moment(fields["checkpoint_checked_at"]),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ Decisions:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -27,6 +27,7 @@ from typing import Any
 from uuid import UUID
 
 from ..errors import IllegalTransition, InvalidInput
+from ..plain_values import identifier, moment, optional_identifier, required_moment
 from .file_conflicts import planned_files
 
 
@@ -144,6 +145,59 @@ class Task:
     @property
     def is_terminal(self) -> bool:
         return is_terminal(self.status)
+
+
+def task_fields(task: Task) -> dict[str, Any]:
+    """The task as plain values, one per field and named after it (enums as their values,
+    tuples as lists, ids and times as they are): the one mapping its database row and the
+    API's schema are made from, so a field added to ``Task`` reaches both."""
+    return {
+        "id": task.id,
+        "title": task.title,
+        "description": task.description,
+        "task_type": task.task_type.value,
+        "required_capabilities": list(task.required_capabilities),
+        "estimated_effort": task.estimated_effort,
+        "status": task.status.value,
+        "created_at": task.created_at,
+        "updated_at": task.updated_at,
+        "session_id": task.session_id,
+        "parent_id": task.parent_id,
+        "depends_on": list(task.depends_on),
+        "template": task.template,
+        "result_summary": task.result_summary,
+        "started_at": task.started_at,
+        "finished_at": task.finished_at,
+        "attempt": task.attempt,
+        "version": task.version,
+        "files": list(task.files),
+    }
+
+
+def task_from_fields(fields: Mapping[str, Any]) -> Task:
+    """``task_fields`` read back, from a row or from JSON: ids and times may come as text,
+    and a time without a zone is UTC (SQLite gives them back so)."""
+    return Task(
+        id=identifier(fields["id"]),
+        title=fields["title"],
+        description=fields["description"],
+        task_type=TaskType(fields["task_type"]),
+        required_capabilities=tuple(fields["required_capabilities"]),
+        estimated_effort=float(fields["estimated_effort"]),
+        status=TaskStatus(fields["status"]),
+        created_at=required_moment(fields["created_at"]),
+        updated_at=required_moment(fields["updated_at"]),
+        session_id=optional_identifier(fields["session_id"]),
+        parent_id=optional_identifier(fields["parent_id"]),
+        depends_on=tuple(identifier(d) for d in fields["depends_on"] or ()),
+        template=fields["template"],
+        result_summary=fields["result_summary"],
+        started_at=moment(fields["started_at"]),
+        finished_at=moment(fields["finished_at"]),
+        attempt=int(fields["attempt"]),
+        version=int(fields["version"]),
+        files=tuple(fields["files"] or ()),
+    )
 
 
 def new_task(

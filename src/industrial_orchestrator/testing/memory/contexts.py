@@ -3,6 +3,7 @@ Deleting a context deletes its conflicts, as the foreign key's cascade does."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
@@ -20,20 +21,8 @@ def _context(context: Context) -> Context:
 
 
 def _conflict(record: ConflictRecord) -> ConflictRecord:
-    return ConflictRecord(
-        id=record.id,
-        context_id=record.context_id,
-        writer=record.writer,
-        reason=record.reason,
-        incoming=json_copy(record.incoming),
-        incoming_vector=record.incoming_vector,
-        current_version=record.current_version,
-        current_data=json_copy(record.current_data),
-        created_at=record.created_at,
-        status=record.status,
-        resolution=record.resolution,
-        resolved_by=record.resolved_by,
-        resolved_at=record.resolved_at,
+    return dataclasses.replace(
+        record, incoming=json_copy(record.incoming), current_data=json_copy(record.current_data)
     )
 
 
@@ -127,16 +116,9 @@ class MemoryContextRepository:
         current: ConflictRecord | None = self._tx.get(CONFLICTS, record.id)
         if current is None or current.status is not ConflictStatus.OPEN:
             return False
-        settled = ConflictRecord(
-            id=current.id,
-            context_id=current.context_id,
-            writer=current.writer,
-            reason=current.reason,
-            incoming=current.incoming,
-            incoming_vector=current.incoming_vector,
-            current_version=current.current_version,
-            current_data=current.current_data,
-            created_at=current.created_at,
+        # Only the settling columns are written (as the SQL UPDATE's values).
+        settled = dataclasses.replace(
+            current,
             status=ConflictStatus.RESOLVED,
             resolution=record.resolution,
             resolved_by=record.resolved_by,

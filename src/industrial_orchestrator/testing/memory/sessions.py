@@ -14,8 +14,13 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from ...domain.sessions.options import SessionOptions
-from ...domain.sessions.session import Session, Transition, WorktreeBinding
+from ...domain.sessions.session import (
+    Session,
+    Transition,
+    WorktreeBinding,
+    session_fields,
+    session_from_fields,
+)
 from ...domain.sessions.states import RUNNING_STATES, SessionState
 from ...services.ports import DuplicateKeyError, IdempotentCreation, SessionQuery, SessionTotals
 from .store import IntegrityViolation, Transaction, json_copy
@@ -50,12 +55,19 @@ class SessionRow:
 
 
 def stored(session: Session) -> Session:
-    return session.evolve(
-        metadata=json_copy(session.metadata),
-        options=SessionOptions.from_json(json_copy(session.options.to_json())),
+    """``session`` as its row keeps it: its plain values and back (``session_fields``, as
+    the SQL row), the JSON columns copied; without the working tree and checkpoint clock
+    that ``add`` and ``save`` do not write (the row's own fields hold them)."""
+    fields = session_fields(session)
+    fields.update(
+        metadata=json_copy(fields["metadata"]),
+        options=json_copy(fields["options"]),
         worktree=None,
+        branch=None,
+        base_commit=None,
         checkpoint_checked_at=None,
     )
+    return session_from_fields(fields)
 
 
 def _read(row: SessionRow) -> Session:
