@@ -23,6 +23,7 @@ from industrial_orchestrator.coordination.event_bus import LocalEventBus
 from industrial_orchestrator.coordination.locks import LocalLock
 from industrial_orchestrator.domain.agents.agent import AgentKind, NewAgent
 from industrial_orchestrator.domain.events import EventType
+from industrial_orchestrator.domain.sessions.actions import SessionAction
 from industrial_orchestrator.domain.sessions.options import SessionOptions
 from industrial_orchestrator.domain.sessions.states import SessionState
 from industrial_orchestrator.domain.tasks.task import TaskStatus
@@ -240,3 +241,40 @@ async def test_a_step_that_failed_is_tried_again_after_a_pause_not_at_once(
     await process.round()
     assert process.steps[session_id] == 2
     assert await periodic_checkpoints(process.services, session_id) == 1
+
+
+async def test_a_time_limit_counts_running_time_only_also_when_the_step_skips_the_history(
+    processes: Callable[[], Process], clock: FakeClock
+) -> None:
+    """The step reads a session's history only when the time since its start is past its
+    limit (``running_at_most``): a session paused for longer than its limit is read, and
+    lives on; one that ran past it ends TIMEOUT."""
+    process = await started(processes())
+    services = process.services
+    await services.agents.register(
+        NewAgent("worker", "implementer", ["code_generation"], kind=AgentKind.EXTERNAL)
+    )
+    created = await services.sessions.create(
+        NewSession(
+            "s",
+            "build it",
+            auto_start=True,
+            options=SessionOptions(template="single", timeout_seconds=100),
+        )
+    )
+    session_id = created.session.id
+    step = services.session_engine.step
+    clock.advance(50)
+    await step(session_id)
+    assert (await services.sessions.get(session_id)).status == SessionState.RUNNING
+    await services.sessions.act(session_id, SessionAction.PAUSE)
+    clock.advance(150)
+    await services.sessions.act(session_id, SessionAction.RESUME)
+    clock.advance(10)  # 210 s since it started, 60 s of them running
+    await step(session_id)
+    assert (await services.sessions.get(session_id)).status == SessionState.RUNNING
+    clock.advance(45)  # 105 s running
+    await step(session_id)
+    ended = await services.sessions.get(session_id)
+    assert ended.status == SessionState.TIMEOUT
+    assert ended.status_reason == "ran longer than 100 s"

@@ -27,6 +27,11 @@ class SessionEndings:
         self._limits = limits
         self._clock = clock
 
+    def surely_within_time(self, session: Session, ran_at_most: float | None) -> bool:
+        """Whether the session is within its time limit on the bound alone
+        (``domain.sessions.session.running_at_most``)."""
+        return self._limits.within_time(session.options, ran_at_most)
+
     async def check_limits(self, session: Session, ran: float) -> bool:
         """End the session when it ran out of time (``ran``: seconds spent running) or
         budget; whether it did."""

@@ -22,7 +22,12 @@ from ..domain.effects import Effect
 from ..domain.errors import NotFound
 from ..domain.sessions.endings import SessionLimits
 from ..domain.sessions.progress import PlanState
-from ..domain.sessions.session import Session, SessionPhase, running_seconds
+from ..domain.sessions.session import (
+    Session,
+    SessionPhase,
+    running_at_most,
+    running_seconds,
+)
 from ..domain.sessions.states import SessionState
 from .effects import EffectLedger
 from .offer_gate import OfferGate
@@ -102,12 +107,19 @@ class SessionEngine:
     async def step(self, session_id: UUID) -> ReviewDue | PlanDue | None:
         """Move the session on as far as it goes now; a ``ReviewDue`` when its
         verification is to run."""
-        # What the step decides on, in one read: the session, how long it ran, and its
-        # last checkpoint.
+        # What the step decides on, in one read: the session, how long it ran (its
+        # history, only when the time since it started is past its limit: pauses only
+        # take from that), and its last checkpoint.
+        now = self._clock()
         async with self._uow.reader() as uow:
             found = await uow.sessions.get(session_id)
             running = found is not None and found.status in RUNNING_STATES
-            transitions = await uow.sessions.transitions(session_id) if running else []
+            ran: float | None = None
+            if running:
+                assert found is not None
+                ran = running_at_most(found, now)
+                if not self._endings.surely_within_time(found, ran):
+                    ran = running_seconds(await uow.sessions.transitions(session_id), now)
             latest = await uow.checkpoints.latest(session_id) if running else None
         if found is None:
             raise NotFound(f"Session {session_id} does not exist", {"session_id": str(session_id)})
@@ -120,9 +132,8 @@ class SessionEngine:
             return None
         if not running:
             return None
-        ended = await self._endings.check_limits(
-            session, running_seconds(transitions, self._clock())
-        )
+        assert ran is not None
+        ended = await self._endings.check_limits(session, ran)
         if ended:
             return None
         if session.phase in (None, SessionPhase.PLANNING):

@@ -256,3 +256,39 @@ def test_read_back_from_json_text_and_from_zoneless_times():
     }
     assert len(naive) == 5
     assert session_from_fields(session_fields(session) | naive) == session
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([S.QUEUED, S.RUNNING, S.PAUSED, S.DEGRADED, S.COMPLETED]),
+            st.floats(min_value=0, max_value=1e5, allow_nan=False),
+        ),
+        max_size=12,
+    ),
+    st.floats(min_value=0, max_value=1e5, allow_nan=False),
+)
+def test_the_time_since_the_first_start_bounds_the_running_time(
+    moves: list[tuple[SessionState, float]], wait: float
+):
+    """The step reads a session's history only when this bound is past its limit."""
+    from industrial_orchestrator.domain.sessions.session import (
+        running_at_most,
+        running_seconds,
+    )
+
+    session = make()
+    now = T0
+    history = [creation_record(session, Actor.OPERATOR)]
+    for target, gap in moves:
+        now += timedelta(seconds=gap)
+        if can_transition(session.status, target):
+            session, record = transition(session, target, now=now, actor=Actor.SYSTEM)
+            history.append(record)
+    now += timedelta(seconds=wait)
+    bound = running_at_most(session, now)
+    ran = running_seconds(history, now)
+    if bound is None:
+        assert ran == 0
+    else:
+        assert ran <= bound + 1e-6

@@ -31,6 +31,11 @@ class SessionLimits:
     def timeout_of(self, options: SessionOptions) -> int:
         return options.timeout_seconds or self.default_timeout_seconds
 
+    def within_time(self, options: SessionOptions, ran_at_most: float | None) -> bool:
+        """Whether a session that ran at most ``ran_at_most`` seconds (None: unknown) is
+        surely within its time limit, so that its exact running time need not be read."""
+        return ran_at_most is not None and ran_at_most <= self.timeout_of(options)
+
     def ending(
         self,
         status: SessionState,

@@ -227,6 +227,16 @@ def running_seconds(history: Sequence[Transition], now: datetime) -> float:
     return total
 
 
+def running_at_most(session: Session, now: datetime) -> float | None:
+    """An upper bound of the session's running time that needs no history: the time
+    since it first started (pauses and queueing only take from it); None before it
+    started. While it is within a limit, so is the running time, and the history (a
+    read per step) is not needed to tell."""
+    if session.started_at is None:
+        return None
+    return max(0.0, (now - session.started_at).total_seconds())
+
+
 def transition(
     session: Session,
     target: SessionState,
