@@ -7,11 +7,12 @@ from uuid import uuid4
 
 import pytest
 
+from industrial_orchestrator.domain.effects import EffectKind, pending_effect
 from industrial_orchestrator.domain.events import NewEvent
 from industrial_orchestrator.domain.sessions.states import SessionState
 from industrial_orchestrator.services.ports import UnitOfWorkFactory
 
-from .builders import committed, line, session, task
+from .builders import at, committed, line, session, task
 
 
 async def test_leaving_without_commit_keeps_nothing(uow: UnitOfWorkFactory):
@@ -112,3 +113,24 @@ async def test_an_unknown_id_reads_as_nothing(uow: UnitOfWorkFactory):
         assert await unit.effects.get("no such key") is None
         assert await unit.attempts.get(uuid4(), 1) is None
         assert await unit.operator_tokens.by_name("nobody") is None
+
+
+async def test_a_single_write_is_kept_and_read_back_and_refused_a_second_time(
+    uow: UnitOfWorkFactory,
+):
+    """``single()``: one write that stands alone (on PostgreSQL without BEGIN and
+    COMMIT), here the side-effect ledger's insert and the read of what refused it."""
+    owner = session(0)
+    await committed(uow, owner)
+    push = pending_effect("push:1", EffectKind.WORKSPACE_WRITE, now=at(1), session_id=owner.id)
+    async with uow.single() as unit:
+        assert await unit.effects.record(push) == (push, True)
+        await unit.commit()
+    async with uow.reader() as unit:
+        assert await unit.effects.get("push:1") == push
+    again = pending_effect("push:1", EffectKind.WORKSPACE_WRITE, now=at(9), detail={"x": 1})
+    async with uow.single() as unit:
+        assert await unit.effects.record(again) == (push, False)
+        await unit.commit()
+    async with uow.reader() as unit:
+        assert await unit.effects.pending() == [push]

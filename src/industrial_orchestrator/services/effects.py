@@ -64,8 +64,9 @@ class EffectLedger:
         return stored
 
     async def begin_all(self, effects: Sequence[Effect]) -> list[tuple[Effect, bool]]:
-        """``begin`` for several effects, in one transaction."""
-        async with self._uow() as uow:
+        """``begin`` for several effects, in one transaction (one alone needs none: its
+        entry is one insert)."""
+        async with self._uow.single() if len(effects) == 1 else self._uow() as uow:
             stored = [await self.record_in(uow, effect) for effect in effects]
             await uow.commit()
         return stored

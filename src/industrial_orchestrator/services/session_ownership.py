@@ -47,14 +47,14 @@ class SessionOwnership:
 
     async def disown(self, owner: str, session_id: UUID | None = None) -> None:
         """Let go of the session's lease (of every session ``owner`` holds, without one)."""
-        async with self._uow() as uow:
+        async with self._uow.single() as uow:
             await uow.sessions.disown(owner, session_id)
             await uow.commit()
 
     async def forget_owners(self) -> None:
         """After a restart of the only process a database may have (SQLite): every
         session is this process's to resume at once."""
-        async with self._uow() as uow:
+        async with self._uow.single() as uow:
             await uow.sessions.forget_owners()
             await uow.commit()
 

@@ -64,7 +64,7 @@ class SessionSchedule:
     async def renew_owned(self, owner: str, lease_seconds: float) -> list[UUID]:
         """Extend every lease ``owner`` holds on a session not over yet; those sessions."""
         until = self._clock() + timedelta(seconds=lease_seconds)
-        async with self._uow() as uow:
+        async with self._uow.single() as uow:
             held = await uow.sessions.renew_owned(owner, HELD_STATES, until)
             await uow.commit()
         return held
@@ -83,7 +83,7 @@ class SessionSchedule:
         if wait is None:
             return None
         at = self._clock() + timedelta(seconds=max(0.0, wait) + slack_seconds)
-        async with self._uow() as uow:
+        async with self._uow.single() as uow:
             await uow.sessions.set_next_due(session_id, at)
             await uow.commit()
         return wait
@@ -91,7 +91,7 @@ class SessionSchedule:
     async def take_due(self, owner: str) -> list[UUID]:
         """The running sessions ``owner`` holds whose timer is due, each taken once: the
         timers are cleared as they are read (the step sets the next)."""
-        async with self._uow() as uow:
+        async with self._uow.single() as uow:
             due = await uow.sessions.take_due(owner, RUNNING_STATES, self._clock())
             await uow.commit()
         return due

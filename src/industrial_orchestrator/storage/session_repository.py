@@ -54,6 +54,15 @@ _OWN = (
     )
     .values(owner=sa.bindparam("owner"), owner_expires_at=sa.bindparam("until"))
 )
+# PostgreSQL: the lease and the owner before it in one statement, the row locked first
+# (so the owner read is the one the update replaces).
+_BEFORE = (
+    sa.select(sessions.c.id, sessions.c.owner.label("previous"))
+    .where(sessions.c.id == sa.bindparam("session_id"))
+    .with_for_update()
+    .subquery("before")
+)
+_OWN_AFTER = _OWN.where(sessions.c.id == _BEFORE.c.id).returning(_BEFORE.c.previous)
 _SET_NEXT_DUE = sa.update(sessions).where(sessions.c.id == sa.bindparam("session_id"))
 _NEXT_CHECKPOINT_SEQ = (
     sa.update(sessions)
@@ -145,12 +154,16 @@ class SqlSessionRepository:
         """Take or renew the ownership lease of ``session_id`` for ``owner`` when it is
         free, expired or ``owner``'s already. Returns the previous owner when taken over
         from another, ``owner`` when held, None when someone else holds it."""
-        previous = await self._db.scalar(_OWNER, {"session_id": session_id})
-        result = await self._db.execute(
-            _OWN, {"session_id": session_id, "owner": owner, "now": now, "until": until}
-        )
-        if result.rowcount != 1:
-            return None
+        values = {"session_id": session_id, "owner": owner, "now": now, "until": until}
+        if self._db.dialect.name == "postgresql":
+            row = (await self._db.execute(_OWN_AFTER, values)).first()
+            if row is None:
+                return None
+            previous = row[0]
+        else:  # one writer at a time: nothing moves between the two
+            previous = await self._db.scalar(_OWNER, {"session_id": session_id})
+            if (await self._db.execute(_OWN, values)).rowcount != 1:
+                return None
         return previous if previous not in (None, owner) else owner
 
     async def disown(self, owner: str, session_id: UUID | None = None) -> int:

@@ -49,11 +49,13 @@ class SqlUnitOfWork:
         engine: AsyncEngine,
         *,
         write: bool = True,
+        single: bool = False,
         writer_lock: asyncio.Lock | None = None,
         on_commit: CommitListener | None = None,
     ) -> None:
         self._engine = engine
         self._write = write
+        self._single = single
         self._writer_lock = writer_lock
         self._on_commit = on_commit
         self._holds_lock = False
@@ -69,14 +71,15 @@ class SqlUnitOfWork:
             except (OSError, DBAPIError) as exc:
                 raise _unavailable(exc) from exc
             try:
-                if self._write:
-                    await connection.execution_options(**{WRITE_OPTION: True})
-                elif not is_sqlite(self._engine):
+                if (self._single or not self._write) and not is_sqlite(self._engine):
                     # A PostgreSQL transaction at READ COMMITTED gives each statement its
                     # own snapshot anyway: a reader's BEGIN and ROLLBACK would be two
-                    # round trips (a fifth of all statements) that buy nothing. (SQLite's
-                    # read transaction is one snapshot for all its statements: kept.)
+                    # round trips (a fifth of all statements) that buy nothing, and so
+                    # would a lone write's BEGIN and COMMIT. (SQLite's read transaction is
+                    # one snapshot for all its statements, and its writers queue: kept.)
                     await connection.execution_options(isolation_level="AUTOCOMMIT")
+                elif self._write:
+                    await connection.execution_options(**{WRITE_OPTION: True})
                 await connection.begin()
             except BaseException as exc:
                 with contextlib.suppress(OSError, DBAPIError):
@@ -160,6 +163,15 @@ class SqlUnitOfWorkFactory:
 
     def reader(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine, write=False)
+
+    def single(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(
+            self.engine,
+            write=True,
+            single=True,
+            writer_lock=self._writer_lock,
+            on_commit=self._on_commit,
+        )
 
 
 def _unavailable(exc: BaseException) -> StorageUnavailable:

@@ -134,6 +134,9 @@ class MemoryUnitOfWorkFactory:
     def reader(self) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self.store, write=False)
 
+    def single(self) -> MemoryUnitOfWork:
+        return self()
+
 
 if TYPE_CHECKING:
     # mypy checks here that the memory one implements every port the SQL one does.

@@ -68,3 +68,9 @@ class UnitOfWorkFactory(Protocol):
 
     def reader(self) -> UnitOfWork:
         """A unit of work that only reads (never blocks writers)."""
+
+    def single(self) -> UnitOfWork:
+        """A unit of work for one write that stands alone (one statement, or an insert
+        and the read of what refused it): on PostgreSQL each statement commits as it
+        runs, which saves a transaction's BEGIN and COMMIT round trips. Writes that must
+        stand or fall together take a unit of work of their own (``()``)."""
