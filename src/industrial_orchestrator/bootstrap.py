@@ -304,6 +304,7 @@ def build_runtime(
             lease_seconds=settings.session_lease_seconds,
             single_process=settings.database.get_backend_name() == "sqlite",
             trees=components.trees,
+            coalesce_seconds=settings.engine_coalesce_seconds,
             monotonic=monotonic,
             planner=(
                 ArchitectPlanner(opencode.executor, components.agents, components.events)

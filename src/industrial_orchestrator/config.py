@@ -243,6 +243,19 @@ class Settings(BaseSettings):
             "internal agents beat"
         ),
     )
+    engine_coalesce_seconds: float = Field(
+        3.0,
+        ge=0,
+        le=60,
+        description=(
+            "A session stepped less than this ago that only task results touched since, "
+            "with tasks of its plan still open, is stepped this long after that step, "
+            "taking them in at once (one step, one checkpoint commit): under load, fewer "
+            "steps; its plan's next tasks are READY at each result all the same. Its last "
+            "result, a failure, an operator's action are stepped at once. 0: a step after "
+            "every result"
+        ),
+    )
     session_max_parallel_tasks: int = Field(
         4, ge=1, le=1000, description="Tasks of one session worked on at once (default)"
     )

@@ -4,6 +4,7 @@ are busy; a due timer is acted on once, by the one process that owns the session
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,8 @@ from industrial_orchestrator.config import Settings
 from industrial_orchestrator.services.session_schedule import SessionSchedule
 
 from .helpers import API, create
-from .test_engine import ENGINE, session_of, tasks_of, until
+from .test_engine import ENGINE as ENGINE_ON
+from .test_engine import session_of, tasks_of, until
 from .test_external_agents import Agent, register
 
 
@@ -31,6 +33,7 @@ class Watch:
         self.steps: Counter[UUID] = Counter()
         self.rounds = 0
         runner = self._runner = app.state.runtime.runner
+        self._coalesce = app.state.components.settings.engine_coalesce_seconds
         engine = runner._engine
         step, run_once = engine.step, runner.run_once
 
@@ -46,8 +49,11 @@ class Watch:
         runner.run_once = counted_round
 
     async def settled(self) -> None:
-        """Let the runner take in what happened before the watch began, then count from
-        zero."""
+        """Let the runner take in what happened before the watch began (steps put off
+        by ``ENGINE_COALESCE_SECONDS`` too), then count from zero."""
+        await self.rounds_pass(3)
+        await until(lambda: _true(self.idle()))
+        await asyncio.sleep(self._coalesce)
         await self.rounds_pass(3)
         await until(lambda: _true(self.idle()))
         self.steps.clear()
@@ -58,6 +64,11 @@ class Watch:
     async def rounds_pass(self, count: int) -> None:
         target = self.rounds + count
         await until(lambda: _true(self.rounds >= target))
+
+
+# Results put a step off this long here (ENGINE_COALESCE_SECONDS, 3 s by default): a watch
+# waits for such steps before it counts.
+ENGINE = {**ENGINE_ON, "engine_coalesce_seconds": 0.3}
 
 
 async def _true(value: bool) -> bool:

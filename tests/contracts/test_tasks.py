@@ -152,6 +152,9 @@ async def test_filters_and_lookups(uow: UnitOfWorkFactory, planned):
         assert set(await tasks.sessions_with_tasks_in([T.READY])) == {other}
         assert set(await tasks.sessions_with_tasks_in([T.READY, T.RUNNING])) == {owner, other}
         assert await tasks.sessions_with_tasks_in([T.FAILED]) == []
+        running = [T.READY, T.RUNNING]
+        assert await tasks.sessions_with_tasks_in(running, among=[owner, uuid4()]) == [owner]
+        assert await tasks.sessions_with_tasks_in(running, among=[]) == []
         wanted = [mine[4].id, uuid4(), theirs[0].id, mine[0].id]
         assert await tasks.get_many(wanted) == [mine[4], theirs[0], mine[0]]
         assert await tasks.get_many([]) == []

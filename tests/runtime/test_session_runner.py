@@ -23,12 +23,15 @@ from industrial_orchestrator.coordination.event_bus import LocalEventBus
 from industrial_orchestrator.coordination.locks import LocalLock
 from industrial_orchestrator.domain.agents.agent import AgentKind, NewAgent
 from industrial_orchestrator.domain.events import EventType
+from industrial_orchestrator.domain.planning.templates import TEMPLATES
 from industrial_orchestrator.domain.sessions.actions import SessionAction
 from industrial_orchestrator.domain.sessions.options import SessionOptions
 from industrial_orchestrator.domain.sessions.states import SessionState
+from industrial_orchestrator.domain.tasks.attempts import AttemptOutcome
 from industrial_orchestrator.domain.tasks.task import TaskStatus
 from industrial_orchestrator.runtime.session_runner import SessionRunner
 from industrial_orchestrator.services.sessions import NewSession
+from industrial_orchestrator.services.task_results import Report
 from industrial_orchestrator.testing.clock import FakeClock
 from industrial_orchestrator.testing.memory.store import Store
 from industrial_orchestrator.testing.memory_unit_of_work import MemoryUnitOfWorkFactory
@@ -37,6 +40,12 @@ pytestmark = pytest.mark.fast
 
 CHECKPOINT_EVERY = 300.0
 LEASE = 30.0
+EVERY_CAPABILITY = {
+    capability
+    for template in TEMPLATES.values()
+    for step in template.steps
+    for capability in step.capabilities
+}
 
 
 class Process:
@@ -278,3 +287,64 @@ async def test_a_time_limit_counts_running_time_only_also_when_the_step_skips_th
     ended = await services.sessions.get(session_id)
     assert ended.status == SessionState.TIMEOUT
     assert ended.status_reason == "ran longer than 100 s"
+
+
+async def test_results_within_the_gap_wait_for_one_step_and_the_last_is_stepped_at_once(
+    processes: Callable[[], Process], clock: FakeClock
+) -> None:
+    """``ENGINE_COALESCE_SECONDS`` (3 by default): results that come within it of the
+    session's last step are taken in by one step when it has passed, their after-task
+    checkpoints by one commit; the next tasks are READY at each result all the same, and
+    the plan's last result is stepped at once."""
+    process = await started(processes())
+    services = process.services
+    agent = await services.agents.register(
+        NewAgent("worker", "implementer", sorted(EVERY_CAPABILITY), kind=AgentKind.EXTERNAL)
+    )
+    created = await services.sessions.create(
+        NewSession("s", "build it", auto_start=True, options=SessionOptions(template="crud"))
+    )
+    session_id = created.session.id
+    await process.round()  # planned
+    await process.round()  # its first task opened
+    await settled(process, session_id)
+
+    async def do_one() -> None:
+        assignment = await services.leases.claim(agent.id)
+        assert assignment is not None
+        await services.leases.report(
+            agent.id,
+            Report(assignment.task.id, AttemptOutcome.COMPLETED, assignment.attempt.attempt),
+        )
+
+    clock.advance(10)
+    process.steps.clear()
+    await do_one()
+    await process.round()
+    assert process.steps[session_id] == 1  # stepped long ago: at once
+    await do_one()
+    await process.round()
+    await do_one()
+    await process.round()
+    assert process.steps[session_id] == 1  # both wait: the plan goes on without a step
+    commits_before = len(await after_task_checkpoints(services, session_id))
+    clock.advance(3)
+    await process.round()
+    assert process.steps[session_id] == 2  # one step for both
+    after = await after_task_checkpoints(services, session_id)
+    assert len(after) == commits_before + 2
+    assert after[-1].data["commit"] == after[-2].data["commit"]  # one commit for both
+    while True:  # the rest, each within the gap of the step before
+        await do_one()
+        await process.round()
+        async with services.uow.reader() as unit:
+            tasks = await unit.tasks.of_session(session_id)
+        if all(task.status == TaskStatus.COMPLETED for task in tasks):
+            break
+    # The last result: stepped at once, the session COMPLETED without waiting the gap.
+    assert (await services.sessions.get(session_id)).status == SessionState.COMPLETED
+
+
+async def after_task_checkpoints(services: Services, session_id: UUID) -> list[Any]:
+    checkpoints, _ = await services.sessions.checkpoints(session_id, offset=0, limit=100)
+    return sorted((c for c in checkpoints if c.label.startswith("after")), key=lambda c: c.seq)

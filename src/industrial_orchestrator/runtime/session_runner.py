@@ -80,6 +80,7 @@ class SessionRunner:
         single_process: bool,
         trees: WorkingTrees | None = None,
         planner: Planner | None = None,
+        coalesce_seconds: float = 0.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._planner = planner
@@ -125,6 +126,10 @@ class SessionRunner:
         self._redo: set[UUID] = set()
         self._workers: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
+        # Session -> when its last step began (monotonic), while that is less than
+        # ``coalesce_seconds`` ago: results within it wait for one step (``_coalesce``).
+        self._coalesce = coalesce_seconds
+        self._stepped: dict[UUID, float] = {}
 
     async def start(self, *, rounds: bool = True) -> None:
         """Start the step workers and the loop of rounds; without ``rounds``, the workers
@@ -220,6 +225,7 @@ class SessionRunner:
         else:
             touched, cursor = await self._schedule.touched(self._cursor)
             due = {s for s in touched.sessions if self._elsewhere.get(s, 0.0) <= now}
+            due -= await self._coalesced(due & touched.routine, now)
             if touched.fleet_changed:
                 due.update(await self._schedule.waiting_on_agents())
         renewal = now >= self._next_renewal
@@ -247,7 +253,27 @@ class SessionRunner:
                 del self._retries[session_id]
         return due
 
+    async def _coalesced(self, routine: set[UUID], now: float) -> set[UUID]:
+        """Of the sessions only results touched, those stepped less than
+        ``coalesce_seconds`` ago whose plan goes on: each waits (a retry) until that long
+        after its last step, and is stepped once then for every result until then. Under
+        load this is one step, and one checkpoint commit, for several results (a busy
+        process's queue did the same by accident); a plan's next tasks do not wait for
+        it (a result makes them READY). A plan's last result is stepped at once."""
+        if self._coalesce <= 0:
+            return set()
+        self._stepped = {s: at for s, at in self._stepped.items() if now - at < self._coalesce}
+        recent = [s for s in routine if s in self._stepped]
+        if not recent:
+            return set()
+        waiting = await self._schedule.with_open_tasks(recent)
+        for session_id in waiting:
+            at = self._stepped[session_id] + self._coalesce
+            self._retries[session_id] = min(self._retries.get(session_id, at), at)
+        return waiting
+
     async def _step(self, session_id: UUID) -> None:
+        self._stepped[session_id] = self._monotonic()
         try:
             if not await self._owns(session_id):
                 self._held_elsewhere(session_id)

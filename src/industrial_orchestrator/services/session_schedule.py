@@ -11,6 +11,7 @@ sessions in one statement, not one transaction per session.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from uuid import UUID
 
@@ -25,6 +26,8 @@ from .ports import Clock, UnitOfWorkFactory
 RUNNING_STATES = (SessionState.RUNNING, SessionState.DEGRADED)
 # A process keeps owning the sessions it steps while they are not over.
 HELD_STATES = (SessionState.RUNNING, SessionState.DEGRADED, SessionState.PAUSED)
+# A plan with a task in one of these is not over.
+OPEN_TASKS = (TaskStatus.PENDING, TaskStatus.READY, TaskStatus.RUNNING)
 
 
 class SessionSchedule:
@@ -60,6 +63,12 @@ class SessionSchedule:
             degraded = await uow.sessions.ids_in([SessionState.DEGRADED])
             waiting = await uow.tasks.sessions_with_tasks_in([TaskStatus.READY])
         return list(dict.fromkeys([*degraded, *waiting]))
+
+    async def with_open_tasks(self, session_ids: Sequence[UUID]) -> set[UUID]:
+        """Of ``session_ids``, those whose plan has tasks still to be done (not all done or
+        failed): the others' last results call for a step at once."""
+        async with self._uow.reader() as uow:
+            return set(await uow.tasks.sessions_with_tasks_in(OPEN_TASKS, among=session_ids))
 
     async def renew_owned(self, owner: str, lease_seconds: float) -> list[UUID]:
         """Extend every lease ``owner`` holds on a session not over yet; those sessions."""

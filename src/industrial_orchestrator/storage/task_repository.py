@@ -190,15 +190,18 @@ class SqlTaskRepository:
             tasks.c.session_id == session_id, tasks.c.status.in_([s.value for s in statuses])
         )
 
-    async def sessions_with_tasks_in(self, statuses: Sequence[TaskStatus]) -> list[UUID]:
-        result = await self._db.execute(
-            sa.select(tasks.c.session_id)
-            .where(
-                tasks.c.session_id.is_not(None),
-                tasks.c.status.in_([s.value for s in statuses]),
-            )
-            .distinct()
-        )
+    async def sessions_with_tasks_in(
+        self, statuses: Sequence[TaskStatus], *, among: Sequence[UUID] | None = None
+    ) -> list[UUID]:
+        conditions = [
+            tasks.c.session_id.is_not(None)
+            if among is None
+            else tasks.c.session_id.in_(list(among)),
+            tasks.c.status.in_([s.value for s in statuses]),
+        ]
+        if among is not None and not among:
+            return []
+        result = await self._db.execute(sa.select(tasks.c.session_id).where(*conditions).distinct())
         return [row[0] for row in result]
 
     async def family(self, task: Task) -> list[Task]:

@@ -74,3 +74,34 @@ def test_a_lease_alone_calls_for_no_step(to: str, steps: bool) -> None:
     assert bool(touched_by([(A, EventType.TASK_TRANSITION, to)]).sessions) is steps
     # A session whose state is RUNNING again (resumed) is stepped all the same.
     assert touched_by([(A, EventType.SESSION_TRANSITION, "RUNNING")]).sessions == {A}
+
+
+@pytest.mark.parametrize(
+    ("events", "routine"),
+    [
+        # A result that leaves the plan going: the task done, what waited for it READY.
+        ([(EventType.TASK_ATTEMPT_ENDED, None), (EventType.TASK_TRANSITION, "COMPLETED")], True),
+        ([(EventType.TASK_TRANSITION, "COMPLETED"), (EventType.TASK_TRANSITION, "READY")], True),
+        # A failed attempt whose task is READY again.
+        ([(EventType.TASK_ATTEMPT_ENDED, None), (EventType.TASK_TRANSITION, "READY")], True),
+        # Anything else in the same stretch is stepped at once.
+        ([(EventType.TASK_TRANSITION, "COMPLETED"), (EventType.TASK_TRANSITION, "FAILED")], False),
+        (
+            [(EventType.TASK_TRANSITION, "COMPLETED"), (EventType.SESSION_TRANSITION, "PAUSED")],
+            False,
+        ),
+        ([(EventType.TASK_CREATED, None)], False),
+        ([(EventType.SESSION_PHASE, None)], False),
+        ([(EventType.TASK_LOOP_STOPPED, None)], False),
+        ([(EventType.TASK_HELD_UP, None)], False),
+        ([(EventType.TASK_TRANSITION, "CANCELLED")], False),
+    ],
+)
+def test_only_results_that_leave_the_plan_going_are_routine(
+    events: list[tuple[EventType, str | None]], routine: bool
+) -> None:
+    touched = touched_by(
+        [(A, kind, to) for kind, to in events] + [(B, EventType.TASK_CREATED, None)]
+    )
+    assert touched.sessions == {A, B}
+    assert touched.routine == ({A} if routine else set())

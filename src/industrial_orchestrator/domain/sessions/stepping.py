@@ -48,12 +48,21 @@ have lost its last one."""
 WATCHED = frozenset(SESSION_EVENTS | FLEET_EVENTS)
 
 
+ROUTINE_MOVES = frozenset({"COMPLETED", "READY"})
+"""What a task's transition goes to when a result leaves its plan going: the task done,
+or a task it held back made READY (or, after a failed attempt, itself READY again)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Touched:
     """What a stretch of the event log calls for."""
 
     sessions: frozenset[UUID]
     fleet_changed: bool
+    routine: frozenset[UUID] = frozenset()
+    """Of ``sessions``, those touched by nothing but results (``is_routine``): a step
+    of such a session may wait a little and take several in (while its plan has tasks
+    open: the runner asks)."""
 
 
 LEASED = "RUNNING"
@@ -65,14 +74,26 @@ def calls_for_a_step(kind: EventType, to: str | None) -> bool:
     return kind in SESSION_EVENTS and not (kind == EventType.TASK_TRANSITION and to == LEASED)
 
 
+def is_routine(kind: EventType, to: str | None) -> bool:
+    """An event of a result that leaves the plan going: an attempt ended, a task done or
+    made READY. Not a task that failed for good, an operator's action, a plan stored, a
+    loop stopped or an attempt held up: those are stepped at once."""
+    return kind == EventType.TASK_ATTEMPT_ENDED or (
+        kind == EventType.TASK_TRANSITION and to in ROUTINE_MOVES
+    )
+
+
 def touched_by(events: Iterable[tuple[UUID | None, EventType, str | None]]) -> Touched:
     """From (session, type, state a transition went to) of the log: the sessions to
     step, and whether the fleet changed."""
     sessions: set[UUID] = set()
+    urgent: set[UUID] = set()
     fleet_changed = False
     for session_id, kind, to in events:
         if kind in FLEET_EVENTS:
             fleet_changed = True
         elif session_id is not None and calls_for_a_step(kind, to):
             sessions.add(session_id)
-    return Touched(frozenset(sessions), fleet_changed)
+            if not is_routine(kind, to):
+                urgent.add(session_id)
+    return Touched(frozenset(sessions), fleet_changed, frozenset(sessions - urgent))

@@ -55,8 +55,10 @@ class TaskRepository(Protocol):
         """Every task of the session (in ``statuses`` if given), oldest first: ``search``
         without the page and its count."""
 
-    async def sessions_with_tasks_in(self, statuses: Sequence[TaskStatus]) -> list[UUID]:
-        """The sessions that have a task in one of ``statuses``."""
+    async def sessions_with_tasks_in(
+        self, statuses: Sequence[TaskStatus], *, among: Sequence[UUID] | None = None
+    ) -> list[UUID]:
+        """The sessions (of ``among``, if given) that have a task in one of ``statuses``."""
 
     async def family(self, task: Task) -> list[Task]:
         """The tasks ``task`` may depend on: its session's, or its tree's without one."""

@@ -129,12 +129,16 @@ class MemoryTaskRepository:
             lambda task: task.session_id == session_id and (not wanted or task.status in wanted)
         )
 
-    async def sessions_with_tasks_in(self, statuses: Sequence[TaskStatus]) -> list[UUID]:
+    async def sessions_with_tasks_in(
+        self, statuses: Sequence[TaskStatus], *, among: Sequence[UUID] | None = None
+    ) -> list[UUID]:
         wanted = set(statuses)
         found = {
             task.session_id
             for task in self._tx.rows(TASKS)
-            if task.session_id is not None and task.status in wanted
+            if task.session_id is not None
+            and task.status in wanted
+            and (among is None or task.session_id in among)
         }
         return list(found)
 
