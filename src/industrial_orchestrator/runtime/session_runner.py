@@ -7,10 +7,12 @@ so another replica's commits count as much as this one's), those whose timer is 
 (time limit, periodic checkpoint: ``next_due_at`` on the session, taken once by its
 owner), those whose last step was deferred, and those no live process owns. A session
 nobody touches costs nothing until its timer; the first round after a start looks at
-every session that may need the engine. Rounds run on every wake-up of the event bus and
-at least every ``ENGINE_TICK_SECONDS``, and hand what they find to step workers that step
-sessions as they come (no round waits for its slowest step; one session is never stepped
-by two workers at once).
+every session that may need the engine. A session that only results touched since a
+step it had less than ``ENGINE_COALESCE_SECONDS`` ago, with its plan still going, waits
+until that long after that step and takes them in at once (``_coalesced``). Rounds run
+on every wake-up of the event bus and at least every ``ENGINE_TICK_SECONDS``, and hand
+what they find to step workers that step sessions as they come (no round waits for its
+slowest step; one session is never stepped by two workers at once).
 
 The steps themselves are database transactions and idempotent, and a session is stepped
 only by the process that holds its ownership lease (renewed for all of a process's
