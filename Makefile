@@ -73,8 +73,8 @@ pytest: $(VENV)/.dev services system-packages $(OPENCODE)
 test: lint typecheck pytest
 
 # The fast tier (tests marked `fast`): the pure domain rules, the contract suite on the
-# in-memory unit of work, and the services tests that run on it with a fake clock. No
-# database, Redis or server process; prints how long it took.
+# in-memory unit of work, and the services and runtime tests that run on it with a fake
+# clock. No database, Redis or server process; prints how long it took.
 test-fast: $(VENV)/.dev
 	@start=$$(date +%s.%N); \
 	$(BIN)/pytest -q -m fast tests/domain tests/contracts tests/services tests/runtime; \
