@@ -59,7 +59,7 @@ class Watch:
         self.steps.clear()
 
     def idle(self) -> bool:
-        return self._runner._queue.empty() and not self._runner._stepping
+        return self._runner.idle
 
     async def rounds_pass(self, count: int) -> None:
         target = self.rounds + count

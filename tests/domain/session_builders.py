@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime
-from typing import Any
 from uuid import uuid4
 
 from industrial_orchestrator.domain.priorities import Priority
@@ -16,31 +14,26 @@ from industrial_orchestrator.domain.sessions.session import (
 )
 from industrial_orchestrator.domain.sessions.states import SessionState
 
-
-def _differs_from_defaults(record: Any) -> None:
-    for f in dataclasses.fields(record):
-        if f.default is not dataclasses.MISSING:
-            assert getattr(record, f.name) != f.default, f.name
-        if f.default_factory is not dataclasses.MISSING:
-            assert getattr(record, f.name) != f.default_factory(), f.name
+from .record_builders import no_field_at_default
 
 
 def every_option_set() -> SessionOptions:
     """Options with none at its default."""
-    options = SessionOptions(
-        template="crud",
-        verify_command="make test",
-        max_review_rounds=5,
-        timeout_seconds=600,
-        max_tokens=10_000,
-        max_cost_usd=2.5,
-        max_parallel_tasks=3,
-        planner="agent",
-        amendment="use the new API",
-        agents=("ada", "grace"),
+    return no_field_at_default(
+        SessionOptions,
+        {
+            "template": "crud",
+            "verify_command": "make test",
+            "max_review_rounds": 5,
+            "timeout_seconds": 600,
+            "max_tokens": 10_000,
+            "max_cost_usd": 2.5,
+            "max_parallel_tasks": 3,
+            "planner": "agent",
+            "amendment": "use the new API",
+            "agents": ("ada", "grace"),
+        },
     )
-    _differs_from_defaults(options)
-    return options
 
 
 def every_field_set() -> Session:
@@ -73,7 +66,4 @@ def every_field_set() -> Session:
         "checkpoint_checked_at": datetime(2026, 12, 6, 4, 0, tzinfo=UTC),
     }
     # A new field of Session belongs here too (and in ``session_fields``).
-    assert set(values) == {f.name for f in dataclasses.fields(Session)}
-    session = Session(**values)  # type: ignore[arg-type]
-    _differs_from_defaults(session)
-    return session
+    return no_field_at_default(Session, values)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import RowMapping
 
+from ..domain.plain_values import moment, required_moment
 from ..domain.sessions.checkpoint import Checkpoint
 from ..domain.sessions.session import (
     Actor,
@@ -18,12 +18,9 @@ from ..domain.sessions.session import (
 )
 from ..domain.sessions.states import SessionState
 
-
-def utc(moment: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything we store is UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
+# SQLite hands back naive datetimes; everything we store is UTC (the domain's reading of
+# a time, for the repositories' rows).
+utc = moment
 
 
 def changed_columns(
@@ -37,12 +34,6 @@ def changed_columns(
     if not changed and version is not None:
         return {"version": version}
     return changed
-
-
-def _required_utc(moment: datetime) -> datetime:
-    result = utc(moment)
-    assert result is not None
-    return result
 
 
 # Columns of a session's row ``add`` and ``save`` never write: its working tree
@@ -88,7 +79,7 @@ def transition_from_row(row: RowMapping) -> Transition:
         to_state=SessionState(row["to_state"]),
         reason=row["reason"],
         actor=Actor(row["actor"]),
-        at=_required_utc(row["at"]),
+        at=required_moment(row["at"]),
     )
 
 
@@ -112,5 +103,5 @@ def checkpoint_from_row(row: RowMapping) -> Checkpoint:
         label=row["label"],
         reason=row["reason"],
         data=dict(row["data"] or {}),
-        created_at=_required_utc(row["created_at"]),
+        created_at=required_moment(row["created_at"]),
     )
