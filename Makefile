@@ -63,12 +63,11 @@ typecheck: $(VENV)/.dev
 	$(BIN)/mypy
 
 # Three workers on this 2-core machine: most tests wait on server processes, git or
-# sockets, not the CPU (the whole suite in 443 s with three, 513 s with two, same day);
-# the tests that stop PostgreSQL or Redis run afterwards, alone.
+# sockets, not the CPU (the whole suite in 443 s with three, 513 s with two, same day).
+# The tests that kill PostgreSQL or Redis kill servers of their own, so none runs apart.
 PYTEST_WORKERS ?= 3
 pytest: $(VENV)/.dev services system-packages $(OPENCODE)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not exclusive"
-	$(BIN)/pytest -m exclusive
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 test: lint typecheck pytest
 

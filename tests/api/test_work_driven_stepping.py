@@ -119,25 +119,30 @@ async def test_a_session_nobody_touches_is_not_stepped(client: httpx.AsyncClient
     assert [t["status"] for t in tasks if t["task_type"] != "root"] != ["RUNNING"]
 
 
+LIMIT = 6
+
+
 @pytest.mark.settings(**ENGINE, checkpoint_interval_seconds=1.0)
 async def test_a_due_timer_is_acted_on_once(client: httpx.AsyncClient, app: FastAPI):
     agent = await register(client, capabilities=["code_generation"])
     watch = Watch(app)
-    session_id = await held_session(client, agent, timeout_seconds=3)
+    # The limit leaves a loaded machine (planning, the claim and the watch's settling
+    # take seconds there) time for the first periodic timer before it.
+    session_id = await held_session(client, agent, timeout_seconds=LIMIT)
     await watch.settled()
     # Nothing touches it: its timers alone move it, a periodic checkpoint each second
     # and the end at its time limit.
     ended = await until(lambda: _status(client, session_id, "TIMEOUT"), within=30)
-    assert ended["status_reason"] == "ran longer than 3 s"
+    assert ended["status_reason"] == f"ran longer than {LIMIT} s"
     checkpoints = (await client.get(f"{API}/sessions/{session_id}/checkpoints")).json()
     periodic = [c for c in checkpoints["items"] if c["label"].startswith("periodic")]
     # The first finds the task taken since the plan's checkpoint; the later ones find
     # nothing new (the agent sits on it) and are looks, not checkpoints.
     assert len(periodic) == 1
-    # One step per timer, a look or a checkpoint each second until the limit at 3 s (a
-    # timer set before the plan's own checkpoint may come once early), one for the end's
-    # own transition, nothing in between.
-    assert watch.steps[UUID(session_id)] <= 3 + 2
+    # One step per timer, a look or a checkpoint each second until the limit (a timer
+    # set before the plan's own checkpoint may come once early), one for the end's own
+    # transition, nothing in between.
+    assert watch.steps[UUID(session_id)] <= LIMIT + 2
 
 
 async def _status(client: httpx.AsyncClient, session_id: str, status: str) -> Any:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -25,22 +23,22 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from ..api.helpers import API
 from ..backends import (
-    IN_CI,
     REDIS_HOST,
     postgres_url_for,
     require_redis,
     temporary_postgres_database,
 )
-from ..server_process import ServerProcess, free_port
+from ..private_services import PrivateRedis, private_redis
+from ..server_process import ServerProcess
 
-# It stops or empties a service the other tests use: `make test` runs it alone.
-pytestmark = [pytest.mark.slow, pytest.mark.exclusive]
+__all__ = ["private_redis"]  # the fixture
+
+pytestmark = pytest.mark.slow
 
 WAIT = 30.0
 SLOW_CLIENTS = 'orchestrator_ws_slow_clients_total{stream="session"}'
@@ -313,74 +311,6 @@ def test_a_stalled_client_is_cut_off_while_a_reading_one_gets_everything(tmp_pat
 
 
 # --- 2. Redis dies mid-stream ---------------------------------------------------------
-
-
-class PrivateRedis:
-    """A redis-server of this test's own on a free port, never the shared one: it is
-    killed with SIGKILL and started again on the same port."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.processes: list[subprocess.Popen[bytes]] = []
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            reason = "redis-server is not installed"
-            if IN_CI:
-                pytest.fail(reason)
-            pytest.skip(reason)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        output = self.workdir / f"redis-{len(self.processes) + 1}.log"
-        with output.open("wb") as out:
-            process = subprocess.Popen(
-                [
-                    *(binary, "--port", str(self.port), "--bind", "127.0.0.1"),
-                    *("--save", "", "--appendonly", "no", "--dir", str(self.workdir)),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        self.processes.append(process)
-        deadline = time.monotonic() + 10
-        with self.client() as probe:
-            while True:
-                if process.poll() is not None:
-                    pytest.fail(
-                        f"redis-server exited with {process.returncode}:\n"
-                        f"{output.read_text(errors='replace')}"
-                    )
-                try:
-                    probe.ping()
-                    return
-                except redis.RedisError:
-                    if time.monotonic() > deadline:
-                        pytest.fail(f"redis-server on port {self.port} never answered PING")
-                    time.sleep(0.05)
-
-    def kill(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-            process.wait(10)
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
-
-    def subscribers(self, channel: str) -> int:
-        with self.client() as probe:
-            return int(dict(probe.pubsub_numsub(channel)).get(channel.encode(), 0))
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path / "redis")
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 def wait_for_publication(pubsub: Any, timeout: float = WAIT) -> None:

@@ -17,12 +17,11 @@ import pytest
 import redis
 
 from ..backends import postgres_url_for, temporary_postgres_database
+from ..private_services import PrivateRedis, private_redis
 from ..server_process import ServerProcess
 from .chaos import SCALE
-from .test_live_streams import PrivateRedis, private_redis
 
-# It stops or empties a service the other tests use: `make test` runs it alone.
-pytestmark = [pytest.mark.slow, pytest.mark.exclusive]
+pytestmark = pytest.mark.slow
 
 __all__ = ["private_redis"]
 
