@@ -3,7 +3,8 @@ engine's ownership lease and timer, and the counters on the row."""
 
 from __future__ import annotations
 
-from uuid import uuid4
+import asyncio
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -280,3 +281,67 @@ async def test_the_checkpoint_check_is_written_by_its_own_method_alone(uow: Unit
     async with uow.reader() as unit:
         found = await unit.sessions.get(current.id)
     assert found == moved.evolve(checkpoint_checked_at=at(5))
+
+
+async def test_running_slots_are_taken_up_to_the_limit_and_given_back(uow: UnitOfWorkFactory):
+    first, second, third = (session(n, status=S.PENDING) for n in range(3))
+    await committed(uow, first, second, third)
+    async with uow() as unit:
+        # The slots are made as the first takers find them missing.
+        assert await unit.sessions.take_running_slot(first.id, 2)
+        assert not await unit.sessions.take_running_slot(first.id, 2), "one slot a session"
+        assert await unit.sessions.take_running_slot(second.id, 2)
+        assert not await unit.sessions.take_running_slot(third.id, 2), "the limit is 2"
+        await unit.commit()
+    async with uow() as unit:
+        await unit.sessions.give_back_running_slot(first.id)
+        await unit.sessions.give_back_running_slot(third.id)  # holds none: nothing happens
+        assert await unit.sessions.take_running_slot(third.id, 2)
+        await unit.commit()
+    async with uow() as unit:
+        # A take that is not committed holds nothing.
+        await unit.sessions.give_back_running_slot(second.id)
+        assert await unit.sessions.take_running_slot(first.id, 2)
+    async with uow() as unit:
+        assert not await unit.sessions.take_running_slot(first.id, 2)
+        # A higher limit makes the slots it needs; a lower one takes effect once the
+        # sessions in the slots above it are gone.
+        assert await unit.sessions.take_running_slot(first.id, 3)
+        assert not await unit.sessions.take_running_slot(session(9).id, 1)
+        await unit.commit()
+    async with uow() as unit:
+        await unit.sessions.give_back_running_slot(second.id)
+        await unit.sessions.give_back_running_slot(third.id)
+        # Slots 1 and 2 are free, but the session in slot 3 still runs: at a limit of 2,
+        # none may start until it is gone.
+        assert not await unit.sessions.take_running_slot(second.id, 2)
+        await unit.sessions.give_back_running_slot(first.id)
+        assert await unit.sessions.take_running_slot(second.id, 2)
+        assert await unit.sessions.take_running_slot(third.id, 2)
+        assert not await unit.sessions.take_running_slot(first.id, 2)
+        await unit.commit()
+
+
+async def _take_alone(uow: UnitOfWorkFactory, session_id: UUID) -> bool:
+    async with uow() as unit:
+        taken = await unit.sessions.take_running_slot(session_id, 5)
+        await unit.commit()
+    return taken
+
+
+async def test_a_second_taker_for_one_session_waits_and_finds_it_has_a_slot(
+    uow: UnitOfWorkFactory,
+):
+    """Two starts of one session at once (a double click): the second waits for the
+    first's transaction, then finds the session holds a slot, instead of taking another
+    and breaking the one-slot-a-session rule with an error."""
+    waiting, other = session(0, status=S.PENDING), session(1, status=S.PENDING)
+    await committed(uow, waiting, other)
+    assert await _take_alone(uow, other.id)  # the slots exist: the race is for a free one
+    async with uow() as first:
+        assert await first.sessions.take_running_slot(waiting.id, 5)
+        second = asyncio.create_task(_take_alone(uow, waiting.id))
+        await asyncio.sleep(0.2)
+        assert not second.done(), "the second taker must wait for the first"
+        await first.commit()
+    assert await second is False

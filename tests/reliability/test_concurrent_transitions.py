@@ -94,6 +94,20 @@ async def test_racing_starts_never_exceed_the_slot_limit(client):
     assert stats["by_state"]["QUEUED"] == 5
 
 
+@pytest.mark.settings(max_concurrent_sessions=3)
+async def test_racing_starts_of_one_session_take_one_slot(client):
+    """Starts of one session at once: one wins (and takes one running slot), the others
+    are refused as conflicts, never a 500 from two slots claimed for it."""
+    session = await create(client)
+    url = f"{API}/sessions/{session['id']}/start"
+    responses = await asyncio.gather(*(client.post(url) for _ in range(20)))
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [200] + [409] * 19, [r.text for r in responses if r.status_code != 409]
+    # Two slots are left: exactly two more sessions start, the third queues.
+    others = [await create(client, auto_start=True) for _ in range(3)]
+    assert [o["status"] for o in others] == ["RUNNING", "RUNNING", "QUEUED"]
+
+
 @pytest.mark.settings(max_concurrent_sessions=1)
 async def test_a_start_racing_a_finish_never_leaves_a_free_slot_unused(client):
     """Whichever commits last, the queued session must end up running."""

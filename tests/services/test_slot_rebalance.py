@@ -11,27 +11,31 @@ from industrial_orchestrator.storage.session_repository import SqlSessionReposit
 
 
 @pytest.mark.settings(max_concurrent_sessions=1)
-async def test_a_start_that_counted_a_slot_just_released_promotes_itself(service, monkeypatch):
-    """A start counts the slots while a finishing session has not committed yet, so it
-    queues; the finisher already looked at the (empty) queue. The queued session must
-    not wait for the next release: it promotes itself after its own commit."""
+async def test_a_start_that_missed_a_slot_just_released_promotes_itself(service, monkeypatch):
+    """A start looks for a free slot while a finishing session's release has not
+    committed yet (its row is locked, so the start passes it by), so it queues; the
+    finisher already looked at the (empty) queue. The queued session must not wait for
+    the next release: it promotes itself after its own commit."""
     holder = (await service.create(NewSession("a", "p", auto_start=True))).session
     await service.act(holder.id, SessionAction.COMPLETE)
     waiting = (await service.create(NewSession("b", "p"))).session
 
-    real_count = SqlSessionRepository.count_running
-    seen: list[int] = []
+    real_take = SqlSessionRepository.take_running_slot
+    tries: list[bool] = []
 
-    async def count_as_before_the_release(self: SqlSessionRepository) -> int:
-        seen.append(await real_count(self))
-        return 1 if len(seen) == 1 else seen[-1]
+    async def miss_the_first_time(self: SqlSessionRepository, session_id, capacity) -> bool:
+        if not tries:
+            tries.append(False)
+            return False
+        tries.append(await real_take(self, session_id, capacity))
+        return tries[-1]
 
-    monkeypatch.setattr(SqlSessionRepository, "count_running", count_as_before_the_release)
+    monkeypatch.setattr(SqlSessionRepository, "take_running_slot", miss_the_first_time)
     answered = await service.act(waiting.id, SessionAction.START)
 
     assert answered.status == SessionState.QUEUED
     assert (await service.get(waiting.id)).status == SessionState.RUNNING
-    assert seen[0] == 0, "the stale count must be the only reason it queued"
+    assert tries == [False, True], "the missed slot must be the only reason it queued"
 
 
 @pytest.mark.settings(max_concurrent_sessions=1)

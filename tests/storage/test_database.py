@@ -134,6 +134,46 @@ async def test_upgrading_a_populated_database_keeps_its_sessions(fresh_database_
         await engine.dispose()
 
 
+async def test_upgrading_gives_the_running_sessions_their_slots(fresh_database_url, tmp_path):
+    """0018 (``running_slots``): the sessions holding a slot when it is applied (RUNNING,
+    DEGRADED) get one each, so the limit counts them at once."""
+    settings = load_settings(
+        database_url=fresh_database_url, orchestrator_home=tmp_path, _env_file=None
+    )
+    engine = create_engine(settings.database)
+    try:
+        await upgrade_to_head(engine, "0017")
+        ids = {status: uuid4() for status in ("RUNNING", "DEGRADED", "PAUSED", "PENDING")}
+        async with engine.begin() as connection:
+            for status, session_id in ids.items():
+                await connection.execute(
+                    sa.text(
+                        "INSERT INTO sessions (id, title, initial_prompt, priority,"
+                        " priority_rank, status, metadata, version, transition_seq,"
+                        " created_at, updated_at, attempt, tokens_used, cost_usd) VALUES"
+                        " (:id, 't', 'p', 'LOW', 0, :status, '{}', 1, 1, :now, :now, 1, 0, 0)"
+                    ),
+                    {
+                        "id": session_id.hex
+                        if engine.dialect.name == "sqlite"
+                        else str(session_id),
+                        "status": status,
+                        "now": datetime.now(UTC),
+                    },
+                )
+        await upgrade_to_head(engine)
+        factory = SqlUnitOfWorkFactory(engine)
+        async with factory() as uow:
+            # Two slots are held: at a limit of 2 the paused session cannot start; at 3
+            # it can, and the running ones have theirs already.
+            assert not await uow.sessions.take_running_slot(ids["PAUSED"], 2)
+            assert not await uow.sessions.take_running_slot(ids["RUNNING"], 3)
+            assert await uow.sessions.take_running_slot(ids["PAUSED"], 3)
+            assert not await uow.sessions.take_running_slot(ids["PENDING"], 3)
+    finally:
+        await engine.dispose()
+
+
 async def test_the_newest_migration_goes_down_and_up_keeping_the_events(
     fresh_database_url, tmp_path
 ):

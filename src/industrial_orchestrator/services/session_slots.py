@@ -1,8 +1,10 @@
-"""Running slots: whether one is free, the verb that may need one, and the queue's promotion.
+"""Running slots: taking one, the verb that may need one, and the queue's promotion.
 
 At most ``max_running`` sessions hold a running slot (MAX_CONCURRENT_SESSIONS); a session
-that wants one when none is free waits QUEUED. The slot count is read under the slot lock,
-so two transactions never both see the last free slot, and every commit that queues a
+that wants one when none is free waits QUEUED. A slot is a row a session takes in the
+transaction that starts it and gives back in the one that moves it out of RUNNING or
+DEGRADED (``record_transition``), so the rows held are the sessions running, and two
+starts never take one slot, without waiting for each other. Every commit that queues a
 session or frees a slot looks at the queue afterwards, so free slots and a waiting queue
 never coexist for long.
 """
@@ -22,10 +24,10 @@ class RunningSlots:
         self._max_running = max_running
         self._clock = clock
 
-    async def free(self, uow: UnitOfWork) -> bool:
-        """Whether a running slot is free; holds the slot lock until the transaction ends."""
-        await uow.sessions.lock_running_slots()
-        return await uow.sessions.count_running() < self._max_running
+    async def take(self, uow: UnitOfWork, session: Session) -> bool:
+        """Give ``session`` a free running slot in the caller's transaction; whether it
+        got one (it keeps it only if the transaction commits)."""
+        return await uow.sessions.take_running_slot(session.id, self._max_running)
 
     async def apply(
         self,
@@ -39,11 +41,13 @@ class RunningSlots:
         when it needs a slot and none is free."""
         target = resolve_action(session, action, slot_free=True)
         if needs_slot(session, target):
-            free = await self.free(uow)
-            if free and session.status == SessionState.PENDING:
-                # A slot that just came free belongs to the queue (by priority, then age),
-                # not to whoever starts at that moment: join the queue behind them.
-                free = await uow.sessions.next_queued() is None
+            # A slot that just came free belongs to the queue (by priority, then age),
+            # not to whoever starts at that moment: join the queue behind them.
+            behind = (
+                session.status == SessionState.PENDING
+                and await uow.sessions.next_queued() is not None
+            )
+            free = not behind and await self.take(uow, session)
             target = resolve_action(session, action, slot_free=free)
         if target == SessionState.QUEUED and reason is None:
             reason = "all running slots taken (MAX_CONCURRENT_SESSIONS)"
@@ -76,11 +80,16 @@ class RunningSlots:
         promoted: list[Session] = []
         while True:
             async with self._uow() as uow:
-                if not await self.free(uow):
-                    break
                 queued = await uow.sessions.next_queued()
                 if queued is None:
                     break
+                if not await self.take(uow, queued):
+                    # No slot, or another promoter has just started this one (its slot
+                    # is taken): the queue moves on only in the second case.
+                    again = await uow.sessions.get(queued.id)
+                    if again is None or again.status == SessionState.QUEUED:
+                        break
+                    continue
                 moved, record = transition(
                     queued,
                     SessionState.RUNNING,

@@ -24,12 +24,15 @@ log = structlog.get_logger("industrial_orchestrator.services.session")
 async def record_transition(
     uow: UnitOfWork, before: Session, after: Session, record: Transition
 ) -> None:
-    """The three writes of a transition, inside the caller's transaction: the guarded
-    row update, the history row and the event (so an event exists if and only if the
-    transition commits)."""
+    """The writes of a transition, inside the caller's transaction: the guarded row
+    update, the history row and the event (so an event exists if and only if the
+    transition commits), and the running slot given back when the session leaves
+    RUNNING and DEGRADED (the verb that moved it in took one: ``RunningSlots``)."""
     last_event_seq = await uow.sessions.save(before, after, reserve_events=1)
     if last_event_seq is None:
         raise stale(before, before.version, concurrent=True)
+    if before.holds_running_slot and not after.holds_running_slot:
+        await uow.sessions.give_back_running_slot(after.id)
     await uow.sessions.add_transition(record)
     await uow.events.append(
         [events.session_transition(record, after)], reserved={after.id: last_event_seq}

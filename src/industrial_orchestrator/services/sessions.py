@@ -280,7 +280,7 @@ class SessionService:
         """A system transition with no operator verb (DEGRADED, TIMEOUT, ORPHANED, ...)."""
         async with self._uow() as uow:
             session = await load(uow, session_id, expected_version)
-            if needs_slot(session, target) and not await self._slots.free(uow):
+            if needs_slot(session, target) and not await self._slots.take(uow, session):
                 raise CapacityExhausted(
                     f"No running slot is free for session {session_id}",
                     {"current_state": session.status.value},

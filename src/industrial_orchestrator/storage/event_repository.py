@@ -7,8 +7,8 @@ time, and two transactions may commit in the other order, so there every writer 
 transaction-scoped advisory lock in the statement that inserts its events (before the
 first row takes its id) and keeps it until it commits; ``flush()`` is called by the unit
 of work as the very last statement before COMMIT, which keeps the lock short and makes
-it the last lock any transaction takes (no deadlock with the row and slot locks taken
-earlier).
+it the last lock any transaction takes (no deadlock with the row and family locks
+taken earlier).
 """
 
 from __future__ import annotations

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,11 +23,64 @@ from .rows import (
     transition_from_row,
     transition_values,
 )
-from .tables import session_transitions, sessions
+from .tables import running_slots, session_transitions, sessions
 
-# Any 64-bit constant works; it only has to be the same in every replica.
-_RUNNING_SLOTS_LOCK_KEY = 7_305_118_043
 _RUNNING = [state.value for state in RUNNING_STATES]
+# Running slots (``tables.running_slots``), the statements built once.
+_LOCK_SESSION = (
+    sa.select(sessions.c.id).where(sessions.c.id == sa.bindparam("session_id")).with_for_update()
+)
+_held_above = running_slots.alias("held_above")
+# The first free slot within the limit that no concurrent taker holds locked (SQLite has
+# no row locks and ignores the clause: its writers take turns), unless a slot above the
+# limit is still held or the taker holds one already.
+_FREE_SLOT = (
+    sa.select(running_slots.c.slot)
+    .where(
+        running_slots.c.session_id.is_(None),
+        running_slots.c.slot <= sa.bindparam("capacity"),
+        ~sa.exists().where(
+            _held_above.c.slot > sa.bindparam("capacity"),
+            _held_above.c.session_id.is_not(None),
+        ),
+        ~sa.exists().where(_held_above.c.session_id == sa.bindparam("taker")),
+    )
+    .order_by(running_slots.c.slot)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+    .scalar_subquery()
+)
+_TAKE_SLOT = (
+    sa.update(running_slots)
+    .where(running_slots.c.slot == _FREE_SLOT)
+    .values(session_id=sa.bindparam("taker"))
+    .returning(running_slots.c.slot)
+)
+_GIVE_BACK_SLOT = (
+    sa.update(running_slots)
+    .where(running_slots.c.session_id == sa.bindparam("holder"))
+    .values(session_id=None)
+)
+_SLOTS_UP_TO = (
+    sa.select(sa.func.count())
+    .select_from(running_slots)
+    .where(running_slots.c.slot <= sa.bindparam("capacity"))
+)
+_SLOT_NUMBERS = sa.select(running_slots.c.slot).where(
+    running_slots.c.slot <= sa.bindparam("capacity")
+)
+
+
+@functools.cache
+def _add_slots(dialect: str) -> Any:
+    insert = (
+        postgresql.insert(running_slots)
+        if dialect == "postgresql"
+        else sqlite.insert(running_slots)
+    )
+    return insert.on_conflict_do_nothing(index_elements=["slot"])
+
+
 # Built once (the most frequent read): a built statement keeps its cache key.
 _BY_ID = sa.select(sessions).where(sessions.c.id == sa.bindparam("session_id"))
 # The hot writes, built once too: the SET clause is the execution's own columns (besides
@@ -288,13 +344,35 @@ class SqlSessionRepository:
         )
         return int(count or 0)
 
-    async def lock_running_slots(self) -> None:
-        # SQLite writers already hold the database lock (BEGIN IMMEDIATE); PostgreSQL
-        # needs a transaction-scoped lock so two starts cannot both take the last slot.
+    async def take_running_slot(self, session_id: UUID, capacity: int) -> bool:
         if self._db.dialect.name == "postgresql":
-            await self._db.execute(
-                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _RUNNING_SLOTS_LOCK_KEY}
-            )
+            # Two takers for one session would both find it slotless and the second
+            # would break the unique holder: the session's own row lock orders them, and
+            # the second's take, a new statement, sees the first's slot. (SQLite writers
+            # hold the database lock already.)
+            await self._db.execute(_LOCK_SESSION, {"session_id": session_id})
+        for _ in range(2):
+            taken = await self._db.scalar(_TAKE_SLOT, {"taker": session_id, "capacity": capacity})
+            if taken is not None:
+                return True
+            if not await self._add_missing_slots(capacity):
+                return False
+        return False
+
+    async def _add_missing_slots(self, capacity: int) -> bool:
+        """Make slots 1..capacity exist (the first takers after a fresh database or a
+        higher limit); whether any was missing. A slot another transaction is adding
+        waits for it, then counts as there."""
+        count = await self._db.scalar(_SLOTS_UP_TO, {"capacity": capacity})
+        if int(count or 0) >= capacity:
+            return False
+        existing = set((await self._db.execute(_SLOT_NUMBERS, {"capacity": capacity})).scalars())
+        missing = [{"slot": n} for n in range(1, capacity + 1) if n not in existing]
+        await self._db.execute(_add_slots(self._db.dialect.name), missing)
+        return True
+
+    async def give_back_running_slot(self, session_id: UUID) -> None:
+        await self._db.execute(_GIVE_BACK_SLOT, {"holder": session_id})
 
     async def next_queued(self) -> Session | None:
         result = await self._db.execute(

@@ -318,3 +318,18 @@ effects = sa.Table(
     sa.Index("ix_effects_state_session", "state", "session_id"),
     sa.Index("ix_effects_session_created", "session_id", "created_at"),
 )
+
+# Running slots (MAX_CONCURRENT_SESSIONS): one row a slot, holding the session that has
+# it. Starts take different free rows at once (FOR UPDATE SKIP LOCKED) instead of queueing
+# on one lock; the rows are made as the first takers find them missing.
+running_slots = sa.Table(
+    "running_slots",
+    metadata,
+    sa.Column("slot", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column(
+        "session_id",
+        sa.Uuid,
+        sa.ForeignKey("sessions.id", ondelete="SET NULL"),
+        unique=True,
+    ),
+)

@@ -7,8 +7,8 @@ guarded saves by version and state, duplicate keys refused with ``DuplicateKeyEr
 where the SQL repositories raise it, per-session event numbers given at commit, global
 event ids in commit order, nothing visible before ``commit()`` and nothing kept without
 it, ``on_commit`` told of the events a commit stored, and the same filters and orders.
-Writers run one at a time, as SQLite's do, which holds every family and slot lock the
-ports name. No I/O.
+Writers run one at a time, as SQLite's do, which holds every family lock the ports
+name and keeps two takers from one running slot. No I/O.
 
     factory = MemoryUnitOfWorkFactory()
     async with factory() as uow:

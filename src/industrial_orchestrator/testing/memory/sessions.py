@@ -27,6 +27,7 @@ from .store import IntegrityViolation, Transaction, json_copy
 
 SESSIONS = "sessions"
 TRANSITIONS = "session_transitions"
+RUNNING_SLOTS = "running_slots"
 
 # Fields of a Session that only their own methods write (``bind_worktree``,
 # ``checkpoint_checked``), never ``add`` or ``save``.
@@ -76,6 +77,12 @@ def _read(row: SessionRow) -> Session:
         worktree=row.worktree,
         checkpoint_checked_at=row.checkpoint_checked_at,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RunningSlot:
+    number: int
+    holder: UUID | None
 
 
 def _oldest_first(row: SessionRow) -> tuple[datetime, UUID]:
@@ -295,8 +302,32 @@ class MemorySessionRepository:
         self.put(row.evolve(worktree=binding))
         return True
 
-    async def lock_running_slots(self) -> None:
-        """Held already: writers run one at a time (``store``)."""
+    async def take_running_slot(self, session_id: UUID, capacity: int) -> bool:
+        # Writers run one at a time (``store``): no taker can be between the look and
+        # the write.
+        slots = list(self._tx.rows(RUNNING_SLOTS))
+        if any(s.holder == session_id for s in slots):
+            return False
+        if any(s.number > capacity and s.holder is not None for s in slots):
+            return False
+        numbers = {s.number for s in slots}
+        for number in range(1, capacity + 1):
+            if number not in numbers:  # made as the first takers find it missing
+                self._tx.put(RUNNING_SLOTS, number, RunningSlot(number, None))
+        free = sorted(
+            s.number
+            for s in self._tx.rows(RUNNING_SLOTS)
+            if s.holder is None and s.number <= capacity
+        )
+        if not free:
+            return False
+        self._tx.put(RUNNING_SLOTS, free[0], RunningSlot(free[0], session_id))
+        return True
+
+    async def give_back_running_slot(self, session_id: UUID) -> None:
+        for slot in list(self._tx.rows(RUNNING_SLOTS)):
+            if slot.holder == session_id:
+                self._tx.put(RUNNING_SLOTS, slot.number, RunningSlot(slot.number, None))
 
     async def next_queued(self) -> Session | None:
         queued = [row for row in self._rows() if row.session.status is SessionState.QUEUED]

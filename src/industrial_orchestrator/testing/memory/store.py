@@ -5,8 +5,8 @@ its own overlay (row by key, or a tombstone), which its reads see on top of the 
 rows. ``commit`` folds the overlay in, all at once and without awaiting anything, so no
 reader ever sees half a transaction; leaving without it drops the overlay. Writers take
 one lock for their whole transaction (as SQLite's single writer does), so a writer's
-view of the committed rows cannot change under it, and the family and slot locks the
-ports name are held already. Readers take no lock and see what is committed at each call
+view of the committed rows cannot change under it, and the family locks the ports name
+are held already. Readers take no lock and see what is committed at each call
 (PostgreSQL's READ COMMITTED).
 
 Rows are the domain's frozen dataclasses; the JSON inside them is copied through
