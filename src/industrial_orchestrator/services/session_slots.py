@@ -4,9 +4,11 @@ At most ``max_running`` sessions hold a running slot (MAX_CONCURRENT_SESSIONS); 
 that wants one when none is free waits QUEUED. A slot is a row a session takes in the
 transaction that starts it and gives back in the one that moves it out of RUNNING or
 DEGRADED (``record_transition``), so the rows held are the sessions running, and two
-starts never take one slot, without waiting for each other. Every commit that queues a
-session or frees a slot looks at the queue afterwards, so free slots and a waiting queue
-never coexist for long.
+starts never take one slot, without waiting for each other. Only the queue is serialised:
+entering it and promoting from it take the queue's lock, so a promotion serves the queue
+as committed before it (priority, then age). Every commit that queues a session or frees
+a slot looks at the queue afterwards, so free slots and a waiting queue never coexist
+for long.
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ class RunningSlots:
             )
             free = not behind and await self.take(uow, session)
             target = resolve_action(session, action, slot_free=free)
+            if target == SessionState.QUEUED:
+                # Into the queue in the order a promotion reads it: one that commits
+                # after this sees this session queued.
+                await uow.sessions.lock_queue()
         if target == SessionState.QUEUED and reason is None:
             reason = "all running slots taken (MAX_CONCURRENT_SESSIONS)"
         moved, record = transition(session, target, now=self._clock(), actor=actor, reason=reason)
@@ -80,16 +86,12 @@ class RunningSlots:
         promoted: list[Session] = []
         while True:
             async with self._uow() as uow:
+                await uow.sessions.lock_queue()
                 queued = await uow.sessions.next_queued()
                 if queued is None:
                     break
                 if not await self.take(uow, queued):
-                    # No slot, or another promoter has just started this one (its slot
-                    # is taken): the queue moves on only in the second case.
-                    again = await uow.sessions.get(queued.id)
-                    if again is None or again.status == SessionState.QUEUED:
-                        break
-                    continue
+                    break
                 moved, record = transition(
                     queued,
                     SessionState.RUNNING,

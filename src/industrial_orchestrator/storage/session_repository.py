@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import secrets
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,9 @@ from .rows import (
 from .tables import running_slots, session_transitions, sessions
 
 _RUNNING = [state.value for state in RUNNING_STATES]
+# Any 64-bit constant works; it only has to be the same in every replica.
+_QUEUE_LOCK_KEY = 7_305_118_043
+_LOCK_QUEUE = sa.text("SELECT pg_advisory_xact_lock(:key)")
 # Running slots (``tables.running_slots``), the statements built once.
 _LOCK_SESSION = (
     sa.select(sessions.c.id).where(sessions.c.id == sa.bindparam("session_id")).with_for_update()
@@ -61,24 +65,38 @@ _GIVE_BACK_SLOT = (
     .where(running_slots.c.session_id == sa.bindparam("holder"))
     .values(session_id=None)
 )
-_SLOTS_UP_TO = (
-    sa.select(sa.func.count())
-    .select_from(running_slots)
-    .where(running_slots.c.slot <= sa.bindparam("capacity"))
+# The slots within the limit, and those above it still held (the limit was lowered).
+_SLOTS = sa.select(
+    running_slots.c.slot,
+    (running_slots.c.slot > sa.bindparam("capacity")).label("held_above"),
+).where(
+    sa.or_(
+        running_slots.c.slot <= sa.bindparam("capacity"),
+        running_slots.c.session_id.is_not(None),
+    )
 )
-_SLOT_NUMBERS = sa.select(running_slots.c.slot).where(
-    running_slots.c.slot <= sa.bindparam("capacity")
-)
+_ADD_SLOT_TRIES = 4
 
 
 @functools.cache
-def _add_slots(dialect: str) -> Any:
+def _add_slot(dialect: str) -> Any:
     insert = (
         postgresql.insert(running_slots)
         if dialect == "postgresql"
         else sqlite.insert(running_slots)
     )
-    return insert.on_conflict_do_nothing(index_elements=["slot"])
+    return insert.on_conflict_do_nothing().returning(running_slots.c.slot)
+
+
+def _missing_number(existing: set[int], capacity: int) -> int:
+    """A slot number in 1..capacity not in ``existing`` (fewer than ``capacity``), at
+    random: guesses while the slots are sparse, a pick among the missing when dense."""
+    if len(existing) * 2 < capacity:
+        while True:
+            number = secrets.randbelow(capacity) + 1
+            if number not in existing:
+                return number
+    return secrets.choice([n for n in range(1, capacity + 1) if n not in existing])
 
 
 # Built once (the most frequent read): a built statement keeps its cache key.
@@ -351,28 +369,36 @@ class SqlSessionRepository:
             # the second's take, a new statement, sees the first's slot. (SQLite writers
             # hold the database lock already.)
             await self._db.execute(_LOCK_SESSION, {"session_id": session_id})
-        for _ in range(2):
-            taken = await self._db.scalar(_TAKE_SLOT, {"taker": session_id, "capacity": capacity})
-            if taken is not None:
-                return True
-            if not await self._add_missing_slots(capacity):
-                return False
-        return False
+        taken = await self._db.scalar(_TAKE_SLOT, {"taker": session_id, "capacity": capacity})
+        if taken is not None:
+            return True
+        return await self._add_slot(session_id, capacity)
 
-    async def _add_missing_slots(self, capacity: int) -> bool:
-        """Make slots 1..capacity exist (the first takers after a fresh database or a
-        higher limit); whether any was missing. A slot another transaction is adding
-        waits for it, then counts as there."""
-        count = await self._db.scalar(_SLOTS_UP_TO, {"capacity": capacity})
-        if int(count or 0) >= capacity:
-            return False
-        existing = set((await self._db.execute(_SLOT_NUMBERS, {"capacity": capacity})).scalars())
-        missing = [{"slot": n} for n in range(1, capacity + 1) if n not in existing]
-        await self._db.execute(_add_slots(self._db.dialect.name), missing)
-        return True
+    async def _add_slot(self, session_id: UUID, capacity: int) -> bool:
+        """No slot is free: make one for the session if fewer than ``capacity`` exist.
+        Slots are made as they are first needed (a limit of 100,000 costs nothing until
+        that many run), each at a number picked at random among the missing ones, so
+        concurrent makers rarely pick the same; one that did waits for the other's
+        transaction (the number's key) and picks again."""
+        for _ in range(_ADD_SLOT_TRIES):
+            rows = (await self._db.execute(_SLOTS, {"capacity": capacity})).all()
+            if any(above for _, above in rows) or len(rows) >= capacity:
+                return False  # a slot above the limit is held, or every slot exists
+            number = _missing_number({slot for slot, _ in rows}, capacity)
+            made = await self._db.scalar(
+                _add_slot(self._db.dialect.name), {"slot": number, "session_id": session_id}
+            )
+            if made is not None:
+                return True
+        return False
 
     async def give_back_running_slot(self, session_id: UUID) -> None:
         await self._db.execute(_GIVE_BACK_SLOT, {"holder": session_id})
+
+    async def lock_queue(self) -> None:
+        # SQLite writers hold the database lock already (BEGIN IMMEDIATE).
+        if self._db.dialect.name == "postgresql":
+            await self._db.execute(_LOCK_QUEUE, {"key": _QUEUE_LOCK_KEY})
 
     async def next_queued(self) -> Session | None:
         result = await self._db.execute(

@@ -120,6 +120,11 @@ class SessionRepository(Protocol):
     async def give_back_running_slot(self, session_id: UUID) -> None:
         """Free the session's running slot, if it holds one."""
 
+    async def lock_queue(self) -> None:
+        """Order the transactions that put a session in the queue or promote one from
+        it, until this one ends: a promotion then sees every session queued before it
+        in commit order (starts that find a slot free take no part)."""
+
     async def next_queued(self) -> Session | None:
         """The QUEUED session to promote first: highest priority, then oldest."""
 

@@ -310,19 +310,21 @@ class MemorySessionRepository:
             return False
         if any(s.number > capacity and s.holder is not None for s in slots):
             return False
-        numbers = {s.number for s in slots}
-        for number in range(1, capacity + 1):
-            if number not in numbers:  # made as the first takers find it missing
-                self._tx.put(RUNNING_SLOTS, number, RunningSlot(number, None))
-        free = sorted(
-            s.number
-            for s in self._tx.rows(RUNNING_SLOTS)
-            if s.holder is None and s.number <= capacity
-        )
-        if not free:
-            return False
-        self._tx.put(RUNNING_SLOTS, free[0], RunningSlot(free[0], session_id))
+        free = sorted(s.number for s in slots if s.holder is None and s.number <= capacity)
+        if free:
+            number = free[0]
+        else:
+            # Made as first needed (the SQL one picks the number at random).
+            numbers = {s.number for s in slots}
+            missing = next((n for n in range(1, capacity + 1) if n not in numbers), None)
+            if missing is None:
+                return False
+            number = missing
+        self._tx.put(RUNNING_SLOTS, number, RunningSlot(number, session_id))
         return True
+
+    async def lock_queue(self) -> None:
+        """Held already: writers run one at a time (``store``)."""
 
     async def give_back_running_slot(self, session_id: UUID) -> None:
         for slot in list(self._tx.rows(RUNNING_SLOTS)):
