@@ -9,6 +9,7 @@ from uuid import uuid4
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.dependencies import models as fastapi_dependencies
 
 from industrial_orchestrator.api.app import create_app
 from industrial_orchestrator.config import Settings, load_settings
@@ -87,6 +88,21 @@ async def settings_for(
     if marker is not None:
         overrides.update(marker.kwargs)
     return load_settings(**overrides)
+
+
+@pytest.fixture(autouse=True)
+def _forget_finished_apps() -> Iterator[None]:
+    """FastAPI remembers the endpoints and dependencies it has classified in module-level
+    LRU caches (4,096 entries each). Every test's app defines closures of its own, so
+    those caches kept hundreds of finished apps alive: about 4 million objects per
+    worker by the end, seconds for each full garbage collection, and a worker whose last
+    collection outlasted xdist's 5 s shutdown grace was sent SIGINT. Emptied after each
+    test, they hold at most one test's app."""
+    yield
+    for name in dir(fastapi_dependencies):
+        cache_clear = getattr(getattr(fastapi_dependencies, name), "cache_clear", None)
+        if callable(cache_clear):
+            cache_clear()
 
 
 @pytest.fixture
