@@ -3,6 +3,7 @@ and the claimable ones, most urgent first, for what an agent can do."""
 
 from __future__ import annotations
 
+import asyncio
 from uuid import uuid4
 
 import pytest
@@ -282,3 +283,28 @@ async def test_a_session_with_files_still_to_be_written_offers_no_task(uow: Unit
         await unit.commit()
     async with uow.reader() as unit:
         assert await unit.tasks.claimable(["python"], limit=5, lock=False) == [waiting, free]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])  # elsewhere writers take turns anyway
+async def test_a_save_that_skips_locked_rows_does_not_wait_for_their_holder(
+    uow: UnitOfWorkFactory,
+):
+    """A claim that loses the race for the task it looked at must not queue behind the
+    winner's transaction: its save says False at once, and succeeds once the row is free
+    (the holder rolled back) and still as it was read."""
+    stored = task(0, None, status=T.READY)
+    await committed(uow, tasks=(stored,))
+    leased = stored.evolve(status=T.RUNNING, version=stored.version + 1, updated_at=at(5))
+    async with uow() as holder:
+        assert await holder.tasks.save(stored, leased)
+        async with uow() as racer:
+            skipped = await asyncio.wait_for(
+                racer.tasks.save(stored, leased, skip_locked=True), timeout=5
+            )
+            assert skipped is False
+        # No commit: the holder lets go of the row unchanged.
+    async with uow() as racer:
+        assert await racer.tasks.save(stored, leased, skip_locked=True)
+        await racer.commit()
+    async with uow.reader() as unit:
+        assert await unit.tasks.get(stored.id) == leased

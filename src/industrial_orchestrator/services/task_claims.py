@@ -99,6 +99,10 @@ class TaskClaims:
             # Sessions whose tasks name files: their claims are serialised, so two
             # claimers never lease two colliding tasks at once.
             guarded = {t.session_id for t in waiting if t.session_id and predicted.get(t.id)}
+            # Nothing to pass over: the first round leases the task the look found, as
+            # the look read it, without looking again (the guarded save refuses it if it
+            # changed, and skips it if another claimer holds it; the next round looks).
+            first: Task | None = None if leave or barred or held or guarded else waiting[0]
         # The first round writes from the record the look used: the guarded save of the
         # agent refuses it if it changed since, and the next round reads it again.
         looked: Agent | None = agent
@@ -108,6 +112,16 @@ class TaskClaims:
                 agent = looked if looked is not None else await registered_agent(uow, agent_id)
                 looked = None
                 check_accepting(agent)
+                if first is not None:
+                    task, first = first, None
+                    running, attempt = lease_task(
+                        task, agent, now=now, lease_seconds=self._policy.lease_seconds
+                    )
+                    if not await uow.tasks.save(task, running, skip_locked=True):
+                        continue
+                    if not await uow.agents.save(agent, agent_with_lease(agent, now=now)):
+                        continue
+                    return await self._leased(uow, agent_id, task, running, attempt)
                 for session_id in sorted(guarded):  # in one order: no deadlock
                     await uow.tasks.lock_family(session_id)
                 wide = bool(leave or guarded or barred or held)
@@ -140,28 +154,35 @@ class TaskClaims:
                     continue  # another claimer took it first; look again
                 if not await uow.agents.save(agent, agent_with_lease(agent, now=now)):
                     continue  # the agent claimed in parallel; recount
-                await uow.attempts.add(attempt)
-                await uow.events.append(
-                    [
-                        task_events.task_transition(task, running),
-                        task_events.task_leased(running, attempt),
-                    ]
-                )
-                finished = [
-                    dep
-                    for dep in await uow.tasks.get_many(running.depends_on)
-                    if dep.status in FINISHED_STATUSES
-                ]
-                workspace = await task_workspace(uow, running, self._policy.artifacts_home)
-                await uow.commit()
-            log.info(
-                "task_leased",
-                task_id=str(task.id),
-                agent_id=str(agent_id),
-                attempt=attempt.attempt,
-            )
-            return Assignment(running, attempt, finished, workspace)
+                return await self._leased(uow, agent_id, task, running, attempt)
         raise Conflict("Too many concurrent claims; ask again", {"agent_id": str(agent_id)})
+
+    async def _leased(
+        self, uow: UnitOfWork, agent_id: UUID, task: Task, running: Task, attempt: TaskAttempt
+    ) -> Assignment:
+        """The rest of a lease whose task and agent are saved: its attempt, its events and
+        what the assignment tells the agent; committed."""
+        await uow.attempts.add(attempt)
+        await uow.events.append(
+            [
+                task_events.task_transition(task, running),
+                task_events.task_leased(running, attempt),
+            ]
+        )
+        finished = [
+            dep
+            for dep in await uow.tasks.get_many(running.depends_on)
+            if dep.status in FINISHED_STATUSES
+        ]
+        workspace = await task_workspace(uow, running, self._policy.artifacts_home)
+        await uow.commit()
+        log.info(
+            "task_leased",
+            task_id=str(task.id),
+            agent_id=str(agent_id),
+            attempt=attempt.attempt,
+        )
+        return Assignment(running, attempt, finished, workspace)
 
     async def _left_to_others(
         self, uow: UnitOfWork, agent: Agent, waiting: Sequence[Task]

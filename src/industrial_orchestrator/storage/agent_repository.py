@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from collections.abc import Sequence
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.agents.agent import Agent, AgentStatus, agent_fields, agent_from_fields
 from ..domain.agents.routing import ROUTABLE_STATUSES
 from ..services.ports import DuplicateKeyError
+from .direct_execution import Row, fetch_first, run
 from .json_sets import superset_of
 from .rows import changed_columns
 from .tables import agents
@@ -33,13 +33,12 @@ class SqlAgentRepository:
 
     async def add(self, agent: Agent) -> None:
         try:
-            await self._db.execute(_INSERT, _values(agent))
+            await run(self._db, _INSERT, _values(agent))
         except IntegrityError as exc:
             raise DuplicateKeyError(str(exc.orig)) from exc
 
     async def get(self, agent_id: UUID) -> Agent | None:
-        result = await self._db.execute(_BY_ID, {"agent_id": agent_id})
-        row = result.mappings().first()
+        row = await fetch_first(self._db, _BY_ID, {"agent_id": agent_id})
         return _agent(row) if row else None
 
     async def all(self) -> list[Agent]:
@@ -75,10 +74,8 @@ class SqlAgentRepository:
     async def save(self, before: Agent, after: Agent) -> bool:
         old, new = _values(before), _values(after)
         changed = changed_columns(old, new, version=before.version)
-        result = await self._db.execute(
-            _GUARDED_UPDATE, {**changed, "w_id": before.id, "w_version": before.version}
-        )
-        return result.rowcount == 1
+        guards = {"w_id": before.id, "w_version": before.version}
+        return await run(self._db, _GUARDED_UPDATE, {**changed, **guards}) == 1
 
     async def remove(self, agent_id: UUID) -> bool:
         result = await self._db.execute(sa.delete(agents).where(agents.c.id == agent_id))
@@ -98,5 +95,5 @@ def _values(agent: Agent) -> dict[str, Any]:
     return agent_fields(agent)
 
 
-def _agent(row: RowMapping) -> Agent:
-    return agent_from_fields(cast("Mapping[str, Any]", row))
+def _agent(row: Row) -> Agent:
+    return agent_from_fields(row)

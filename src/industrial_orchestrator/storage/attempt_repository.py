@@ -10,7 +10,6 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import sqlalchemy as sa
-from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.agents.records import FinishedAttempt, duration_ms
@@ -19,6 +18,7 @@ from ..domain.tasks.attempts import AttemptOutcome, TaskAttempt
 from ..domain.tasks.loop_guard import GUARD_ERROR_PREFIX
 from ..domain.tasks.task import TaskType
 from ..services.ports import StoredArtifact
+from .direct_execution import Row, fetch_all, fetch_first, run
 from .rows import utc
 from .tables import task_artifacts, task_attempts, tasks
 
@@ -62,11 +62,10 @@ class SqlAttemptRepository:
         self._db = connection
 
     async def add(self, attempt: TaskAttempt) -> None:
-        await self._db.execute(_INSERT, _values(attempt))
+        await run(self._db, _INSERT, _values(attempt))
 
     async def get(self, task_id: UUID, attempt: int) -> TaskAttempt | None:
-        result = await self._db.execute(_BY_KEY, {"task_id": task_id, "attempt": attempt})
-        row = result.mappings().first()
+        row = await fetch_first(self._db, _BY_KEY, {"task_id": task_id, "attempt": attempt})
         return _attempt(row) if row else None
 
     async def of_task(self, task_id: UUID) -> list[TaskAttempt]:
@@ -88,8 +87,8 @@ class SqlAttemptRepository:
     async def open_of_tasks(self, task_ids: Sequence[UUID]) -> list[TaskAttempt]:
         if not task_ids:
             return []
-        result = await self._db.execute(_OPEN_OF_TASKS, {"task_ids": list(task_ids)})
-        return [_attempt(row) for row in result.mappings()]
+        rows = await fetch_all(self._db, _OPEN_OF_TASKS, {"task_ids": list(task_ids)})
+        return [_attempt(row) for row in rows]
 
     async def expired(self, before: datetime, *, limit: int) -> list[TaskAttempt]:
         result = await self._db.execute(
@@ -133,15 +132,12 @@ class SqlAttemptRepository:
     async def close(self, closed: TaskAttempt) -> bool:
         """Record how the attempt ended, if it is still open."""
         values = _values(closed)
-        result = await self._db.execute(
-            _CLOSE,
-            {
-                **{key: values[key] for key in _CLOSED},
-                "w_task_id": closed.task_id,
-                "w_attempt": closed.attempt,
-            },
-        )
-        return result.rowcount == 1
+        changes = {
+            **{key: values[key] for key in _CLOSED},
+            "w_task_id": closed.task_id,
+            "w_attempt": closed.attempt,
+        }
+        return await run(self._db, _CLOSE, changes) == 1
 
     async def recent_results(
         self,
@@ -330,7 +326,7 @@ def _values(attempt: TaskAttempt) -> dict[str, Any]:
     }
 
 
-def _attempt(row: RowMapping) -> TaskAttempt:
+def _attempt(row: Row) -> TaskAttempt:
     return TaskAttempt(
         task_id=row["task_id"],
         attempt=int(row["attempt"]),

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.sessions.checkpoint import Checkpoint
+from .direct_execution import fetch_first, run
 from .rows import checkpoint_from_row, checkpoint_values
 from .tables import checkpoints
 
@@ -26,7 +27,7 @@ class SqlCheckpointRepository:
         self._db = connection
 
     async def add(self, checkpoint: Checkpoint) -> None:
-        await self._db.execute(_INSERT, checkpoint_values(checkpoint))
+        await run(self._db, _INSERT, checkpoint_values(checkpoint))
 
     async def prune(self, session_id: UUID, keep_from_seq: int) -> int:
         result = await self._db.execute(
@@ -44,8 +45,7 @@ class SqlCheckpointRepository:
         return checkpoint_from_row(row) if row else None
 
     async def latest(self, session_id: UUID) -> Checkpoint | None:
-        result = await self._db.execute(_LATEST, {"session_id": session_id})
-        row = result.mappings().first()
+        row = await fetch_first(self._db, _LATEST, {"session_id": session_id})
         return checkpoint_from_row(row) if row else None
 
     async def list(self, session_id: UUID, offset: int, limit: int) -> tuple[list[Checkpoint], int]:

@@ -18,6 +18,7 @@ from ..domain.contexts.conflicts import (
     conflict_from_fields,
 )
 from ..domain.contexts.context import Context, ContextScope, context_fields, context_from_fields
+from .direct_execution import run
 from .tables import context_conflicts, contexts
 
 # Built once (run with every result): a built statement keeps its cache key.
@@ -69,8 +70,7 @@ class SqlContextRepository:
         return int(result.rowcount or 0)
 
     async def delete_temporary_of(self, task_id: UUID) -> int:
-        result = await self._db.execute(_DELETE_TEMPORARY_OF, {"task_id": task_id})
-        return int(result.rowcount or 0)
+        return max(0, await run(self._db, _DELETE_TEMPORARY_OF, {"task_id": task_id}))
 
     async def add_conflict(self, record: ConflictRecord) -> None:
         await self._db.execute(sa.insert(context_conflicts).values(_conflict_values(record)))

@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.effects import Effect, EffectKind, EffectState
+from .direct_execution import fetch_value, run
 from .rows import utc
 from .tables import effects
 
@@ -36,7 +37,8 @@ class SqlEffectRepository:
     async def record(self, effect: Effect) -> tuple[Effect, bool]:
         """Insert ``effect`` unless its key is taken; the entry stored under the key, and
         whether it is the one just inserted."""
-        inserted = await self._db.scalar(
+        inserted = await fetch_value(
+            self._db,
             _insert_new(self._db.dialect.name),
             {
                 "key": effect.key,
@@ -63,16 +65,13 @@ class SqlEffectRepository:
     async def finish(self, effect: Effect) -> bool:
         """Mark a PENDING entry DONE with ``effect``'s detail; False when it was not
         PENDING (someone else finished it)."""
-        result = await self._db.execute(
-            _FINISH,
-            {
-                "w_key": effect.key,
-                "state": EffectState.DONE.value,
-                "detail": effect.detail,
-                "done_at": effect.done_at,
-            },
-        )
-        return result.rowcount == 1
+        done = {
+            "w_key": effect.key,
+            "state": EffectState.DONE.value,
+            "detail": effect.detail,
+            "done_at": effect.done_at,
+        }
+        return await run(self._db, _FINISH, done) == 1
 
     async def pending(self, *, created_before: datetime | None = None) -> list[Effect]:
         query = (

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.events import Event, EventType, NewEvent
 from .database import storable_json_text
+from .direct_execution import fetch_all, run
 from .rows import utc
 from .tables import events, sessions
 
@@ -118,7 +119,7 @@ class SqlEventRepository:
                 }
             )
         if self._db.dialect.name == "postgresql":
-            await self._db.execute(_ORDERED_INSERT, _arrays(rows))
+            await run(self._db, _ORDERED_INSERT, _arrays(rows))
         else:
             # One statement, compiled once, run for each row in the order given (one
             # writer at a time: the rows take their ids in that order).
@@ -139,11 +140,12 @@ class SqlEventRepository:
             }
             for e in self._pending
         ]
-        result = await self._db.execute(
+        inserted = await run(
+            self._db,
             _BUMPED_INSERT,
             {"session_id": session_id, "count": count, "fresh": fresh, **_arrays(rows)},
         )
-        if result.rowcount != count:
+        if inserted != count:
             raise LookupError(session_id)
 
     async def for_session(
@@ -197,11 +199,12 @@ class SqlEventRepository:
         found: list[tuple[UUID | None, EventType, str | None]] = []
         last = after_id
         query = _touched_query(tuple(sorted(t.value for t in types)))
-        for row in await self._db.execute(query, {"after_id": after_id}):
-            if row[1] is None:
-                last = max(last, int(row[3] or after_id))
+        for row in await fetch_all(self._db, query, {"after_id": after_id}):
+            session_id, kind, to, newest = row.values()
+            if kind is None:
+                last = max(last, int(newest or after_id))
             else:
-                found.append((row[0], EventType(row[1]), row[2]))
+                found.append((session_id, EventType(kind), to))
         return found, last
 
     async def last_id(self) -> int:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
-
-from sqlalchemy import RowMapping
+from typing import Any
 
 from ..domain.plain_values import moment, required_moment
 from ..domain.sessions.checkpoint import Checkpoint
@@ -54,9 +52,9 @@ def session_values(session: Session) -> dict[str, Any]:
     return values
 
 
-def session_from_row(row: RowMapping) -> Session:
+def session_from_row(row: Mapping[Any, Any]) -> Session:
     # The columns are the session's fields (its working tree flattened alike).
-    return session_from_fields(cast("Mapping[str, Any]", row))
+    return session_from_fields(row)
 
 
 def transition_values(record: Transition) -> dict[str, Any]:
@@ -71,7 +69,7 @@ def transition_values(record: Transition) -> dict[str, Any]:
     }
 
 
-def transition_from_row(row: RowMapping) -> Transition:
+def transition_from_row(row: Mapping[Any, Any]) -> Transition:
     return Transition(
         session_id=row["session_id"],
         seq=row["seq"],
@@ -95,7 +93,7 @@ def checkpoint_values(checkpoint: Checkpoint) -> dict[str, Any]:
     }
 
 
-def checkpoint_from_row(row: RowMapping) -> Checkpoint:
+def checkpoint_from_row(row: Mapping[Any, Any]) -> Checkpoint:
     return Checkpoint(
         id=row["id"],
         session_id=row["session_id"],

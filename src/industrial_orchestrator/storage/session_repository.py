@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..domain.sessions.session import Session, Transition, WorktreeBinding
 from ..domain.sessions.states import RUNNING_STATES, SessionState
 from ..services.ports import DuplicateKeyError, IdempotentCreation, SessionQuery, SessionTotals
+from .direct_execution import fetch_first, fetch_value, run
 from .rows import (
     changed_columns,
     session_from_row,
@@ -138,17 +139,28 @@ _BEFORE = (
 )
 _OWN_AFTER = _OWN.where(sessions.c.id == _BEFORE.c.id).returning(_BEFORE.c.previous)
 _SET_NEXT_DUE = sa.update(sessions).where(sessions.c.id == sa.bindparam("session_id"))
-_NEXT_CHECKPOINT_SEQ = (
-    sa.update(sessions)
-    .where(
-        sessions.c.id == sa.bindparam("session_id"),
-        sessions.c.status.not_in(sa.bindparam("unless_in", expanding=True)),
-    )
-    .values(checkpoint_seq=sessions.c.checkpoint_seq + 1)
-    .returning(sessions.c.checkpoint_seq)
-)
 _INSERT_TRANSITION = sa.insert(session_transitions)
 _EXISTS = sa.select(sa.literal(True)).where(sessions.c.id == sa.bindparam("session_id"))
+
+
+@functools.cache
+def _next_checkpoint_seq(dialect: str) -> sa.Update:
+    # PostgreSQL: the states as one array, so that the text does not depend on their
+    # number (an expanding IN is rendered again on every run, and cannot be run directly).
+    excluded = (
+        sa.not_(
+            sessions.c.status
+            == sa.any_(sa.bindparam("unless_in", type_=postgresql.ARRAY(sa.String)))
+        )
+        if dialect == "postgresql"
+        else sessions.c.status.not_in(sa.bindparam("unless_in", expanding=True))
+    )
+    return (
+        sa.update(sessions)
+        .where(sessions.c.id == sa.bindparam("session_id"), excluded)
+        .values(checkpoint_seq=sessions.c.checkpoint_seq + 1)
+        .returning(sessions.c.checkpoint_seq)
+    )
 
 
 class SqlSessionRepository:
@@ -166,8 +178,7 @@ class SqlSessionRepository:
             raise DuplicateKeyError(str(exc.orig)) from exc
 
     async def get(self, session_id: UUID) -> Session | None:
-        result = await self._db.execute(_BY_ID, {"session_id": session_id})
-        row = result.mappings().first()
+        row = await fetch_first(self._db, _BY_ID, {"session_id": session_id})
         return session_from_row(row) if row else None
 
     async def find_retry(self, session_id: UUID) -> Session | None:
@@ -209,11 +220,13 @@ class SqlSessionRepository:
         changes = changed_columns(old, new, version=None if reserve_events else before.version)
         guards = {"w_id": before.id, "w_version": before.version, "w_status": old["status"]}
         if reserve_events:
-            last = await self._db.scalar(
-                _GUARDED_UPDATE_RESERVING, {**changes, **guards, "w_reserve": reserve_events}
+            last = await fetch_value(
+                self._db,
+                _GUARDED_UPDATE_RESERVING,
+                {**changes, **guards, "w_reserve": reserve_events},
             )
         else:
-            last = await self._db.scalar(_GUARDED_UPDATE, {**changes, **guards})
+            last = await fetch_value(self._db, _GUARDED_UPDATE, {**changes, **guards})
         return None if last is None else int(last)
 
     async def ids_in(self, states: Sequence[SessionState]) -> list[UUID]:
@@ -230,10 +243,10 @@ class SqlSessionRepository:
         from another, ``owner`` when held, None when someone else holds it."""
         values = {"session_id": session_id, "owner": owner, "now": now, "until": until}
         if self._db.dialect.name == "postgresql":
-            row = (await self._db.execute(_OWN_AFTER, values)).first()
+            row = await fetch_first(self._db, _OWN_AFTER, values)
             if row is None:
                 return None
-            previous = row[0]
+            previous = next(iter(row.values()))
         else:  # one writer at a time: nothing moves between the two
             previous = await self._db.scalar(_OWNER, {"session_id": session_id})
             if (await self._db.execute(_OWN, values)).rowcount != 1:
@@ -271,7 +284,7 @@ class SqlSessionRepository:
         return [row[0] for row in result]
 
     async def set_next_due(self, session_id: UUID, at: datetime | None) -> None:
-        await self._db.execute(_SET_NEXT_DUE, {"session_id": session_id, "next_due_at": at})
+        await run(self._db, _SET_NEXT_DUE, {"session_id": session_id, "next_due_at": at})
 
     async def checkpoint_checked(self, session_id: UUID, at: datetime) -> None:
         await self._db.execute(
@@ -321,7 +334,7 @@ class SqlSessionRepository:
         )
 
     async def add_transition(self, record: Transition) -> None:
-        await self._db.execute(_INSERT_TRANSITION, transition_values(record))
+        await run(self._db, _INSERT_TRANSITION, transition_values(record))
 
     async def transitions(self, session_id: UUID) -> list[Transition]:
         result = await self._db.execute(
@@ -368,8 +381,8 @@ class SqlSessionRepository:
             # would break the unique holder: the session's own row lock orders them, and
             # the second's take, a new statement, sees the first's slot. (SQLite writers
             # hold the database lock already.)
-            await self._db.execute(_LOCK_SESSION, {"session_id": session_id})
-        taken = await self._db.scalar(_TAKE_SLOT, {"taker": session_id, "capacity": capacity})
+            await run(self._db, _LOCK_SESSION, {"session_id": session_id})
+        taken = await fetch_value(self._db, _TAKE_SLOT, {"taker": session_id, "capacity": capacity})
         if taken is not None:
             return True
         return await self._add_slot(session_id, capacity)
@@ -393,12 +406,12 @@ class SqlSessionRepository:
         return False
 
     async def give_back_running_slot(self, session_id: UUID) -> None:
-        await self._db.execute(_GIVE_BACK_SLOT, {"holder": session_id})
+        await run(self._db, _GIVE_BACK_SLOT, {"holder": session_id})
 
     async def lock_queue(self) -> None:
         # SQLite writers hold the database lock already (BEGIN IMMEDIATE).
         if self._db.dialect.name == "postgresql":
-            await self._db.execute(_LOCK_QUEUE, {"key": _QUEUE_LOCK_KEY})
+            await run(self._db, _LOCK_QUEUE, {"key": _QUEUE_LOCK_KEY})
 
     async def next_queued(self) -> Session | None:
         result = await self._db.execute(
@@ -432,12 +445,13 @@ class SqlSessionRepository:
     async def next_checkpoint_seq(
         self, session_id: UUID, *, unless_in: Sequence[SessionState] = ()
     ) -> int | None:
-        seq = await self._db.scalar(
-            _NEXT_CHECKPOINT_SEQ,
+        seq = await fetch_value(
+            self._db,
+            _next_checkpoint_seq(self._db.dialect.name),
             {"session_id": session_id, "unless_in": [state.value for state in unless_in]},
         )
         if seq is not None:
             return int(seq)
-        if unless_in and await self._db.scalar(_EXISTS, {"session_id": session_id}):
+        if unless_in and await fetch_value(self._db, _EXISTS, {"session_id": session_id}):
             return None
         raise LookupError(session_id)

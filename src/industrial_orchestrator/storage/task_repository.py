@@ -8,13 +8,14 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy import RowMapping
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.effects import EffectKind, EffectState
 from ..domain.tasks.task import Task, TaskStatus, task_fields, task_from_fields
 from ..services.ports import DuplicateKeyError
+from .direct_execution import Row, fetch_all, fetch_first, fetch_value, run, run_many
 from .json_sets import allows, subset_of
 from .rows import changed_columns
 from .tables import effects, sessions, task_dependencies, tasks
@@ -38,6 +39,19 @@ _GUARDED_UPDATE = sa.update(tasks).where(
     tasks.c.id == sa.bindparam("w_id"),
     tasks.c.version == sa.bindparam("w_version"),
     tasks.c.status == sa.bindparam("w_status"),
+)
+# The same, unless another transaction holds the row: the row found by a subquery that
+# skips locked rows (an UPDATE waits for them).
+_GUARDED_UPDATE_SKIP_LOCKED = sa.update(tasks).where(
+    tasks.c.id
+    == sa.select(tasks.c.id)
+    .where(
+        tasks.c.id == sa.bindparam("w_id"),
+        tasks.c.version == sa.bindparam("w_version"),
+        tasks.c.status == sa.bindparam("w_status"),
+    )
+    .with_for_update(skip_locked=True)
+    .scalar_subquery()
 )
 
 
@@ -66,7 +80,11 @@ def _claimable_query(
                 tasks.c.session_id.is_(None),
                 tasks.c.session_id.in_(
                     sa.select(sessions.c.id).where(
-                        sessions.c.status.in_(("RUNNING", "DEGRADED")),
+                        # Written into the text: an expanding IN is rendered again on
+                        # every run, and cannot be run directly.
+                        sessions.c.status.in_(
+                            [sa.literal_column("'RUNNING'"), sa.literal_column("'DEGRADED'")]
+                        ),
                         # A session may name the agents its tasks are for (a fork's).
                         sa.true()
                         if agent_name is None
@@ -105,7 +123,7 @@ class SqlTaskRepository:
         # The key's two halves XORed, as _LOCK_SESSION_OF folds it in SQL.
         folded = (key.int >> 64) ^ (key.int & 0xFFFF_FFFF_FFFF_FFFF)
         signed = folded - (1 << 64) if folded >= 1 << 63 else folded
-        await self._db.execute(_LOCK, {"key": signed})
+        await run(self._db, _LOCK, {"key": signed})
 
     async def root_of(self, task_id: UUID) -> UUID:
         """The top of ``task_id``'s tree (parents never change, so no lock is needed)."""
@@ -119,7 +137,7 @@ class SqlTaskRepository:
     async def lock_session_family(self, task_id: UUID) -> UUID | None:
         """One statement on PostgreSQL: the session's id and its family's lock."""
         query = _LOCK_SESSION_OF if self._db.dialect.name == "postgresql" else _SESSION_OF
-        session_id: UUID | None = await self._db.scalar(query, {"task_id": task_id})
+        session_id: UUID | None = await fetch_value(self._db, query, {"task_id": task_id})
         return session_id
 
     async def add(self, task: Task) -> None:
@@ -128,12 +146,12 @@ class SqlTaskRepository:
     async def add_all(self, new: Sequence[Task]) -> None:
         if not new:
             return
-        await self._db.execute(_INSERT, [_values(task) for task in new])
+        await run_many(self._db, _INSERT, [_values(task) for task in new])
         edges = [{"task_id": t.id, "depends_on": d} for t in new for d in t.depends_on]
         if not edges:
             return
         try:
-            await self._db.execute(_INSERT_EDGE, edges)
+            await run_many(self._db, _INSERT_EDGE, edges)
         except IntegrityError as exc:
             raise DuplicateKeyError(str(exc.orig)) from exc
 
@@ -147,14 +165,14 @@ class SqlTaskRepository:
 
     async def get(self, task_id: UUID) -> Task | None:
         query = _by_id(self._db.dialect.name)
-        row = (await self._db.execute(query, {"task_id": task_id})).mappings().first()
+        row = await fetch_first(self._db, query, {"task_id": task_id})
         return _task(row) if row else None
 
     async def get_many(self, task_ids: Sequence[UUID]) -> list[Task]:
         if not task_ids:
             return []
-        result = await self._db.execute(_many(self._db.dialect.name), {"ids": list(task_ids)})
-        found = {task.id: task for task in (_task(row) for row in result.mappings())}
+        rows = await fetch_all(self._db, _many(self._db.dialect.name), {"ids": list(task_ids)})
+        found = {task.id: task for task in (_task(row) for row in rows)}
         return [found[task_id] for task_id in task_ids if task_id in found]
 
     async def search(
@@ -184,7 +202,7 @@ class SqlTaskRepository:
     async def of_session(self, session_id: UUID, statuses: Sequence[TaskStatus] = ()) -> list[Task]:
         if not statuses:
             query = _of_session(self._db.dialect.name)
-            rows = (await self._db.execute(query, {"session_id": session_id})).mappings()
+            rows = await fetch_all(self._db, query, {"session_id": session_id})
             return [_task(row) for row in rows]
         return await self._load(
             tasks.c.session_id == session_id, tasks.c.status.in_([s.value for s in statuses])
@@ -217,15 +235,20 @@ class SqlTaskRepository:
         tree = tree.union_all(sa.select(tasks.c.id).where(tasks.c.parent_id == tree.c.id))
         return await self._load(tasks.c.id.in_(sa.select(tree.c.id)))
 
-    async def save(self, before: Task, after: Task) -> bool:
-        """Write ``after`` if the row is still ``before`` (same version and status)."""
+    async def save(self, before: Task, after: Task, *, skip_locked: bool = False) -> bool:
+        """Write ``after`` if the row is still ``before`` (same version and status);
+        with ``skip_locked``, not if another transaction holds the row (PostgreSQL)."""
         old, new = _values(before), _values(after)
         changed = changed_columns(old, new, version=before.version)
-        result = await self._db.execute(
-            _GUARDED_UPDATE,
-            {**changed, "w_id": before.id, "w_version": before.version, "w_status": old["status"]},
-        )
-        return result.rowcount == 1
+        changes = {
+            **changed,
+            "w_id": before.id,
+            "w_version": before.version,
+            "w_status": old["status"],
+        }
+        postgresql = self._db.dialect.name == "postgresql"
+        update = _GUARDED_UPDATE_SKIP_LOCKED if skip_locked and postgresql else _GUARDED_UPDATE
+        return await run(self._db, update, changes) == 1
 
     async def claimable(
         self,
@@ -244,8 +267,7 @@ class SqlTaskRepository:
         query = _claimable_query(
             tuple(capabilities), limit, lock, agent_name, self._db.dialect.name
         )
-        rows = (await self._db.execute(query)).mappings()
-        return [_task(row) for row in rows]
+        return [_task(row) for row in await fetch_all(self._db, query)]
 
     async def _load(
         self, *conditions: Any, offset: int = 0, limit: int | None = None
@@ -276,9 +298,14 @@ def _by_id(dialect: str) -> sa.Select[Any]:
 
 @functools.cache
 def _many(dialect: str) -> sa.Select[Any]:
-    return sa.select(tasks, _depends_on(dialect)).where(
-        tasks.c.id.in_(sa.bindparam("ids", expanding=True))
+    # PostgreSQL: the ids as one array, so that the text does not depend on their number
+    # (an expanding IN is rendered again on every run, and cannot be run directly).
+    ids = (
+        tasks.c.id == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.Uuid)))
+        if dialect == "postgresql"
+        else tasks.c.id.in_(sa.bindparam("ids", expanding=True))
     )
+    return sa.select(tasks, _depends_on(dialect)).where(ids)
 
 
 @functools.cache
@@ -311,5 +338,5 @@ def _edges_of(value: Any) -> tuple[UUID, ...]:
     return tuple(sorted(ids))
 
 
-def _task(row: RowMapping) -> Task:
+def _task(row: Row) -> Task:
     return task_from_fields({**row, "depends_on": _edges_of(row["depends_on"])})

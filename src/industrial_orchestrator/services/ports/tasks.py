@@ -65,8 +65,11 @@ class TaskRepository(Protocol):
 
     async def subtree(self, root_id: UUID) -> list[Task]: ...
 
-    async def save(self, before: Task, after: Task) -> bool:
-        """Guarded write: False when the row is no longer ``before``."""
+    async def save(self, before: Task, after: Task, *, skip_locked: bool = False) -> bool:
+        """Guarded write: False when the row is no longer ``before``. ``skip_locked``:
+        False at once, without waiting, while another transaction holds the row (a claim
+        that loses the race looks for another task instead of queueing behind the
+        winner; where writers take turns anyway, no different)."""
 
     async def claimable(
         self,

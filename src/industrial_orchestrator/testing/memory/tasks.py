@@ -161,7 +161,8 @@ class MemoryTaskRepository:
             tree.update(below)
         return self._load(lambda task: task.id in tree)
 
-    async def save(self, before: Task, after: Task) -> bool:
+    async def save(self, before: Task, after: Task, *, skip_locked: bool = False) -> bool:
+        # One writer at a time: no row is ever held by another.
         task: Task | None = self._tx.get(TASKS, before.id)
         if task is None or (task.version, task.status) != (before.version, before.status):
             return False
