@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
@@ -13,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..domain.agents.agent import Agent, AgentStatus, agent_fields, agent_from_fields
 from ..domain.agents.routing import ROUTABLE_STATUSES
 from ..services.ports import DuplicateKeyError
-from .direct_execution import Row, fetch_first, run
+from .direct_execution import Row, fetch_all, fetch_first, run
 from .json_sets import superset_of
 from .rows import changed_columns
 from .tables import agents
@@ -25,6 +26,20 @@ _INSERT = sa.insert(agents)
 _GUARDED_UPDATE = sa.update(agents).where(
     agents.c.id == sa.bindparam("w_id"), agents.c.version == sa.bindparam("w_version")
 )
+
+
+@functools.lru_cache(maxsize=256)
+def _holders(capabilities: tuple[str, ...], dialect: str) -> Any:
+    """``holders``' statement, built once per set of capabilities (asked on every step of
+    a session, for the capabilities of its tasks)."""
+    return (
+        sa.select(agents)
+        .where(
+            agents.c.status != AgentStatus.OFFLINE.value,
+            superset_of(agents.c.capabilities, capabilities, dialect),
+        )
+        .order_by(agents.c.name)
+    )
 
 
 class SqlAgentRepository:
@@ -61,15 +76,8 @@ class SqlAgentRepository:
 
     async def holders(self, capabilities: Sequence[str]) -> list[Agent]:
         """Agents not OFFLINE holding every capability (busy or full included)."""
-        result = await self._db.execute(
-            sa.select(agents)
-            .where(
-                agents.c.status != AgentStatus.OFFLINE.value,
-                superset_of(agents.c.capabilities, capabilities, self._db.dialect.name),
-            )
-            .order_by(agents.c.name)
-        )
-        return [_agent(row) for row in result.mappings()]
+        query = _holders(tuple(capabilities), self._db.dialect.name)
+        return [_agent(row) for row in await fetch_all(self._db, query)]
 
     async def save(self, before: Agent, after: Agent) -> bool:
         old, new = _values(before), _values(after)

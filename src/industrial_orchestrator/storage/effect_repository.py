@@ -11,10 +11,11 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy import RowMapping
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.effects import Effect, EffectKind, EffectState
-from .direct_execution import fetch_value, run
+from .direct_execution import fetch_all, fetch_value, run
 from .rows import utc
 from .tables import effects
 
@@ -28,6 +29,25 @@ _FINISH = sa.update(effects).where(
 def _insert_new(dialect: str) -> Any:
     insert = postgresql.insert(effects) if dialect == "postgresql" else sqlite.insert(effects)
     return insert.on_conflict_do_nothing(index_elements=["key"]).returning(effects.c.key)
+
+
+@functools.cache
+def _with_pending_writes(dialect: str) -> Any:
+    # PostgreSQL: the sessions as one array (an expanding IN is rendered on every run).
+    among = (
+        effects.c.session_id == sa.any_(sa.bindparam("session_ids", type_=ARRAY(sa.Uuid)))
+        if dialect == "postgresql"
+        else effects.c.session_id.in_(sa.bindparam("session_ids", expanding=True))
+    )
+    return (
+        sa.select(effects.c.session_id)
+        .where(
+            effects.c.state == EffectState.PENDING.value,
+            effects.c.kind == EffectKind.WORKSPACE_WRITE.value,
+            among,
+        )
+        .distinct()
+    )
 
 
 class SqlEffectRepository:
@@ -87,16 +107,9 @@ class SqlEffectRepository:
     async def sessions_with_pending_writes(self, session_ids: Sequence[UUID]) -> set[UUID]:
         if not session_ids:
             return set()
-        result = await self._db.execute(
-            sa.select(effects.c.session_id)
-            .where(
-                effects.c.state == EffectState.PENDING.value,
-                effects.c.kind == EffectKind.WORKSPACE_WRITE.value,
-                effects.c.session_id.in_(list(session_ids)),
-            )
-            .distinct()
-        )
-        return {row[0] for row in result}
+        query = _with_pending_writes(self._db.dialect.name)
+        rows = await fetch_all(self._db, query, {"session_ids": list(session_ids)})
+        return {row["session_id"] for row in rows}
 
     async def of_session(
         self, session_id: UUID, *, offset: int, limit: int

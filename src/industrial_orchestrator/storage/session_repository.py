@@ -140,6 +140,11 @@ _BEFORE = (
 _OWN_AFTER = _OWN.where(sessions.c.id == _BEFORE.c.id).returning(_BEFORE.c.previous)
 _SET_NEXT_DUE = sa.update(sessions).where(sessions.c.id == sa.bindparam("session_id"))
 _INSERT_TRANSITION = sa.insert(session_transitions)
+_INSERT_SESSION = sa.insert(sessions)
+# The SET clause is the execution's own columns (besides the w_ guard).
+_BIND_WORKTREE = sa.update(sessions).where(
+    sessions.c.id == sa.bindparam("w_id"), sessions.c.worktree.is_(None)
+)
 _EXISTS = sa.select(sa.literal(True)).where(sessions.c.id == sa.bindparam("session_id"))
 
 
@@ -173,7 +178,7 @@ class SqlSessionRepository:
         values = session_values(session)
         values.update(idempotency_key=idempotency_key, idempotency_hash=request_hash)
         try:
-            await self._db.execute(sa.insert(sessions).values(values))
+            await run(self._db, _INSERT_SESSION, values)
         except IntegrityError as exc:
             raise DuplicateKeyError(str(exc.orig)) from exc
 
@@ -316,12 +321,13 @@ class SqlSessionRepository:
         return int(result.rowcount or 0)
 
     async def bind_worktree(self, session_id: UUID, binding: WorktreeBinding) -> bool:
-        result = await self._db.execute(
-            sa.update(sessions)
-            .where(sessions.c.id == session_id, sessions.c.worktree.is_(None))
-            .values(worktree=binding.path, branch=binding.branch, base_commit=binding.base_commit)
-        )
-        return result.rowcount == 1
+        bound = {
+            "w_id": session_id,
+            "worktree": binding.path,
+            "branch": binding.branch,
+            "base_commit": binding.base_commit,
+        }
+        return await run(self._db, _BIND_WORKTREE, bound) == 1
 
     async def add_usage(self, session_id: UUID, tokens: int, cost_usd: float) -> None:
         await self._db.execute(

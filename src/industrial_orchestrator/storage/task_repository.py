@@ -157,9 +157,7 @@ class SqlTaskRepository:
 
     async def add_dependency(self, task_id: UUID, depends_on: UUID) -> None:
         try:
-            await self._db.execute(
-                sa.insert(task_dependencies).values(task_id=task_id, depends_on=depends_on)
-            )
+            await run(self._db, _INSERT_EDGE, {"task_id": task_id, "depends_on": depends_on})
         except IntegrityError as exc:
             raise DuplicateKeyError(str(exc.orig)) from exc
 
@@ -211,16 +209,13 @@ class SqlTaskRepository:
     async def sessions_with_tasks_in(
         self, statuses: Sequence[TaskStatus], *, among: Sequence[UUID] | None = None
     ) -> list[UUID]:
-        conditions = [
-            tasks.c.session_id.is_not(None)
-            if among is None
-            else tasks.c.session_id.in_(list(among)),
-            tasks.c.status.in_([s.value for s in statuses]),
-        ]
         if among is not None and not among:
             return []
-        result = await self._db.execute(sa.select(tasks.c.session_id).where(*conditions).distinct())
-        return [row[0] for row in result]
+        query = _sessions_with_tasks_in(
+            tuple(sorted(s.value for s in statuses)), among is None, self._db.dialect.name
+        )
+        params = {} if among is None else {"among": list(among)}
+        return [row["session_id"] for row in await fetch_all(self._db, query, params)]
 
     async def family(self, task: Task) -> list[Task]:
         """The tasks a dependency of ``task`` may point at: its session's tasks, or, for a
@@ -315,6 +310,24 @@ def _of_session(dialect: str) -> sa.Select[Any]:
         .where(tasks.c.session_id == sa.bindparam("session_id"))
         .order_by(tasks.c.created_at, tasks.c.id)
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _sessions_with_tasks_in(statuses: tuple[str, ...], anywhere: bool, dialect: str) -> Any:
+    """``sessions_with_tasks_in``'s statement, built once per set of states: the states
+    written into its text (each a ``TaskStatus``, so nothing to escape), the sessions
+    (``among``) one array on PostgreSQL."""
+    within = tasks.c.status.in_(
+        [sa.literal_column(f"'{TaskStatus(status).value}'") for status in statuses]
+    )
+    among: Any
+    if anywhere:
+        among = tasks.c.session_id.is_not(None)
+    elif dialect == "postgresql":
+        among = tasks.c.session_id == sa.any_(sa.bindparam("among", type_=ARRAY(sa.Uuid)))
+    else:
+        among = tasks.c.session_id.in_(sa.bindparam("among", expanding=True))
+    return sa.select(tasks.c.session_id).where(among, within).distinct()
 
 
 @functools.cache

@@ -8,15 +8,12 @@ record, ``find_commit`` tells whether the commit was made.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from .git_commands import GitCommands, WorkspaceError
 
 EFFECT_TRAILER = "Orchestrator-Effect"
-# ``[branch sha] subject``, ``[branch (root-commit) sha]`` or ``[detached HEAD sha]``.
-_SUMMARY = re.compile(r"\[[^\n]*? ([0-9a-f]{40}|[0-9a-f]{64})\]")
 
 
 async def commit(git: GitCommands, path: Path, message: str, *, keys: Sequence[str] = ()) -> str:
@@ -32,21 +29,9 @@ async def commit(git: GitCommands, path: Path, message: str, *, keys: Sequence[s
         trailers = "\n".join(f"{EFFECT_TRAILER}: {key}" for key in keys)
         message = f"{message}\n\n{trailers}"
     async with git.lock(f"tree:{tree}"):
+        # What goes in is git's own rule (``add -A``); the commit needs no process.
         await git.run(tree, "add", "-A")
-        made = await git.run(
-            tree,
-            # The summary line names the commit in full: no third git to ask for it.
-            "-c",
-            "core.abbrev=no",
-            "commit",
-            "--allow-empty",
-            "--allow-empty-message",
-            "--no-verify",
-            "-m",
-            message,
-        )
-        named = _SUMMARY.match(made.stdout.decode("utf-8", "replace"))
-        return named.group(1) if named else await git.commit_sha(tree, "HEAD")
+        return await git.commit_index(tree, message)
 
 
 async def find_commit(git: GitCommands, path: Path, key: str) -> str | None:

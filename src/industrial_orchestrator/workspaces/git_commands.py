@@ -26,15 +26,20 @@ import random
 import re
 import time
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from pathlib import Path
+from typing import Any, TypeVar
+
+import pygit2
 
 from ..domain.errors import WorkspaceUnusable
 from ..domain.storable_text import storable
 from .git_process import GitOutput, GitTimedOut, run_git
+from .index_commits import RefMoved, commit_index
 
+T = TypeVar("T")
 GIT_TIMEOUT_SECONDS = 120.0
 # Git processes of this process at a time: the step workers' checkpoints, workspace
 # writes and diffs side by side; more wait for a thread.
@@ -62,9 +67,7 @@ _LOCK_BACKOFF_MAX_SECONDS = 1.0
 _STDERR_SHOWN = 2000
 _COMMIT = re.compile(r"[0-9a-fA-F]{4,64}")
 # The git calls started under each turn (``GitCommands.lock``) the caller holds.
-_TURNS: ContextVar[tuple[list[asyncio.Future[GitOutput]], ...]] = ContextVar(
-    "git_turns", default=()
-)
+_TURNS: ContextVar[tuple[list[asyncio.Future[Any]], ...]] = ContextVar("git_turns", default=())
 
 
 class WorkspaceError(WorkspaceUnusable):
@@ -91,7 +94,7 @@ class GitCommands:
             lock = asyncio.Lock()
             self._locks[key] = lock
         await lock.acquire()
-        started: list[asyncio.Future[GitOutput]] = []
+        started: list[asyncio.Future[Any]] = []
         turns = _TURNS.set((*_TURNS.get(), started))
         try:
             yield
@@ -130,6 +133,29 @@ class GitCommands:
                 {"commit": commit, "path": str(cwd)},
             )
         return output.stdout.decode().strip()
+
+    async def commit_index(self, cwd: Path, message: str) -> str:
+        """Commit what ``cwd``'s index holds onto its HEAD (``index_commits``), even
+        nothing, with the orchestrator's author; the new commit's id. A branch another
+        git holds or moved meanwhile is tried again after a pause, as a git call that
+        meets a lock is (``run``)."""
+        commit = functools.partial(commit_index, cwd, message, name=AUTHOR_NAME, email=AUTHOR_EMAIL)
+        for attempt in range(LOCK_ATTEMPTS):
+            try:
+                return await _in_thread(commit)
+            except RefMoved as exc:
+                if attempt == LOCK_ATTEMPTS - 1:
+                    raise WorkspaceError(
+                        f"the commit in {cwd} kept meeting another git: {exc}",
+                        {"path": str(cwd)},
+                    ) from exc
+            except (pygit2.GitError, OSError, ValueError) as exc:
+                raise WorkspaceError(
+                    f"the commit in {cwd} failed: {storable(str(exc))[:_STDERR_SHOWN]}",
+                    {"path": str(cwd)},
+                ) from exc
+            await back_off(attempt)
+        raise AssertionError("unreachable")
 
     async def run(
         self,
@@ -195,23 +221,16 @@ class GitCommands:
         for setting in _CONFIG:
             command += ["-c", setting]
         command += ["-C", str(cwd), *args]
-        run = asyncio.get_running_loop().run_in_executor(
-            _GIT_THREADS,
-            functools.partial(
-                run_git,
-                command,
-                self._environment(env),
-                timeout=self.timeout,
-                max_output=max_output,
-            ),
-        )
-        # A caller cancelled meanwhile leaves the outcome to nobody: look at it here, so
-        # that an error is not reported as never retrieved.
-        run.add_done_callback(lambda done: done.cancelled() or done.exception())
-        for started in _TURNS.get():
-            started.append(run)
         try:
-            return await asyncio.shield(run)
+            return await _in_thread(
+                functools.partial(
+                    run_git,
+                    command,
+                    self._environment(env),
+                    timeout=self.timeout,
+                    max_output=max_output,
+                )
+            )
         except FileNotFoundError as exc:
             raise WorkspaceError("git is not installed (no 'git' on PATH)") from exc
         except GitTimedOut:
@@ -230,6 +249,18 @@ class GitCommands:
         )
         environment.update(extra or {})
         return environment
+
+
+async def _in_thread(call: Callable[[], T]) -> T:
+    """``call`` in a git thread, counted in the caller's turns (``GitCommands.lock``).
+    A caller that gives up does not stop it: it finishes in its thread."""
+    running = asyncio.get_running_loop().run_in_executor(_GIT_THREADS, call)
+    # A caller cancelled meanwhile leaves the outcome to nobody: look at it here, so
+    # that an error is not reported as never retrieved.
+    running.add_done_callback(lambda done: done.cancelled() or done.exception())
+    for started in _TURNS.get():
+        started.append(running)
+    return await asyncio.shield(running)
 
 
 async def back_off(attempt: int) -> None:
