@@ -3,6 +3,8 @@ authentication): a record gone stale meanwhile never overwrites what changed sin
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from fastapi import FastAPI
 
@@ -79,3 +81,27 @@ async def test_a_result_with_a_stale_record_is_booked_on_the_current_one(app: Fa
     now = await agents.get(agent.id)
     assert (now.tasks_in_progress, now.success_count) == (0, 1)
     assert now.metadata["metrics"] == {"beat": 2}
+
+
+async def test_agents_woken_together_each_lease_a_different_task(app: FastAPI):
+    """Agents that ask at once look at the same waiting tasks; each leases the first one
+    no other claimer holds (PostgreSQL skips the held rows without waiting), so all of
+    them get work while there is some, and no task goes to two of them."""
+    agents, tasks, leases = _services(app)
+    workers = [
+        await agents.register(
+            NewAgent(f"worker-{n}", "implementer", ["python"], kind=AgentKind.EXTERNAL)
+        )
+        for n in range(6)
+    ]
+    for _ in range(6):
+        await _ready(tasks)
+
+    assignments = await asyncio.gather(
+        *(leases.claim(worker.id, agent=worker) for worker in workers)
+    )
+
+    leased = [assignment.task.id for assignment in assignments if assignment is not None]
+    assert len(leased) == len(set(leased)) == 6
+    ready = [task for task in (await tasks.search())[0] if task.status == TaskStatus.READY]
+    assert ready == []

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -99,10 +99,11 @@ class TaskClaims:
             # Sessions whose tasks name files: their claims are serialised, so two
             # claimers never lease two colliding tasks at once.
             guarded = {t.session_id for t in waiting if t.session_id and predicted.get(t.id)}
-            # Nothing to pass over: the first round leases the task the look found, as
-            # the look read it, without looking again (the guarded save refuses it if it
-            # changed, and skips it if another claimer holds it; the next round looks).
-            first: Task | None = None if leave or barred or held or guarded else waiting[0]
+            # Nothing to pass over: the first round leases one of the tasks the look
+            # found, as the look read them, in its order, without looking again. The
+            # guarded save refuses a task that changed since, and skips one another
+            # claimer holds (agents woken by one commit all looked at the same tasks).
+            looked_at = [] if leave or barred or held or guarded else waiting
         # The first round writes from the record the look used: the guarded save of the
         # agent refuses it if it changed since, and the next round reads it again.
         looked: Agent | None = agent
@@ -112,16 +113,14 @@ class TaskClaims:
                 agent = looked if looked is not None else await registered_agent(uow, agent_id)
                 looked = None
                 check_accepting(agent)
-                if first is not None:
-                    task, first = first, None
-                    running, attempt = lease_task(
-                        task, agent, now=now, lease_seconds=self._policy.lease_seconds
-                    )
-                    if not await uow.tasks.save(task, running, skip_locked=True):
-                        continue
-                    if not await uow.agents.save(agent, agent_with_lease(agent, now=now)):
-                        continue
-                    return await self._leased(uow, agent_id, task, running, attempt)
+                if looked_at:
+                    free = await self._first_free(uow, agent, looked_at, now)
+                    looked_at = []  # if none is free, look again in this transaction
+                    if free is not None:
+                        assignment = await self._leased(uow, agent, *free, now=now)
+                        if assignment is None:
+                            continue  # the agent claimed in parallel; recount
+                        return assignment
                 for session_id in sorted(guarded):  # in one order: no deadlock
                     await uow.tasks.lock_family(session_id)
                 wide = bool(leave or guarded or barred or held)
@@ -152,16 +151,41 @@ class TaskClaims:
                 )
                 if not await uow.tasks.save(task, running):
                     continue  # another claimer took it first; look again
-                if not await uow.agents.save(agent, agent_with_lease(agent, now=now)):
+                assignment = await self._leased(uow, agent, task, running, attempt, now=now)
+                if assignment is None:
                     continue  # the agent claimed in parallel; recount
-                return await self._leased(uow, agent_id, task, running, attempt)
+                return assignment
         raise Conflict("Too many concurrent claims; ask again", {"agent_id": str(agent_id)})
 
+    async def _first_free(
+        self, uow: UnitOfWork, agent: Agent, looked_at: Sequence[Task], now: datetime
+    ) -> tuple[Task, Task, TaskAttempt] | None:
+        """Lease ``agent`` the first of the tasks it looked at that is still as it was
+        read and that no other claimer holds: the task as read, as leased, and the
+        attempt; None when every one was taken meanwhile."""
+        for task in looked_at:
+            running, attempt = lease_task(
+                task, agent, now=now, lease_seconds=self._policy.lease_seconds
+            )
+            if await uow.tasks.save(task, running, skip_locked=True):
+                return task, running, attempt
+        return None
+
     async def _leased(
-        self, uow: UnitOfWork, agent_id: UUID, task: Task, running: Task, attempt: TaskAttempt
-    ) -> Assignment:
-        """The rest of a lease whose task and agent are saved: its attempt, its events and
-        what the assignment tells the agent; committed."""
+        self,
+        uow: UnitOfWork,
+        agent: Agent,
+        task: Task,
+        running: Task,
+        attempt: TaskAttempt,
+        *,
+        now: datetime,
+    ) -> Assignment | None:
+        """The rest of a lease whose task is saved: the agent booked (None when its record
+        changed meanwhile: nothing is committed), the attempt, the events and what the
+        assignment tells the agent; committed."""
+        if not await uow.agents.save(agent, agent_with_lease(agent, now=now)):
+            return None
         await uow.attempts.add(attempt)
         await uow.events.append(
             [
@@ -179,7 +203,7 @@ class TaskClaims:
         log.info(
             "task_leased",
             task_id=str(task.id),
-            agent_id=str(agent_id),
+            agent_id=str(agent.id),
             attempt=attempt.attempt,
         )
         return Assignment(running, attempt, finished, workspace)

@@ -202,8 +202,7 @@ class GitWorktrees:
         branch = branch_name(session_id)
         await self._git.run(tree, "init", "-q", f"--initial-branch={branch}")
         await self._git.run(tree, "add", "-A")
-        await self._git.run(tree, "commit", "-q", "--allow-empty", "--no-verify", "-m", message)
-        binding = Binding(tree, branch, await self._git.commit_sha(tree, "HEAD"), None)
+        binding = Binding(tree, branch, await self._git.commit_index(tree, message), None)
         await asyncio.to_thread(
             write_record, self._record_path(session_id), Record(binding, complete=True)
         )
