@@ -9,10 +9,12 @@ import pytest
 from fastapi import FastAPI
 
 from industrial_orchestrator.domain.agents.agent import Agent, AgentKind, AgentStatus, NewAgent
+from industrial_orchestrator.domain.sessions.session import WorktreeBinding
 from industrial_orchestrator.domain.tasks.attempts import AttemptOutcome
 from industrial_orchestrator.domain.tasks.lease_rules import AgentNotAccepting
 from industrial_orchestrator.domain.tasks.task import TaskStatus, TaskType
 from industrial_orchestrator.services.agents import AgentService
+from industrial_orchestrator.services.sessions import NewSession
 from industrial_orchestrator.services.task_leases import Report, TaskLeases
 from industrial_orchestrator.services.tasks import NewTask, TaskService
 
@@ -105,3 +107,37 @@ async def test_agents_woken_together_each_lease_a_different_task(app: FastAPI):
     assert len(leased) == len(set(leased)) == 6
     ready = [task for task in (await tasks.search())[0] if task.status == TaskStatus.READY]
     assert ready == []
+
+
+async def test_a_claim_works_in_its_session_s_worktree_once_bound(app: FastAPI, tmp_path):
+    """Before its session has a worktree a task works in the session's workspace; once
+    the worktree is bound, every later claim of the session works there (the binding is
+    remembered only once made)."""
+    agents, tasks, leases = _services(app)
+    sessions = app.state.components.sessions
+    workspace = tmp_path / "repo"
+    workspace.mkdir()
+    created = await sessions.create(
+        NewSession("s", "p", workspace=str(workspace)), idempotency_key=None
+    )
+    session_id = created.session.id
+    await sessions.start(session_id)
+    for _ in range(3):
+        task = await tasks.create(
+            NewTask("work", TaskType.CODE_GENERATION, ["python"], 1.0, session_id=session_id)
+        )
+        await tasks.move(task.id, TaskStatus.READY)
+    agent = await agents.register(
+        NewAgent(
+            "worker", "implementer", ["python"], kind=AgentKind.EXTERNAL, max_concurrent_tasks=3
+        )
+    )
+
+    before = await leases.claim(agent.id)
+    tree = tmp_path / "tree"
+    await sessions.bind_worktree(session_id, WorktreeBinding(str(tree), "orchestrator/s", "0" * 40))
+    after = [await leases.claim(agent.id) for _ in range(2)]
+
+    assert before is not None
+    assert before.workspace == workspace
+    assert [a.workspace for a in after if a is not None] == [tree, tree]

@@ -14,6 +14,7 @@ their session edits, or start before their session's delivered files are written
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,17 +33,19 @@ from ..domain.tasks.file_conflicts import overlap
 from ..domain.tasks.lease_rules import agent_with_lease, check_accepting, lease_task
 from ..domain.tasks.loop_reroute import barred_agents
 from ..domain.tasks.task import FINISHED_STATUSES, Task, TaskStatus
+from ..domain.tasks.workspaces import workspace_of
 from .agent_records import load_records
 from .lease_endings import RETRY_ROUNDS, registered_agent
 from .lease_policy import LeasePolicy
 from .ports import Clock, UnitOfWork, UnitOfWorkFactory
-from .result_files import task_workspace
 
 log = structlog.get_logger("industrial_orchestrator.services.task_leases")
 
 # How many waiting tasks a claimer with failures on record looks at, to pass over those
 # it should leave to a clearly better idle agent.
 _LOOK_AHEAD = 8
+# Sessions whose worktree a process remembers for its claims (a few hundred bytes each).
+_WORKTREES_KEPT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,9 @@ class TaskClaims:
         self._uow = uow
         self._clock = clock
         self._policy = policy
+        self._worktrees: OrderedDict[UUID, Path] = OrderedDict()
+        """Sessions' worktrees as bound: a binding is made once and never changes
+        (``SessionRepository.bind_worktree``), so a session's claims read it once."""
 
     async def claim(self, agent_id: UUID, *, agent: Agent | None = None) -> Assignment | None:
         """Lease the most urgent READY task ``agent_id`` can do, or None when there is
@@ -157,6 +163,19 @@ class TaskClaims:
                 return assignment
         raise Conflict("Too many concurrent claims; ask again", {"agent_id": str(agent_id)})
 
+    async def _workspace(self, uow: UnitOfWork, task: Task) -> Path:
+        """Where the task's work lands (``result_files.task_workspace``)."""
+        bound = self._worktrees.get(task.session_id) if task.session_id else None
+        if bound is not None:
+            return bound
+        session = await uow.sessions.get(task.session_id) if task.session_id else None
+        if session is None or session.worktree is None:
+            return workspace_of(task, session, self._policy.artifacts_home)
+        self._worktrees[session.id] = Path(session.worktree.path)
+        if len(self._worktrees) > _WORKTREES_KEPT:
+            self._worktrees.popitem(last=False)
+        return self._worktrees[session.id]
+
     async def _first_free(
         self, uow: UnitOfWork, agent: Agent, looked_at: Sequence[Task], now: datetime
     ) -> tuple[Task, Task, TaskAttempt] | None:
@@ -198,7 +217,7 @@ class TaskClaims:
             for dep in await uow.tasks.get_many(running.depends_on)
             if dep.status in FINISHED_STATUSES
         ]
-        workspace = await task_workspace(uow, running, self._policy.artifacts_home)
+        workspace = await self._workspace(uow, running)
         await uow.commit()
         log.info(
             "task_leased",
