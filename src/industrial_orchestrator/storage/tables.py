@@ -137,6 +137,15 @@ tasks = sa.Table(
     sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_tasks_session_status", "session_id", "status"),
     sa.Index("ix_tasks_parent_id", "parent_id"),
+    # The waiting tasks alone: a claim looks only at them, however many tasks have ever
+    # been (the index above, led by the session, would be read whole for a status).
+    sa.Index(
+        "ix_tasks_ready",
+        "created_at",
+        "id",
+        postgresql_where=sa.text("status = 'READY'"),
+        sqlite_where=sa.text("status = 'READY'"),
+    ),
 )
 
 task_dependencies = sa.Table(
