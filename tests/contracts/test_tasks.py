@@ -308,3 +308,21 @@ async def test_a_save_that_skips_locked_rows_does_not_wait_for_their_holder(
         await racer.commit()
     async with uow.reader() as unit:
         assert await unit.tasks.get(stored.id) == leased
+
+
+async def test_several_dependencies_are_added_at_once_or_not_at_all(uow: UnitOfWorkFactory):
+    owner = session(0)
+    first, second, third = (task(n, owner.id) for n in range(3))
+    waiting = task(3, owner.id, depends_on=(first.id,))
+    await committed(uow, owner, tasks=(first, second, third, waiting))
+    async with uow() as unit:
+        with pytest.raises(DuplicateKeyError):  # one edge of them exists already
+            await unit.tasks.add_dependencies(waiting.id, [second.id, first.id])
+    async with uow() as unit:
+        await unit.tasks.add_dependencies(waiting.id, [third.id, second.id])
+        await unit.tasks.add_dependencies(waiting.id, [])
+        await unit.commit()
+    async with uow.reader() as unit:
+        found = await unit.tasks.get(waiting.id)
+        assert found is not None
+        assert found.depends_on == tuple(sorted((first.id, second.id, third.id)))

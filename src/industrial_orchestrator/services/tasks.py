@@ -344,8 +344,7 @@ async def store_plan(
     await uow.tasks.add_all(sorted(subtasks, key=lambda t: depth_in(t, by_id)))
     # The task is done when its plan is: it now waits for its direct subtasks.
     direct = [sub.id for sub in subtasks if sub.parent_id == task.id]
-    for subtask_id in direct:
-        await uow.tasks.add_dependency(task.id, subtask_id)
+    await uow.tasks.add_dependencies(task.id, direct)
     grouped = task.evolve(
         depends_on=tuple(sorted({*task.depends_on, *direct})),
         version=task.version + 1,

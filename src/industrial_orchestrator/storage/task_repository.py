@@ -161,6 +161,13 @@ class SqlTaskRepository:
         except IntegrityError as exc:
             raise DuplicateKeyError(str(exc.orig)) from exc
 
+    async def add_dependencies(self, task_id: UUID, depends_on: Sequence[UUID]) -> None:
+        edges = [{"task_id": task_id, "depends_on": end} for end in depends_on]
+        try:
+            await run_many(self._db, _INSERT_EDGE, edges)
+        except IntegrityError as exc:
+            raise DuplicateKeyError(str(exc.orig)) from exc
+
     async def get(self, task_id: UUID) -> Task | None:
         query = _by_id(self._db.dialect.name)
         row = await fetch_first(self._db, query, {"task_id": task_id})

@@ -35,6 +35,9 @@ class TaskRepository(Protocol):
     async def add_dependency(self, task_id: UUID, depends_on: UUID) -> None:
         """Raises ``DuplicateKeyError`` when the edge exists."""
 
+    async def add_dependencies(self, task_id: UUID, depends_on: Sequence[UUID]) -> None:
+        """``add_dependency`` for each of ``depends_on``, in one go."""
+
     async def get(self, task_id: UUID) -> Task | None: ...
 
     async def get_many(self, task_ids: Sequence[UUID]) -> list[Task]:

@@ -95,6 +95,10 @@ class MemoryTaskRepository:
                 raise DuplicateKeyError(f"edge to unknown task {end}")
         self._tx.put(EDGES, task_id, tuple(sorted((*edges, depends_on))))
 
+    async def add_dependencies(self, task_id: UUID, depends_on: Sequence[UUID]) -> None:
+        for end in depends_on:
+            await self.add_dependency(task_id, end)
+
     async def get(self, task_id: UUID) -> Task | None:
         task: Task | None = self._tx.get(TASKS, task_id)
         return self._read(task) if task else None
