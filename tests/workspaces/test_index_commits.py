@@ -128,3 +128,59 @@ async def test_a_tree_that_is_no_repository_is_a_workspace_error(tmp_path: Path)
     plain.mkdir(parents=True)
     with pytest.raises(WorkspaceError):
         await GitCommands(tmp_path / "home").commit_index(plain, "nothing here")
+
+
+def _staged(tree: Path) -> tuple[str, str]:
+    return git(tree, "ls-files", "--stage"), git(tree, "write-tree")
+
+
+_CHANGES = {
+    "nothing": lambda t: None,
+    "a file edited": lambda t: (t / "README.md").write_text("changed\n"),
+    "a file added": lambda t: (t / "new.txt").write_text("new\n"),
+    "a file in a new folder": lambda t: (
+        (t / "deep" / "er").mkdir(parents=True),
+        (t / "deep" / "er" / "f.txt").write_text("f\n"),
+    ),
+    "a file deleted": lambda t: (t / "src" / "app.py").unlink(),
+    "a file made executable": lambda t: (t / "README.md").chmod(0o755),
+    "a symlink added": lambda t: (t / "link").symlink_to("README.md"),
+    "an ignored file added": lambda t: (t / "debug.log").write_text("ignored\n"),
+    "an empty folder added": lambda t: (t / "empty").mkdir(),
+    "a file replaced by a folder": lambda t: (
+        (t / "README.md").unlink(),
+        (t / "README.md").mkdir(),
+        (t / "README.md" / "inside.txt").write_text("i\n"),
+    ),
+    "a change staged by someone": lambda t: (
+        (t / "staged.txt").write_text("s\n"),
+        git(t, "add", "staged.txt"),
+    ),
+    "a nested repository": lambda t: (
+        (t / "vendored").mkdir(),
+        git(t / "vendored", "init", "-q"),
+        (t / "vendored" / "v.txt").write_text("v\n"),
+        git(t / "vendored", "add", "-A"),
+        git(t / "vendored", "commit", "-q", "-m", "v"),
+    ),
+}
+
+
+@pytest.mark.parametrize("change", list(_CHANGES))
+async def test_nothing_to_add_means_git_add_would_change_nothing(
+    worktrees: GitWorktrees, repo: Path, change: str
+) -> None:
+    """A checkpoint skips ``git add -A`` only when it could change nothing: the index
+    and its tree are what they would be after it, so the commit is the same."""
+    binding = await worktrees.prepare(uuid4(), repo)
+    tree = binding.path
+    _CHANGES[change](tree)
+    head_tree = git(tree, "rev-parse", "HEAD^{tree}")
+    claimed = await GitCommands(worktrees._git.home).anything_to_add(tree)
+    before = _staged(tree)
+    git(tree, "add", "-A")
+    after = _staged(tree)
+    if before != after or after[1] != head_tree:
+        assert claimed, f"{change}: git add -A changes the index, but nothing was to add"
+    if change in ("nothing", "an ignored file added", "an empty folder added"):
+        assert not claimed, f"{change}: nothing to add, yet git add -A would be run"

@@ -29,8 +29,10 @@ async def commit(git: GitCommands, path: Path, message: str, *, keys: Sequence[s
         trailers = "\n".join(f"{EFFECT_TRAILER}: {key}" for key in keys)
         message = f"{message}\n\n{trailers}"
     async with git.lock(f"tree:{tree}"):
-        # What goes in is git's own rule (``add -A``); the commit needs no process.
-        await git.run(tree, "add", "-A")
+        # What goes in is git's own rule (``add -A``), asked only when the tree changed
+        # since its index; the commit needs no process.
+        if await git.anything_to_add(tree):
+            await git.run(tree, "add", "-A")
         return await git.commit_index(tree, message)
 
 

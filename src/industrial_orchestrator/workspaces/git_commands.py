@@ -37,7 +37,7 @@ import pygit2
 from ..domain.errors import WorkspaceUnusable
 from ..domain.storable_text import storable
 from .git_process import GitOutput, GitTimedOut, run_git
-from .index_commits import RefMoved, commit_index
+from .index_commits import RefMoved, anything_to_add, commit_index
 
 T = TypeVar("T")
 GIT_TIMEOUT_SECONDS = 120.0
@@ -133,6 +133,10 @@ class GitCommands:
                 {"commit": commit, "path": str(cwd)},
             )
         return output.stdout.decode().strip()
+
+    async def anything_to_add(self, cwd: Path) -> bool:
+        """Whether ``git add -A`` could change ``cwd``'s index (``index_commits``)."""
+        return await _in_thread(functools.partial(anything_to_add, cwd))
 
     async def commit_index(self, cwd: Path, message: str) -> str:
         """Commit what ``cwd``'s index holds onto its HEAD (``index_commits``), even

@@ -8,7 +8,10 @@ about 0.45 ms (measured on this project's 2-core machine). What goes into the in
 commit is made here, as ``git commit --allow-empty --no-verify -m`` makes it. No hook
 runs and nothing is signed, as the orchestrator's git is configured anyway.
 
-Blocking: call it from a worker thread (``GitCommands.commit_index``).
+``anything_to_add`` spares the ``git add -A`` of a tree nothing changed in (a task that
+edited no file: a review, a passing test run).
+
+Blocking: call them from a worker thread (``GitCommands``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,18 @@ def commit_index(path: Path, message: str, *, name: str, email: str) -> str:
             raise RefMoved(str(exc)) from exc
         raise
     return str(made)
+
+
+def anything_to_add(path: Path) -> bool:
+    """Whether ``git add -A`` could change the index of the tree at ``path``: anything
+    staged, modified, deleted or new outside the ignore rules (libgit2's status, about
+    0.15 ms in a small tree, where ``git add -A`` costs about 2 ms and a process). True
+    when the status cannot be read: then git decides, as always."""
+    try:
+        repository = pygit2.Repository(str(path), pygit2.enums.RepositoryOpenFlag.NO_SEARCH)
+        return bool(repository.status(untracked_files="normal"))
+    except (pygit2.GitError, OSError, ValueError, KeyError):
+        return True
 
 
 def cleaned(message: str) -> str:
