@@ -14,6 +14,11 @@ call of ours can hold, is deleted. A cancelled caller leaves git to finish in th
 background rather than kill it half-way, which can leave such a lock behind; the turn it
 held passes on only when that git has finished (two commits at once in one tree race on
 ``HEAD``, and the loser fails).
+
+Two calls run in this process instead, by libgit2 (``index_commits``): whether a tree has
+anything for ``git add -A`` to stage, and the commit of its index. They take the same
+turns and threads, and no timeout: they read the tree's status and write three objects
+and a ref, where a git process of the same work could be stopped half-way.
 """
 
 from __future__ import annotations
