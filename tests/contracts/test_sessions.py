@@ -241,6 +241,9 @@ async def test_history_forks_and_counters(uow: UnitOfWorkFactory):
             await unit.sessions.add_transition(record)
         assert await unit.sessions.next_checkpoint_seq(origin.id) == 1
         assert await unit.sessions.next_checkpoint_seq(origin.id) == 2
+        # Three numbers at once (the checkpoints of one commit): 3, 4 and 5.
+        assert await unit.sessions.next_checkpoint_seq(origin.id, count=3) == 3
+        assert await unit.sessions.next_checkpoint_seq(origin.id) == 6
         assert await unit.sessions.next_checkpoint_seq(late_fork.id) == 1
         with pytest.raises(LookupError):
             await unit.sessions.next_checkpoint_seq(uuid4())

@@ -60,9 +60,9 @@ class CheckpointRecords:
     async def add_checkpoints(
         self, session_id: UUID, entries: Sequence[CheckpointEntry]
     ) -> list[Checkpoint]:
-        """Record checkpoints in order, in one transaction, each marking its effect DONE;
-        none (``Conflict``) when the session's checkpoints are closed or another process
-        finished one of the effects first."""
+        """Record checkpoints in order, in one transaction, their numbers taken together,
+        each marking its effect DONE; none (``Conflict``) when the session's checkpoints
+        are closed or another process finished one of the effects first."""
         for entry in entries:
             size = len(json.dumps(entry.data, separators=(",", ":")).encode())
             if size > MAX_CHECKPOINT_DATA_BYTES:
@@ -72,10 +72,12 @@ class CheckpointRecords:
                 )
         recorded: list[Checkpoint] = []
         async with self._uow() as uow:
-            # The first number is taken only while the session is open, under its row's
-            # lock: a session ending meanwhile gets no checkpoint.
+            # The numbers are taken only while the session is open, under its row's lock:
+            # a session ending meanwhile gets no checkpoint.
             try:
-                first = await uow.sessions.next_checkpoint_seq(session_id, unless_in=_CLOSED)
+                first = await uow.sessions.next_checkpoint_seq(
+                    session_id, unless_in=_CLOSED, count=len(entries)
+                )
             except LookupError:
                 first = None  # no such session: ``found`` says so below
             if first is None:
@@ -92,7 +94,7 @@ class CheckpointRecords:
                     label=entry.label,
                     reason=entry.reason,
                     data=entry.data,
-                    seq=first if index == 0 else None,
+                    seq=first + index,
                 )
                 recorded.append(checkpoint)
                 effect = entry.effect

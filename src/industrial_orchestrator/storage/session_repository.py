@@ -163,7 +163,7 @@ def _next_checkpoint_seq(dialect: str) -> sa.Update:
     return (
         sa.update(sessions)
         .where(sessions.c.id == sa.bindparam("session_id"), excluded)
-        .values(checkpoint_seq=sessions.c.checkpoint_seq + 1)
+        .values(checkpoint_seq=sessions.c.checkpoint_seq + sa.bindparam("count", type_=sa.Integer))
         .returning(sessions.c.checkpoint_seq)
     )
 
@@ -449,15 +449,19 @@ class SqlSessionRepository:
         return SessionTotals(by_state, average, int(sums[1]), float(sums[2]))
 
     async def next_checkpoint_seq(
-        self, session_id: UUID, *, unless_in: Sequence[SessionState] = ()
+        self, session_id: UUID, *, unless_in: Sequence[SessionState] = (), count: int = 1
     ) -> int | None:
-        seq = await fetch_value(
+        last = await fetch_value(
             self._db,
             _next_checkpoint_seq(self._db.dialect.name),
-            {"session_id": session_id, "unless_in": [state.value for state in unless_in]},
+            {
+                "session_id": session_id,
+                "unless_in": [state.value for state in unless_in],
+                "count": count,
+            },
         )
-        if seq is not None:
-            return int(seq)
+        if last is not None:
+            return int(last) - count + 1
         if unless_in and await fetch_value(self._db, _EXISTS, {"session_id": session_id}):
             return None
         raise LookupError(session_id)

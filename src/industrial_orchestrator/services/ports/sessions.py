@@ -131,11 +131,12 @@ class SessionRepository(Protocol):
     async def totals(self) -> SessionTotals: ...
 
     async def next_checkpoint_seq(
-        self, session_id: UUID, *, unless_in: Sequence[SessionState] = ()
+        self, session_id: UUID, *, unless_in: Sequence[SessionState] = (), count: int = 1
     ) -> int | None:
-        """Take the session's next checkpoint number; None (nothing taken) when its state
-        is one of ``unless_in`` (under the row's lock: a session ending meanwhile is seen
-        ended). ``LookupError`` when there is no such session."""
+        """Take the session's next ``count`` checkpoint numbers; the first of them, or
+        None (nothing taken) when its state is one of ``unless_in`` (under the row's lock:
+        a session ending meanwhile is seen ended). ``LookupError`` when there is no such
+        session."""
 
     async def add_usage(self, session_id: UUID, tokens: int, cost_usd: float) -> None:
         """Add to the session's running totals (an increment: no version check needed,

@@ -356,14 +356,14 @@ class MemorySessionRepository:
         return SessionTotals(by_state, average, tokens, cost)
 
     async def next_checkpoint_seq(
-        self, session_id: UUID, *, unless_in: Sequence[SessionState] = ()
+        self, session_id: UUID, *, unless_in: Sequence[SessionState] = (), count: int = 1
     ) -> int | None:
         row = self.row(session_id)
         if row is None:
             raise LookupError(session_id)
         if row.session.status in unless_in:
             return None
-        self.put(row.evolve(checkpoint_seq=row.checkpoint_seq + 1))
+        self.put(row.evolve(checkpoint_seq=row.checkpoint_seq + count))
         return row.checkpoint_seq + 1
 
     async def add_usage(self, session_id: UUID, tokens: int, cost_usd: float) -> None:
