@@ -3,6 +3,8 @@ oldest first."""
 
 from __future__ import annotations
 
+import pytest
+
 from industrial_orchestrator.domain.effects import EffectKind, EffectState, finished, pending_effect
 from industrial_orchestrator.services.ports import UnitOfWorkFactory
 
@@ -70,3 +72,41 @@ async def test_pending_oldest_first_and_by_session(uow: UnitOfWorkFactory):
         await unit.commit()
     async with uow.reader() as unit:
         assert await unit.effects.sessions_with_pending_writes([first.id, second.id]) == {second.id}
+
+
+async def test_several_recorded_at_once_each_once_or_none(uow: UnitOfWorkFactory):
+    """Several entries in one go (a checkpoint commit's): each new key inserted, a key
+    taken gives the entry stored under it, a key given twice is new the first time; an
+    entry the database refuses (its session does not exist) refuses them all, even with
+    no transaction around them."""
+    owner = session(0)
+    await committed(uow, owner)
+    write = EffectKind.WORKSPACE_WRITE
+    taken = pending_effect("k:taken", write, now=at(1), session_id=owner.id, detail={"n": 0})
+    async with uow() as unit:
+        await unit.effects.record(taken)
+        await unit.commit()
+    first = pending_effect("k:1", write, now=at(2), session_id=owner.id, detail={"n": 1})
+    again = pending_effect("k:taken", write, now=at(3), session_id=owner.id, detail={"n": 2})
+    second = pending_effect("k:2", write, now=at(4), detail={"n": 3})
+    twice = pending_effect("k:1", write, now=at(5), session_id=owner.id, detail={"n": 4})
+    async with uow.single() as unit:
+        recorded = await unit.effects.record_all([first, again, second, twice])
+        await unit.commit()
+    assert recorded == [(first, True), (taken, False), (second, True), (first, False)]
+    refused = [
+        pending_effect("k:3", write, now=at(6), session_id=owner.id),
+        pending_effect("k:4", write, now=at(7), session_id=session(9).id),  # not stored
+    ]
+
+    async def record_refused() -> None:
+        async with uow.single() as unit:
+            await unit.effects.record_all(refused)
+            await unit.commit()
+
+    with pytest.raises(Exception, match=r"(?i)foreign key|unknown session"):
+        await record_refused()
+    async with uow.reader() as unit:
+        assert await unit.effects.get("k:3") is None
+        assert await unit.effects.get("k:1") == first
+        assert await unit.effects.get("k:2") == second

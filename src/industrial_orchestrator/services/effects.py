@@ -64,10 +64,11 @@ class EffectLedger:
         return stored
 
     async def begin_all(self, effects: Sequence[Effect]) -> list[tuple[Effect, bool]]:
-        """``begin`` for several effects, in one transaction (one alone needs none: its
-        entry is one insert)."""
-        async with self._uow.single() if len(effects) == 1 else self._uow() as uow:
-            stored = [await self.record_in(uow, effect) for effect in effects]
+        """``begin`` for several effects, all or none: one statement where the database
+        allows (``EffectRepository.record_all``), so no transaction around it."""
+        stamped = [replace(e, detail={**e.detail, "owner": self.owner}) for e in effects]
+        async with self._uow.single() as uow:
+            stored = await uow.effects.record_all(stamped)
             await uow.commit()
         return stored
 

@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.effects import Effect, EffectKind, EffectState
+from .database import storable_json_text
 from .direct_execution import fetch_all, fetch_value, run
 from .rows import utc
 from .tables import effects
@@ -29,6 +30,28 @@ _FINISH = sa.update(effects).where(
 def _insert_new(dialect: str) -> Any:
     insert = postgresql.insert(effects) if dialect == "postgresql" else sqlite.insert(effects)
     return insert.on_conflict_do_nothing(index_elements=["key"]).returning(effects.c.key)
+
+
+# PostgreSQL: several entries in one statement, atomic without a transaction around it;
+# the rows come as arrays, so the text is the same whatever their number.
+_INSERT_NEW_ROWS = sa.text(
+    "INSERT INTO effects (key, kind, session_id, task_id, state, detail, created_at, done_at) "
+    "SELECT new.key, new.kind, new.session_id, new.task_id, new.state, "
+    "CAST(new.detail AS JSONB), new.created_at, new.done_at "
+    "FROM unnest(:keys, :kinds, :session_ids, :task_ids, :states, :details, :created_ats, "
+    ":done_ats) AS new(key, kind, session_id, task_id, state, detail, created_at, done_at) "
+    "ORDER BY new.key "
+    "ON CONFLICT (key) DO NOTHING RETURNING key"
+).bindparams(
+    sa.bindparam("keys", type_=ARRAY(sa.String)),
+    sa.bindparam("kinds", type_=ARRAY(sa.String)),
+    sa.bindparam("session_ids", type_=ARRAY(sa.Uuid)),
+    sa.bindparam("task_ids", type_=ARRAY(sa.Uuid)),
+    sa.bindparam("states", type_=ARRAY(sa.String)),
+    sa.bindparam("details", type_=ARRAY(sa.Text)),
+    sa.bindparam("created_ats", type_=ARRAY(sa.DateTime(timezone=True))),
+    sa.bindparam("done_ats", type_=ARRAY(sa.DateTime(timezone=True))),
+)
 
 
 @functools.cache
@@ -76,6 +99,35 @@ class SqlEffectRepository:
         stored = await self.get(effect.key)
         assert stored is not None  # the key is taken
         return stored, False
+
+    async def record_all(self, effects: Sequence[Effect]) -> list[tuple[Effect, bool]]:
+        if self._db.dialect.name != "postgresql" or len(effects) < 2:
+            return [await self.record(effect) for effect in effects]
+        rows = await fetch_all(
+            self._db,
+            _INSERT_NEW_ROWS,
+            {
+                "keys": [e.key for e in effects],
+                "kinds": [e.kind.value for e in effects],
+                "session_ids": [e.session_id for e in effects],
+                "task_ids": [e.task_id for e in effects],
+                "states": [e.state.value for e in effects],
+                "details": [storable_json_text(e.detail) for e in effects],
+                "created_ats": [e.created_at for e in effects],
+                "done_ats": [e.done_at for e in effects],
+            },
+        )
+        inserted = {row["key"] for row in rows}
+        recorded: list[tuple[Effect, bool]] = []
+        for effect in effects:
+            if effect.key in inserted:
+                inserted.discard(effect.key)  # a key given twice: the first is the new one
+                recorded.append((effect, True))
+                continue
+            stored = await self.get(effect.key)
+            assert stored is not None  # the key is taken
+            recorded.append((stored, False))
+        return recorded
 
     async def get(self, key: str) -> Effect | None:
         result = await self._db.execute(sa.select(effects).where(effects.c.key == key))

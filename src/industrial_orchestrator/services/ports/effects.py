@@ -15,6 +15,10 @@ class EffectRepository(Protocol):
         """Insert ``effect`` unless its key is taken; the entry stored under the key, and
         whether it is the one just inserted."""
 
+    async def record_all(self, effects: Sequence[Effect]) -> list[tuple[Effect, bool]]:
+        """``record`` for each, in order, as one statement where the database allows:
+        all inserted or none, so it needs no transaction around it."""
+
     async def get(self, key: str) -> Effect | None: ...
 
     async def finish(self, effect: Effect) -> bool:

@@ -37,6 +37,9 @@ class MemoryEffectRepository:
         self._tx.put(EFFECTS, effect.key, _copied(effect))
         return effect, True
 
+    async def record_all(self, effects: Sequence[Effect]) -> list[tuple[Effect, bool]]:
+        return [await self.record(effect) for effect in effects]
+
     async def get(self, key: str) -> Effect | None:
         found: Effect | None = self._tx.get(EFFECTS, key)
         return _copied(found) if found else None
