@@ -110,13 +110,9 @@ async def test_a_committed_direct_write_is_kept(uow: SqlUnitOfWorkFactory):
 async def test_errors_are_sqlalchemys(uow: SqlUnitOfWorkFactory):
     worker = agent("w")
     async with uow() as unit:
-        await direct.run(unit._connection, sa.insert(agents), _agent_row(worker))
+        await direct.run(unit._connection, sa.insert(agents), agent_fields(worker))
         with pytest.raises(sa.exc.IntegrityError):
-            await direct.run(unit._connection, sa.insert(agents), _agent_row(worker))
-
-
-def _agent_row(worker: Any) -> dict[str, Any]:
-    return agent_fields(worker)
+            await direct.run(unit._connection, sa.insert(agents), agent_fields(worker))
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])

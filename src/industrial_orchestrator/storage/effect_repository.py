@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..domain.effects import Effect, EffectKind, EffectState
 from .database import storable_json_text
 from .direct_execution import fetch_all, fetch_value, run
+from .listed import one_of
 from .rows import utc
 from .tables import effects
 
@@ -56,12 +57,7 @@ _INSERT_NEW_ROWS = sa.text(
 
 @functools.cache
 def _with_pending_writes(dialect: str) -> Any:
-    # PostgreSQL: the sessions as one array (an expanding IN is rendered on every run).
-    among = (
-        effects.c.session_id == sa.any_(sa.bindparam("session_ids", type_=ARRAY(sa.Uuid)))
-        if dialect == "postgresql"
-        else effects.c.session_id.in_(sa.bindparam("session_ids", expanding=True))
-    )
+    among = one_of(effects.c.session_id, "session_ids", sa.Uuid, dialect)
     return (
         sa.select(effects.c.session_id)
         .where(

@@ -18,6 +18,7 @@ from ..domain.sessions.session import Session, Transition, WorktreeBinding
 from ..domain.sessions.states import RUNNING_STATES, SessionState
 from ..services.ports import DuplicateKeyError, IdempotentCreation, SessionQuery, SessionTotals
 from .direct_execution import fetch_first, fetch_value, run
+from .listed import one_of
 from .rows import (
     changed_columns,
     session_from_row,
@@ -150,16 +151,7 @@ _EXISTS = sa.select(sa.literal(True)).where(sessions.c.id == sa.bindparam("sessi
 
 @functools.cache
 def _next_checkpoint_seq(dialect: str) -> sa.Update:
-    # PostgreSQL: the states as one array, so that the text does not depend on their
-    # number (an expanding IN is rendered again on every run, and cannot be run directly).
-    excluded = (
-        sa.not_(
-            sessions.c.status
-            == sa.any_(sa.bindparam("unless_in", type_=postgresql.ARRAY(sa.String)))
-        )
-        if dialect == "postgresql"
-        else sessions.c.status.not_in(sa.bindparam("unless_in", expanding=True))
-    )
+    excluded = sa.not_(one_of(sessions.c.status, "unless_in", sa.String, dialect))
     return (
         sa.update(sessions)
         .where(sessions.c.id == sa.bindparam("session_id"), excluded)

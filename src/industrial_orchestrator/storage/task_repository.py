@@ -8,7 +8,6 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -17,6 +16,7 @@ from ..domain.tasks.task import Task, TaskStatus, task_fields, task_from_fields
 from ..services.ports import DuplicateKeyError
 from .direct_execution import Row, fetch_all, fetch_first, fetch_value, run, run_many
 from .json_sets import allows, subset_of
+from .listed import one_of
 from .rows import changed_columns
 from .tables import effects, sessions, task_dependencies, tasks
 
@@ -300,13 +300,7 @@ def _by_id(dialect: str) -> sa.Select[Any]:
 
 @functools.cache
 def _many(dialect: str) -> sa.Select[Any]:
-    # PostgreSQL: the ids as one array, so that the text does not depend on their number
-    # (an expanding IN is rendered again on every run, and cannot be run directly).
-    ids = (
-        tasks.c.id == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.Uuid)))
-        if dialect == "postgresql"
-        else tasks.c.id.in_(sa.bindparam("ids", expanding=True))
-    )
+    ids = one_of(tasks.c.id, "ids", sa.Uuid, dialect)
     return sa.select(tasks, _depends_on(dialect)).where(ids)
 
 
@@ -327,13 +321,11 @@ def _sessions_with_tasks_in(statuses: tuple[str, ...], anywhere: bool, dialect: 
     within = tasks.c.status.in_(
         [sa.literal_column(f"'{TaskStatus(status).value}'") for status in statuses]
     )
-    among: Any
-    if anywhere:
-        among = tasks.c.session_id.is_not(None)
-    elif dialect == "postgresql":
-        among = tasks.c.session_id == sa.any_(sa.bindparam("among", type_=ARRAY(sa.Uuid)))
-    else:
-        among = tasks.c.session_id.in_(sa.bindparam("among", expanding=True))
+    among = (
+        tasks.c.session_id.is_not(None)
+        if anywhere
+        else one_of(tasks.c.session_id, "among", sa.Uuid, dialect)
+    )
     return sa.select(tasks.c.session_id).where(among, within).distinct()
 
 
