@@ -5,10 +5,17 @@ from __future__ import annotations
 from dataclasses import replace
 from uuid import uuid4
 
+import pytest
+
+from industrial_orchestrator.domain.effects import EffectKind, finished, pending_effect
 from industrial_orchestrator.domain.sessions.checkpoint import Checkpoint
+from industrial_orchestrator.domain.sessions.session import Session
+from industrial_orchestrator.domain.sessions.states import SessionState, is_terminal
 from industrial_orchestrator.services.ports import UnitOfWorkFactory
 
 from .builders import at, committed, session
+
+CLOSED = [state for state in SessionState if is_terminal(state)]
 
 
 async def test_add_latest_list_and_prune(uow: UnitOfWorkFactory):
@@ -42,3 +49,102 @@ async def test_add_latest_list_and_prune(uow: UnitOfWorkFactory):
         assert await unit.checkpoints.list(current.id, 0, 10) == ([back[3], back[2]], 2)
         assert await unit.checkpoints.get(made[0].id) is None
         assert await unit.checkpoints.latest(other.id) == theirs
+
+
+async def test_the_session_is_read_with_its_newest_checkpoint(uow: UnitOfWorkFactory):
+    bare, kept = session(0), session(1)
+    await committed(uow, bare, kept)
+    made = [
+        Checkpoint(uuid4(), kept.id, seq, f"c{seq}", "why", at(seq), {"seq": seq, "n": [seq]})
+        for seq in (2, 7, 5)
+    ]
+    async with uow() as unit:
+        for checkpoint in made:
+            await unit.checkpoints.add(checkpoint)
+        await unit.commit()
+    async with uow.reader() as unit:
+        assert await unit.checkpoints.latest_with_session(uuid4()) == (None, None)
+        assert await unit.checkpoints.latest_with_session(bare.id) == (
+            await unit.sessions.get(bare.id),
+            None,
+        )
+        found, latest = await unit.checkpoints.latest_with_session(kept.id)
+        assert found == await unit.sessions.get(kept.id)
+        assert latest == made[1]
+
+
+async def test_a_commits_checkpoints_are_numbered_stored_and_their_entries_finished(
+    uow: UnitOfWorkFactory,
+):
+    """One commit's checkpoints: the session's next numbers taken together, the rows as
+    given, each ledger entry marked DONE as given; how many were marked (one finished
+    elsewhere first counts out, and the caller's rollback undoes the rest); nothing at
+    all for a session closed to checkpoints, and LookupError for none."""
+    open_one, closed = session(0), session(1, status=SessionState.COMPLETED)
+    await committed(uow, open_one, closed)
+    commit = EffectKind.CHECKPOINT_COMMIT
+    promised = [
+        pending_effect(f"cp:{n}", commit, now=at(1), session_id=open_one.id) for n in (1, 2, 3)
+    ]
+    async with uow() as unit:
+        await unit.effects.record_all(promised)
+        assert await unit.sessions.next_checkpoint_seq(open_one.id) == 1
+        await unit.commit()
+
+    def drafts(owner: Session, *labels: str) -> list[Checkpoint]:
+        return [
+            Checkpoint(
+                uuid4(), owner.id, 0, label, f"why {label}", at(5), {"label": label, "n": [1]}
+            )
+            for label in labels
+        ]
+
+    made = drafts(open_one, "a", "b")
+    done = [
+        finished(effect, at(6), {"checkpoint_id": str(c.id)})
+        for effect, c in zip(promised[:2], made, strict=True)
+    ]
+    async with uow() as unit:
+        added = await unit.checkpoints.add_numbered(open_one.id, made, done, unless_in=CLOSED)
+        await unit.commit()
+    assert added is not None
+    stored, marked = added
+    numbered = [replace(c, seq=seq, data={**c.data}) for c, seq in zip(made, (2, 3), strict=True)]
+    assert (stored, marked) == (numbered, 2)
+    async with uow.reader() as unit:
+        assert await unit.checkpoints.list(open_one.id, 0, 10) == (numbered[::-1], 2)
+        assert [await unit.effects.get(e.key) for e in done] == done
+        assert await unit.effects.get("cp:3") == promised[2]
+    # An entry someone else finished: counted out; rolled back, nothing stays.
+    again = [finished(promised[2], at(7), {"n": 1}), done[0]]
+    async with uow() as unit:
+        added = await unit.checkpoints.add_numbered(
+            open_one.id, drafts(open_one, "c", "d"), again, unless_in=CLOSED
+        )
+        assert added is not None
+        assert [c.seq for c in added[0]] == [4, 5]
+        assert added[1] == 1
+    async with uow.reader() as unit:
+        assert (await unit.checkpoints.list(open_one.id, 0, 10))[1] == 2
+        assert await unit.effects.get("cp:3") == promised[2]
+    # A session closed to checkpoints: nothing; an unknown one: LookupError.
+    async with uow() as unit:
+        late = [finished(promised[2], at(8), {"n": 2})]
+        assert (
+            await unit.checkpoints.add_numbered(
+                closed.id, drafts(closed, "e"), late, unless_in=CLOSED
+            )
+            is None
+        )
+        with pytest.raises(LookupError):
+            await unit.checkpoints.add_numbered(uuid4(), drafts(closed, "f"), [], unless_in=CLOSED)
+        await unit.commit()
+    async with uow.reader() as unit:
+        assert await unit.checkpoints.list(closed.id, 0, 10) == ([], 0)
+        assert await unit.effects.get("cp:3") == promised[2]
+    # Without states to refuse, a closed session is numbered too (restoring it records).
+    async with uow() as unit:
+        added = await unit.checkpoints.add_numbered(closed.id, drafts(closed, "g"), [])
+        await unit.commit()
+    assert added is not None
+    assert [c.seq for c in added[0]] == [1]

@@ -110,3 +110,46 @@ async def test_several_recorded_at_once_each_once_or_none(uow: UnitOfWorkFactory
         assert await unit.effects.get("k:3") is None
         assert await unit.effects.get("k:1") == first
         assert await unit.effects.get("k:2") == second
+
+
+async def test_recorded_at_once_unless_the_session_has_files_to_write(uow: UnitOfWorkFactory):
+    """A checkpoint's promise waits while its session has files still to be written (its
+    commit would lack them): nothing is recorded and the answer says so; another
+    session's writes, or finished ones, do not hold it."""
+    held, free = session(0), session(1)
+    await committed(uow, held, free)
+    commit = EffectKind.CHECKPOINT_COMMIT
+    write = pending_effect("write:1", EffectKind.WORKSPACE_WRITE, now=at(1), session_id=held.id)
+    taken = pending_effect("cp:taken", commit, now=at(1), session_id=held.id, detail={"n": 0})
+    async with uow() as unit:
+        await unit.effects.record_all([write, taken])
+        await unit.commit()
+    promises = [
+        pending_effect(f"cp:{n}", commit, now=at(2), session_id=held.id, detail={"n": n})
+        for n in (1, 2)
+    ]
+    for asked in (promises[:1], promises, [*promises, taken]):
+        async with uow.single() as unit:
+            assert await unit.effects.record_all(asked, unless_writes_pending=held.id) is None
+            await unit.commit()
+    async with uow.reader() as unit:
+        assert [await unit.effects.get(p.key) for p in promises] == [None, None]
+    theirs = pending_effect("cp:theirs", commit, now=at(3), session_id=free.id)
+    async with uow.single() as unit:
+        recorded = await unit.effects.record_all([theirs], unless_writes_pending=free.id)
+        await unit.commit()
+    assert recorded == [(theirs, True)]
+    async with uow() as unit:
+        assert await unit.effects.finish(finished(write, at(4)))
+        await unit.commit()
+    for asked, expected in (
+        ([promises[0]], [(promises[0], True)]),
+        (
+            [promises[1], taken, promises[0]],
+            [(promises[1], True), (taken, False), (promises[0], False)],
+        ),
+        ([taken], [(taken, False)]),
+    ):
+        async with uow.single() as unit:
+            assert await unit.effects.record_all(asked, unless_writes_pending=held.id) == expected
+            await unit.commit()

@@ -10,10 +10,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID, uuid4
 
+import pytest
 from fastapi import FastAPI
 
 from industrial_orchestrator.bootstrap import Components
-from industrial_orchestrator.domain.effects import EffectState
+from industrial_orchestrator.domain.effects import EffectKind, EffectState, pending_effect
+from industrial_orchestrator.domain.errors import Conflict
 from industrial_orchestrator.domain.sessions.checkpoint import Checkpoint
 from industrial_orchestrator.domain.sessions.checkpoint_schedule import PeriodicCheckpoints
 from industrial_orchestrator.domain.sessions.progress import progress_of
@@ -99,6 +101,33 @@ async def test_tasks_finished_together_get_one_checkpoint_each_and_one_commit(ap
     await checkpoints.after_finished_tasks(await _advanced(components, session.id))
     assert (await components.sessions.checkpoints(session.id, offset=0, limit=100))[1] == 2
     assert _git(tree, "rev-parse", "HEAD") == head
+
+
+async def test_no_checkpoint_while_a_finished_task_s_files_are_still_being_written(
+    app: FastAPI,
+):
+    """Its commit would lack them, and the plan must not end before they are there: the
+    step is refused as a race lost (the engine steps the session again), nothing
+    promised; once they are written the checkpoint is taken."""
+    components: Components = app.state.components
+    session, _ = await _running_with_tree(components)
+    await _finished(components, session.id, "first")
+    write = pending_effect(
+        "write:delivered:1", EffectKind.WORKSPACE_WRITE, now=NOW, session_id=session.id
+    )
+    ((write, _),) = await components.ledger.begin_all([write])
+    checkpoints = _checkpoints(components)
+
+    with pytest.raises(Conflict, match="still being written"):
+        await checkpoints.after_finished_tasks(await _advanced(components, session.id))
+
+    assert (await components.sessions.checkpoints(session.id, offset=0, limit=100))[1] == 0
+    effects, _ = await components.ledger.of_session(session.id, offset=0, limit=100)
+    assert [e.key for e in effects] == [write.key]
+    await components.ledger.finish(write, {"written": []})
+    await checkpoints.after_finished_tasks(await _advanced(components, session.id))
+    items, _ = await components.sessions.checkpoints(session.id, offset=0, limit=100)
+    assert [c.label for c in items] == ["after task: first"]
 
 
 async def test_after_a_crash_past_the_shared_commit_each_checkpoint_is_found_by_its_key(

@@ -70,46 +70,55 @@ class CheckpointRecords:
                     f"Checkpoint data is {size} bytes; the limit is {MAX_CHECKPOINT_DATA_BYTES}",
                     {"size": size, "limit": MAX_CHECKPOINT_DATA_BYTES},
                 )
-        recorded: list[Checkpoint] = []
+        if not entries:
+            return []
+        drafts = [
+            Checkpoint(
+                id=uuid4(),
+                session_id=session_id,
+                seq=0,  # numbered as stored
+                label=entry.label,
+                reason=entry.reason,
+                data=entry.data,
+                created_at=self._clock(),
+            )
+            for entry in entries
+        ]
+        finishing = [
+            finished(
+                entry.effect,
+                self._clock(),
+                {"commit": entry.data.get("commit"), "checkpoint_id": str(draft.id)},
+                drop=[CHECKPOINT_PAYLOAD],
+            )
+            for entry, draft in zip(entries, drafts, strict=True)
+            if entry.effect is not None
+        ]
         async with self._uow() as uow:
             # The numbers are taken only while the session is open, under its row's lock:
             # a session ending meanwhile gets no checkpoint.
             try:
-                first = await uow.sessions.next_checkpoint_seq(
-                    session_id, unless_in=_CLOSED, count=len(entries)
+                added = await uow.checkpoints.add_numbered(
+                    session_id, drafts, finishing, unless_in=_CLOSED
                 )
             except LookupError:
-                first = None  # no such session: ``found`` says so below
-            if first is None:
+                added = None  # no such session: ``found`` says so below
+            if added is None:
                 session = found(await uow.sessions.get(session_id), session_id)
                 raise Conflict(
                     f"Session {session_id} is {session.status.value}: a finished session's "
                     "checkpoints are kept for audit and cannot change",
                     {"current_state": session.status.value},
                 )
-            for index, entry in enumerate(entries):
-                checkpoint = await self.write(
-                    uow,
-                    session_id,
-                    label=entry.label,
-                    reason=entry.reason,
-                    data=entry.data,
-                    seq=first + index,
+            recorded, done = added
+            if done != len(finishing):  # leaving without a commit undoes it all
+                keys = [effect.key for effect in finishing]
+                raise Conflict(
+                    f"Checkpoint {', '.join(keys)} was recorded meanwhile",
+                    {"effect": keys[0] if len(keys) == 1 else keys},
                 )
-                recorded.append(checkpoint)
-                effect = entry.effect
-                if effect is not None and not await uow.effects.finish(
-                    finished(
-                        effect,
-                        self._clock(),
-                        {"commit": entry.data.get("commit"), "checkpoint_id": str(checkpoint.id)},
-                        drop=[CHECKPOINT_PAYLOAD],
-                    )
-                ):
-                    raise Conflict(
-                        f"Checkpoint {effect.key} was recorded meanwhile",
-                        {"effect": effect.key},
-                    )
+            await self._pruned(uow, session_id, recorded[-1].seq)
+            await uow.events.append([events.checkpoint_created(c) for c in recorded])
             await uow.commit()
         for checkpoint in recorded:
             log.info(
@@ -157,8 +166,12 @@ class CheckpointRecords:
             created_at=self._clock(),
         )
         await uow.checkpoints.add(checkpoint)
-        keep_from = oldest_kept_seq(seq, self.retention)
-        if keep_from > 1:  # below 1 there is nothing to prune: no statement for it
-            await uow.checkpoints.prune(session_id, keep_from)
+        await self._pruned(uow, session_id, seq)
         await uow.events.append([events.checkpoint_created(checkpoint)])
         return checkpoint
+
+    async def _pruned(self, uow: UnitOfWork, session_id: UUID, newest_seq: int) -> None:
+        """Delete the session's checkpoints beyond the retention, counted from its newest."""
+        keep_from = oldest_kept_seq(newest_seq, self.retention)
+        if keep_from > 1:  # below 1 there is nothing to prune: no statement for it
+            await uow.checkpoints.prune(session_id, keep_from)

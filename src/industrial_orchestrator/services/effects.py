@@ -60,15 +60,23 @@ class EffectLedger:
         """Record ``effect`` before doing it; the entry under its key, and whether it is
         new. One that is not may be DONE already (nothing to do) or PENDING from an
         earlier try (look for the evidence before doing it)."""
-        (stored,) = await self.begin_all([effect])
+        begun = await self.begin_all([effect])
+        assert begun is not None  # nothing asked it to wait
+        (stored,) = begun
         return stored
 
-    async def begin_all(self, effects: Sequence[Effect]) -> list[tuple[Effect, bool]]:
+    async def begin_all(
+        self, effects: Sequence[Effect], *, unless_writes_pending: UUID | None = None
+    ) -> list[tuple[Effect, bool]] | None:
         """``begin`` for several effects, all or none: one statement where the database
-        allows (``EffectRepository.record_all``), so no transaction around it."""
+        allows (``EffectRepository.record_all``), so no transaction around it. With
+        ``unless_writes_pending``: none, and None, while that session has files still to
+        be written into its workspace."""
         stamped = [replace(e, detail={**e.detail, "owner": self.owner}) for e in effects]
         async with self._uow.single() as uow:
-            stored = await uow.effects.record_all(stamped)
+            stored = await uow.effects.record_all(
+                stamped, unless_writes_pending=unless_writes_pending
+            )
             await uow.commit()
         return stored
 

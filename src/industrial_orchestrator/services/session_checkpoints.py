@@ -122,9 +122,11 @@ class SessionCheckpoints:
         session and its tasks as the step that found them read them; ``last``: the last
         checkpoint as the step read it, if nothing took one since (else it is read)."""
         session = advanced.session
+        commits = self._trees is not None and session.worktree is not None
         async with self._uow.reader() as uow:
-            if await uow.effects.sessions_with_pending_writes([session.id]):
-                return
+            # A checkpoint with a commit asks in its promise's own statement (``_record``).
+            if not commits and await uow.effects.sessions_with_pending_writes([session.id]):
+                raise _files_unwritten(session.id)
             if last is not None:
                 latest = last.checkpoint
             else:
@@ -133,7 +135,10 @@ class SessionCheckpoints:
             if not moments:
                 return
             in_flight = await _in_flight(uow, advanced.tasks)
-        await self._record(session, advanced.tasks, in_flight, moments)
+        if not await self._record(
+            session, advanced.tasks, in_flight, moments, unless_writes_pending=True
+        ):
+            raise _files_unwritten(session.id)
 
     async def take(
         self,
@@ -163,8 +168,12 @@ class SessionCheckpoints:
         tasks: list[Task],
         in_flight: dict[str, Any],
         moments: Sequence[_Moment],
-    ) -> None:
-        """Checkpoints of the session as given, one per moment, in order."""
+        *,
+        unless_writes_pending: bool = False,
+    ) -> bool:
+        """Checkpoints of the session as given, one per moment, in order. With
+        ``unless_writes_pending``, none while files a task delivered are still to be
+        written into the tree (its commit would lack them), and False."""
         session_id = session.id
 
         def data_of(moment: _Moment) -> dict[str, Any]:
@@ -177,7 +186,7 @@ class SessionCheckpoints:
                     session_id,
                     [CheckpointEntry(m.label, m.reason, data_of(m)) for m in moments],
                 )
-            return
+            return True
         assert self._ledger is not None
         branch = session.worktree.branch
         entries = await self._ledger.begin_all(
@@ -194,8 +203,11 @@ class SessionCheckpoints:
                     },
                 )
                 for m in moments
-            ]
+            ],
+            unless_writes_pending=session_id if unless_writes_pending else None,
         )
+        if entries is None:
+            return False
         tree = Path(session.worktree.path)
         fresh: list[Effect] = []
         for effect, new in entries:
@@ -207,6 +219,7 @@ class SessionCheckpoints:
                 await self._commit([effect], tree, resumed=True)
         if fresh:
             await self._commit(fresh, tree, resumed=False)
+        return True
 
     async def finish(self, effect: Effect) -> None:
         """Finish a checkpoint a dead process left PENDING (``EffectRecovery``)."""
@@ -270,6 +283,16 @@ class SessionCheckpoints:
         await self._ledger.finish(
             effect, {"commit": commit, "recorded": False}, drop=[CHECKPOINT_PAYLOAD]
         )
+
+
+def _files_unwritten(session_id: UUID) -> Conflict:
+    """A finished task's files are still being written into the session's tree: its
+    checkpoint would lack them, and the plan must not end before they are there. The
+    engine steps the session again shortly (a race lost, not a failure)."""
+    return Conflict(
+        "Files a finished task delivered are still being written; stepped again shortly",
+        {"session_id": str(session_id)},
+    )
 
 
 @dataclass(frozen=True, slots=True)

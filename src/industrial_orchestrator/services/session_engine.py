@@ -112,7 +112,7 @@ class SessionEngine:
         # take from that), and its last checkpoint.
         now = self._clock()
         async with self._uow.reader() as uow:
-            found = await uow.sessions.get(session_id)
+            found, latest = await uow.checkpoints.latest_with_session(session_id)
             running = found is not None and found.status in RUNNING_STATES
             ran: float | None = None
             if running:
@@ -120,7 +120,6 @@ class SessionEngine:
                 ran = running_at_most(found, now)
                 if not self._endings.surely_within_time(found, ran):
                     ran = running_seconds(await uow.sessions.transitions(session_id), now)
-            latest = await uow.checkpoints.latest(session_id) if running else None
         if found is None:
             raise NotFound(f"Session {session_id} does not exist", {"session_id": str(session_id)})
         session = found

@@ -111,11 +111,10 @@ class SessionSchedule:
         None when it is not running: an operator's resume is an event."""
         now = self._clock()
         async with self._uow.reader() as uow:
-            session = await uow.sessions.get(session_id)
+            session, latest = await uow.checkpoints.latest_with_session(session_id)
             if session is None or session.status not in RUNNING_STATES:
                 return None
             ran = running_seconds(await uow.sessions.transitions(session_id), now)
-            latest = await uow.checkpoints.latest(session_id)
         timeout = self._limits.timeout_of(session.options)
         due = now + timedelta(seconds=max(0.0, timeout - ran))
         checkpoint = self._checkpoints.next_at(

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..domain.effects import Effect, EffectState
 from ..domain.sessions.checkpoint import Checkpoint
+from ..domain.sessions.session import Session
+from ..domain.sessions.states import SessionState
+from .database import storable_json_text
 from .direct_execution import fetch_first, run
-from .rows import checkpoint_from_row, checkpoint_values
-from .tables import checkpoints
+from .effect_repository import SqlEffectRepository
+from .rows import checkpoint_from_row, checkpoint_values, session_from_row
+from .session_repository import SqlSessionRepository
+from .tables import checkpoints, sessions
 
 # Built once (read on every engine step): a built statement keeps its cache key.
 _LATEST = (
@@ -20,6 +31,69 @@ _LATEST = (
     .limit(1)
 )
 _INSERT = sa.insert(checkpoints)
+_SESSION = sa.select(sessions).where(sessions.c.id == sa.bindparam("session_id"))
+# The newest checkpoint's columns beside the session's, under names no session column has.
+_LATEST_PREFIX = "latest_checkpoint_"
+
+
+# PostgreSQL: a commit's checkpoints numbered, stored and their ledger entries marked DONE
+# in one statement (where it took a statement each, and one more for the numbers). The
+# entries are marked only if the numbers were taken: the session is still open.
+_ADD_NUMBERED = sa.text(
+    "WITH numbered AS ("
+    " UPDATE sessions SET checkpoint_seq = checkpoint_seq + :count"
+    " WHERE id = :session_id AND NOT (status = ANY(:unless_in))"
+    " RETURNING checkpoint_seq - :count_again AS before"
+    "), stored AS ("
+    " INSERT INTO checkpoints (id, session_id, seq, label, reason, data, created_at)"
+    " SELECT new.id, :stored_session_id, numbered.before + new.n, new.label, new.reason,"
+    " CAST(new.data AS JSONB), new.created_at"
+    " FROM numbered, unnest(:ids, :labels, :reasons, :datas, :created_ats)"
+    " WITH ORDINALITY AS new(id, label, reason, data, created_at, n)"
+    " RETURNING id"
+    "), done AS ("
+    f" UPDATE effects SET state = '{EffectState.DONE.value}',"
+    " detail = CAST(finished.detail AS JSONB), done_at = finished.done_at"
+    " FROM numbered, unnest(:keys, :details, :done_ats) AS finished(key, detail, done_at)"
+    f" WHERE effects.key = finished.key AND effects.state = '{EffectState.PENDING.value}'"
+    " RETURNING effects.key"
+    ") SELECT (SELECT before FROM numbered) AS before,"
+    " (SELECT count(*) FROM stored) AS stored, (SELECT count(*) FROM done) AS done,"
+    " EXISTS (SELECT 1 FROM sessions WHERE id = :known_session_id) AS known"
+).bindparams(
+    sa.bindparam("count", type_=sa.Integer),
+    sa.bindparam("count_again", type_=sa.Integer),
+    sa.bindparam("session_id", type_=sa.Uuid),
+    sa.bindparam("stored_session_id", type_=sa.Uuid),
+    sa.bindparam("known_session_id", type_=sa.Uuid),
+    sa.bindparam("unless_in", type_=ARRAY(sa.String)),
+    sa.bindparam("ids", type_=ARRAY(sa.Uuid)),
+    sa.bindparam("labels", type_=ARRAY(sa.String)),
+    sa.bindparam("reasons", type_=ARRAY(sa.String)),
+    sa.bindparam("datas", type_=ARRAY(sa.Text)),
+    sa.bindparam("created_ats", type_=ARRAY(sa.DateTime(timezone=True))),
+    sa.bindparam("keys", type_=ARRAY(sa.String)),
+    sa.bindparam("details", type_=ARRAY(sa.Text)),
+    sa.bindparam("done_ats", type_=ARRAY(sa.DateTime(timezone=True))),
+)
+
+
+@functools.cache
+def _session_and_latest() -> Any:
+    """PostgreSQL: the session and its newest checkpoint in one statement (a lateral
+    join on the checkpoints' (session, seq) index)."""
+    latest = (
+        sa.select(checkpoints)
+        .where(checkpoints.c.session_id == sessions.c.id)
+        .order_by(checkpoints.c.seq.desc())
+        .limit(1)
+        .lateral("latest")
+    )
+    return (
+        sa.select(sessions, *[column.label(_LATEST_PREFIX + column.key) for column in latest.c])
+        .select_from(sessions.outerjoin(latest, sa.true()))
+        .where(sessions.c.id == sa.bindparam("session_id"))
+    )
 
 
 class SqlCheckpointRepository:
@@ -47,6 +121,74 @@ class SqlCheckpointRepository:
     async def latest(self, session_id: UUID) -> Checkpoint | None:
         row = await fetch_first(self._db, _LATEST, {"session_id": session_id})
         return checkpoint_from_row(row) if row else None
+
+    async def add_numbered(
+        self,
+        session_id: UUID,
+        drafts: Sequence[Checkpoint],
+        finishing: Sequence[Effect],
+        *,
+        unless_in: Sequence[SessionState] = (),
+    ) -> tuple[list[Checkpoint], int] | None:
+        if self._db.dialect.name != "postgresql":
+            first = await SqlSessionRepository(self._db).next_checkpoint_seq(
+                session_id, unless_in=unless_in, count=len(drafts)
+            )
+            if first is None:
+                return None
+            stored = [replace(draft, seq=first + n) for n, draft in enumerate(drafts)]
+            for checkpoint in stored:
+                await self.add(checkpoint)
+            ledger = SqlEffectRepository(self._db)
+            return stored, sum([await ledger.finish(effect) for effect in finishing])
+        row = await fetch_first(
+            self._db,
+            _ADD_NUMBERED,
+            {
+                "count": len(drafts),
+                "count_again": len(drafts),
+                "session_id": session_id,
+                "stored_session_id": session_id,
+                "known_session_id": session_id,
+                "unless_in": [state.value for state in unless_in],
+                "ids": [draft.id for draft in drafts],
+                "labels": [draft.label for draft in drafts],
+                "reasons": [draft.reason for draft in drafts],
+                "datas": [storable_json_text(draft.data) for draft in drafts],
+                "created_ats": [draft.created_at for draft in drafts],
+                "keys": [effect.key for effect in finishing],
+                "details": [storable_json_text(effect.detail) for effect in finishing],
+                "done_ats": [effect.done_at for effect in finishing],
+            },
+        )
+        assert row is not None  # a SELECT without FROM: always one row
+        if row["before"] is None:
+            if row["known"]:
+                return None
+            raise LookupError(session_id)
+        before = int(row["before"])
+        stored = [
+            replace(draft, session_id=session_id, seq=before + n)
+            for n, draft in enumerate(drafts, start=1)
+        ]
+        return stored, int(row["done"])
+
+    async def latest_with_session(
+        self, session_id: UUID
+    ) -> tuple[Session | None, Checkpoint | None]:
+        if self._db.dialect.name != "postgresql":
+            row = await fetch_first(self._db, _SESSION, {"session_id": session_id})
+            if row is None:
+                return None, None
+            return session_from_row(row), await self.latest(session_id)
+        row = await fetch_first(self._db, _session_and_latest(), {"session_id": session_id})
+        if row is None:
+            return None, None
+        if row[_LATEST_PREFIX + "id"] is None:
+            return session_from_row(row), None
+        cut = len(_LATEST_PREFIX)
+        latest = {key[cut:]: value for key, value in row.items() if key.startswith(_LATEST_PREFIX)}
+        return session_from_row(row), checkpoint_from_row(latest)
 
     async def list(self, session_id: UUID, offset: int, limit: int) -> tuple[list[Checkpoint], int]:
         total = await self._db.scalar(

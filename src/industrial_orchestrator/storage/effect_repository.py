@@ -35,15 +35,7 @@ def _insert_new(dialect: str) -> Any:
 
 # PostgreSQL: several entries in one statement, atomic without a transaction around it;
 # the rows come as arrays, so the text is the same whatever their number.
-_INSERT_NEW_ROWS = sa.text(
-    "INSERT INTO effects (key, kind, session_id, task_id, state, detail, created_at, done_at) "
-    "SELECT new.key, new.kind, new.session_id, new.task_id, new.state, "
-    "CAST(new.detail AS JSONB), new.created_at, new.done_at "
-    "FROM unnest(:keys, :kinds, :session_ids, :task_ids, :states, :details, :created_ats, "
-    ":done_ats) AS new(key, kind, session_id, task_id, state, detail, created_at, done_at) "
-    "ORDER BY new.key "
-    "ON CONFLICT (key) DO NOTHING RETURNING key"
-).bindparams(
+_ROWS_PARAMETERS = (
     sa.bindparam("keys", type_=ARRAY(sa.String)),
     sa.bindparam("kinds", type_=ARRAY(sa.String)),
     sa.bindparam("session_ids", type_=ARRAY(sa.Uuid)),
@@ -53,6 +45,29 @@ _INSERT_NEW_ROWS = sa.text(
     sa.bindparam("created_ats", type_=ARRAY(sa.DateTime(timezone=True))),
     sa.bindparam("done_ats", type_=ARRAY(sa.DateTime(timezone=True))),
 )
+
+
+def _insert_new_rows(condition: str = "") -> Any:
+    return sa.text(
+        "INSERT INTO effects (key, kind, session_id, task_id, state, detail, created_at, done_at) "
+        "SELECT new.key, new.kind, new.session_id, new.task_id, new.state, "
+        "CAST(new.detail AS JSONB), new.created_at, new.done_at "
+        "FROM unnest(:keys, :kinds, :session_ids, :task_ids, :states, :details, :created_ats, "
+        ":done_ats) AS new(key, kind, session_id, task_id, state, detail, created_at, done_at) "
+        f"{condition}"
+        "ORDER BY new.key "
+        "ON CONFLICT (key) DO NOTHING RETURNING key"
+    ).bindparams(*_ROWS_PARAMETERS)
+
+
+_INSERT_NEW_ROWS = _insert_new_rows()
+# The same, unless the session has files still to be written: asked in the statement, so
+# a checkpoint's promise and the look for unwritten files are one round trip.
+_INSERT_NEW_ROWS_UNLESS_WRITES_PENDING = _insert_new_rows(
+    "WHERE NOT EXISTS (SELECT 1 FROM effects AS write WHERE write.session_id = :writer "
+    f"AND write.state = '{EffectState.PENDING.value}' "
+    f"AND write.kind = '{EffectKind.WORKSPACE_WRITE.value}') "
+).bindparams(sa.bindparam("writer", type_=sa.Uuid))
 
 
 @functools.cache
@@ -96,13 +111,28 @@ class SqlEffectRepository:
         assert stored is not None  # the key is taken
         return stored, False
 
-    async def record_all(self, effects: Sequence[Effect]) -> list[tuple[Effect, bool]]:
-        if self._db.dialect.name != "postgresql" or len(effects) < 2:
+    async def record_all(
+        self, effects: Sequence[Effect], *, unless_writes_pending: UUID | None = None
+    ) -> list[tuple[Effect, bool]] | None:
+        if self._db.dialect.name != "postgresql":
+            # SQLite: the caller's transaction holds the database's write lock already.
+            if unless_writes_pending is not None and await self.sessions_with_pending_writes(
+                [unless_writes_pending]
+            ):
+                return None
             return [await self.record(effect) for effect in effects]
+        if unless_writes_pending is None and len(effects) < 2:
+            return [await self.record(effect) for effect in effects]
+        statement = _INSERT_NEW_ROWS
+        guard: dict[str, Any] = {}
+        if unless_writes_pending is not None:
+            statement = _INSERT_NEW_ROWS_UNLESS_WRITES_PENDING
+            guard["writer"] = unless_writes_pending
         rows = await fetch_all(
             self._db,
-            _INSERT_NEW_ROWS,
+            statement,
             {
+                **guard,
                 "keys": [e.key for e in effects],
                 "kinds": [e.kind.value for e in effects],
                 "session_ids": [e.session_id for e in effects],
@@ -121,7 +151,11 @@ class SqlEffectRepository:
                 recorded.append((effect, True))
                 continue
             stored = await self.get(effect.key)
-            assert stored is not None  # the key is taken
+            if stored is None:
+                # Not inserted, yet its key is free: only the guard can have said no.
+                assert unless_writes_pending is not None
+                assert not rows
+                return None
             recorded.append((stored, False))
         return recorded
 

@@ -15,9 +15,13 @@ class EffectRepository(Protocol):
         """Insert ``effect`` unless its key is taken; the entry stored under the key, and
         whether it is the one just inserted."""
 
-    async def record_all(self, effects: Sequence[Effect]) -> list[tuple[Effect, bool]]:
+    async def record_all(
+        self, effects: Sequence[Effect], *, unless_writes_pending: UUID | None = None
+    ) -> list[tuple[Effect, bool]] | None:
         """``record`` for each, in order, as one statement where the database allows:
-        all inserted or none, so it needs no transaction around it."""
+        all inserted or none, so it needs no transaction around it. With
+        ``unless_writes_pending``: nothing recorded, and None, while that session has files
+        still to be written into its workspace (asked in the same statement)."""
 
     async def get(self, key: str) -> Effect | None: ...
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
+from ...domain.effects import Effect
 from ...domain.priorities import Priority
 from ...domain.sessions.checkpoint import Checkpoint
 from ...domain.sessions.session import Session, Transition, WorktreeBinding
@@ -152,6 +153,28 @@ class CheckpointRepository(Protocol):
     async def get(self, checkpoint_id: UUID) -> Checkpoint | None: ...
 
     async def latest(self, session_id: UUID) -> Checkpoint | None: ...
+
+    async def add_numbered(
+        self,
+        session_id: UUID,
+        drafts: Sequence[Checkpoint],
+        finishing: Sequence[Effect],
+        *,
+        unless_in: Sequence[SessionState] = (),
+    ) -> tuple[list[Checkpoint], int] | None:
+        """Store ``drafts`` (their ``seq`` ignored) under the session's next numbers, in
+        order, and mark each entry of ``finishing`` DONE as given where it is still
+        PENDING: one statement where the database can. The checkpoints as stored and how
+        many entries were marked DONE (fewer than given: someone finished one first; the
+        caller rolls back). None, nothing stored or marked, when the session's state is
+        one of ``unless_in`` (under its row's lock); ``LookupError`` when there is no
+        such session."""
+
+    async def latest_with_session(
+        self, session_id: UUID
+    ) -> tuple[Session | None, Checkpoint | None]:
+        """The session and its newest checkpoint, read together: in one statement where
+        the database can (an engine step reads both, after every result)."""
 
     async def list(self, session_id: UUID, offset: int, limit: int) -> tuple[list[Checkpoint], int]:
         """Newest first, with the total count."""

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from uuid import UUID
 
+from ...domain.effects import Effect
 from ...domain.sessions.checkpoint import Checkpoint
-from .sessions import SESSIONS
+from ...domain.sessions.session import Session
+from ...domain.sessions.states import SessionState
+from .effects import MemoryEffectRepository
+from .sessions import SESSIONS, MemorySessionRepository
 from .store import IntegrityViolation, Transaction, json_copy
 
 CHECKPOINTS = "checkpoints"
@@ -43,6 +49,31 @@ class MemoryCheckpointRepository:
     async def latest(self, session_id: UUID) -> Checkpoint | None:
         newest = self._of(session_id)[:1]
         return _copied(newest[0]) if newest else None
+
+    async def add_numbered(
+        self,
+        session_id: UUID,
+        drafts: Sequence[Checkpoint],
+        finishing: Sequence[Effect],
+        *,
+        unless_in: Sequence[SessionState] = (),
+    ) -> tuple[list[Checkpoint], int] | None:
+        first = await MemorySessionRepository(self._tx).next_checkpoint_seq(
+            session_id, unless_in=unless_in, count=len(drafts)
+        )
+        if first is None:
+            return None
+        stored = [replace(draft, seq=first + n) for n, draft in enumerate(drafts)]
+        for checkpoint in stored:
+            await self.add(checkpoint)
+        ledger = MemoryEffectRepository(self._tx)
+        return stored, sum([await ledger.finish(effect) for effect in finishing])
+
+    async def latest_with_session(
+        self, session_id: UUID
+    ) -> tuple[Session | None, Checkpoint | None]:
+        session = await MemorySessionRepository(self._tx).get(session_id)
+        return session, (await self.latest(session_id) if session is not None else None)
 
     async def list(self, session_id: UUID, offset: int, limit: int) -> tuple[list[Checkpoint], int]:
         found = self._of(session_id)

@@ -37,7 +37,13 @@ class MemoryEffectRepository:
         self._tx.put(EFFECTS, effect.key, _copied(effect))
         return effect, True
 
-    async def record_all(self, effects: Sequence[Effect]) -> list[tuple[Effect, bool]]:
+    async def record_all(
+        self, effects: Sequence[Effect], *, unless_writes_pending: UUID | None = None
+    ) -> list[tuple[Effect, bool]] | None:
+        if unless_writes_pending is not None and await self.sessions_with_pending_writes(
+            [unless_writes_pending]
+        ):
+            return None
         return [await self.record(effect) for effect in effects]
 
     async def get(self, key: str) -> Effect | None:
