@@ -12,11 +12,12 @@ from industrial_orchestrator.domain.agents.agent import Agent, AgentKind, AgentS
 from industrial_orchestrator.domain.sessions.session import WorktreeBinding
 from industrial_orchestrator.domain.tasks.attempts import AttemptOutcome
 from industrial_orchestrator.domain.tasks.lease_rules import AgentNotAccepting
-from industrial_orchestrator.domain.tasks.task import TaskStatus, TaskType
+from industrial_orchestrator.domain.tasks.task import Task, TaskStatus, TaskType
 from industrial_orchestrator.services.agents import AgentService
 from industrial_orchestrator.services.sessions import NewSession
 from industrial_orchestrator.services.task_leases import Report, TaskLeases
 from industrial_orchestrator.services.tasks import NewTask, TaskService
+from industrial_orchestrator.storage.task_repository import SqlTaskRepository
 
 
 def _services(app: FastAPI) -> tuple[AgentService, TaskService, TaskLeases]:
@@ -107,6 +108,40 @@ async def test_agents_woken_together_each_lease_a_different_task(app: FastAPI):
     assert len(leased) == len(set(leased)) == 6
     ready = [task for task in (await tasks.search())[0] if task.status == TaskStatus.READY]
     assert ready == []
+
+
+async def test_claims_of_one_process_do_not_try_what_its_other_claims_took(
+    app: FastAPI, monkeypatch: pytest.MonkeyPatch
+):
+    """Agents woken together looked at the same tasks: each claim passes over the tasks
+    the process leased since its look, and tries last those another of its claims is
+    leasing, so no guarded save of a task is lost on one another claim took."""
+    agents, tasks, leases = _services(app)
+    workers = [
+        await agents.register(
+            NewAgent(f"worker-{n}", "implementer", ["python"], kind=AgentKind.EXTERNAL)
+        )
+        for n in range(6)
+    ]
+    for _ in range(6):
+        await _ready(tasks)
+    lost: list[bool] = []
+    save = SqlTaskRepository.save
+
+    async def counted(self: SqlTaskRepository, before: Task, after: Task, **options: bool) -> bool:
+        saved = await save(self, before, after, **options)
+        if after.status == TaskStatus.RUNNING and not saved:
+            lost.append(True)
+        return saved
+
+    monkeypatch.setattr(SqlTaskRepository, "save", counted)
+    assignments = await asyncio.gather(
+        *(leases.claim(worker.id, agent=worker) for worker in workers)
+    )
+
+    leased = [assignment.task.id for assignment in assignments if assignment is not None]
+    assert len(leased) == len(set(leased)) == 6
+    assert lost == []
 
 
 async def test_a_claim_works_in_its_session_s_worktree_once_bound(app: FastAPI, tmp_path):

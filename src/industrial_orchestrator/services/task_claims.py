@@ -14,8 +14,9 @@ their session edits, or start before their session's delivered files are written
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -46,6 +47,9 @@ log = structlog.get_logger("industrial_orchestrator.services.task_leases")
 _LOOK_AHEAD = 8
 # Sessions whose worktree a process remembers for its claims (a few hundred bytes each).
 _WORKTREES_KEPT = 10_000
+# Tasks a process remembers it leased: more than a look finds (``_LOOK_AHEAD``) times the
+# claims a process has in flight at once.
+_TAKEN_KEPT = 4_096
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,16 @@ class TaskClaims:
         self._worktrees: OrderedDict[UUID, Path] = OrderedDict()
         """Sessions' worktrees as bound: a binding is made once and never changes
         (``SessionRepository.bind_worktree``), so a session's claims read it once."""
+        # Agents woken by one commit all look at the same tasks, and each would try the
+        # ones the others took first, losing a statement on each. A look is older than
+        # what this process leased since: those are passed over, and those a claim of
+        # this process is leasing right now are tried last.
+        self._taking: set[UUID] = set()
+        """Tasks a claim of this process is leasing, until its transaction ends."""
+        self._taken: OrderedDict[UUID, int] = OrderedDict()
+        """Tasks this process leased lately, with the version each was leased from: a
+        look that found one READY at that version (or before) read it before the lease,
+        and no save from it can succeed."""
 
     async def claim(self, agent_id: UUID, *, agent: Agent | None = None) -> Assignment | None:
         """Lease the most urgent READY task ``agent_id`` can do, or None when there is
@@ -115,52 +129,55 @@ class TaskClaims:
         looked: Agent | None = agent
         for _ in range(RETRY_ROUNDS):
             now = self._clock()
-            async with self._uow() as uow:
-                agent = looked if looked is not None else await registered_agent(uow, agent_id)
-                looked = None
-                check_accepting(agent)
-                if looked_at:
-                    free = await self._first_free(uow, agent, looked_at, now)
-                    looked_at = []  # if none is free, look again in this transaction
-                    if free is not None:
-                        assignment = await self._leased(uow, agent, *free, now=now)
-                        if assignment is None:
-                            continue  # the agent claimed in parallel; recount
-                        return assignment
-                for session_id in sorted(guarded):  # in one order: no deadlock
-                    await uow.tasks.lock_family(session_id)
-                wide = bool(leave or guarded or barred or held)
-                found = await uow.tasks.claimable(
-                    agent.capabilities, limit=_LOOK_AHEAD if wide else 1, agent_name=agent.name
-                )
-                # Again under the locks: an attempt may have been stopped since the look.
-                barred = await _barred(uow, agent, found)
-                if barred and not wide:
-                    continue  # the one task looked at is barred: look further
-                predicted = await _predicted_files(uow, found)
-                unguarded = {
-                    t.session_id
-                    for t in found
-                    if t.session_id and predicted.get(t.id) and t.session_id not in guarded
-                }
-                if unguarded:
-                    guarded |= unguarded  # new since the look: lock them too, and look again
-                    continue
-                held = await _colliding(uow, found, predicted)
-                candidates = [t for t in found if t.id not in leave | barred and t.id not in held]
-                if not candidates:
-                    _log_held(held)
-                    return None
-                task = candidates[0]
-                running, attempt = lease_task(
-                    task, agent, now=now, lease_seconds=self._policy.lease_seconds
-                )
-                if not await uow.tasks.save(task, running):
-                    continue  # another claimer took it first; look again
-                assignment = await self._leased(uow, agent, task, running, attempt, now=now)
-                if assignment is None:
-                    continue  # the agent claimed in parallel; recount
-                return assignment
+            with self._marking() as taking:
+                async with self._uow() as uow:
+                    agent = looked if looked is not None else await registered_agent(uow, agent_id)
+                    looked = None
+                    check_accepting(agent)
+                    if looked_at:
+                        free = await self._first_free(uow, agent, looked_at, now, taking)
+                        looked_at = []  # if none is free, look again in this transaction
+                        if free is not None:
+                            assignment = await self._leased(uow, agent, *free, now=now)
+                            if assignment is None:
+                                continue  # the agent claimed in parallel; recount
+                            return assignment
+                    for session_id in sorted(guarded):  # in one order: no deadlock
+                        await uow.tasks.lock_family(session_id)
+                    wide = bool(leave or guarded or barred or held)
+                    found = await uow.tasks.claimable(
+                        agent.capabilities, limit=_LOOK_AHEAD if wide else 1, agent_name=agent.name
+                    )
+                    # Again under the locks: an attempt may have been stopped since the look.
+                    barred = await _barred(uow, agent, found)
+                    if barred and not wide:
+                        continue  # the one task looked at is barred: look further
+                    predicted = await _predicted_files(uow, found)
+                    unguarded = {
+                        t.session_id
+                        for t in found
+                        if t.session_id and predicted.get(t.id) and t.session_id not in guarded
+                    }
+                    if unguarded:
+                        guarded |= unguarded  # new since the look: lock them too, and look again
+                        continue
+                    held = await _colliding(uow, found, predicted)
+                    candidates = [
+                        t for t in found if t.id not in leave | barred and t.id not in held
+                    ]
+                    if not candidates:
+                        _log_held(held)
+                        return None
+                    task = candidates[0]
+                    running, attempt = lease_task(
+                        task, agent, now=now, lease_seconds=self._policy.lease_seconds
+                    )
+                    if not await uow.tasks.save(task, running):
+                        continue  # another claimer took it first; look again
+                    assignment = await self._leased(uow, agent, task, running, attempt, now=now)
+                    if assignment is None:
+                        continue  # the agent claimed in parallel; recount
+                    return assignment
         raise Conflict("Too many concurrent claims; ask again", {"agent_id": str(agent_id)})
 
     async def _workspace(self, uow: UnitOfWork, task: Task) -> Path:
@@ -176,18 +193,38 @@ class TaskClaims:
             self._worktrees.popitem(last=False)
         return self._worktrees[session.id]
 
+    @contextlib.contextmanager
+    def _marking(self) -> Iterator[list[UUID]]:
+        """The tasks a claim's transaction is taking, unmarked when it ends."""
+        taking: list[UUID] = []
+        try:
+            yield taking
+        finally:
+            self._taking.difference_update(taking)
+
     async def _first_free(
-        self, uow: UnitOfWork, agent: Agent, looked_at: Sequence[Task], now: datetime
+        self,
+        uow: UnitOfWork,
+        agent: Agent,
+        looked_at: Sequence[Task],
+        now: datetime,
+        taking: list[UUID],
     ) -> tuple[Task, Task, TaskAttempt] | None:
         """Lease ``agent`` the first of the tasks it looked at that is still as it was
         read and that no other claimer holds: the task as read, as leased, and the
-        attempt; None when every one was taken meanwhile."""
-        for task in looked_at:
+        attempt; None when every one was taken meanwhile. Those this process leased since
+        are passed over, and those another of its claims is leasing now are tried last
+        (this one's marked in ``taking`` while its transaction lasts)."""
+        untaken = [task for task in looked_at if task.version > self._taken.get(task.id, 0)]
+        for task in sorted(untaken, key=lambda task: task.id in self._taking):  # stable
             running, attempt = lease_task(
                 task, agent, now=now, lease_seconds=self._policy.lease_seconds
             )
+            self._taking.add(task.id)
+            taking.append(task.id)
             if await uow.tasks.save(task, running, skip_locked=True):
                 return task, running, attempt
+            self._taking.discard(task.id)
         return None
 
     async def _leased(
@@ -219,6 +256,9 @@ class TaskClaims:
         ]
         workspace = await self._workspace(uow, running)
         await uow.commit()
+        self._taken[running.id] = task.version
+        if len(self._taken) > _TAKEN_KEPT:
+            self._taken.popitem(last=False)
         log.info(
             "task_leased",
             task_id=str(task.id),
