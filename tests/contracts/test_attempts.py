@@ -175,3 +175,36 @@ async def test_an_attempt_of_no_task_reads_as_nothing(uow: UnitOfWorkFactory):
         assert await unit.attempts.of_task(uuid4()) == []
         assert await unit.attempts.open_of_agent(uuid4()) == []
         assert await unit.attempts.expired(at(0), limit=5) == []
+
+
+async def test_a_task_is_read_with_its_current_attempt(uow: UnitOfWorkFactory):
+    """The attempt the task's own ``attempt`` names (not its latest row, nor an earlier
+    one), with the task as ``tasks.get`` reads it, dependencies included."""
+    first = task(0, None)
+    fresh = task(1, None, depends_on=(first.id,))
+    retried = task(2, None).evolve(attempt=2)
+    await committed(uow, tasks=(first, fresh, retried))
+    ada, bob = uuid4(), uuid4()
+    earlier, current = lease(retried.id, 1, ada, 1), lease(retried.id, 2, bob, 5)
+    async with uow() as unit:
+        for attempt in (earlier, current, lease(retried.id, 3, ada, 9)):
+            await unit.attempts.add(attempt)
+        assert await unit.attempts.close(
+            current.evolve(outcome=AttemptOutcome.FAILED, finished_at=at(7), output={"n": 1})
+        )
+        await unit.commit()
+    async with uow.reader() as unit:
+        assert await unit.attempts.with_task(uuid4()) == (None, None)
+        assert await unit.attempts.with_task(fresh.id) == (await unit.tasks.get(fresh.id), None)
+        read, attempt = await unit.attempts.with_task(retried.id)
+        assert read == await unit.tasks.get(retried.id)
+        assert attempt == await unit.attempts.get(retried.id, 2)
+        assert attempt is not None
+        assert (attempt.agent_id, attempt.outcome, attempt.output) == (
+            bob,
+            AttemptOutcome.FAILED,
+            {"n": 1},
+        )
+        fresh_read, _ = await unit.attempts.with_task(fresh.id)
+        assert fresh_read is not None
+        assert fresh_read.depends_on == (first.id,)

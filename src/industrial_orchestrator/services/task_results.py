@@ -108,12 +108,11 @@ class TaskResults:
             # The family's lock before any of its rows, as every writer of a family takes
             # it; then the task as it is under the lock.
             await uow.tasks.lock_session_family(report.task_id)
-            task = await uow.tasks.get(report.task_id)
+            task, current = await uow.attempts.with_task(report.task_id)
             if task is None:
                 raise NotFound(
                     f"Task {report.task_id} does not exist", {"task_id": str(report.task_id)}
                 )
-            current = await uow.attempts.get(task.id, task.attempt) if task.attempt else None
             held = check_holder(task, current, agent_id, report.attempt)
             writing = (
                 report.outcome == AttemptOutcome.COMPLETED
@@ -233,10 +232,9 @@ class TaskResults:
         how many events it took."""
         now = self._clock()
         async with self._uow() as uow:
-            task = await uow.tasks.get(task_id)
+            task, current = await uow.attempts.with_task(task_id)
             if task is None:
                 raise NotFound(f"Task {task_id} does not exist", {"task_id": str(task_id)})
-            current = await uow.attempts.get(task.id, task.attempt) if task.attempt else None
             check_holder(task, current, agent_id, None)
             if task.session_id is None:
                 raise InvalidInput(
@@ -252,11 +250,8 @@ class TaskResults:
         """Note what holds up the agent's attempt at the task (None: nothing any more);
         the engine shows its session DEGRADED meanwhile. False when the lease is gone."""
         async with self._uow() as uow:
-            task = await uow.tasks.get(task_id)
-            if task is None or not task.attempt:
-                return False
-            current = await uow.attempts.get(task.id, task.attempt)
-            if current is None or current.agent_id != agent_id:
+            task, current = await uow.attempts.with_task(task_id)
+            if task is None or current is None or current.agent_id != agent_id:
                 return False
             changed = await uow.attempts.set_trouble(task.id, task.attempt, trouble)
             if changed and current.trouble != trouble and task.session_id is not None:

@@ -4,7 +4,8 @@ win."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -16,11 +17,12 @@ from ..domain.agents.records import FinishedAttempt, duration_ms
 from ..domain.tasks.artifacts import Artifact
 from ..domain.tasks.attempts import AttemptOutcome, TaskAttempt
 from ..domain.tasks.loop_guard import GUARD_ERROR_PREFIX
-from ..domain.tasks.task import TaskType
+from ..domain.tasks.task import Task, TaskType
 from ..services.ports import StoredArtifact
-from .direct_execution import Row, fetch_all, fetch_first, run
+from .direct_execution import fetch_all, fetch_first, run
 from .rows import utc
 from .tables import task_artifacts, task_attempts, tasks
+from .task_repository import SqlTaskRepository, depends_on_column, task_from_row
 
 # The outcomes a record counts (RELEASED does not: see ``domain.agents.records``).
 _RECORDED = (AttemptOutcome.COMPLETED, AttemptOutcome.FAILED, AttemptOutcome.EXPIRED)
@@ -32,6 +34,29 @@ _BY_KEY = sa.select(task_attempts).where(
     task_attempts.c.attempt == sa.bindparam("attempt"),
 )
 _INSERT = sa.insert(task_attempts)
+# The current attempt's columns beside the task's, under names no task column has.
+_CURRENT_PREFIX = "current_attempt_"
+
+
+@functools.cache
+def _with_task() -> Any:
+    """PostgreSQL: a task and its current attempt in one statement (the attempt by its
+    primary key, the task's own ``attempt``)."""
+    current = task_attempts.alias("current")
+    joined = tasks.outerjoin(
+        current, sa.and_(current.c.task_id == tasks.c.id, current.c.attempt == tasks.c.attempt)
+    )
+    return (
+        sa.select(
+            tasks,
+            depends_on_column("postgresql"),
+            *[column.label(_CURRENT_PREFIX + column.key) for column in current.c],
+        )
+        .select_from(joined)
+        .where(tasks.c.id == sa.bindparam("task_id"))
+    )
+
+
 _OPEN_OF_TASKS = (
     sa.select(task_attempts)
     .where(
@@ -67,6 +92,23 @@ class SqlAttemptRepository:
     async def get(self, task_id: UUID, attempt: int) -> TaskAttempt | None:
         row = await fetch_first(self._db, _BY_KEY, {"task_id": task_id, "attempt": attempt})
         return _attempt(row) if row else None
+
+    async def with_task(self, task_id: UUID) -> tuple[Task | None, TaskAttempt | None]:
+        if self._db.dialect.name != "postgresql":
+            task = await SqlTaskRepository(self._db).get(task_id)
+            if task is None or not task.attempt:
+                return task, None
+            return task, await self.get(task.id, task.attempt)
+        row = await fetch_first(self._db, _with_task(), {"task_id": task_id})
+        if row is None:
+            return None, None
+        task = task_from_row(row)
+        if row[_CURRENT_PREFIX + "task_id"] is None:
+            return task, None
+        cut = len(_CURRENT_PREFIX)
+        return task, _attempt(
+            {key[cut:]: value for key, value in row.items() if key.startswith(_CURRENT_PREFIX)}
+        )
 
     async def of_task(self, task_id: UUID) -> list[TaskAttempt]:
         result = await self._db.execute(
@@ -326,7 +368,7 @@ def _values(attempt: TaskAttempt) -> dict[str, Any]:
     }
 
 
-def _attempt(row: Row) -> TaskAttempt:
+def _attempt(row: Mapping[Any, Any]) -> TaskAttempt:
     return TaskAttempt(
         task_id=row["task_id"],
         attempt=int(row["attempt"]),

@@ -352,3 +352,8 @@ def _edges_of(value: Any) -> tuple[UUID, ...]:
 
 def _task(row: Row) -> Task:
     return task_from_fields({**row, "depends_on": _edges_of(row["depends_on"])})
+
+
+# For the repositories that read a task beside their own rows.
+task_from_row = _task
+depends_on_column = _depends_on

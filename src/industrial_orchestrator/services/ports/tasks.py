@@ -105,6 +105,11 @@ class AttemptRepository(Protocol):
 
     async def get(self, task_id: UUID, attempt: int) -> TaskAttempt | None: ...
 
+    async def with_task(self, task_id: UUID) -> tuple[Task | None, TaskAttempt | None]:
+        """The task and its current attempt (None before its first lease), read together:
+        in one statement where the database can (every result and log line of an agent
+        reads both)."""
+
     async def of_task(self, task_id: UUID) -> list[TaskAttempt]: ...
 
     async def open_of_agent(self, agent_id: UUID) -> list[TaskAttempt]: ...

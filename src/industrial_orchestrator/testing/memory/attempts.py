@@ -15,7 +15,7 @@ from ...domain.tasks.loop_guard import GUARD_ERROR_PREFIX
 from ...domain.tasks.task import Task, TaskType
 from ...services.ports import StoredArtifact
 from .store import IntegrityViolation, Transaction, json_copy
-from .tasks import TASKS
+from .tasks import TASKS, MemoryTaskRepository
 
 ATTEMPTS = "task_attempts"
 ARTIFACTS = "task_artifacts"
@@ -57,6 +57,12 @@ class MemoryAttemptRepository:
     async def get(self, task_id: UUID, attempt: int) -> TaskAttempt | None:
         found: TaskAttempt | None = self._tx.get(ATTEMPTS, (task_id, attempt))
         return _copied(found) if found else None
+
+    async def with_task(self, task_id: UUID) -> tuple[Task | None, TaskAttempt | None]:
+        task = await MemoryTaskRepository(self._tx).get(task_id)
+        if task is None or not task.attempt:
+            return task, None
+        return task, await self.get(task.id, task.attempt)
 
     async def of_task(self, task_id: UUID) -> list[TaskAttempt]:
         found: list[TaskAttempt] = self._tx.select(ATTEMPTS, lambda each: each.task_id == task_id)
