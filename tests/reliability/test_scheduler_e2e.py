@@ -129,6 +129,19 @@ def create_sessions(http: httpx.Client) -> list[Created]:
     return created
 
 
+def wait_registered(http: httpx.Client, count: int, workers: list[WorkerProcess]) -> None:
+    """Wait until ``count`` agents are registered and online."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        listing = http.get(f"{API}/agents", params={"page_size": 100}).json()["items"]
+        if sum(agent["status"].lower() != "offline" for agent in listing) >= count:
+            return
+        if time.monotonic() > deadline:
+            outputs = "\n".join(w.output[-3000:] for w in workers)
+            pytest.fail(f"{len(listing)} of {count} agents registered\n{outputs}")
+        time.sleep(0.1)
+
+
 def wait_all_completed(
     http: httpx.Client, total: int, workers: list[WorkerProcess], server: ServerProcess
 ) -> int:
@@ -251,6 +264,10 @@ def test_thirty_sessions_share_five_slots_and_the_queue_is_served_by_priority(
     with server.client() as http:
         created = create_sessions(http)
         by_id = {c.id: c for c in created}
+        # Every worker in the fleet first: a task that turns READY before any has
+        # registered has nobody to do it, and its session goes DEGRADED meanwhile (right,
+        # but not what this test is about).
+        wait_registered(http, WORKERS, workers)
 
         started = time.monotonic()
         answers: Counter[str] = Counter()
