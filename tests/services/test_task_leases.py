@@ -4,6 +4,7 @@ authentication): a record gone stale meanwhile never overwrites what changed sin
 from __future__ import annotations
 
 import asyncio
+from uuid import UUID
 
 import pytest
 from fastapi import FastAPI
@@ -34,6 +35,28 @@ async def _agent(agents: AgentService) -> Agent:
     return await agents.register(
         NewAgent("worker", "implementer", ["python"], kind=AgentKind.EXTERNAL)
     )
+
+
+async def _workers_and_ready_tasks(
+    agents: AgentService, tasks: TaskService, count: int
+) -> list[Agent]:
+    workers = [
+        await agents.register(
+            NewAgent(f"worker-{n}", "implementer", ["python"], kind=AgentKind.EXTERNAL)
+        )
+        for n in range(count)
+    ]
+    for _ in range(count):
+        await _ready(tasks)
+    return workers
+
+
+async def _claimed_together(leases: TaskLeases, workers: list[Agent]) -> list[UUID]:
+    """The tasks the workers leased, asking all at once."""
+    assignments = await asyncio.gather(
+        *(leases.claim(worker.id, agent=worker) for worker in workers)
+    )
+    return [assignment.task.id for assignment in assignments if assignment is not None]
 
 
 async def test_a_claim_from_a_stale_record_books_the_lease_on_the_current_one(app: FastAPI):
@@ -91,20 +114,9 @@ async def test_agents_woken_together_each_lease_a_different_task(app: FastAPI):
     no other claimer holds (PostgreSQL skips the held rows without waiting), so all of
     them get work while there is some, and no task goes to two of them."""
     agents, tasks, leases = _services(app)
-    workers = [
-        await agents.register(
-            NewAgent(f"worker-{n}", "implementer", ["python"], kind=AgentKind.EXTERNAL)
-        )
-        for n in range(6)
-    ]
-    for _ in range(6):
-        await _ready(tasks)
+    workers = await _workers_and_ready_tasks(agents, tasks, 6)
 
-    assignments = await asyncio.gather(
-        *(leases.claim(worker.id, agent=worker) for worker in workers)
-    )
-
-    leased = [assignment.task.id for assignment in assignments if assignment is not None]
+    leased = await _claimed_together(leases, workers)
     assert len(leased) == len(set(leased)) == 6
     ready = [task for task in (await tasks.search())[0] if task.status == TaskStatus.READY]
     assert ready == []
@@ -117,14 +129,7 @@ async def test_claims_of_one_process_do_not_try_what_its_other_claims_took(
     the process leased since its look, and tries last those another of its claims is
     leasing, so no guarded save of a task is lost on one another claim took."""
     agents, tasks, leases = _services(app)
-    workers = [
-        await agents.register(
-            NewAgent(f"worker-{n}", "implementer", ["python"], kind=AgentKind.EXTERNAL)
-        )
-        for n in range(6)
-    ]
-    for _ in range(6):
-        await _ready(tasks)
+    workers = await _workers_and_ready_tasks(agents, tasks, 6)
     lost: list[bool] = []
     save = SqlTaskRepository.save
 
@@ -135,11 +140,7 @@ async def test_claims_of_one_process_do_not_try_what_its_other_claims_took(
         return saved
 
     monkeypatch.setattr(SqlTaskRepository, "save", counted)
-    assignments = await asyncio.gather(
-        *(leases.claim(worker.id, agent=worker) for worker in workers)
-    )
-
-    leased = [assignment.task.id for assignment in assignments if assignment is not None]
+    leased = await _claimed_together(leases, workers)
     assert len(leased) == len(set(leased)) == 6
     assert lost == []
 

@@ -20,7 +20,7 @@ from ..domain.tasks.loop_guard import GUARD_ERROR_PREFIX
 from ..domain.tasks.task import Task, TaskType
 from ..services.ports import StoredArtifact
 from .direct_execution import fetch_all, fetch_first, run
-from .rows import utc
+from .rows import prefixed, unprefixed, utc
 from .tables import task_artifacts, task_attempts, tasks
 from .task_repository import SqlTaskRepository, depends_on_column, task_from_row
 
@@ -50,7 +50,7 @@ def _with_task() -> Any:
         sa.select(
             tasks,
             depends_on_column("postgresql"),
-            *[column.label(_CURRENT_PREFIX + column.key) for column in current.c],
+            *prefixed(current.c, _CURRENT_PREFIX),
         )
         .select_from(joined)
         .where(tasks.c.id == sa.bindparam("task_id"))
@@ -102,13 +102,8 @@ class SqlAttemptRepository:
         row = await fetch_first(self._db, _with_task(), {"task_id": task_id})
         if row is None:
             return None, None
-        task = task_from_row(row)
-        if row[_CURRENT_PREFIX + "task_id"] is None:
-            return task, None
-        cut = len(_CURRENT_PREFIX)
-        return task, _attempt(
-            {key[cut:]: value for key, value in row.items() if key.startswith(_CURRENT_PREFIX)}
-        )
+        current = unprefixed(row, _CURRENT_PREFIX, "task_id")
+        return task_from_row(row), _attempt(current) if current else None
 
     async def of_task(self, task_id: UUID) -> list[TaskAttempt]:
         result = await self._db.execute(

@@ -19,7 +19,7 @@ from ..domain.sessions.states import SessionState
 from .database import storable_json_text
 from .direct_execution import fetch_first, run
 from .effect_repository import SqlEffectRepository
-from .rows import checkpoint_from_row, checkpoint_values, session_from_row
+from .rows import checkpoint_from_row, checkpoint_values, prefixed, session_from_row, unprefixed
 from .session_repository import SqlSessionRepository
 from .tables import checkpoints, sessions
 
@@ -50,15 +50,13 @@ _ADD_NUMBERED = sa.text(
     " CAST(new.data AS JSONB), new.created_at"
     " FROM numbered, unnest(:ids, :labels, :reasons, :datas, :created_ats)"
     " WITH ORDINALITY AS new(id, label, reason, data, created_at, n)"
-    " RETURNING id"
     "), done AS ("
     f" UPDATE effects SET state = '{EffectState.DONE.value}',"
     " detail = CAST(finished.detail AS JSONB), done_at = finished.done_at"
     " FROM numbered, unnest(:keys, :details, :done_ats) AS finished(key, detail, done_at)"
     f" WHERE effects.key = finished.key AND effects.state = '{EffectState.PENDING.value}'"
     " RETURNING effects.key"
-    ") SELECT (SELECT before FROM numbered) AS before,"
-    " (SELECT count(*) FROM stored) AS stored, (SELECT count(*) FROM done) AS done,"
+    ") SELECT (SELECT before FROM numbered) AS before, (SELECT count(*) FROM done) AS done,"
     " EXISTS (SELECT 1 FROM sessions WHERE id = :known_session_id) AS known"
 ).bindparams(
     sa.bindparam("count", type_=sa.Integer),
@@ -90,7 +88,7 @@ def _session_and_latest() -> Any:
         .lateral("latest")
     )
     return (
-        sa.select(sessions, *[column.label(_LATEST_PREFIX + column.key) for column in latest.c])
+        sa.select(sessions, *prefixed(latest.c, _LATEST_PREFIX))
         .select_from(sessions.outerjoin(latest, sa.true()))
         .where(sessions.c.id == sa.bindparam("session_id"))
     )
@@ -167,10 +165,7 @@ class SqlCheckpointRepository:
                 return None
             raise LookupError(session_id)
         before = int(row["before"])
-        stored = [
-            replace(draft, session_id=session_id, seq=before + n)
-            for n, draft in enumerate(drafts, start=1)
-        ]
+        stored = [replace(draft, seq=before + n) for n, draft in enumerate(drafts, start=1)]
         return stored, int(row["done"])
 
     async def latest_with_session(
@@ -184,11 +179,8 @@ class SqlCheckpointRepository:
         row = await fetch_first(self._db, _session_and_latest(), {"session_id": session_id})
         if row is None:
             return None, None
-        if row[_LATEST_PREFIX + "id"] is None:
-            return session_from_row(row), None
-        cut = len(_LATEST_PREFIX)
-        latest = {key[cut:]: value for key, value in row.items() if key.startswith(_LATEST_PREFIX)}
-        return session_from_row(row), checkpoint_from_row(latest)
+        latest = unprefixed(row, _LATEST_PREFIX, "id")
+        return session_from_row(row), checkpoint_from_row(latest) if latest else None
 
     async def list(self, session_id: UUID, offset: int, limit: int) -> tuple[list[Checkpoint], int]:
         total = await self._db.scalar(

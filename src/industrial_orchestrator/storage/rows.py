@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+import sqlalchemy as sa
 
 from ..domain.plain_values import moment, required_moment
 from ..domain.sessions.checkpoint import Checkpoint
@@ -103,3 +105,18 @@ def checkpoint_from_row(row: Mapping[Any, Any]) -> Checkpoint:
         data=dict(row["data"] or {}),
         created_at=required_moment(row["created_at"]),
     )
+
+
+def prefixed(columns: Iterable[sa.ColumnElement[Any]], prefix: str) -> list[sa.Label[Any]]:
+    """A joined row's columns under ``prefix``: read beside another table's, whose names
+    they would otherwise take."""
+    return [column.label(f"{prefix}{column.key}") for column in columns]
+
+
+def unprefixed(row: Mapping[Any, Any], prefix: str, key: str) -> dict[str, Any] | None:
+    """``prefixed``'s columns of ``row`` under their own names; None when the outer join
+    found no row (its ``key`` column is NULL)."""
+    if row[prefix + key] is None:
+        return None
+    cut = len(prefix)
+    return {name[cut:]: value for name, value in row.items() if name.startswith(prefix)}
