@@ -33,12 +33,12 @@ from ..domain.tasks.attempts import TaskAttempt
 from ..domain.tasks.file_conflicts import overlap
 from ..domain.tasks.lease_rules import agent_with_lease, check_accepting, lease_task
 from ..domain.tasks.loop_reroute import barred_agents
-from ..domain.tasks.task import FINISHED_STATUSES, Task, TaskStatus
+from ..domain.tasks.task import Task, TaskStatus
 from ..domain.tasks.workspaces import workspace_of
 from .agent_records import load_records
 from .lease_endings import RETRY_ROUNDS, registered_agent
 from .lease_policy import LeasePolicy
-from .ports import Clock, UnitOfWork, UnitOfWorkFactory
+from .ports import Clock, LeaseRefused, NewLease, UnitOfWork, UnitOfWorkFactory
 
 log = structlog.get_logger("industrial_orchestrator.services.task_leases")
 
@@ -129,55 +129,52 @@ class TaskClaims:
         looked: Agent | None = agent
         for _ in range(RETRY_ROUNDS):
             now = self._clock()
-            with self._marking() as taking:
-                async with self._uow() as uow:
-                    agent = looked if looked is not None else await registered_agent(uow, agent_id)
+            if looked_at and looked is not None:
+                # Each try is one statement where the database can: no transaction
+                # around them (``AttemptRepository.open``).
+                with self._marking() as taking:
+                    async with self._uow.single() as uow:
+                        tried = await self._first_free(uow, looked, looked_at, now, taking)
+                looked_at = []
+                if isinstance(tried, Assignment):
+                    return tried
+                if tried is LeaseRefused.AGENT_CHANGED:
                     looked = None
-                    check_accepting(agent)
-                    if looked_at:
-                        free = await self._first_free(uow, agent, looked_at, now, taking)
-                        looked_at = []  # if none is free, look again in this transaction
-                        if free is not None:
-                            assignment = await self._leased(uow, agent, *free, now=now)
-                            if assignment is None:
-                                continue  # the agent claimed in parallel; recount
-                            return assignment
-                    for session_id in sorted(guarded):  # in one order: no deadlock
-                        await uow.tasks.lock_family(session_id)
-                    wide = bool(leave or guarded or barred or held)
-                    found = await uow.tasks.claimable(
-                        agent.capabilities, limit=_LOOK_AHEAD if wide else 1, agent_name=agent.name
-                    )
-                    # Again under the locks: an attempt may have been stopped since the look.
-                    barred = await _barred(uow, agent, found)
-                    if barred and not wide:
-                        continue  # the one task looked at is barred: look further
-                    predicted = await _predicted_files(uow, found)
-                    unguarded = {
-                        t.session_id
-                        for t in found
-                        if t.session_id and predicted.get(t.id) and t.session_id not in guarded
-                    }
-                    if unguarded:
-                        guarded |= unguarded  # new since the look: lock them too, and look again
-                        continue
-                    held = await _colliding(uow, found, predicted)
-                    candidates = [
-                        t for t in found if t.id not in leave | barred and t.id not in held
-                    ]
-                    if not candidates:
-                        _log_held(held)
-                        return None
-                    task = candidates[0]
-                    running, attempt = lease_task(
-                        task, agent, now=now, lease_seconds=self._policy.lease_seconds
-                    )
-                    if not await uow.tasks.save(task, running):
-                        continue  # another claimer took it first; look again
-                    assignment = await self._leased(uow, agent, task, running, attempt, now=now)
-                    if assignment is None:
-                        continue  # the agent claimed in parallel; recount
-                    return assignment
+                    continue  # the agent claimed in parallel; recount
+                # none was free: look again, under locks
+            async with self._uow() as uow:
+                agent = looked if looked is not None else await registered_agent(uow, agent_id)
+                looked = None
+                check_accepting(agent)
+                for session_id in sorted(guarded):  # in one order: no deadlock
+                    await uow.tasks.lock_family(session_id)
+                wide = bool(leave or guarded or barred or held)
+                found = await uow.tasks.claimable(
+                    agent.capabilities, limit=_LOOK_AHEAD if wide else 1, agent_name=agent.name
+                )
+                # Again under the locks: an attempt may have been stopped since the look.
+                barred = await _barred(uow, agent, found)
+                if barred and not wide:
+                    continue  # the one task looked at is barred: look further
+                predicted = await _predicted_files(uow, found)
+                unguarded = {
+                    t.session_id
+                    for t in found
+                    if t.session_id and predicted.get(t.id) and t.session_id not in guarded
+                }
+                if unguarded:
+                    guarded |= unguarded  # new since the look: lock them too, and look again
+                    continue
+                held = await _colliding(uow, found, predicted)
+                candidates = [t for t in found if t.id not in leave | barred and t.id not in held]
+                if not candidates:
+                    _log_held(held)
+                    return None
+                leased = await self._leased(uow, agent, candidates[0], now=now)
+                if isinstance(leased, Assignment):
+                    return leased
+                # another claimer took the task first (look again), or the agent claimed
+                # in parallel (recount)
         raise Conflict("Too many concurrent claims; ask again", {"agent_id": str(agent_id)})
 
     async def _workspace(self, uow: UnitOfWork, task: Task) -> Path:
@@ -209,51 +206,47 @@ class TaskClaims:
         looked_at: Sequence[Task],
         now: datetime,
         taking: list[UUID],
-    ) -> tuple[Task, Task, TaskAttempt] | None:
+    ) -> Assignment | LeaseRefused:
         """Lease ``agent`` the first of the tasks it looked at that is still as it was
-        read and that no other claimer holds: the task as read, as leased, and the
-        attempt; None when every one was taken meanwhile. Those this process leased since
-        are passed over, and those another of its claims is leasing now are tried last
-        (this one's marked in ``taking`` while its transaction lasts)."""
+        read and that no other claimer holds; TASK_TAKEN when every one was taken
+        meanwhile, AGENT_CHANGED when the agent's record changed since its look. Those
+        this process leased since are passed over, and those another of its claims is
+        leasing now are tried last (this one's marked in ``taking`` while its
+        transaction lasts)."""
         untaken = [task for task in looked_at if task.version > self._taken.get(task.id, 0)]
         for task in sorted(untaken, key=lambda task: task.id in self._taking):  # stable
-            running, attempt = lease_task(
-                task, agent, now=now, lease_seconds=self._policy.lease_seconds
-            )
             self._taking.add(task.id)
             taking.append(task.id)
-            if await uow.tasks.save(task, running, skip_locked=True):
-                return task, running, attempt
+            leased = await self._leased(uow, agent, task, now=now)
+            if leased is not LeaseRefused.TASK_TAKEN:
+                return leased
             self._taking.discard(task.id)
-        return None
+        return LeaseRefused.TASK_TAKEN
 
     async def _leased(
-        self,
-        uow: UnitOfWork,
-        agent: Agent,
-        task: Task,
-        running: Task,
-        attempt: TaskAttempt,
-        *,
-        now: datetime,
-    ) -> Assignment | None:
-        """The rest of a lease whose task is saved: the agent booked (None when its record
-        changed meanwhile: nothing is committed), the attempt, the events and what the
-        assignment tells the agent; committed."""
-        if not await uow.agents.save(agent, agent_with_lease(agent, now=now)):
-            return None
-        await uow.attempts.add(attempt)
-        await uow.events.append(
-            [
-                task_events.task_transition(task, running),
-                task_events.task_leased(running, attempt),
-            ]
+        self, uow: UnitOfWork, agent: Agent, task: Task, *, now: datetime
+    ) -> Assignment | LeaseRefused:
+        """Lease ``task`` to ``agent`` (the task saved, the agent booked, the attempt
+        opened and the events logged: ``AttemptRepository.open``) and commit; the
+        assignment, or why nothing was leased (nothing is committed then)."""
+        running, attempt = lease_task(
+            task, agent, now=now, lease_seconds=self._policy.lease_seconds
         )
-        finished = [
-            dep
-            for dep in await uow.tasks.get_many(running.depends_on)
-            if dep.status in FINISHED_STATUSES
-        ]
+        opened = await uow.attempts.open(
+            NewLease(
+                task=task,
+                running=running,
+                agent=agent,
+                booked=agent_with_lease(agent, now=now),
+                attempt=attempt,
+                events=[
+                    task_events.task_transition(task, running),
+                    task_events.task_leased(running, attempt),
+                ],
+            )
+        )
+        if isinstance(opened, LeaseRefused):
+            return opened
         workspace = await self._workspace(uow, running)
         await uow.commit()
         self._taken[running.id] = task.version
@@ -265,7 +258,7 @@ class TaskClaims:
             agent_id=str(agent.id),
             attempt=attempt.attempt,
         )
-        return Assignment(running, attempt, finished, workspace)
+        return Assignment(running, attempt, opened.finished_dependencies, workspace)
 
     async def _left_to_others(
         self, uow: UnitOfWork, agent: Agent, waiting: Sequence[Task]

@@ -13,16 +13,21 @@ from uuid import UUID, uuid4
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..domain.agents.agent import agent_fields
 from ..domain.agents.records import FinishedAttempt, duration_ms
 from ..domain.tasks.artifacts import Artifact
 from ..domain.tasks.attempts import AttemptOutcome, TaskAttempt
 from ..domain.tasks.loop_guard import GUARD_ERROR_PREFIX
-from ..domain.tasks.task import Task, TaskType
-from ..services.ports import StoredArtifact
+from ..domain.tasks.task import FINISHED_STATUSES, Task, TaskType
+from ..services.ports import LeaseRefused, NewLease, OpenedLease, StoredArtifact
+from .agent_repository import SqlAgentRepository
+from .database import storable_json_text
 from .direct_execution import fetch_all, fetch_first, run
-from .rows import prefixed, unprefixed, utc
+from .event_repository import SqlEventRepository
+from .lease_statement import AGENT, ATTEMPT, TASK, WAS, lease_statement
+from .rows import changed_columns, prefixed, unprefixed, utc
 from .tables import task_artifacts, task_attempts, tasks
-from .task_repository import SqlTaskRepository, depends_on_column, task_from_row
+from .task_repository import SqlTaskRepository, depends_on_column, task_from_row, task_values
 
 # The outcomes a record counts (RELEASED does not: see ``domain.agents.records``).
 _RECORDED = (AttemptOutcome.COMPLETED, AttemptOutcome.FAILED, AttemptOutcome.EXPIRED)
@@ -83,11 +88,77 @@ _CLOSE = sa.update(task_attempts).where(
 
 
 class SqlAttemptRepository:
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: AsyncConnection, events: SqlEventRepository) -> None:
         self._db = connection
+        self._events = events
+        """The transaction's event log, which a lease's events join."""
 
     async def add(self, attempt: TaskAttempt) -> None:
         await run(self._db, _INSERT, _values(attempt))
+
+    async def open(self, lease: NewLease) -> OpenedLease | LeaseRefused:
+        session_id = lease.task.session_id
+        if (
+            self._db.dialect.name != "postgresql"
+            or not lease.events
+            or any(event.session_id != session_id for event in lease.events)
+        ):
+            return await self._open_in_steps(lease)
+        task_changes = changed_columns(
+            task_values(lease.task), task_values(lease.running), version=lease.task.version
+        )
+        agent_changes = changed_columns(
+            agent_fields(lease.agent), agent_fields(lease.booked), version=lease.agent.version
+        )
+        attempt = _values(lease.attempt)
+        statement = lease_statement(
+            tuple(task_changes), tuple(agent_changes), tuple(attempt), session_id is not None
+        )
+        rows = await fetch_all(
+            self._db,
+            statement,
+            {
+                **{TASK + key: value for key, value in task_changes.items()},
+                **{AGENT + key: value for key, value in agent_changes.items()},
+                **{ATTEMPT + key: value for key, value in attempt.items()},
+                WAS + "task_id": lease.task.id,
+                WAS + "task_version": lease.task.version,
+                WAS + "task_status": lease.task.status.value,
+                WAS + "agent_id": lease.agent.id,
+                WAS + "agent_version": lease.agent.version,
+                "l_session_id": session_id,
+                "l_count": len(lease.events),
+                "l_types": [event.type.value for event in lease.events],
+                "l_ats": [event.at for event in lease.events],
+                "l_payloads": [storable_json_text(event.payload) for event in lease.events],
+                "l_dependencies": list(lease.running.depends_on),
+                "l_finished": sorted(status.value for status in FINISHED_STATUSES),
+            },
+        )
+        outcome = rows[0]  # a row even without dependencies
+        if not outcome["agent"]:
+            return LeaseRefused.AGENT_CHANGED
+        if not outcome["logged"]:
+            return LeaseRefused.TASK_TAKEN
+        if outcome["logged"] != len(lease.events):  # the session's row is gone: not stored
+            raise LookupError(session_id)
+        self._events.stored_apart(lease.events)
+        finished = sorted(
+            (task_from_row(row) for row in rows if row["id"] is not None),
+            key=lambda task: lease.running.depends_on.index(task.id),
+        )
+        return OpenedLease(finished)
+
+    async def _open_in_steps(self, lease: NewLease) -> OpenedLease | LeaseRefused:
+        tasks = SqlTaskRepository(self._db)
+        if not await tasks.save(lease.task, lease.running, skip_locked=True):
+            return LeaseRefused.TASK_TAKEN
+        if not await SqlAgentRepository(self._db).save(lease.agent, lease.booked):
+            return LeaseRefused.AGENT_CHANGED
+        await self.add(lease.attempt)
+        await self._events.append(lease.events)
+        dependencies = await tasks.get_many(lease.running.depends_on)
+        return OpenedLease([dep for dep in dependencies if dep.status in FINISHED_STATUSES])
 
     async def get(self, task_id: UUID, attempt: int) -> TaskAttempt | None:
         row = await fetch_first(self._db, _BY_KEY, {"task_id": task_id, "attempt": attempt})

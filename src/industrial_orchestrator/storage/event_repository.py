@@ -29,7 +29,7 @@ from .direct_execution import fetch_all, run
 from .rows import utc
 from .tables import events, sessions
 
-_EVENT_ORDER_LOCK_KEY = 7_305_118_044
+EVENT_ORDER_LOCK_KEY = 7_305_118_044
 # Built once (run by every transaction that stores events): a built statement keeps its
 # cache key.
 _BUMP = (
@@ -48,6 +48,7 @@ class SqlEventRepository:
         # Per session: how many of the pending events have numbers reserved already,
         # and the last of those numbers.
         self._reserved: dict[UUID, tuple[int, int]] = {}
+        self._stored_apart: list[NewEvent] = []
 
     async def append(
         self, new: Sequence[NewEvent], *, reserved: Mapping[UUID, int] | None = None
@@ -63,9 +64,20 @@ class SqlEventRepository:
             self._reserved[session_id] = (before + count, last)
         self._pending.extend(new)
 
+    def stored_apart(self, new: Sequence[NewEvent]) -> None:
+        """Events a statement of this transaction numbered and inserted itself
+        (``lease_statement``): ``flush`` returns them with its own, for the commit's
+        listeners."""
+        self._stored_apart.extend(new)
+
     async def flush(self) -> list[NewEvent]:
-        """Number and insert what ``append`` kept; returns those events. Call right before
-        COMMIT.
+        """Number and insert what ``append`` kept; returns those events (after any stored
+        apart). Call right before COMMIT."""
+        apart, self._stored_apart = self._stored_apart, []
+        return [*apart, *await self._flush_pending()]
+
+    async def _flush_pending(self) -> list[NewEvent]:
+        """``flush`` of what ``append`` kept.
 
         A session's events take consecutive sequence numbers in the order they were
         appended, from a counter on the session row whose row lock orders its writers
@@ -271,7 +283,7 @@ _ORDERED_INSERT = sa.text(
     "WITH ORDINALITY AS new(session_id, seq, type, at, payload, n) "
     "ORDER BY new.n"
 ).bindparams(
-    sa.bindparam("key", _EVENT_ORDER_LOCK_KEY, type_=sa.BigInteger),
+    sa.bindparam("key", EVENT_ORDER_LOCK_KEY, type_=sa.BigInteger),
     sa.bindparam("session_ids", type_=ARRAY(sa.Uuid)),
     sa.bindparam("seqs", type_=ARRAY(sa.Integer)),
     sa.bindparam("types", type_=ARRAY(sa.Text)),
@@ -295,7 +307,7 @@ _BUMPED_INSERT = sa.text(
     "WITH ORDINALITY AS new(session_id, seq, type, at, payload, n) "
     "ORDER BY new.n"
 ).bindparams(
-    sa.bindparam("key", _EVENT_ORDER_LOCK_KEY, type_=sa.BigInteger),
+    sa.bindparam("key", EVENT_ORDER_LOCK_KEY, type_=sa.BigInteger),
     sa.bindparam("session_id", type_=sa.Uuid),
     sa.bindparam("count", type_=sa.Integer),
     sa.bindparam("fresh", type_=sa.Integer),

@@ -146,7 +146,7 @@ class SqlTaskRepository:
     async def add_all(self, new: Sequence[Task]) -> None:
         if not new:
             return
-        await run_many(self._db, _INSERT, [_values(task) for task in new])
+        await run_many(self._db, _INSERT, [task_values(task) for task in new])
         edges = [{"task_id": t.id, "depends_on": d} for t in new for d in t.depends_on]
         if not edges:
             return
@@ -240,7 +240,7 @@ class SqlTaskRepository:
     async def save(self, before: Task, after: Task, *, skip_locked: bool = False) -> bool:
         """Write ``after`` if the row is still ``before`` (same version and status);
         with ``skip_locked``, not if another transaction holds the row (PostgreSQL)."""
-        old, new = _values(before), _values(after)
+        old, new = task_values(before), task_values(after)
         changed = changed_columns(old, new, version=before.version)
         changes = {
             **changed,
@@ -284,7 +284,7 @@ class SqlTaskRepository:
         return [_task(row) for row in (await self._db.execute(query)).mappings()]
 
 
-def _values(task: Task) -> dict[str, Any]:
+def task_values(task: Task) -> dict[str, Any]:
     # The columns are the record's fields but its dependencies (rows of task_dependencies).
     values = task_fields(task)
     del values["depends_on"]

@@ -97,7 +97,7 @@ class SqlUnitOfWork:
         self.tasks = SqlTaskRepository(connection)
         self.contexts = SqlContextRepository(connection)
         self.agents = SqlAgentRepository(connection)
-        self.attempts = SqlAttemptRepository(connection)
+        self.attempts = SqlAttemptRepository(connection, self.events)
         self.operator_tokens = SqlOperatorTokenRepository(connection)
         self.webhooks = SqlWebhookRepository(connection)
         self.effects = SqlEffectRepository(connection)

@@ -76,7 +76,7 @@ class MemoryUnitOfWork:
         self.tasks = MemoryTaskRepository(tx)
         self.contexts = MemoryContextRepository(tx)
         self.agents = MemoryAgentRepository(tx)
-        self.attempts = MemoryAttemptRepository(tx)
+        self.attempts = MemoryAttemptRepository(tx, self.events)
         self.operator_tokens = MemoryOperatorTokenRepository(tx)
         self.webhooks = MemoryWebhookRepository(tx)
         self.effects = MemoryEffectRepository(tx)

@@ -19,7 +19,14 @@ from .sessions import (
     SessionRepository,
     SessionTotals,
 )
-from .tasks import AttemptRepository, StoredArtifact, TaskRepository
+from .tasks import (
+    AttemptRepository,
+    LeaseRefused,
+    NewLease,
+    OpenedLease,
+    StoredArtifact,
+    TaskRepository,
+)
 from .unit_of_work import DuplicateKeyError, UnitOfWork, UnitOfWorkFactory
 from .webhooks import WebhookRepository
 from .workspaces import ArtifactWriter, Clock, TreeBinding, WorkingTrees
@@ -35,6 +42,9 @@ __all__ = [
     "EffectRepository",
     "EventRepository",
     "IdempotentCreation",
+    "LeaseRefused",
+    "NewLease",
+    "OpenedLease",
     "OperatorTokenRepository",
     "Planner",
     "ProposedPlan",

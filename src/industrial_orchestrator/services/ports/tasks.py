@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from typing import Protocol
 from uuid import UUID
 
+from ...domain.agents.agent import Agent
 from ...domain.agents.records import FinishedAttempt
+from ...domain.events import NewEvent
 from ...domain.tasks.artifacts import Artifact
 from ...domain.tasks.attempts import TaskAttempt
 from ...domain.tasks.task import Task, TaskStatus, TaskType
@@ -100,8 +103,45 @@ class StoredArtifact:
     created_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class NewLease:
+    """A lease as ``domain.tasks.lease_rules`` computes it: the task as read and as
+    leased, the agent as read and as booked, the attempt it opens and the events that
+    say so."""
+
+    task: Task
+    running: Task
+    agent: Agent
+    booked: Agent
+    attempt: TaskAttempt
+    events: Sequence[NewEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedLease:
+    finished_dependencies: list[Task]
+    """The task's dependencies that are finished (COMPLETED or SKIPPED), read with the
+    lease: what its agent is told of the work before it."""
+
+
+class LeaseRefused(Enum):
+    TASK_TAKEN = "task_taken"
+    """The task is no longer as read, or another transaction holds it."""
+    AGENT_CHANGED = "agent_changed"
+    """The agent's record is no longer as read (it claimed in parallel, say)."""
+
+
 class AttemptRepository(Protocol):
     async def add(self, attempt: TaskAttempt) -> None: ...
+
+    async def open(self, lease: NewLease) -> OpenedLease | LeaseRefused:
+        """Write ``lease``: the task saved if it is still as read and no other transaction
+        holds its row, the agent saved if it is still as read, the attempt added, the
+        events appended to the transaction's; and read the task's finished dependencies.
+        In one statement where the database can (a claim's whole write: it then needs
+        no transaction around it), else in steps. Refused: the caller must not commit
+        (in steps the task's row may be written already); after TASK_TAKEN it may try
+        another task in the same transaction."""
 
     async def get(self, task_id: UUID, attempt: int) -> TaskAttempt | None: ...
 

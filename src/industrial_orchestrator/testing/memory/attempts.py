@@ -12,8 +12,10 @@ from ...domain.agents.records import FinishedAttempt, duration_ms
 from ...domain.tasks.artifacts import Artifact
 from ...domain.tasks.attempts import AttemptOutcome, TaskAttempt
 from ...domain.tasks.loop_guard import GUARD_ERROR_PREFIX
-from ...domain.tasks.task import Task, TaskType
-from ...services.ports import StoredArtifact
+from ...domain.tasks.task import FINISHED_STATUSES, Task, TaskType
+from ...services.ports import LeaseRefused, NewLease, OpenedLease, StoredArtifact
+from .agents import MemoryAgentRepository
+from .events import MemoryEventRepository
 from .store import IntegrityViolation, Transaction, json_copy
 from .tasks import TASKS, MemoryTaskRepository
 
@@ -36,8 +38,22 @@ def _copied(attempt: TaskAttempt) -> TaskAttempt:
 
 
 class MemoryAttemptRepository:
-    def __init__(self, tx: Transaction) -> None:
+    def __init__(self, tx: Transaction, events: MemoryEventRepository) -> None:
         self._tx = tx
+        self._events = events
+        """The transaction's event log, which a lease's events join."""
+
+    async def open(self, lease: NewLease) -> OpenedLease | LeaseRefused:
+        # One writer at a time: no other transaction holds a row.
+        tasks = MemoryTaskRepository(self._tx)
+        if not await tasks.save(lease.task, lease.running):
+            return LeaseRefused.TASK_TAKEN
+        if not await MemoryAgentRepository(self._tx).save(lease.agent, lease.booked):
+            return LeaseRefused.AGENT_CHANGED
+        await self.add(lease.attempt)
+        await self._events.append(lease.events)
+        dependencies = await tasks.get_many(lease.running.depends_on)
+        return OpenedLease([dep for dep in dependencies if dep.status in FINISHED_STATUSES])
 
     def _open_of(self, agent_id: UUID) -> list[TaskAttempt]:
         found: list[TaskAttempt] = self._tx.select(
