@@ -326,3 +326,23 @@ async def test_several_dependencies_are_added_at_once_or_not_at_all(uow: UnitOfW
         found = await unit.tasks.get(waiting.id)
         assert found is not None
         assert found.depends_on == tuple(sorted((first.id, second.id, third.id)))
+
+
+async def test_a_session_is_read_with_its_tasks_oldest_first(uow: UnitOfWorkFactory):
+    owner, empty, other = session(0), session(1), session(2)
+    later, first = task(5, owner.id), task(1, owner.id)
+    waiting = task(6, owner.id, depends_on=(first.id, later.id))
+    await committed(uow, owner, empty, other, tasks=(later, first, waiting, task(0, other.id)))
+    async with uow.reader() as unit:
+        stored = await unit.sessions.get(owner.id)
+        assert await unit.tasks.with_session(owner.id) == (
+            stored,
+            await unit.tasks.of_session(owner.id),
+        )
+        found, tasks = await unit.tasks.with_session(owner.id)
+        assert [t.id for t in tasks] == [first.id, later.id, waiting.id]
+        assert tasks[-1].depends_on == tuple(sorted((first.id, later.id)))
+        assert await unit.tasks.with_session(empty.id) == (await unit.sessions.get(empty.id), [])
+        assert await unit.tasks.with_session(uuid4()) == (None, [])
+    assert found is not None
+    assert found.id == owner.id

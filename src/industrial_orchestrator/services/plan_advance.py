@@ -71,10 +71,9 @@ async def advance_plan(
     summary tasks whose subtasks are done; None when the session is not executing a plan
     (not RUNNING or DEGRADED, not past planning, or its budget spent: the engine's next
     step ends it)."""
-    tasks = await tasks_of(uow, session_id)
-    # Read after the tasks: a result that finished one of them has added its usage by
-    # now, so no new task is opened on a budget already spent.
-    session = await uow.sessions.get(session_id)
+    # The session read with the tasks, or after them: a result that finished one of them
+    # has added its usage by then, so no new task is opened on a budget already spent.
+    session, tasks = await uow.tasks.with_session(session_id)
     if session is None or not _movable(session):
         return None
     limit = session.options.max_parallel_tasks or default_parallel

@@ -50,8 +50,9 @@ def lease_statement(
     numbered: bool,
 ) -> sa.Select[Any]:
     """The statement for a lease that changes ``task_keys`` of the task's row and
-    ``agent_keys`` of the agent's, and writes ``attempt_keys`` of the attempt's; ``numbered``: the task is a session's, whose events
-    take the session's next numbers. Its rows: ``agent`` (1 when the agent's row was at
+    ``agent_keys`` of the agent's, and writes ``attempt_keys`` of the attempt's;
+    ``numbered``: the task is a session's, whose events take the session's next
+    numbers. Its rows: ``agent`` (1 when the agent's row was at
     the expected version) and ``logged`` (the events inserted: all of them when the
     task was free and everything was written, else none), beside each of the task's
     finished dependencies (``l_dependencies`` in state ``l_finished``), or beside NULLs

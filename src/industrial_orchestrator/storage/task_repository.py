@@ -12,12 +12,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.effects import EffectKind, EffectState
+from ..domain.sessions.session import Session
 from ..domain.tasks.task import Task, TaskStatus, task_fields, task_from_fields
 from ..services.ports import DuplicateKeyError
 from .direct_execution import Row, fetch_all, fetch_first, fetch_value, run, run_many
 from .json_sets import allows, subset_of
 from .listed import one_of
-from .rows import changed_columns
+from .rows import changed_columns, prefixed, session_from_row, unprefixed
+from .session_repository import SqlSessionRepository
 from .tables import effects, sessions, task_dependencies, tasks
 
 _INSERT = sa.insert(tasks)
@@ -108,6 +110,10 @@ def _claimable_query(
     if lock and dialect == "postgresql":
         query = query.with_for_update(skip_locked=True, of=tasks)
     return query
+
+
+# A session's columns beside its tasks', under names no task column has.
+_SESSION_PREFIX = "of_session_"
 
 
 class SqlTaskRepository:
@@ -213,6 +219,17 @@ class SqlTaskRepository:
             tasks.c.session_id == session_id, tasks.c.status.in_([s.value for s in statuses])
         )
 
+    async def with_session(self, session_id: UUID) -> tuple[Session | None, list[Task]]:
+        if self._db.dialect.name != "postgresql":
+            found = await self.of_session(session_id)
+            return await SqlSessionRepository(self._db).get(session_id), found
+        rows = await fetch_all(self._db, _with_session(), {"session_id": session_id})
+        if not rows:
+            return None, []
+        session = unprefixed(rows[0], _SESSION_PREFIX, "id")
+        assert session is not None  # the row is the session's, joined with its tasks
+        return session_from_row(session), [_task(row) for row in rows if row["id"] is not None]
+
     async def sessions_with_tasks_in(
         self, statuses: Sequence[TaskStatus], *, among: Sequence[UUID] | None = None
     ) -> list[UUID]:
@@ -309,6 +326,18 @@ def _of_session(dialect: str) -> sa.Select[Any]:
     return (
         sa.select(tasks, _depends_on(dialect))
         .where(tasks.c.session_id == sa.bindparam("session_id"))
+        .order_by(tasks.c.created_at, tasks.c.id)
+    )
+
+
+@functools.cache
+def _with_session() -> sa.Select[Any]:
+    """PostgreSQL: a session and its tasks in one statement (the session's columns, under
+    ``_SESSION_PREFIX``, beside each of its tasks', or beside NULLs when it has none)."""
+    return (
+        sa.select(*prefixed(sessions.c, _SESSION_PREFIX), tasks, _depends_on("postgresql"))
+        .select_from(sessions.outerjoin(tasks, tasks.c.session_id == sessions.c.id))
+        .where(sessions.c.id == sa.bindparam("session_id"))
         .order_by(tasks.c.created_at, tasks.c.id)
     )
 

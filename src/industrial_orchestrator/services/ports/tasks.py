@@ -12,6 +12,7 @@ from uuid import UUID
 from ...domain.agents.agent import Agent
 from ...domain.agents.records import FinishedAttempt
 from ...domain.events import NewEvent
+from ...domain.sessions.session import Session
 from ...domain.tasks.artifacts import Artifact
 from ...domain.tasks.attempts import TaskAttempt
 from ...domain.tasks.task import Task, TaskStatus, TaskType
@@ -60,6 +61,11 @@ class TaskRepository(Protocol):
     async def of_session(self, session_id: UUID, statuses: Sequence[TaskStatus] = ()) -> list[Task]:
         """Every task of the session (in ``statuses`` if given), oldest first: ``search``
         without the page and its count."""
+
+    async def with_session(self, session_id: UUID) -> tuple[Session | None, list[Task]]:
+        """The session and every task of it, oldest first: in one statement where the
+        database can (a result moves its session's plan on, reading both), else the
+        tasks first, then the session."""
 
     async def sessions_with_tasks_in(
         self, statuses: Sequence[TaskStatus], *, among: Sequence[UUID] | None = None

@@ -13,11 +13,12 @@ from uuid import UUID
 
 from ...domain.effects import EffectKind, EffectState
 from ...domain.sessions.options import SessionOptions
+from ...domain.sessions.session import Session
 from ...domain.sessions.states import RUNNING_STATES
 from ...domain.tasks.task import Task, TaskStatus
 from ...services.ports import DuplicateKeyError
 from .effects import EFFECTS
-from .sessions import SESSIONS, SessionRow
+from .sessions import SESSIONS, MemorySessionRepository, SessionRow
 from .store import IntegrityViolation, Transaction
 
 TASKS = "tasks"
@@ -132,6 +133,10 @@ class MemoryTaskRepository:
         return self._load(
             lambda task: task.session_id == session_id and (not wanted or task.status in wanted)
         )
+
+    async def with_session(self, session_id: UUID) -> tuple[Session | None, list[Task]]:
+        found = await self.of_session(session_id)
+        return await MemorySessionRepository(self._tx).get(session_id), found
 
     async def sessions_with_tasks_in(
         self, statuses: Sequence[TaskStatus], *, among: Sequence[UUID] | None = None
