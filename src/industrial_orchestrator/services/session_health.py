@@ -10,6 +10,7 @@ import contextlib
 
 import structlog
 
+from ..domain.agents.agent import Agent
 from ..domain.errors import Conflict
 from ..domain.sessions.health import health_move, unserved
 from ..domain.sessions.session import Actor, Session
@@ -40,8 +41,13 @@ class SessionHealth:
                 if attempt is not None and attempt.trouble:
                     trouble = f"'{task.title}': {attempt.trouble}"
                     break
+            # Tasks of a plan mostly ask for the same capabilities: one read for each set.
+            capable: dict[frozenset[str], list[Agent]] = {}
             for task in [] if trouble else waiting:
-                holders = await uow.agents.holders(task.required_capabilities)
+                wanted = frozenset(task.required_capabilities)
+                if wanted not in capable:
+                    capable[wanted] = await uow.agents.holders(task.required_capabilities)
+                holders = capable[wanted]
                 trouble = unserved(task, holders, session.options.agents)
                 if trouble and not holders:
                     offline = await _why_offline(uow, task.required_capabilities)
