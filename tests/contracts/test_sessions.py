@@ -200,6 +200,34 @@ async def test_the_ownership_lease_and_the_timer(uow: UnitOfWorkFactory):
         await unit.commit()
 
 
+async def test_a_lease_is_kept_when_free_or_its_holders_never_taken_over(
+    uow: UnitOfWorkFactory,
+):
+    free, theirs, stale = (session(n, status=S.RUNNING) for n in range(3))
+    await committed(uow, free, theirs, stale)
+    async with uow() as unit:
+        assert await unit.sessions.own(theirs.id, "b", at(0), at(60)) == "b"
+        assert await unit.sessions.own(stale.id, "b", at(0), at(10)) == "b"
+        await unit.commit()
+    async with uow.single() as unit:
+        sessions = unit.sessions
+        assert await sessions.keep(free.id, "a", at(20), at(60)) is True  # free: taken
+        assert await sessions.keep(free.id, "a", at(20), at(90)) is True  # its own: renewed
+        assert await sessions.keep(theirs.id, "a", at(20), at(90)) is False  # held by b
+        # b's lease ran out: a take-over, left to ``own`` (it writes an event with it).
+        assert await sessions.keep(stale.id, "a", at(20), at(90)) is None
+        assert await sessions.keep(uuid4(), "a", at(20), at(90)) is False
+        await unit.commit()
+    async with uow.reader() as unit:
+        # At 50 only b's lease that ran out at 10 is free: a's runs to 90, b's other to 60.
+        assert await unit.sessions.unowned_in([S.RUNNING], at(50)) == [stale.id]
+        assert set(await unit.sessions.unowned_in([S.RUNNING], at(95))) == {
+            free.id,
+            theirs.id,
+            stale.id,
+        }
+
+
 async def test_a_working_tree_is_bound_once_and_found_by_workspace(uow: UnitOfWorkFactory):
     older = session(0, workspace="/repo")
     newer = session(1, workspace="/repo")

@@ -26,10 +26,16 @@ class SessionOwnership:
         """Take or renew this process's ownership lease of the session; whether it holds
         it. Taking over from a process whose lease ran out is an event."""
         now = self._clock()
+        until = now + timedelta(seconds=lease_seconds)
+        # Mostly the lease is free, this process's or another's still: one statement, no
+        # transaction. Only a take-over writes an event with it.
+        async with self._uow.single() as uow:
+            kept = await uow.sessions.keep(session_id, owner, now, until)
+            await uow.commit()
+        if kept is not None:
+            return kept
         async with self._uow() as uow:
-            held = await uow.sessions.own(
-                session_id, owner, now, now + timedelta(seconds=lease_seconds)
-            )
+            held = await uow.sessions.own(session_id, owner, now, until)
             if held is not None and held != owner and await _not_over(uow, session_id):
                 await uow.events.append(
                     [

@@ -139,6 +139,29 @@ _BEFORE = (
     .subquery("before")
 )
 _OWN_AFTER = _OWN.where(sessions.c.id == _BEFORE.c.id).returning(_BEFORE.c.previous)
+_KEEP = (
+    sa.update(sessions)
+    .where(
+        sessions.c.id == sa.bindparam("session_id"),
+        sa.or_(sessions.c.owner.is_(None), sessions.c.owner == sa.bindparam("owner")),
+    )
+    .values(owner=sa.bindparam("owner"), owner_expires_at=sa.bindparam("until"))
+)
+# Whether another's lease of the session ran out (the row as it was before ``_KEEP``).
+_LAPSED = sa.select(
+    sa.and_(
+        sessions.c.owner != sa.bindparam("owner"),
+        sessions.c.owner_expires_at < sa.bindparam("now"),
+    ).label("lapsed")
+).where(sessions.c.id == sa.bindparam("session_id"))
+# PostgreSQL: ``_KEEP`` and what it found in one statement (from the same snapshot).
+_KEPT = sa.select(
+    sa.select(sa.func.count())
+    .select_from(_KEEP.returning(sessions.c.id).cte("kept"))
+    .scalar_subquery()
+    .label("kept"),
+    _LAPSED.subquery("found").c.lapsed,
+)
 _SET_NEXT_DUE = sa.update(sessions).where(sessions.c.id == sa.bindparam("session_id"))
 _INSERT_TRANSITION = sa.insert(session_transitions)
 _INSERT_SESSION = sa.insert(sessions)
@@ -249,6 +272,20 @@ class SqlSessionRepository:
             if (await self._db.execute(_OWN, values)).rowcount != 1:
                 return None
         return previous if previous not in (None, owner) else owner
+
+    async def keep(
+        self, session_id: UUID, owner: str, now: datetime, until: datetime
+    ) -> bool | None:
+        values = {"session_id": session_id, "owner": owner, "until": until, "now": now}
+        if self._db.dialect.name == "postgresql":
+            row = await fetch_first(self._db, _KEPT, values)
+            if row is not None and row["kept"]:
+                return True
+        else:  # one writer at a time: nothing moves between the two
+            row = await fetch_first(self._db, _LAPSED, values)
+            if row is not None and await run(self._db, _KEEP, values) == 1:
+                return True
+        return None if row is not None and row["lapsed"] else False
 
     async def disown(self, owner: str, session_id: UUID | None = None) -> int:
         """Give up ``owner``'s leases (of one session, or all)."""

@@ -80,6 +80,15 @@ class SessionRepository(Protocol):
         """Take or renew the engine's ownership lease; the previous owner when taken over
         from another, ``owner`` when held, None when another holds it."""
 
+    async def keep(
+        self, session_id: UUID, owner: str, now: datetime, until: datetime
+    ) -> bool | None:
+        """``own`` where there is nothing to take over: take the lease when it is free, or
+        renew it when ``owner`` holds it (even expired), until ``until`` (True). False when
+        another holds it still (or there is no such session); None, nothing done, when
+        another held it and its lease ran out before ``now`` (a take-over: ``own``). One
+        statement where the database can: it needs no transaction around it."""
+
     async def disown(self, owner: str, session_id: UUID | None = None) -> int: ...
 
     async def renew_owned(

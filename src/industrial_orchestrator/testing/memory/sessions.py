@@ -232,6 +232,18 @@ class MemorySessionRepository:
         self.put(row.evolve(owner=owner, owner_expires_at=until))
         return previous if previous not in (None, owner) else owner
 
+    async def keep(
+        self, session_id: UUID, owner: str, now: datetime, until: datetime
+    ) -> bool | None:
+        row = self.row(session_id)
+        if row is None:
+            return False
+        if row.owner not in (None, owner):
+            lapsed = row.owner_expires_at is not None and row.owner_expires_at < now
+            return None if lapsed else False
+        self.put(row.evolve(owner=owner, owner_expires_at=until))
+        return True
+
     async def disown(self, owner: str, session_id: UUID | None = None) -> int:
         held = [
             row
