@@ -232,6 +232,9 @@ class TaskClaims:
         running, attempt = lease_task(
             task, agent, now=now, lease_seconds=self._policy.lease_seconds
         )
+        # Before the lease: where the lease is one statement it has committed by itself,
+        # and nothing that could fail may come after it (a read once per session anyway).
+        workspace = await self._workspace(uow, task)
         opened = await uow.attempts.open(
             NewLease(
                 task=task,
@@ -247,7 +250,6 @@ class TaskClaims:
         )
         if isinstance(opened, LeaseRefused):
             return opened
-        workspace = await self._workspace(uow, running)
         await uow.commit()
         self._taken[running.id] = task.version
         if len(self._taken) > _TAKEN_KEPT:
