@@ -98,12 +98,12 @@ class SqlAttemptRepository:
 
     async def open(self, lease: NewLease) -> OpenedLease | LeaseRefused:
         session_id = lease.task.session_id
-        if (
-            self._db.dialect.name != "postgresql"
-            or not lease.events
-            or any(event.session_id != session_id for event in lease.events)
-        ):
+        if self._db.dialect.name != "postgresql":
             return await self._open_in_steps(lease)
+        # The statement tells a lease by its events and numbers them in the task's session:
+        # steps here would not be all or nothing where the caller holds no transaction.
+        if not lease.events or any(event.session_id != session_id for event in lease.events):
+            raise ValueError("a lease's events are its task's session's, and there are some")
         task_changes = changed_columns(
             task_values(lease.task), task_values(lease.running), version=lease.task.version
         )
