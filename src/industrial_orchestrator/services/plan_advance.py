@@ -3,8 +3,9 @@ the session's parallel limit), the summary tasks whose subtasks are done closed,
 after layer, in the caller's transaction.
 
 A result calls it in its own transaction (the tasks that waited for it are READY when the
-result is acknowledged); the engine's step calls it after every change to the session's
-tasks.
+result is acknowledged), on the session and tasks it has read already, with its writes
+kept for the commit (``advance_read_plan``); the engine's step calls it after every
+change to the session's tasks.
 
 The caller holds the session's family lock (``TaskRepository.lock_family``), taken before
 any of the session's task rows, as every writer of a family does.
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
+from ..domain.errors import Conflict
 from ..domain.sessions.options import budget_exceeded
 from ..domain.sessions.progress import Progress, progress_of
 from ..domain.sessions.session import Session, SessionPhase
@@ -74,7 +76,31 @@ async def advance_plan(
     # The session read with the tasks, or after them: a result that finished one of them
     # has added its usage by then, so no new task is opened on a budget already spent.
     session, tasks = await uow.tasks.with_session(session_id)
-    if session is None or not _movable(session):
+    if session is None:
+        return None
+    return await _advance(uow, session, tasks, now, default_parallel, at_commit=False)
+
+
+async def advance_read_plan(
+    uow: UnitOfWork, session: Session, tasks: list[Task], now: datetime, *, default_parallel: int
+) -> Advanced | None:
+    """``advance_plan`` of ``session`` and its ``tasks`` as the caller has read them
+    under the family's lock, with its own changes (and the session's usage) applied, its
+    writes kept for the commit (``TaskRepository.save_at_commit``): the caller reads
+    none of the tasks again."""
+    return await _advance(uow, session, tasks, now, default_parallel, at_commit=True)
+
+
+async def _advance(
+    uow: UnitOfWork,
+    session: Session,
+    tasks: list[Task],
+    now: datetime,
+    default_parallel: int,
+    *,
+    at_commit: bool,
+) -> Advanced | None:
+    if not _movable(session):
         return None
     limit = session.options.max_parallel_tasks or default_parallel
     opened = closed = 0
@@ -84,13 +110,12 @@ async def advance_plan(
         moved: dict[UUID, Task] = {}
         for task in starting:
             ready = task_transition(task, TaskStatus.READY, now=now)
-            if await uow.tasks.save(task, ready):
-                await uow.events.append([task_events.task_transition(task, ready)])
+            if await _move(uow, task, [ready], at_commit):
                 moved[task.id] = ready
                 opened += 1
         summaries = 0
         for task in progress.closable:
-            done = await _close_summary(uow, task, now)
+            done = await _close_summary(uow, task, now, at_commit)
             if done is not None:
                 moved[task.id] = done
                 summaries += 1
@@ -119,7 +144,9 @@ async def tasks_of(uow: UnitOfWork, session_id: UUID) -> list[Task]:
     return await uow.tasks.of_session(session_id)
 
 
-async def _close_summary(uow: UnitOfWork, task: Task, now: datetime) -> Task | None:
+async def _close_summary(
+    uow: UnitOfWork, task: Task, now: datetime, at_commit: bool
+) -> Task | None:
     """A summary task is done when its subtasks are: through READY and RUNNING to
     COMPLETED, each step in the history. Its last state, or None when it moved meanwhile."""
     steps = [task_transition(task, TaskStatus.READY, now=now)]
@@ -129,10 +156,28 @@ async def _close_summary(uow: UnitOfWork, task: Task, now: datetime) -> Task | N
             steps[-1], TaskStatus.COMPLETED, now=now, summary="all its subtasks are finished"
         )
     )
+    return steps[-1] if await _move(uow, task, steps, at_commit) else None
+
+
+async def _move(uow: UnitOfWork, task: Task, steps: list[Task], at_commit: bool) -> bool:
+    """Save the task's successive ``steps``, each with its event; False when it moved
+    meanwhile. ``at_commit``: the last step written at the commit, which fails if the task
+    moved (it cannot under the family's lock)."""
+    if at_commit:
+        stale = Conflict(
+            f"Task {task.id} changed while its session's plan moved on; retry",
+            {"task_id": str(task.id)},
+        )
+        await uow.tasks.save_at_commit(task, steps[-1], stale=stale)
+        befores = [task, *steps[:-1]]
+        await uow.events.append(
+            [task_events.task_transition(b, a) for b, a in zip(befores, steps, strict=True)]
+        )
+        return True
     before = task
     for after in steps:
         if not await uow.tasks.save(before, after):
-            return None
+            return False
         await uow.events.append([task_events.task_transition(before, after)])
         before = after
-    return before
+    return True

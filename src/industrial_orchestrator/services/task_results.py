@@ -20,21 +20,23 @@ from uuid import UUID
 
 import structlog
 
+from ..domain.agents import events as agent_events
 from ..domain.agents.agent import Agent
 from ..domain.effects import Effect, EffectKind, pending_effect, workspace_write_key
-from ..domain.errors import InvalidInput, NotFound
+from ..domain.errors import Conflict, InvalidInput, NotFound
 from ..domain.events import LogStream, log_lines
+from ..domain.sessions.session import Session
 from ..domain.tasks import events as task_events
 from ..domain.tasks.artifacts import Artifact, check_artifacts
 from ..domain.tasks.attempts import AttemptOutcome, LeaseLost, TaskAttempt, after_result
-from ..domain.tasks.lease_rules import check_holder
+from ..domain.tasks.lease_rules import agent_after_attempt, check_holder
 from ..domain.tasks.loop_guard import LoopStop
 from ..domain.tasks.task import Task, TaskStatus
 from .effects import EffectLedger
-from .lease_endings import registered_agent, save_steps, settle_agent
+from .lease_endings import RETRY_ROUNDS, registered_agent
 from .lease_policy import LeasePolicy
 from .offer_gate import OfferGate
-from .plan_advance import advance_plan
+from .plan_advance import advance_read_plan
 from .ports import Clock, StoredArtifact, UnitOfWorkFactory
 from .result_files import ResultFiles, task_workspace
 
@@ -60,6 +62,10 @@ class Report:
     final: bool = False
     """A FAILED attempt another would only repeat (set by this process's executors, never
     from an agent's HTTP report): the task fails without being tried again."""
+
+
+class _AgentChanged(Exception):
+    """The agent's row moved on between the read a result booked it from and the commit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +109,70 @@ class TaskResults:
         if report.outcome not in (AttemptOutcome.COMPLETED, AttemptOutcome.FAILED):
             raise ValueError(f"a result is completed or failed, not {report.outcome}")
         check_artifacts(report.artifacts, self._policy.artifact_limits)
+        for _ in range(RETRY_ROUNDS):
+            try:
+                recorded, write, root = await self._record(agent_id, report, agent)
+                break
+            except _AgentChanged:
+                agent = None  # a heartbeat got between: the whole result again, read afresh
+        else:
+            raise Conflict(
+                "The agent's record is changing too fast; retry", {"agent_id": str(agent_id)}
+            )
+        written: list[str] = []
+        if write is not None:
+            assert root is not None
+            self._ledger.reached("effects.recorded", EffectKind.WORKSPACE_WRITE)
+            written = self._files.write(root, report.task_id, report.artifacts)
+            self._ledger.reached("effects.performed", EffectKind.WORKSPACE_WRITE)
+            await self._files.files_written(write, written, [])
+        task, closed = recorded.task, recorded.attempt
+        log.info(
+            "task_result",
+            task_id=str(task.id),
+            agent_id=str(agent_id),
+            attempt=closed.attempt,
+            outcome=report.outcome.value,
+            artifacts=len(report.artifacts),
+        )
+        loop_stop = report.loop_stop if closed.outcome == AttemptOutcome.FAILED else None
+        if loop_stop is not None:
+            log.warning(
+                "task_loop_stopped",
+                task_id=str(task.id),
+                session_id=str(task.session_id) if task.session_id else None,
+                agent_id=str(agent_id),
+                attempt=closed.attempt,
+                kind=loop_stop.trip.kind.value,
+                message=loop_stop.trip.message,
+                rolled_back=len(loop_stop.rolled_back),
+                rollback_error=loop_stop.rollback_error,
+                tokens_used=closed.tokens_used,
+                requeued=task.status == TaskStatus.READY,
+            )
+        return Recorded(task, closed, recorded.artifacts, written)
+
+    async def _record(
+        self, agent_id: UUID, report: Report, agent: Agent | None
+    ) -> tuple[Recorded, Effect | None, Path | None]:
+        """``report``'s transaction: the result recorded, and the files to write after
+        it (their promise, and where they go). One read after the family's lock (the
+        session, its tasks and the attempt), the writes kept for the commit: on
+        PostgreSQL a result is five round trips, BEGIN and COMMIT included."""
         now = self._clock()
         async with self._gate.opening(), self._uow() as uow:
             # The family's lock before any of its rows, as every writer of a family takes
-            # it; then the task as it is under the lock.
-            await uow.tasks.lock_session_family(report.task_id)
-            task, current = await uow.attempts.with_task(report.task_id)
+            # it; then the task as it is under the lock, with its session and siblings.
+            session_id = await uow.tasks.lock_session_family(report.task_id)
+            session: Session | None = None
+            siblings: list[Task] = []
+            if session_id is None:
+                task, current = await uow.attempts.with_task(report.task_id)
+            else:
+                session, siblings, current = await uow.attempts.in_session(
+                    session_id, report.task_id
+                )
+                task = next((t for t in siblings if t.id == report.task_id), None)
             if task is None:
                 raise NotFound(
                     f"Task {report.task_id} does not exist", {"task_id": str(report.task_id)}
@@ -133,24 +197,29 @@ class TaskResults:
                 tokens_used=report.tokens_used,
                 cost_usd=report.cost_usd,
             )
-            if not await uow.attempts.close(closed):
-                raise LeaseLost(
-                    f"Attempt {held.attempt} of task {task.id} ended meanwhile; "
-                    "the result was not recorded",
-                    {"task_id": str(task.id), "attempt": held.attempt},
-                )
+            lost = LeaseLost(
+                f"Attempt {held.attempt} of task {task.id} ended meanwhile; "
+                "the result was not recorded",
+                {"task_id": str(task.id), "attempt": held.attempt},
+            )
+            await uow.attempts.close_at_commit(closed, stale=lost)
             states = after_result(
                 task, closed, now=now, max_attempts=self._policy.max_attempts, final=report.final
             )
-            await save_steps(uow, task, states)
+            final = states[-1]
+            await uow.tasks.save_at_commit(task, final, stale=lost)
             await uow.attempts.add_artifacts(closed, report.artifacts, now)
             if agent is None or agent.id != agent_id:
                 agent = await registered_agent(uow, agent_id)
-            await settle_agent(uow, agent, closed.outcome or report.outcome, now)
+            settled = agent_after_attempt(agent, closed.outcome or report.outcome)
+            await uow.agents.save_at_commit(agent, settled, stale=_AgentChanged())
+            if settled.tier != agent.tier:
+                await uow.events.append([agent_events.agent_tier_changed(settled, agent.tier, now)])
             if task.session_id is not None and (report.tokens_used or report.cost_usd):
                 await uow.sessions.add_usage(task.session_id, report.tokens_used, report.cost_usd)
                 totals = await uow.sessions.get(task.session_id)
                 if totals is not None:
+                    session = totals  # the plan moves on within the budget left
                     await uow.events.append([task_events.session_telemetry(totals, closed, now)])
             await uow.events.append(
                 [
@@ -161,7 +230,6 @@ class TaskResults:
                     ),
                 ]
             )
-            final = states[-1]
             loop_stop = report.loop_stop if closed.outcome == AttemptOutcome.FAILED else None
             if loop_stop is not None:
                 requeued = final.status == TaskStatus.READY
@@ -169,11 +237,12 @@ class TaskResults:
                     [task_events.task_loop_stopped(task, closed, loop_stop, requeued=requeued)]
                 )
             if final.is_terminal:
-                await uow.contexts.delete_temporary_of(final.id)
-                if task.session_id is not None:
-                    await advance_plan(
+                await uow.contexts.delete_temporary_at_commit(final.id)
+                if session is not None:
+                    await advance_read_plan(
                         uow,
-                        task.session_id,
+                        session,
+                        [final if t.id == final.id else t for t in siblings],
                         now,
                         default_parallel=self._policy.max_parallel_tasks,
                     )
@@ -196,36 +265,8 @@ class TaskResults:
             # the attempt delivered some: nothing else stores an attempt's artifacts.
             stored = await uow.attempts.artifacts(task.id) if report.artifacts else []
             await uow.commit()
-        written: list[str] = []
-        if write is not None:
-            assert root is not None
-            self._ledger.reached("effects.recorded", EffectKind.WORKSPACE_WRITE)
-            written = self._files.write(root, report.task_id, report.artifacts)
-            self._ledger.reached("effects.performed", EffectKind.WORKSPACE_WRITE)
-            await self._files.files_written(write, written, [])
-        log.info(
-            "task_result",
-            task_id=str(task.id),
-            agent_id=str(agent_id),
-            attempt=closed.attempt,
-            outcome=report.outcome.value,
-            artifacts=len(report.artifacts),
-        )
-        if loop_stop is not None:
-            log.warning(
-                "task_loop_stopped",
-                task_id=str(task.id),
-                session_id=str(task.session_id) if task.session_id else None,
-                agent_id=str(agent_id),
-                attempt=closed.attempt,
-                kind=loop_stop.trip.kind.value,
-                message=loop_stop.trip.message,
-                rolled_back=len(loop_stop.rolled_back),
-                rollback_error=loop_stop.rollback_error,
-                tokens_used=closed.tokens_used,
-                requeued=final.status == TaskStatus.READY,
-            )
-        return Recorded(final, closed, [a for a in stored if a.attempt == closed.attempt], written)
+        delivered = [a for a in stored if a.attempt == closed.attempt]
+        return Recorded(final, closed, delivered, []), write, root
 
     async def log(self, agent_id: UUID, task_id: UUID, stream: LogStream, text: str) -> int:
         """Append the agent's output for the task it holds to its session's terminal;

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..domain.agents.agent import Agent, AgentStatus, agent_fields, agent_from_fields
 from ..domain.agents.routing import ROUTABLE_STATUSES
 from ..services.ports import DuplicateKeyError
+from .commit_writes import CommitWrites
 from .direct_execution import Row, fetch_all, fetch_first, run
 from .json_sets import superset_of
 from .rows import changed_columns
@@ -43,8 +44,9 @@ def _holders(capabilities: tuple[str, ...], dialect: str) -> Any:
 
 
 class SqlAgentRepository:
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: AsyncConnection, writes: CommitWrites | None = None) -> None:
         self._db = connection
+        self._writes = writes
 
     async def add(self, agent: Agent) -> None:
         try:
@@ -80,10 +82,14 @@ class SqlAgentRepository:
         return [_agent(row) for row in await fetch_all(self._db, query)]
 
     async def save(self, before: Agent, after: Agent) -> bool:
-        old, new = _values(before), _values(after)
-        changed = changed_columns(old, new, version=before.version)
-        guards = {"w_id": before.id, "w_version": before.version}
-        return await run(self._db, _GUARDED_UPDATE, {**changed, **guards}) == 1
+        return await run(self._db, _GUARDED_UPDATE, _guarded(before, after)) == 1
+
+    async def save_at_commit(self, before: Agent, after: Agent, *, stale: Exception) -> None:
+        """``save`` at the commit (``CommitWrites``): the commit raises ``stale`` if the
+        row is not at ``before``'s version by then."""
+        assert self._writes is not None, "a unit of work's repository keeps writes"
+        params = _guarded(before, after)
+        await self._writes.add(("agents", before.id), _GUARDED_UPDATE, params, stale=stale)
 
     async def remove(self, agent_id: UUID) -> bool:
         result = await self._db.execute(sa.delete(agents).where(agents.c.id == agent_id))
@@ -105,3 +111,9 @@ def _values(agent: Agent) -> dict[str, Any]:
 
 def _agent(row: Row) -> Agent:
     return agent_from_fields(row)
+
+
+def _guarded(before: Agent, after: Agent) -> dict[str, Any]:
+    """``_GUARDED_UPDATE``'s parameters: the columns that change, and the version it was."""
+    changed = changed_columns(_values(before), _values(after), version=before.version)
+    return {**changed, "w_id": before.id, "w_version": before.version}

@@ -15,18 +15,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.agents.agent import agent_fields
 from ..domain.agents.records import FinishedAttempt, duration_ms
+from ..domain.sessions.session import Session
 from ..domain.tasks.artifacts import Artifact
 from ..domain.tasks.attempts import AttemptOutcome, TaskAttempt
 from ..domain.tasks.loop_guard import GUARD_ERROR_PREFIX
 from ..domain.tasks.task import FINISHED_STATUSES, Task, TaskType
 from ..services.ports import LeaseRefused, NewLease, OpenedLease, StoredArtifact
 from .agent_repository import SqlAgentRepository
+from .commit_writes import CommitWrites
 from .database import storable_json_text
 from .direct_execution import fetch_all, fetch_first, run
 from .event_repository import SqlEventRepository
 from .lease_statement import AGENT, ATTEMPT, TASK, WAS, lease_statement
-from .rows import changed_columns, prefixed, unprefixed, utc
-from .tables import task_artifacts, task_attempts, tasks
+from .rows import changed_columns, prefixed, session_from_row, unprefixed, utc
+from .tables import sessions, task_artifacts, task_attempts, tasks
 from .task_repository import SqlTaskRepository, depends_on_column, task_from_row, task_values
 
 # The outcomes a record counts (RELEASED does not: see ``domain.agents.records``).
@@ -62,6 +64,36 @@ def _with_task() -> Any:
     )
 
 
+# The session's columns beside its tasks', under names no task column has.
+_SESSION_PREFIX = "of_session_"
+
+
+@functools.cache
+def _in_session() -> Any:
+    """PostgreSQL: a session, its tasks, and one task's current attempt beside that
+    task's columns (NULLs beside the others') in one statement."""
+    current = task_attempts.alias("current")
+    joined = sessions.outerjoin(tasks, tasks.c.session_id == sessions.c.id).outerjoin(
+        current,
+        sa.and_(
+            current.c.task_id == tasks.c.id,
+            current.c.attempt == tasks.c.attempt,
+            tasks.c.id == sa.bindparam("task_id"),
+        ),
+    )
+    return (
+        sa.select(
+            *prefixed(sessions.c, _SESSION_PREFIX),
+            tasks,
+            depends_on_column("postgresql"),
+            *prefixed(current.c, _CURRENT_PREFIX),
+        )
+        .select_from(joined)
+        .where(sessions.c.id == sa.bindparam("session_id"))
+        .order_by(tasks.c.created_at, tasks.c.id)
+    )
+
+
 _OPEN_OF_TASKS = (
     sa.select(task_attempts)
     .where(
@@ -88,10 +120,16 @@ _CLOSE = sa.update(task_attempts).where(
 
 
 class SqlAttemptRepository:
-    def __init__(self, connection: AsyncConnection, events: SqlEventRepository) -> None:
+    def __init__(
+        self,
+        connection: AsyncConnection,
+        events: SqlEventRepository,
+        writes: CommitWrites | None = None,
+    ) -> None:
         self._db = connection
         self._events = events
         """The transaction's event log, which a lease's events join."""
+        self._writes = writes
 
     async def add(self, attempt: TaskAttempt) -> None:
         await run(self._db, _INSERT, _values(attempt))
@@ -176,6 +214,32 @@ class SqlAttemptRepository:
         current = unprefixed(row, _CURRENT_PREFIX, "task_id")
         return task_from_row(row), _attempt(current) if current else None
 
+    async def in_session(
+        self, session_id: UUID, task_id: UUID
+    ) -> tuple[Session | None, list[Task], TaskAttempt | None]:
+        if self._db.dialect.name != "postgresql":
+            session, found = await SqlTaskRepository(self._db).with_session(session_id)
+            task = next((t for t in found if t.id == task_id), None)
+            if task is None or not task.attempt:
+                return session, found, None
+            return session, found, await self.get(task.id, task.attempt)
+        rows = await fetch_all(
+            self._db, _in_session(), {"session_id": session_id, "task_id": task_id}
+        )
+        if not rows:
+            return None, [], None
+        columns = unprefixed(rows[0], _SESSION_PREFIX, "id")
+        assert columns is not None  # the row is the session's, joined with its tasks
+        found, current = [], None
+        for row in rows:
+            if row["id"] is None:
+                continue
+            found.append(task_from_row(row))
+            attempt = unprefixed(row, _CURRENT_PREFIX, "task_id")
+            if attempt is not None:
+                current = _attempt(attempt)
+        return session_from_row(columns), found, current
+
     async def of_task(self, task_id: UUID) -> list[TaskAttempt]:
         result = await self._db.execute(
             sa.select(task_attempts)
@@ -239,13 +303,14 @@ class SqlAttemptRepository:
 
     async def close(self, closed: TaskAttempt) -> bool:
         """Record how the attempt ended, if it is still open."""
-        values = _values(closed)
-        changes = {
-            **{key: values[key] for key in _CLOSED},
-            "w_task_id": closed.task_id,
-            "w_attempt": closed.attempt,
-        }
-        return await run(self._db, _CLOSE, changes) == 1
+        return await run(self._db, _CLOSE, _closing(closed)) == 1
+
+    async def close_at_commit(self, closed: TaskAttempt, *, stale: Exception) -> None:
+        """``close`` at the commit (``CommitWrites``): the commit raises ``stale`` if the
+        attempt has ended by then."""
+        assert self._writes is not None, "a unit of work's repository keeps writes"
+        row = ("task_attempts", (closed.task_id, closed.attempt))
+        await self._writes.add(row, _CLOSE, _closing(closed), stale=stale)
 
     async def recent_results(
         self,
@@ -455,3 +520,13 @@ def _attempt(row: Mapping[Any, Any]) -> TaskAttempt:
 def _required(value: datetime | None) -> datetime:
     assert value is not None
     return value
+
+
+def _closing(closed: TaskAttempt) -> dict[str, Any]:
+    """``_CLOSE``'s parameters: how the attempt ended, and which it is."""
+    values = _values(closed)
+    return {
+        **{key: values[key] for key in _CLOSED},
+        "w_task_id": closed.task_id,
+        "w_attempt": closed.attempt,
+    }

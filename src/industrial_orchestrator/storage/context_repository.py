@@ -18,6 +18,7 @@ from ..domain.contexts.conflicts import (
     conflict_from_fields,
 )
 from ..domain.contexts.context import Context, ContextScope, context_fields, context_from_fields
+from .commit_writes import CommitWrites
 from .direct_execution import run
 from .tables import context_conflicts, contexts
 
@@ -29,8 +30,9 @@ _DELETE_TEMPORARY_OF = sa.delete(contexts).where(
 
 
 class SqlContextRepository:
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: AsyncConnection, writes: CommitWrites | None = None) -> None:
         self._db = connection
+        self._writes = writes
 
     async def add(self, context: Context) -> None:
         await self._db.execute(sa.insert(contexts).values(_values(context)))
@@ -71,6 +73,11 @@ class SqlContextRepository:
 
     async def delete_temporary_of(self, task_id: UUID) -> int:
         return max(0, await run(self._db, _DELETE_TEMPORARY_OF, {"task_id": task_id}))
+
+    async def delete_temporary_at_commit(self, task_id: UUID) -> None:
+        assert self._writes is not None, "a unit of work's repository keeps writes"
+        params = {"task_id": task_id}
+        await self._writes.add(("temporary", task_id), _DELETE_TEMPORARY_OF, params, stale=None)
 
     async def add_conflict(self, record: ConflictRecord) -> None:
         await self._db.execute(sa.insert(context_conflicts).values(_conflict_values(record)))

@@ -195,6 +195,66 @@ async def run_many(
     await _call(db, plan, "executemany", [plan.arguments(row) for row in rows], many=True)
 
 
+async def fetch_composed(
+    db: AsyncConnection,
+    parts: Sequence[tuple[Executable, Mapping[str, Any]]],
+    compose: Callable[[list[str]], tuple[str, tuple[str, ...]]],
+) -> Row | None:
+    """PostgreSQL: one statement made of ``parts``, each compiled as it would run alone
+    (the same text and parameter processing), its row as a mapping of its keys.
+    ``compose`` is given each part's SQL, its placeholders renumbered to follow the
+    parts before it, and returns the statement's text and the keys of its one row. The
+    text is composed once per ``compose`` (a function of the module's, not a fresh
+    closure) and combination of compiled parts; None when a part cannot run directly
+    (SQLAlchemy computes a value of it)."""
+    plans: list[_Plan] = []
+    for statement, params in parts:
+        plan = _direct(db, statement, params, many=False)
+        if plan is None:
+            return None
+        plans.append(plan)
+    key = (id(compose), *(id(plan) for plan in plans))
+    found = _composed.get(key)
+    if found is None or any(a is not b for a, b in zip(found[0], plans, strict=True)):
+        texts, offset = [], 0
+        for plan in plans:
+            texts.append(_renumbered(plan.sql, offset))
+            offset += len(plan.names)
+        sql, keys = compose(texts)
+        whole = _Plan(
+            statement=plans[0].statement,
+            sql=sql,
+            names=(),
+            binds=(),
+            defaults={},
+            entries=(),
+            keys=keys,
+            results=tuple(None for _ in keys),
+        )
+        if len(_composed) >= _KEPT:
+            _composed.clear()
+        found = _composed[key] = (tuple(plans), whole)
+    arguments = [
+        value
+        for plan, (_, params) in zip(plans, parts, strict=True)
+        for value in plan.arguments(params)
+    ]
+    rows = found[1].rows(await _call(db, found[1], "fetch", arguments))
+    return rows[0] if rows else None
+
+
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+def _renumbered(sql: str, offset: int) -> str:
+    """``sql`` with its placeholders ``$n`` moved on by ``offset`` (compiled text: a
+    ``$`` is never in a literal of it)."""
+    return _PLACEHOLDER.sub(lambda found: f"${int(found[1]) + offset}", sql)
+
+
+_composed: dict[tuple[int, ...], tuple[tuple[_Plan, ...], _Plan]] = {}
+
+
 def _direct(
     db: AsyncConnection, statement: Executable, params: Mapping[str, Any], *, many: bool
 ) -> _Plan | None:

@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.events import Event, EventType, NewEvent
+from .commit_writes import CommitWrites
 from .database import storable_json_text
 from .direct_execution import fetch_all, run
 from .rows import utc
@@ -42,8 +43,10 @@ _INSERT = sa.insert(events)
 
 
 class SqlEventRepository:
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: AsyncConnection, writes: CommitWrites | None = None) -> None:
         self._db = connection
+        self._writes = CommitWrites(connection) if writes is None else writes
+        """The transaction's writes kept for its commit: they join the events' statement."""
         self._pending: list[NewEvent] = []
         # Per session: how many of the pending events have numbers reserved already,
         # and the last of those numbers.
@@ -71,8 +74,9 @@ class SqlEventRepository:
         self._stored_apart.extend(new)
 
     async def flush(self) -> list[NewEvent]:
-        """Number and insert what ``append`` kept; returns those events (after any stored
-        apart). Call right before COMMIT."""
+        """Number and insert what ``append`` kept, with the writes kept for the commit
+        (``CommitWrites``); returns those events (after any stored apart). Call right
+        before COMMIT."""
         apart, self._stored_apart = self._stored_apart, []
         return [*apart, *await self._flush_pending()]
 
@@ -93,6 +97,7 @@ class SqlEventRepository:
         writers of the family anyway. Sessions are bumped in id order, so two flushes
         never wait for each other's rows in turn."""
         if not self._pending:
+            await self._writes.flush()
             return []
         counts: dict[UUID, int] = {}
         for event in self._pending:
@@ -105,6 +110,7 @@ class SqlEventRepository:
                 await self._bump_and_insert(session_id, count, fresh)
                 flushed, self._pending, self._reserved = self._pending, [], {}
                 return flushed
+        await self._writes.flush()
         next_seq: dict[UUID, int] = {}
         for session_id in sorted(counts):
             taken, last = self._reserved.get(session_id, (0, 0))
@@ -141,7 +147,8 @@ class SqlEventRepository:
 
     async def _bump_and_insert(self, session_id: UUID, count: int, fresh: int) -> None:
         """PostgreSQL, the usual case (one session's events, some not numbered yet): the
-        counter's bump, the event-order lock and the INSERT in one statement."""
+        counter's bump, the event-order lock and the INSERT in one statement, after the
+        writes kept for the commit."""
         rows = [
             {
                 "session_id": session_id,
@@ -152,11 +159,10 @@ class SqlEventRepository:
             }
             for e in self._pending
         ]
-        inserted = await run(
-            self._db,
-            _BUMPED_INSERT,
-            {"session_id": session_id, "count": count, "fresh": fresh, **_arrays(rows)},
-        )
+        params = {"session_id": session_id, "count": count, "fresh": fresh, **_arrays(rows)}
+        inserted = await self._writes.flush((_WRITTEN_BUMPED_INSERT, params))
+        if inserted is None:
+            inserted = await run(self._db, _BUMPED_INSERT, params)
         if inserted != count:
             raise LookupError(session_id)
 
@@ -290,6 +296,17 @@ _ORDERED_INSERT = sa.text(
     sa.bindparam("ats", type_=ARRAY(sa.DateTime(timezone=True))),
     sa.bindparam("payloads", type_=ARRAY(sa.Text)),
 )
+_BUMPED_BINDS = (
+    sa.bindparam("key", EVENT_ORDER_LOCK_KEY, type_=sa.BigInteger),
+    sa.bindparam("session_id", type_=sa.Uuid),
+    sa.bindparam("count", type_=sa.Integer),
+    sa.bindparam("fresh", type_=sa.Integer),
+    sa.bindparam("session_ids", type_=ARRAY(sa.Uuid)),
+    sa.bindparam("seqs", type_=ARRAY(sa.Integer)),
+    sa.bindparam("types", type_=ARRAY(sa.Text)),
+    sa.bindparam("ats", type_=ARRAY(sa.DateTime(timezone=True))),
+    sa.bindparam("payloads", type_=ARRAY(sa.Text)),
+)
 # The same with the session's counter bumped first, in the same statement: the lock
 # subquery reads the bumped row, so the session's row lock is taken before the event-order
 # lock, as when they are two statements (``flush``); the numbers are the bumped counter's
@@ -306,17 +323,26 @@ _BUMPED_INSERT = sa.text(
     "unnest(:session_ids, :seqs, :types, :ats, :payloads) "
     "WITH ORDINALITY AS new(session_id, seq, type, at, payload, n) "
     "ORDER BY new.n"
-).bindparams(
-    sa.bindparam("key", EVENT_ORDER_LOCK_KEY, type_=sa.BigInteger),
-    sa.bindparam("session_id", type_=sa.Uuid),
-    sa.bindparam("count", type_=sa.Integer),
-    sa.bindparam("fresh", type_=sa.Integer),
-    sa.bindparam("session_ids", type_=ARRAY(sa.Uuid)),
-    sa.bindparam("seqs", type_=ARRAY(sa.Integer)),
-    sa.bindparam("types", type_=ARRAY(sa.Text)),
-    sa.bindparam("ats", type_=ARRAY(sa.DateTime(timezone=True))),
-    sa.bindparam("payloads", type_=ARRAY(sa.Text)),
-)
+).bindparams(*_BUMPED_BINDS)
+
+
+# The same as CTEs that follow the writes kept for the commit (``CommitWrites.flush``):
+# the bump waits for their counts (``written``), so their row locks come before the
+# session's and the event-order lock, as when they are statements of their own.
+_WRITTEN_BUMPED_INSERT = sa.text(
+    "bumped AS ("
+    "UPDATE sessions SET event_seq = event_seq + :fresh "
+    "WHERE id = :session_id AND (SELECT written IS NOT NULL FROM written) "
+    "RETURNING event_seq), "
+    "tail AS (INSERT INTO events (session_id, seq, type, at, payload) "
+    "SELECT new.session_id, ordered.last - :count + new.n, new.type, new.at, "
+    "CAST(new.payload AS JSONB) "
+    "FROM (SELECT pg_advisory_xact_lock(:key), bumped.event_seq AS last FROM bumped) "
+    "AS ordered, "
+    "unnest(:session_ids, :seqs, :types, :ats, :payloads) "
+    "WITH ORDINALITY AS new(session_id, seq, type, at, payload, n) "
+    "ORDER BY new.n RETURNING 1)"
+).bindparams(*_BUMPED_BINDS)
 
 
 def _event(row: RowMapping) -> Event:

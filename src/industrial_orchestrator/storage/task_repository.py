@@ -15,6 +15,7 @@ from ..domain.effects import EffectKind, EffectState
 from ..domain.sessions.session import Session
 from ..domain.tasks.task import Task, TaskStatus, task_fields, task_from_fields
 from ..services.ports import DuplicateKeyError
+from .commit_writes import CommitWrites
 from .direct_execution import Row, fetch_all, fetch_first, fetch_value, run, run_many
 from .json_sets import allows, subset_of
 from .listed import one_of
@@ -117,8 +118,9 @@ _SESSION_PREFIX = "of_session_"
 
 
 class SqlTaskRepository:
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: AsyncConnection, writes: CommitWrites | None = None) -> None:
         self._db = connection
+        self._writes = writes
 
     async def lock_family(self, key: UUID) -> None:
         """Serialise the writers of one task family (a session's tasks, or one tree) until
@@ -257,17 +259,17 @@ class SqlTaskRepository:
     async def save(self, before: Task, after: Task, *, skip_locked: bool = False) -> bool:
         """Write ``after`` if the row is still ``before`` (same version and status);
         with ``skip_locked``, not if another transaction holds the row (PostgreSQL)."""
-        old, new = task_values(before), task_values(after)
-        changed = changed_columns(old, new, version=before.version)
-        changes = {
-            **changed,
-            "w_id": before.id,
-            "w_version": before.version,
-            "w_status": old["status"],
-        }
         postgresql = self._db.dialect.name == "postgresql"
         update = _GUARDED_UPDATE_SKIP_LOCKED if skip_locked and postgresql else _GUARDED_UPDATE
-        return await run(self._db, update, changes) == 1
+        return await run(self._db, update, _guarded(before, after)) == 1
+
+    async def save_at_commit(self, before: Task, after: Task, *, stale: Exception) -> None:
+        """``save`` at the commit (``CommitWrites``): the commit raises ``stale`` if the
+        row is not ``before`` by then."""
+        assert self._writes is not None, "a unit of work's repository keeps writes"
+        await self._writes.add(
+            ("tasks", before.id), _GUARDED_UPDATE, _guarded(before, after), stale=stale
+        )
 
     async def claimable(
         self,
@@ -340,6 +342,17 @@ def _with_session() -> sa.Select[Any]:
         .where(sessions.c.id == sa.bindparam("session_id"))
         .order_by(tasks.c.created_at, tasks.c.id)
     )
+
+
+def _guarded(before: Task, after: Task) -> dict[str, Any]:
+    """``_GUARDED_UPDATE``'s parameters: the columns that change, and the row as it was."""
+    old, new = task_values(before), task_values(after)
+    return {
+        **changed_columns(old, new, version=before.version),
+        "w_id": before.id,
+        "w_version": before.version,
+        "w_status": old["status"],
+    }
 
 
 @functools.lru_cache(maxsize=64)

@@ -16,6 +16,7 @@ from ..domain.events import NewEvent
 from .agent_repository import SqlAgentRepository
 from .attempt_repository import SqlAttemptRepository
 from .checkpoint_repository import SqlCheckpointRepository
+from .commit_writes import CommitWrites
 from .context_repository import SqlContextRepository
 from .database import WRITE_OPTION, is_sqlite
 from .effect_repository import SqlEffectRepository
@@ -91,13 +92,15 @@ class SqlUnitOfWork:
             self._release()
             raise
         self._connection = connection
+        # Writes kept for the commit join its last statement, the events' (PostgreSQL).
+        writes = CommitWrites(connection)
         self.sessions = SqlSessionRepository(connection)
         self.checkpoints = SqlCheckpointRepository(connection)
-        self.events = SqlEventRepository(connection)
-        self.tasks = SqlTaskRepository(connection)
-        self.contexts = SqlContextRepository(connection)
-        self.agents = SqlAgentRepository(connection)
-        self.attempts = SqlAttemptRepository(connection, self.events)
+        self.events = SqlEventRepository(connection, writes)
+        self.tasks = SqlTaskRepository(connection, writes)
+        self.contexts = SqlContextRepository(connection, writes)
+        self.agents = SqlAgentRepository(connection, writes)
+        self.attempts = SqlAttemptRepository(connection, self.events, writes)
         self.operator_tokens = SqlOperatorTokenRepository(connection)
         self.webhooks = SqlWebhookRepository(connection)
         self.effects = SqlEffectRepository(connection)

@@ -27,6 +27,12 @@ class AgentRepository(Protocol):
     async def save(self, before: Agent, after: Agent) -> bool:
         """Guarded write: False when the row is no longer at ``before.version``."""
 
+    async def save_at_commit(self, before: Agent, after: Agent, *, stale: Exception) -> None:
+        """``save``, raising ``stale`` (from the commit, or at once) when the row is no longer at
+        ``before.version``. Kept for the commit where that saves a round trip (PostgreSQL: the
+        writes join the commit's last statement; elsewhere the write runs at once): the
+        transaction's reads do not see it, so it is a row's last write in the transaction."""
+
     async def remove(self, agent_id: UUID) -> bool: ...
 
     async def count_active(self) -> int:

@@ -27,6 +27,10 @@ class ContextRepository(Protocol):
 
     async def delete_temporary_of(self, task_id: UUID) -> int: ...
 
+    async def delete_temporary_at_commit(self, task_id: UUID) -> None:
+        """``delete_temporary_of``, kept for the commit where that saves a round trip
+        (see ``TaskRepository.save_at_commit``)."""
+
     async def add_conflict(self, record: ConflictRecord) -> None: ...
 
     async def conflict(self, conflict_id: UUID) -> ConflictRecord | None: ...

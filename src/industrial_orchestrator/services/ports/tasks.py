@@ -83,6 +83,12 @@ class TaskRepository(Protocol):
         that loses the race looks for another task instead of queueing behind the
         winner; where writers take turns anyway, no different)."""
 
+    async def save_at_commit(self, before: Task, after: Task, *, stale: Exception) -> None:
+        """``save``, raising ``stale`` (from the commit, or at once) when the row is no longer
+        ``before``. Kept for the commit where that saves a round trip (PostgreSQL: the writes
+        join the commit's last statement; elsewhere the write runs at once): the transaction's
+        reads do not see it, so it is a row's last write in the transaction."""
+
     async def claimable(
         self,
         capabilities: Sequence[str],
@@ -156,6 +162,13 @@ class AttemptRepository(Protocol):
         in one statement where the database can (every result and log line of an agent
         reads both)."""
 
+    async def in_session(
+        self, session_id: UUID, task_id: UUID
+    ) -> tuple[Session | None, list[Task], TaskAttempt | None]:
+        """The session, every task of it (oldest first) and the current attempt of one
+        of them (``task_id``'s; None when it has none, or is not the session's): in one
+        statement where the database can (a result reads them all)."""
+
     async def of_task(self, task_id: UUID) -> list[TaskAttempt]: ...
 
     async def open_of_agent(self, agent_id: UUID) -> list[TaskAttempt]: ...
@@ -174,6 +187,12 @@ class AttemptRepository(Protocol):
 
     async def close(self, closed: TaskAttempt) -> bool:
         """Record the outcome; False when the attempt was closed already."""
+
+    async def close_at_commit(self, closed: TaskAttempt, *, stale: Exception) -> None:
+        """``close``, raising ``stale`` (from the commit, or at once) when the attempt was closed
+        already. Kept for the commit where that saves a round trip (PostgreSQL: the writes join
+        the commit's last statement; elsewhere the write runs at once): the transaction's reads
+        do not see it, so it is a row's last write in the transaction."""
 
     async def set_trouble(self, task_id: UUID, attempt: int, trouble: str | None) -> bool:
         """Note (or clear) what holds the open attempt up; False when it is not open."""

@@ -61,6 +61,11 @@ class MemoryAgentRepository:
             )
         )
 
+    async def save_at_commit(self, before: Agent, after: Agent, *, stale: Exception) -> None:
+        # In process a write costs no round trip: it runs at once.
+        if not await self.save(before, after):
+            raise stale
+
     async def save(self, before: Agent, after: Agent) -> bool:
         current: Agent | None = self._tx.get(AGENTS, before.id)
         if current is None or current.version != before.version:

@@ -9,6 +9,7 @@ from datetime import datetime
 from uuid import UUID
 
 from ...domain.agents.records import FinishedAttempt, duration_ms
+from ...domain.sessions.session import Session
 from ...domain.tasks.artifacts import Artifact
 from ...domain.tasks.attempts import AttemptOutcome, TaskAttempt
 from ...domain.tasks.loop_guard import GUARD_ERROR_PREFIX
@@ -80,6 +81,15 @@ class MemoryAttemptRepository:
             return task, None
         return task, await self.get(task.id, task.attempt)
 
+    async def in_session(
+        self, session_id: UUID, task_id: UUID
+    ) -> tuple[Session | None, list[Task], TaskAttempt | None]:
+        session, found = await MemoryTaskRepository(self._tx).with_session(session_id)
+        task = next((t for t in found if t.id == task_id), None)
+        if task is None or not task.attempt:
+            return session, found, None
+        return session, found, await self.get(task.id, task.attempt)
+
     async def of_task(self, task_id: UUID) -> list[TaskAttempt]:
         found: list[TaskAttempt] = self._tx.select(ATTEMPTS, lambda each: each.task_id == task_id)
         return [_copied(each) for each in sorted(found, key=lambda each: each.attempt)]
@@ -114,6 +124,11 @@ class MemoryAttemptRepository:
                 self._tx.put(ATTEMPTS, (each.task_id, each.attempt), each)
                 renewed.append(_copied(each))
         return renewed
+
+    async def close_at_commit(self, closed: TaskAttempt, *, stale: Exception) -> None:
+        # In process a write costs no round trip: it runs at once.
+        if not await self.close(closed):
+            raise stale
 
     async def close(self, closed: TaskAttempt) -> bool:
         key = (closed.task_id, closed.attempt)

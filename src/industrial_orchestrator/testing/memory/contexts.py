@@ -89,6 +89,10 @@ class MemoryContextRepository:
             )
         )
 
+    async def delete_temporary_at_commit(self, task_id: UUID) -> None:
+        # In process a write costs no round trip: it runs at once.
+        await self.delete_temporary_of(task_id)
+
     async def add_conflict(self, record: ConflictRecord) -> None:
         if self._tx.get(CONFLICTS, record.id) is not None:
             raise IntegrityViolation(f"conflict {record.id} exists")

@@ -170,6 +170,11 @@ class MemoryTaskRepository:
             tree.update(below)
         return self._load(lambda task: task.id in tree)
 
+    async def save_at_commit(self, before: Task, after: Task, *, stale: Exception) -> None:
+        # In process a write costs no round trip: it runs at once.
+        if not await self.save(before, after):
+            raise stale
+
     async def save(self, before: Task, after: Task, *, skip_locked: bool = False) -> bool:
         # One writer at a time: no row is ever held by another.
         task: Task | None = self._tx.get(TASKS, before.id)
