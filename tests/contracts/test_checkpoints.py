@@ -13,7 +13,7 @@ from industrial_orchestrator.domain.sessions.session import Session
 from industrial_orchestrator.domain.sessions.states import SessionState, is_terminal
 from industrial_orchestrator.services.ports import UnitOfWorkFactory
 
-from .builders import at, committed, session
+from .builders import at, committed, session, task
 
 CLOSED = [state for state in SessionState if is_terminal(state)]
 
@@ -71,6 +71,31 @@ async def test_the_session_is_read_with_its_newest_checkpoint(uow: UnitOfWorkFac
         found, latest = await unit.checkpoints.latest_with_session(kept.id)
         assert found == await unit.sessions.get(kept.id)
         assert latest == made[1]
+
+
+async def test_a_step_reads_the_session_its_newest_checkpoint_and_its_tasks_together(
+    uow: UnitOfWorkFactory,
+):
+    bare, kept = session(0), session(1)
+    first, second = task(1, kept.id), task(2, kept.id)
+    await committed(uow, bare, kept, tasks=(second, first))
+    newest = Checkpoint(uuid4(), kept.id, 3, "c3", "why", at(3), {"seq": 3})
+    async with uow() as unit:
+        await unit.checkpoints.add(Checkpoint(uuid4(), kept.id, 1, "c1", "why", at(1), {}))
+        await unit.checkpoints.add(newest)
+        await unit.commit()
+    async with uow.reader() as unit:
+        assert await unit.checkpoints.latest_with_plan(uuid4()) == (None, None, [])
+        assert await unit.checkpoints.latest_with_plan(bare.id) == (
+            await unit.sessions.get(bare.id),
+            None,
+            [],
+        )
+        assert await unit.checkpoints.latest_with_plan(kept.id) == (
+            await unit.sessions.get(kept.id),
+            newest,
+            [first, second],
+        )
 
 
 async def test_a_commits_checkpoints_are_numbered_stored_and_their_entries_finished(

@@ -49,13 +49,20 @@ class Advanced:
 
 
 async def plan_now(
-    uow: UnitOfWork, session_id: UUID, *, default_parallel: int, session: Session | None = None
+    uow: UnitOfWork,
+    session_id: UUID,
+    *,
+    default_parallel: int,
+    session: Session | None = None,
+    tasks: list[Task] | None = None,
 ) -> tuple[Advanced, bool] | None:
     """Where the session's plan stands, read without moving it, and whether
     ``advance_plan`` would move it now; None when it would not look at it (see there).
-    A step that finds nothing to move needs no write, nor the family's lock. ``session``:
-    as the caller has just read it (else it is read after the tasks)."""
-    tasks = await tasks_of(uow, session_id)
+    A step that finds nothing to move needs no write, nor the family's lock. ``session``
+    and ``tasks``: as the caller has just read them, together (else the tasks are read,
+    then the session)."""
+    if tasks is None:
+        tasks = await tasks_of(uow, session_id)
     if session is None:
         session = await uow.sessions.get(session_id)
     if session is None or not _movable(session):

@@ -29,6 +29,7 @@ from ..domain.sessions.session import (
     running_seconds,
 )
 from ..domain.sessions.states import SessionState
+from ..domain.tasks.task import Task
 from .effects import EffectLedger
 from .offer_gate import OfferGate
 from .plan_advance import advance_plan, plan_now
@@ -109,10 +110,10 @@ class SessionEngine:
         verification is to run."""
         # What the step decides on, in one read: the session, how long it ran (its
         # history, only when the time since it started is past its limit: pauses only
-        # take from that), and its last checkpoint.
+        # take from that), its last checkpoint, and its plan's tasks.
         now = self._clock()
         async with self._uow.reader() as uow:
-            found, latest = await uow.checkpoints.latest_with_session(session_id)
+            found, latest, tasks = await uow.checkpoints.latest_with_plan(session_id)
             running = found is not None and found.status in RUNNING_STATES
             ran: float | None = None
             if running:
@@ -124,7 +125,10 @@ class SessionEngine:
             raise NotFound(f"Session {session_id} does not exist", {"session_id": str(session_id)})
         session = found
         if session.status in ENDED:
-            await self._halts.cancel_tasks(session)
+            # Read with the session: none live, nothing to cancel, no family lock to take.
+            # A task made live by a commit this read missed is an event: another step.
+            if any(task.status in LIVE_TASKS for task in tasks):
+                await self._halts.cancel_tasks(session)
             return None
         if session.status == SessionState.PAUSED:
             await self._halts.release_running(session, "the session was paused")
@@ -148,7 +152,7 @@ class SessionEngine:
         took = await self._checkpoints.periodically(session, latest)
         if session.phase == SessionPhase.REVIEWING:
             return self._review.due(session)
-        return await self._advance(session, None if took else LastCheckpoint(latest))
+        return await self._advance(session, None if took else LastCheckpoint(latest), tasks)
 
     async def review_due(self, due: ReviewDue) -> bool:
         """Whether the verification ``due`` asked for is still to be run: a round found
@@ -181,17 +185,20 @@ class SessionEngine:
         await self._checkpoints.finish(effect)
 
     async def _advance(
-        self, session: Session, last: LastCheckpoint | None = None
+        self,
+        session: Session,
+        last: LastCheckpoint | None = None,
+        tasks: list[Task] | None = None,
     ) -> ReviewDue | None:
         """``last``: the session's last checkpoint as the step read it, if nothing took
-        one since."""
+        one since; ``tasks``: its tasks as the step read them with it (else read here)."""
         # A look first: after a result (which moved the plan in its own transaction) there
         # is mostly nothing to move, and then no write, nor the family's lock, is needed.
         # It judges by the session as the step read it: the write re-reads it under the
         # family's lock.
         async with self._uow.reader() as uow:
             look = await plan_now(
-                uow, session.id, default_parallel=self._max_parallel, session=session
+                uow, session.id, default_parallel=self._max_parallel, session=session, tasks=tasks
             )
         advanced = look[0] if look is not None else None
         if look is not None and look[1]:

@@ -16,12 +16,14 @@ from ..domain.effects import Effect, EffectState
 from ..domain.sessions.checkpoint import Checkpoint
 from ..domain.sessions.session import Session
 from ..domain.sessions.states import SessionState
+from ..domain.tasks.task import Task
 from .database import storable_json_text
-from .direct_execution import fetch_first, run
+from .direct_execution import fetch_all, fetch_first, run
 from .effect_repository import SqlEffectRepository
 from .rows import checkpoint_from_row, checkpoint_values, prefixed, session_from_row, unprefixed
 from .session_repository import SqlSessionRepository
-from .tables import checkpoints, sessions
+from .tables import checkpoints, sessions, tasks
+from .task_repository import SqlTaskRepository, depends_on_column, task_from_row
 
 # Built once (read on every engine step): a built statement keeps its cache key.
 _LATEST = (
@@ -34,6 +36,8 @@ _INSERT = sa.insert(checkpoints)
 _SESSION = sa.select(sessions).where(sessions.c.id == sa.bindparam("session_id"))
 # The newest checkpoint's columns beside the session's, under names no session column has.
 _LATEST_PREFIX = "latest_checkpoint_"
+# The session's columns beside its tasks', under names no task column has.
+_SESSION_PREFIX = "of_session_"
 
 
 # PostgreSQL: a commit's checkpoints numbered, stored and their ledger entries marked DONE
@@ -91,6 +95,33 @@ def _session_and_latest() -> Any:
         sa.select(sessions, *prefixed(latest.c, _LATEST_PREFIX))
         .select_from(sessions.outerjoin(latest, sa.true()))
         .where(sessions.c.id == sa.bindparam("session_id"))
+    )
+
+
+@functools.cache
+def _session_latest_and_tasks() -> Any:
+    """PostgreSQL: ``_session_and_latest`` beside each of the session's tasks (the
+    session's columns under ``_SESSION_PREFIX``; NULL task columns when it has none)."""
+    latest = (
+        sa.select(checkpoints)
+        .where(checkpoints.c.session_id == sessions.c.id)
+        .order_by(checkpoints.c.seq.desc())
+        .limit(1)
+        .lateral("latest")
+    )
+    joined = sessions.outerjoin(latest, sa.true()).outerjoin(
+        tasks, tasks.c.session_id == sessions.c.id
+    )
+    return (
+        sa.select(
+            *prefixed(sessions.c, _SESSION_PREFIX),
+            *prefixed(latest.c, _LATEST_PREFIX),
+            tasks,
+            depends_on_column("postgresql"),
+        )
+        .select_from(joined)
+        .where(sessions.c.id == sa.bindparam("session_id"))
+        .order_by(tasks.c.created_at, tasks.c.id)
     )
 
 
@@ -181,6 +212,25 @@ class SqlCheckpointRepository:
             return None, None
         latest = unprefixed(row, _LATEST_PREFIX, "id")
         return session_from_row(row), checkpoint_from_row(latest) if latest else None
+
+    async def latest_with_plan(
+        self, session_id: UUID
+    ) -> tuple[Session | None, Checkpoint | None, list[Task]]:
+        if self._db.dialect.name != "postgresql":
+            session, latest = await self.latest_with_session(session_id)
+            found = await SqlTaskRepository(self._db).of_session(session_id) if session else []
+            return session, latest, found
+        rows = await fetch_all(self._db, _session_latest_and_tasks(), {"session_id": session_id})
+        if not rows:
+            return None, None, []
+        columns = unprefixed(rows[0], _SESSION_PREFIX, "id")
+        assert columns is not None  # the row is the session's, joined with the rest
+        newest = unprefixed(rows[0], _LATEST_PREFIX, "id")
+        return (
+            session_from_row(columns),
+            checkpoint_from_row(newest) if newest else None,
+            [task_from_row(row) for row in rows if row["id"] is not None],
+        )
 
     async def list(self, session_id: UUID, offset: int, limit: int) -> tuple[list[Checkpoint], int]:
         total = await self._db.scalar(

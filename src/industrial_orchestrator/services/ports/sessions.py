@@ -13,6 +13,7 @@ from ...domain.priorities import Priority
 from ...domain.sessions.checkpoint import Checkpoint
 from ...domain.sessions.session import Session, Transition, WorktreeBinding
 from ...domain.sessions.states import SessionState
+from ...domain.tasks.task import Task
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +185,12 @@ class CheckpointRepository(Protocol):
     ) -> tuple[Session | None, Checkpoint | None]:
         """The session and its newest checkpoint, read together: in one statement where
         the database can (an engine step reads both, after every result)."""
+
+    async def latest_with_plan(
+        self, session_id: UUID
+    ) -> tuple[Session | None, Checkpoint | None, list[Task]]:
+        """``latest_with_session`` and the session's tasks (oldest first), read together:
+        in one statement where the database can (what an engine step decides on)."""
 
     async def list(self, session_id: UUID, offset: int, limit: int) -> tuple[list[Checkpoint], int]:
         """Newest first, with the total count."""

@@ -10,9 +10,11 @@ from ...domain.effects import Effect
 from ...domain.sessions.checkpoint import Checkpoint
 from ...domain.sessions.session import Session
 from ...domain.sessions.states import SessionState
+from ...domain.tasks.task import Task
 from .effects import MemoryEffectRepository
 from .sessions import SESSIONS, MemorySessionRepository
 from .store import IntegrityViolation, Transaction, json_copy
+from .tasks import MemoryTaskRepository
 
 CHECKPOINTS = "checkpoints"
 
@@ -74,6 +76,13 @@ class MemoryCheckpointRepository:
     ) -> tuple[Session | None, Checkpoint | None]:
         session = await MemorySessionRepository(self._tx).get(session_id)
         return session, (await self.latest(session_id) if session is not None else None)
+
+    async def latest_with_plan(
+        self, session_id: UUID
+    ) -> tuple[Session | None, Checkpoint | None, list[Task]]:
+        session, latest = await self.latest_with_session(session_id)
+        tasks = await MemoryTaskRepository(self._tx).of_session(session_id) if session else []
+        return session, latest, tasks
 
     async def list(self, session_id: UUID, offset: int, limit: int) -> tuple[list[Checkpoint], int]:
         found = self._of(session_id)
