@@ -199,6 +199,46 @@ async def test_with_two_processes_one_owner_acts_on_a_due_timer_once(
     assert await periodic_checkpoints(first.services, session_id) == 1
 
 
+async def test_a_fleet_change_has_each_process_look_at_its_own_sessions_only(
+    processes: Callable[[], Process], clock: FakeClock
+) -> None:
+    """Both processes hear that an agent joined (or left, or changed tier); the sessions
+    with work waiting are looked at again, each by the process that holds it: the other,
+    which found it held already, does not try to take it again at every such change."""
+    first, second = await started(processes()), await started(processes())
+    services = first.services
+    created = await services.sessions.create(
+        NewSession("s", "build it", auto_start=True, options=SessionOptions(template="single"))
+    )
+    session_id = created.session.id
+    await first.round()  # planned
+    await first.round()  # its task opened: READY, nobody to take it
+    await settled(first, session_id)
+    async with services.uow.reader() as unit:
+        [task] = await unit.tasks.of_session(session_id)
+    assert task.status == TaskStatus.READY
+    tries: Counter[UUID] = Counter()
+    own = second.services.session_engine.own
+
+    async def counted(session_id: UUID, owner: str, lease_seconds: float) -> bool:
+        tries[session_id] += 1
+        return await own(session_id, owner, lease_seconds)
+
+    second.services.session_engine.own = counted  # type: ignore[method-assign]
+    await second.round()  # it finds the session's events, and the session held
+    assert tries[session_id] == 1
+    first.steps.clear()
+    for n in range(3):
+        await second.services.agents.register(
+            NewAgent(f"joined-{n}", "implementer", ["python"], kind=AgentKind.EXTERNAL)
+        )
+        await second.round()
+        await first.round()
+    assert tries[session_id] == 1
+    assert second.steps[session_id] == 0
+    assert first.steps[session_id] == 3  # its owner looks at its health each time
+
+
 async def test_a_dead_processs_sessions_are_taken_over_when_its_lease_runs_out(
     processes: Callable[[], Process], clock: FakeClock
 ) -> None:

@@ -229,7 +229,9 @@ class SessionRunner:
             due = {s for s in touched.sessions if self._elsewhere.get(s, 0.0) <= now}
             due -= await self._coalesced(due & touched.routine, now)
             if touched.fleet_changed:
-                due.update(await self._schedule.waiting_on_agents())
+                # Every process hears of the fleet: each looks at its own sessions only.
+                waiting = await self._schedule.waiting_on_agents()
+                due.update(s for s in waiting if self._elsewhere.get(s, 0.0) <= now)
         renewal = now >= self._next_renewal
         if renewal:
             # Every lease this process holds, renewed in one statement; and the running
