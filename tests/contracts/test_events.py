@@ -132,7 +132,9 @@ async def test_what_happened_since_a_place_in_the_log(uow: UnitOfWorkFactory):
         start = await unit.events.last_id()
         assert await unit.events.touched(start, [EventType.TASK_TRANSITION]) == ([], start)
     moved = NewEvent(EventType.TASK_TRANSITION, NOW, first.id, {"to": "READY"})
-    done = NewEvent(EventType.TASK_TRANSITION, NOW, first.id, {"to": "COMPLETED"})
+    done = NewEvent(
+        EventType.TASK_TRANSITION, NOW, first.id, {"from": "RUNNING", "to": "COMPLETED"}
+    )
     other = NewEvent(EventType.TASK_TRANSITION, NOW, second.id, {"to": "READY"})
     shift = NewEvent(EventType.SESSION_TRANSITION, NOW, second.id, {"to": "RUNNING"})
     untyped = NewEvent(EventType.SESSION_TRANSITION, NOW, None, {})
@@ -146,9 +148,9 @@ async def test_what_happened_since_a_place_in_the_log(uow: UnitOfWorkFactory):
         # Once per kind of news; the place is past the other events too.
         assert sorted(found, key=str) == sorted(
             [
-                (first.id, EventType.TASK_TRANSITION, "READY"),
-                (first.id, EventType.TASK_TRANSITION, "COMPLETED"),
-                (second.id, EventType.TASK_TRANSITION, "READY"),
+                (first.id, EventType.TASK_TRANSITION, "READY", None),
+                (first.id, EventType.TASK_TRANSITION, "COMPLETED", "RUNNING"),
+                (second.id, EventType.TASK_TRANSITION, "READY", None),
             ],
             key=str,
         )
@@ -158,9 +160,9 @@ async def test_what_happened_since_a_place_in_the_log(uow: UnitOfWorkFactory):
         )
         assert sorted(both, key=str) == sorted(
             [
-                (first.id, EventType.TASK_TRANSITION, "COMPLETED"),
-                (second.id, EventType.SESSION_TRANSITION, "RUNNING"),
-                (None, EventType.SESSION_TRANSITION, None),
+                (first.id, EventType.TASK_TRANSITION, "COMPLETED", "RUNNING"),
+                (second.id, EventType.SESSION_TRANSITION, "RUNNING", None),
+                (None, EventType.SESSION_TRANSITION, None, None),
             ],
             key=str,
         )

@@ -131,7 +131,7 @@ async def test_what_happened_since_a_place_in_the_log_comes_with_the_place_to_lo
         end = await unit.events.last_id()
         found, place = await unit.events.touched(start, [EventType.TASK_TRANSITION])
         # Once per kind of news; the place is past the log line too, never looked at again.
-        assert (found, place) == ([(session.id, EventType.TASK_TRANSITION, "READY")], end)
+        assert (found, place) == ([(session.id, EventType.TASK_TRANSITION, "READY", None)], end)
         assert end == start + 3
         assert await unit.events.touched(place, [EventType.TASK_TRANSITION]) == ([], place)
 

@@ -209,20 +209,20 @@ class SqlEventRepository:
 
     async def touched(
         self, after_id: int, types: Sequence[EventType]
-    ) -> tuple[list[tuple[UUID | None, EventType, str | None]], int]:
+    ) -> tuple[list[tuple[UUID | None, EventType, str | None, str | None]], int]:
         # Narrow columns over the id range: what happened since the last look, never the
         # payloads (log lines are most of the log), only the state a transition went to.
         # The newest id comes in the same statement, so from the same snapshot: an event
         # committed after it is after that id, never skipped.
-        found: list[tuple[UUID | None, EventType, str | None]] = []
+        found: list[tuple[UUID | None, EventType, str | None, str | None]] = []
         last = after_id
         query = _touched_query(tuple(sorted(t.value for t in types)))
         for row in await fetch_all(self._db, query, {"after_id": after_id}):
-            session_id, kind, to, newest = row.values()
+            session_id, kind, to, came_from, newest = row.values()
             if kind is None:
                 last = max(last, int(newest or after_id))
             else:
-                found.append((session_id, EventType(kind), to))
+                found.append((session_id, EventType(kind), to, came_from))
         return found, last
 
     async def last_id(self) -> int:
@@ -241,6 +241,7 @@ def _touched_query(kinds: tuple[str, ...]) -> sa.CompoundSelect[Any]:
             events.c.session_id,
             events.c.type,
             events.c.payload["to"].as_string().label("to"),
+            events.c.payload["from"].as_string().label("came_from"),
             sa.literal(None, sa.BigInteger).label("last"),
         )
         .where(
@@ -252,6 +253,7 @@ def _touched_query(kinds: tuple[str, ...]) -> sa.CompoundSelect[Any]:
     newest = sa.select(
         sa.literal(None, events.c.session_id.type),
         sa.literal(None, events.c.type.type),
+        sa.literal(None, sa.String),
         sa.literal(None, sa.String),
         sa.func.max(events.c.id),
     ).where(events.c.id > after_id)

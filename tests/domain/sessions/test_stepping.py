@@ -36,7 +36,7 @@ A, B = uuid4(), uuid4()
     ],
 )
 def test_each_kind_of_event(kind: EventType, steps: bool, fleet: bool) -> None:
-    touched = touched_by([(A, kind, None)])
+    touched = touched_by([(A, kind, None, None)])
     assert touched.sessions == (frozenset({A}) if steps else frozenset())
     assert touched.fleet_changed is fleet
 
@@ -44,11 +44,11 @@ def test_each_kind_of_event(kind: EventType, steps: bool, fleet: bool) -> None:
 def test_many_events_name_each_session_once_and_skip_global_ones() -> None:
     touched = touched_by(
         [
-            (A, EventType.TASK_TRANSITION, "COMPLETED"),
-            (A, EventType.TASK_LEASED, None),
-            (B, EventType.SESSION_LOG, None),
-            (None, EventType.TASK_TRANSITION, "COMPLETED"),  # a task of no session
-            (B, EventType.SESSION_TRANSITION, "PAUSED"),
+            (A, EventType.TASK_TRANSITION, "COMPLETED", None),
+            (A, EventType.TASK_LEASED, None, None),
+            (B, EventType.SESSION_LOG, None, None),
+            (None, EventType.TASK_TRANSITION, "COMPLETED", None),  # a task of no session
+            (B, EventType.SESSION_TRANSITION, "PAUSED", None),
         ]
     )
     assert touched.sessions == frozenset({A, B})
@@ -71,9 +71,9 @@ def test_no_event_kind_is_both() -> None:
 )
 def test_a_lease_alone_calls_for_no_step(to: str, steps: bool) -> None:
     # READY -> RUNNING is an agent taking the task: its result will be the next event.
-    assert bool(touched_by([(A, EventType.TASK_TRANSITION, to)]).sessions) is steps
+    assert bool(touched_by([(A, EventType.TASK_TRANSITION, to, None)]).sessions) is steps
     # A session whose state is RUNNING again (resumed) is stepped all the same.
-    assert touched_by([(A, EventType.SESSION_TRANSITION, "RUNNING")]).sessions == {A}
+    assert touched_by([(A, EventType.SESSION_TRANSITION, "RUNNING", None)]).sessions == {A}
 
 
 @pytest.mark.parametrize(
@@ -101,7 +101,30 @@ def test_only_results_that_leave_the_plan_going_are_routine(
     events: list[tuple[EventType, str | None]], routine: bool
 ) -> None:
     touched = touched_by(
-        [(A, kind, to) for kind, to in events] + [(B, EventType.TASK_CREATED, None)]
+        [(A, kind, to, None) for kind, to in events] + [(B, EventType.TASK_CREATED, None, None)]
     )
     assert touched.sessions == {A, B}
     assert touched.routine == ({A} if routine else set())
+
+
+@pytest.mark.parametrize(
+    ("kind", "to", "came_from", "changed"),
+    [
+        (EventType.AGENT_REGISTERED, None, None, True),
+        (EventType.AGENT_DEREGISTERED, None, None, True),
+        (EventType.AGENT_STATUS_CHANGED, "offline", "healthy", True),
+        (EventType.AGENT_STATUS_CHANGED, "healthy", "offline", True),
+        (EventType.AGENT_STATUS_CHANGED, "busy", "healthy", False),
+        (EventType.AGENT_STATUS_CHANGED, "degraded", "busy", False),
+        (EventType.AGENT_STATUS_CHANGED, "healthy", None, True),  # it does not say: counted
+        (EventType.AGENT_TIER_CHANGED, "DEGRADED", "TRAINEE", True),
+        (EventType.AGENT_TIER_CHANGED, "TRAINEE", "DEGRADED", True),
+        (EventType.AGENT_TIER_CHANGED, "COMPETENT", "TRAINEE", False),
+        (EventType.AGENT_TIER_CHANGED, "ELITE", "ADVANCED", False),
+    ],
+)
+def test_only_what_a_sessions_health_depends_on_changes_the_fleet(
+    kind: EventType, to: str | None, came_from: str | None, changed: bool
+) -> None:
+    """Health: capable agents online for the READY tasks, not all of them DEGRADED-tier."""
+    assert touched_by([(None, kind, to, came_from)]).fleet_changed is changed

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from uuid import UUID
 
+from ..agents.agent import AgentStatus
+from ..agents.tiers import Tier
 from ..events import EventType
 
 SESSION_EVENTS = frozenset(
@@ -83,15 +85,36 @@ def is_routine(kind: EventType, to: str | None) -> bool:
     )
 
 
-def touched_by(events: Iterable[tuple[UUID | None, EventType, str | None]]) -> Touched:
-    """From (session, type, state a transition went to) of the log: the sessions to
-    step, and whether the fleet changed."""
+def changes_the_fleet(kind: EventType, to: str | None, came_from: str | None) -> bool:
+    """Whether an agent's event changes what a session's health depends on (its READY
+    tasks' capable agents online, and not all of them DEGRADED-tier): an agent joined or
+    left, went offline or came back, went into the DEGRADED tier or out of it. Not one
+    between busy, healthy and degraded (online all the same), nor one moving between two
+    other tiers (most tier changes: an
+    agent's record grows as it works, and every session with work waiting would be looked
+    at again for each). An event that does not say where it came from counts."""
+    if kind == EventType.AGENT_STATUS_CHANGED:
+        return came_from is None or _OFFLINE in (to, came_from)
+    if kind == EventType.AGENT_TIER_CHANGED:
+        return came_from is None or _DEGRADED in (to, came_from)
+    return kind in FLEET_EVENTS
+
+
+_OFFLINE = AgentStatus.OFFLINE.value
+_DEGRADED = Tier.DEGRADED.value
+
+
+def touched_by(
+    events: Iterable[tuple[UUID | None, EventType, str | None, str | None]],
+) -> Touched:
+    """From (session, type, the state a transition went to, the one it came from) of the
+    log: the sessions to step, and whether the fleet changed."""
     sessions: set[UUID] = set()
     urgent: set[UUID] = set()
     fleet_changed = False
-    for session_id, kind, to in events:
+    for session_id, kind, to, came_from in events:
         if kind in FLEET_EVENTS:
-            fleet_changed = True
+            fleet_changed = fleet_changed or changes_the_fleet(kind, to, came_from)
         elif session_id is not None and calls_for_a_step(kind, to):
             sessions.add(session_id)
             if not is_routine(kind, to):

@@ -45,7 +45,7 @@ class EventRepository(Protocol):
 
     async def touched(
         self, after_id: int, types: Sequence[EventType]
-    ) -> tuple[list[tuple[UUID | None, EventType, str | None]], int]:
-        """The distinct (session, type, the state a transition went to) of the events of
-        ``types`` after ``after_id``, and the newest id looked at (``after_id`` when
-        there is none), in one read."""
+    ) -> tuple[list[tuple[UUID | None, EventType, str | None, str | None]], int]:
+        """The distinct (session, type, the state a transition went to, the one it came
+        from) of the events of ``types`` after ``after_id``, and the newest id looked at
+        (``after_id`` when there is none), in one read."""

@@ -125,14 +125,15 @@ class MemoryEventRepository:
 
     async def touched(
         self, after_id: int, types: Sequence[EventType]
-    ) -> tuple[list[tuple[UUID | None, EventType, str | None]], int]:
+    ) -> tuple[list[tuple[UUID | None, EventType, str | None, str | None]], int]:
         wanted = set(types)
-        found: dict[tuple[UUID | None, EventType, str | None], None] = {}
+        found: dict[tuple[UUID | None, EventType, str | None, str | None], None] = {}
         log = self._tx.store.events
         for place in range(max(after_id, 0), len(log)):
             event = log[place]
             if event.type in wanted:
-                found[(event.session_id, event.type, _to(event.payload.get("to")))] = None
+                to, came_from = event.payload.get("to"), event.payload.get("from")
+                found[(event.session_id, event.type, _to(to), _to(came_from))] = None
         # The newest id after ``after_id``; ``after_id`` itself when there is none.
         return list(found), len(log) if len(log) > max(after_id, 0) else after_id
 
