@@ -26,7 +26,9 @@ Reported per backend, from the API's own timestamps:
 
 * **wall time**: the first session's ``created_at`` to the last one's ``finished_at``;
   sessions/s and tasks/s over it (tasks: those the agents did, the leaves of the plans;
-  the summary tasks the engine closes itself are not counted);
+  the summary tasks the engine closes itself are not counted); and tasks/s once every
+  session is planned (from the last session's first task READY to the last task
+  COMPLETED: the same server without creating and planning the fleet besides);
 * **lifecycle** of a session, ``created_at`` -> ``finished_at``: p50 / p99 / max;
 * **overhead per task**: the agents do nothing, so a session's lifecycle is all
   orchestration, and a session cannot be faster than its plan's critical path (the
@@ -182,6 +184,9 @@ class BackendResult:
     """This process's clock: first create sent to the poll that saw every session end."""
     sessions_per_s: float | None
     tasks_per_s: float | None
+    tasks_per_s_planned: float | None
+    """Agent tasks COMPLETED from the last session's first task READY to the last one
+    COMPLETED, a second: with every session created and planned already."""
     lifecycle: Timing
     """``created_at`` -> ``finished_at`` per session."""
     overhead_per_task: Timing
@@ -481,6 +486,20 @@ class Steps:
     leased_to_completed: list[float] = field(default_factory=list)
     dependency_to_ready: list[float] = field(default_factory=list)
     closing: list[float] = field(default_factory=list)
+    planned_at: list[datetime] = field(default_factory=list)
+    """Per session: its first task READY."""
+    done_at: list[datetime] = field(default_factory=list)
+    """Per agent task: its COMPLETED."""
+
+    def rate_once_planned(self) -> float | None:
+        """Agent tasks a second from the last session's first task READY to the last
+        task COMPLETED."""
+        if not self.planned_at or not self.done_at:
+            return None
+        planned, last = max(self.planned_at), max(self.done_at)
+        seconds = (last - planned).total_seconds()
+        after = sum(done >= planned for done in self.done_at)
+        return round(after / seconds, 1) if seconds > 0 else None
 
 
 def analyse(records: list[SessionRecord], tally: Tally, checks: Checks, steps: Steps) -> None:
@@ -525,6 +544,7 @@ def analyse(records: list[SessionRecord], tally: Tally, checks: Checks, steps: S
             first_ready = [ready[t] for t in leaves if t in ready]
             if first_ready:
                 steps.planning.append(ms_between(session["started_at"], min(first_ready, key=at)))
+                steps.planned_at.append(at(min(first_ready, key=at)))
         for task_id, task in leaves.items():
             if task_id in ready and task_id in leased:
                 steps.ready_to_leased.append(ms_between(ready[task_id], leased[task_id]))
@@ -539,6 +559,7 @@ def analyse(records: list[SessionRecord], tally: Tally, checks: Checks, steps: S
             if task_id in ready and dependencies and len(done) == len(dependencies):
                 steps.dependency_to_ready.append(ms_between(max(done, key=at), ready[task_id]))
         last_done = [completed[t][0] for t in leaves if completed.get(t)]
+        steps.done_at.extend(at(done) for done in last_done)
         if session["finished_at"] and last_done:
             steps.closing.append(ms_between(max(last_done, key=at), session["finished_at"]))
 
@@ -690,6 +711,7 @@ async def drive(
         observed_seconds=round(observed, 2),
         sessions_per_s=None if not wall else round(len(finished) / wall, 2),
         tasks_per_s=None if not wall else round(checks.agent_tasks_completed / wall, 1),
+        tasks_per_s_planned=steps.rate_once_planned(),
         lifecycle=Timing.of(lifecycles),
         overhead_per_task=Timing.of(overheads),
         start=Timing.of(steps.start),
@@ -842,6 +864,7 @@ def print_tables(report: Report) -> None:
             ("  of which creating every session (s)", f"{result.create_seconds:.2f}"),
             ("sessions/s", _number(result.sessions_per_s, ".2f")),
             ("agent tasks/s", _number(result.tasks_per_s, ".1f")),
+            ("  once every session is planned", _number(result.tasks_per_s_planned, ".1f")),
             ("session lifecycle p50 / p99 / max (s)", _seconds(result.lifecycle)),
             (
                 "overhead per task: lifecycle ÷ critical path (ms)",
