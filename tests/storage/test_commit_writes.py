@@ -9,7 +9,7 @@ from uuid import uuid4
 
 import pytest
 
-from industrial_orchestrator.domain.agents.agent import AgentKind, new_agent
+from industrial_orchestrator.domain.agents.agent import Agent, AgentKind, new_agent
 from industrial_orchestrator.domain.tasks.attempts import AttemptOutcome
 from industrial_orchestrator.domain.tasks.lease_rules import agent_after_attempt
 
@@ -18,9 +18,8 @@ from .test_event_repository import NOW, line, new_session, stored
 pytestmark = pytest.mark.parametrize("backend", ["postgresql"])
 
 
-async def test_a_commit_waiting_for_a_row_holds_no_other_writers_events(uow):
-    first, second = await new_session(uow), await new_session(uow)
-    worker = new_agent(
+def _agent() -> Agent:
+    return new_agent(
         id=uuid4(),
         name="ada",
         agent_type="coder",
@@ -29,6 +28,11 @@ async def test_a_commit_waiting_for_a_row_holds_no_other_writers_events(uow):
         max_concurrent_tasks=1,
         now=NOW,
     )
+
+
+async def test_a_commit_waiting_for_a_row_holds_no_other_writers_events(uow):
+    first, second = await new_session(uow), await new_session(uow)
+    worker = _agent()
     async with uow() as unit:
         await unit.agents.add(worker)
         await unit.commit()
@@ -63,15 +67,7 @@ async def test_a_commit_waiting_for_a_row_holds_no_other_writers_events(uow):
 
 async def test_one_row_written_twice_at_the_commit_is_refused(uow):
     """PostgreSQL would keep one of two UPDATEs of a row in one statement, unpredictably."""
-    worker = new_agent(
-        id=uuid4(),
-        name="ada",
-        agent_type="coder",
-        capabilities=("python",),
-        kind=AgentKind.EXTERNAL,
-        max_concurrent_tasks=1,
-        now=NOW,
-    )
+    worker = _agent()
     settled = agent_after_attempt(worker, AttemptOutcome.COMPLETED)
     async with uow() as unit:
         await unit.agents.save_at_commit(worker, settled, stale=LookupError("agent"))

@@ -137,14 +137,28 @@ async def settle_agent(
     for _ in range(RETRY_ROUNDS):
         settled = agent_after_attempt(agent, outcome, on_record=on_record)
         if await uow.agents.save(agent, settled):
-            if settled.tier != agent.tier:
-                await uow.events.append([agent_events.agent_tier_changed(settled, agent.tier, now)])
+            await _tier_moved(uow, agent, settled, now)
             return
         reread = await uow.agents.get(agent.id)
         if reread is None:
             return
         agent = reread
     raise Conflict("The agent's record is changing too fast; retry", {"agent_id": str(agent.id)})
+
+
+async def settle_agent_at_commit(
+    uow: UnitOfWork, agent: Agent, outcome: AttemptOutcome, now: datetime, *, stale: Exception
+) -> None:
+    """``settle_agent`` with the write kept for the commit, which raises ``stale`` if
+    the record moved on meanwhile (the caller reads it again and starts over)."""
+    settled = agent_after_attempt(agent, outcome)
+    await uow.agents.save_at_commit(agent, settled, stale=stale)
+    await _tier_moved(uow, agent, settled, now)
+
+
+async def _tier_moved(uow: UnitOfWork, before: Agent, after: Agent, now: datetime) -> None:
+    if after.tier != before.tier:
+        await uow.events.append([agent_events.agent_tier_changed(after, before.tier, now)])
 
 
 async def registered_agent(uow: UnitOfWork, agent_id: UUID) -> Agent:

@@ -20,7 +20,6 @@ from uuid import UUID
 
 import structlog
 
-from ..domain.agents import events as agent_events
 from ..domain.agents.agent import Agent
 from ..domain.effects import Effect, EffectKind, pending_effect, workspace_write_key
 from ..domain.errors import Conflict, InvalidInput, NotFound
@@ -29,11 +28,11 @@ from ..domain.sessions.session import Session
 from ..domain.tasks import events as task_events
 from ..domain.tasks.artifacts import Artifact, check_artifacts
 from ..domain.tasks.attempts import AttemptOutcome, LeaseLost, TaskAttempt, after_result
-from ..domain.tasks.lease_rules import agent_after_attempt, check_holder
+from ..domain.tasks.lease_rules import check_holder
 from ..domain.tasks.loop_guard import LoopStop
 from ..domain.tasks.task import Task, TaskStatus
 from .effects import EffectLedger
-from .lease_endings import RETRY_ROUNDS, registered_agent
+from .lease_endings import RETRY_ROUNDS, registered_agent, settle_agent_at_commit
 from .lease_policy import LeasePolicy
 from .offer_gate import OfferGate
 from .plan_advance import advance_read_plan
@@ -211,10 +210,8 @@ class TaskResults:
             await uow.attempts.add_artifacts(closed, report.artifacts, now)
             if agent is None or agent.id != agent_id:
                 agent = await registered_agent(uow, agent_id)
-            settled = agent_after_attempt(agent, closed.outcome or report.outcome)
-            await uow.agents.save_at_commit(agent, settled, stale=_AgentChanged())
-            if settled.tier != agent.tier:
-                await uow.events.append([agent_events.agent_tier_changed(settled, agent.tier, now)])
+            outcome = closed.outcome or report.outcome
+            await settle_agent_at_commit(uow, agent, outcome, now, stale=_AgentChanged())
             if task.session_id is not None and (report.tokens_used or report.cost_usd):
                 await uow.sessions.add_usage(task.session_id, report.tokens_used, report.cost_usd)
                 totals = await uow.sessions.get(task.session_id)

@@ -27,9 +27,16 @@ from .database import storable_json_text
 from .direct_execution import fetch_all, fetch_first, run
 from .event_repository import SqlEventRepository
 from .lease_statement import AGENT, ATTEMPT, TASK, WAS, lease_statement
-from .rows import changed_columns, prefixed, session_from_row, unprefixed, utc
-from .tables import sessions, task_artifacts, task_attempts, tasks
-from .task_repository import SqlTaskRepository, depends_on_column, task_from_row, task_values
+from .rows import changed_columns, prefixed, unprefixed, utc
+from .tables import task_artifacts, task_attempts, tasks
+from .task_repository import (
+    SqlTaskRepository,
+    depends_on_column,
+    session_and_tasks,
+    session_with_tasks,
+    task_from_row,
+    task_values,
+)
 
 # The outcomes a record counts (RELEASED does not: see ``domain.agents.records``).
 _RECORDED = (AttemptOutcome.COMPLETED, AttemptOutcome.FAILED, AttemptOutcome.EXPIRED)
@@ -64,34 +71,17 @@ def _with_task() -> Any:
     )
 
 
-# The session's columns beside its tasks', under names no task column has.
-_SESSION_PREFIX = "of_session_"
-
-
 @functools.cache
 def _in_session() -> Any:
     """PostgreSQL: a session, its tasks, and one task's current attempt beside that
     task's columns (NULLs beside the others') in one statement."""
     current = task_attempts.alias("current")
-    joined = sessions.outerjoin(tasks, tasks.c.session_id == sessions.c.id).outerjoin(
-        current,
-        sa.and_(
-            current.c.task_id == tasks.c.id,
-            current.c.attempt == tasks.c.attempt,
-            tasks.c.id == sa.bindparam("task_id"),
-        ),
+    held = sa.and_(
+        current.c.task_id == tasks.c.id,
+        current.c.attempt == tasks.c.attempt,
+        tasks.c.id == sa.bindparam("task_id"),
     )
-    return (
-        sa.select(
-            *prefixed(sessions.c, _SESSION_PREFIX),
-            tasks,
-            depends_on_column("postgresql"),
-            *prefixed(current.c, _CURRENT_PREFIX),
-        )
-        .select_from(joined)
-        .where(sessions.c.id == sa.bindparam("session_id"))
-        .order_by(tasks.c.created_at, tasks.c.id)
-    )
+    return session_with_tasks(*prefixed(current.c, _CURRENT_PREFIX), joins=[(current, held)])
 
 
 _OPEN_OF_TASKS = (
@@ -226,19 +216,10 @@ class SqlAttemptRepository:
         rows = await fetch_all(
             self._db, _in_session(), {"session_id": session_id, "task_id": task_id}
         )
-        if not rows:
-            return None, [], None
-        columns = unprefixed(rows[0], _SESSION_PREFIX, "id")
-        assert columns is not None  # the row is the session's, joined with its tasks
-        found, current = [], None
-        for row in rows:
-            if row["id"] is None:
-                continue
-            found.append(task_from_row(row))
-            attempt = unprefixed(row, _CURRENT_PREFIX, "task_id")
-            if attempt is not None:
-                current = _attempt(attempt)
-        return session_from_row(columns), found, current
+        session, found = session_and_tasks(rows)
+        attempts = (unprefixed(row, _CURRENT_PREFIX, "task_id") for row in rows)
+        current = next((_attempt(a) for a in attempts if a is not None), None)
+        return session, found, current
 
     async def of_task(self, task_id: UUID) -> list[TaskAttempt]:
         result = await self._db.execute(

@@ -22,8 +22,8 @@ from .direct_execution import fetch_all, fetch_first, run
 from .effect_repository import SqlEffectRepository
 from .rows import checkpoint_from_row, checkpoint_values, prefixed, session_from_row, unprefixed
 from .session_repository import SqlSessionRepository
-from .tables import checkpoints, sessions, tasks
-from .task_repository import SqlTaskRepository, depends_on_column, task_from_row
+from .tables import checkpoints, sessions
+from .task_repository import SqlTaskRepository, session_and_tasks, session_with_tasks
 
 # Built once (read on every engine step): a built statement keeps its cache key.
 _LATEST = (
@@ -36,8 +36,6 @@ _INSERT = sa.insert(checkpoints)
 _SESSION = sa.select(sessions).where(sessions.c.id == sa.bindparam("session_id"))
 # The newest checkpoint's columns beside the session's, under names no session column has.
 _LATEST_PREFIX = "latest_checkpoint_"
-# The session's columns beside its tasks', under names no task column has.
-_SESSION_PREFIX = "of_session_"
 
 
 # PostgreSQL: a commit's checkpoints numbered, stored and their ledger entries marked DONE
@@ -80,17 +78,22 @@ _ADD_NUMBERED = sa.text(
 )
 
 
-@functools.cache
-def _session_and_latest() -> Any:
-    """PostgreSQL: the session and its newest checkpoint in one statement (a lateral
-    join on the checkpoints' (session, seq) index)."""
-    latest = (
+def _latest() -> Any:
+    """A session's newest checkpoint, to join laterally with its row (on the
+    checkpoints' (session, seq) index)."""
+    return (
         sa.select(checkpoints)
         .where(checkpoints.c.session_id == sessions.c.id)
         .order_by(checkpoints.c.seq.desc())
         .limit(1)
         .lateral("latest")
     )
+
+
+@functools.cache
+def _session_and_latest() -> Any:
+    """PostgreSQL: the session and its newest checkpoint in one statement."""
+    latest = _latest()
     return (
         sa.select(sessions, *prefixed(latest.c, _LATEST_PREFIX))
         .select_from(sessions.outerjoin(latest, sa.true()))
@@ -100,29 +103,10 @@ def _session_and_latest() -> Any:
 
 @functools.cache
 def _session_latest_and_tasks() -> Any:
-    """PostgreSQL: ``_session_and_latest`` beside each of the session's tasks (the
-    session's columns under ``_SESSION_PREFIX``; NULL task columns when it has none)."""
-    latest = (
-        sa.select(checkpoints)
-        .where(checkpoints.c.session_id == sessions.c.id)
-        .order_by(checkpoints.c.seq.desc())
-        .limit(1)
-        .lateral("latest")
-    )
-    joined = sessions.outerjoin(latest, sa.true()).outerjoin(
-        tasks, tasks.c.session_id == sessions.c.id
-    )
-    return (
-        sa.select(
-            *prefixed(sessions.c, _SESSION_PREFIX),
-            *prefixed(latest.c, _LATEST_PREFIX),
-            tasks,
-            depends_on_column("postgresql"),
-        )
-        .select_from(joined)
-        .where(sessions.c.id == sa.bindparam("session_id"))
-        .order_by(tasks.c.created_at, tasks.c.id)
-    )
+    """PostgreSQL: the session and its tasks (``session_with_tasks``) with its newest
+    checkpoint beside each row."""
+    latest = _latest()
+    return session_with_tasks(*prefixed(latest.c, _LATEST_PREFIX), joins=[(latest, sa.true())])
 
 
 class SqlCheckpointRepository:
@@ -221,16 +205,9 @@ class SqlCheckpointRepository:
             found = await SqlTaskRepository(self._db).of_session(session_id) if session else []
             return session, latest, found
         rows = await fetch_all(self._db, _session_latest_and_tasks(), {"session_id": session_id})
-        if not rows:
-            return None, None, []
-        columns = unprefixed(rows[0], _SESSION_PREFIX, "id")
-        assert columns is not None  # the row is the session's, joined with the rest
-        newest = unprefixed(rows[0], _LATEST_PREFIX, "id")
-        return (
-            session_from_row(columns),
-            checkpoint_from_row(newest) if newest else None,
-            [task_from_row(row) for row in rows if row["id"] is not None],
-        )
+        session, found = session_and_tasks(rows)
+        newest = unprefixed(rows[0], _LATEST_PREFIX, "id") if rows else None
+        return session, checkpoint_from_row(newest) if newest else None, found
 
     async def list(self, session_id: UUID, offset: int, limit: int) -> tuple[list[Checkpoint], int]:
         total = await self._db.scalar(

@@ -70,10 +70,6 @@ class CommitWrites:
             raise ValueError(f"{row} is written twice at the commit: write its last state once")
         self._pending[row] = _Write(statement, dict(params), stale)
 
-    @property
-    def pending(self) -> bool:
-        return bool(self._pending)
-
     async def flush(self, tail: tuple[Executable, Mapping[str, Any]] | None = None) -> int | None:
         """Run the kept writes, with ``tail`` in the same statement: CTE definitions that
         follow the writes (they may read ``written``, one row that is all the writes'

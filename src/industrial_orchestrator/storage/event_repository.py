@@ -312,11 +312,12 @@ _BUMPED_BINDS = (
 # The same with the session's counter bumped first, in the same statement: the lock
 # subquery reads the bumped row, so the session's row lock is taken before the event-order
 # lock, as when they are two statements (``flush``); the numbers are the bumped counter's
-# last ``count``.
-_BUMPED_INSERT = sa.text(
-    "WITH bumped AS ("
-    "UPDATE sessions SET event_seq = event_seq + :fresh WHERE id = :session_id "
-    "RETURNING event_seq) "
+# last ``count``. ``{after}``: what the bump waits for, if anything.
+_BUMP_SQL = (
+    "UPDATE sessions SET event_seq = event_seq + :fresh WHERE id = :session_id{after} "
+    "RETURNING event_seq"
+)
+_NUMBERED_INSERT = (
     "INSERT INTO events (session_id, seq, type, at, payload) "
     "SELECT new.session_id, ordered.last - :count + new.n, new.type, new.at, "
     "CAST(new.payload AS JSONB) "
@@ -325,25 +326,16 @@ _BUMPED_INSERT = sa.text(
     "unnest(:session_ids, :seqs, :types, :ats, :payloads) "
     "WITH ORDINALITY AS new(session_id, seq, type, at, payload, n) "
     "ORDER BY new.n"
+)
+_BUMPED_INSERT = sa.text(
+    f"WITH bumped AS ({_BUMP_SQL.format(after='')}) {_NUMBERED_INSERT}"
 ).bindparams(*_BUMPED_BINDS)
-
-
 # The same as CTEs that follow the writes kept for the commit (``CommitWrites.flush``):
 # the bump waits for their counts (``written``), so their row locks come before the
 # session's and the event-order lock, as when they are statements of their own.
 _WRITTEN_BUMPED_INSERT = sa.text(
-    "bumped AS ("
-    "UPDATE sessions SET event_seq = event_seq + :fresh "
-    "WHERE id = :session_id AND (SELECT written IS NOT NULL FROM written) "
-    "RETURNING event_seq), "
-    "tail AS (INSERT INTO events (session_id, seq, type, at, payload) "
-    "SELECT new.session_id, ordered.last - :count + new.n, new.type, new.at, "
-    "CAST(new.payload AS JSONB) "
-    "FROM (SELECT pg_advisory_xact_lock(:key), bumped.event_seq AS last FROM bumped) "
-    "AS ordered, "
-    "unnest(:session_ids, :seqs, :types, :ats, :payloads) "
-    "WITH ORDINALITY AS new(session_id, seq, type, at, payload, n) "
-    "ORDER BY new.n RETURNING 1)"
+    f"bumped AS ({_BUMP_SQL.format(after=' AND (SELECT written IS NOT NULL FROM written)')}), "
+    f"tail AS ({_NUMBERED_INSERT} RETURNING 1)"
 ).bindparams(*_BUMPED_BINDS)
 
 

@@ -113,8 +113,8 @@ def _claimable_query(
     return query
 
 
-# A session's columns beside its tasks', under names no task column has.
-_SESSION_PREFIX = "of_session_"
+SESSION_PREFIX = "of_session_"
+"""A session's columns beside its tasks', under names no task column has."""
 
 
 class SqlTaskRepository:
@@ -225,12 +225,9 @@ class SqlTaskRepository:
         if self._db.dialect.name != "postgresql":
             found = await self.of_session(session_id)
             return await SqlSessionRepository(self._db).get(session_id), found
-        rows = await fetch_all(self._db, _with_session(), {"session_id": session_id})
-        if not rows:
-            return None, []
-        session = unprefixed(rows[0], _SESSION_PREFIX, "id")
-        assert session is not None  # the row is the session's, joined with its tasks
-        return session_from_row(session), [_task(row) for row in rows if row["id"] is not None]
+        return session_and_tasks(
+            await fetch_all(self._db, _with_session(), {"session_id": session_id})
+        )
 
     async def sessions_with_tasks_in(
         self, statuses: Sequence[TaskStatus], *, among: Sequence[UUID] | None = None
@@ -332,16 +329,34 @@ def _of_session(dialect: str) -> sa.Select[Any]:
     )
 
 
-@functools.cache
-def _with_session() -> sa.Select[Any]:
+def session_with_tasks(*beside: Any, joins: Sequence[tuple[Any, Any]] = ()) -> sa.Select[Any]:
     """PostgreSQL: a session and its tasks in one statement (the session's columns, under
-    ``_SESSION_PREFIX``, beside each of its tasks', or beside NULLs when it has none)."""
+    ``SESSION_PREFIX``, beside each of its tasks', or beside NULLs when it has none),
+    oldest task first; ``beside``: more columns, of ``joins`` (each a table and its ON
+    clause, outer-joined after the tasks)."""
+    joined = sessions.outerjoin(tasks, tasks.c.session_id == sessions.c.id)
+    for table, on in joins:
+        joined = joined.outerjoin(table, on)
     return (
-        sa.select(*prefixed(sessions.c, _SESSION_PREFIX), tasks, _depends_on("postgresql"))
-        .select_from(sessions.outerjoin(tasks, tasks.c.session_id == sessions.c.id))
+        sa.select(*prefixed(sessions.c, SESSION_PREFIX), tasks, _depends_on("postgresql"), *beside)
+        .select_from(joined)
         .where(sessions.c.id == sa.bindparam("session_id"))
         .order_by(tasks.c.created_at, tasks.c.id)
     )
+
+
+def session_and_tasks(rows: Sequence[Row]) -> tuple[Session | None, list[Task]]:
+    """``session_with_tasks``' rows as the session and its tasks."""
+    if not rows:
+        return None, []
+    session = unprefixed(rows[0], SESSION_PREFIX, "id")
+    assert session is not None  # the row is the session's, joined with its tasks
+    return session_from_row(session), [_task(row) for row in rows if row["id"] is not None]
+
+
+@functools.cache
+def _with_session() -> sa.Select[Any]:
+    return session_with_tasks()
 
 
 def _guarded(before: Task, after: Task) -> dict[str, Any]:
