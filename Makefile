@@ -87,6 +87,7 @@ bench: $(VENV)/.dev services $(OPENCODE)
 	$(BIN)/python bench/websocket_fanout.py --backend postgresql
 	$(BIN)/python bench/eap_claims.py
 	$(BIN)/python bench/engine_sessions.py
+	$(BIN)/python bench/fleet_start.py
 	$(BIN)/python bench/idle_sessions.py
 	$(BIN)/python bench/opencode_overhead.py
 	$(BIN)/python bench/learned_routing.py

@@ -5,7 +5,8 @@ PostgreSQL's statement log says what ran, not who asked. Put this folder first o
 started so (a benchmark's own excepted) then counts each statement it runs directly on
 asyncpg (``storage/direct_execution.py``: the hot statements, on PostgreSQL) by its text
 and by the innermost ``CALLER_DEPTH`` (5) functions of ``industrial_orchestrator`` that
-asked for it, and writes the counts to ``<STATEMENTS_BY_CALLER>.<pid>.txt`` every few
+asked for it, and each it runs through SQLAlchemy by its text (its callers only when
+SQLAlchemy runs it outside a greenlet: the ORM's own statements have none), and writes the counts to ``<STATEMENTS_BY_CALLER>.<pid>.txt`` every few
 seconds: count, statement, callers (innermost first). Example (docs/benchmarks.md)::
 
     STATEMENTS_BY_CALLER=/tmp/sql PYTHONPATH=$PWD/bench/statements_by_caller:$PWD/src \\
@@ -57,6 +58,17 @@ if os.environ.get("STATEMENTS_BY_CALLER") and not _A_BENCHMARK:
             return await call(db, plan, method, arguments, **options)
 
         module._call = _counted
+
+        # And every statement that goes through SQLAlchemy (the ORM's, SQLite's too).
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        def _through_sqlalchemy(
+            conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+        ) -> None:
+            _counts[(" ".join(statement.split())[:70], _callers())] += 1
+
+        event.listen(Engine, "before_cursor_execute", _through_sqlalchemy)
         path = f"{os.environ['STATEMENTS_BY_CALLER']}.{os.getpid()}.txt"
         while True:
             time.sleep(_WRITE_EVERY_S)

@@ -14,6 +14,7 @@ import pytest
 from industrial_orchestrator.domain.agents.agent import Agent, AgentKind, NewAgent
 from industrial_orchestrator.domain.events import LogStream
 from industrial_orchestrator.domain.tasks.artifacts import new_artifact
+from industrial_orchestrator.domain.tasks.task import TaskStatus
 from industrial_orchestrator.executors.base import Job, Outcome
 from industrial_orchestrator.runtime.dispatcher import EXECUTOR_KEY, Dispatcher
 
@@ -243,12 +244,19 @@ async def test_a_task_made_ready_while_the_agents_are_offered_work_waits_for_the
     second = await _internal_agent(app, "b-second", room=1)
     session = await create(client, template="single", auto_start=True)
     session_id = UUID(session["id"])
-    # Planned by the planning part alone (a whole step would open the task at once): its
-    # task waits for the next step to open it.
+    # Planned by the planning part alone, which opens its task with the plan: the task
+    # is put back to PENDING, for the next step to open it during the offer.
     engine = components.session_engine
     await engine._planning.step(await components.sessions.get(session_id))
     [task] = await tasks_of(client, session["id"])
-    assert task["status"] == "PENDING"
+    assert task["status"] == "READY"
+    async with components.uow() as uow:
+        await uow.tasks.lock_family(session_id)
+        opened = await uow.tasks.get(UUID(task["id"]))
+        assert opened is not None
+        back = opened.evolve(status=TaskStatus.PENDING, version=opened.version + 1)
+        assert await uow.tasks.save(opened, back)
+        await uow.commit()
     leases = StepAfterFirstClaim(components.leases, components.session_engine, first.id, session_id)
     executor = ScriptedExecutor()
     dispatcher = _dispatcher(app, executor, leases)

@@ -133,12 +133,14 @@ async def test_states_queues_and_totals(uow: UnitOfWorkFactory):
     done_too = session(4, status=S.FAILED, started_at=at(4), finished_at=at(34), tokens_used=7)
     async with uow.reader() as unit:
         assert await unit.sessions.next_queued() is None
+        assert not await unit.sessions.anyone_queued()
         empty = await unit.sessions.totals()
     assert empty.by_state == {state: 0 for state in S}
     assert (empty.average_duration_seconds, empty.tokens_used, empty.cost_usd) == (None, 0, 0.0)
     await committed(uow, low, high, later_high, done, done_too)
     async with uow.reader() as unit:
         assert await unit.sessions.next_queued() == high
+        assert await unit.sessions.anyone_queued()
         assert await unit.sessions.ids_in([S.QUEUED]) == [low.id, high.id, later_high.id]
         assert await unit.sessions.ids_in([S.COMPLETED, S.FAILED]) == [done.id, done_too.id]
         assert await unit.sessions.ids_in([]) == []

@@ -23,11 +23,13 @@ async def test_a_start_that_missed_a_slot_just_released_promotes_itself(service,
     real_take = SqlSessionRepository.take_running_slot
     tries: list[bool] = []
 
-    async def miss_the_first_time(self: SqlSessionRepository, session_id, capacity) -> bool:
+    async def miss_the_first_time(
+        self: SqlSessionRepository, session_id, capacity, *, new=False
+    ) -> bool:
         if not tries:
             tries.append(False)
             return False
-        tries.append(await real_take(self, session_id, capacity))
+        tries.append(await real_take(self, session_id, capacity, new=new))
         return tries[-1]
 
     monkeypatch.setattr(SqlSessionRepository, "take_running_slot", miss_the_first_time)

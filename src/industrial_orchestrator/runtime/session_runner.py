@@ -387,14 +387,10 @@ class SessionRunner:
                 )
             raise
         if session.worktree is None:
-            session = await self._sessions.bind_worktree(
+            await self._sessions.bind_worktree(
                 session_id,
                 WorktreeBinding(str(binding.path), binding.branch, binding.base_commit),
-            )
-            await self._verifier.log(
-                session_id,
-                LogStream.SYSTEM,
-                f"working in {binding.path} on branch {binding.branch} "
+                note=f"working in {binding.path} on branch {binding.branch} "
                 f"(from {binding.base_commit[:12]})\n",
             )
         self._bound.add(session_id)

@@ -32,7 +32,7 @@ from ..domain.sessions.checkpoint import Checkpoint, CheckpointEntry
 from ..domain.sessions.checkpoint_schedule import PeriodicCheckpoints, repeats
 from ..domain.sessions.progress import Progress, progress_of
 from ..domain.sessions.session import Session
-from ..domain.tasks.task import Task
+from ..domain.tasks.task import Task, TaskStatus
 from .effects import EffectLedger
 from .plan_advance import Advanced, tasks_of
 from .ports import Clock, UnitOfWork, UnitOfWorkFactory, WorkingTrees
@@ -148,15 +148,23 @@ class SessionCheckpoints:
         *,
         moment: str,
         finished: dict[str, Any] | None = None,
+        known: tuple[Session, list[Task]] | None = None,
     ) -> None:
         """A checkpoint of the session as it is now. ``moment`` names what it is taken
         for (unique in the session): its commit is an effect under that key, so taking
         the same moment's checkpoint again (after a crash) makes neither a second commit
-        nor a second checkpoint."""
-        async with self._uow.reader() as uow:
-            session = await uow.sessions.get(session_id)
-            tasks = await tasks_of(uow, session_id)
-            in_flight = await _in_flight(uow, tasks)
+        nor a second checkpoint. ``known``: the session and its tasks as the caller has
+        just committed them, with none RUNNING (else they are read)."""
+        if known is not None and not any(t.status == TaskStatus.RUNNING for t in known[1]):
+            found: Session | None = known[0]
+            tasks = known[1]
+            in_flight: dict[str, Any] = {}
+        else:
+            async with self._uow.reader() as uow:
+                found = await uow.sessions.get(session_id)
+                tasks = await tasks_of(uow, session_id)
+                in_flight = await _in_flight(uow, tasks)
+        session = found
         if session is not None:
             await self._record(
                 session, tasks, in_flight, [_Moment(label, reason, moment, finished)]

@@ -74,16 +74,23 @@ class SessionEngine:
         self._clock = clock
         self._max_parallel = max_parallel_tasks
         self._ownership = SessionOwnership(uow, clock=clock)
-        self._planning = SessionPlanning(uow, sessions, self._checkpoints, clock=clock)
+        self.gate = gate if gate is not None else OfferGate()
+        """Its steps make tasks READY through ``gate.opening`` (results too, shared with
+        ``TaskLeases``); the dispatcher offers them through ``gate.offering``."""
+        self._planning = SessionPlanning(
+            uow,
+            sessions,
+            self._checkpoints,
+            clock=clock,
+            gate=self.gate,
+            max_parallel_tasks=max_parallel_tasks,
+        )
         self._review = SessionReview(uow, sessions, self._checkpoints, clock=clock)
         self._health = SessionHealth(uow, sessions)
         self._endings = SessionEndings(
             uow, sessions, SessionLimits(session_timeout_seconds), clock=clock
         )
         self._halts = SessionHalts(uow, clock=clock)
-        self.gate = gate if gate is not None else OfferGate()
-        """Its steps make tasks READY through ``gate.opening`` (results too, shared with
-        ``TaskLeases``); the dispatcher offers them through ``gate.offering``."""
 
     async def to_visit(self) -> list[UUID]:
         """RUNNING sessions, and sessions whose tasks still need bringing in line."""
@@ -140,11 +147,13 @@ class SessionEngine:
         if ended:
             return None
         if session.phase in (None, SessionPhase.PLANNING):
-            due = await self._planning.step(session)
-            if due is not None:
-                return due
-            # Planned: its first tasks open now, not at a step the plan's events ask for
-            # (a wait in the queue of steps, when many sessions start together).
+            planned = await self._planning.step(session)
+            if isinstance(planned, PlanDue):
+                return planned
+            if planned is not None and planned.moved:
+                return None  # its first tasks opened with the plan: their events step it
+            # Changed meanwhile, or a plan with nothing to open (carried over finished):
+            # a look as at any step.
             session = await self._sessions.get(session_id)
             if session.phase != SessionPhase.EXECUTING:
                 return None

@@ -23,9 +23,12 @@ from ..domain.sessions.session import Session, SessionPhase
 from ..domain.sessions.states import SessionState
 from ..domain.tasks import events as task_events
 from ..domain.tasks.task import Task, TaskStatus, TaskType, new_task
-from .plan_advance import tasks_of
-from .ports import UnitOfWork
+from .offer_gate import OfferGate
+from .plan_advance import Advanced, advance_plan, advance_read_plan, tasks_of
+from .ports import Clock, UnitOfWork, UnitOfWorkFactory
+from .session_checkpoints import SessionCheckpoints
 from .session_phases import PhaseSteps, save_phase
+from .sessions import SessionService
 from .tasks import depth_in, store_plan
 
 # The engine's logger, as before the engine was split: log queries go by its name.
@@ -43,14 +46,28 @@ class PlanDue:
 
 
 class SessionPlanning(PhaseSteps):
-    async def step(self, session: Session) -> PlanDue | None:
-        """Plan the session now, or a ``PlanDue`` when the architect is to plan it."""
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        sessions: SessionService,
+        checkpoints: SessionCheckpoints,
+        *,
+        clock: Clock,
+        gate: OfferGate,
+        max_parallel_tasks: int,
+    ) -> None:
+        super().__init__(uow, sessions, checkpoints, clock=clock)
+        self._gate = gate
+        self._max_parallel = max_parallel_tasks
+
+    async def step(self, session: Session) -> PlanDue | Advanced | None:
+        """Plan the session now (where its plan stands then; None when the session
+        changed meanwhile), or a ``PlanDue`` when the architect is to plan it."""
         if session.options.planner == AGENT_PLANNER and await self._unplanned(session):
             return PlanDue(
                 session.id, plan_request(session.initial_prompt, await self._capabilities())
             )
-        await self._plan(session)
-        return None
+        return await self._plan(session)
 
     async def _unplanned(self, session: Session) -> bool:
         """No task yet, and none to carry over from a retried session."""
@@ -99,18 +116,20 @@ class SessionPlanning(PhaseSteps):
         agent_plan: Decomposition | None = None,
         fallback: str | None = None,
         usage: tuple[int, float] = (0, 0.0),
-    ) -> None:
-        """Store the session's plan and move it to EXECUTING, in one transaction under its
-        family lock; nothing when it changed since it was read (the next step looks again)."""
+    ) -> Advanced | None:
+        """Store the session's plan, move it to EXECUTING and open its first tasks, in
+        one transaction under its family lock; then its ``planned`` checkpoint. None when
+        it changed since it was read (the next step looks again); else where its plan
+        stands, as opened."""
         now = self._clock()
-        async with self._uow() as uow:
+        async with self._gate.opening(), self._uow() as uow:
             await uow.tasks.lock_family(session.id)
-            current = await uow.sessions.get(session.id)
+            current, known = await uow.tasks.with_session(session.id)
             if current is None or current.version != session.version:
-                return
-            existing, _ = await uow.tasks.search(
-                session_id=session.id, parent_id=None, statuses=(), offset=0, limit=1
-            )
+                return None
+            existing = [task for task in known if task.parent_id is None][:1]
+            stored: list[Task] | None = None
+            """The plan's tasks as stored here, when it is all of them (else read)."""
             planned = 0
             template = session.options.template
             if not existing and session.restored_from_checkpoint is not None:
@@ -129,14 +148,8 @@ class SessionPlanning(PhaseSteps):
                     now=now,
                     session_id=session.id,
                 )
-                await uow.tasks.add(root)
-                await uow.events.append([task_events.task_created(root)])
-                planned = 1
-                if agent_plan is not None:
-                    _, subtasks = await store_plan(uow, root, agent_plan, now)
-                    planned += len(subtasks)
-                    template = ARCHITECT
-                elif template != SINGLE_TASK:
+                plan = agent_plan
+                if plan is None and template != SINGLE_TASK:
                     plan = decompose_task(
                         root.title,
                         root.description,
@@ -144,9 +157,15 @@ class SessionPlanning(PhaseSteps):
                         required_capabilities=root.required_capabilities,
                         template=template,
                     )
-                    _, subtasks = await store_plan(uow, root, plan, now)
-                    planned += len(subtasks)
-                    template = plan.choice.template
+                if plan is None:
+                    await uow.tasks.add(root)
+                    await uow.events.append([task_events.task_created(root)])
+                    stored = [root]
+                else:
+                    grouped, subtasks = await store_plan(uow, root, plan, now, new=True)
+                    stored = [grouped, *subtasks]
+                    template = ARCHITECT if agent_plan is not None else plan.choice.template
+                planned = len(stored)
             if usage[0] or usage[1]:
                 await uow.sessions.add_usage(session.id, usage[0], usage[1])
             executing = session.evolve(
@@ -158,11 +177,26 @@ class SessionPlanning(PhaseSteps):
             if fallback:
                 how += f" ({fallback})"
             await save_phase(uow, session, executing, how[:2000])
+            # Its first tasks open in the same commit: not at a later step, which waits
+            # its turn behind every other session's when many start together.
+            if stored is not None and not (usage[0] or usage[1]):
+                advanced = await advance_read_plan(
+                    uow, executing, stored, now, default_parallel=self._max_parallel
+                )
+            else:  # tasks stored before, or usage the session read here lacks
+                advanced = await advance_plan(
+                    uow, session.id, now, default_parallel=self._max_parallel
+                )
             await uow.commit()
         log.info("session_planned", session_id=str(session.id), tasks=planned)
         await self._checkpoints.take(
-            session.id, "planned", f"{planned} task(s), template {template}", moment="planned"
+            session.id,
+            "planned",
+            f"{planned} task(s), template {template}",
+            moment="planned",
+            known=None if advanced is None else (advanced.session, advanced.tasks),
         )
+        return advanced
 
 
 async def _carry_over(uow: UnitOfWork, session: Session, now: datetime) -> tuple[Task | None, int]:

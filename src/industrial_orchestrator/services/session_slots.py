@@ -26,10 +26,10 @@ class RunningSlots:
         self._max_running = max_running
         self._clock = clock
 
-    async def take(self, uow: UnitOfWork, session: Session) -> bool:
+    async def take(self, uow: UnitOfWork, session: Session, *, new: bool = False) -> bool:
         """Give ``session`` a free running slot in the caller's transaction; whether it
-        got one (it keeps it only if the transaction commits)."""
-        return await uow.sessions.take_running_slot(session.id, self._max_running)
+        got one (it keeps it only if the transaction commits). ``new``: added in it."""
+        return await uow.sessions.take_running_slot(session.id, self._max_running, new=new)
 
     async def apply(
         self,
@@ -38,18 +38,17 @@ class RunningSlots:
         action: SessionAction,
         reason: str | None,
         actor: Actor = Actor.OPERATOR,
+        *,
+        new: bool = False,
     ) -> tuple[Session, Transition]:
         """Apply an operator verb inside the caller's transaction, queueing the session
-        when it needs a slot and none is free."""
+        when it needs a slot and none is free. ``new``: the session was added in it."""
         target = resolve_action(session, action, slot_free=True)
         if needs_slot(session, target):
             # A slot that just came free belongs to the queue (by priority, then age),
             # not to whoever starts at that moment: join the queue behind them.
-            behind = (
-                session.status == SessionState.PENDING
-                and await uow.sessions.next_queued() is not None
-            )
-            free = not behind and await self.take(uow, session)
+            behind = session.status == SessionState.PENDING and await uow.sessions.anyone_queued()
+            free = not behind and await self.take(uow, session, new=new)
             target = resolve_action(session, action, slot_free=free)
             if target == SessionState.QUEUED:
                 # Into the queue in the order a promotion reads it: one that commits
@@ -77,7 +76,7 @@ class RunningSlots:
             await self.promote_queued()
         elif freed:
             async with self._uow.reader() as uow:
-                if await uow.sessions.next_queued() is None:
+                if not await uow.sessions.anyone_queued():
                     return
             await self.promote_queued()
 

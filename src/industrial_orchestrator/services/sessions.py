@@ -162,7 +162,7 @@ class SessionService:
                 started = None
                 if draft.auto_start:
                     session, started = await self._slots.apply(
-                        uow, session, SessionAction.START, None
+                        uow, session, SessionAction.START, None, new=True
                     )
                 await uow.commit()
         except DuplicateKeyError:
@@ -358,10 +358,17 @@ class SessionService:
     ) -> tuple[list[Checkpoint], int]:
         return await self._checkpoints.of_session(session_id, offset=offset, limit=limit)
 
-    async def bind_worktree(self, session_id: UUID, binding: WorktreeBinding) -> Session:
-        """Record where the session works, once; the session as it is then."""
+    async def bind_worktree(
+        self, session_id: UUID, binding: WorktreeBinding, *, note: str | None = None
+    ) -> Session:
+        """Record where the session works, once; the session as it is then. ``note``:
+        a line for the session's terminal (SYSTEM), written in the same transaction."""
         async with self._uow() as uow:
             await uow.sessions.bind_worktree(session_id, binding)
             session = found(await uow.sessions.get(session_id), session_id)
+            if note is not None:
+                await uow.events.append(
+                    events.log_lines(session_id, events.LogStream.SYSTEM, note, self._clock())
+                )
             await uow.commit()
         return session

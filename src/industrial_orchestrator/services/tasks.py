@@ -312,11 +312,13 @@ class TaskService:
 
 
 async def store_plan(
-    uow: UnitOfWork, task: Task, plan: Decomposition, now: datetime
+    uow: UnitOfWork, task: Task, plan: Decomposition, now: datetime, *, new: bool = False
 ) -> tuple[Task, list[Task]]:
     """Store ``plan`` under ``task`` within the caller's transaction (which holds the
     family lock): the subtasks, their edges, and ``task`` waiting for its direct
-    subtasks, with the events. Returns the task as it now is and the subtasks."""
+    subtasks, with the events. Returns the task as it now is and the subtasks.
+    ``new``: ``task`` is not stored yet (a session's first task): it is stored with its
+    plan, in the same statements, and its creation is an event too."""
     ids = {planned.key: uuid4() for planned in plan.tasks}
     subtasks: list[Task] = []
     for position, planned in enumerate(plan.tasks):
@@ -341,22 +343,28 @@ async def store_plan(
     # Rows first, parents before children (foreign key), then the edges: a summary
     # subtask depends on its own children, so no order of whole tasks would do.
     by_id = {subtask.id: subtask for subtask in subtasks}
-    await uow.tasks.add_all(sorted(subtasks, key=lambda t: depth_in(t, by_id)))
+    in_order = sorted(subtasks, key=lambda t: depth_in(t, by_id))
     # The task is done when its plan is: it now waits for its direct subtasks.
     direct = [sub.id for sub in subtasks if sub.parent_id == task.id]
-    await uow.tasks.add_dependencies(task.id, direct)
     grouped = task.evolve(
         depends_on=tuple(sorted({*task.depends_on, *direct})),
         version=task.version + 1,
         updated_at=now,
     )
-    if task.status == TaskStatus.READY:
-        grouped = task_transition(grouped, TaskStatus.PENDING, now=now).evolve(
-            version=task.version + 1
-        )
-        await uow.events.append([task_events.task_transition(task, grouped)])
-    if not await uow.tasks.save(task, grouped):
-        raise _stale(task, task.version, concurrent=True)
+    if new:
+        # Rows before edges (``add_all``), so the task may point at its subtasks.
+        await uow.tasks.add_all([grouped, *in_order])
+        await uow.events.append([task_events.task_created(task)])
+    else:
+        await uow.tasks.add_all(in_order)
+        await uow.tasks.add_dependencies(task.id, direct)
+        if task.status == TaskStatus.READY:
+            grouped = task_transition(grouped, TaskStatus.PENDING, now=now).evolve(
+                version=task.version + 1
+            )
+            await uow.events.append([task_events.task_transition(task, grouped)])
+        if not await uow.tasks.save(task, grouped):
+            raise _stale(task, task.version, concurrent=True)
     await uow.events.append(
         [
             *(task_events.task_created(subtask) for subtask in subtasks),

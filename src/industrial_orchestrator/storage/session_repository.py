@@ -78,6 +78,37 @@ _SLOTS = sa.select(
     )
 )
 _ADD_SLOT_TRIES = 4
+# PostgreSQL: a new slot for the session, numbered as ``_missing_number`` picks (a guess
+# while the slots are sparse, which may collide: then ``added`` is NULL and ``no_room`` false,
+# try again), unless every slot within the limit exists or one above it is held (``no_room``).
+_MAKE_SLOT = sa.text(
+    """
+    WITH counted AS (
+        SELECT count(*) FILTER (WHERE slot <= CAST(:capacity AS INTEGER)) AS made,
+               coalesce(bool_or(slot > CAST(:capacity AS INTEGER)
+                                AND session_id IS NOT NULL), false) AS above
+        FROM running_slots
+    ), pick AS (
+        SELECT CASE
+            WHEN above OR made >= CAST(:capacity AS INTEGER) THEN NULL
+            WHEN made * 2 < CAST(:capacity AS INTEGER)
+                THEN floor(random() * CAST(:capacity AS INTEGER))::INTEGER + 1
+            ELSE (SELECT n FROM generate_series(1, CAST(:capacity AS INTEGER)) n
+                  WHERE NOT EXISTS (SELECT 1 FROM running_slots r WHERE r.slot = n)
+                  ORDER BY random() LIMIT 1)
+        END AS slot,
+        above OR made >= CAST(:capacity AS INTEGER) AS no_room
+        FROM counted
+    ), added AS (
+        INSERT INTO running_slots (slot, session_id)
+        SELECT slot, CAST(:session_id AS UUID) FROM pick WHERE slot IS NOT NULL
+        ON CONFLICT DO NOTHING
+        RETURNING slot
+    )
+    SELECT (SELECT slot FROM added) AS added, (SELECT no_room FROM pick) AS no_room
+    """
+)
+_ANYONE_QUEUED = sa.select(sa.exists().where(sessions.c.status == SessionState.QUEUED.value))
 
 
 @functools.cache
@@ -410,8 +441,10 @@ class SqlSessionRepository:
         )
         return int(count or 0)
 
-    async def take_running_slot(self, session_id: UUID, capacity: int) -> bool:
-        if self._db.dialect.name == "postgresql":
+    async def take_running_slot(
+        self, session_id: UUID, capacity: int, *, new: bool = False
+    ) -> bool:
+        if self._db.dialect.name == "postgresql" and not new:
             # Two takers for one session would both find it slotless and the second
             # would break the unique holder: the session's own row lock orders them, and
             # the second's take, a new statement, sees the first's slot. (SQLite writers
@@ -428,6 +461,20 @@ class SqlSessionRepository:
         that many run), each at a number picked at random among the missing ones, so
         concurrent makers rarely pick the same; one that did waits for the other's
         transaction (the number's key) and picks again."""
+        if self._db.dialect.name == "postgresql":
+            # The look and the pick in the statement that makes the slot: the server
+            # counts the slots, where a read of them all would cost each start a row
+            # per running session.
+            for _ in range(_ADD_SLOT_TRIES):
+                made = await fetch_first(
+                    self._db, _MAKE_SLOT, {"session_id": session_id, "capacity": capacity}
+                )
+                assert made is not None  # one row, always
+                if made["added"] is not None:
+                    return True
+                if made["no_room"]:
+                    return False
+            return False
         for _ in range(_ADD_SLOT_TRIES):
             rows = (await self._db.execute(_SLOTS, {"capacity": capacity})).all()
             if any(above for _, above in rows) or len(rows) >= capacity:
@@ -447,6 +494,9 @@ class SqlSessionRepository:
         # SQLite writers hold the database lock already (BEGIN IMMEDIATE).
         if self._db.dialect.name == "postgresql":
             await run(self._db, _LOCK_QUEUE, {"key": _QUEUE_LOCK_KEY})
+
+    async def anyone_queued(self) -> bool:
+        return bool(await fetch_value(self._db, _ANYONE_QUEUED))
 
     async def next_queued(self) -> Session | None:
         result = await self._db.execute(

@@ -193,15 +193,16 @@ class GitWorktrees:
         tree = self._tree(session_id)
         await delete_tree(tree)
         await asyncio.to_thread(self._trees.mkdir, parents=True, exist_ok=True)
+        branch = branch_name(session_id)
         if seed is None:
             await asyncio.to_thread(tree.mkdir)
             message = f"Empty workspace for session {session_id}"
+            await self._git.init(tree, branch)  # nothing to add: its first commit is empty
         else:
             await asyncio.to_thread(copy_directory, seed, tree, self._home)
             message = f"Workspace {seed} as given to session {session_id}"
-        branch = branch_name(session_id)
-        await self._git.run(tree, "init", "-q", f"--initial-branch={branch}")
-        await self._git.run(tree, "add", "-A")
+            await self._git.init(tree, branch)
+            await self._git.run(tree, "add", "-A")
         binding = Binding(tree, branch, await self._git.commit_index(tree, message), None)
         await asyncio.to_thread(
             write_record, self._record_path(session_id), Record(binding, complete=True)

@@ -121,12 +121,16 @@ class SessionRepository(Protocol):
     async def bind_worktree(self, session_id: UUID, binding: WorktreeBinding) -> bool:
         """Record the session's working tree, unless it has one already."""
 
-    async def take_running_slot(self, session_id: UUID, capacity: int) -> bool:
+    async def take_running_slot(
+        self, session_id: UUID, capacity: int, *, new: bool = False
+    ) -> bool:
         """Give the session a free running slot among the first ``capacity``; whether it
         got one. None is free while a slot above ``capacity`` is still held (the limit
         was lowered and those sessions still run). Concurrent takers get different
         slots without waiting for one another; a session never gets two (a taker for
-        the same session waits for the other's transaction, then finds it has one)."""
+        the same session waits for the other's transaction, then finds it has one).
+        ``new``: the session was added in this transaction, so no other taker can see it
+        (nothing to wait for)."""
 
     async def give_back_running_slot(self, session_id: UUID) -> None:
         """Free the session's running slot, if it holds one."""
@@ -138,6 +142,9 @@ class SessionRepository(Protocol):
 
     async def next_queued(self) -> Session | None:
         """The QUEUED session to promote first: highest priority, then oldest."""
+
+    async def anyone_queued(self) -> bool:
+        """Whether any session waits QUEUED (``next_queued`` without reading it)."""
 
     async def totals(self) -> SessionTotals: ...
 

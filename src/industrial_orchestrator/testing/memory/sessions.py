@@ -314,7 +314,9 @@ class MemorySessionRepository:
         self.put(row.evolve(worktree=binding))
         return True
 
-    async def take_running_slot(self, session_id: UUID, capacity: int) -> bool:
+    async def take_running_slot(
+        self, session_id: UUID, capacity: int, *, new: bool = False
+    ) -> bool:
         # Writers run one at a time (``store``): no taker can be between the look and
         # the write.
         slots = list(self._tx.rows(RUNNING_SLOTS))
@@ -342,6 +344,9 @@ class MemorySessionRepository:
         for slot in list(self._tx.rows(RUNNING_SLOTS)):
             if slot.holder == session_id:
                 self._tx.put(RUNNING_SLOTS, slot.number, RunningSlot(slot.number, None))
+
+    async def anyone_queued(self) -> bool:
+        return any(row.session.status is SessionState.QUEUED for row in self._rows())
 
     async def next_queued(self) -> Session | None:
         queued = [row for row in self._rows() if row.session.status is SessionState.QUEUED]
