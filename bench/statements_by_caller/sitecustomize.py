@@ -6,8 +6,9 @@ started so (a benchmark's own excepted) then counts each statement it runs direc
 asyncpg (``storage/direct_execution.py``: the hot statements, on PostgreSQL) by its text
 and by the innermost ``CALLER_DEPTH`` (5) functions of ``industrial_orchestrator`` that
 asked for it, and each it runs through SQLAlchemy by its text (its callers only when
-SQLAlchemy runs it outside a greenlet: the ORM's own statements have none), and writes the counts to ``<STATEMENTS_BY_CALLER>.<pid>.txt`` every few
-seconds: count, statement, callers (innermost first). Example (docs/benchmarks.md)::
+SQLAlchemy runs it outside a greenlet: the ORM's own statements have none). It writes
+the counts to ``<STATEMENTS_BY_CALLER>.<pid>.txt`` every few seconds: count, statement,
+callers (innermost first). Example (docs/benchmarks.md)::
 
     STATEMENTS_BY_CALLER=/tmp/sql PYTHONPATH=$PWD/bench/statements_by_caller:$PWD/src \\
         .venv/bin/python bench/engine_sessions.py --backend postgresql --sessions 40

@@ -7,15 +7,17 @@ import asyncio
 import base64
 import hashlib
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import jwt
 import pytest
 
 from industrial_orchestrator.api.agent_tokens import AUDIENCE, ISSUER, AgentTokens
+from industrial_orchestrator.domain.errors import Unauthorized
 
 from .helpers import API, act, create
 
@@ -822,3 +824,16 @@ async def test_the_heartbeat_interval_is_the_integer_the_guide_shows(client):
     ack = await agent.beat()
     assert type(ack["heartbeat_interval_seconds"]) is int
     assert ack["heartbeat_interval_seconds"] == 30
+
+
+def test_a_token_verified_before_is_still_refused_from_the_second_it_expires():
+    """Verified tokens are remembered (an agent sends one with every request until its
+    next heartbeat); remembered, one is still refused once expired, as PyJWT refuses it."""
+    tokens = AgentTokens(SECRET, lifetime=timedelta(seconds=2), clock=lambda: datetime.now(UTC))
+    agent_id = uuid4()
+    issued = tokens.issue(agent_id)
+    assert tokens.verify(issued.token) == agent_id
+    assert tokens.verify(issued.token) == agent_id
+    time.sleep(max(0.0, issued.expires_at.timestamp() - time.time()) + 1.1)
+    with pytest.raises(Unauthorized, match="expired"):
+        tokens.verify(issued.token)

@@ -4,11 +4,18 @@ The algorithm is pinned (HS256 only: a token claiming ``none`` or another algori
 refused before its signature is looked at), the audience and issuer are checked, and
 every claim we rely on is required. A token names its agent in ``sub``; the agent's
 record must still exist, so deregistering an agent revokes all its tokens at once.
+
+A token verified once is remembered with its expiry (a few thousand at most): an agent
+sends the same token with every request until its next heartbeat, and checking its
+signature and claims again is a tenth of the server's work on a task's two requests
+(measured with py-spy). Remembered, it is still refused from the second it expires.
 """
 
 from __future__ import annotations
 
 import secrets
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -22,6 +29,7 @@ ALGORITHM = "HS256"
 AUDIENCE = "industrial-orchestrator:eap"
 ISSUER = "industrial-orchestrator"
 _REQUIRED = ["exp", "iat", "sub", "aud", "iss", "jti"]
+_VERIFIED_KEPT = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +45,8 @@ class AgentTokens:
         self._secret = secret
         self._lifetime = lifetime
         self._clock = clock
+        self._verified: OrderedDict[str, tuple[UUID, float]] = OrderedDict()
+        """Tokens verified, with their agent and expiry (seconds since the epoch)."""
 
     def issue(self, agent_id: UUID) -> IssuedToken:
         now = self._clock()
@@ -53,6 +63,14 @@ class AgentTokens:
 
     def verify(self, token: str) -> UUID:
         """The agent id the token was issued to, or ``Unauthorized`` saying why not."""
+        known = self._verified.get(token)
+        if known is not None:
+            holder, expires = known
+            # As PyJWT judges it: expired from the second ``exp`` names, no leeway.
+            if expires > time.time():
+                self._verified.move_to_end(token)
+                return holder
+            del self._verified[token]
         try:
             claims = jwt.decode(
                 token,
@@ -69,6 +87,10 @@ class AgentTokens:
         except jwt.PyJWTError:
             raise Unauthorized("The agent token is not valid") from None
         try:
-            return UUID(str(claims["sub"]))
+            holder = UUID(str(claims["sub"]))
         except ValueError:
             raise Unauthorized("The agent token names no agent") from None
+        self._verified[token] = (holder, float(claims["exp"]))
+        if len(self._verified) > _VERIFIED_KEPT:
+            self._verified.popitem(last=False)
+        return holder
