@@ -128,8 +128,8 @@ class SessionPlanning(PhaseSteps):
             if current is None or current.version != session.version:
                 return None
             existing = [task for task in known if task.parent_id is None][:1]
+            # The plan's tasks as stored here, when they are all of them (else read).
             stored: list[Task] | None = None
-            """The plan's tasks as stored here, when it is all of them (else read)."""
             planned = 0
             template = session.options.template
             if not existing and session.restored_from_checkpoint is not None:
