@@ -283,14 +283,9 @@ def _arrays(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
 # The rows come as arrays, so the statement's text is the same whatever their number:
 # compiled once and prepared once per connection, where a multi-row VALUES is compiled
 # afresh every time.
-_ORDERED_INSERT = sa.text(
-    "INSERT INTO events (session_id, seq, type, at, payload) "
-    "SELECT new.session_id, new.seq, new.type, new.at, CAST(new.payload AS JSONB) "
-    "FROM (SELECT pg_advisory_xact_lock(:key)) AS ordered, "
-    "unnest(:session_ids, :seqs, :types, :ats, :payloads) "
-    "WITH ORDINALITY AS new(session_id, seq, type, at, payload, n) "
-    "ORDER BY new.n"
-).bindparams(
+# The events as ``_arrays`` gives them, and the event-order lock's key: the binds of
+# every statement that inserts events.
+_EVENT_BINDS = (
     sa.bindparam("key", EVENT_ORDER_LOCK_KEY, type_=sa.BigInteger),
     sa.bindparam("session_ids", type_=ARRAY(sa.Uuid)),
     sa.bindparam("seqs", type_=ARRAY(sa.Integer)),
@@ -298,16 +293,19 @@ _ORDERED_INSERT = sa.text(
     sa.bindparam("ats", type_=ARRAY(sa.DateTime(timezone=True))),
     sa.bindparam("payloads", type_=ARRAY(sa.Text)),
 )
+_ORDERED_INSERT = sa.text(
+    "INSERT INTO events (session_id, seq, type, at, payload) "
+    "SELECT new.session_id, new.seq, new.type, new.at, CAST(new.payload AS JSONB) "
+    "FROM (SELECT pg_advisory_xact_lock(:key)) AS ordered, "
+    "unnest(:session_ids, :seqs, :types, :ats, :payloads) "
+    "WITH ORDINALITY AS new(session_id, seq, type, at, payload, n) "
+    "ORDER BY new.n"
+).bindparams(*_EVENT_BINDS)
 _BUMPED_BINDS = (
-    sa.bindparam("key", EVENT_ORDER_LOCK_KEY, type_=sa.BigInteger),
+    *_EVENT_BINDS,
     sa.bindparam("session_id", type_=sa.Uuid),
     sa.bindparam("count", type_=sa.Integer),
     sa.bindparam("fresh", type_=sa.Integer),
-    sa.bindparam("session_ids", type_=ARRAY(sa.Uuid)),
-    sa.bindparam("seqs", type_=ARRAY(sa.Integer)),
-    sa.bindparam("types", type_=ARRAY(sa.Text)),
-    sa.bindparam("ats", type_=ARRAY(sa.DateTime(timezone=True))),
-    sa.bindparam("payloads", type_=ARRAY(sa.Text)),
 )
 # The same with the session's counter bumped first, in the same statement: the lock
 # subquery reads the bumped row, so the session's row lock is taken before the event-order
