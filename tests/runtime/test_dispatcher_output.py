@@ -4,7 +4,6 @@ log lines, hold-ups, result output (keys included) and the error, before the lea
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from uuid import uuid4
@@ -12,7 +11,8 @@ from uuid import uuid4
 from industrial_orchestrator.domain.events import LogStream
 from industrial_orchestrator.domain.storable_text import find_unstorable
 from industrial_orchestrator.executors.base import Job, Outcome
-from industrial_orchestrator.runtime.dispatcher import Dispatcher
+
+from . import dispatcher_fakes as fakes
 
 
 class _Leases:
@@ -31,16 +31,6 @@ class _Leases:
 
     async def report(self, _agent: Any, report: Any) -> None:
         self.reports.append(report)
-
-
-class _Contexts:
-    async def effective(self, **_owners: Any) -> tuple[Any, list[Any]]:
-        return SimpleNamespace(data={"shared": "yes"}), []
-
-
-class _Sessions:
-    async def get(self, _session_id: Any) -> Any:
-        return SimpleNamespace(initial_prompt="the goal", options=SimpleNamespace(max_tokens=7))
 
 
 class _Babbling:
@@ -68,22 +58,10 @@ class _Babbling:
 async def test_an_agents_output_is_made_storable_where_it_enters() -> None:
     leases = _Leases()
     executor = _Babbling()
-    dispatcher = Dispatcher(
-        SimpleNamespace(),  # type: ignore[arg-type]
-        leases,  # type: ignore[arg-type]
-        {executor.name: executor},
-        sessions=_Sessions(),  # type: ignore[arg-type]
-        contexts=_Contexts(),  # type: ignore[arg-type]
-    )
+    dispatcher = fakes.dispatcher(leases, executor)
     task = SimpleNamespace(id=uuid4(), session_id=uuid4())
-    assignment = SimpleNamespace(
-        task=task,
-        attempt=SimpleNamespace(attempt=3),
-        workspace=Path("/tmp/tree"),
-        finished_dependencies=[],
-    )
     agent = SimpleNamespace(id=uuid4())
-    await dispatcher._perform(executor, agent, assignment)  # type: ignore[arg-type]
+    await dispatcher._perform(executor, agent, fakes.assignment(task, 3))  # type: ignore[arg-type]
 
     [job] = executor.jobs
     assert (job.goal, job.context, job.max_tokens, job.attempt) == (

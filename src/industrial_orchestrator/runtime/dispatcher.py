@@ -40,6 +40,11 @@ from .cancellation import finish, stop_if_cancelled
 
 log = structlog.get_logger("industrial_orchestrator.runtime.dispatcher")
 
+_ABORT_ASKS = 20
+_ABORT_ASK_SECONDS = 0.5
+"""A job aborted is asked to stop this many times, this long apart, before it is left
+to end by itself (its result is refused: the task is no longer its agent's)."""
+
 EXECUTOR_KEY = "executor"
 """The agent metadata key naming the executor that drives an internal agent."""
 
@@ -132,15 +137,25 @@ class Dispatcher:
         return [task for task, (owner, _) in self._jobs.items() if owner == agent_id]
 
     async def abort(self, task_id: UUID) -> None:
-        """Stop the task at once (it is no longer the agent's); nothing is reported."""
+        """Stop the task at once (it is no longer the agent's); nothing is reported.
+
+        The job is asked again until it ends: a library can lose a cancellation (before
+        Python 3.12, ``asyncio.wait_for`` drops one that lands as its future completes),
+        and waiting on a job that never ends would stop every agent's beats and offers.
+        """
         entry = self._jobs.pop(task_id, None)
         if entry is None:
             return
         _, job = entry
-        job.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await job
-        log.info("task_aborted", task_id=str(task_id))
+        for _ in range(_ABORT_ASKS):
+            job.cancel()
+            await asyncio.wait({job}, timeout=_ABORT_ASK_SECONDS)
+            if job.done():
+                if not job.cancelled() and job.exception() is not None:
+                    log.error("task_abort_failed", task_id=str(task_id), exc_info=job.exception())
+                log.info("task_aborted", task_id=str(task_id))
+                return
+        log.warning("task_abort_ignored", task_id=str(task_id), asks=_ABORT_ASKS)
 
     async def close(self) -> None:
         """Stop the loop after its round, abort the jobs in flight (their leases run out

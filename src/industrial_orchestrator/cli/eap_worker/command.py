@@ -140,7 +140,8 @@ async def _end_process_group(process: asyncio.subprocess.Process) -> None:
     if process.returncode is None:
         _signal_group(process.pid, signal.SIGTERM)
         with suppress(TimeoutError):
-            await asyncio.wait_for(process.wait(), KILL_GRACE_SECONDS)
+            async with asyncio.timeout(KILL_GRACE_SECONDS):
+                await process.wait()
     _signal_group(process.pid, signal.SIGKILL)
     await process.wait()
 

@@ -68,7 +68,8 @@ class LogShipper:
     async def _send_batches(self) -> None:
         while True:
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), LOG_FLUSH_SECONDS)
+                async with asyncio.timeout(LOG_FLUSH_SECONDS):
+                    await self._wake.wait()
             self._wake.clear()
             chunks, self._chunks, self._pending_chars = self._chunks, [], 0
             for stream, text in chunks:

@@ -138,7 +138,8 @@ class OpenCodeExecutor:
         try:
             # Wait for the stream to be open (its first event), so the turn's events are seen.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(connected.wait(), self._policy.poll_seconds * 5)
+                async with asyncio.timeout(self._policy.poll_seconds * 5):
+                    await connected.wait()
             await client.prompt(
                 turn.session_id, turn.directory, prompt, model=model, agent=opencode_agent
             )
@@ -164,9 +165,10 @@ class OpenCodeExecutor:
                     await client.abort(turn.session_id, turn.directory)
                     return
                 try:
-                    event = await asyncio.wait_for(
-                        queue.get(), min(left, self._policy.poll_seconds)
-                    )
+                    # Not asyncio.wait_for: before Python 3.12 it drops a cancellation
+                    # that lands as the event arrives, and the aborted turn would go on.
+                    async with asyncio.timeout(min(left, self._policy.poll_seconds)):
+                        event = await queue.get()
                 except TimeoutError:
                     await self._events.poll(client, turn)
                     continue

@@ -126,7 +126,8 @@ class ManagedServer(OpenCodeServer):
 
     async def wait_up(self, seconds: float) -> bool:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._up.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._up.wait()
         return self._up.is_set()
 
     async def close(self) -> None:
@@ -193,7 +194,8 @@ class ManagedServer(OpenCodeServer):
             return None
 
         try:
-            url = await asyncio.wait_for(read(), self._spec.start_timeout_seconds)
+            async with asyncio.timeout(self._spec.start_timeout_seconds):
+                url = await read()
         except TimeoutError:
             url = None
         if url is None:
@@ -241,7 +243,8 @@ class ManagedServer(OpenCodeServer):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
         try:
-            await asyncio.wait_for(process.wait(), 5.0)
+            async with asyncio.timeout(5.0):
+                await process.wait()
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
