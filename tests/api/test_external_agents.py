@@ -268,6 +268,8 @@ async def test_bad_tokens_are_all_refused_with_401(client):
 
 async def test_deregistering_revokes_the_agents_tokens(client):
     agent = await register(client)
+    item = await ready_task(client)
+    assert await agent.pull() is not None
     left = await client.delete(f"{EXTERNAL}/{agent.id}", headers=agent.headers())
     assert left.status_code == 204
     refused = await agent.beat(expect=401)
@@ -275,6 +277,13 @@ async def test_deregistering_revokes_the_agents_tokens(client):
     # Told apart from a token that no longer verifies, which a worker answers by
     # registering again: a removed agent's worker stops instead.
     assert refused["error"] == "agent_removed"
+    # Its result too, before the lease it lost is looked at (its record is read in the
+    # result's own transaction, not by the authentication).
+    late = await agent.report(item["id"], expect=401, attempt=1)
+    assert late["error"] == "agent_removed"
+    asking = await agent.pull(expect=401)
+    assert asking is not None
+    assert asking["error"] == "agent_removed"
     other_key = _signed(agent.id, key="another-secret-key-of-sufficient-length")
     forged = await client.post(
         f"{EXTERNAL}/{agent.id}/heartbeat",

@@ -15,7 +15,7 @@ from industrial_orchestrator.domain.sessions.states import SessionState
 from industrial_orchestrator.domain.tasks.task import Task, TaskStatus
 from industrial_orchestrator.services.ports import DuplicateKeyError, UnitOfWorkFactory
 
-from .builders import at, committed, session, task
+from .builders import agent, at, committed, session, task
 
 T = TaskStatus
 
@@ -189,6 +189,24 @@ async def test_a_writer_learns_a_tasks_session_as_it_locks_its_family(uow: UnitO
         assert await unit.tasks.lock_session_family(uuid4()) is None
 
 
+async def test_a_result_learns_its_agent_with_the_tasks_session_as_it_locks(
+    uow: UnitOfWorkFactory,
+):
+    owner = session(0)
+    inside, outside = task(0, owner.id), task(1, None)
+    await committed(uow, owner, tasks=(inside, outside))
+    reporter = agent("reporter", ("python", "go"))
+    async with uow() as unit:
+        await unit.agents.add(reporter)
+        await unit.commit()
+    async with uow() as unit:
+        found = unit.tasks.lock_session_family_for
+        assert await found(inside.id, reporter.id) == (reporter, owner.id)
+        assert await found(outside.id, reporter.id) == (reporter, None)
+        assert await found(uuid4(), reporter.id) == (reporter, None)
+        assert await found(inside.id, uuid4()) == (None, None)
+
+
 async def test_claimable_most_urgent_first_for_what_the_agent_can_do(uow: UnitOfWorkFactory):
     low = session(0, status=SessionState.RUNNING)
     high = session(1, status=SessionState.DEGRADED, priority=Priority.HIGH)
@@ -257,6 +275,30 @@ async def test_claimable_most_urgent_first_for_what_the_agent_can_do(uow: UnitOf
         assert for_named in for_ada
         for_eve = await claimable(["python"], limit=20, agent_name="eve")
         assert for_eve == [high_old, high_new, low_old, low_new, subtask, loose, needs_nothing]
+
+    # The same looks with the agent's record read in them: its capabilities and name.
+    ada, rusty, eve = (
+        agent("ada", ("python", "go")),
+        agent("rusty", ("python", "rust")),
+        agent("eve"),
+    )
+    async with uow() as unit:
+        for each in (ada, rusty, eve):
+            await unit.agents.add(each)
+        await unit.commit()
+    async with uow.reader() as unit:
+        claimable_for = unit.tasks.claimable_for
+        assert await claimable_for(ada.id, limit=20) == (
+            ada,
+            [high_old, high_new, for_named, low_old, low_new, subtask, loose, needs_nothing],
+        )
+        assert await claimable_for(rusty.id, limit=5) == (
+            rusty,
+            [high_old, high_new, low_old, needs_more, low_new],
+        )
+        assert await claimable_for(eve.id, limit=3) == (eve, [high_old, high_new, low_old])
+        assert await claimable_for(eve.id, limit=0) == (eve, [])  # nothing found
+        assert await claimable_for(uuid4(), limit=20) == (None, [])
 
 
 async def test_a_session_with_files_still_to_be_written_offers_no_task(uow: UnitOfWorkFactory):

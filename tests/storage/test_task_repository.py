@@ -16,6 +16,8 @@ from industrial_orchestrator.domain.sessions.states import SessionState
 from industrial_orchestrator.domain.tasks.task import Task, TaskStatus, TaskType, new_task
 from industrial_orchestrator.storage.unit_of_work import SqlUnitOfWorkFactory
 
+from ..domain.lease_builders import agent
+
 NOW = datetime(2026, 12, 5, tzinfo=UTC)
 
 
@@ -80,19 +82,46 @@ async def test_a_writer_that_learns_a_tasks_session_holds_the_family_lock(uow, p
     session, tasks, loose = planned
     async with uow() as first:
         assert await first.tasks.lock_session_family(tasks[1].id) == session.id
-
-        async def second() -> None:
-            async with uow() as unit:
-                await unit.tasks.lock_family(session.id)
-
-        waiting = asyncio.create_task(second())
-        await asyncio.sleep(0.3)
-        assert not waiting.done()
+        waiting = await _a_writer_waiting(uow, session.id)
         await first.commit()
     await asyncio.wait_for(waiting, 30)
     async with uow() as unit:
         assert await unit.tasks.lock_session_family(loose.id) is None
         assert await unit.tasks.lock_session_family(uuid4()) is None
+
+
+async def test_a_result_that_reads_its_agent_with_the_lock_holds_the_family_lock(uow, planned):
+    """The same with the agent's record read in the lock's statement; an agent not
+    registered takes no lock."""
+    session, tasks, _ = planned
+    reporter = agent(name="reporter")
+    async with uow() as unit:
+        await unit.agents.add(reporter)
+        await unit.commit()
+    async with uow() as gone:
+        assert await gone.tasks.lock_session_family_for(tasks[1].id, uuid4()) == (None, None)
+        if uow.engine.dialect.name == "postgresql":  # SQLite: one writer at a time anyway
+            async with uow() as unit:  # not held by the first: taken at once
+                await asyncio.wait_for(unit.tasks.lock_family(session.id), 5)
+    async with uow() as first:
+        found = await first.tasks.lock_session_family_for(tasks[1].id, reporter.id)
+        assert found == (reporter, session.id)
+        waiting = await _a_writer_waiting(uow, session.id)
+        await first.commit()
+    await asyncio.wait_for(waiting, 30)
+
+
+async def _a_writer_waiting(uow: SqlUnitOfWorkFactory, session_id: UUID) -> asyncio.Task[None]:
+    """Another writer, taking the family's lock: still waiting for it 0.3 s later."""
+
+    async def second() -> None:
+        async with uow() as unit:
+            await unit.tasks.lock_family(session_id)
+
+    waiting = asyncio.create_task(second())
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    return waiting
 
 
 @pytest.mark.parametrize(

@@ -161,9 +161,17 @@ async def _tier_moved(uow: UnitOfWork, before: Agent, after: Agent, now: datetim
         await uow.events.append([agent_events.agent_tier_changed(after, before.tier, now)])
 
 
+class AgentNotRegistered(NotFound):
+    """The agent asking is not (or no longer) registered."""
+
+
+def not_registered(agent_id: UUID) -> AgentNotRegistered:
+    return AgentNotRegistered(f"Agent {agent_id} is not registered", {"agent_id": str(agent_id)})
+
+
 async def registered_agent(uow: UnitOfWork, agent_id: UUID) -> Agent:
-    """The agent's record, or NotFound."""
+    """The agent's record, or ``AgentNotRegistered``."""
     agent = await uow.agents.get(agent_id)
     if agent is None:
-        raise NotFound(f"Agent {agent_id} is not registered", {"agent_id": str(agent_id)})
+        raise not_registered(agent_id)
     return agent

@@ -36,7 +36,7 @@ from ..domain.tasks.loop_reroute import barred_agents
 from ..domain.tasks.task import Task, TaskStatus
 from ..domain.tasks.workspaces import workspace_of
 from .agent_records import load_records
-from .lease_endings import RETRY_ROUNDS, registered_agent
+from .lease_endings import RETRY_ROUNDS, not_registered, registered_agent
 from .lease_policy import LeasePolicy
 from .ports import Clock, LeaseRefused, NewLease, UnitOfWork, UnitOfWorkFactory
 
@@ -82,8 +82,9 @@ class TaskClaims:
     async def claim(self, agent_id: UUID, *, agent: Agent | None = None) -> Assignment | None:
         """Lease the most urgent READY task ``agent_id`` can do, or None when there is
         none. Raises ``AgentNotAccepting`` when the agent is offline, busy or full.
-        ``agent``: its record as the caller has just read it (saves reading it again; the
-        lease is written only if the record is still at that version).
+        ``agent``: its record as the caller has just read it (the lease is written only if
+        the record is still at that version); without it, the record is read with the
+        look, in its statement. ``AgentNotRegistered`` when the agent is not registered.
 
         Learned routing applies to pulls too: a task of a type at which the agent has a
         clearly worse record than an idle, live rival is left to that rival for a while
@@ -99,11 +100,17 @@ class TaskClaims:
         # commit) find nothing, and must not queue up behind the writers to say so.
         async with self._uow.reader() as uow:
             if agent is None or agent.id != agent_id:
-                agent = await registered_agent(uow, agent_id)
-            check_accepting(agent)
-            waiting = await uow.tasks.claimable(
-                agent.capabilities, limit=_LOOK_AHEAD, lock=False, agent_name=agent.name
-            )
+                # The record with the look, in one statement: the HTTP route does not
+                # read it to authenticate, and a look after a wait needs it afresh.
+                agent, waiting = await uow.tasks.claimable_for(agent_id, limit=_LOOK_AHEAD)
+                if agent is None:
+                    raise not_registered(agent_id)
+                check_accepting(agent)
+            else:
+                check_accepting(agent)
+                waiting = await uow.tasks.claimable(
+                    agent.capabilities, limit=_LOOK_AHEAD, lock=False, agent_name=agent.name
+                )
             if not waiting:
                 return None
             # An agent that never failed cannot be clearly worse than anyone.

@@ -32,7 +32,7 @@ from ..domain.tasks.lease_rules import check_holder
 from ..domain.tasks.loop_guard import LoopStop
 from ..domain.tasks.task import Task, TaskStatus
 from .effects import EffectLedger
-from .lease_endings import RETRY_ROUNDS, registered_agent, settle_agent_at_commit
+from .lease_endings import RETRY_ROUNDS, not_registered, settle_agent_at_commit
 from .lease_policy import LeasePolicy
 from .offer_gate import OfferGate
 from .plan_advance import advance_read_plan
@@ -98,8 +98,10 @@ class TaskResults:
         self, agent_id: UUID, report: Report, *, agent: Agent | None = None
     ) -> Recorded:
         """Record the result of the agent's current attempt at ``report.task_id``.
-        ``agent``: its record as the caller has just read it (saves reading it again; it
-        is booked on only if the record is still at that version, else read afresh).
+        ``agent``: its record as the caller has just read it (it is booked on only if the
+        record is still at that version, else read afresh); without it, the record is
+        read in the transaction's first statement. ``AgentNotRegistered`` when the agent
+        is not registered (before anything else is looked at).
 
         A task of a session that ends moves its plan on in the same transaction: the
         tasks that waited only for it are READY when the result is acknowledged, and the
@@ -162,7 +164,16 @@ class TaskResults:
         async with self._gate.opening(), self._uow() as uow:
             # The family's lock before any of its rows, as every writer of a family takes
             # it; then the task as it is under the lock, with its session and siblings.
-            session_id = await uow.tasks.lock_session_family(report.task_id)
+            if agent is None or agent.id != agent_id:
+                # The agent's record in the lock's statement: a round trip fewer than
+                # reading it first (the HTTP route does not read it to authenticate).
+                agent, session_id = await uow.tasks.lock_session_family_for(
+                    report.task_id, agent_id
+                )
+                if agent is None:
+                    raise not_registered(agent_id)
+            else:
+                session_id = await uow.tasks.lock_session_family(report.task_id)
             session: Session | None = None
             siblings: list[Task] = []
             if session_id is None:
@@ -208,8 +219,6 @@ class TaskResults:
             final = states[-1]
             await uow.tasks.save_at_commit(task, final, stale=lost)
             await uow.attempts.add_artifacts(closed, report.artifacts, now)
-            if agent is None or agent.id != agent_id:
-                agent = await registered_agent(uow, agent_id)
             outcome = closed.outcome or report.outcome
             await settle_agent_at_commit(uow, agent, outcome, now, stale=_AgentChanged())
             if task.session_id is not None and (report.tokens_used or report.cost_usd):

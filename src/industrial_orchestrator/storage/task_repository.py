@@ -8,9 +8,11 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..domain.agents.agent import Agent, agent_from_fields
 from ..domain.effects import EffectKind, EffectState
 from ..domain.sessions.session import Session
 from ..domain.tasks.task import Task, TaskStatus, task_fields, task_from_fields
@@ -21,7 +23,7 @@ from .json_sets import allows, subset_of
 from .listed import one_of
 from .rows import changed_columns, prefixed, session_from_row, unprefixed
 from .session_repository import SqlSessionRepository
-from .tables import effects, sessions, task_dependencies, tasks
+from .tables import agents, effects, sessions, task_dependencies, tasks
 
 _INSERT = sa.insert(tasks)
 _INSERT_EDGE = sa.insert(task_dependencies)
@@ -29,12 +31,30 @@ _LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
 _SESSION_OF = sa.select(tasks.c.session_id).where(tasks.c.id == sa.bindparam("task_id"))
 # ``lock_family`` of the task's session in the statement that reads it (the lock function
 # is strict: no session, no lock). The uuid's two 64-bit halves are XORed, as there.
-_LOCK_SESSION_OF = sa.text(
-    "SELECT session_id, pg_advisory_xact_lock("
+_FAMILY_KEY = (
     "('x' || substr(replace(session_id::text, '-', ''), 1, 16))::bit(64)::bigint "
     "# ('x' || substr(replace(session_id::text, '-', ''), 17, 16))::bit(64)::bigint"
-    ") AS locked FROM tasks WHERE id = :task_id"
+)
+_LOCK_SESSION_OF = sa.text(
+    f"SELECT session_id, pg_advisory_xact_lock({_FAMILY_KEY}) AS locked "
+    "FROM tasks WHERE id = :task_id"
 ).columns(sa.column("session_id", sa.Uuid), sa.column("locked"))
+# The same lock with the reporting agent's record: the task's row is looked at (and the
+# lock taken) only when the agent is registered.
+_HELD = (
+    sa.select(
+        tasks.c.session_id.label("of_task_session_id"),
+        sa.func.pg_advisory_xact_lock(sa.literal_column(_FAMILY_KEY)).label("of_task_locked"),
+    )
+    .where(tasks.c.id == sa.bindparam("task_id"))
+    .lateral("held")
+)
+_AGENT_LOCKING_SESSION_OF = (
+    sa.select(agents, _HELD.c.of_task_session_id, _HELD.c.of_task_locked)
+    .select_from(agents.outerjoin(_HELD, sa.true()))
+    .where(agents.c.id == sa.bindparam("agent_id"))
+)
+_AGENT = sa.select(agents).where(agents.c.id == sa.bindparam("agent_id"))
 # Built once: the SET clause is the execution's own columns (besides the w_ guards), and
 # SQLAlchemy compiles each set of columns once. Built per call, the statement and its
 # cache key cost more CPU than the database spends running it.
@@ -66,13 +86,62 @@ def _claimable_query(
     cache key on every ask cost more than running it (the most frequent statement
     there is: every waiting agent asks on every wake-up); a statement object is immutable
     and keeps its cache key."""
-    child = tasks.alias("child")
     within = subset_of(tasks.c.required_capabilities, list(capabilities), dialect)
-    urgency = (
+    allowed = (
+        sa.true()
+        if agent_name is None
+        else allows(sessions.c.options, "agents", agent_name, dialect)
+    )
+    query = _claimable_of(within, allowed, dialect).limit(limit)
+    if lock and dialect == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=tasks)
+    return query
+
+
+def _urgency() -> Any:
+    return sa.func.coalesce(
         sa.select(sessions.c.priority_rank)
         .where(sessions.c.id == tasks.c.session_id)
-        .scalar_subquery()
+        .scalar_subquery(),
+        -1,
     )
+
+
+AGENT_PREFIX = "of_agent_"
+"""The asking agent's columns beside the tasks it can do."""
+
+
+@functools.cache
+def _claimable_for_query(limit: int) -> sa.Select[Any]:
+    """``claimable_for``'s statement on PostgreSQL: the agent's row, joined to the tasks
+    it can do, looked for with its own capabilities and name (one row with no task when
+    there is none; no row when the agent is not registered)."""
+    within = sa.type_coerce(tasks.c.required_capabilities, JSONB).contained_by(
+        sa.type_coerce(agents.c.capabilities, JSONB)
+    )
+    listed = sa.type_coerce(sessions.c.options, JSONB)["agents"]
+    allowed = sa.or_(
+        sa.func.coalesce(sa.func.jsonb_array_length(listed), 0) == 0,
+        listed.contains(sa.func.jsonb_build_array(agents.c.name)),
+    )
+    look = (
+        _claimable_of(within, allowed, "postgresql")
+        .add_columns(_urgency().label("urgency"))
+        .limit(limit)
+        .lateral("look")
+    )
+    return (
+        sa.select(*prefixed(agents.c, AGENT_PREFIX), look)
+        .select_from(agents.outerjoin(look, sa.true()))
+        .where(agents.c.id == sa.bindparam("agent_id"))
+        .order_by(look.c.urgency.desc(), look.c.created_at, look.c.id)
+    )
+
+
+def _claimable_of(within: Any, allowed: Any, dialect: str) -> sa.Select[Any]:
+    """READY tasks that pass ``within`` (the agent's capabilities) in sessions where
+    ``allowed`` (the agent's name), most urgent first (``claimable``)."""
+    child = tasks.alias("child")
     query = (
         sa.select(tasks, _depends_on(dialect))
         .where(
@@ -82,17 +151,17 @@ def _claimable_query(
             sa.or_(
                 tasks.c.session_id.is_(None),
                 tasks.c.session_id.in_(
-                    sa.select(sessions.c.id).where(
+                    sa.select(sessions.c.id)
+                    .where(
                         # Written into the text: an expanding IN is rendered again on
                         # every run, and cannot be run directly.
                         sessions.c.status.in_(
                             [sa.literal_column("'RUNNING'"), sa.literal_column("'DEGRADED'")]
                         ),
                         # A session may name the agents its tasks are for (a fork's).
-                        sa.true()
-                        if agent_name is None
-                        else allows(sessions.c.options, "agents", agent_name, dialect),
+                        allowed,
                     )
+                    .correlate_except(sessions)  # the asking agent's row, when joined
                 ),
             ),
             # Files a finished task of the session delivered are still to be written:
@@ -105,11 +174,8 @@ def _claimable_query(
                 )
             ),
         )
-        .order_by(sa.func.coalesce(urgency, -1).desc(), tasks.c.created_at, tasks.c.id)
-        .limit(limit)
+        .order_by(_urgency().desc(), tasks.c.created_at, tasks.c.id)
     )
-    if lock and dialect == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=tasks)
     return query
 
 
@@ -147,6 +213,23 @@ class SqlTaskRepository:
         query = _LOCK_SESSION_OF if self._db.dialect.name == "postgresql" else _SESSION_OF
         session_id: UUID | None = await fetch_value(self._db, query, {"task_id": task_id})
         return session_id
+
+    async def lock_session_family_for(
+        self, task_id: UUID, agent_id: UUID
+    ) -> tuple[Agent | None, UUID | None]:
+        """One statement on PostgreSQL: the agent's record, the task's session and its
+        family's lock; neither session nor lock when the agent is not registered."""
+        if self._db.dialect.name == "postgresql":
+            row = await fetch_first(
+                self._db, _AGENT_LOCKING_SESSION_OF, {"agent_id": agent_id, "task_id": task_id}
+            )
+            if row is None:
+                return None, None
+            return agent_from_fields(row), row["of_task_session_id"]
+        found = await fetch_first(self._db, _AGENT, {"agent_id": agent_id})
+        if found is None:
+            return None, None
+        return agent_from_fields(found), await self.lock_session_family(task_id)
 
     async def add(self, task: Task) -> None:
         await self.add_all([task])
@@ -286,6 +369,25 @@ class SqlTaskRepository:
             tuple(capabilities), limit, lock, agent_name, self._db.dialect.name
         )
         return [_task(row) for row in await fetch_all(self._db, query)]
+
+    async def claimable_for(self, agent_id: UUID, *, limit: int) -> tuple[Agent | None, list[Task]]:
+        """One statement on PostgreSQL: the agent's record and ``claimable`` for it (its
+        capabilities and name, unlocked); (None, []) when it is not registered."""
+        if self._db.dialect.name != "postgresql":
+            found = await fetch_first(self._db, _AGENT, {"agent_id": agent_id})
+            if found is None:
+                return None, []
+            agent = agent_from_fields(found)
+            waiting = await self.claimable(
+                agent.capabilities, limit=limit, lock=False, agent_name=agent.name
+            )
+            return agent, waiting
+        rows = await fetch_all(self._db, _claimable_for_query(limit), {"agent_id": agent_id})
+        if not rows:
+            return None, []
+        fields = unprefixed(rows[0], AGENT_PREFIX, "id")
+        assert fields is not None  # the agent's own columns: never NULL
+        return agent_from_fields(fields), [_task(row) for row in rows if row["id"] is not None]
 
     async def _load(
         self, *conditions: Any, offset: int = 0, limit: int | None = None

@@ -28,6 +28,13 @@ class TaskRepository(Protocol):
         """The task's session, with its family's lock taken (``lock_family``); None (and
         no lock) when it has none, or does not exist."""
 
+    async def lock_session_family_for(
+        self, task_id: UUID, agent_id: UUID
+    ) -> tuple[Agent | None, UUID | None]:
+        """The agent's record and ``lock_session_family(task_id)``, in one round trip where
+        the database can: a result's first read. (None, None), and no lock, when the agent
+        is not registered."""
+
     async def add(self, task: Task) -> None:
         """Insert the task and its dependency edges."""
 
@@ -103,6 +110,11 @@ class TaskRepository(Protocol):
         to be written (a pending workspace write: its next tasks would start without
         them); with ``lock``, locked for this transaction where the database can
         (skipping rows other claimers hold)."""
+
+    async def claimable_for(self, agent_id: UUID, *, limit: int) -> tuple[Agent | None, list[Task]]:
+        """The agent's record and ``claimable`` for its capabilities and name (unlocked),
+        in one round trip where the database can: a claim's look. (None, []) when the
+        agent is not registered."""
 
 
 @dataclass(frozen=True, slots=True)

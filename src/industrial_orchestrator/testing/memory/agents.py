@@ -14,7 +14,8 @@ from .store import IntegrityViolation, Transaction, json_copy
 AGENTS = "agents"
 
 
-def _copied(agent: Agent) -> Agent:
+def copied_agent(agent: Agent) -> Agent:
+    """A copy no caller's change reaches the stored record through."""
     return agent.evolve(capabilities=tuple(agent.capabilities), metadata=json_copy(agent.metadata))
 
 
@@ -24,7 +25,7 @@ class MemoryAgentRepository:
 
     def _by_name(self, where: Callable[[Agent], bool]) -> list[Agent]:
         found: list[Agent] = self._tx.select(AGENTS, where)
-        return [_copied(agent) for agent in sorted(found, key=lambda agent: agent.name)]
+        return [copied_agent(agent) for agent in sorted(found, key=lambda agent: agent.name)]
 
     def _name_taken(self, agent: Agent) -> bool:
         return any(
@@ -34,11 +35,11 @@ class MemoryAgentRepository:
     async def add(self, agent: Agent) -> None:
         if self._tx.get(AGENTS, agent.id) is not None or self._name_taken(agent):
             raise DuplicateKeyError(f"agent {agent.id} or name {agent.name!r} exists")
-        self._tx.put(AGENTS, agent.id, _copied(agent))
+        self._tx.put(AGENTS, agent.id, copied_agent(agent))
 
     async def get(self, agent_id: UUID) -> Agent | None:
         found: Agent | None = self._tx.get(AGENTS, agent_id)
-        return _copied(found) if found else None
+        return copied_agent(found) if found else None
 
     async def all(self) -> list[Agent]:
         return self._by_name(lambda _agent: True)
@@ -76,7 +77,7 @@ class MemoryAgentRepository:
             raise IntegrityViolation(f"agent name {after.name!r} is taken")
         if after.id != before.id:
             self._tx.delete(AGENTS, before.id)
-        self._tx.put(AGENTS, after.id, _copied(after))
+        self._tx.put(AGENTS, after.id, copied_agent(after))
         return True
 
     async def remove(self, agent_id: UUID) -> bool:

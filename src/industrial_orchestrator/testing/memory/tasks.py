@@ -11,12 +11,14 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from uuid import UUID
 
+from ...domain.agents.agent import Agent
 from ...domain.effects import EffectKind, EffectState
 from ...domain.sessions.options import SessionOptions
 from ...domain.sessions.session import Session
 from ...domain.sessions.states import RUNNING_STATES
 from ...domain.tasks.task import Task, TaskStatus
 from ...services.ports import DuplicateKeyError
+from .agents import AGENTS, copied_agent
 from .effects import EFFECTS
 from .sessions import SESSIONS, MemorySessionRepository, SessionRow
 from .store import IntegrityViolation, Transaction
@@ -57,6 +59,14 @@ class MemoryTaskRepository:
     async def lock_session_family(self, task_id: UUID) -> UUID | None:
         task: Task | None = self._tx.get(TASKS, task_id)
         return task.session_id if task else None
+
+    async def lock_session_family_for(
+        self, task_id: UUID, agent_id: UUID
+    ) -> tuple[Agent | None, UUID | None]:
+        agent: Agent | None = self._tx.get(AGENTS, agent_id)
+        if agent is None:
+            return None, None
+        return copied_agent(agent), await self.lock_session_family(task_id)
 
     async def add(self, task: Task) -> None:
         # The SQL one lets the database refuse these (untranslated).
@@ -191,6 +201,16 @@ class MemoryTaskRepository:
                 self._tx.delete(TASKS, before.id)
             self._tx.put(TASKS, saved.id, saved)
         return True
+
+    async def claimable_for(self, agent_id: UUID, *, limit: int) -> tuple[Agent | None, list[Task]]:
+        stored: Agent | None = self._tx.get(AGENTS, agent_id)
+        if stored is None:
+            return None, []
+        agent = copied_agent(stored)
+        waiting = await self.claimable(
+            agent.capabilities, limit=limit, lock=False, agent_name=agent.name
+        )
+        return agent, waiting
 
     async def claimable(
         self,
