@@ -86,6 +86,7 @@ bench: $(VENV)/.dev services $(OPENCODE)
 	$(BIN)/python bench/websocket_fanout.py --backend sqlite
 	$(BIN)/python bench/websocket_fanout.py --backend postgresql
 	$(BIN)/python bench/eap_claims.py
+	$(BIN)/python bench/eap_requests.py
 	$(BIN)/python bench/engine_sessions.py
 	$(BIN)/python bench/fleet_start.py
 	$(BIN)/python bench/idle_sessions.py
