@@ -31,7 +31,6 @@ import asyncio
 import os
 import sys
 import time
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,11 +39,12 @@ from rich.console import Console
 from rich.table import Table
 
 from engine_sessions import _sizes
+from harness.engine_server import engine_server
 from harness.main import BenchError, bench_main, bench_parser
-from harness.postgres import Postgres, add_postgres_args, temporary_database
-from harness.redis import add_redis_arg, redis_env
+from harness.postgres import add_postgres_args
+from harness.redis import add_redis_arg
 from harness.report import add_columns, progress
-from harness.server import http_client, running_server, server_env, temporary_workdir
+from harness.server import http_client
 from harness.stats import CpuSnapshot, cpu_model
 
 EAP = "/api/v1/agents/external"
@@ -184,17 +184,7 @@ async def _drive(args: argparse.Namespace, agents: int, base_url: str, pid: int)
 
 
 def _one_count(args: argparse.Namespace, agents: int) -> AgentsResult:
-    with ExitStack() as stack:
-        workdir = stack.enter_context(temporary_workdir())
-        pg = Postgres.from_args(args)
-        database = stack.enter_context(temporary_database(pg, "eap"))
-        env = server_env(
-            workdir / "home",
-            DATABASE_URL=pg.url(database),
-            ENGINE_ENABLED="true",
-            **redis_env(args.redis_port),
-        )
-        base_url, pid = stack.enter_context(running_server(env, workdir, workers=args.workers))
+    with engine_server(args, "eap", workers=args.workers) as (base_url, pid, _):
         progress.print(f"{agents} agent(s): server {base_url} up (pid {pid})")
         result = asyncio.run(_drive(args, agents, base_url, pid))
         progress.print(f"{agents} agent(s): {result.tasks_per_s} tasks/s")

@@ -30,7 +30,7 @@ import asyncio
 import os
 import sys
 import time
-from contextlib import AsyncExitStack, ExitStack
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -38,11 +38,12 @@ from rich.console import Console
 from rich.table import Table
 
 from engine_sessions import NoopAgent, Tally, _sizes, create_sessions
+from harness.engine_server import engine_server
 from harness.main import bench_main, bench_parser
-from harness.postgres import Postgres, add_postgres_args, temporary_database
-from harness.redis import add_redis_arg, redis_env
+from harness.postgres import add_postgres_args
+from harness.redis import add_redis_arg
 from harness.report import add_columns, progress
-from harness.server import http_client, running_server, server_env, temporary_workdir
+from harness.server import http_client
 from harness.stats import CpuSnapshot, CpuUse, cpu_model
 from industrial_orchestrator.domain.sessions.options import TEMPLATE_CHOICES
 
@@ -144,22 +145,13 @@ async def _drive(
 
 
 def _one_size(args: argparse.Namespace, size: int) -> SizeResult:
-    with ExitStack() as stack:
-        workdir = stack.enter_context(temporary_workdir())
-        pg = Postgres.from_args(args)
-        database = stack.enter_context(temporary_database(pg, "fleet"))
-        env = server_env(
-            workdir / "home",
-            DATABASE_URL=pg.url(database),
-            ENGINE_ENABLED="true",
-            **redis_env(args.redis_port),
-        )
-        env["MAX_CONCURRENT_SESSIONS"] = str(max(100, size))
-        base_url, pid = stack.enter_context(running_server(env, workdir, workers=args.workers))
+    slots = str(max(100, size))
+    with engine_server(args, "fleet", workers=args.workers, MAX_CONCURRENT_SESSIONS=slots) as up:
+        base_url, pid, database_url = up
         progress.print(
             f"{size} sessions: server {base_url} up (pid {pid}, {args.workers} processes)"
         )
-        result = asyncio.run(_drive(args, size, base_url, pid, pg.url(database)))
+        result = asyncio.run(_drive(args, size, base_url, pid, database_url))
         progress.print(
             f"{size} sessions: created in {result.create_seconds:.1f} s, "
             f"{result.planned} planned in {result.planned_seconds} s"

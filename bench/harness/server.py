@@ -69,12 +69,8 @@ def server_env(home: Path, **overrides: str) -> dict[str, str]:
     """The caller's environment without any orchestrator setting, plus the bench's own."""
     ours = {name.upper() for name in Settings.model_fields}
     env = {name: value for name, value in os.environ.items() if name.upper() not in ours}
-    env.update(
-        ORCHESTRATOR_HOME=str(home),
-        LOG_LEVEL="WARNING",
-        MAX_CONCURRENT_SESSIONS="100000",
-        **overrides,
-    )
+    env.update(ORCHESTRATOR_HOME=str(home), LOG_LEVEL="WARNING", MAX_CONCURRENT_SESSIONS="100000")
+    env.update(overrides)
     return env
 
 
