@@ -179,16 +179,6 @@ async def test_trees_outside_any_session(uow: UnitOfWorkFactory):
         assert await tasks.family(grandchild) == [root, child, grandchild, sibling]
 
 
-async def test_a_writer_learns_a_tasks_session_as_it_locks_its_family(uow: UnitOfWorkFactory):
-    owner = session(0)
-    inside, outside = task(0, owner.id), task(1, None)
-    await committed(uow, owner, tasks=(inside, outside))
-    async with uow() as unit:
-        assert await unit.tasks.lock_session_family(inside.id) == owner.id
-        assert await unit.tasks.lock_session_family(outside.id) is None
-        assert await unit.tasks.lock_session_family(uuid4()) is None
-
-
 async def test_a_result_learns_its_agent_with_the_tasks_session_as_it_locks(
     uow: UnitOfWorkFactory,
 ):

@@ -88,7 +88,9 @@ async def test_a_claim_from_a_stale_record_still_refuses_an_agent_gone_busy(app:
     assert task.status == TaskStatus.READY
 
 
-async def test_a_result_with_a_stale_record_is_booked_on_the_current_one(app: FastAPI):
+async def test_a_result_whose_agent_moved_on_meanwhile_is_booked_on_the_current_one(
+    app: FastAPI, monkeypatch: pytest.MonkeyPatch
+):
     agents, tasks, leases = _services(app)
     agent = await _agent(agents)
     await _ready(tasks)
@@ -96,13 +98,25 @@ async def test_a_result_with_a_stale_record_is_booked_on_the_current_one(app: Fa
     assert assignment is not None
     stale = await agents.get(agent.id)
     await agents.heartbeat(agent.id, metrics={"beat": 2})
+    # The result's first read gives the record as it was before the heartbeat, as if the
+    # heartbeat had committed between that read and the result's commit.
+    real = SqlTaskRepository.lock_session_family_for
+    reads: list[Agent | None] = []
+
+    async def first_read_stale(
+        self: SqlTaskRepository, task_id: UUID, agent_id: UUID
+    ) -> tuple[Agent | None, UUID | None]:
+        found, session_id = await real(self, task_id, agent_id)
+        reads.append(found)
+        return (stale if len(reads) == 1 else found), session_id
+
+    monkeypatch.setattr(SqlTaskRepository, "lock_session_family_for", first_read_stale)
 
     recorded = await leases.report(
-        agent.id,
-        Report(task_id=assignment.task.id, outcome=AttemptOutcome.COMPLETED),
-        agent=stale,
+        agent.id, Report(task_id=assignment.task.id, outcome=AttemptOutcome.COMPLETED)
     )
 
+    assert len(reads) == 2  # the commit refused the stale record: the result again
     assert recorded.task.status == TaskStatus.COMPLETED
     now = await agents.get(agent.id)
     assert (now.tasks_in_progress, now.success_count) == (0, 1)

@@ -76,23 +76,10 @@ async def test_several_tasks_by_id_in_the_order_asked_for(uow, planned):
         assert await unit.tasks.get_many([]) == []
 
 
-async def test_a_writer_that_learns_a_tasks_session_holds_the_family_lock(uow, planned):
-    """The lock taken with the task's session (one statement on PostgreSQL) is the one
-    every writer of the family takes by the session's id: the next waits for the first."""
-    session, tasks, loose = planned
-    async with uow() as first:
-        assert await first.tasks.lock_session_family(tasks[1].id) == session.id
-        waiting = await _a_writer_waiting(uow, session.id)
-        await first.commit()
-    await asyncio.wait_for(waiting, 30)
-    async with uow() as unit:
-        assert await unit.tasks.lock_session_family(loose.id) is None
-        assert await unit.tasks.lock_session_family(uuid4()) is None
-
-
 async def test_a_result_that_reads_its_agent_with_the_lock_holds_the_family_lock(uow, planned):
-    """The same with the agent's record read in the lock's statement; an agent not
-    registered takes no lock."""
+    """The lock a result takes with its agent's record and the task's session (one
+    statement on PostgreSQL) is the one every writer of the family takes by the session's
+    id: the next waits for the first. An agent not registered takes no lock."""
     session, tasks, _ = planned
     reporter = agent(name="reporter")
     async with uow() as unit:

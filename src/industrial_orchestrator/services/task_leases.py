@@ -60,12 +60,10 @@ class TaskLeases:
         offline, busy or full."""
         return await self._claims.claim(agent_id, agent=agent)
 
-    async def report(
-        self, agent_id: UUID, report: Report, *, agent: Agent | None = None
-    ) -> Recorded:
+    async def report(self, agent_id: UUID, report: Report) -> Recorded:
         """Record the result of the agent's current attempt at ``report.task_id``
         (``TaskResults.report``)."""
-        return await self._results.report(agent_id, report, agent=agent)
+        return await self._results.report(agent_id, report)
 
     async def log(self, agent_id: UUID, task_id: UUID, stream: LogStream, text: str) -> int:
         """Append the agent's output for the task it holds to its session's terminal;

@@ -20,7 +20,6 @@ from uuid import UUID
 
 import structlog
 
-from ..domain.agents.agent import Agent
 from ..domain.effects import Effect, EffectKind, pending_effect, workspace_write_key
 from ..domain.errors import Conflict, InvalidInput, NotFound
 from ..domain.events import LogStream, log_lines
@@ -94,14 +93,12 @@ class TaskResults:
         self._ledger = ledger
         self._gate = gate
 
-    async def report(
-        self, agent_id: UUID, report: Report, *, agent: Agent | None = None
-    ) -> Recorded:
-        """Record the result of the agent's current attempt at ``report.task_id``.
-        ``agent``: its record as the caller has just read it (it is booked on only if the
-        record is still at that version, else read afresh); without it, the record is
-        read in the transaction's first statement. ``AgentNotRegistered`` when the agent
-        is not registered (before anything else is looked at).
+    async def report(self, agent_id: UUID, report: Report) -> Recorded:
+        """Record the result of the agent's current attempt at ``report.task_id``. The
+        agent's record is read in the transaction's first statement (and booked on only
+        if it is still at that version when the transaction commits: else the whole
+        result again). ``AgentNotRegistered`` when the agent is not registered, before
+        anything else is looked at.
 
         A task of a session that ends moves its plan on in the same transaction: the
         tasks that waited only for it are READY when the result is acknowledged, and the
@@ -112,10 +109,10 @@ class TaskResults:
         check_artifacts(report.artifacts, self._policy.artifact_limits)
         for _ in range(RETRY_ROUNDS):
             try:
-                recorded, write, root = await self._record(agent_id, report, agent)
+                recorded, write, root = await self._record(agent_id, report)
                 break
             except _AgentChanged:
-                agent = None  # a heartbeat got between: the whole result again, read afresh
+                continue  # a heartbeat got between: the whole result again, read afresh
         else:
             raise Conflict(
                 "The agent's record is changing too fast; retry", {"agent_id": str(agent_id)}
@@ -154,7 +151,7 @@ class TaskResults:
         return Recorded(task, closed, recorded.artifacts, written)
 
     async def _record(
-        self, agent_id: UUID, report: Report, agent: Agent | None
+        self, agent_id: UUID, report: Report
     ) -> tuple[Recorded, Effect | None, Path | None]:
         """``report``'s transaction: the result recorded, and the files to write after
         it (their promise, and where they go). One read after the family's lock (the
@@ -163,17 +160,11 @@ class TaskResults:
         now = self._clock()
         async with self._gate.opening(), self._uow() as uow:
             # The family's lock before any of its rows, as every writer of a family takes
-            # it; then the task as it is under the lock, with its session and siblings.
-            if agent is None or agent.id != agent_id:
-                # The agent's record in the lock's statement: a round trip fewer than
-                # reading it first (the HTTP route does not read it to authenticate).
-                agent, session_id = await uow.tasks.lock_session_family_for(
-                    report.task_id, agent_id
-                )
-                if agent is None:
-                    raise not_registered(agent_id)
-            else:
-                session_id = await uow.tasks.lock_session_family(report.task_id)
+            # it, with the agent's record (the HTTP route does not read it to authenticate);
+            # then the task as it is under the lock, with its session and siblings.
+            agent, session_id = await uow.tasks.lock_session_family_for(report.task_id, agent_id)
+            if agent is None:
+                raise not_registered(agent_id)
             session: Session | None = None
             siblings: list[Task] = []
             if session_id is None:

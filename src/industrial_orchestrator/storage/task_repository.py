@@ -29,18 +29,14 @@ _INSERT = sa.insert(tasks)
 _INSERT_EDGE = sa.insert(task_dependencies)
 _LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
 _SESSION_OF = sa.select(tasks.c.session_id).where(tasks.c.id == sa.bindparam("task_id"))
-# ``lock_family`` of the task's session in the statement that reads it (the lock function
-# is strict: no session, no lock). The uuid's two 64-bit halves are XORed, as there.
+# ``lock_family``'s key of a task's session, in SQL: the uuid's two 64-bit halves XORed.
 _FAMILY_KEY = (
     "('x' || substr(replace(session_id::text, '-', ''), 1, 16))::bit(64)::bigint "
     "# ('x' || substr(replace(session_id::text, '-', ''), 17, 16))::bit(64)::bigint"
 )
-_LOCK_SESSION_OF = sa.text(
-    f"SELECT session_id, pg_advisory_xact_lock({_FAMILY_KEY}) AS locked "
-    "FROM tasks WHERE id = :task_id"
-).columns(sa.column("session_id", sa.Uuid), sa.column("locked"))
-# The same lock with the reporting agent's record: the task's row is looked at (and the
-# lock taken) only when the agent is registered.
+# A result's family lock (``lock_family``'s key folded in SQL), with the reporting agent's
+# record: the task's row is looked at (and the lock taken) only when the agent is
+# registered. The lock function is strict: no session, no lock.
 _HELD = (
     sa.select(
         tasks.c.session_id.label("of_task_session_id"),
@@ -194,7 +190,7 @@ class SqlTaskRepository:
         family. SQLite writers hold the database lock already."""
         if self._db.dialect.name != "postgresql":
             return
-        # The key's two halves XORed, as _LOCK_SESSION_OF folds it in SQL.
+        # The key's two halves XORed, as _FAMILY_KEY folds it in SQL.
         folded = (key.int >> 64) ^ (key.int & 0xFFFF_FFFF_FFFF_FFFF)
         signed = folded - (1 << 64) if folded >= 1 << 63 else folded
         await run(self._db, _LOCK, {"key": signed})
@@ -207,12 +203,6 @@ class SqlTaskRepository:
             if parent is None:
                 return root
             root = parent
-
-    async def lock_session_family(self, task_id: UUID) -> UUID | None:
-        """One statement on PostgreSQL: the session's id and its family's lock."""
-        query = _LOCK_SESSION_OF if self._db.dialect.name == "postgresql" else _SESSION_OF
-        session_id: UUID | None = await fetch_value(self._db, query, {"task_id": task_id})
-        return session_id
 
     async def lock_session_family_for(
         self, task_id: UUID, agent_id: UUID
@@ -229,7 +219,9 @@ class SqlTaskRepository:
         found = await fetch_first(self._db, _AGENT, {"agent_id": agent_id})
         if found is None:
             return None, None
-        return agent_from_fields(found), await self.lock_session_family(task_id)
+        # SQLite writers hold the database's lock already: the session is all there is.
+        session_id: UUID | None = await fetch_value(self._db, _SESSION_OF, {"task_id": task_id})
+        return agent_from_fields(found), session_id
 
     async def add(self, task: Task) -> None:
         await self.add_all([task])

@@ -24,16 +24,13 @@ class TaskRepository(Protocol):
 
     async def root_of(self, task_id: UUID) -> UUID: ...
 
-    async def lock_session_family(self, task_id: UUID) -> UUID | None:
-        """The task's session, with its family's lock taken (``lock_family``); None (and
-        no lock) when it has none, or does not exist."""
-
     async def lock_session_family_for(
         self, task_id: UUID, agent_id: UUID
     ) -> tuple[Agent | None, UUID | None]:
-        """The agent's record and ``lock_session_family(task_id)``, in one round trip where
-        the database can: a result's first read. (None, None), and no lock, when the agent
-        is not registered."""
+        """A result's first read, in one round trip where the database can: the agent's
+        record, and the task's session with its family's lock taken (``lock_family``).
+        No session (and no lock) when the task has none or does not exist; (None, None),
+        and no lock, when the agent is not registered."""
 
     async def add(self, task: Task) -> None:
         """Insert the task and its dependency edges."""

@@ -56,17 +56,14 @@ class MemoryTaskRepository:
                 return root
             root = task.parent_id
 
-    async def lock_session_family(self, task_id: UUID) -> UUID | None:
-        task: Task | None = self._tx.get(TASKS, task_id)
-        return task.session_id if task else None
-
     async def lock_session_family_for(
         self, task_id: UUID, agent_id: UUID
     ) -> tuple[Agent | None, UUID | None]:
         agent: Agent | None = self._tx.get(AGENTS, agent_id)
         if agent is None:
             return None, None
-        return copied_agent(agent), await self.lock_session_family(task_id)
+        task: Task | None = self._tx.get(TASKS, task_id)
+        return copied_agent(agent), task.session_id if task else None
 
     async def add(self, task: Task) -> None:
         # The SQL one lets the database refuse these (untranslated).
