@@ -231,7 +231,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="`serve --workers` (1)")
     add_postgres_args(parser)
     add_redis_arg(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if min(*args.agents, args.tasks, args.workers) < 1:
+        parser.error("--agents, --tasks and --workers must be at least 1")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
