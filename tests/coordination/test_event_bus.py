@@ -9,7 +9,7 @@ import asyncio
 from redis.asyncio import Redis
 
 from industrial_orchestrator.coordination.event_bus import LocalEventBus, Wakeup
-from industrial_orchestrator.coordination.redis_event_bus import RedisEventBus
+from industrial_orchestrator.coordination.redis_event_bus import GATHER_SECONDS, RedisEventBus
 
 from ..backends import REDIS_HOST
 
@@ -60,3 +60,30 @@ async def _until_subscribed(publisher: RedisEventBus, reader: Wakeup) -> None:
                 pass  # the rest of the warm-up's rings
             return
     raise AssertionError("the second replica never heard the first")
+
+
+async def test_a_replica_gathers_a_burst_of_publications_into_few_messages(prefix: str) -> None:
+    """Publications a millisecond apart for about 50 ms: one message per gathering window
+    (not one each), the last of them sent too, and a work flag in the middle kept."""
+    channel = f"{prefix}:events"
+    listener = Redis(host=REDIS_HOST, port=6379)
+    bus = RedisEventBus(Redis(host=REDIS_HOST, port=6379), channel)
+    await bus.start()
+    try:
+        async with listener.pubsub() as pubsub:
+            await pubsub.subscribe(channel)
+            await pubsub.get_message(timeout=RUNG)  # the subscription's confirmation
+            began = asyncio.get_running_loop().time()
+            for n in range(50):
+                bus.publish(work=n == 25)
+                await asyncio.sleep(0.001)
+            spread = asyncio.get_running_loop().time() - began
+            messages: list[str] = []
+            while (message := await pubsub.get_message(timeout=SILENT)) is not None:
+                messages.append(message["data"].decode())
+    finally:
+        await bus.close()
+        await listener.aclose()
+    windows = spread / GATHER_SECONDS
+    assert 2 <= len(messages) <= windows + 2, (len(messages), spread)
+    assert sum(m.endswith("+work") for m in messages) == 1

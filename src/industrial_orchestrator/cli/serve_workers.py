@@ -31,19 +31,22 @@ def app_from_environment() -> FastAPI:
     from ..config import load_settings
     from ..kept_secrets import with_kept_secret_key
     from ..logs import configure_logging
+    from .collector_tuning import tune_collector
     from .server_commands import trusted_hosts_for
 
     _die_with_parent(int(os.environ[WORKER_ENVIRONMENT["parent"]]))
     settings = with_kept_secret_key(load_settings())
     configure_logging(settings.log_level)
     host = os.environ[WORKER_ENVIRONMENT["host"]]
-    return create_app(
+    app = create_app(
         settings,
         migrate=False,
         require_auth=bool(os.environ.get(WORKER_ENVIRONMENT["require_auth"])),
         trusted_hosts=trusted_hosts_for(settings, host),
         with_runtime=bool(os.environ.get(WORKER_ENVIRONMENT["runtime"])),
     )
+    tune_collector()
+    return app
 
 
 def _die_with_parent(parent: int) -> None:

@@ -221,6 +221,7 @@ def serve(
 
     from ..api.app import MAX_WEBSOCKET_FRAME_BYTES, create_app
     from ..logs import configure_logging
+    from .collector_tuning import tune_collector
     from .serve_workers import WORKER_ENVIRONMENT
 
     settings = settings_or_exit()
@@ -272,16 +273,15 @@ def serve(
         "ws_max_size": MAX_WEBSOCKET_FRAME_BYTES,
     }
     if processes == 1:
-        uvicorn.run(
-            create_app(
-                settings,
-                migrate=False,
-                require_auth=require_auth,
-                trusted_hosts=trusted_hosts_for(settings, host),
-                with_runtime=runtime,
-            ),
-            **served,  # type: ignore[arg-type]
+        app = create_app(
+            settings,
+            migrate=False,
+            require_auth=require_auth,
+            trusted_hosts=trusted_hosts_for(settings, host),
+            with_runtime=runtime,
         )
+        tune_collector()
+        uvicorn.run(app, **served)  # type: ignore[arg-type]
         return
     # Each process builds its own app (uvicorn spawns them); what this command decided
     # goes to them in the environment they inherit.
@@ -332,6 +332,7 @@ async def run_headless(settings: Settings) -> None:
 
     from .. import bootstrap
     from ..shutdown import bounded
+    from .collector_tuning import tune_collector
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -340,6 +341,7 @@ async def run_headless(settings: Settings) -> None:
     components = await bootstrap.build(settings, migrate=False)
     try:
         runtime = bootstrap.build_runtime(components)
+        tune_collector()
         try:
             await runtime.start()
             await stop.wait()
