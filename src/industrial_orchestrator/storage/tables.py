@@ -135,12 +135,18 @@ tasks = sa.Table(
     sa.Column("started_at", Timestamp),
     sa.Column("finished_at", Timestamp),
     sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
+    # The order claims take waiting tasks in, first the smallest: minus the rank of the
+    # session's priority (which never changes), 1 outside any session. Kept on the row,
+    # written when the task is, so that the index below gives the most urgent waiting
+    # task first: a claim reads a row or two, not every waiting task to sort them.
+    sa.Column("claim_order", sa.SmallInteger, nullable=False, server_default="1"),
     sa.Index("ix_tasks_session_status", "session_id", "status"),
     sa.Index("ix_tasks_parent_id", "parent_id"),
-    # The waiting tasks alone: a claim looks only at them, however many tasks have ever
-    # been (the index above, led by the session, would be read whole for a status).
+    # The waiting tasks alone, in claim order: a claim looks only at them, however many
+    # tasks have ever been (the index above, led by the session, would be read whole).
     sa.Index(
         "ix_tasks_ready",
+        "claim_order",
         "created_at",
         "id",
         postgresql_where=sa.text("status = 'READY'"),

@@ -25,7 +25,15 @@ from .rows import changed_columns, prefixed, session_from_row, unprefixed
 from .session_repository import SqlSessionRepository
 from .tables import agents, effects, sessions, task_dependencies, tasks
 
-_INSERT = sa.insert(tasks)
+# A task's claim order is its session's, read as it is written (``tables.tasks``).
+_INSERT = sa.insert(tasks).values(
+    claim_order=sa.func.coalesce(
+        sa.select(-sessions.c.priority_rank)
+        .where(sessions.c.id == sa.bindparam("claim_session", type_=sa.Uuid))
+        .scalar_subquery(),
+        1,
+    )
+)
 _INSERT_EDGE = sa.insert(task_dependencies)
 _LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
 _SESSION_OF = sa.select(tasks.c.session_id).where(tasks.c.id == sa.bindparam("task_id"))
@@ -94,15 +102,6 @@ def _claimable_query(
     return query
 
 
-def _urgency() -> Any:
-    return sa.func.coalesce(
-        sa.select(sessions.c.priority_rank)
-        .where(sessions.c.id == tasks.c.session_id)
-        .scalar_subquery(),
-        -1,
-    )
-
-
 AGENT_PREFIX = "of_agent_"
 """The asking agent's columns beside the tasks it can do."""
 
@@ -120,17 +119,12 @@ def _claimable_for_query(limit: int) -> sa.Select[Any]:
         sa.func.coalesce(sa.func.jsonb_array_length(listed), 0) == 0,
         listed.contains(sa.func.jsonb_build_array(agents.c.name)),
     )
-    look = (
-        _claimable_of(within, allowed, "postgresql")
-        .add_columns(_urgency().label("urgency"))
-        .limit(limit)
-        .lateral("look")
-    )
+    look = _claimable_of(within, allowed, "postgresql").limit(limit).lateral("look")
     return (
         sa.select(*prefixed(agents.c, AGENT_PREFIX), look)
         .select_from(agents.outerjoin(look, sa.true()))
         .where(agents.c.id == sa.bindparam("agent_id"))
-        .order_by(look.c.urgency.desc(), look.c.created_at, look.c.id)
+        .order_by(look.c.claim_order, look.c.created_at, look.c.id)
     )
 
 
@@ -146,9 +140,12 @@ def _claimable_of(within: Any, allowed: Any, dialect: str) -> sa.Select[Any]:
             ~sa.exists(sa.select(child.c.id).where(child.c.parent_id == tasks.c.id)),
             sa.or_(
                 tasks.c.session_id.is_(None),
-                tasks.c.session_id.in_(
+                # Asked of each task as the index gives them (not a set of every running
+                # session, built first): a look reads as few rows as it can.
+                sa.exists(
                     sa.select(sessions.c.id)
                     .where(
+                        sessions.c.id == tasks.c.session_id,
                         # Written into the text: an expanding IN is rendered again on
                         # every run, and cannot be run directly.
                         sessions.c.status.in_(
@@ -157,7 +154,7 @@ def _claimable_of(within: Any, allowed: Any, dialect: str) -> sa.Select[Any]:
                         # A session may name the agents its tasks are for (a fork's).
                         allowed,
                     )
-                    .correlate_except(sessions)  # the asking agent's row, when joined
+                    .correlate_except(sessions)  # the task, and the agent's row when joined
                 ),
             ),
             # Files a finished task of the session delivered are still to be written:
@@ -170,7 +167,7 @@ def _claimable_of(within: Any, allowed: Any, dialect: str) -> sa.Select[Any]:
                 )
             ),
         )
-        .order_by(_urgency().desc(), tasks.c.created_at, tasks.c.id)
+        .order_by(tasks.c.claim_order, tasks.c.created_at, tasks.c.id)
     )
     return query
 
@@ -229,7 +226,11 @@ class SqlTaskRepository:
     async def add_all(self, new: Sequence[Task]) -> None:
         if not new:
             return
-        await run_many(self._db, _INSERT, [task_values(task) for task in new])
+        await run_many(
+            self._db,
+            _INSERT,
+            [{**task_values(task), "claim_session": task.session_id} for task in new],
+        )
         edges = [{"task_id": t.id, "depends_on": d} for t in new for d in t.depends_on]
         if not edges:
             return
