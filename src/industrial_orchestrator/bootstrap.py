@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import structlog
@@ -48,6 +49,7 @@ from .services.tasks import TaskService
 from .services.webhooks import WebhookPolicy, WebhookService
 from .storage.database import create_engine
 from .storage.migrate import upgrade_to_head
+from .storage.planner_statistics import analyze_new_tables
 from .storage.sqlite_owner import AlreadyServed as AlreadyServed
 from .storage.sqlite_owner import claim, claim_file
 from .storage.unit_of_work import CommitListener, SqlUnitOfWorkFactory
@@ -329,6 +331,11 @@ def build_runtime(
             components.lock,
             every_seconds=settings.reaper_seconds,
             recovery=components.recovery,
+            maintenance=(
+                partial(analyze_new_tables, components.engine)
+                if isinstance(components, Components)
+                else None
+            ),
         ),
         webhooks=WebhookDispatcher(
             components.webhooks,

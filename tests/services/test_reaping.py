@@ -130,6 +130,24 @@ async def test_a_reaper_round_is_skipped_while_another_replica_holds_the_lock(ap
     assert await lock.acquire(LOCK_NAME, 1) is not None
 
 
+async def test_a_reaper_round_ends_with_the_maintenance_and_a_skipped_one_without(app, tmp_path):
+    clock = Clock(T0)
+    _, _, leases = _services(app, clock, T0 - timedelta(days=1), tmp_path)
+    rounds: list[int] = []
+
+    async def maintenance() -> None:
+        rounds.append(len(rounds) + 1)
+
+    lock = LocalLock()
+    reaper = Reaper(leases, lock, every_seconds=1, maintenance=maintenance)
+    assert await reaper.run_once() == Reaped(0, 0)
+    assert rounds == [1]
+    other_replica = await lock.acquire(LOCK_NAME, 60)
+    assert await reaper.run_once() is None
+    assert rounds == [1]  # that replica's round does it
+    assert other_replica is not None
+
+
 async def test_replicas_on_redis_share_the_reapers_lock(app, backend):
     from industrial_orchestrator.coordination.locks import RedisLock
 

@@ -1,6 +1,8 @@
 """The reaper: a background loop that takes back expired task leases and marks silent
 agents OFFLINE (``TaskLeases.reap``), and finishes the effects a dead process left
-unfinished (``EffectRecovery``; first at start, where a restart finds them).
+unfinished (``EffectRecovery``; first at start, where a restart finds them); then the
+composition root's ``maintenance``, if any (planner statistics for a new PostgreSQL
+database: ``storage.planner_statistics``).
 
 Every replica runs one. A shared lock lets one replica at a time do the round; the lock
 only saves duplicated work (each step is a guarded database write), so when the lock
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -32,9 +35,11 @@ class Reaper:
         *,
         every_seconds: float,
         recovery: EffectRecovery | None = None,
+        maintenance: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self._leases = leases
         self._recovery = recovery
+        self._maintenance = maintenance
         self._lock = lock
         self._every = every_seconds
         self._task: asyncio.Task[None] | None = None
@@ -62,6 +67,8 @@ class Reaper:
             reaped = await self._leases.reap()
             if self._recovery is not None:
                 await self._recovery.run_once()
+            if self._maintenance is not None:
+                await self._maintenance()
             return reaped
         finally:
             if token is not None:

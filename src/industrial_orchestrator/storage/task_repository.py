@@ -119,13 +119,26 @@ def _claimable_for_query(limit: int) -> sa.Select[Any]:
         sa.func.coalesce(sa.func.jsonb_array_length(listed), 0) == 0,
         listed.contains(sa.func.jsonb_build_array(agents.c.name)),
     )
-    look = _claimable_of(within, allowed, "postgresql").limit(limit).lateral("look")
+    look = (
+        _claimable_of(within, allowed, "postgresql")
+        .limit(sa.literal_column(str(int(limit))))
+        .lateral("look")
+    )
     return (
         sa.select(*prefixed(agents.c, AGENT_PREFIX), look)
         .select_from(agents.outerjoin(look, sa.true()))
         .where(agents.c.id == sa.bindparam("agent_id"))
         .order_by(look.c.claim_order, look.c.created_at, look.c.id)
     )
+
+
+def _literal(value: str) -> Any:
+    """A constant written into a statement's text, not bound: PostgreSQL then plans the
+    statement once per connection (a generic plan that can use the partial index on
+    ``status``) where a bound constant had it planned again on every run."""
+    if not value.replace(".", "").replace("_", "").isalnum():
+        raise ValueError(f"not a plain constant: {value!r}")
+    return sa.literal_column(f"'{value}'")
 
 
 def _claimable_of(within: Any, allowed: Any, dialect: str) -> sa.Select[Any]:
@@ -135,7 +148,7 @@ def _claimable_of(within: Any, allowed: Any, dialect: str) -> sa.Select[Any]:
     query = (
         sa.select(tasks, _depends_on(dialect))
         .where(
-            tasks.c.status == TaskStatus.READY.value,
+            tasks.c.status == _literal(TaskStatus.READY.value),
             within,
             ~sa.exists(sa.select(child.c.id).where(child.c.parent_id == tasks.c.id)),
             sa.or_(
@@ -161,9 +174,9 @@ def _claimable_of(within: Any, allowed: Any, dialect: str) -> sa.Select[Any]:
             # its next tasks would start without them.
             ~sa.exists(
                 sa.select(effects.c.key).where(
-                    effects.c.state == EffectState.PENDING.value,
+                    effects.c.state == _literal(EffectState.PENDING.value),
                     effects.c.session_id == tasks.c.session_id,
-                    effects.c.kind == EffectKind.WORKSPACE_WRITE.value,
+                    effects.c.kind == _literal(EffectKind.WORKSPACE_WRITE.value),
                 )
             ),
         )
