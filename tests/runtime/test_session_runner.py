@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -197,6 +198,41 @@ async def test_with_two_processes_one_owner_acts_on_a_due_timer_once(
     await second.round()
     assert (first.steps[session_id], second.steps[session_id]) == (1, 0)
     assert await periodic_checkpoints(first.services, session_id) == 1
+
+
+async def test_a_timer_taken_by_a_renewal_round_before_this_process_expected_it_is_set_again(
+    processes: Callable[[], Process], clock: FakeClock
+) -> None:
+    """Setting a timer writes its moment, then keeps its own a little later (the write
+    took time). A renewal round in between takes the written timer: the step it causes
+    must write the next one, or the session is never stepped again by a timer (its time
+    limit never acted on): seen once under CI's load."""
+    process = await started(processes())
+    schedule = process.runner._schedule
+    set_timer = schedule.set_timer
+    written: list[datetime] = []
+    slow_write = 1.0
+
+    async def slowly_set(session_id: UUID, *, slack_seconds: float = 0.0) -> float | None:
+        began = clock()
+        wait = await set_timer(session_id, slack_seconds=slack_seconds)
+        if wait is not None:
+            written.append(began + timedelta(seconds=max(0.0, wait) + slack_seconds))
+        clock.advance(slow_write)
+        return wait
+
+    schedule.set_timer = slowly_set  # type: ignore[method-assign]
+    session_id = await held_session(process, clock)
+    # Past the written moment, before this process's own: a renewal round (the last
+    # renewal was long ago) takes the timer.
+    clock.advance((written[-1] - clock()).total_seconds() + slow_write / 2)
+    await process.round()
+    assert process.steps[session_id] == 1
+    # The next periodic timer, and a renewal round or two after it: stepped again.
+    for _ in range(int(CHECKPOINT_EVERY / (LEASE / 3)) + 2):
+        clock.advance(LEASE / 3)
+        await process.round()
+    assert process.steps[session_id] == 2
 
 
 async def test_a_fleet_change_has_each_process_look_at_its_own_sessions_only(

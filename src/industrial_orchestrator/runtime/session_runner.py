@@ -246,8 +246,12 @@ class SessionRunner:
             self._next_renewal = now + self._lease / 3
         if renewal or any(at <= now for at in self._timers.values()):
             # Last of the reads: it takes the timers it returns (nothing after it fails).
-            due.update(await self._schedule.take_due(self.owner))
-            self._timers = {s: at for s, at in self._timers.items() if at > now}
+            taken = set(await self._schedule.take_due(self.owner))
+            due.update(taken)
+            # A timer taken is gone from the database even where this process expected
+            # it a little later (its moment is kept after the write): its step must set
+            # the next one, which ``_set_timer`` skips for a session it has a moment of.
+            self._timers = {s: at for s, at in self._timers.items() if at > now and s not in taken}
         self._cursor = cursor
         due |= self._again
         self._again = set()
