@@ -29,6 +29,7 @@ from .database import storable_json_text
 from .direct_execution import fetch_all, run
 from .rows import utc
 from .tables import events, sessions
+from .written_constants import constant
 
 EVENT_ORDER_LOCK_KEY = 7_305_118_044
 # Built once (run by every transaction that stores events): a built statement keeps its
@@ -246,7 +247,7 @@ def _touched_query(kinds: tuple[str, ...]) -> sa.CompoundSelect[Any]:
         )
         .where(
             events.c.id > after_id,
-            events.c.type.in_([sa.literal_column(_quoted(kind)) for kind in kinds]),
+            events.c.type.in_([constant(kind) for kind in kinds]),
         )
         .distinct()
     )
@@ -258,12 +259,6 @@ def _touched_query(kinds: tuple[str, ...]) -> sa.CompoundSelect[Any]:
         sa.func.max(events.c.id),
     ).where(events.c.id > after_id)
     return sa.union_all(happened, newest)
-
-
-def _quoted(kind: str) -> str:
-    if not kind.replace(".", "").replace("_", "").isalnum():
-        raise ValueError(f"not an event type: {kind!r}")
-    return f"'{kind}'"
 
 
 def _arrays(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..domain.agents.agent import Agent, agent_from_fields
 from ..domain.effects import EffectKind, EffectState
 from ..domain.sessions.session import Session
+from ..domain.sessions.states import SessionState
 from ..domain.tasks.task import Task, TaskStatus, task_fields, task_from_fields
 from ..services.ports import DuplicateKeyError
 from .commit_writes import CommitWrites
@@ -24,6 +25,7 @@ from .listed import one_of
 from .rows import changed_columns, prefixed, session_from_row, unprefixed
 from .session_repository import SqlSessionRepository
 from .tables import agents, effects, sessions, task_dependencies, tasks
+from .written_constants import constant
 
 # A task's claim order is its session's, read as it is written (``tables.tasks``).
 _INSERT = sa.insert(tasks).values(
@@ -132,15 +134,6 @@ def _claimable_for_query(limit: int) -> sa.Select[Any]:
     )
 
 
-def _literal(value: str) -> Any:
-    """A constant written into a statement's text, not bound: PostgreSQL then plans the
-    statement once per connection (a generic plan that can use the partial index on
-    ``status``) where a bound constant had it planned again on every run."""
-    if not value.replace(".", "").replace("_", "").isalnum():
-        raise ValueError(f"not a plain constant: {value!r}")
-    return sa.literal_column(f"'{value}'")
-
-
 def _claimable_of(within: Any, allowed: Any, dialect: str) -> sa.Select[Any]:
     """READY tasks that pass ``within`` (the agent's capabilities) in sessions where
     ``allowed`` (the agent's name), most urgent first (``claimable``)."""
@@ -148,7 +141,7 @@ def _claimable_of(within: Any, allowed: Any, dialect: str) -> sa.Select[Any]:
     query = (
         sa.select(tasks, _depends_on(dialect))
         .where(
-            tasks.c.status == _literal(TaskStatus.READY.value),
+            tasks.c.status == constant(TaskStatus.READY.value),
             within,
             ~sa.exists(sa.select(child.c.id).where(child.c.parent_id == tasks.c.id)),
             sa.or_(
@@ -162,7 +155,10 @@ def _claimable_of(within: Any, allowed: Any, dialect: str) -> sa.Select[Any]:
                         # Written into the text: an expanding IN is rendered again on
                         # every run, and cannot be run directly.
                         sessions.c.status.in_(
-                            [sa.literal_column("'RUNNING'"), sa.literal_column("'DEGRADED'")]
+                            [
+                                constant(SessionState.RUNNING.value),
+                                constant(SessionState.DEGRADED.value),
+                            ]
                         ),
                         # A session may name the agents its tasks are for (a fork's).
                         allowed,
@@ -174,9 +170,9 @@ def _claimable_of(within: Any, allowed: Any, dialect: str) -> sa.Select[Any]:
             # its next tasks would start without them.
             ~sa.exists(
                 sa.select(effects.c.key).where(
-                    effects.c.state == _literal(EffectState.PENDING.value),
+                    effects.c.state == constant(EffectState.PENDING.value),
                     effects.c.session_id == tasks.c.session_id,
-                    effects.c.kind == _literal(EffectKind.WORKSPACE_WRITE.value),
+                    effects.c.kind == constant(EffectKind.WORKSPACE_WRITE.value),
                 )
             ),
         )
