@@ -1,7 +1,8 @@
 """The engine's automatic checkpoints of a session with a working tree (both backends):
 several finished tasks found by one step are checkpointed together, one commit of the
 tree for all of them, and each is still its own effect, found by its own key after a
-crash."""
+crash. Tasks that changed no file make no commit: their checkpoints name the tree's
+HEAD."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from fastapi import FastAPI
 from industrial_orchestrator.bootstrap import Components
 from industrial_orchestrator.domain.effects import EffectKind, EffectState, pending_effect
 from industrial_orchestrator.domain.errors import Conflict
-from industrial_orchestrator.domain.sessions.checkpoint import Checkpoint
+from industrial_orchestrator.domain.sessions.checkpoint import Checkpoint, CheckpointEntry
 from industrial_orchestrator.domain.sessions.checkpoint_schedule import PeriodicCheckpoints
 from industrial_orchestrator.domain.sessions.progress import progress_of
 from industrial_orchestrator.domain.sessions.session import Session, WorktreeBinding
@@ -135,6 +136,7 @@ async def test_after_a_crash_past_the_shared_commit_each_checkpoint_is_found_by_
 ):
     components: Components = app.state.components
     session, tree = await _running_with_tree(components)
+    (tree / "result.txt").write_text("delivered\n")
     await _finished(components, session.id, "first", "second")
     checkpoints = _checkpoints(components)
     # What a process killed after the commit leaves: the effects PENDING, the commit made.
@@ -230,3 +232,66 @@ async def test_the_last_checkpoint_the_step_read_is_not_read_again(app: FastAPI)
     # Nothing handed over: the last checkpoint is read (there is none), both are taken.
     await checkpoints.after_finished_tasks(advanced)
     assert (await components.sessions.checkpoints(session.id, offset=0, limit=100))[1] == 2
+
+
+async def test_tasks_that_changed_no_file_are_checkpointed_at_the_tree_s_head(app: FastAPI):
+    """No empty commit on the session's branch and no promise in the ledger: nothing is
+    done outside the database. Files in the tree (not ignored ones) make a commit."""
+    components: Components = app.state.components
+    session, tree = await _running_with_tree(components)
+    assert session.worktree is not None
+    base = session.worktree.base_commit
+    (tree / ".gitignore").write_text("*.log\n")
+    first = await components.trees.commit(tree, "the agent's own commit")
+    (tree / "build.log").write_text("ignored\n")
+    await _finished(components, session.id, "first", "second")
+    checkpoints = _checkpoints(components)
+
+    await checkpoints.after_finished_tasks(await _advanced(components, session.id))
+
+    items, _ = await components.sessions.checkpoints(session.id, offset=0, limit=100)
+    ordered = sorted(items, key=lambda c: c.seq)
+    assert [c.label for c in ordered] == ["after task: first", "after task: second"]
+    assert [c.data["commit"] for c in ordered] == [first, first]
+    assert [c.data["branch"] for c in ordered] == [session.worktree.branch] * 2
+    assert [len(c.data["finished_tasks"]) for c in ordered] == [1, 2]
+    assert _git(tree, "rev-list", "--count", f"{base}..HEAD") == "1"
+    assert (await components.ledger.of_session(session.id, offset=0, limit=100))[1] == 0
+
+    # A task that left a file: committed, as an effect.
+    (tree / "result.txt").write_text("delivered\n")
+    await _finished(components, session.id, "third")
+    await checkpoints.after_finished_tasks(await _advanced(components, session.id))
+    items, _ = await components.sessions.checkpoints(session.id, offset=0, limit=100)
+    third = max(items, key=lambda c: c.seq)
+    assert third.label == "after task: third"
+    assert third.data["commit"] == _git(tree, "rev-parse", "HEAD") != first
+    assert _git(tree, "show", f"{third.data['commit']}:result.txt") == "delivered"
+    effects, _ = await components.ledger.of_session(session.id, offset=0, limit=100)
+    assert [e.state for e in effects] == [EffectState.DONE]
+
+
+async def test_a_checkpoint_at_the_head_is_not_recorded_after_another_taken_meanwhile(
+    app: FastAPI,
+):
+    """Recorded without a promise in the ledger, a checkpoint is guarded by the number of
+    the last one the step read: a step that read an older one (a process that lost the
+    session, say) records nothing and is told so; the step run again records it once."""
+    components: Components = app.state.components
+    session, _ = await _running_with_tree(components)
+    await _finished(components, session.id, "first")
+    advanced = await _advanced(components, session.id)
+    checkpoints = _checkpoints(components)
+    await components.sessions.add_checkpoints(
+        session.id, [CheckpointEntry("by hand", None, {"note": "taken meanwhile"})]
+    )
+
+    with pytest.raises(Conflict, match="has a checkpoint after number 0"):
+        await checkpoints.after_finished_tasks(advanced, LastCheckpoint(None))
+
+    items, _ = await components.sessions.checkpoints(session.id, offset=0, limit=100)
+    assert [c.label for c in items] == ["by hand"]
+    await checkpoints.after_finished_tasks(advanced)
+    await checkpoints.after_finished_tasks(advanced)
+    items, _ = await components.sessions.checkpoints(session.id, offset=0, limit=100)
+    assert sorted(c.label for c in items) == ["after task: first", "by hand"]

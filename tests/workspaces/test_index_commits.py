@@ -184,3 +184,34 @@ async def test_nothing_to_add_means_git_add_would_change_nothing(
         assert claimed, f"{change}: git add -A changes the index, but nothing was to add"
     if change in ("nothing", "an ignored file added", "an empty folder added"):
         assert not claimed, f"{change}: nothing to add, yet git add -A would be run"
+
+
+@pytest.mark.parametrize("change", list(_CHANGES))
+async def test_a_clean_head_is_named_only_when_a_commit_would_hold_just_it(
+    worktrees: GitWorktrees, repo: Path, change: str
+) -> None:
+    """A checkpoint that names HEAD instead of committing (``clean_head``) loses nothing:
+    HEAD is named only when ``git add -A`` and a commit would give HEAD's own tree."""
+    binding = await worktrees.prepare(uuid4(), repo)
+    tree = binding.path
+    _CHANGES[change](tree)
+    head = git(tree, "rev-parse", "HEAD")
+    named = await worktrees.clean_head(tree)
+    git(tree, "add", "-A")
+    same_tree = git(tree, "write-tree") == git(tree, "rev-parse", "HEAD^{tree}")
+    assert named in (None, head)
+    if not same_tree:
+        assert named is None, f"{change}: a commit would hold more than HEAD"
+    if change in ("nothing", "an ignored file added", "an empty folder added"):
+        assert named == head, f"{change}: nothing to commit, yet HEAD was not named"
+
+
+async def test_no_clean_head_without_a_first_commit_or_a_repository(tmp_path: Path) -> None:
+    unborn = tmp_path / "home" / "worktrees" / "unborn"
+    unborn.mkdir(parents=True)
+    git(unborn, "init", "-q")
+    plain = tmp_path / "home" / "worktrees" / "plain"
+    plain.mkdir()
+    commands = GitCommands(tmp_path / "home")
+    assert await commands.clean_head(unborn) is None
+    assert await commands.clean_head(plain) is None

@@ -58,11 +58,16 @@ class CheckpointRecords:
         return checkpoint
 
     async def add_checkpoints(
-        self, session_id: UUID, entries: Sequence[CheckpointEntry]
+        self,
+        session_id: UUID,
+        entries: Sequence[CheckpointEntry],
+        *,
+        after_seq: int | None = None,
     ) -> list[Checkpoint]:
         """Record checkpoints in order, in one transaction, their numbers taken together,
         each marking its effect DONE; none (``Conflict``) when the session's checkpoints
-        are closed or another process finished one of the effects first."""
+        are closed, another process finished one of the effects first, or (with
+        ``after_seq``) the session's last checkpoint is no longer number ``after_seq``."""
         for entry in entries:
             size = len(json.dumps(entry.data, separators=(",", ":")).encode())
             if size > MAX_CHECKPOINT_DATA_BYTES:
@@ -111,6 +116,11 @@ class CheckpointRecords:
                     {"current_state": session.status.value},
                 )
             recorded, done = added
+            if after_seq is not None and recorded[0].seq != after_seq + 1:
+                raise Conflict(  # leaving without a commit undoes it all
+                    f"Session {session_id} has a checkpoint after number {after_seq} already",
+                    {"session_id": str(session_id), "after_seq": after_seq},
+                )
             if done != len(finishing):  # leaving without a commit undoes it all
                 keys = [effect.key for effect in finishing]
                 raise Conflict(

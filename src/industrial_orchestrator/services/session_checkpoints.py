@@ -122,11 +122,7 @@ class SessionCheckpoints:
         session and its tasks as the step that found them read them; ``last``: the last
         checkpoint as the step read it, if nothing took one since (else it is read)."""
         session = advanced.session
-        commits = self._trees is not None and session.worktree is not None
         async with self._uow.reader() as uow:
-            # A checkpoint with a commit asks in its promise's own statement (``_record``).
-            if not commits and await uow.effects.sessions_with_pending_writes([session.id]):
-                raise _files_unwritten(session.id)
             if last is not None:
                 latest = last.checkpoint
             else:
@@ -134,11 +130,51 @@ class SessionCheckpoints:
             moments = _unrecorded(advanced.progress, latest)
             if not moments:
                 return
+            # Asked before the tree is looked at (``_at_clean_head``): files written after
+            # this are another task's. A commit asks again in its promise's statement.
+            if await uow.effects.sessions_with_pending_writes([session.id]):
+                raise _files_unwritten(session.id)
             in_flight = await _in_flight(uow, advanced.tasks)
+        if await self._at_clean_head(session, advanced.tasks, in_flight, moments, latest):
+            return
         if not await self._record(
             session, advanced.tasks, in_flight, moments, unless_writes_pending=True
         ):
             raise _files_unwritten(session.id)
+
+    async def _at_clean_head(
+        self,
+        session: Session,
+        tasks: list[Task],
+        in_flight: dict[str, Any],
+        moments: Sequence[_Moment],
+        latest: Checkpoint | None,
+    ) -> bool:
+        """The checkpoints of tasks that changed no file (a review, a test run, a no-op
+        agent) name the commit the tree already is: no empty commit on the session's
+        branch, and nothing done outside the database, so no promise in the ledger.
+        Recorded only if no checkpoint came after ``latest`` meanwhile and the session
+        is open (else ``Conflict``, a race lost: the step runs again and finds them
+        recorded, or the session ended). False when the tree
+        has something to commit (or there is no tree): nothing recorded then."""
+        if self._trees is None or session.worktree is None:
+            return False
+        head = await self._trees.clean_head(Path(session.worktree.path))
+        if head is None:
+            return False
+        branch = session.worktree.branch
+        entries = [
+            CheckpointEntry(
+                m.label,
+                m.reason,
+                {**_data(session, tasks, in_flight, m.finished), "branch": branch, "commit": head},
+            )
+            for m in moments
+        ]
+        await self._sessions.add_checkpoints(
+            session.id, entries, after_seq=latest.seq if latest else 0
+        )
+        return True
 
     async def take(
         self,

@@ -343,12 +343,17 @@ class SessionService:
         )
 
     async def add_checkpoints(
-        self, session_id: UUID, entries: Sequence[CheckpointEntry]
+        self,
+        session_id: UUID,
+        entries: Sequence[CheckpointEntry],
+        *,
+        after_seq: int | None = None,
     ) -> list[Checkpoint]:
         """Record checkpoints in order, in one transaction, each marking its effect DONE;
-        none (``Conflict``) when the session's checkpoints are closed or another process
-        finished one of the effects first."""
-        return await self._checkpoints.add_checkpoints(session_id, entries)
+        none (``Conflict``) when the session's checkpoints are closed, another process
+        finished one of the effects first, or (with ``after_seq``) another checkpoint
+        came after number ``after_seq``."""
+        return await self._checkpoints.add_checkpoints(session_id, entries, after_seq=after_seq)
 
     async def checkpoint(self, checkpoint_id: UUID) -> Checkpoint | None:
         return await self._checkpoints.get(checkpoint_id)

@@ -36,6 +36,14 @@ async def commit(git: GitCommands, path: Path, message: str, *, keys: Sequence[s
         return await git.commit_index(tree, message)
 
 
+async def clean_head(git: GitCommands, path: Path) -> str | None:
+    """The commit a checkpoint of the tree would make when it would add nothing: HEAD's,
+    if nothing is staged, changed or new in the tree; else None."""
+    tree = git.owned(path)
+    async with git.lock(f"tree:{tree}"):
+        return await git.clean_head(tree)
+
+
 async def find_commit(git: GitCommands, path: Path, key: str) -> str | None:
     """The commit on the tree's branch made with ``key``, if any."""
     tree = git.owned(path)

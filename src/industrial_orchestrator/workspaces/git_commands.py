@@ -42,7 +42,7 @@ import pygit2
 from ..domain.errors import WorkspaceUnusable
 from ..domain.storable_text import storable
 from .git_process import GitOutput, GitTimedOut, run_git
-from .index_commits import RefMoved, anything_to_add, commit_index
+from .index_commits import RefMoved, anything_to_add, clean_head, commit_index
 
 T = TypeVar("T")
 GIT_TIMEOUT_SECONDS = 120.0
@@ -155,6 +155,10 @@ class GitCommands:
     async def anything_to_add(self, cwd: Path) -> bool:
         """Whether ``git add -A`` could change ``cwd``'s index (``index_commits``)."""
         return await _in_thread(functools.partial(anything_to_add, cwd))
+
+    async def clean_head(self, cwd: Path) -> str | None:
+        """HEAD's commit if ``cwd`` holds nothing to commit (``index_commits``)."""
+        return await _in_thread(functools.partial(clean_head, cwd))
 
     async def commit_index(self, cwd: Path, message: str) -> str:
         """Commit what ``cwd``'s index holds onto its HEAD (``index_commits``), even

@@ -9,7 +9,8 @@ commit is made here, as ``git commit --allow-empty --no-verify -m`` makes it. No
 runs and nothing is signed, as the orchestrator's git is configured anyway.
 
 ``anything_to_add`` spares the ``git add -A`` of a tree nothing changed in (a task that
-edited no file: a review, a passing test run).
+edited no file: a review, a passing test run), and ``clean_head`` the whole commit: the
+checkpoint of such a tree names the commit it already is.
 
 Blocking: call them from a worker thread (``GitCommands``).
 """
@@ -56,6 +57,19 @@ def anything_to_add(path: Path) -> bool:
         return bool(repository.status(untracked_files="normal"))
     except (pygit2.GitError, OSError, ValueError, KeyError):
         return True
+
+
+def clean_head(path: Path) -> str | None:
+    """HEAD's commit when a commit of the tree at ``path`` would hold exactly it: nothing
+    staged, modified, deleted or new outside the ignore rules. None otherwise, and when
+    HEAD is unborn or the status cannot be read (then a commit is made, as always)."""
+    try:
+        repository = pygit2.Repository(str(path), pygit2.enums.RepositoryOpenFlag.NO_SEARCH)
+        if repository.head_is_unborn or repository.status(untracked_files="normal"):
+            return None
+        return str(repository.head.target)
+    except (pygit2.GitError, OSError, ValueError, KeyError):
+        return None
 
 
 def cleaned(message: str) -> str:

@@ -155,6 +155,10 @@ class GitWorktrees:
         """Commit everything in the tree; the new sha (``commits.commit``)."""
         return await commits.commit(self._git, path, message, keys=keys)
 
+    async def clean_head(self, path: Path) -> str | None:
+        """HEAD's commit if the tree holds nothing to commit (``commits.clean_head``)."""
+        return await commits.clean_head(self._git, path)
+
     async def find_commit(self, path: Path, key: str) -> str | None:
         """The commit on the tree's branch made with ``key``, if any."""
         return await commits.find_commit(self._git, path, key)

@@ -57,6 +57,9 @@ class WorkingTrees(Protocol):
         """Commit the whole tree; the sha. ``keys``: the effects it is, each found by
         ``find_commit``."""
 
+    async def clean_head(self, path: Path) -> str | None:
+        """HEAD's commit when a commit of the tree would add nothing to it; else None."""
+
     async def find_commit(self, path: Path, key: str) -> str | None:
         """The commit made with ``key`` on the tree's branch, if any."""
 
