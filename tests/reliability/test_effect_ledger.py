@@ -13,6 +13,7 @@ The test is the agent (EAP over HTTP); the session is planned as a single task.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 import uuid
@@ -245,30 +246,35 @@ def test_files_not_yet_written_at_a_crash_are_written_once(tmp_path: Path) -> No
 def test_a_checkpoint_commit_made_before_a_crash_is_found_not_repeated(
     tmp_path: Path,
 ) -> None:
-    # The first checkpoint is the one taken once the session is planned.
+    # The checkpoint taken once the session is planned has nothing to commit (it names
+    # the tree's HEAD): the first commit is the one after the task that delivered a file.
     with _server(tmp_path, {}, "effects.performed:checkpoint.commit") as server:
         server.start()
         with server.client() as http:
             session_id = _start_session(http, tmp_path / "repo")
+            tree = worktree_of(http, session_id, tmp_path / "repo", tmp_path / "home")
+            base = _git(tree, "rev-parse", "HEAD").strip()
+            agent = Agent(http)
+            task_id = agent.pull(http)["task_id"]
+            with contextlib.suppress(httpx.TransportError):  # answered before the step, or not
+                agent.deliver(http, task_id)
         assert _died(server) == -9
-        tree = tmp_path / "home" / "worktrees" / session_id
-        key = f"checkpoint:{session_id}:planned"
+        key = f"checkpoint:{session_id}:after-task:{task_id}"
         made = _commits_with(tree, key)
         assert len(made) == 1
         _restart(server)
         with server.client() as http:
             effect = _effect(http, session_id, key)
             assert effect["detail"]["commit"] == made[0]
-            agent = Agent(http)
-            task_id = agent.pull(http)["task_id"]
-            assert agent.deliver(http, task_id).status_code == 200
             final = wait_for_status(http, session_id, "COMPLETED", "FAILED")
             assert final["status"] == "COMPLETED", final
             checkpoints = http.get(
                 f"/api/v1/sessions/{session_id}/checkpoints", params={"page_size": 100}
             ).json()["items"]
             planned = [c for c in checkpoints if c["label"] == "planned"]
-            assert [c["data"]["commit"] for c in planned] == made
+            assert [c["data"]["commit"] for c in planned] == [base]
+            assert _checkpoint_after_task(http, session_id, tree)["data"]["commit"] == made[0]
+            assert _git(tree, "show", f"{made[0]}:{FILE}") == CONTENT
             effects = http.get(
                 f"/api/v1/sessions/{session_id}/effects", params={"page_size": 100}
             ).json()["items"]

@@ -295,3 +295,47 @@ async def test_a_checkpoint_at_the_head_is_not_recorded_after_another_taken_mean
     await checkpoints.after_finished_tasks(advanced)
     items, _ = await components.sessions.checkpoints(session.id, offset=0, limit=100)
     assert sorted(c.label for c in items) == ["after task: first", "by hand"]
+
+
+async def test_a_moment_s_checkpoint_of_an_unchanged_tree_names_its_head(app: FastAPI):
+    """``take`` (once planned, at a verdict) of a tree with nothing to commit: no commit,
+    no effect. Outrun by another checkpoint, it falls back to the promise's way, which
+    settles the moment by its key."""
+    components: Components = app.state.components
+    session, tree = await _running_with_tree(components)
+    assert session.worktree is not None
+    base = session.worktree.base_commit
+    checkpoints = _checkpoints(components)
+
+    await checkpoints.take(session.id, "planned", "1 task(s)", moment="planned")
+
+    items, _ = await components.sessions.checkpoints(session.id, offset=0, limit=100)
+    assert [(c.label, c.data["commit"]) for c in items] == [("planned", base)]
+    assert _git(tree, "rev-parse", "HEAD") == base
+    assert (await components.ledger.of_session(session.id, offset=0, limit=100))[1] == 0
+
+    # Another checkpoint lands between the read of the last one and the record.
+    add = components.sessions.add_checkpoints
+
+    async def outrun(
+        session_id: UUID, entries: list[CheckpointEntry], *, after_seq: int | None = None
+    ) -> list[Checkpoint]:
+        if after_seq is not None:
+            await add(session_id, [CheckpointEntry("by hand", None, {})])
+        return await add(session_id, entries, after_seq=after_seq)
+
+    components.sessions.add_checkpoints = outrun  # type: ignore[method-assign,assignment]
+    try:
+        await checkpoints.take(session.id, "verified", "passed", moment="verified:1")
+    finally:
+        components.sessions.add_checkpoints = add  # type: ignore[method-assign]
+    items, _ = await components.sessions.checkpoints(session.id, offset=0, limit=100)
+    assert [c.label for c in sorted(items, key=lambda c: c.seq)] == [
+        "planned",
+        "by hand",
+        "verified",
+    ]
+    effects, _ = await components.ledger.of_session(session.id, offset=0, limit=100)
+    assert [(e.key, e.state) for e in effects] == [
+        (f"checkpoint:{session.id}:verified:1", EffectState.DONE)
+    ]

@@ -135,7 +135,9 @@ class SessionCheckpoints:
             if await uow.effects.sessions_with_pending_writes([session.id]):
                 raise _files_unwritten(session.id)
             in_flight = await _in_flight(uow, advanced.tasks)
-        if await self._at_clean_head(session, advanced.tasks, in_flight, moments, latest):
+        if await self._at_clean_head(
+            session, advanced.tasks, in_flight, moments, LastCheckpoint(latest)
+        ):
             return
         if not await self._record(
             session, advanced.tasks, in_flight, moments, unless_writes_pending=True
@@ -148,20 +150,24 @@ class SessionCheckpoints:
         tasks: list[Task],
         in_flight: dict[str, Any],
         moments: Sequence[_Moment],
-        latest: Checkpoint | None,
+        last: LastCheckpoint | None,
     ) -> bool:
-        """The checkpoints of tasks that changed no file (a review, a test run, a no-op
-        agent) name the commit the tree already is: no empty commit on the session's
+        """Checkpoints of a tree in which nothing changed since its last commit (after
+        tasks that changed no file: a review, a test run, a no-op agent) name the
+        commit the tree already is: no empty commit on the session's
         branch, and nothing done outside the database, so no promise in the ledger.
-        Recorded only if no checkpoint came after ``latest`` meanwhile and the session
-        is open (else ``Conflict``, a race lost: the step runs again and finds them
-        recorded, or the session ended). False when the tree
-        has something to commit (or there is no tree): nothing recorded then."""
+        Recorded only if no checkpoint came after the last one (``last``; read here
+        when None) and the session is open, else ``Conflict``: a race lost. False when
+        the tree has something to commit (or there is no tree): nothing recorded then."""
         if self._trees is None or session.worktree is None:
             return False
         head = await self._trees.clean_head(Path(session.worktree.path))
         if head is None:
             return False
+        if last is None:
+            async with self._uow.reader() as uow:
+                last = LastCheckpoint(await uow.checkpoints.latest(session.id))
+        latest = last.checkpoint
         branch = session.worktree.branch
         entries = [
             CheckpointEntry(
@@ -189,8 +195,10 @@ class SessionCheckpoints:
         """A checkpoint of the session as it is now. ``moment`` names what it is taken
         for (unique in the session): its commit is an effect under that key, so taking
         the same moment's checkpoint again (after a crash) makes neither a second commit
-        nor a second checkpoint. ``known``: the session and its tasks as the caller has
-        just committed them, with none RUNNING (else they are read)."""
+        nor a second checkpoint. A tree with nothing to commit makes neither commit nor
+        effect: the checkpoint names its HEAD (``_at_clean_head``). ``known``: the
+        session and its tasks as the caller has just committed them, with none RUNNING
+        (else they are read)."""
         if known is not None and not any(t.status == TaskStatus.RUNNING for t in known[1]):
             found: Session | None = known[0]
             tasks = known[1]
@@ -201,10 +209,15 @@ class SessionCheckpoints:
                 tasks = await tasks_of(uow, session_id)
                 in_flight = await _in_flight(uow, tasks)
         session = found
-        if session is not None:
-            await self._record(
-                session, tasks, in_flight, [_Moment(label, reason, moment, finished)]
-            )
+        if session is None:
+            return
+        moments = [_Moment(label, reason, moment, finished)]
+        try:
+            if await self._at_clean_head(session, tasks, in_flight, moments, None):
+                return
+        except Conflict:  # outrun, or the session ended: the promise's way settles it
+            pass
+        await self._record(session, tasks, in_flight, moments)
 
     async def _record(
         self,
