@@ -161,7 +161,10 @@ class SessionCheckpoints:
         the tree has something to commit (or there is no tree): nothing recorded then."""
         if self._trees is None or session.worktree is None:
             return False
-        head = await self._trees.clean_head(Path(session.worktree.path))
+        try:
+            head = await self._trees.clean_head(Path(session.worktree.path))
+        except OrchestratorError:  # a tree git cannot read here: the promise's way says so
+            return False
         if head is None:
             return False
         if last is None:
