@@ -57,6 +57,10 @@ async def test_pending_oldest_first_and_by_session(uow: UnitOfWorkFactory):
         effects = unit.effects
         assert [e.key for e in await effects.pending()] == ["c", "a", "b", "d", "f"]
         assert [e.key for e in await effects.pending(created_before=at(2))] == ["c", "a", "b"]
+        assert [e.key for e in await effects.pending(session_id=second.id)] == ["c", "f"]
+        assert [
+            e.key for e in await effects.pending(session_id=first.id, created_before=at(2))
+        ] == ["a", "b"]
         pages = await effects.of_session(first.id, offset=1, limit=5)
         assert ([e.key for e in pages[0]], pages[1]) == (["b", "e"], 3)
         assert await effects.sessions_with_pending_writes([first.id, second.id]) == {

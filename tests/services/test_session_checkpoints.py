@@ -75,6 +75,28 @@ async def _advanced(components: Components, session_id: UUID) -> Advanced:
     return Advanced(session, progress_of(tasks), tasks, opened=0, closed=0)
 
 
+async def _killed_after_the_commit(
+    components: Components, checkpoints: SessionCheckpoints, session_id: UUID
+) -> list[str]:
+    """The after-task checkpoints taken by a process killed right after their commit;
+    the commit made."""
+    made: list[str] = []
+    commit = components.trees.commit
+
+    async def killed_after(path: Path, message: str, *, keys: tuple[str, ...] = ()) -> str:
+        made.append(await commit(path, message, keys=keys))
+        raise SystemExit("killed")
+
+    components.trees.commit = killed_after  # type: ignore[method-assign,assignment]
+    try:
+        await checkpoints.after_finished_tasks(await _advanced(components, session_id))
+    except SystemExit:
+        pass
+    finally:
+        components.trees.commit = commit  # type: ignore[method-assign]
+    return made
+
+
 async def test_tasks_finished_together_get_one_checkpoint_each_and_one_commit(app: FastAPI):
     components: Components = app.state.components
     session, tree = await _running_with_tree(components)
@@ -140,20 +162,7 @@ async def test_after_a_crash_past_the_shared_commit_each_checkpoint_is_found_by_
     await _finished(components, session.id, "first", "second")
     checkpoints = _checkpoints(components)
     # What a process killed after the commit leaves: the effects PENDING, the commit made.
-    made: list[str] = []
-
-    async def killed_after(path: Path, message: str, *, keys: tuple[str, ...] = ()) -> str:
-        made.append(await commit(path, message, keys=keys))
-        raise SystemExit("killed")
-
-    commit = components.trees.commit
-    components.trees.commit = killed_after  # type: ignore[method-assign,assignment]
-    try:
-        await checkpoints.after_finished_tasks(await _advanced(components, session.id))
-    except SystemExit:
-        pass
-    finally:
-        components.trees.commit = commit  # type: ignore[method-assign]
+    made = await _killed_after_the_commit(components, checkpoints, session.id)
     pending, _ = await components.ledger.of_session(session.id, offset=0, limit=100)
     assert [e.state for e in pending] == [EffectState.PENDING, EffectState.PENDING]
     assert (await components.sessions.checkpoints(session.id, offset=0, limit=100))[1] == 0
@@ -339,3 +348,29 @@ async def test_a_moment_s_checkpoint_of_an_unchanged_tree_names_its_head(app: Fa
     assert [(e.key, e.state) for e in effects] == [
         (f"checkpoint:{session.id}:verified:1", EffectState.DONE)
     ]
+
+
+async def test_a_checkpoint_a_dead_process_promised_is_not_recorded_again_at_its_commit(
+    app: FastAPI,
+):
+    """A process killed after its checkpoint's commit leaves the tree clean at that
+    commit and the promise PENDING: the next step settles the promise by its key (one
+    checkpoint, its effect DONE), not a second checkpoint at the tree's HEAD, and the
+    recovery round then finds nothing left to do."""
+    components: Components = app.state.components
+    session, tree = await _running_with_tree(components)
+    (tree / "result.txt").write_text("delivered\n")
+    await _finished(components, session.id, "first")
+    checkpoints = _checkpoints(components)
+    made = await _killed_after_the_commit(components, checkpoints, session.id)
+    assert await components.trees.clean_head(tree) == made[0]
+
+    await checkpoints.after_finished_tasks(await _advanced(components, session.id))
+    (pending,) = (await components.ledger.of_session(session.id, offset=0, limit=100))[0]
+    await checkpoints.finish(pending)  # the recovery round, late
+
+    items, _ = await components.sessions.checkpoints(session.id, offset=0, limit=100)
+    assert [(c.label, c.data["commit"]) for c in items] == [("after task: first", made[0])]
+    done, _ = await components.ledger.of_session(session.id, offset=0, limit=100)
+    assert [e.state for e in done] == [EffectState.DONE]
+    assert _git(tree, "rev-parse", "HEAD") == made[0]

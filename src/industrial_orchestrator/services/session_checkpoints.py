@@ -132,11 +132,12 @@ class SessionCheckpoints:
                 return
             # Asked before the tree is looked at (``_at_clean_head``): files written after
             # this are another task's. A commit asks again in its promise's statement.
-            if await uow.effects.sessions_with_pending_writes([session.id]):
+            promised = await uow.effects.pending(session_id=session.id)
+            if any(effect.kind == EffectKind.WORKSPACE_WRITE for effect in promised):
                 raise _files_unwritten(session.id)
             in_flight = await _in_flight(uow, advanced.tasks)
         if await self._at_clean_head(
-            session, advanced.tasks, in_flight, moments, LastCheckpoint(latest)
+            session, advanced.tasks, in_flight, moments, (LastCheckpoint(latest), promised)
         ):
             return
         if not await self._record(
@@ -150,15 +151,18 @@ class SessionCheckpoints:
         tasks: list[Task],
         in_flight: dict[str, Any],
         moments: Sequence[_Moment],
-        last: LastCheckpoint | None,
+        known: tuple[LastCheckpoint, Sequence[Effect]] | None,
     ) -> bool:
         """Checkpoints of a tree in which nothing changed since its last commit (after
         tasks that changed no file: a review, a test run, a no-op agent) name the
         commit the tree already is: no empty commit on the session's
         branch, and nothing done outside the database, so no promise in the ledger.
-        Recorded only if no checkpoint came after the last one (``last``; read here
-        when None) and the session is open, else ``Conflict``: a race lost. False when
-        the tree has something to commit (or there is no tree): nothing recorded then."""
+        Recorded only if no checkpoint came after the last one and the session is open,
+        else ``Conflict``: a race lost. ``known``: the last checkpoint and the session's
+        PENDING effects as the caller read them (else read here). False, nothing
+        recorded, when the tree has something to commit (or there is no tree), or when
+        a checkpoint of one of the moments is promised already (a dead process's: its
+        commit, perhaps made, is settled by its key, or it would be recorded twice)."""
         if self._trees is None or session.worktree is None:
             return False
         try:
@@ -167,10 +171,15 @@ class SessionCheckpoints:
             return False
         if head is None:
             return False
-        if last is None:
+        if known is None:
             async with self._uow.reader() as uow:
-                last = LastCheckpoint(await uow.checkpoints.latest(session.id))
-        latest = last.checkpoint
+                latest = await uow.checkpoints.latest(session.id)
+                promised: Sequence[Effect] = await uow.effects.pending(session_id=session.id)
+        else:
+            latest, promised = known[0].checkpoint, known[1]
+        keys = {checkpoint_key(session.id, m.moment) for m in moments}
+        if any(effect.key in keys for effect in promised):
+            return False
         branch = session.worktree.branch
         entries = [
             CheckpointEntry(

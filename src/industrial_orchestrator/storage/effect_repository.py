@@ -175,7 +175,9 @@ class SqlEffectRepository:
         }
         return await run(self._db, _FINISH, done) == 1
 
-    async def pending(self, *, created_before: datetime | None = None) -> list[Effect]:
+    async def pending(
+        self, *, created_before: datetime | None = None, session_id: UUID | None = None
+    ) -> list[Effect]:
         query = (
             sa.select(effects)
             .where(effects.c.state == EffectState.PENDING.value)
@@ -183,6 +185,8 @@ class SqlEffectRepository:
         )
         if created_before is not None:
             query = query.where(effects.c.created_at <= created_before)
+        if session_id is not None:
+            query = query.where(effects.c.session_id == session_id)
         result = await self._db.execute(query)
         return [_effect(row) for row in result.mappings()]
 

@@ -28,8 +28,11 @@ class EffectRepository(Protocol):
     async def finish(self, effect: Effect) -> bool:
         """Mark a PENDING entry DONE; False when it was not PENDING any more."""
 
-    async def pending(self, *, created_before: datetime | None = None) -> list[Effect]:
-        """PENDING entries (made before ``created_before``), oldest first."""
+    async def pending(
+        self, *, created_before: datetime | None = None, session_id: UUID | None = None
+    ) -> list[Effect]:
+        """PENDING entries (made before ``created_before``; of ``session_id``), oldest
+        first."""
 
     async def sessions_with_pending_writes(self, session_ids: Sequence[UUID]) -> set[UUID]:
         """Which of the sessions have files still to be written into their workspace."""

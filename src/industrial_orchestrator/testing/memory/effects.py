@@ -60,7 +60,9 @@ class MemoryEffectRepository:
         self._tx.put(EFFECTS, effect.key, done)
         return True
 
-    async def pending(self, *, created_before: datetime | None = None) -> list[Effect]:
+    async def pending(
+        self, *, created_before: datetime | None = None, session_id: UUID | None = None
+    ) -> list[Effect]:
         found: list[Effect] = self._tx.select(
             EFFECTS,
             lambda effect: (
@@ -69,6 +71,7 @@ class MemoryEffectRepository:
                     created_before is None
                     or (effect.created_at is not None and effect.created_at <= created_before)
                 )
+                and (session_id is None or effect.session_id == session_id)
             ),
         )
         return [_copied(effect) for effect in sorted(found, key=_oldest_first)]
