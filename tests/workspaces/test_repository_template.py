@@ -60,3 +60,15 @@ def test_processes_making_the_template_at_once_all_get_the_one_made(tmp_path: Pa
     assert made == [home / TEMPLATE_FOLDER] * 8
     assert sorted(p.name for p in (home / TEMPLATE_FOLDER).iterdir()) == ["config"]
     assert sorted(p.name for p in home.iterdir()) == [TEMPLATE_FOLDER]  # no leftovers
+
+
+async def test_a_template_removed_is_made_again(worktrees: GitWorktrees, tmp_path: Path) -> None:
+    await worktrees.prepare(uuid4(), None)
+    template = tmp_path / "home" / TEMPLATE_FOLDER
+    (template / "config").unlink()
+    template.rmdir()
+
+    binding = await worktrees.prepare(uuid4(), None)
+
+    assert (template / "config").is_file()
+    assert not (binding.path / ".git" / "description").exists()
