@@ -75,6 +75,12 @@ async def _advanced(components: Components, session_id: UUID) -> Advanced:
     return Advanced(session, progress_of(tasks), tasks, opened=0, closed=0)
 
 
+async def _recorded(components: Components, session_id: UUID) -> list[Checkpoint]:
+    """The session's checkpoints, in the order they were taken."""
+    items, _ = await components.sessions.checkpoints(session_id, offset=0, limit=100)
+    return sorted(items, key=lambda c: c.seq)
+
+
 async def _killed_after_the_commit(
     components: Components, checkpoints: SessionCheckpoints, session_id: UUID
 ) -> list[str]:
@@ -106,8 +112,7 @@ async def test_tasks_finished_together_get_one_checkpoint_each_and_one_commit(ap
 
     await checkpoints.after_finished_tasks(await _advanced(components, session.id))
 
-    items, _ = await components.sessions.checkpoints(session.id, offset=0, limit=100)
-    ordered = sorted(items, key=lambda c: c.seq)
+    ordered = await _recorded(components, session.id)
     assert [c.label for c in ordered] == ["after task: first", "after task: second"]
     assert [len(c.data["finished_tasks"]) for c in ordered] == [1, 2]
     head = _git(tree, "rev-parse", "HEAD")
@@ -149,7 +154,7 @@ async def test_no_checkpoint_while_a_finished_task_s_files_are_still_being_writt
     assert [e.key for e in effects] == [write.key]
     await components.ledger.finish(write, {"written": []})
     await checkpoints.after_finished_tasks(await _advanced(components, session.id))
-    items, _ = await components.sessions.checkpoints(session.id, offset=0, limit=100)
+    items = await _recorded(components, session.id)
     assert [c.label for c in items] == ["after task: first"]
 
 
@@ -170,7 +175,7 @@ async def test_after_a_crash_past_the_shared_commit_each_checkpoint_is_found_by_
     for effect in pending:  # the recovery round, one effect at a time
         await checkpoints.finish(effect)
 
-    items, _ = await components.sessions.checkpoints(session.id, offset=0, limit=100)
+    items = await _recorded(components, session.id)
     assert sorted(c.label for c in items) == ["after task: first", "after task: second"]
     assert {c.data["commit"] for c in items} == set(made)
     assert _git(tree, "rev-parse", "HEAD") == made[0]  # no second commit
@@ -200,8 +205,7 @@ async def test_a_periodic_checkpoint_that_would_repeat_the_last_is_only_a_look(a
             latest = await uow.checkpoints.latest(session.id)
         assert current is not None
         await checkpoints.periodically(current, latest)
-        items, _ = await components.sessions.checkpoints(session.id, offset=0, limit=100)
-        return [c.label for c in sorted(items, key=lambda c: c.seq)]
+        return [c.label for c in await _recorded(components, session.id)]
 
     head = _git(tree, "rev-parse", "HEAD")
     # Nothing happened since: no checkpoint, no commit; the look is kept on the session.
@@ -258,8 +262,7 @@ async def test_tasks_that_changed_no_file_are_checkpointed_at_the_tree_s_head(ap
 
     await checkpoints.after_finished_tasks(await _advanced(components, session.id))
 
-    items, _ = await components.sessions.checkpoints(session.id, offset=0, limit=100)
-    ordered = sorted(items, key=lambda c: c.seq)
+    ordered = await _recorded(components, session.id)
     assert [c.label for c in ordered] == ["after task: first", "after task: second"]
     assert [c.data["commit"] for c in ordered] == [first, first]
     assert [c.data["branch"] for c in ordered] == [session.worktree.branch] * 2
@@ -271,7 +274,7 @@ async def test_tasks_that_changed_no_file_are_checkpointed_at_the_tree_s_head(ap
     (tree / "result.txt").write_text("delivered\n")
     await _finished(components, session.id, "third")
     await checkpoints.after_finished_tasks(await _advanced(components, session.id))
-    items, _ = await components.sessions.checkpoints(session.id, offset=0, limit=100)
+    items = await _recorded(components, session.id)
     third = max(items, key=lambda c: c.seq)
     assert third.label == "after task: third"
     assert third.data["commit"] == _git(tree, "rev-parse", "HEAD") != first
@@ -298,11 +301,11 @@ async def test_a_checkpoint_at_the_head_is_not_recorded_after_another_taken_mean
     with pytest.raises(Conflict, match="has a checkpoint after number 0"):
         await checkpoints.after_finished_tasks(advanced, LastCheckpoint(None))
 
-    items, _ = await components.sessions.checkpoints(session.id, offset=0, limit=100)
+    items = await _recorded(components, session.id)
     assert [c.label for c in items] == ["by hand"]
     await checkpoints.after_finished_tasks(advanced)
     await checkpoints.after_finished_tasks(advanced)
-    items, _ = await components.sessions.checkpoints(session.id, offset=0, limit=100)
+    items = await _recorded(components, session.id)
     assert sorted(c.label for c in items) == ["after task: first", "by hand"]
 
 
@@ -318,7 +321,7 @@ async def test_a_moment_s_checkpoint_of_an_unchanged_tree_names_its_head(app: Fa
 
     await checkpoints.take(session.id, "planned", "1 task(s)", moment="planned")
 
-    items, _ = await components.sessions.checkpoints(session.id, offset=0, limit=100)
+    items = await _recorded(components, session.id)
     assert [(c.label, c.data["commit"]) for c in items] == [("planned", base)]
     assert _git(tree, "rev-parse", "HEAD") == base
     assert (await components.ledger.of_session(session.id, offset=0, limit=100))[1] == 0
@@ -338,8 +341,8 @@ async def test_a_moment_s_checkpoint_of_an_unchanged_tree_names_its_head(app: Fa
         await checkpoints.take(session.id, "verified", "passed", moment="verified:1")
     finally:
         components.sessions.add_checkpoints = add  # type: ignore[method-assign]
-    items, _ = await components.sessions.checkpoints(session.id, offset=0, limit=100)
-    assert [c.label for c in sorted(items, key=lambda c: c.seq)] == [
+    items = await _recorded(components, session.id)
+    assert [c.label for c in items] == [
         "planned",
         "by hand",
         "verified",
@@ -369,7 +372,7 @@ async def test_a_checkpoint_a_dead_process_promised_is_not_recorded_again_at_its
     (pending,) = (await components.ledger.of_session(session.id, offset=0, limit=100))[0]
     await checkpoints.finish(pending)  # the recovery round, late
 
-    items, _ = await components.sessions.checkpoints(session.id, offset=0, limit=100)
+    items = await _recorded(components, session.id)
     assert [(c.label, c.data["commit"]) for c in items] == [("after task: first", made[0])]
     done, _ = await components.ledger.of_session(session.id, offset=0, limit=100)
     assert [e.state for e in done] == [EffectState.DONE]
