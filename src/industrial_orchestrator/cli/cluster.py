@@ -90,7 +90,12 @@ backend replicas
     option httpchk
     http-check send meth GET uri /ready ver HTTP/1.1 hdr Host 127.0.0.1
     http-check expect status 200
-    default-server inter 1s fall 2 rise 1
+    # A dead replica refuses the check's connection at once (and requests meanwhile are
+    # tried on the other, above); a live one answering slowly under load must not be
+    # taken out with it, or clients get 503 with no replica left: three checks in a row
+    # must fail, each given 5 s (without `timeout check` a check gets only `inter`).
+    timeout check 5s
+    default-server inter 1s fall 3 rise 1
 {servers}
 """
 

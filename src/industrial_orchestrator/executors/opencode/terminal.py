@@ -26,7 +26,7 @@ async def stream_text(turn: Turn, part_id: str, delta: str) -> None:
     if "\n" in buffered or len(buffered) >= _TEXT_FLUSH_CHARS:
         head, _, rest = buffered.rpartition("\n") if "\n" in buffered else (buffered, "", "")
         if head.strip():
-            await turn.emit(LogStream.AGENT, head)
+            await _say(turn, head)
         buffered = rest
     turn.text[part_id] = buffered
 
@@ -35,5 +35,18 @@ async def flush(turn: Turn) -> None:
     """Show the text still buffered, of every part."""
     for part_id, text in list(turn.text.items()):
         if text.strip():
-            await turn.emit(LogStream.AGENT, text)
+            await _say(turn, text)
         turn.text[part_id] = ""
+
+
+async def show_unsaid(turn: Turn, answer: str | None) -> None:
+    """Show the turn's answer as read from its messages if the stream showed none of its
+    text: OpenCode can say the session is idle before the text's events arrive, or the
+    stream can drop, and the terminal would otherwise miss what the agent said."""
+    if not turn.spoke and answer and answer.strip():
+        await _say(turn, answer)
+
+
+async def _say(turn: Turn, text: str) -> None:
+    turn.spoke = True
+    await turn.emit(LogStream.AGENT, text)

@@ -34,6 +34,8 @@ class Turn:
     tool_states: dict[str, str] = field(default_factory=dict)
     text: dict[str, str] = field(default_factory=dict)
     """Text not yet emitted, by part id."""
+    spoke: bool = False
+    """Some of the agent's text was shown (the stream can fall silent before it comes)."""
     asked: set[str] = field(default_factory=set)
     guard: LoopGuard | None = None
     """Watches a task's turn (none for a turn outside any task)."""
