@@ -136,9 +136,10 @@ async def test_what_happened_since_a_place_in_the_log_comes_with_the_place_to_lo
         assert await unit.events.touched(place, [EventType.TASK_TRANSITION]) == ([], place)
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
 async def test_a_writer_whose_events_are_numbered_holds_back_the_next_until_it_commits(uow):
-    """Ids follow commit order: a transaction that numbered its events first commits
-    them first, so a second writer cannot commit a larger id before it."""
+    """SQLite: one writer at a time, so a second writer waits for the first to commit
+    (PostgreSQL's do not: the test below)."""
     first, second = await new_session(uow), await new_session(uow)
     async with uow() as early:
         await early.events.append([line(first.id, "early")])
@@ -158,6 +159,68 @@ async def test_a_writer_whose_events_are_numbered_holds_back_the_next_until_it_c
         found = await unit.events.after(0, limit=100)
     assert [event.payload["text"] for event in found] == ["early", "late"]
     assert found[0].id < found[1].id
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_writers_commit_out_of_id_order_and_readers_by_id_skip_nothing(uow):
+    """PostgreSQL: a writer that took the smaller ids and has not committed does not hold
+    another writer up, but it holds the other's events back from readers by id (the
+    watermark), so a reader that moves its cursor past what it was shown never skips the
+    late commit; a reader that waits for writers gets both once the first commits."""
+    first, second = await new_session(uow), await new_session(uow)
+    async with uow.reader() as unit:
+        start = await unit.events.last_id()
+    async with uow() as early:
+        await early.events.append([line(first.id, "early")])
+        await early.events.flush()  # numbered and inserted: it holds the smaller id
+        async with uow() as unit:  # not held up by the open transaction
+            await unit.events.append([line(second.id, "late")])
+            await asyncio.wait_for(unit.commit(), 10)
+        async with uow.reader() as unit:
+            assert await unit.events.after(start, limit=100) == []
+            assert await unit.events.last_id() == start
+            assert await unit.events.touched(start, [EventType.SESSION_LOG]) == ([], start)
+        async with uow.engine.connect() as connection:  # the late one is committed
+            committed = await connection.scalars(sa.text("SELECT payload->>'text' FROM events"))
+            assert list(committed) == ["late"]
+
+        async def wait_for_both() -> list[str]:
+            async with uow.reader() as unit:
+                found = await unit.events.after(start, limit=100, wait_for_writers=True)
+            return [event.payload["text"] for event in found]
+
+        waiting = asyncio.create_task(wait_for_both())
+        await asyncio.sleep(0.3)
+        assert not waiting.done()  # waiting for the early writer to end
+        await early.commit()
+    assert await asyncio.wait_for(waiting, 10) == ["early", "late"]
+    async with uow.reader() as unit:
+        found = await unit.events.after(start, limit=100)
+        touched, place = await unit.events.touched(start, [EventType.SESSION_LOG])
+        end = await unit.events.last_id()
+    assert [event.payload["text"] for event in found] == ["early", "late"]
+    assert found[0].id < found[1].id
+    assert {session_id for session_id, *_ in touched} == {first.id, second.id}
+    assert place == end == found[1].id
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_a_writer_that_rolls_back_holds_nothing_back(uow):
+    """PostgreSQL: the ids a rolled-back writer took are settled once it ends."""
+    first, second = await new_session(uow), await new_session(uow)
+    async with uow() as lost:
+        await lost.events.append([line(first.id, "lost")])
+        await lost.events.flush()
+        async with uow() as unit:
+            await unit.events.append([line(second.id, "kept")])
+            await unit.commit()
+        # Leaving without a commit rolls it back.
+    async with uow.reader() as unit:
+        found = await unit.events.after(0, limit=100)
+        end = await unit.events.last_id()
+    assert [event.payload["text"] for event in found][-1:] == ["kept"]
+    assert "lost" not in [event.payload.get("text") for event in found]
+    assert end == found[-1].id
 
 
 async def test_a_writer_holding_the_session_row_is_not_stuck_behind_one_numbering_events(uow):

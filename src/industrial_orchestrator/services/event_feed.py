@@ -11,8 +11,10 @@ nobody. It only moves its place to the end of the log, at most once per poll, so
 first subscriber's events are read from a recent place.
 
 The feed only carries what is new. A stream catches up on history from the log itself,
-after subscribing, and skips what it has already sent; ids and per-session sequence
-numbers are in commit order, so that boundary has no gap and no duplicate.
+after subscribing, and skips what it has already sent; the log is read by id only up to
+where every id is settled (an id still being committed holds the larger ones back), and
+per-session sequence numbers are in commit order, so that boundary has no gap and no
+duplicate.
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ class EventFeed(Generic[R]):
         self._exit = contextlib.AsyncExitStack()
         # Subscribed before reading the position: nothing committed after it is missed.
         doorbell = await self._exit.enter_async_context(self._news.subscribe())
-        self.position = await self._events.last_id()
+        self.position = await self._events.last_id(wait_for_writers=False)
         self._task = asyncio.create_task(self._run(doorbell), name="event-feed")
 
     async def close(self) -> None:
@@ -173,7 +175,7 @@ class EventFeed(Generic[R]):
         event it needs may have committed after it and before the read."""
         subscribed = self._subscribed
         try:
-            last = await self._events.last_id()
+            last = await self._events.last_id(wait_for_writers=False)
         except OrchestratorError as exc:
             log.warning("event_feed_read_failed", error=exc.message)
             return
@@ -183,7 +185,8 @@ class EventFeed(Generic[R]):
     async def _read_new(self) -> None:
         while True:
             try:
-                page = await self._events.after(self.position, limit=PAGE)
+                # Never waits for a writer: its commit rings the doorbell again.
+                page = await self._events.after(self.position, limit=PAGE, wait_for_writers=False)
             except OrchestratorError as exc:
                 # The database is down: try again on the next wake-up or tick.
                 log.warning("event_feed_read_failed", error=exc.message)

@@ -53,11 +53,18 @@ class EventLog:
         limit: int = 100,
         types: Sequence[EventType] = (),
         sessions_only: bool = False,
+        wait_for_writers: bool = True,
     ) -> list[Event]:
-        """Events of the whole log with ``id > after_id``, in commit order."""
+        """Events of the whole log with ``id > after_id``, in id order: an event that
+        commits later never has a smaller id than one returned. By default everything
+        committed before the call is among them (``EventRepository.after``)."""
         async with self._uow.reader() as uow:
             return await uow.events.after(
-                after_id, limit=limit, types=types, sessions_only=sessions_only
+                after_id,
+                limit=limit,
+                types=types,
+                sessions_only=sessions_only,
+                wait_for_writers=wait_for_writers,
             )
 
     async def latest(self, *, limit: int = 20, types: Sequence[EventType] = ()) -> list[Event]:
@@ -65,10 +72,11 @@ class EventLog:
         async with self._uow.reader() as uow:
             return await uow.events.latest(limit=limit, types=types)
 
-    async def last_id(self) -> int:
-        """The id of the newest event, 0 when the log is empty."""
+    async def last_id(self, *, wait_for_writers: bool = True) -> int:
+        """Where a reader of ``after`` starts to see only what commits from now on (every
+        id up to it is settled); 0 when the log is empty."""
         async with self._uow.reader() as uow:
-            return await uow.events.last_id()
+            return await uow.events.last_id(wait_for_writers=wait_for_writers)
 
     async def exists(self, session_id: UUID) -> bool:
         async with self._uow.reader() as uow:

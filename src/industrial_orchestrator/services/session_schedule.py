@@ -51,7 +51,8 @@ class SessionSchedule:
 
     async def touched(self, after_id: int) -> tuple[Touched, int]:
         """What happened since event ``after_id``, and the id to look after next time.
-        Ids are given out in commit order, so nothing committed later has a smaller one."""
+        The log is read up to where every id is settled, so nothing committed later has a
+        smaller id than the one returned."""
         async with self._uow.reader() as uow:
             pairs, upto = await uow.events.touched(after_id, sorted(WATCHED))
         return touched_by(pairs), upto

@@ -13,8 +13,9 @@ raises it, and the unit of work rolls the whole transaction back, as the caller 
 have on the spot.
 
 The writes take their row locks before anything after them: the tail (the counter's
-bump) waits for their counts (``written``), so the session's row and then the
-event-order lock are taken last, in the order the statements one by one would take them.
+bump) waits for their counts (``written``), so the session's row and then the event
+writer's registration are taken last, in the order the statements one by one would take
+them.
 
 A write kept here is not seen by the transaction's reads: a caller keeps only a row's
 last write, and each row's once (an UPDATE of one row twice in one statement keeps one

@@ -1,14 +1,29 @@
 """The event log: appended in the writer's transaction, read by sequence or global id.
 
-Global ids are handed out in commit order, so a reader that has seen id N can ask for
-``id > N`` and never miss an event that commits later with a smaller id. SQLite gives
-this for free (one writer at a time). PostgreSQL hands out sequence values at INSERT
-time, and two transactions may commit in the other order, so there every writer takes a
-transaction-scoped advisory lock in the statement that inserts its events (before the
-first row takes its id) and keeps it until it commits; ``flush()`` is called by the unit
-of work as the very last statement before COMMIT, which keeps the lock short and makes
-it the last lock any transaction takes (no deadlock with the row and family locks
-taken earlier).
+A reader that has seen global id N asks for ``id > N``, so it must never be shown an id
+while a smaller one may still commit. SQLite gives this for free (one writer at a time).
+PostgreSQL hands out ids at INSERT time, and two transactions may commit in the other
+order, so there readers stop at a *watermark* instead of writers taking turns:
+
+* Every writer registers in the statement that inserts its events, before the first row
+  takes its id: a shared, transaction-scoped advisory lock whose two keys carry the last
+  id given out when it registered (``WRITERS_TAG``; shared, so writers never wait for
+  each other). Its ids are all above that number, and the lock goes when it commits.
+* A reader first reads the last id given out, then the registrations held (``pg_locks``)
+  in the same statement; everything up to the smaller of the two is settled, committed
+  or rolled back for good, and its next statement (a fresh snapshot) reads up to there.
+  An id given out before the reader looked belongs to a writer that had registered
+  before it, and so either still holds its registration or has ended.
+* A reader that must see what committed before it asked (the API's reads, a stream's
+  history) waits instead for the registrations below the last id given out (an exclusive
+  lock on each, which no new writer asks for: they register above it).
+
+So ids still follow causality (a transaction that saw another's commit gives out larger
+ids, and a session's events are numbered under its row lock), and ``id > last seen``
+still never skips one; two independent commits may show in either order.
+
+``flush()`` is called by the unit of work as the very last statement before COMMIT, so a
+registration is short and the last lock a transaction takes.
 """
 
 from __future__ import annotations
@@ -26,12 +41,50 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..domain.events import Event, EventType, NewEvent
 from .commit_writes import CommitWrites
 from .database import storable_json_text
-from .direct_execution import fetch_all, run
+from .direct_execution import fetch_all, fetch_first, run
 from .rows import utc
 from .tables import events, sessions
 from .written_constants import constant
 
-EVENT_ORDER_LOCK_KEY = 7_305_118_044
+WRITERS_TAG = 24_601
+"""Event writers' registrations among the database's two-key advisory locks: key 1 is
+this tag times 2**15 plus the high bits of the last id given out when the writer
+registered (ids below 2**47), key 2 its low 32 bits."""
+LAST_GIVEN = (
+    "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS v FROM events_id_seq"
+)
+"""The last id given out (0 before the first): a sequence's value is not transactional,
+so this is the newest whatever the snapshot."""
+
+
+def writer_registration(seen: str) -> str:
+    """SQL: the registration of a writer, ``seen`` naming the last id given out (read
+    before the writer's own ids are taken)."""
+    return (
+        f"pg_advisory_xact_lock_shared(({WRITERS_TAG} * 32768 + ({seen} >> 32))::int, "
+        f"{seen}::bit(32)::int)"
+    )
+
+
+_REGISTERED = (
+    "FROM pg_locks AS l WHERE seen.v IS NOT NULL AND l.locktype = 'advisory' "
+    "AND l.objsubid = 2 AND l.mode = 'ShareLock' AND l.granted "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    f"AND (l.classid::bigint >> 15) = {WRITERS_TAG}"
+)
+_SEEN_BY = "((l.classid::bigint & 32767) << 32) | l.objid::bigint"
+# The last id given out, then (a lateral join: after it) the oldest registration held.
+_WATERMARK = sa.text(
+    f"SELECT seen.v AS given, held.oldest FROM ({LAST_GIVEN}) AS seen "
+    f"CROSS JOIN LATERAL (SELECT min({_SEEN_BY}) AS oldest {_REGISTERED}) AS held"
+)
+# The last id given out, then the wait for every registration below it to end.
+_SETTLED = sa.text(
+    f"SELECT seen.v AS given, held.waited FROM ({LAST_GIVEN}) AS seen "
+    "CROSS JOIN LATERAL (SELECT count(pg_advisory_xact_lock(w.k1, w.k2)) AS waited FROM "
+    "(SELECT DISTINCT l.classid::bigint::int AS k1, l.objid::bigint::bit(32)::int AS k2 "
+    f"{_REGISTERED} AND {_SEEN_BY} < seen.v) AS w) AS held"
+)
 # Built once (run by every transaction that stores events): a built statement keeps its
 # cache key.
 _BUMP = (
@@ -148,7 +201,7 @@ class SqlEventRepository:
 
     async def _bump_and_insert(self, session_id: UUID, count: int, fresh: int) -> None:
         """PostgreSQL, the usual case (one session's events, some not numbered yet): the
-        counter's bump, the event-order lock and the INSERT in one statement, after the
+        counter's bump, the writer's registration and the INSERT in one statement, after the
         writes kept for the commit."""
         rows = [
             {
@@ -190,8 +243,12 @@ class SqlEventRepository:
         limit: int,
         types: Sequence[EventType] = (),
         sessions_only: bool = False,
+        wait_for_writers: bool = False,
     ) -> list[Event]:
         conditions = [events.c.id > after_id]
+        settled = await self._settled(wait_for_writers)
+        if settled is not None:
+            conditions.append(events.c.id <= settled)
         if types:
             conditions.append(events.c.type.in_([t.value for t in types]))
         if sessions_only:
@@ -213,22 +270,49 @@ class SqlEventRepository:
     ) -> tuple[list[tuple[UUID | None, EventType, str | None, str | None]], int]:
         # Narrow columns over the id range: what happened since the last look, never the
         # payloads (log lines are most of the log), only the state a transition went to.
-        # The newest id comes in the same statement, so from the same snapshot: an event
-        # committed after it is after that id, never skipped.
+        # On PostgreSQL the range ends at the watermark, and the next look starts there:
+        # everything up to it is settled. On SQLite the newest id comes in the same
+        # statement, so from the same snapshot: an event committed after it is after that
+        # id, never skipped.
         found: list[tuple[UUID | None, EventType, str | None, str | None]] = []
         last = after_id
+        settled = await self._settled(wait_for_writers=False)
         query = _touched_query(tuple(sorted(t.value for t in types)))
-        for row in await fetch_all(self._db, query, {"after_id": after_id}):
+        upto = _NO_END if settled is None else settled
+        for row in await fetch_all(self._db, query, {"after_id": after_id, "upto": upto}):
             session_id, kind, to, came_from, newest = row.values()
             if kind is None:
                 last = max(last, int(newest or after_id))
             else:
                 found.append((session_id, EventType(kind), to, came_from))
+        if settled is not None:
+            last = max(after_id, settled)
         return found, last
 
-    async def last_id(self) -> int:
+    async def last_id(self, *, wait_for_writers: bool = False) -> int:
+        settled = await self._settled(wait_for_writers)
+        if settled is not None:
+            return settled
         last = await self._db.scalar(sa.select(sa.func.max(events.c.id)))
         return int(last or 0)
+
+    async def _settled(self, wait_for_writers: bool) -> int | None:
+        """PostgreSQL: the watermark, up to which every id is settled for the reader's
+        next statement (see the module's docstring); waiting for the writers registered
+        below the last id given out if ``wait_for_writers``. None on SQLite (one writer at a time:
+        no bound needed)."""
+        if self._db.dialect.name != "postgresql":
+            return None
+        row = await fetch_first(self._db, _SETTLED if wait_for_writers else _WATERMARK)
+        assert row is not None
+        given, oldest = row.values()
+        if wait_for_writers or oldest is None:
+            return int(given)
+        return min(int(given), int(oldest))
+
+
+_NO_END = 2**62
+"""``touched``'s end of the range where there is no watermark (SQLite)."""
 
 
 @functools.lru_cache(maxsize=8)
@@ -237,6 +321,7 @@ def _touched_query(kinds: tuple[str, ...]) -> sa.CompoundSelect[Any]:
     written into its text, not sent as an expanding IN, which would render the statement
     again on every look (the runner looks after every burst of commits)."""
     after_id = sa.bindparam("after_id", type_=sa.BigInteger)
+    upto = sa.bindparam("upto", type_=sa.BigInteger)
     happened = (
         sa.select(
             events.c.session_id,
@@ -247,6 +332,7 @@ def _touched_query(kinds: tuple[str, ...]) -> sa.CompoundSelect[Any]:
         )
         .where(
             events.c.id > after_id,
+            events.c.id <= upto,
             events.c.type.in_([constant(kind) for kind in kinds]),
         )
         .distinct()
@@ -257,7 +343,7 @@ def _touched_query(kinds: tuple[str, ...]) -> sa.CompoundSelect[Any]:
         sa.literal(None, sa.String),
         sa.literal(None, sa.String),
         sa.func.max(events.c.id),
-    ).where(events.c.id > after_id)
+    ).where(events.c.id > after_id, events.c.id <= upto)
     return sa.union_all(happened, newest)
 
 
@@ -272,16 +358,14 @@ def _arrays(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
     }
 
 
-# PostgreSQL: the event-order lock and the INSERT in one statement (one round trip, not
-# two). The rows are produced by a join with the lock's one-row subquery, so the lock is
-# held before the first row takes its id; ``ORDER BY`` keeps the ids in the order given.
-# The rows come as arrays, so the statement's text is the same whatever their number:
-# compiled once and prepared once per connection, where a multi-row VALUES is compiled
-# afresh every time.
-# The events as ``_arrays`` gives them, and the event-order lock's key: the binds of
-# every statement that inserts events.
+# PostgreSQL: the writer's registration and the INSERT in one statement (one round trip,
+# not two). The rows are produced by a join with the registration's one-row subquery, so
+# it is held before the first row takes its id; ``ORDER BY`` keeps the ids in the order
+# given. The rows come as arrays, so the statement's text is the same whatever their
+# number: compiled once and prepared once per connection, where a multi-row VALUES is
+# compiled afresh every time.
+# The events as ``_arrays`` gives them: the binds of every statement that inserts events.
 _EVENT_BINDS = (
-    sa.bindparam("key", EVENT_ORDER_LOCK_KEY, type_=sa.BigInteger),
     sa.bindparam("session_ids", type_=ARRAY(sa.Uuid)),
     sa.bindparam("seqs", type_=ARRAY(sa.Integer)),
     sa.bindparam("types", type_=ARRAY(sa.Text)),
@@ -291,7 +375,7 @@ _EVENT_BINDS = (
 _ORDERED_INSERT = sa.text(
     "INSERT INTO events (session_id, seq, type, at, payload) "
     "SELECT new.session_id, new.seq, new.type, new.at, CAST(new.payload AS JSONB) "
-    "FROM (SELECT pg_advisory_xact_lock(:key)) AS ordered, "
+    f"FROM (SELECT {writer_registration('seen.v')} FROM ({LAST_GIVEN}) AS seen) AS ordered, "
     "unnest(:session_ids, :seqs, :types, :ats, :payloads) "
     "WITH ORDINALITY AS new(session_id, seq, type, at, payload, n) "
     "ORDER BY new.n"
@@ -302,10 +386,11 @@ _BUMPED_BINDS = (
     sa.bindparam("count", type_=sa.Integer),
     sa.bindparam("fresh", type_=sa.Integer),
 )
-# The same with the session's counter bumped first, in the same statement: the lock
-# subquery reads the bumped row, so the session's row lock is taken before the event-order
-# lock, as when they are two statements (``flush``); the numbers are the bumped counter's
-# last ``count``. ``{after}``: what the bump waits for, if anything.
+# The same with the session's counter bumped first, in the same statement: the
+# registration's subquery reads the bumped row, so the session's row lock is taken (and
+# waited for) before the writer registers, as when they are two statements (``flush``);
+# the numbers are the bumped counter's last ``count``. ``{after}``: what the bump waits
+# for, if anything.
 _BUMP_SQL = (
     "UPDATE sessions SET event_seq = event_seq + :fresh WHERE id = :session_id{after} "
     "RETURNING event_seq"
@@ -314,7 +399,8 @@ _NUMBERED_INSERT = (
     "INSERT INTO events (session_id, seq, type, at, payload) "
     "SELECT new.session_id, ordered.last - :count + new.n, new.type, new.at, "
     "CAST(new.payload AS JSONB) "
-    "FROM (SELECT pg_advisory_xact_lock(:key), bumped.event_seq AS last FROM bumped) "
+    f"FROM (SELECT {writer_registration('seen.v')}, bumped.event_seq AS last FROM bumped "
+    f"CROSS JOIN LATERAL ({LAST_GIVEN} WHERE bumped.event_seq IS NOT NULL) AS seen) "
     "AS ordered, "
     "unnest(:session_ids, :seqs, :types, :ats, :payloads) "
     "WITH ORDINALITY AS new(session_id, seq, type, at, payload, n) "
@@ -325,7 +411,7 @@ _BUMPED_INSERT = sa.text(
 ).bindparams(*_BUMPED_BINDS)
 # The same as CTEs that follow the writes kept for the commit (``CommitWrites.flush``):
 # the bump waits for their counts (``written``), so their row locks come before the
-# session's and the event-order lock, as when they are statements of their own.
+# session's and the registration, as when they are statements of their own.
 _WRITTEN_BUMPED_INSERT = sa.text(
     f"bumped AS ({_BUMP_SQL.format(after=' AND (SELECT written IS NOT NULL FROM written)')}), "
     f"tail AS ({_NUMBERED_INSERT} RETURNING 1)"

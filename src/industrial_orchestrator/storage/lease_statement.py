@@ -16,7 +16,8 @@ itself and needs no transaction around it:
 
 The locks come in the order every writer takes them: the agent's row before the task's
 is safe because the task's is only ever tried, never waited for; then the session's row
-(its event counter) and the event-order lock last, as in ``SqlEventRepository.flush``.
+(its event counter) and the event writer's registration last, as in
+``SqlEventRepository.flush``.
 The SET clauses are the columns the lease changes, so the statement is built once per
 set of them (there is one in practice) and prepared once per connection.
 """
@@ -28,8 +29,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.sql.selectable import LateralFromClause
 
-from .event_repository import EVENT_ORDER_LOCK_KEY
+from .event_repository import LAST_GIVEN, writer_registration
 from .tables import agents, events, sessions, task_attempts, tasks
 from .task_repository import depends_on_column
 
@@ -116,9 +118,7 @@ def lease_statement(
         .cte("opened")
     )
     count = sa.bindparam("l_count", type_=sa.Integer)
-    lock = sa.func.pg_advisory_xact_lock(
-        sa.bindparam("l_lock", EVENT_ORDER_LOCK_KEY, type_=sa.BigInteger)
-    ).label("locked")
+    lock: sa.Label[Any] = sa.literal_column(writer_registration("seen.v")).label("registered")
     session_id = sa.bindparam("l_session_id", type_=sa.Uuid)
     ordered: sa.Subquery
     if numbered:
@@ -129,15 +129,23 @@ def lease_statement(
             .returning(sessions.c.event_seq)
             .cte("bumped")
         )
-        ordered = sa.select(lock, bumped.c.event_seq.label("last")).subquery("ordered")
+        # The last id given out is read once the session's row is held (a lateral
+        # subquery of the bumped row), so readers are held back only from then on.
+        seen = _last_given(bumped.c.event_seq.is_not(None))
+        ordered = (
+            sa.select(lock, bumped.c.event_seq.label("last"))
+            .select_from(bumped.join(seen, sa.true()))
+            .subquery("ordered")
+        )
     else:  # a task outside any session: its events have no numbers
         ordered = (
             sa.select(lock, sa.null().label("last"))
+            .select_from(_last_given(sa.true()))
             .where(sa.exists(sa.select(opened.c.task_id)))
             .subquery("ordered")
         )
     # The events' rows: arrays unnested in order, numbered from the bumped counter, with
-    # the event-order lock taken in the same subquery, before the first row takes its id.
+    # the writer registered in the same subquery, before the first row takes its id.
     new = (
         sa.func.unnest(
             sa.bindparam("l_types", type_=ARRAY(sa.Text)),
@@ -181,4 +189,14 @@ def lease_statement(
         sa.select(outcome, finished)
         .select_from(outcome.outerjoin(finished, sa.true()))
         .add_cte(booked, opened, logged)
+    )
+
+
+def _last_given(after: sa.ColumnElement[bool]) -> LateralFromClause:
+    """The last event id given out (``seen.v``), read once ``after`` holds."""
+    return sa.lateral(
+        sa.select(sa.literal_column("v", sa.BigInteger))
+        .select_from(sa.text(f"({LAST_GIVEN}) AS last_given"))
+        .where(after),
+        name="seen",
     )

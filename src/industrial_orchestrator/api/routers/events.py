@@ -63,7 +63,7 @@ async def all_events(
         bool, Query(description="Only events that belong to a session")
     ] = False,
 ) -> EventPage:
-    """Events with `id > since`, in commit order: an event that commits later never has
+    """Events with `id > since`, in id order: an event that commits later never has
     a smaller id than one already returned, so `since=next_since` misses nothing."""
     found = await events.after(
         since, limit=limit, types=event_type or (), sessions_only=sessions_only

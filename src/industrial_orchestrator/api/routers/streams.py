@@ -3,9 +3,10 @@
 A stream is the database log read from a cursor: first everything stored after
 ``since``, then the live events that the process's event feed offers. The cursor is the
 per-session ``seq`` on ``/ws/sessions/{id}`` and the global ``id`` on ``/ws`` and
-``/ws/sessions``; both grow in commit order, so the boundary between history and live
-events has no gap and no duplicate, and a client that reconnects with the last cursor it
-saw misses nothing.
+``/ws/sessions``. A session's ``seq`` grows in commit order; the log is read by ``id``
+only up to where every id is settled (one still being committed holds the larger ones
+back), so the boundary between history and live events has no gap and no duplicate,
+and a client that reconnects with the last cursor it saw misses nothing.
 
 Protocol, client to server: ``{"since": n}`` rewinds (or skips) the stream to ``n``;
 ``{"type": "ping"}`` is answered with ``{"type": "pong"}``. Server to client: events, a

@@ -34,18 +34,24 @@ class EventRepository(Protocol):
         limit: int,
         types: Sequence[EventType] = (),
         sessions_only: bool = False,
+        wait_for_writers: bool = False,
     ) -> list[Event]:
-        """The whole log after a global id, in commit order (ids are given out in the
-        order their transactions commit, so ``id > last seen`` never skips one)."""
+        """The whole log after a global id, in id order, up to where every id is settled:
+        an id not yet committed holds back the larger ones, so ``id > last seen`` never
+        skips one. ``wait_for_writers``: wait for the transactions writing events below
+        the last id given out, so that everything committed before the call is read (the
+        others are held back at most until the writers commit)."""
 
     async def latest(self, *, limit: int, types: Sequence[EventType] = ()) -> list[Event]:
         """The newest events of the log (of ``types`` if given), newest first."""
 
-    async def last_id(self) -> int: ...
+    async def last_id(self, *, wait_for_writers: bool = False) -> int:
+        """Where a reader of ``after`` may start: every id up to it is settled (0 when the
+        log is empty); ``wait_for_writers`` as for ``after``."""
 
     async def touched(
         self, after_id: int, types: Sequence[EventType]
     ) -> tuple[list[tuple[UUID | None, EventType, str | None, str | None]], int]:
         """The distinct (session, type, the state a transition went to, the one it came
-        from) of the events of ``types`` after ``after_id``, and the newest id looked at
-        (``after_id`` when there is none), in one read."""
+        from) of the events of ``types`` after ``after_id``, and where the next look starts
+        (``after_id`` when nothing is new); never waits for writers."""

@@ -104,8 +104,9 @@ class MemoryEventRepository:
         limit: int,
         types: Sequence[EventType] = (),
         sessions_only: bool = False,
+        wait_for_writers: bool = False,
     ) -> list[Event]:
-        # An event's id is its place in the log, from 1.
+        # An event's id is its place in the log, from 1: given out at commit, so settled.
         return _first(
             self._tx.store.events, max(after_id, 0), limit, set(types), sessions_only=sessions_only
         )
@@ -120,7 +121,7 @@ class MemoryEventRepository:
                 found.append(_read(event))
         return found
 
-    async def last_id(self) -> int:
+    async def last_id(self, *, wait_for_writers: bool = False) -> int:
         return len(self._tx.store.events)
 
     async def touched(
