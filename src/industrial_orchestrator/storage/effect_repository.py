@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy import RowMapping
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -24,6 +23,16 @@ from .tables import effects
 # The hot writes, built once: a built statement keeps its cache key.
 _FINISH = sa.update(effects).where(
     effects.c.key == sa.bindparam("w_key"), effects.c.state == EffectState.PENDING.value
+)
+
+
+_PENDING_OF_SESSION = (
+    sa.select(effects)
+    .where(
+        effects.c.state == EffectState.PENDING.value,
+        effects.c.session_id == sa.bindparam("session_id", type_=sa.Uuid),
+    )
+    .order_by(effects.c.created_at, effects.c.key)
 )
 
 
@@ -178,6 +187,10 @@ class SqlEffectRepository:
     async def pending(
         self, *, created_before: datetime | None = None, session_id: UUID | None = None
     ) -> list[Effect]:
+        if session_id is not None and created_before is None:
+            # A session's checkpoints ask before each one they take: built once.
+            rows = await fetch_all(self._db, _PENDING_OF_SESSION, {"session_id": session_id})
+            return [_effect(row) for row in rows]
         query = (
             sa.select(effects)
             .where(effects.c.state == EffectState.PENDING.value)
@@ -212,7 +225,7 @@ class SqlEffectRepository:
         return [_effect(row) for row in result.mappings()], int(total or 0)
 
 
-def _effect(row: RowMapping) -> Effect:
+def _effect(row: Mapping[Any, Any]) -> Effect:
     detail: Any = row["detail"]
     return Effect(
         key=row["key"],
