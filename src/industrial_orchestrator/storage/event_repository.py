@@ -277,16 +277,18 @@ class SqlEventRepository:
         found: list[tuple[UUID | None, EventType, str | None, str | None]] = []
         last = after_id
         settled = await self._settled(wait_for_writers=False)
-        query = _touched_query(tuple(sorted(t.value for t in types)))
-        upto = _NO_END if settled is None else settled
-        for row in await fetch_all(self._db, query, {"after_id": after_id, "upto": upto}):
+        kinds = tuple(sorted(t.value for t in types))
+        if settled is not None:
+            query, params = _touched_query(kinds, bounded=True), {"upto": settled}
+            last = max(after_id, settled)
+        else:
+            query, params = _touched_query(kinds, bounded=False), {}
+        for row in await fetch_all(self._db, query, {"after_id": after_id, **params}):
             session_id, kind, to, came_from, newest = row.values()
             if kind is None:
                 last = max(last, int(newest or after_id))
             else:
                 found.append((session_id, EventType(kind), to, came_from))
-        if settled is not None:
-            last = max(after_id, settled)
         return found, last
 
     async def last_id(self, *, wait_for_writers: bool = False) -> int:
@@ -311,17 +313,20 @@ class SqlEventRepository:
         return min(int(given), int(oldest))
 
 
-_NO_END = 2**62
-"""``touched``'s end of the range where there is no watermark (SQLite)."""
-
-
 @functools.lru_cache(maxsize=8)
-def _touched_query(kinds: tuple[str, ...]) -> sa.CompoundSelect[Any]:
+def _touched_query(
+    kinds: tuple[str, ...], *, bounded: bool
+) -> sa.Select[Any] | sa.CompoundSelect[Any]:
     """``touched``'s statement, built once per set of types (there is one): the types are
     written into its text, not sent as an expanding IN, which would render the statement
-    again on every look (the runner looks after every burst of commits)."""
+    again on every look (the runner looks after every burst of commits). ``bounded``
+    (PostgreSQL): the range ends at the watermark (``upto``), where the next look starts;
+    else (SQLite) a last row carries the newest id of the range, read in the same
+    snapshot."""
     after_id = sa.bindparam("after_id", type_=sa.BigInteger)
-    upto = sa.bindparam("upto", type_=sa.BigInteger)
+    in_range = [events.c.id > after_id]
+    if bounded:
+        in_range.append(events.c.id <= sa.bindparam("upto", type_=sa.BigInteger))
     happened = (
         sa.select(
             events.c.session_id,
@@ -330,20 +335,18 @@ def _touched_query(kinds: tuple[str, ...]) -> sa.CompoundSelect[Any]:
             events.c.payload["from"].as_string().label("came_from"),
             sa.literal(None, sa.BigInteger).label("last"),
         )
-        .where(
-            events.c.id > after_id,
-            events.c.id <= upto,
-            events.c.type.in_([constant(kind) for kind in kinds]),
-        )
+        .where(*in_range, events.c.type.in_([constant(kind) for kind in kinds]))
         .distinct()
     )
+    if bounded:
+        return happened
     newest = sa.select(
         sa.literal(None, events.c.session_id.type),
         sa.literal(None, events.c.type.type),
         sa.literal(None, sa.String),
         sa.literal(None, sa.String),
         sa.func.max(events.c.id),
-    ).where(events.c.id > after_id, events.c.id <= upto)
+    ).where(*in_range)
     return sa.union_all(happened, newest)
 
 
