@@ -114,7 +114,11 @@ async def build(
 ) -> Components:
     """Connect, migrate and wire. ``listeners`` hear of every batch of committed events
     (after the event bus has announced it)."""
-    engine = create_engine(settings.database, pool_size=settings.db_pool_size)
+    engine = create_engine(
+        settings.database,
+        pool_size=settings.db_pool_size,
+        plan_cache_mode=settings.db_plan_cache_mode,
+    )
     bus_started = False
     try:
         if migrate:

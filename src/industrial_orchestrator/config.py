@@ -48,6 +48,13 @@ class Settings(BaseSettings):
         le=200,
         description="PostgreSQL connections kept open per process; as many more may overflow",
     )
+    db_plan_cache_mode: Literal["force_generic_plan", "auto", "force_custom_plan"] = Field(
+        "force_generic_plan",
+        description="PostgreSQL's `plan_cache_mode` for the orchestrator's connections: "
+        "`force_generic_plan` plans each statement once per connection (its statements are "
+        "written for that); `auto` is PostgreSQL's own default, which re-plans many of "
+        "them on every run",
+    )
     orchestrator_home: Path = Field(Path("./.orchestrator"), description="Data directory")
 
     # Redis: only used when REDIS_HOST is set.

@@ -37,6 +37,7 @@ from .task_repository import (
     task_from_row,
     task_values,
 )
+from .written_constants import constants
 
 # The outcomes a record counts (RELEASED does not: see ``domain.agents.records``).
 _RECORDED = (AttemptOutcome.COMPLETED, AttemptOutcome.FAILED, AttemptOutcome.EXPIRED)
@@ -320,7 +321,7 @@ class SqlAttemptRepository:
             .label("recency")
         )
         conditions = [
-            task_attempts.c.outcome.in_([o.value for o in _RECORDED]),
+            task_attempts.c.outcome.in_(constants(o.value for o in _RECORDED)),
             task_attempts.c.finished_at >= since,
         ]
         wanted = None if agent_ids is None else set(agent_ids)

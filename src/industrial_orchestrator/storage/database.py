@@ -22,7 +22,22 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 WRITE_OPTION = "orchestrator_write"
 
 
-def create_engine(url: URL, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+DEFAULT_PLAN_CACHE_MODE = "force_generic_plan"
+"""PostgreSQL plans each of our prepared statements once per connection. Its default
+(``auto``) plans the first five runs of each statement on each connection for their
+values, and goes on doing so for every run of a statement whose plan for any values looks
+dearer: planning was 27 % of PostgreSQL's CPU in ``bench/engine_sessions.py``. Our
+statements are written for one plan (``storage.written_constants``): the states they
+filter on are in their text, the rest are keys."""
+
+
+def create_engine(
+    url: URL,
+    *,
+    pool_size: int = 10,
+    echo: bool = False,
+    plan_cache_mode: str = DEFAULT_PLAN_CACHE_MODE,
+) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url, echo=echo)
     return create_async_engine(
@@ -34,6 +49,8 @@ def create_engine(url: URL, *, pool_size: int = 10, echo: bool = False) -> Async
         # No pre-ping: it costs three round trips per checkout. A connection found dead
         # is invalidated with the whole pool, and that one request is answered 503.
         pool_recycle=1800,
+        # Sent with the connection's start-up message: no round trip of its own.
+        connect_args={"server_settings": {"plan_cache_mode": plan_cache_mode}},
     )
 
 

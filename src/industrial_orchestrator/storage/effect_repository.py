@@ -19,17 +19,18 @@ from .direct_execution import fetch_all, fetch_value, run
 from .listed import one_of
 from .rows import utc
 from .tables import effects
+from .written_constants import constant
 
 # The hot writes, built once: a built statement keeps its cache key.
 _FINISH = sa.update(effects).where(
-    effects.c.key == sa.bindparam("w_key"), effects.c.state == EffectState.PENDING.value
+    effects.c.key == sa.bindparam("w_key"), effects.c.state == constant(EffectState.PENDING.value)
 )
 
 
 _PENDING_OF_SESSION = (
     sa.select(effects)
     .where(
-        effects.c.state == EffectState.PENDING.value,
+        effects.c.state == constant(EffectState.PENDING.value),
         effects.c.session_id == sa.bindparam("session_id", type_=sa.Uuid),
     )
     .order_by(effects.c.created_at, effects.c.key)
@@ -85,8 +86,8 @@ def _with_pending_writes(dialect: str) -> Any:
     return (
         sa.select(effects.c.session_id)
         .where(
-            effects.c.state == EffectState.PENDING.value,
-            effects.c.kind == EffectKind.WORKSPACE_WRITE.value,
+            effects.c.state == constant(EffectState.PENDING.value),
+            effects.c.kind == constant(EffectKind.WORKSPACE_WRITE.value),
             among,
         )
         .distinct()
@@ -193,7 +194,7 @@ class SqlEffectRepository:
             return [_effect(row) for row in rows]
         query = (
             sa.select(effects)
-            .where(effects.c.state == EffectState.PENDING.value)
+            .where(effects.c.state == constant(EffectState.PENDING.value))
             .order_by(effects.c.created_at, effects.c.key)
         )
         if created_before is not None:

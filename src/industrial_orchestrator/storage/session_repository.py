@@ -27,8 +27,9 @@ from .rows import (
     transition_values,
 )
 from .tables import running_slots, session_transitions, sessions
+from .written_constants import constant, constants
 
-_RUNNING = [state.value for state in RUNNING_STATES]
+_RUNNING = constants(state.value for state in RUNNING_STATES)
 # Any 64-bit constant works; it only has to be the same in every replica.
 _QUEUE_LOCK_KEY = 7_305_118_043
 _LOCK_QUEUE = sa.text("SELECT pg_advisory_xact_lock(:key)")
@@ -108,7 +109,9 @@ _MAKE_SLOT = sa.text(
     SELECT (SELECT slot FROM added) AS added, (SELECT no_room FROM pick) AS no_room
     """
 )
-_ANYONE_QUEUED = sa.select(sa.exists().where(sessions.c.status == SessionState.QUEUED.value))
+_ANYONE_QUEUED = sa.select(
+    sa.exists().where(sessions.c.status == constant(SessionState.QUEUED.value))
+)
 
 
 @functools.cache
@@ -283,7 +286,7 @@ class SqlSessionRepository:
     async def ids_in(self, states: Sequence[SessionState]) -> list[UUID]:
         result = await self._db.execute(
             sa.select(sessions.c.id)
-            .where(sessions.c.status.in_([s.value for s in states]))
+            .where(sessions.c.status.in_(constants(s.value for s in states)))
             .order_by(sessions.c.created_at, sessions.c.id)
         )
         return [row[0] for row in result]
@@ -333,7 +336,9 @@ class SqlSessionRepository:
     ) -> list[UUID]:
         result = await self._db.execute(
             sa.update(sessions)
-            .where(sessions.c.owner == owner, sessions.c.status.in_([s.value for s in states]))
+            .where(
+                sessions.c.owner == owner, sessions.c.status.in_(constants(s.value for s in states))
+            )
             .values(owner_expires_at=until)
             .returning(sessions.c.id)
         )
@@ -342,7 +347,7 @@ class SqlSessionRepository:
     async def unowned_in(self, states: Sequence[SessionState], now: datetime) -> list[UUID]:
         result = await self._db.execute(
             sa.select(sessions.c.id).where(
-                sessions.c.status.in_([s.value for s in states]),
+                sessions.c.status.in_(constants(s.value for s in states)),
                 sa.or_(sessions.c.owner.is_(None), sessions.c.owner_expires_at < now),
             )
         )
@@ -364,7 +369,7 @@ class SqlSessionRepository:
             .where(
                 sessions.c.owner == owner,
                 sessions.c.next_due_at <= now,
-                sessions.c.status.in_([s.value for s in states]),
+                sessions.c.status.in_(constants(s.value for s in states)),
             )
             .values(next_due_at=None)
             .returning(sessions.c.id)
@@ -413,7 +418,7 @@ class SqlSessionRepository:
     async def search(self, query: SessionQuery) -> tuple[list[Session], int]:
         conditions: list[sa.ColumnElement[bool]] = []
         if query.statuses:
-            conditions.append(sessions.c.status.in_([s.value for s in query.statuses]))
+            conditions.append(sessions.c.status.in_(constants(s.value for s in query.statuses)))
         if query.priorities:
             conditions.append(sessions.c.priority.in_([p.value for p in query.priorities]))
         if query.text:
@@ -501,7 +506,7 @@ class SqlSessionRepository:
     async def next_queued(self) -> Session | None:
         result = await self._db.execute(
             sa.select(sessions)
-            .where(sessions.c.status == SessionState.QUEUED.value)
+            .where(sessions.c.status == constant(SessionState.QUEUED.value))
             .order_by(sessions.c.priority_rank.desc(), sessions.c.created_at, sessions.c.id)
             .limit(1)
         )

@@ -25,7 +25,7 @@ from .listed import one_of
 from .rows import changed_columns, prefixed, session_from_row, unprefixed
 from .session_repository import SqlSessionRepository
 from .tables import agents, effects, sessions, task_dependencies, tasks
-from .written_constants import constant
+from .written_constants import constant, constants
 
 # A task's claim order is its session's, read as it is written (``tables.tasks``).
 _INSERT = sa.insert(tasks).values(
@@ -288,7 +288,7 @@ class SqlTaskRepository:
         if parent_id is not None:
             conditions.append(tasks.c.parent_id == parent_id)
         if statuses:
-            conditions.append(tasks.c.status.in_([s.value for s in statuses]))
+            conditions.append(tasks.c.status.in_(constants(s.value for s in statuses)))
         page = await self._load(*conditions, offset=offset, limit=limit)
         if (limit is None or len(page) < limit) and (page or not offset):
             return page, offset + len(page)  # the page reaches the end: no count needed
@@ -303,7 +303,8 @@ class SqlTaskRepository:
             rows = await fetch_all(self._db, query, {"session_id": session_id})
             return [_task(row) for row in rows]
         return await self._load(
-            tasks.c.session_id == session_id, tasks.c.status.in_([s.value for s in statuses])
+            tasks.c.session_id == session_id,
+            tasks.c.status.in_(constants(s.value for s in statuses)),
         )
 
     async def with_session(self, session_id: UUID) -> tuple[Session | None, list[Task]]:

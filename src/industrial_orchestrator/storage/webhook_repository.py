@@ -16,6 +16,7 @@ from ..domain.webhooks import Delivery, DeliveryStatus, Webhook, WebhookEvent
 from ..services.ports import DuplicateKeyError
 from .rows import utc
 from .tables import webhook_deliveries, webhooks
+from .written_constants import constant
 
 _KINDS = frozenset(kind.value for kind in WebhookEvent)
 
@@ -117,7 +118,7 @@ class SqlWebhookRepository:
             sa.select(webhook_deliveries, webhooks)
             .join(webhooks, webhooks.c.id == webhook_deliveries.c.webhook_id)
             .where(
-                webhook_deliveries.c.status == DeliveryStatus.PENDING.value,
+                webhook_deliveries.c.status == constant(DeliveryStatus.PENDING.value),
                 webhook_deliveries.c.next_attempt_at <= now,
                 webhooks.c.active.is_(True),
             )
