@@ -254,7 +254,7 @@ def claim_sqlite(database: Path) -> None:
 
 async def migrate(settings: Settings) -> None:
     """Bring the database's schema to the newest revision (``orchestrator migrate``)."""
-    engine = create_engine(settings.database, pool_size=1)
+    engine = create_engine(settings.database, pool_size=2)
     try:
         await upgrade_to_head(engine)
     finally:
@@ -265,7 +265,7 @@ async def migrate(settings: Settings) -> None:
 async def operator_tokens(settings: Settings) -> AsyncIterator[OperatorTokens]:
     """The operator tokens' service alone, for the ``token`` commands on the server's
     own database."""
-    engine = create_engine(settings.database, pool_size=1)
+    engine = create_engine(settings.database, pool_size=2)
     try:
         yield OperatorTokens(SqlUnitOfWorkFactory(engine), clock=utc_now)
     finally:

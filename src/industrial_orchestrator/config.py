@@ -43,10 +43,11 @@ class Settings(BaseSettings):
         SecretStr("secure_password"), description="PostgreSQL password (never printed or logged)"
     )
     db_pool_size: int = Field(
-        10,
+        20,
         ge=1,
         le=200,
-        description="PostgreSQL connections kept open per process; as many more may overflow",
+        description="The most PostgreSQL connections a process opens (as load needs them; each "
+        "kept open once opened)",
     )
     db_plan_cache_mode: Literal["force_generic_plan", "auto", "force_custom_plan"] = Field(
         "force_generic_plan",

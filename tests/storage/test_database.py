@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from uuid import uuid4
@@ -263,3 +264,27 @@ async def test_a_dropped_connection_mid_use_case_hides_nothing():
                 assert await uow.sessions.get(uuid4()) is None
         finally:
             await engine.dispose()
+
+
+async def test_a_process_opens_at_most_its_pool_and_keeps_what_it_opened():
+    """Bursts wider than the pool wait for a connection rather than open one that would
+    be closed after the burst: each such connection cost PostgreSQL a new backend and
+    every statement prepared and planned again on it."""
+    with temporary_postgres_database("io_test_pool") as name:
+        engine = create_engine(
+            load_settings(database_url=postgres_url_for(name)).database, pool_size=2
+        )
+        backends: list[int] = []
+
+        async def use() -> None:
+            async with engine.connect() as connection:
+                backends.append(await connection.scalar(sa.text("SELECT pg_backend_pid()")))
+                await connection.execute(sa.text("SELECT pg_sleep(0.05)"))
+
+        try:
+            for _ in range(2):  # two bursts of six at once
+                await asyncio.gather(*(use() for _ in range(6)))
+        finally:
+            await engine.dispose()
+    assert len(backends) == 12
+    assert len(set(backends)) == 2
