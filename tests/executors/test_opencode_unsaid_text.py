@@ -1,7 +1,8 @@
-"""An agent's answer reaches the terminal even when OpenCode's event stream carried none
-of its text: OpenCode can say a turn is idle before the text's events arrive, and the
-stream can drop. Here OpenCode (answering through httpx's mock transport) opens the
-stream and ends it at once, so the turn's end is learnt by polling, as after a drop."""
+"""An agent's answer, and how each of its tool calls ended, reach the terminal even when
+OpenCode's event stream carried none of it: OpenCode can be seen idle before the events
+arrive, and the stream can drop. Here OpenCode (answering through httpx's mock transport)
+opens the stream and ends it at once, so the turn's end is learnt by polling, as after a
+drop."""
 
 from __future__ import annotations
 
@@ -20,6 +21,14 @@ from industrial_orchestrator.executors.opencode.policy import OpenCodePolicy
 from industrial_orchestrator.executors.opencode.server import OpenCodeServer
 
 ANSWER = "1. Write the module\n2. Test the module"
+TOOL = {
+    "type": "tool",
+    "id": "prt_t",
+    "callID": "call_1",
+    "sessionID": "ses_1",
+    "tool": "read",
+    "state": {"status": "completed", "input": {"filePath": "notes.md"}, "title": "notes.md"},
+}
 
 
 def _messages() -> list[dict[str, Any]]:
@@ -34,7 +43,7 @@ def _messages() -> list[dict[str, Any]]:
                 "tokens": {"input": 3, "output": 4},
                 "cost": 0,
             },
-            "parts": [{"type": "text", "text": ANSWER}],
+            "parts": [TOOL, {"type": "text", "text": ANSWER}],
         },
     ]
 
@@ -101,7 +110,34 @@ async def _ask(events: list[dict[str, Any]]) -> tuple[str, list[tuple[LogStream,
 async def test_an_answer_the_stream_never_carried_is_shown_from_the_messages() -> None:
     answer, shown = await _ask([{"type": "server.connected", "properties": {}}])
     assert answer == ANSWER
-    assert shown == [(LogStream.AGENT, ANSWER + "\n")]
+    assert shown == [
+        (LogStream.TOOL, "read [completed] notes.md\n"),
+        (LogStream.AGENT, ANSWER + "\n"),
+    ]
+
+
+async def test_a_tool_call_the_stream_showed_ending_is_not_shown_again() -> None:
+    running = {**TOOL, "state": {**TOOL["state"], "status": "running"}}
+    streamed = [
+        {"type": "server.connected", "properties": {}},
+        {"type": "message.part.updated", "properties": {"part": running}},
+        {"type": "message.part.updated", "properties": {"part": TOOL}},
+        {"type": "session.idle", "properties": {"sessionID": "ses_1"}},
+    ]
+    _, shown = await _ask(streamed)
+    tools = [text for stream, text in shown if stream == LogStream.TOOL]
+    assert tools == ["read [running] notes.md\n", "read [completed] notes.md\n"]
+
+
+async def test_a_tool_call_the_stream_left_running_is_shown_ending() -> None:
+    running = {**TOOL, "state": {**TOOL["state"], "status": "running"}}
+    streamed = [
+        {"type": "server.connected", "properties": {}},
+        {"type": "message.part.updated", "properties": {"part": running}},
+    ]
+    _, shown = await _ask(streamed)
+    tools = [text for stream, text in shown if stream == LogStream.TOOL]
+    assert tools == ["read [running] notes.md\n", "read [completed] notes.md\n"]
 
 
 async def test_an_answer_the_stream_carried_is_shown_once() -> None:

@@ -20,7 +20,7 @@ from .loop_watch import LoopWatch
 from .outage import follow_outage
 from .permissions import answer_permission
 from .policy import OpenCodePolicy
-from .terminal import flush, stream_text
+from .terminal import flush, stream_text, tool_call, tool_line
 from .turn import Turn
 from .usage import error_text, token_total
 
@@ -103,16 +103,12 @@ class TurnEvents:
         if kind == "tool":
             state = part.get("state") or {}
             status = str(state.get("status") or "")
-            call = str(part.get("callID") or part.get("id"))
+            call = tool_call(part)
             if turn.tool_states.get(call) == status:
                 return
             turn.tool_states[call] = status
             await flush(turn)
-            title = state.get("title") or _tool_input(state.get("input"))
-            line = f"{part.get('tool')} [{status}]" + (f" {title}" if title else "")
-            if status == "error":
-                line += f": {str(state.get('error') or '')[:500]}"
-            await turn.emit(LogStream.TOOL, line)
+            await turn.emit(LogStream.TOOL, tool_line(part))
             # Pending calls may not have their whole input yet; later states all do.
             if turn.guard is not None and status != "pending" and call not in turn.watched_calls:
                 turn.watched_calls.add(call)
@@ -165,12 +161,3 @@ async def _answered(client: OpenCodeClient, turn: Turn) -> bool:
     infos = [m.get("info") or {} for m in messages]
     assistants = [info for info in infos if info.get("role") == "assistant"]
     return bool(assistants) and bool((assistants[-1].get("time") or {}).get("completed"))
-
-
-def _tool_input(raw: Any) -> str:
-    if not isinstance(raw, dict):
-        return ""
-    for key in ("filePath", "path", "command", "pattern", "url"):
-        if raw.get(key):
-            return str(raw[key])[:200]
-    return ""

@@ -48,7 +48,7 @@ from .outage import follow_outage
 from .policy import OpenCodePolicy
 from .prompt import task_prompt
 from .server import OpenCodeServer
-from .terminal import by_line, flush, show_unsaid
+from .terminal import by_line, flush, show_unsaid, show_untold_tools
 from .turn import Turn
 from .usage import usage
 
@@ -198,6 +198,7 @@ class OpenCodeExecutor:
     ) -> Outcome:
         messages = await _settled(client, turn)
         tokens, cost, summary, error = usage(messages)
+        await show_untold_tools(turn, messages)
         await show_unsaid(turn, summary)
         failed = turn.error or error
         if failed and turn.outage is not None and not turn.final and not turn.deadline_passed:
@@ -256,9 +257,11 @@ class OpenCodeExecutor:
             with contextlib.suppress(Exception):
                 await asyncio.shield(client.abort(session_id, directory))
             raise
-        tokens, cost, answer, error = usage(await _settled(client, turn))
+        messages = await _settled(client, turn)
+        tokens, cost, answer, error = usage(messages)
         if turn.error or error:
             raise OpenCodeError(turn.error or error or "failed")
+        await show_untold_tools(turn, messages)
         await show_unsaid(turn, answer)
         return answer or "", tokens, cost
 

@@ -4,6 +4,8 @@ the session's terminal shows whole lines. Deltas are buffered per part and shown
 
 from __future__ import annotations
 
+from typing import Any
+
 from ...domain.events import LogStream
 from ..base import LogLine
 from .turn import Turn
@@ -45,6 +47,51 @@ async def show_unsaid(turn: Turn, answer: str | None) -> None:
     stream can drop, and the terminal would otherwise miss what the agent said."""
     if not turn.spoke and answer and answer.strip():
         await _say(turn, answer)
+
+
+_FINAL_TOOL_STATES = frozenset({"completed", "error"})
+
+
+def tool_line(part: dict[str, Any]) -> str:
+    """A tool call's state as a terminal line: ``write [completed] hello.py``."""
+    state = part.get("state") or {}
+    status = str(state.get("status") or "")
+    title = state.get("title") or _tool_input(state.get("input"))
+    line = f"{part.get('tool')} [{status}]" + (f" {title}" if title else "")
+    if status == "error":
+        line += f": {str(state.get('error') or '')[:500]}"
+    return line
+
+
+def tool_call(part: dict[str, Any]) -> str:
+    return str(part.get("callID") or part.get("id"))
+
+
+async def show_untold_tools(turn: Turn, messages: list[dict[str, Any]]) -> None:
+    """Show how each of the turn's tool calls ended, as read from its messages, where the
+    stream did not: OpenCode can be seen idle (by a poll) before the stream carries the
+    last calls' events, and the stream can drop."""
+    for message in messages:
+        if (message.get("info") or {}).get("role") != "assistant":
+            continue
+        for part in message.get("parts") or ():
+            if not isinstance(part, dict) or part.get("type") != "tool":
+                continue
+            status = str((part.get("state") or {}).get("status") or "")
+            call = tool_call(part)
+            if status in _FINAL_TOOL_STATES and turn.tool_states.get(call) != status:
+                turn.tool_states[call] = status
+                await flush(turn)
+                await turn.emit(LogStream.TOOL, tool_line(part))
+
+
+def _tool_input(raw: Any) -> str:
+    if not isinstance(raw, dict):
+        return ""
+    for key in ("filePath", "path", "command", "pattern", "url"):
+        if raw.get(key):
+            return str(raw[key])[:200]
+    return ""
 
 
 async def _say(turn: Turn, text: str) -> None:
