@@ -44,7 +44,7 @@ from .database import storable_json_text
 from .direct_execution import fetch_all, fetch_first, run
 from .rows import utc
 from .tables import events, sessions
-from .written_constants import constant
+from .written_constants import constants
 
 WRITERS_TAG = 24_601
 """Event writers' registrations among the database's two-key advisory locks: key 1 is
@@ -335,7 +335,7 @@ def _touched_query(
             events.c.payload["from"].as_string().label("came_from"),
             sa.literal(None, sa.BigInteger).label("last"),
         )
-        .where(*in_range, events.c.type.in_([constant(kind) for kind in kinds]))
+        .where(*in_range, events.c.type.in_(constants(kinds)))
         .distinct()
     )
     if bounded:

@@ -155,10 +155,7 @@ def _claimable_of(within: Any, allowed: Any, dialect: str) -> sa.Select[Any]:
                         # Written into the text: an expanding IN is rendered again on
                         # every run, and cannot be run directly.
                         sessions.c.status.in_(
-                            [
-                                constant(SessionState.RUNNING.value),
-                                constant(SessionState.DEGRADED.value),
-                            ]
+                            constants([SessionState.RUNNING.value, SessionState.DEGRADED.value])
                         ),
                         # A session may name the agents its tasks are for (a fork's).
                         allowed,
@@ -480,9 +477,7 @@ def _sessions_with_tasks_in(statuses: tuple[str, ...], anywhere: bool, dialect: 
     """``sessions_with_tasks_in``'s statement, built once per set of states: the states
     written into its text (each a ``TaskStatus``, so nothing to escape), the sessions
     (``among``) one array on PostgreSQL."""
-    within = tasks.c.status.in_(
-        [sa.literal_column(f"'{TaskStatus(status).value}'") for status in statuses]
-    )
+    within = tasks.c.status.in_(constants(TaskStatus(status).value for status in statuses))
     among = (
         tasks.c.session_id.is_not(None)
         if anywhere

@@ -20,7 +20,7 @@ from .loop_watch import LoopWatch
 from .outage import follow_outage
 from .permissions import answer_permission
 from .policy import OpenCodePolicy
-from .terminal import flush, stream_text, tool_call, tool_line
+from .terminal import show_tool, stream_text, tool_call
 from .turn import Turn
 from .usage import error_text, token_total
 
@@ -104,11 +104,8 @@ class TurnEvents:
             state = part.get("state") or {}
             status = str(state.get("status") or "")
             call = tool_call(part)
-            if turn.tool_states.get(call) == status:
+            if not await show_tool(turn, part):
                 return
-            turn.tool_states[call] = status
-            await flush(turn)
-            await turn.emit(LogStream.TOOL, tool_line(part))
             # Pending calls may not have their whole input yet; later states all do.
             if turn.guard is not None and status != "pending" and call not in turn.watched_calls:
                 turn.watched_calls.add(call)

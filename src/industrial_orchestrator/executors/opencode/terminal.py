@@ -52,7 +52,7 @@ async def show_unsaid(turn: Turn, answer: str | None) -> None:
 _FINAL_TOOL_STATES = frozenset({"completed", "error"})
 
 
-def tool_line(part: dict[str, Any]) -> str:
+def _tool_line(part: dict[str, Any]) -> str:
     """A tool call's state as a terminal line: ``write [completed] hello.py``."""
     state = part.get("state") or {}
     status = str(state.get("status") or "")
@@ -78,11 +78,20 @@ async def show_untold_tools(turn: Turn, messages: list[dict[str, Any]]) -> None:
             if not isinstance(part, dict) or part.get("type") != "tool":
                 continue
             status = str((part.get("state") or {}).get("status") or "")
-            call = tool_call(part)
-            if status in _FINAL_TOOL_STATES and turn.tool_states.get(call) != status:
-                turn.tool_states[call] = status
-                await flush(turn)
-                await turn.emit(LogStream.TOOL, tool_line(part))
+            if status in _FINAL_TOOL_STATES:
+                await show_tool(turn, part)
+
+
+async def show_tool(turn: Turn, part: dict[str, Any]) -> bool:
+    """Show the tool call's state unless it was shown already; whether it was new."""
+    status = str((part.get("state") or {}).get("status") or "")
+    call = tool_call(part)
+    if turn.tool_states.get(call) == status:
+        return False
+    turn.tool_states[call] = status
+    await flush(turn)
+    await turn.emit(LogStream.TOOL, _tool_line(part))
+    return True
 
 
 def _tool_input(raw: Any) -> str:
