@@ -10,6 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.dependencies import models as fastapi_dependencies
+from hypothesis import settings as hypothesis_settings
 
 from industrial_orchestrator.api.app import create_app
 from industrial_orchestrator.config import Settings, load_settings
@@ -27,6 +28,11 @@ from .backends import (
 )
 
 BACKENDS = ["sqlite", "postgresql"]
+
+# How fast an example runs is the benchmarks' business (bench/): with the suite on both
+# cores, a pure property test's example was seen to pass the default 200 ms deadline.
+hypothesis_settings.register_profile("suite", deadline=None)
+hypothesis_settings.load_profile("suite")
 
 
 @pytest.fixture(scope="session")

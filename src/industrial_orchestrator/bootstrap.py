@@ -23,6 +23,7 @@ from .coordination.locks import LocalLock, Lock
 from .coordination.snapshot_cache import SnapshotCache
 from .domain.effects import EffectKind
 from .domain.events import NewEvent
+from .domain.sessions.stepping import steps_called_by
 from .domain.tasks.artifacts import ArtifactLimits
 from .domain.webhooks import RetryPolicy
 from .domain.work_news import offers_work
@@ -98,11 +99,12 @@ class Components(Services):
 
 
 def announcing(bus: EventBus, listeners: Sequence[CommitListener] = ()) -> CommitListener:
-    """What a unit of work calls after a commit that stored events: the bus wakes whoever
-    waits for work, then each listener hears of them."""
+    """What a unit of work calls after a commit that stored events: the bus wakes the
+    log's readers (naming the sessions the events call to step) and whoever waits for
+    work, then each listener hears of them."""
 
     def committed(stored: Sequence[NewEvent]) -> None:
-        bus.publish(work=offers_work(stored))
+        bus.publish(work=offers_work(stored), steps=steps_called_by(stored))
         for listener in listeners:
             listener(stored)
 

@@ -41,8 +41,8 @@ class Watch:
             self.steps[session_id] += 1
             return await step(session_id)
 
-        async def counted_round() -> None:
-            await run_once()
+        async def counted_round(*, look: bool = True) -> None:
+            await run_once(look=look)
             self.rounds += 1
 
         engine.step = counted_step

@@ -53,8 +53,10 @@ class Process:
     """One orchestrator process: its services over the shared store and the shared fake
     clock, its session runner's step workers started, and a count of its steps."""
 
-    def __init__(self, settings: Settings, store: Store, clock: FakeClock) -> None:
-        bus = LocalEventBus()
+    def __init__(
+        self, settings: Settings, store: Store, clock: FakeClock, bus: LocalEventBus | None = None
+    ) -> None:
+        bus = LocalEventBus() if bus is None else bus
         uow = MemoryUnitOfWorkFactory(on_commit=announcing(bus), store=store)
         self.services: Services = wire(settings, uow, bus=bus, lock=LocalLock(), clock=clock)
         runner = build_runtime(self.services, monotonic=clock.monotonic).runner
@@ -102,14 +104,14 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def processes(settings: Settings, clock: FakeClock) -> AsyncIterator[Callable[[], Process]]:
+async def processes(settings: Settings, clock: FakeClock) -> AsyncIterator[Callable[..., Process]]:
     """Makes processes on one store; each is closed at the end (the ones a test let die
     too: their workers are only tasks of this event loop)."""
     store = Store()
     made: list[Process] = []
 
-    def make() -> Process:
-        process = Process(settings, store, clock)
+    def make(bus: LocalEventBus | None = None) -> Process:
+        process = Process(settings, store, clock, bus)
         made.append(process)
         return process
 
@@ -163,7 +165,7 @@ async def periodic_checkpoints(services: Services, session_id: UUID) -> int:
 
 
 async def test_a_session_nobody_touches_is_not_stepped_until_its_timer_is_due(
-    processes: Callable[[], Process], clock: FakeClock
+    processes: Callable[..., Process], clock: FakeClock
 ) -> None:
     process = await started(processes())
     session_id = await held_session(process, clock)
@@ -181,7 +183,7 @@ async def test_a_session_nobody_touches_is_not_stepped_until_its_timer_is_due(
 
 
 async def test_with_two_processes_one_owner_acts_on_a_due_timer_once(
-    processes: Callable[[], Process], clock: FakeClock
+    processes: Callable[..., Process], clock: FakeClock
 ) -> None:
     first, second = await started(processes()), await started(processes())
     session_id = await held_session(first, clock)
@@ -201,7 +203,7 @@ async def test_with_two_processes_one_owner_acts_on_a_due_timer_once(
 
 
 async def test_a_timer_taken_by_a_renewal_round_before_this_process_expected_it_is_set_again(
-    processes: Callable[[], Process], clock: FakeClock
+    processes: Callable[..., Process], clock: FakeClock
 ) -> None:
     """Setting a timer writes its moment, then keeps its own a little later (the write
     took time). A renewal round in between takes the written timer: the step it causes
@@ -236,7 +238,7 @@ async def test_a_timer_taken_by_a_renewal_round_before_this_process_expected_it_
 
 
 async def test_a_fleet_change_has_each_process_look_at_its_own_sessions_only(
-    processes: Callable[[], Process], clock: FakeClock
+    processes: Callable[..., Process], clock: FakeClock
 ) -> None:
     """Both processes hear that an agent joined (or left, or changed tier); the sessions
     with work waiting are looked at again, each by the process that holds it: the other,
@@ -276,7 +278,7 @@ async def test_a_fleet_change_has_each_process_look_at_its_own_sessions_only(
 
 
 async def test_a_dead_processs_sessions_are_taken_over_when_its_lease_runs_out(
-    processes: Callable[[], Process], clock: FakeClock
+    processes: Callable[..., Process], clock: FakeClock
 ) -> None:
     dead, alive = await started(processes()), await started(processes())
     session_id = await held_session(dead, clock)
@@ -300,7 +302,7 @@ async def test_a_dead_processs_sessions_are_taken_over_when_its_lease_runs_out(
 
 
 async def test_a_step_that_failed_is_tried_again_after_a_pause_not_at_once(
-    processes: Callable[[], Process], clock: FakeClock
+    processes: Callable[..., Process], clock: FakeClock
 ) -> None:
     process = await started(processes())
     session_id = await held_session(process, clock)
@@ -329,7 +331,7 @@ async def test_a_step_that_failed_is_tried_again_after_a_pause_not_at_once(
 
 
 async def test_a_time_limit_counts_running_time_only_also_when_the_step_skips_the_history(
-    processes: Callable[[], Process], clock: FakeClock
+    processes: Callable[..., Process], clock: FakeClock
 ) -> None:
     """The step reads a session's history only when the time since its start is past its
     limit (``running_at_most``): a session paused for longer than its limit is read, and
@@ -366,7 +368,7 @@ async def test_a_time_limit_counts_running_time_only_also_when_the_step_skips_th
 
 
 async def test_results_within_the_gap_wait_for_one_step_and_the_last_is_stepped_at_once(
-    processes: Callable[[], Process], clock: FakeClock
+    processes: Callable[..., Process], clock: FakeClock
 ) -> None:
     """``ENGINE_COALESCE_SECONDS`` (3 by default): results that come within it of the
     session's last step are taken in by one step when it has passed, their after-task
@@ -424,3 +426,56 @@ async def test_results_within_the_gap_wait_for_one_step_and_the_last_is_stepped_
 async def after_task_checkpoints(services: Services, session_id: UUID) -> list[Any]:
     checkpoints, _ = await services.sessions.checkpoints(session_id, offset=0, limit=100)
     return sorted((c for c in checkpoints if c.label.startswith("after")), key=lambda c: c.seq)
+
+
+async def test_a_process_looks_at_the_log_only_for_news_of_sessions_it_may_hold(
+    processes: Callable[..., Process], clock: FakeClock
+) -> None:
+    """Wake-ups name the sessions a commit calls to step (as the Redis bus carries them
+    across replicas; here the two processes share one bus). A process whose runner loop
+    hears of sessions another live process holds does not read the log for it; news of
+    a session nobody holds yet, or news that names none (a fleet change), is looked at."""
+    bus = LocalEventBus()
+    first = await started(processes(bus))
+    session_id = await held_session(first, clock)
+    second = processes(bus)
+    looks: list[bool] = []
+    run_once = second.runner.run_once
+
+    async def recorded(*, look: bool = True) -> None:
+        looks.append(look)
+        await run_once(look=look)
+
+    second.runner.run_once = recorded  # type: ignore[method-assign]
+    await second.runner.start()  # its loop of rounds, woken by the bus (and a 1 s tick)
+    await _rounds(looks, 1)  # the first: every running session, this one held elsewhere
+    services = first.services
+    async with services.uow.reader() as unit:
+        [task] = await unit.tasks.of_session(session_id)
+        _, attempt = await unit.attempts.with_task(task.id)
+    assert attempt is not None
+    await services.leases.report(
+        attempt.agent_id, Report(task.id, AttemptOutcome.COMPLETED, attempt.attempt)
+    )
+    await _rounds(looks, 2)
+    assert looks[1] is False  # the result named only the first's session
+    await services.sessions.create(
+        NewSession("t", "build it too", auto_start=True, options=SessionOptions(template="single"))
+    )
+    await _rounds(looks, 3)
+    assert looks[2] is True  # a session nobody holds yet
+    await services.agents.register(
+        NewAgent("joined", "implementer", ["python"], kind=AgentKind.EXTERNAL)
+    )
+    await _rounds(looks, 4)
+    assert looks[3] is True  # the fleet changed: whose sessions wait on agents is a look
+    assert second.steps[session_id] == 0
+
+
+async def _rounds(looks: list[bool], count: int) -> None:
+    """Until the runner loop has begun ``count`` rounds (the real clock: its wake-ups)."""
+    for _ in range(500):
+        if len(looks) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{len(looks)} rounds, not {count}")

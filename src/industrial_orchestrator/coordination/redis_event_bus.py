@@ -2,10 +2,11 @@
 
 Each replica keeps its local bus for its own WebSocket readers and relays every local
 publication to a Redis channel; a listener task feeds what other replicas publish into
-the local bus. Redis carries only "replica R committed events" (and whether they may offer work, a
-``+work`` suffix), never the events, so
-when Redis is down or a message is lost, readers are merely woken later by their
-periodic re-read of the database log: slower, never wrong.
+the local bus. Redis carries only "replica R committed events" (whether they may offer
+work, a ``+work`` suffix; the sessions they call to step, after a ``/``), never the
+events, so when Redis is down or a message is lost, readers are merely woken later by
+their periodic re-read of the database log: slower, never wrong. A message without the
+``/`` (an older replica's, or one that would name too many) names nothing: a look.
 
 A replica sends at most one message per ``GATHER_SECONDS``: the first publication after a
 quiet spell goes out at once, and what is published within the window after a message
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Set
 from contextlib import asynccontextmanager
 
 import structlog
@@ -32,6 +33,10 @@ log = structlog.get_logger(__name__)
 _RECONNECT_SECONDS = 1.0
 _CLOSE_SECONDS = 5.0
 _WORK = "+work"
+_STEPS = "/"
+# Sessions one message names at most (33 bytes each); more, and it names none: a look
+# (a replica would hold one of so many anyway).
+MAX_NAMED = 64
 GATHER_SECONDS = 0.01
 
 
@@ -45,6 +50,7 @@ class RedisEventBus:
         self._sends: set[asyncio.Task[None]] = set()
         self._send_queued = False
         self._work_queued = False
+        self._steps_queued: set[uuid.UUID] | None = set()
         self._last_sent = float("-inf")  # the event loop's clock
 
     async def start(self) -> None:
@@ -65,9 +71,15 @@ class RedisEventBus:
         except (TimeoutError, RedisError, OSError) as exc:
             log.warning("event_bus_close_failed", error=type(exc).__name__)
 
-    def publish(self, *, work: bool = False) -> None:
-        self._local.publish(work=work)
+    def publish(self, *, work: bool = False, steps: Set[uuid.UUID] | None = None) -> None:
+        self._local.publish(work=work, steps=steps)
         self._work_queued |= work
+        if steps is None:
+            self._steps_queued = None
+        elif self._steps_queued is not None:
+            self._steps_queued.update(steps)
+            if len(self._steps_queued) > MAX_NAMED:
+                self._steps_queued = None
         if self._send_queued:
             return  # a message not yet sent already tells the others to read
         self._send_queued = True
@@ -76,8 +88,10 @@ class RedisEventBus:
         task.add_done_callback(self._sends.discard)
 
     @asynccontextmanager
-    async def subscribe(self, *, work_only: bool = False) -> AsyncIterator[Wakeup]:
-        async with self._local.subscribe(work_only=work_only) as wakeup:
+    async def subscribe(
+        self, *, work_only: bool = False, keeps_steps: bool = False
+    ) -> AsyncIterator[Wakeup]:
+        async with self._local.subscribe(work_only=work_only, keeps_steps=keeps_steps) as wakeup:
             yield wakeup
 
     async def _send(self) -> None:
@@ -87,8 +101,11 @@ class RedisEventBus:
             await asyncio.sleep(wait)
         # What was published until now, in one message.
         message = self._origin + (_WORK if self._work_queued else "")
+        if self._steps_queued is not None:
+            message += _STEPS + ",".join(sorted(s.hex for s in self._steps_queued))
         self._send_queued = False
         self._work_queued = False
+        self._steps_queued = set()
         self._last_sent = loop.time()
         try:
             await self._redis.publish(self._channel, message)
@@ -109,6 +126,15 @@ class RedisEventBus:
 
     def _relay(self, data: bytes | str) -> None:
         message = data.decode(errors="replace") if isinstance(data, bytes) else data
-        origin = message.removesuffix(_WORK)
+        head, named, names = message.partition(_STEPS)
+        origin = head.removesuffix(_WORK)
         if origin != self._origin:  # our own readers were woken when we published
-            self._local.publish(work=origin != message)
+            self._local.publish(work=origin != head, steps=_sessions(names) if named else None)
+
+
+def _sessions(names: str) -> set[uuid.UUID] | None:
+    """The sessions a message names; None (a look) for a name that is not a session's."""
+    try:
+        return {uuid.UUID(hex=name) for name in names.split(",") if name}
+    except ValueError:
+        return None

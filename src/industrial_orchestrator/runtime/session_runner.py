@@ -12,7 +12,10 @@ step it had less than ``ENGINE_COALESCE_SECONDS`` ago, with its plan still going
 until that long after that step and takes them in at once (``_coalesced``). Rounds run
 on every wake-up of the event bus and at least every ``ENGINE_TICK_SECONDS``, and hand
 what they find to step workers that step sessions as they come (no round waits for its
-slowest step; one session is never stepped by two workers at once).
+slowest step; one session is never stepped by two workers at once). A wake-up names the
+sessions its commits call to step (``domain.sessions.stepping.steps_called_by``): a round
+woken only by news of sessions another live process holds, or by news that calls for no
+step (a lease, a checkpoint, a log line), does not read the log; the tick always does.
 
 The steps themselves are database transactions and idempotent, and a session is stepped
 only by the process that holds its ownership lease (renewed for all of a process's
@@ -181,9 +184,12 @@ class SessionRunner:
             with contextlib.suppress(OrchestratorError, OSError):
                 await self._engine.disown(self.owner)
 
-    async def run_once(self) -> None:
-        """One round: hand every session that needs the engine to the step workers."""
-        for session_id in await self._due():
+    async def run_once(self, *, look: bool = True) -> None:
+        """One round: hand every session that needs the engine to the step workers.
+        Without ``look``, the log is not read this round (the news since the last look
+        named only sessions other processes hold: ``_needs_a_look``); the next look
+        reads it from where the last one stopped."""
+        for session_id in await self._due(look=look):
             self._enqueue(session_id)
 
     def _enqueue(self, session_id: UUID) -> None:
@@ -216,16 +222,18 @@ class SessionRunner:
                 self._redo.discard(session_id)
                 self._enqueue(session_id)
 
-    async def _due(self) -> set[UUID]:
+    async def _due(self, *, look: bool = True) -> set[UUID]:
         """The sessions this round must look at (module docstring). The database is read
         first: a round cut short by it (an outage) forgets nothing for the next one."""
         now = self._monotonic()
-        if self._cursor is None:
+        cursor = self._cursor
+        due: set[UUID] = set()
+        if cursor is None:
             # First round: whatever may need the engine (after a restart, a takeover).
             cursor = await self._schedule.log_position()
             due = set(await self._engine.to_visit())
-        else:
-            touched, cursor = await self._schedule.touched(self._cursor)
+        elif look:
+            touched, cursor = await self._schedule.touched(cursor)
             due = {s for s in touched.sessions if self._elsewhere.get(s, 0.0) <= now}
             due -= await self._coalesced(due & touched.routine, now)
             if touched.fleet_changed:
@@ -342,20 +350,36 @@ class SessionRunner:
         self._held[session_id] = now + self._lease / 2
         return True
 
+    def _needs_a_look(self, steps: set[UUID] | None) -> bool:
+        """Whether news that named ``steps`` (None: it did not say) calls for a look at the
+        log: it may concern a session this process holds or nobody is known to hold. News
+        of sessions another live process holds is that process's (``_held_elsewhere``): a
+        look would find them and leave them."""
+        if steps is None:
+            return True
+        now = self._monotonic()
+        return any(self._elsewhere.get(session_id, 0.0) <= now for session_id in steps)
+
     async def _run(self) -> None:
-        async with self._bus.subscribe() as wakeup:
+        async with self._bus.subscribe(keeps_steps=True) as wakeup:
+            look = True
             while not self._stopping.is_set():
+                owed = False
                 try:
-                    await self.run_once()
+                    await self.run_once(look=look)
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # never let the loop die; the next round tries again
                     stop_if_cancelled()
+                    owed = True  # what this round missed is read by the next one
                     log.exception("engine_round_failed")
                 if self._stopping.is_set():
                     return
-                if await wakeup.wait(self._tick):
+                rung = await wakeup.wait(self._tick)
+                if rung:
                     await asyncio.sleep(_COALESCE_SECONDS)
+                # The tick looks whatever was said: a wake-up lost on the way is no loss.
+                look = owed or not rung or self._needs_a_look(wakeup.take_steps())
 
     async def _prepare_workspace(self, session_id: UUID) -> None:
         """Give a session that is about to run its own working tree (once per process)."""

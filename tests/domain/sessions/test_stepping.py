@@ -7,12 +7,20 @@ from uuid import uuid4
 
 import pytest
 
-from industrial_orchestrator.domain.events import EventType
+from industrial_orchestrator.domain.agents import events as agent_events
+from industrial_orchestrator.domain.agents.agent import AgentStatus
+from industrial_orchestrator.domain.events import EventType, LogStream, log_lines
 from industrial_orchestrator.domain.sessions.stepping import (
     FLEET_EVENTS,
     SESSION_EVENTS,
+    steps_called_by,
     touched_by,
 )
+from industrial_orchestrator.domain.tasks import events as task_events
+from industrial_orchestrator.domain.tasks.attempts import AttemptOutcome, after_result
+from industrial_orchestrator.domain.tasks.lease_rules import lease_task
+
+from ..lease_builders import T0, agent, ready_task
 
 A, B = uuid4(), uuid4()
 
@@ -128,3 +136,31 @@ def test_only_what_a_sessions_health_depends_on_changes_the_fleet(
 ) -> None:
     """Health: capable agents online for the READY tasks, not all of them DEGRADED-tier."""
     assert touched_by([(None, kind, to, came_from)]).fleet_changed is changed
+
+
+def test_a_commit_names_the_sessions_its_events_call_to_step_as_the_log_would() -> None:
+    """What a wake-up names (``steps_called_by``): a lease and a log line call for no
+    step, a result does; an agent going offline changes the fleet, which names none (a
+    look finds the sessions waiting on agents)."""
+    worker = agent()
+    task = ready_task().evolve(session_id=A)
+    running, attempt = lease_task(task, worker, now=T0, lease_seconds=60)
+    lease = [task_events.task_transition(task, running), task_events.task_leased(running, attempt)]
+    assert steps_called_by(lease) == frozenset()
+    assert steps_called_by(log_lines(B, LogStream.STDOUT, "working\n", T0)) == frozenset()
+    closed = attempt.evolve(outcome=AttemptOutcome.COMPLETED, finished_at=T0)
+    [done] = after_result(running, closed, now=T0, max_attempts=3)
+    result = [
+        task_events.task_attempt_ended(running, closed),
+        task_events.task_transition(running, done),
+    ]
+    assert steps_called_by([*lease, *result]) == frozenset({A})
+    offline = agent_events.agent_status_changed(
+        worker.evolve(status=AgentStatus.OFFLINE), AgentStatus.HEALTHY, T0
+    )
+    assert steps_called_by([*result, offline]) is None
+    # Between online states an agent changes nothing a session's health depends on.
+    busy = agent_events.agent_status_changed(
+        worker.evolve(status=AgentStatus.BUSY), AgentStatus.HEALTHY, T0
+    )
+    assert steps_called_by([*result, busy]) == frozenset({A})

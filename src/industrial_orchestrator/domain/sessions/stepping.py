@@ -14,7 +14,7 @@ from uuid import UUID
 
 from ..agents.agent import AgentStatus
 from ..agents.tiers import Tier
-from ..events import EventType
+from ..events import EventType, NewEvent
 
 SESSION_EVENTS = frozenset(
     {
@@ -120,3 +120,22 @@ def touched_by(
             if not is_routine(kind, to):
                 urgent.add(session_id)
     return Touched(frozenset(sessions), fleet_changed, frozenset(sessions - urgent))
+
+
+def steps_called_by(events: Iterable[NewEvent]) -> frozenset[UUID] | None:
+    """The sessions a commit of ``events`` calls to step, as a look at the log would find
+    them (``touched_by``): a wake-up names them, so that a runner holding none of them
+    need not look (a lease, a checkpoint, a log line call for no step at all). None when
+    the commit changed the fleet: the sessions that wait on agents are found by a look."""
+    touched = touched_by(
+        (event.session_id, event.type, _state(event, "to"), _state(event, "from"))
+        for event in events
+    )
+    return None if touched.fleet_changed else touched.sessions
+
+
+def _state(event: NewEvent, key: str) -> str | None:
+    # As the log's reader gets it (``payload ->> key``); a state that is not text is
+    # read as none, which calls for a step (and counts as a fleet change) when in doubt.
+    value = event.payload.get(key)
+    return value if isinstance(value, str) else None
