@@ -7,7 +7,9 @@ from uuid import uuid4
 
 import pytest
 
+from industrial_orchestrator.domain import events
 from industrial_orchestrator.domain.effects import EffectKind, finished, pending_effect
+from industrial_orchestrator.domain.events import EventType, NewEvent
 from industrial_orchestrator.domain.sessions.checkpoint import Checkpoint
 from industrial_orchestrator.domain.sessions.session import Session
 from industrial_orchestrator.domain.sessions.states import SessionState, is_terminal
@@ -173,3 +175,81 @@ async def test_a_commits_checkpoints_are_numbered_stored_and_their_entries_finis
         await unit.commit()
     assert added is not None
     assert [c.seq for c in added[0]] == [1]
+
+
+async def test_checkpoints_after_a_known_number_are_stored_with_their_events_or_not_at_all(
+    uow: UnitOfWorkFactory,
+):
+    """``add_after``: the checkpoints numbered after the session's last one as the caller
+    read it, with their events, and those beyond the retention pruned, in one unit of
+    work without a transaction around it where the database can; nothing (False) when
+    another checkpoint came first or the session is closed, None for no session."""
+    open_one, closed = session(0), session(1, status=SessionState.COMPLETED)
+    await committed(uow, open_one, closed)
+
+    def numbered(owner: Session, first: int, *labels: str) -> list[Checkpoint]:
+        return [
+            Checkpoint(uuid4(), owner.id, seq, label, f"why {label}", at(seq), {"l": label})
+            for seq, label in enumerate(labels, start=first)
+        ]
+
+    def created(made: list[Checkpoint]) -> list[NewEvent]:
+        return [events.checkpoint_created(c) for c in made]
+
+    async with uow() as unit:
+        assert await unit.checkpoints.add_numbered(open_one.id, numbered(open_one, 0, "a"), [])
+        await unit.commit()
+    later = numbered(open_one, 2, "b", "c")
+    async with uow.single() as unit:
+        assert await unit.checkpoints.add_after(
+            open_one.id, later, created(later), after_seq=1, keep_from=1, unless_in=CLOSED
+        )
+        await unit.commit()
+    # Another step's checkpoint after number 1 (it read the session before this one):
+    # refused, and its unit of work left without a commit keeps nothing.
+    outrun = numbered(open_one, 2, "d")
+    async with uow.single() as unit:
+        refused = await unit.checkpoints.add_after(
+            open_one.id, outrun, created(outrun), after_seq=1, keep_from=1, unless_in=CLOSED
+        )
+        assert refused is False
+    late = numbered(closed, 1, "e")
+    async with uow.single() as unit:
+        assert (
+            await unit.checkpoints.add_after(
+                closed.id, late, created(late), after_seq=0, keep_from=1, unless_in=CLOSED
+            )
+            is False
+        )
+        nobody = [replace(late[0], session_id=uuid4())]
+        assert (
+            await unit.checkpoints.add_after(
+                nobody[0].session_id, nobody, created(nobody), after_seq=0, keep_from=1
+            )
+            is None
+        )
+        with pytest.raises(ValueError, match="numbered"):
+            await unit.checkpoints.add_after(
+                open_one.id, later, created(later), after_seq=2, keep_from=1
+            )
+    # The next, with those before number 3 pruned in the same statement.
+    last = numbered(open_one, 4, "f")
+    async with uow.single() as unit:
+        assert await unit.checkpoints.add_after(
+            open_one.id, last, created(last), after_seq=3, keep_from=3, unless_in=CLOSED
+        )
+        await unit.commit()
+    async with uow.reader() as unit:
+        kept, total = await unit.checkpoints.list(open_one.id, 0, 10)
+        assert [(c.seq, c.label) for c in kept] == [(4, "f"), (3, "c")]
+        assert total == 2
+        assert await unit.checkpoints.list(closed.id, 0, 10) == ([], 0)
+        logged = await unit.events.for_session(open_one.id, after_seq=0, limit=10)
+        assert await unit.sessions.next_checkpoint_seq(open_one.id) == 5
+    # Numbered in the session's log one after another, as the caller made them.
+    assert [(e.seq, e.type, e.payload["checkpoint_seq"]) for e in logged] == [
+        (1, EventType.CHECKPOINT_CREATED, 2),
+        (2, EventType.CHECKPOINT_CREATED, 3),
+        (3, EventType.CHECKPOINT_CREATED, 4),
+    ]
+    assert [e.payload["label"] for e in logged] == ["b", "c", "f"]

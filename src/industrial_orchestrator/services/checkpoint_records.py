@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -19,6 +20,7 @@ from ..domain import events
 from ..domain.effects import CHECKPOINT_PAYLOAD, Effect, finished
 from ..domain.errors import Conflict, PayloadTooLarge
 from ..domain.sessions.checkpoint import Checkpoint, CheckpointEntry, oldest_kept_seq
+from ..domain.sessions.session import Session
 from ..domain.sessions.states import SessionState, is_terminal
 from .ports import Clock, UnitOfWork, UnitOfWorkFactory
 from .session_transitions import found
@@ -89,6 +91,12 @@ class CheckpointRecords:
             )
             for entry in entries
         ]
+        if (
+            after_seq is not None
+            and len(entries) <= self.retention
+            and not any(entry.effect for entry in entries)
+        ):
+            return await self._add_after(session_id, drafts, after_seq)
         finishing = [
             finished(
                 entry.effect,
@@ -109,12 +117,7 @@ class CheckpointRecords:
             except LookupError:
                 added = None  # no such session: ``found`` says so below
             if added is None:
-                session = found(await uow.sessions.get(session_id), session_id)
-                raise Conflict(
-                    f"Session {session_id} is {session.status.value}: a finished session's "
-                    "checkpoints are kept for audit and cannot change",
-                    {"current_state": session.status.value},
-                )
+                raise _closed(found(await uow.sessions.get(session_id), session_id))
             recorded, done = added
             if after_seq is not None and recorded[0].seq != after_seq + 1:
                 raise Conflict(  # leaving without a commit undoes it all
@@ -130,14 +133,43 @@ class CheckpointRecords:
             await self._pruned(uow, session_id, recorded[-1].seq)
             await uow.events.append([events.checkpoint_created(c) for c in recorded])
             await uow.commit()
-        for checkpoint in recorded:
-            log.info(
-                "checkpoint_created",
-                session_id=str(session_id),
-                checkpoint_id=str(checkpoint.id),
-                seq=checkpoint.seq,
-            )
+        _log_created(recorded)
         return recorded
+
+    async def _add_after(
+        self, session_id: UUID, drafts: Sequence[Checkpoint], after_seq: int
+    ) -> list[Checkpoint]:
+        """``add_checkpoints`` when the numbers are known (the last checkpoint is number
+        ``after_seq``) and no entry finishes an effect: the checkpoints, their events and
+        the pruning in one statement where the database can (an engine step records a
+        task's checkpoint so, after almost every result)."""
+        recorded = [replace(d, seq=after_seq + n) for n, d in enumerate(drafts, start=1)]
+        keep_from = oldest_kept_seq(recorded[-1].seq, self.retention)
+        async with self._uow.single() as uow:
+            added = await uow.checkpoints.add_after(
+                session_id,
+                recorded,
+                [events.checkpoint_created(c) for c in recorded],
+                after_seq=after_seq,
+                keep_from=keep_from,
+                unless_in=_CLOSED,
+            )
+            if added:
+                await uow.commit()
+        if not added:  # nothing of it committed
+            session = found(await self._session(session_id), session_id)
+            if session.status in _CLOSED:
+                raise _closed(session)
+            raise Conflict(
+                f"Session {session_id} has a checkpoint after number {after_seq} already",
+                {"session_id": str(session_id), "after_seq": after_seq},
+            )
+        _log_created(recorded)
+        return recorded
+
+    async def _session(self, session_id: UUID) -> Session | None:
+        async with self._uow.reader() as uow:
+            return await uow.sessions.get(session_id)
 
     async def get(self, checkpoint_id: UUID) -> Checkpoint | None:
         async with self._uow.reader() as uow:
@@ -185,3 +217,21 @@ class CheckpointRecords:
         keep_from = oldest_kept_seq(newest_seq, self.retention)
         if keep_from > 1:  # below 1 there is nothing to prune: no statement for it
             await uow.checkpoints.prune(session_id, keep_from)
+
+
+def _closed(session: Session) -> Conflict:
+    return Conflict(
+        f"Session {session.id} is {session.status.value}: a finished session's "
+        "checkpoints are kept for audit and cannot change",
+        {"current_state": session.status.value},
+    )
+
+
+def _log_created(recorded: Sequence[Checkpoint]) -> None:
+    for checkpoint in recorded:
+        log.info(
+            "checkpoint_created",
+            session_id=str(checkpoint.session_id),
+            checkpoint_id=str(checkpoint.id),
+            seq=checkpoint.seq,
+        )

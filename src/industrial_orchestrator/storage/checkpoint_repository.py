@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.effects import Effect, EffectState
+from ..domain.events import NewEvent
 from ..domain.sessions.checkpoint import Checkpoint
 from ..domain.sessions.session import Session
 from ..domain.sessions.states import SessionState
@@ -20,6 +21,7 @@ from ..domain.tasks.task import Task
 from .database import storable_json_text
 from .direct_execution import fetch_all, fetch_first, run
 from .effect_repository import SqlEffectRepository
+from .event_repository import LAST_GIVEN, SqlEventRepository, writer_registration
 from .rows import checkpoint_from_row, checkpoint_values, prefixed, session_from_row, unprefixed
 from .session_repository import SqlSessionRepository
 from .tables import checkpoints, sessions
@@ -78,6 +80,69 @@ _ADD_NUMBERED = sa.text(
 )
 
 
+# PostgreSQL: checkpoints whose numbers the caller knows (the session's last checkpoint
+# was ``after_seq``), stored with their events in one statement that needs no transaction
+# around it: four round trips (BEGIN, the numbers, the events, COMMIT) became one, after
+# each engine step that records a task's checkpoint. The session's row is updated once
+# (an UPDATE of one row twice in one statement keeps one of the two): both counters, only
+# while its last checkpoint is ``after_seq`` and its state not one of ``unless_in``; the
+# rest follows only from that row. The events are numbered under its lock and the writer
+# registers after it, as ``SqlEventRepository.flush`` does; the checkpoints beyond the
+# retention (numbers below ``keep_from``) go in the same statement.
+_ADD_AFTER = sa.text(
+    "WITH numbered AS ("
+    " UPDATE sessions SET checkpoint_seq = checkpoint_seq + :count,"
+    " event_seq = event_seq + :event_count"
+    " WHERE id = :session_id AND checkpoint_seq = :after_seq"
+    " AND NOT (status = ANY(:unless_in))"
+    " RETURNING event_seq"
+    "), stored AS ("
+    " INSERT INTO checkpoints (id, session_id, seq, label, reason, data, created_at)"
+    " SELECT new.id, :stored_session_id, :stored_after_seq + new.n, new.label, new.reason,"
+    " CAST(new.data AS JSONB), new.created_at"
+    " FROM numbered, unnest(:ids, :labels, :reasons, :datas, :created_ats)"
+    " WITH ORDINALITY AS new(id, label, reason, data, created_at, n)"
+    " RETURNING 1"
+    "), pruned AS ("
+    " DELETE FROM checkpoints USING numbered"
+    " WHERE checkpoints.session_id = :pruned_session_id AND checkpoints.seq < :keep_from"
+    " RETURNING 1"
+    "), logged AS ("
+    " INSERT INTO events (session_id, seq, type, at, payload)"
+    " SELECT :logged_session_id, ordered.last - :logged_count + new.n, new.type, new.at,"
+    " CAST(new.payload AS JSONB)"
+    f" FROM (SELECT {writer_registration('seen.v')}, numbered.event_seq AS last"
+    f" FROM numbered CROSS JOIN LATERAL ({LAST_GIVEN}) AS seen) AS ordered,"
+    " unnest(:types, :ats, :payloads) WITH ORDINALITY AS new(type, at, payload, n)"
+    " ORDER BY new.n"
+    " RETURNING 1"
+    ") SELECT (SELECT count(*) FROM stored) AS stored, (SELECT count(*) FROM logged) AS logged,"
+    " (SELECT count(*) FROM pruned) AS pruned,"
+    " EXISTS (SELECT 1 FROM sessions WHERE id = :known_session_id) AS known"
+).bindparams(
+    sa.bindparam("count", type_=sa.Integer),
+    sa.bindparam("event_count", type_=sa.Integer),
+    sa.bindparam("session_id", type_=sa.Uuid),
+    sa.bindparam("after_seq", type_=sa.Integer),
+    sa.bindparam("unless_in", type_=ARRAY(sa.String)),
+    sa.bindparam("stored_session_id", type_=sa.Uuid),
+    sa.bindparam("stored_after_seq", type_=sa.Integer),
+    sa.bindparam("ids", type_=ARRAY(sa.Uuid)),
+    sa.bindparam("labels", type_=ARRAY(sa.String)),
+    sa.bindparam("reasons", type_=ARRAY(sa.String)),
+    sa.bindparam("datas", type_=ARRAY(sa.Text)),
+    sa.bindparam("created_ats", type_=ARRAY(sa.DateTime(timezone=True))),
+    sa.bindparam("pruned_session_id", type_=sa.Uuid),
+    sa.bindparam("keep_from", type_=sa.Integer),
+    sa.bindparam("logged_session_id", type_=sa.Uuid),
+    sa.bindparam("logged_count", type_=sa.Integer),
+    sa.bindparam("types", type_=ARRAY(sa.Text)),
+    sa.bindparam("ats", type_=ARRAY(sa.DateTime(timezone=True))),
+    sa.bindparam("payloads", type_=ARRAY(sa.Text)),
+    sa.bindparam("known_session_id", type_=sa.Uuid),
+)
+
+
 def _latest() -> Any:
     """A session's newest checkpoint, to join laterally with its row (on the
     checkpoints' (session, seq) index)."""
@@ -110,8 +175,9 @@ def _session_latest_and_tasks() -> Any:
 
 
 class SqlCheckpointRepository:
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: AsyncConnection, events: SqlEventRepository) -> None:
         self._db = connection
+        self._events = events
 
     async def add(self, checkpoint: Checkpoint) -> None:
         await run(self._db, _INSERT, checkpoint_values(checkpoint))
@@ -182,6 +248,67 @@ class SqlCheckpointRepository:
         before = int(row["before"])
         stored = [replace(draft, seq=before + n) for n, draft in enumerate(drafts, start=1)]
         return stored, int(row["done"])
+
+    async def add_after(
+        self,
+        session_id: UUID,
+        numbered: Sequence[Checkpoint],
+        new: Sequence[NewEvent],
+        *,
+        after_seq: int,
+        keep_from: int,
+        unless_in: Sequence[SessionState] = (),
+    ) -> bool | None:
+        if not numbered or [c.seq for c in numbered] != list(
+            range(after_seq + 1, after_seq + 1 + len(numbered))
+        ):
+            raise ValueError("checkpoints added after number N are numbered N + 1 on")
+        if keep_from > after_seq + 1:
+            raise ValueError("checkpoints added are never pruned with them")
+        if self._db.dialect.name != "postgresql":
+            try:
+                added = await self.add_numbered(session_id, numbered, [], unless_in=unless_in)
+            except LookupError:
+                return None
+            if added is None or [c.seq for c in added[0]] != [c.seq for c in numbered]:
+                return False  # the caller leaves without a commit: nothing stays
+            if keep_from > 1:
+                await self.prune(session_id, keep_from)
+            await self._events.append(new)
+            return True
+        row = await fetch_first(
+            self._db,
+            _ADD_AFTER,
+            {
+                "count": len(numbered),
+                "event_count": len(new),
+                "session_id": session_id,
+                "after_seq": after_seq,
+                "unless_in": [state.value for state in unless_in],
+                "stored_session_id": session_id,
+                "stored_after_seq": after_seq,
+                "ids": [c.id for c in numbered],
+                "labels": [c.label for c in numbered],
+                "reasons": [c.reason for c in numbered],
+                "datas": [storable_json_text(c.data) for c in numbered],
+                "created_ats": [c.created_at for c in numbered],
+                "pruned_session_id": session_id,
+                "keep_from": keep_from,
+                "logged_session_id": session_id,
+                "logged_count": len(new),
+                "types": [event.type.value for event in new],
+                "ats": [event.at for event in new],
+                "payloads": [storable_json_text(event.payload) for event in new],
+                "known_session_id": session_id,
+            },
+        )
+        assert row is not None  # a SELECT without FROM: always one row
+        if row["stored"]:
+            if row["logged"] != len(new):  # numbered under the row it just updated
+                raise LookupError(session_id)
+            self._events.stored_apart(new)
+            return True
+        return False if row["known"] else None
 
     async def latest_with_session(
         self, session_id: UUID

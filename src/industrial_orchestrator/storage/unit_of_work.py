@@ -95,8 +95,8 @@ class SqlUnitOfWork:
         # Writes kept for the commit join its last statement, the events' (PostgreSQL).
         writes = CommitWrites(connection)
         self.sessions = SqlSessionRepository(connection)
-        self.checkpoints = SqlCheckpointRepository(connection)
         self.events = SqlEventRepository(connection, writes)
+        self.checkpoints = SqlCheckpointRepository(connection, self.events)
         self.tasks = SqlTaskRepository(connection, writes)
         self.contexts = SqlContextRepository(connection, writes)
         self.agents = SqlAgentRepository(connection, writes)

@@ -9,6 +9,7 @@ from typing import Protocol
 from uuid import UUID
 
 from ...domain.effects import Effect
+from ...domain.events import NewEvent
 from ...domain.priorities import Priority
 from ...domain.sessions.checkpoint import Checkpoint
 from ...domain.sessions.session import Session, Transition, WorktreeBinding
@@ -186,6 +187,25 @@ class CheckpointRepository(Protocol):
         caller rolls back). None, nothing stored or marked, when the session's state is
         one of ``unless_in`` (under its row's lock); ``LookupError`` when there is no
         such session."""
+
+    async def add_after(
+        self,
+        session_id: UUID,
+        numbered: Sequence[Checkpoint],
+        new: Sequence[NewEvent],
+        *,
+        after_seq: int,
+        keep_from: int,
+        unless_in: Sequence[SessionState] = (),
+    ) -> bool | None:
+        """Store ``numbered`` (numbered ``after_seq`` + 1 on, in order) and append ``new``
+        (their events), deleting the session's checkpoints numbered below ``keep_from``
+        (none of these), only while the session's last checkpoint is number
+        ``after_seq`` and its state is not one of ``unless_in`` (under its row's lock):
+        one statement that needs no transaction around it, where the database can. True
+        when stored; False when the number or the state stood in the way, None when there
+        is no such session: then the caller leaves without committing (where it took
+        several statements, some wrote)."""
 
     async def latest_with_session(
         self, session_id: UUID

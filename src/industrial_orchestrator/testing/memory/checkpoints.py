@@ -7,11 +7,13 @@ from dataclasses import replace
 from uuid import UUID
 
 from ...domain.effects import Effect
+from ...domain.events import NewEvent
 from ...domain.sessions.checkpoint import Checkpoint
 from ...domain.sessions.session import Session
 from ...domain.sessions.states import SessionState
 from ...domain.tasks.task import Task
 from .effects import MemoryEffectRepository
+from .events import MemoryEventRepository
 from .sessions import SESSIONS, MemorySessionRepository
 from .store import IntegrityViolation, Transaction, json_copy
 from .tasks import MemoryTaskRepository
@@ -20,8 +22,9 @@ CHECKPOINTS = "checkpoints"
 
 
 class MemoryCheckpointRepository:
-    def __init__(self, tx: Transaction) -> None:
+    def __init__(self, tx: Transaction, events: MemoryEventRepository) -> None:
         self._tx = tx
+        self._events = events
 
     def _of(self, session_id: UUID) -> list[Checkpoint]:
         found: list[Checkpoint] = self._tx.select(
@@ -70,6 +73,32 @@ class MemoryCheckpointRepository:
             await self.add(checkpoint)
         ledger = MemoryEffectRepository(self._tx)
         return stored, sum([await ledger.finish(effect) for effect in finishing])
+
+    async def add_after(
+        self,
+        session_id: UUID,
+        numbered: Sequence[Checkpoint],
+        new: Sequence[NewEvent],
+        *,
+        after_seq: int,
+        keep_from: int,
+        unless_in: Sequence[SessionState] = (),
+    ) -> bool | None:
+        if not numbered or [c.seq for c in numbered] != list(
+            range(after_seq + 1, after_seq + 1 + len(numbered))
+        ):
+            raise ValueError("checkpoints added after number N are numbered N + 1 on")
+        if keep_from > after_seq + 1:
+            raise ValueError("checkpoints added are never pruned with them")
+        try:
+            added = await self.add_numbered(session_id, numbered, [], unless_in=unless_in)
+        except LookupError:
+            return None
+        if added is None or [c.seq for c in added[0]] != [c.seq for c in numbered]:
+            return False  # the caller leaves without a commit: nothing stays
+        await self.prune(session_id, keep_from)
+        await self._events.append(new)
+        return True
 
     async def latest_with_session(
         self, session_id: UUID
