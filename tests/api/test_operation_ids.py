@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from industrial_orchestrator.api.app import create_app
+from industrial_orchestrator.api.app import API_SECTIONS, create_app
 from industrial_orchestrator.api.operation_ids import group_of
 from industrial_orchestrator.config import load_settings
 
@@ -57,3 +57,24 @@ def test_a_tag_with_an_abbreviation_goes_by_it() -> None:
     assert group_of("external agents (EAP)") == "eap"
     assert group_of("sessions") == "sessions"
     assert group_of("Agent Fleet") == "agent_fleet"
+
+
+def test_the_agents_protocol_is_matched_first_and_the_reference_keeps_its_sections(
+    tmp_path: Path,
+):
+    """FastAPI tries an app's routes in order (the OpenAPI document lists its paths in
+    that order): the agents' protocol, most of a fleet's requests, comes first; the API
+    reference's sections stay in their reading order."""
+    document = create_app(load_settings(orchestrator_home=tmp_path, _env_file=None)).openapi()
+    paths = list(document["paths"])
+    eap = [path for path in paths if path.startswith("/api/v1/agents/external/")]
+    assert eap
+    assert paths[: len(eap)] == eap
+    assert [tag["name"] for tag in document["tags"]] == list(API_SECTIONS)
+    used = {
+        tag
+        for methods in document["paths"].values()
+        for operation in methods.values()
+        for tag in operation["tags"]
+    }
+    assert used == set(API_SECTIONS)

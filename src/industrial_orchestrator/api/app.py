@@ -67,6 +67,19 @@ registration, on `/api/v1/agents/external/...` only.
 """
 
 
+API_SECTIONS = (
+    "sessions",
+    "tasks",
+    "contexts",
+    "external agents (EAP)",
+    "agents",
+    "events",
+    "operations",
+    "webhooks",
+)
+"""The API reference's sections, in this order whatever the order the routes are tried in."""
+
+
 def create_app(
     settings: Settings,
     *,
@@ -134,6 +147,7 @@ def create_app(
         static_url=DOCS_ASSETS,
         redoc_url=None,
         generate_unique_id_function=readable_operation_id,
+        openapi_tags=[{"name": section} for section in API_SECTIONS],
     )
     install_redoc(app, DOCS_ASSETS)
     app.state.metrics = metrics
@@ -144,11 +158,14 @@ def create_app(
     )
     install_error_handlers(app)
     document_operator_auth(app)
+    # The agents' protocol first: FastAPI tries the routes in order (a few microseconds
+    # each), and a fleet's agents make most of the requests (asking for work, results,
+    # heartbeats). Its paths share no prefix with the routers it now comes before.
+    app.include_router(external_agents.router)
     app.include_router(sessions.router)
     app.include_router(session_work.router)
     app.include_router(tasks.router)
     app.include_router(contexts.router)
-    app.include_router(external_agents.router)
     app.include_router(agents.router)
     app.include_router(events.router)
     app.include_router(streams.router)
