@@ -197,3 +197,75 @@ async def test_a_lease_reads_the_tasks_finished_dependencies_in_their_order(
         await unit.commit()
     finished = [stored[task_id] for task_id in ordered if task_id != waiting.id]
     assert opened == OpenedLease(finished)
+
+
+async def test_a_lease_of_the_first_free_of_several_tasks_takes_one_try(
+    uow: UnitOfWorkFactory, heard: list[NewEvent]
+):
+    """``open_first``: of the tasks a claim looked at, in its order, the first still as
+    read and free is leased (its events numbered in its own session, its own finished
+    dependencies read); one taken meanwhile is passed over in the same try; TASK_TAKEN
+    when none is left."""
+    one, two = session(0), session(1)
+    done = task(1, two.id, status=T.COMPLETED)
+    taken = task(2, one.id, status=T.READY)
+    free = task(3, two.id, status=T.READY, depends_on=(done.id,))
+    last = task(4, one.id, status=T.READY)
+    worker, rival = agent("ada"), agent("bob")
+    await committed(uow, one, two, tasks=(done, taken, free, last))
+    await _stored(uow, worker, rival)
+    async with uow.single() as unit:  # a rival took the first since the look
+        assert await unit.attempts.open(_lease(taken, rival)) == OpenedLease([])
+        await unit.commit()
+    async with uow.reader() as unit:
+        stored_done = await unit.tasks.get(done.id)
+    heard.clear()
+    leases = [_lease(ready, worker) for ready in (taken, free, last)]
+    async with uow.single() as unit:
+        opened = await unit.attempts.open_first(leases)
+        await unit.commit()
+    assert opened == (leases[1], OpenedLease([stored_done]))
+    assert heard == leases[1].events
+    async with uow.reader() as unit:
+        assert await unit.tasks.get(free.id) == leases[1].running
+        assert await unit.agents.get(worker.id) == leases[1].booked
+        assert await unit.attempts.of_task(free.id) == [leases[1].attempt]
+        logged = await unit.events.for_session(two.id, after_seq=0, limit=10)
+        assert [(e.seq, e.type) for e in logged] == [
+            (1, EventType.TASK_TRANSITION),
+            (2, EventType.TASK_LEASED),
+        ]
+        assert await unit.attempts.of_task(last.id) == []
+        assert await unit.tasks.get(last.id) == last
+    # None left: each was taken, or read at a version no longer current.
+    booked = leases[1].booked
+    async with uow.single() as unit:
+        stale = [_lease(ready, booked) for ready in (taken, free)]
+        assert await unit.attempts.open_first(stale) is LeaseRefused.TASK_TAKEN
+    with pytest.raises(ValueError, match="sessions or none"):
+        async with uow.single() as unit:
+            await unit.attempts.open_first(
+                [_lease(last, booked), _lease(task(6, None, status=T.READY), booked)]
+            )
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])  # elsewhere writers take turns anyway
+async def test_a_lease_of_several_tasks_passes_over_one_another_transaction_holds(
+    uow: UnitOfWorkFactory,
+):
+    owner = session(0)
+    held, free = task(1, owner.id, status=T.READY), task(2, owner.id, status=T.READY)
+    worker = agent("ada")
+    await committed(uow, owner, tasks=(held, free))
+    await _stored(uow, worker)
+    leases = [_lease(held, worker), _lease(free, worker)]
+    async with uow() as holder:
+        assert await holder.tasks.save(held, leases[0].running)
+        async with uow.single() as unit:
+            opened = await asyncio.wait_for(unit.attempts.open_first(leases), timeout=5)
+            await unit.commit()
+        # No commit: the holder lets go of the row unchanged.
+    assert opened == (leases[1], OpenedLease([]))
+    async with uow.reader() as unit:
+        assert await unit.tasks.get(held.id) == held
+        assert await unit.tasks.get(free.id) == leases[1].running

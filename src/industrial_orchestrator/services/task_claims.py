@@ -177,7 +177,7 @@ class TaskClaims:
                 if not candidates:
                     _log_held(held)
                     return None
-                leased = await self._leased(uow, agent, candidates[0], now=now)
+                leased = await self._leased(uow, agent, candidates[:1], now=now)
                 if isinstance(leased, Assignment):
                     return leased
                 # another claimer took the task first (look again), or the agent claimed
@@ -214,60 +214,70 @@ class TaskClaims:
         now: datetime,
         taking: list[UUID],
     ) -> Assignment | LeaseRefused:
-        """Lease ``agent`` the first of the tasks it looked at that is still as it was
-        read and that no other claimer holds; TASK_TAKEN when every one was taken
-        meanwhile, AGENT_CHANGED when the agent's record changed since its look. Those
-        this process leased since are passed over, and those another of its claims is
-        leasing now are tried last (this one's marked in ``taking`` while its
-        transaction lasts)."""
+        """Lease ``agent`` the first of the tasks it looked at that is still as read and
+        that no other claimer holds, in one try (``AttemptRepository.open_first``);
+        TASK_TAKEN when every one was taken meanwhile, AGENT_CHANGED when the agent's
+        record changed since its look. Those this process leased since are passed over,
+        and those another of its claims is leasing now are tried last (the one this
+        claim expects to take is marked in ``taking`` while its transaction lasts)."""
         untaken = [task for task in looked_at if task.version > self._taken.get(task.id, 0)]
-        for task in sorted(untaken, key=lambda task: task.id in self._taking):  # stable
-            self._taking.add(task.id)
-            taking.append(task.id)
-            leased = await self._leased(uow, agent, task, now=now)
-            if leased is not LeaseRefused.TASK_TAKEN:
-                return leased
-            self._taking.discard(task.id)
-        return LeaseRefused.TASK_TAKEN
+        ordered = sorted(untaken, key=lambda task: task.id in self._taking)  # stable
+        if not ordered:
+            return LeaseRefused.TASK_TAKEN
+        # One try leases tasks of sessions or tasks of none, not both.
+        in_sessions = ordered[0].session_id is not None
+        tried = [task for task in ordered if (task.session_id is not None) == in_sessions]
+        self._taking.add(tried[0].id)
+        taking.append(tried[0].id)
+        return await self._leased(uow, agent, tried, now=now)
 
     async def _leased(
-        self, uow: UnitOfWork, agent: Agent, task: Task, *, now: datetime
+        self, uow: UnitOfWork, agent: Agent, tasks: Sequence[Task], *, now: datetime
     ) -> Assignment | LeaseRefused:
-        """Lease ``task`` to ``agent`` (the task saved, the agent booked, the attempt
-        opened and the events logged: ``AttemptRepository.open``) and commit; the
-        assignment, or why nothing was leased (nothing is committed then)."""
-        running, attempt = lease_task(
-            task, agent, now=now, lease_seconds=self._policy.lease_seconds
-        )
-        # Before the lease: where the lease is one statement it has committed by itself,
-        # and nothing that could fail may come after it (a read once per session anyway).
-        workspace = await self._workspace(uow, task)
-        opened = await uow.attempts.open(
-            NewLease(
-                task=task,
-                running=running,
-                agent=agent,
-                booked=agent_with_lease(agent, now=now),
-                attempt=attempt,
-                events=[
-                    task_events.task_transition(task, running),
-                    task_events.task_leased(running, attempt),
-                ],
+        """Lease ``agent`` the first of ``tasks`` still free (the task saved, the agent
+        booked, the attempt opened and the events logged: ``AttemptRepository.open_first``)
+        and commit; the assignment, or why nothing was leased (nothing is committed
+        then)."""
+        booked = agent_with_lease(agent, now=now)
+        leases: list[NewLease] = []
+        workspaces: dict[UUID, Path] = {}
+        for task in tasks:
+            running, attempt = lease_task(
+                task, agent, now=now, lease_seconds=self._policy.lease_seconds
             )
-        )
+            leases.append(
+                NewLease(
+                    task=task,
+                    running=running,
+                    agent=agent,
+                    booked=booked,
+                    attempt=attempt,
+                    events=[
+                        task_events.task_transition(task, running),
+                        task_events.task_leased(running, attempt),
+                    ],
+                )
+            )
+            # Before the lease: where the lease is one statement it has committed by
+            # itself, and nothing that could fail may come after it (a read once per
+            # session anyway).
+            workspaces[task.id] = await self._workspace(uow, task)
+        opened = await uow.attempts.open_first(leases)
         if isinstance(opened, LeaseRefused):
             return opened
         await uow.commit()
-        self._taken[running.id] = task.version
+        lease, done = opened
+        running, attempt = lease.running, lease.attempt
+        self._taken[running.id] = lease.task.version
         if len(self._taken) > _TAKEN_KEPT:
             self._taken.popitem(last=False)
         log.info(
             "task_leased",
-            task_id=str(task.id),
+            task_id=str(running.id),
             agent_id=str(agent.id),
             attempt=attempt.attempt,
         )
-        return Assignment(running, attempt, opened.finished_dependencies, workspace)
+        return Assignment(running, attempt, done.finished_dependencies, workspaces[running.id])
 
     async def _left_to_others(
         self, uow: UnitOfWork, agent: Agent, waiting: Sequence[Task]

@@ -20,7 +20,13 @@ from ..domain.tasks.artifacts import Artifact
 from ..domain.tasks.attempts import AttemptOutcome, TaskAttempt
 from ..domain.tasks.loop_guard import GUARD_ERROR_PREFIX
 from ..domain.tasks.task import FINISHED_STATUSES, Task, TaskType
-from ..services.ports import LeaseRefused, NewLease, OpenedLease, StoredArtifact
+from ..services.ports import (
+    LeaseRefused,
+    NewLease,
+    OpenedLease,
+    StoredArtifact,
+    check_one_try,
+)
 from .agent_repository import SqlAgentRepository
 from .commit_writes import CommitWrites
 from .database import storable_json_text
@@ -126,41 +132,76 @@ class SqlAttemptRepository:
         await run(self._db, _INSERT, _values(attempt))
 
     async def open(self, lease: NewLease) -> OpenedLease | LeaseRefused:
-        session_id = lease.task.session_id
+        opened = await self.open_first([lease])
+        return opened if isinstance(opened, LeaseRefused) else opened[1]
+
+    async def open_first(
+        self, leases: Sequence[NewLease]
+    ) -> tuple[NewLease, OpenedLease] | LeaseRefused:
+        # The statement tells a lease by its events and numbers them in the task's
+        # session: steps here would not be all or nothing where the caller holds no
+        # transaction.
+        check_one_try(leases)
         if self._db.dialect.name != "postgresql":
-            return await self._open_in_steps(lease)
-        # The statement tells a lease by its events and numbers them in the task's session:
-        # steps here would not be all or nothing where the caller holds no transaction.
-        if not lease.events or any(event.session_id != session_id for event in lease.events):
-            raise ValueError("a lease's events are its task's session's, and there are some")
-        task_changes = changed_columns(
-            task_values(lease.task), task_values(lease.running), version=lease.task.version
-        )
+            for lease in leases:
+                opened = await self._open_in_steps(lease)
+                if opened is not LeaseRefused.TASK_TAKEN:
+                    return opened if isinstance(opened, LeaseRefused) else (lease, opened)
+            return LeaseRefused.TASK_TAKEN
+        first = leases[0]
+        numbered = first.task.session_id is not None
+        tasks_written = [
+            changed_columns(
+                task_values(lease.task), task_values(lease.running), version=lease.task.version
+            )
+            for lease in leases
+        ]
+        task_keys = sorted({key for changes in tasks_written for key in changes})
+        task_rows = [task_values(lease.running) for lease in leases]
+        attempt_rows = [_values(lease.attempt) for lease in leases]
+        task_arrays = _differing(task_keys, task_rows)
+        attempt_arrays = _differing(list(attempt_rows[0]), attempt_rows)
+        if len(leases) > 1 and (
+            any(_is_json(tasks.c[key].type) for key in task_arrays)
+            or any(_is_json(task_attempts.c[key].type) for key in attempt_arrays)
+        ):
+            return await self.open_first(leases[:1])  # not as arrays: one at a time
         agent_changes = changed_columns(
-            agent_fields(lease.agent), agent_fields(lease.booked), version=lease.agent.version
+            agent_fields(first.agent), agent_fields(first.booked), version=first.agent.version
         )
-        attempt = _values(lease.attempt)
         statement = lease_statement(
-            tuple(task_changes), tuple(agent_changes), tuple(attempt), session_id is not None
+            tuple(task_keys),
+            task_arrays,
+            tuple(agent_changes),
+            tuple(attempt_rows[0]),
+            attempt_arrays,
+            numbered,
         )
         rows = await fetch_all(
             self._db,
             statement,
             {
-                **{TASK + key: value for key, value in task_changes.items()},
+                **_written(TASK, task_keys, task_arrays, task_rows),
                 **{AGENT + key: value for key, value in agent_changes.items()},
-                **{ATTEMPT + key: value for key, value in attempt.items()},
-                WAS + "task_id": lease.task.id,
-                WAS + "task_version": lease.task.version,
-                WAS + "task_status": lease.task.status.value,
-                WAS + "agent_id": lease.agent.id,
-                WAS + "agent_version": lease.agent.version,
-                "l_session_id": session_id,
-                "l_count": len(lease.events),
-                "l_types": [event.type.value for event in lease.events],
-                "l_ats": [event.at for event in lease.events],
-                "l_payloads": [storable_json_text(event.payload) for event in lease.events],
-                "l_dependencies": list(lease.running.depends_on),
+                **_written(ATTEMPT, list(attempt_rows[0]), attempt_arrays, attempt_rows),
+                WAS + "task_ids": [lease.task.id for lease in leases],
+                WAS + "task_versions": [lease.task.version for lease in leases],
+                WAS + "task_status": first.task.status.value,
+                WAS + "agent_id": first.agent.id,
+                WAS + "agent_version": first.agent.version,
+                "l_session_ids": [lease.task.session_id for lease in leases],
+                "l_counts": [len(lease.events) for lease in leases],
+                "l_event_of": [n for n, lease in enumerate(leases, 1) for _ in lease.events],
+                "l_event_numbers": [k for lease in leases for k in range(1, len(lease.events) + 1)],
+                "l_types": [e.type.value for lease in leases for e in lease.events],
+                "l_ats": [e.at for lease in leases for e in lease.events],
+                "l_payloads": [
+                    storable_json_text(e.payload) for lease in leases for e in lease.events
+                ],
+                "l_dependency_of": [
+                    n for n, lease in enumerate(leases, 1) for _ in lease.running.depends_on
+                ],
+                "l_dependencies": [d for lease in leases for d in lease.running.depends_on],
                 "l_finished": sorted(status.value for status in FINISHED_STATUSES),
             },
         )
@@ -169,14 +210,15 @@ class SqlAttemptRepository:
             return LeaseRefused.AGENT_CHANGED
         if not outcome["logged"]:
             return LeaseRefused.TASK_TAKEN
+        lease = leases[int(outcome["leased"]) - 1]
         if outcome["logged"] != len(lease.events):  # the session's row is gone: not stored
-            raise LookupError(session_id)
+            raise LookupError(lease.task.session_id)
         self._events.stored_apart(lease.events)
         finished = sorted(
             (task_from_row(row) for row in rows if row["id"] is not None),
             key=lambda task: lease.running.depends_on.index(task.id),
         )
-        return OpenedLease(finished)
+        return lease, OpenedLease(finished)
 
     async def _open_in_steps(self, lease: NewLease) -> OpenedLease | LeaseRefused:
         tasks = SqlTaskRepository(self._db)
@@ -462,6 +504,25 @@ class SqlAttemptRepository:
             )
             for row in result.mappings()
         ]
+
+
+def _differing(keys: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> frozenset[str]:
+    """The keys whose values are not the same in every row."""
+    return frozenset(key for key in keys if any(row[key] != rows[0][key] for row in rows[1:]))
+
+
+def _written(
+    prefix: str, keys: Sequence[str], arrays: frozenset[str], rows: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """``lease_statement``'s values of ``keys``: a list with each row's for those in
+    ``arrays``, the first row's (every row's) for the others."""
+    return {
+        prefix + key: [row[key] for row in rows] if key in arrays else rows[0][key] for key in keys
+    }
+
+
+def _is_json(column_type: Any) -> bool:
+    return isinstance(column_type, sa.JSON)
 
 
 def _values(attempt: TaskAttempt) -> dict[str, Any]:

@@ -9,10 +9,18 @@ itself and needs no transaction around it:
 
 1. ``agent_ok`` locks the agent's row if it is still at the version the lease was
    computed from (a row changed meanwhile fails the re-check under the lock);
-2. ``leased`` moves the task if it is still as read and no other claimer holds it
-   (``SKIP LOCKED``: a claimer never waits for a task another is taking);
+2. ``free`` picks, of the candidates in the order given, the first task still as read
+   that no other claimer holds (``SKIP LOCKED``: a claimer never waits for a task
+   another is taking), and ``leased`` moves it;
 3. ``booked``, ``opened``, ``bumped`` and ``logged`` follow only from a row of the one
    before, and cannot fail once the agent's and the task's rows are held.
+
+A claim's candidates are the READY tasks its look found: agents woken by one commit look
+at the same tasks, and in several processes none knows what the others are taking. One
+statement for all of them leases the first still free, where a statement per task would
+cost a round trip for each one taken meanwhile. What differs between the candidates
+(their versions, attempts, events, sessions) comes as arrays, each candidate's values at
+its position (``free.n``); what they share, as single values.
 
 The locks come in the order every writer takes them: the agent's row before the task's
 is safe because the task's is only ever tried, never waited for; then the session's row
@@ -29,6 +37,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.sql.elements import Grouping
 from sqlalchemy.sql.selectable import LateralFromClause
 
 from .event_repository import LAST_GIVEN, writer_registration
@@ -44,21 +53,25 @@ WAS = "l_was_"
 """The guards: the agent's and the task's rows as the lease was computed from."""
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=64)
 def lease_statement(
     task_keys: tuple[str, ...],
+    task_arrays: frozenset[str],
     agent_keys: tuple[str, ...],
     attempt_keys: tuple[str, ...],
+    attempt_arrays: frozenset[str],
     numbered: bool,
 ) -> sa.Select[Any]:
-    """The statement for a lease that changes ``task_keys`` of the task's row and
-    ``agent_keys`` of the agent's, and writes ``attempt_keys`` of the attempt's;
-    ``numbered``: the task is a session's, whose events take the session's next
-    numbers. Its rows: ``agent`` (1 when the agent's row was at
-    the expected version) and ``logged`` (the events inserted: all of them when the
-    task was free and everything was written, else none), beside each of the task's
-    finished dependencies (``l_dependencies`` in state ``l_finished``), or beside NULLs
-    when it has none."""
+    """The statement for a lease of one of the candidates (``l_was_task_ids``, in order)
+    that changes ``task_keys`` of the task's row and ``agent_keys`` of the agent's, and
+    writes ``attempt_keys`` of the attempt's; the keys in ``task_arrays`` and
+    ``attempt_arrays`` come as one value per candidate. ``numbered``: the tasks are
+    sessions', whose events take their session's next numbers. Its rows: ``agent`` (1
+    when the agent's row was at the expected version), ``leased`` (the position of the
+    candidate leased, from 1) and ``logged`` (its events inserted: all of them when a
+    candidate was free and everything was written, else none), beside each of that
+    task's finished dependencies (``l_dependencies`` of ``l_dependency_of`` that
+    candidate, in state ``l_finished``), or beside NULLs when it has none."""
     agent_ok = (
         sa.select(agents.c.id)
         .where(
@@ -68,24 +81,37 @@ def lease_statement(
         .with_for_update()
         .cte("agent_ok")
     )
+    candidate = (
+        sa.func.unnest(
+            sa.bindparam("l_was_task_ids", type_=ARRAY(sa.Uuid)),
+            sa.bindparam("l_was_task_versions", type_=ARRAY(sa.Integer)),
+        )
+        .table_valued("id", "version", with_ordinality="n")
+        .render_derived(name="candidate")
+    )
     free = (
-        sa.select(tasks.c.id)
+        sa.select(tasks.c.id, candidate.c.n)
+        .select_from(tasks.join(candidate, tasks.c.id == candidate.c.id))
         .where(
-            tasks.c.id == sa.bindparam("l_was_task_id", type_=sa.Uuid),
-            tasks.c.version == sa.bindparam("l_was_task_version", type_=sa.Integer),
+            tasks.c.version == candidate.c.version,
             tasks.c.status == sa.bindparam("l_was_task_status", type_=sa.String),
             sa.exists(sa.select(agent_ok.c.id)),
         )
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
+        .order_by(candidate.c.n)
+        .limit(1)
+        .with_for_update(skip_locked=True, of=tasks)
+        .cte("free")
     )
     leased = (
         sa.update(tasks)
-        .where(tasks.c.id == free)
+        .where(tasks.c.id == free.c.id)
         .values(
-            {tasks.c[key]: sa.bindparam(TASK + key, type_=tasks.c[key].type) for key in task_keys}
+            {
+                tasks.c[key]: _value(TASK + key, tasks.c[key].type, key in task_arrays, free.c.n)
+                for key in task_keys
+            }
         )
-        .returning(tasks.c.id)
+        .returning(tasks.c.id, free.c.n)
         .cte("leased")
     )
     booked = (
@@ -109,50 +135,63 @@ def lease_statement(
             list(attempt_keys),
             sa.select(
                 *(
-                    sa.bindparam(ATTEMPT + key, type_=task_attempts.c[key].type)
+                    _value(
+                        ATTEMPT + key,
+                        task_attempts.c[key].type,
+                        key in attempt_arrays,
+                        leased.c.n,
+                    )
                     for key in attempt_keys
                 )
-            ).where(sa.exists(sa.select(booked.c.id))),
+            )
+            .select_from(leased)
+            .where(sa.exists(sa.select(booked.c.id))),
         )
         .returning(task_attempts.c.task_id)
         .cte("opened")
     )
-    count = sa.bindparam("l_count", type_=sa.Integer)
+    counts = Grouping(sa.bindparam("l_counts", type_=ARRAY(sa.Integer)))
+    session_ids = Grouping(sa.bindparam("l_session_ids", type_=ARRAY(sa.Uuid)))
     lock: sa.Label[Any] = sa.literal_column(writer_registration("seen.v")).label("registered")
-    session_id = sa.bindparam("l_session_id", type_=sa.Uuid)
     ordered: sa.Subquery
     if numbered:
         bumped = (
             sa.update(sessions)
-            .where(sessions.c.id == session_id, sa.exists(sa.select(opened.c.task_id)))
-            .values(event_seq=sessions.c.event_seq + count)
-            .returning(sessions.c.event_seq)
+            .where(
+                sessions.c.id == session_ids[leased.c.n],
+                sa.exists(sa.select(opened.c.task_id)),
+            )
+            .values(event_seq=sessions.c.event_seq + counts[leased.c.n])
+            .returning(sessions.c.event_seq, leased.c.n)
             .cte("bumped")
         )
         # The last id given out is read once the session's row is held (a lateral
         # subquery of the bumped row), so readers are held back only from then on.
         seen = _last_given(bumped.c.event_seq.is_not(None))
         ordered = (
-            sa.select(lock, bumped.c.event_seq.label("last"))
+            sa.select(lock, bumped.c.event_seq.label("last"), bumped.c.n)
             .select_from(bumped.join(seen, sa.true()))
             .subquery("ordered")
         )
-    else:  # a task outside any session: its events have no numbers
+    else:  # tasks outside any session: their events have no numbers
         ordered = (
-            sa.select(lock, sa.null().label("last"))
-            .select_from(_last_given(sa.true()))
+            sa.select(lock, sa.null().label("last"), leased.c.n)
+            .select_from(leased.join(_last_given(sa.true()), sa.true()))
             .where(sa.exists(sa.select(opened.c.task_id)))
             .subquery("ordered")
         )
-    # The events' rows: arrays unnested in order, numbered from the bumped counter, with
-    # the writer registered in the same subquery, before the first row takes its id.
+    # The events' rows: every candidate's, unnested in order, those of the candidate
+    # leased numbered from the bumped counter, with the writer registered in the same
+    # subquery, before the first row takes its id.
     new = (
         sa.func.unnest(
+            sa.bindparam("l_event_of", type_=ARRAY(sa.Integer)),
+            sa.bindparam("l_event_numbers", type_=ARRAY(sa.Integer)),
             sa.bindparam("l_types", type_=ARRAY(sa.Text)),
             sa.bindparam("l_ats", type_=ARRAY(sa.DateTime(timezone=True))),
             sa.bindparam("l_payloads", type_=ARRAY(sa.Text)),
         )
-        .table_valued("type", "at", "payload", with_ordinality="n")
+        .table_valued("of", "k", "type", "at", "payload", with_ordinality="i")
         .render_derived(name="new")
     )
     logged = (
@@ -160,27 +199,40 @@ def lease_statement(
         .from_select(
             ["session_id", "seq", "type", "at", "payload"],
             sa.select(
-                session_id,
-                sa.cast(ordered.c["last"], sa.Integer) - count + new.c.n,
+                session_ids[ordered.c.n],
+                sa.cast(ordered.c["last"], sa.Integer) - counts[ordered.c.n] + new.c.k,
                 new.c.type,
                 new.c.at,
                 sa.cast(new.c.payload, JSONB),
             )
-            .select_from(ordered.join(new, sa.true()))
-            .order_by(new.c.n),
+            .select_from(ordered.join(new, new.c.of == ordered.c.n))
+            .order_by(new.c.i),
         )
         .returning(events.c.id)
         .cte("logged")
     )
     outcome = sa.select(
         sa.select(sa.func.count()).select_from(agent_ok).scalar_subquery().label("agent"),
+        sa.select(leased.c.n).scalar_subquery().label("leased"),
         sa.select(sa.func.count()).select_from(logged).scalar_subquery().label("logged"),
     ).subquery("outcome")
     # What the agent is told of the work before its task, in the same round trip.
+    dependency = (
+        sa.func.unnest(
+            sa.bindparam("l_dependency_of", type_=ARRAY(sa.Integer)),
+            sa.bindparam("l_dependencies", type_=ARRAY(sa.Uuid)),
+        )
+        .table_valued("of", "id")
+        .render_derived(name="dependency")
+    )
     finished = (
         sa.select(tasks, depends_on_column("postgresql"))
         .where(
-            tasks.c.id == sa.any_(sa.bindparam("l_dependencies", type_=ARRAY(sa.Uuid))),
+            tasks.c.id.in_(
+                sa.select(dependency.c.id).where(
+                    dependency.c.of == sa.select(leased.c.n).scalar_subquery()
+                )
+            ),
             tasks.c.status == sa.any_(sa.bindparam("l_finished", type_=ARRAY(sa.Text))),
         )
         .subquery("finished")
@@ -190,6 +242,16 @@ def lease_statement(
         .select_from(outcome.outerjoin(finished, sa.true()))
         .add_cte(booked, opened, logged)
     )
+
+
+def _value(
+    name: str, column_type: Any, per_candidate: bool, position: sa.ColumnElement[Any]
+) -> sa.ColumnElement[Any]:
+    """A written value: one for every candidate, or the one at the leased position."""
+    if per_candidate:
+        # In parentheses: PostgreSQL subscripts ``($1::integer[])[n]``, not ``$1::integer[][n]``.
+        return Grouping(sa.bindparam(name, type_=ARRAY(column_type)))[position]
+    return sa.bindparam(name, type_=column_type)
 
 
 def _last_given(after: sa.ColumnElement[bool]) -> LateralFromClause:

@@ -26,6 +26,7 @@ from .tasks import (
     OpenedLease,
     StoredArtifact,
     TaskRepository,
+    check_one_try,
 )
 from .unit_of_work import DuplicateKeyError, UnitOfWork, UnitOfWorkFactory
 from .webhooks import WebhookRepository
@@ -58,4 +59,5 @@ __all__ = [
     "UnitOfWorkFactory",
     "WebhookRepository",
     "WorkingTrees",
+    "check_one_try",
 ]

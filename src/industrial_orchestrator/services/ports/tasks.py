@@ -138,6 +138,27 @@ class NewLease:
     events: Sequence[NewEvent]
 
 
+def check_one_try(leases: Sequence[NewLease]) -> None:
+    """``ValueError`` unless ``leases`` can be one try of ``open_first``: some, each with
+    its events in its task's session, one agent's booked alike, of tasks in one state,
+    all of sessions or none."""
+    if not leases:
+        raise ValueError("a lease of one of no tasks")
+    first = leases[0]
+    for lease in leases:
+        session_id = lease.task.session_id
+        if not lease.events or any(e.session_id != session_id for e in lease.events):
+            raise ValueError("a lease's events are its task's session's, and there are some")
+        if (session_id is None) != (first.task.session_id is None):
+            raise ValueError("one try leases tasks of sessions or none")
+        if (lease.agent, lease.booked, lease.task.status) != (
+            first.agent,
+            first.booked,
+            first.task.status,
+        ):
+            raise ValueError("one try is one agent's, booked alike, for tasks in one state")
+
+
 @dataclass(frozen=True, slots=True)
 class OpenedLease:
     finished_dependencies: list[Task]
@@ -163,6 +184,15 @@ class AttemptRepository(Protocol):
         no transaction around it), else in steps. Refused: the caller must not commit
         (in steps the task's row may be written already); after TASK_TAKEN it may try
         another task in the same transaction."""
+
+    async def open_first(
+        self, leases: Sequence[NewLease]
+    ) -> tuple[NewLease, OpenedLease] | LeaseRefused:
+        """``open`` the first of ``leases`` (one agent's, booked alike, of different
+        tasks in one state, all of sessions or none) whose task is still as read and
+        free, in their order; which one, and what ``open`` gives. In one statement where
+        the database can: a task taken meanwhile costs no round trip of its own.
+        TASK_TAKEN when every one was; refused as ``open`` is."""
 
     async def get(self, task_id: UUID, attempt: int) -> TaskAttempt | None: ...
 

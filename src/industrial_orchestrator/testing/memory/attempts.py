@@ -14,7 +14,13 @@ from ...domain.tasks.artifacts import Artifact
 from ...domain.tasks.attempts import AttemptOutcome, TaskAttempt
 from ...domain.tasks.loop_guard import GUARD_ERROR_PREFIX
 from ...domain.tasks.task import FINISHED_STATUSES, Task, TaskType
-from ...services.ports import LeaseRefused, NewLease, OpenedLease, StoredArtifact
+from ...services.ports import (
+    LeaseRefused,
+    NewLease,
+    OpenedLease,
+    StoredArtifact,
+    check_one_try,
+)
 from .agents import MemoryAgentRepository
 from .events import MemoryEventRepository
 from .store import IntegrityViolation, Transaction, json_copy
@@ -55,6 +61,16 @@ class MemoryAttemptRepository:
         await self._events.append(lease.events)
         dependencies = await tasks.get_many(lease.running.depends_on)
         return OpenedLease([dep for dep in dependencies if dep.status in FINISHED_STATUSES])
+
+    async def open_first(
+        self, leases: Sequence[NewLease]
+    ) -> tuple[NewLease, OpenedLease] | LeaseRefused:
+        check_one_try(leases)
+        for lease in leases:
+            opened = await self.open(lease)
+            if opened is not LeaseRefused.TASK_TAKEN:
+                return opened if isinstance(opened, LeaseRefused) else (lease, opened)
+        return LeaseRefused.TASK_TAKEN
 
     def _open_of(self, agent_id: UUID) -> list[TaskAttempt]:
         found: list[TaskAttempt] = self._tx.select(
