@@ -120,10 +120,7 @@ class CheckpointRecords:
                 raise _closed(found(await uow.sessions.get(session_id), session_id))
             recorded, done = added
             if after_seq is not None and recorded[0].seq != after_seq + 1:
-                raise Conflict(  # leaving without a commit undoes it all
-                    f"Session {session_id} has a checkpoint after number {after_seq} already",
-                    {"session_id": str(session_id), "after_seq": after_seq},
-                )
+                raise _outrun(session_id, after_seq)  # leaving without a commit undoes it all
             if done != len(finishing):  # leaving without a commit undoes it all
                 keys = [effect.key for effect in finishing]
                 raise Conflict(
@@ -160,10 +157,7 @@ class CheckpointRecords:
             session = found(await self._session(session_id), session_id)
             if session.status in _CLOSED:
                 raise _closed(session)
-            raise Conflict(
-                f"Session {session_id} has a checkpoint after number {after_seq} already",
-                {"session_id": str(session_id), "after_seq": after_seq},
-            )
+            raise _outrun(session_id, after_seq)
         _log_created(recorded)
         return recorded
 
@@ -224,6 +218,13 @@ def _closed(session: Session) -> Conflict:
         f"Session {session.id} is {session.status.value}: a finished session's "
         "checkpoints are kept for audit and cannot change",
         {"current_state": session.status.value},
+    )
+
+
+def _outrun(session_id: UUID, after_seq: int) -> Conflict:
+    return Conflict(
+        f"Session {session_id} has a checkpoint after number {after_seq} already",
+        {"session_id": str(session_id), "after_seq": after_seq},
     )
 
 

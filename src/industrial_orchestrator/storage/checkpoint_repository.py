@@ -18,6 +18,7 @@ from ..domain.sessions.checkpoint import Checkpoint
 from ..domain.sessions.session import Session
 from ..domain.sessions.states import SessionState
 from ..domain.tasks.task import Task
+from ..services.ports import check_added_after
 from .database import storable_json_text
 from .direct_execution import fetch_all, fetch_first, run
 from .effect_repository import SqlEffectRepository
@@ -259,12 +260,7 @@ class SqlCheckpointRepository:
         keep_from: int,
         unless_in: Sequence[SessionState] = (),
     ) -> bool | None:
-        if not numbered or [c.seq for c in numbered] != list(
-            range(after_seq + 1, after_seq + 1 + len(numbered))
-        ):
-            raise ValueError("checkpoints added after number N are numbered N + 1 on")
-        if keep_from > after_seq + 1:
-            raise ValueError("checkpoints added are never pruned with them")
+        check_added_after(numbered, after_seq, keep_from)
         if self._db.dialect.name != "postgresql":
             try:
                 added = await self.add_numbered(session_id, numbered, [], unless_in=unless_in)

@@ -18,6 +18,7 @@ from .sessions import (
     SessionQuery,
     SessionRepository,
     SessionTotals,
+    check_added_after,
 )
 from .tasks import (
     AttemptRepository,
@@ -59,5 +60,6 @@ __all__ = [
     "UnitOfWorkFactory",
     "WebhookRepository",
     "WorkingTrees",
+    "check_added_after",
     "check_one_try",
 ]

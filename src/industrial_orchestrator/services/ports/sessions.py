@@ -162,6 +162,16 @@ class SessionRepository(Protocol):
         and transitions never write these columns unless they change them)."""
 
 
+def check_added_after(numbered: Sequence[Checkpoint], after_seq: int, keep_from: int) -> None:
+    """``ValueError`` unless ``numbered`` can be ``CheckpointRepository.add_after``'s:
+    some, numbered ``after_seq`` + 1 on, none of them below ``keep_from``."""
+    expected = list(range(after_seq + 1, after_seq + 1 + len(numbered)))
+    if not numbered or [c.seq for c in numbered] != expected:
+        raise ValueError("checkpoints added after number N are numbered N + 1 on")
+    if keep_from > after_seq + 1:
+        raise ValueError("checkpoints added are never pruned with them")
+
+
 class CheckpointRepository(Protocol):
     async def add(self, checkpoint: Checkpoint) -> None: ...
 

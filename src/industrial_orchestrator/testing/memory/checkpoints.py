@@ -12,6 +12,7 @@ from ...domain.sessions.checkpoint import Checkpoint
 from ...domain.sessions.session import Session
 from ...domain.sessions.states import SessionState
 from ...domain.tasks.task import Task
+from ...services.ports import check_added_after
 from .effects import MemoryEffectRepository
 from .events import MemoryEventRepository
 from .sessions import SESSIONS, MemorySessionRepository
@@ -84,12 +85,7 @@ class MemoryCheckpointRepository:
         keep_from: int,
         unless_in: Sequence[SessionState] = (),
     ) -> bool | None:
-        if not numbered or [c.seq for c in numbered] != list(
-            range(after_seq + 1, after_seq + 1 + len(numbered))
-        ):
-            raise ValueError("checkpoints added after number N are numbered N + 1 on")
-        if keep_from > after_seq + 1:
-            raise ValueError("checkpoints added are never pruned with them")
+        check_added_after(numbered, after_seq, keep_from)
         try:
             added = await self.add_numbered(session_id, numbered, [], unless_in=unless_in)
         except LookupError:
