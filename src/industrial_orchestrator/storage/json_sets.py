@@ -13,10 +13,21 @@ from sqlalchemy.dialects.postgresql import JSONB
 def subset_of(column: Any, values: Sequence[str], dialect: str) -> Any:
     """Every element of the array in ``column`` is one of ``values``."""
     if dialect == "postgresql":
-        return sa.type_coerce(column, JSONB).contained_by(sa.type_coerce(list(values), JSONB))
+        return contained_in(column, sa.type_coerce(list(values), JSONB))
     elements = sa.func.json_each(column).table_valued("value")
     return ~sa.exists(
         sa.select(sa.literal(1)).select_from(elements).where(elements.c.value.not_in(values))
+    )
+
+
+def contained_in(column: Any, other: Any) -> Any:
+    """PostgreSQL: the JSONB in ``column`` is contained in ``other`` (``<@``), written as
+    the operator's function. The planner guesses one row in a thousand passes the
+    operator (no index serves it), so a claim's look at the READY tasks read every one
+    of them and sorted them; a function passes a third, and the look walks the READY
+    index in claim order and stops at its limit (0.7 against 0.15 ms with 111 waiting)."""
+    return sa.func.jsonb_contained(
+        sa.type_coerce(column, JSONB), sa.type_coerce(other, JSONB), type_=sa.Boolean
     )
 
 

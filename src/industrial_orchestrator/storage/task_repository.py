@@ -20,7 +20,7 @@ from ..domain.tasks.task import Task, TaskStatus, task_fields, task_from_fields
 from ..services.ports import DuplicateKeyError
 from .commit_writes import CommitWrites
 from .direct_execution import Row, fetch_all, fetch_first, fetch_value, run, run_many
-from .json_sets import allows, subset_of
+from .json_sets import allows, contained_in, subset_of
 from .listed import one_of
 from .rows import changed_columns, prefixed, session_from_row, unprefixed
 from .session_repository import SqlSessionRepository
@@ -113,9 +113,7 @@ def _claimable_for_query(limit: int) -> sa.Select[Any]:
     """``claimable_for``'s statement on PostgreSQL: the agent's row, joined to the tasks
     it can do, looked for with its own capabilities and name (one row with no task when
     there is none; no row when the agent is not registered)."""
-    within = sa.type_coerce(tasks.c.required_capabilities, JSONB).contained_by(
-        sa.type_coerce(agents.c.capabilities, JSONB)
-    )
+    within = contained_in(tasks.c.required_capabilities, agents.c.capabilities)
     listed = sa.type_coerce(sessions.c.options, JSONB)["agents"]
     allowed = sa.or_(
         sa.func.coalesce(sa.func.jsonb_array_length(listed), 0) == 0,
@@ -146,12 +144,11 @@ def _claimable_of(within: Any, allowed: Any, dialect: str) -> sa.Select[Any]:
             ~sa.exists(sa.select(child.c.id).where(child.c.parent_id == tasks.c.id)),
             sa.or_(
                 tasks.c.session_id.is_(None),
-                # Asked of each task as the index gives them (not a set of every running
-                # session, built first): a look reads as few rows as it can.
-                sa.exists(
-                    sa.select(sessions.c.id)
-                    .where(
-                        sessions.c.id == tasks.c.session_id,
+                # Asked of each task as the index gives them, by its session's key: a
+                # value, not EXISTS, which PostgreSQL may answer from a hash of every
+                # running session built first (a look then reads the whole fleet).
+                sa.select(
+                    sa.and_(
                         # Written into the text: an expanding IN is rendered again on
                         # every run, and cannot be run directly.
                         sessions.c.status.in_(
@@ -160,8 +157,10 @@ def _claimable_of(within: Any, allowed: Any, dialect: str) -> sa.Select[Any]:
                         # A session may name the agents its tasks are for (a fork's).
                         allowed,
                     )
-                    .correlate_except(sessions)  # the task, and the agent's row when joined
-                ),
+                )
+                .where(sessions.c.id == tasks.c.session_id)
+                .correlate_except(sessions)  # the task, and the agent's row when joined
+                .scalar_subquery(),
             ),
             # Files a finished task of the session delivered are still to be written:
             # its next tasks would start without them.
