@@ -43,7 +43,7 @@ from harness.main import bench_main, bench_parser
 from harness.postgres import add_postgres_args
 from harness.redis import add_redis_arg
 from harness.report import add_columns, progress
-from harness.server import http_client
+from harness.server import agent_client, http_client
 from harness.stats import CpuSnapshot, CpuUse, cpu_model
 from industrial_orchestrator.domain.sessions.options import TEMPLATE_CHOICES
 
@@ -99,7 +99,7 @@ async def _drive(
         tally = Tally()
         agents = [
             NoopAgent(
-                await stack.enter_async_context(http_client(base_url, REQUEST_TIMEOUT_S)),
+                await stack.enter_async_context(agent_client(base_url, REQUEST_TIMEOUT_S)),
                 f"bench-idle-{index:02d}",
                 tally,
             )

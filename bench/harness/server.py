@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 
 from harness.main import BenchError
@@ -53,6 +54,17 @@ def free_port() -> int:
 def http_client(base_url: str, timeout: float = REQUEST_TIMEOUT_S) -> httpx.AsyncClient:
     """A client of the server, bypassing any proxy of the environment."""
     return httpx.AsyncClient(base_url=base_url, timeout=timeout, trust_env=False)
+
+
+def agent_client(base_url: str, timeout: float = REQUEST_TIMEOUT_S) -> aiohttp.ClientSession:
+    """A cheap client for the benchmarks' no-op agents (``engine_sessions.NoopAgent``),
+    bypassing any proxy of the environment; one connection at a time, as an agent has."""
+    return aiohttp.ClientSession(
+        base_url=base_url,
+        timeout=aiohttp.ClientTimeout(total=timeout),
+        connector=aiohttp.TCPConnector(limit=1),
+        trust_env=False,
+    )
 
 
 def _orchestrator_executable() -> str:
