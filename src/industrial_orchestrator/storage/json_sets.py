@@ -1,5 +1,6 @@
 """Set tests on JSON arrays of strings (capability lists), in each dialect's own terms:
-PostgreSQL's JSONB containment operators (index-friendly), SQLite's ``json_each``."""
+PostgreSQL's JSONB containment (``@>``, which an index can serve, and ``<@`` written as its
+function: ``contained_in``), SQLite's ``json_each``."""
 
 from __future__ import annotations
 
