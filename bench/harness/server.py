@@ -67,12 +67,10 @@ def http_client(base_url: str, timeout: float = REQUEST_TIMEOUT_S) -> httpx.Asyn
 
 def agent_client(base_url: str, timeout: float = REQUEST_TIMEOUT_S) -> aiohttp.ClientSession:
     """A cheap client for the benchmarks' no-op agents (``engine_sessions.NoopAgent``),
-    bypassing any proxy of the environment; one connection at a time, as an agent has."""
+    bypassing any proxy of the environment. Not one connection only: an agent's heartbeat
+    must not wait for its long-poll to end."""
     return aiohttp.ClientSession(
-        base_url=base_url,
-        timeout=aiohttp.ClientTimeout(total=timeout),
-        connector=aiohttp.TCPConnector(limit=1),
-        trust_env=False,
+        base_url=base_url, timeout=aiohttp.ClientTimeout(total=timeout), trust_env=False
     )
 
 

@@ -5,6 +5,7 @@ index, not by reading every row (``storage.written_constants``)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -42,18 +43,25 @@ ANALYZE effects;
 """
 
 
-@pytest.fixture
-async def history() -> AsyncIterator[SqlUnitOfWorkFactory]:
-    with temporary_postgres_database("io_test_plans") as name:
+@contextlib.asynccontextmanager
+async def _database_holding(rows: str, purpose: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on a new database with our schema and ``rows`` (SQL) in it."""
+    with temporary_postgres_database(purpose) as name:
         engine = create_engine(load_settings(database_url=postgres_url_for(name)).database)
         try:
             await upgrade_to_head(engine)
             async with engine.begin() as connection:
                 raw = (await connection.get_raw_connection()).driver_connection
-                await raw.execute(_HISTORY)
-            yield SqlUnitOfWorkFactory(engine)
+                await raw.execute(rows)
+            yield engine
         finally:
             await engine.dispose()
+
+
+@pytest.fixture
+async def history() -> AsyncIterator[SqlUnitOfWorkFactory]:
+    async with _database_holding(_HISTORY, "io_test_plans") as engine:
+        yield SqlUnitOfWorkFactory(engine)
 
 
 @pytest.mark.parametrize("mode", ["force_generic_plan", "auto"])
@@ -152,16 +160,8 @@ ANALYZE agents;
 
 @pytest.fixture
 async def waiting() -> AsyncIterator[AsyncEngine]:
-    with temporary_postgres_database("io_test_claims") as name:
-        engine = create_engine(load_settings(database_url=postgres_url_for(name)).database)
-        try:
-            await upgrade_to_head(engine)
-            async with engine.begin() as connection:
-                raw = (await connection.get_raw_connection()).driver_connection
-                await raw.execute(_WAITING)
-            yield engine
-        finally:
-            await engine.dispose()
+    async with _database_holding(_WAITING, "io_test_claims") as engine:
+        yield engine
 
 
 async def test_a_claims_look_reads_the_tasks_it_hands_out_not_every_waiting_one(waiting):
