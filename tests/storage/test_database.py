@@ -288,3 +288,27 @@ async def test_a_process_opens_at_most_its_pool_and_keeps_what_it_opened():
             await engine.dispose()
     assert len(backends) == 12
     assert len(set(backends)) == 2
+
+
+async def test_the_connection_used_last_is_used_next():
+    """A steady load runs on the connections it needs, warm, whatever a burst opened:
+    first in, first out handed each statement to every connection of the pool in turn,
+    each preparing and planning it again."""
+    with temporary_postgres_database("io_test_lifo") as name:
+        engine = create_engine(
+            load_settings(database_url=postgres_url_for(name)).database, pool_size=4
+        )
+
+        async def backend() -> int:
+            async with engine.connect() as connection:
+                pid: int = await connection.scalar(sa.text("SELECT pg_backend_pid()"))
+                await connection.execute(sa.text("SELECT pg_sleep(0.02)"))
+                return pid
+
+        try:
+            burst = await asyncio.gather(*(backend() for _ in range(4)))
+            one_at_a_time = [await backend() for _ in range(6)]
+        finally:
+            await engine.dispose()
+    assert len(set(burst)) == 4  # the burst opened the whole pool
+    assert len(set(one_at_a_time)) == 1
