@@ -79,8 +79,10 @@ _SLOTS = sa.select(
     )
 )
 _ADD_SLOT_TRIES = 4
-# PostgreSQL: a new slot for the session, numbered as ``_missing_number`` picks (a guess
-# while the slots are sparse, which may collide: then ``added`` is NULL and ``no_room`` false,
+# PostgreSQL: a new slot for the session, numbered as ``_missing_number`` picks (while the
+# slots are sparse, the first missing of 16 numbers drawn at random: one draw alone hit a
+# slot that exists up to half the time, and four such misses queued a start with slots to
+# spare; a concurrent maker of the same number makes ``added`` NULL and ``no_room`` false:
 # try again), unless every slot within the limit exists or one above it is held (``no_room``).
 _MAKE_SLOT = sa.text(
     """
@@ -93,7 +95,11 @@ _MAKE_SLOT = sa.text(
         SELECT CASE
             WHEN above OR made >= CAST(:capacity AS INTEGER) THEN NULL
             WHEN made * 2 < CAST(:capacity AS INTEGER)
-                THEN floor(random() * CAST(:capacity AS INTEGER))::INTEGER + 1
+                THEN (SELECT drawn.n FROM (
+                          SELECT floor(random() * CAST(:capacity AS INTEGER))::INTEGER + 1 AS n
+                          FROM generate_series(1, 16)) AS drawn
+                      WHERE NOT EXISTS (SELECT 1 FROM running_slots r WHERE r.slot = drawn.n)
+                      LIMIT 1)
             ELSE (SELECT n FROM generate_series(1, CAST(:capacity AS INTEGER)) n
                   WHERE NOT EXISTS (SELECT 1 FROM running_slots r WHERE r.slot = n)
                   ORDER BY random() LIMIT 1)
