@@ -385,7 +385,7 @@ async def test_a_start_finds_a_slot_whenever_fewer_than_the_limit_are_held(
 ):
     """Slots are made as starts first need them, each at a number picked at random among
     the missing ones. Picked by one guess, a number that existed already failed the take
-    (four times in a row: 3-4 times in these 450 starts on PostgreSQL): a session queued
+    (four times in a row: 1-3 times in these 450 starts on PostgreSQL): a session queued
     with slots to spare, and the fleet's first sessions waited for a promotion."""
     capacity = 1000
     starting = [session(n, status=S.PENDING) for n in range(450)]
