@@ -2,10 +2,10 @@
 start, looked up in the catalogue once per engine rather than once per connection.
 
 asyncpg looks up in the catalogue each type it has no codec for, on each connection, by
-a recursive query PostgreSQL takes 5-9 ms to plan (and two more statements around it to
+a recursive query PostgreSQL takes 7-9 ms to plan (and two more statements around it to
 turn JIT off and on). Statement by statement, that was two or three looks a connection
 (89 in a 200-session run of the engine benchmark); one look as each connection opened
-still cost every new backend that planning, about a fifth of a second of PostgreSQL's CPU
+still cost every new backend that planning, a third of a second of PostgreSQL's CPU
 in a 50-session run, all of it at the start. The types are PostgreSQL's own, with ids
 fixed in its catalogue: what the first connection learned is true of every other one, so
 the rows it read are handed to the next connections' codec tables as asyncpg itself
